@@ -1,0 +1,28 @@
+//! # procuhelp-core
+//!
+//! The building blocks every other ProcuHelp crate shares and nothing more: typed
+//! identifiers ([`OrgId`], [`UserId`]), an injectable [`Clock`], and — behind the `http`
+//! feature — the [`http::SecurityHeadersLayer`] that puts strict browser protections on
+//! every response.
+//!
+//! This crate has no database and (without `http`) no web dependency, so the tenancy,
+//! auth and audit crates can depend on it without depending on each other.
+//!
+//! ```
+//! use procuhelp_core::{OrgId, IdError};
+//!
+//! let org: OrgId = "0191d2a4-6c1e-7a41-9c55-0d1b2f3e4a5b".parse()?;
+//! assert_eq!(org.to_string(), "0191d2a4-6c1e-7a41-9c55-0d1b2f3e4a5b");
+//! assert!(matches!("not-an-id".parse::<OrgId>(), Err(IdError::Malformed { kind: "org", .. })));
+//! # Ok::<(), IdError>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod clock;
+mod ids;
+
+#[cfg(feature = "http")]
+pub mod http;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use ids::{IdError, OrgId, SupplierId, UserId};

@@ -1,0 +1,151 @@
+//! The tenant-scoped handle: the only way application code reaches tenant tables.
+
+use std::fmt;
+
+use procuhelp_core::OrgId;
+use sqlx::pool::PoolConnection;
+use sqlx::{Executor as _, PgConnection, PgPool, Postgres};
+
+use crate::{Error, Result};
+
+/// A pool of connections as the runtime role, from which tenant transactions are opened.
+///
+/// There is deliberately no method that hands out a bare pooled connection: every
+/// statement runs inside a [`TenantTx`] bound to one organisation.
+#[derive(Clone)]
+pub struct TenantDb {
+    pool: PgPool,
+}
+
+impl fmt::Debug for TenantDb {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantDb")
+            .field("pool_size", &self.pool.size())
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantDb {
+    /// Wraps a pool whose connections log in as the runtime role.
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// Opens a transaction bound to `org`.
+    ///
+    /// `BEGIN` and entering the organisation travel in one round trip (a two-statement
+    /// simple query); the setting is transaction-local (`set_config(…, true)`), so it ends
+    /// with the transaction. A handle dropped without [`TenantTx::commit`] or
+    /// [`TenantTx::rollback`] (an early `?`, a panic, a cancelled task) closes its
+    /// connection instead of returning it to the pool, so no half-finished transaction —
+    /// and no tenant setting — can ever reach the next borrower.
+    ///
+    /// Fails with [`Error::UnknownOrg`] when the organisation does not exist.
+    pub async fn begin(&self, org: OrgId) -> Result<TenantTx> {
+        let mut conn = self.pool.acquire().await?;
+        // The literal is a UUID we formatted ourselves (hex digits and hyphens only), so
+        // inlining it cannot inject SQL; it lets BEGIN and the setting share a round trip.
+        let statement = format!(
+            "BEGIN; SELECT app.enter_org('{}'::uuid)",
+            org.as_uuid().hyphenated()
+        );
+        // `Executor::execute` on a plain string with no arguments uses the simple-query
+        // protocol, which runs both statements.
+        match conn.execute(statement.as_str()).await {
+            Ok(_) => Ok(TenantTx {
+                org,
+                conn,
+                finished: false,
+            }),
+            Err(e) => {
+                end_failed_transaction(&mut conn).await;
+                match &e {
+                    sqlx::Error::Database(db) if db.code().as_deref() == Some("PH404") => {
+                        Err(Error::UnknownOrg(org))
+                    }
+                    _ => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// A database transaction bound to one organisation.
+///
+/// Every statement executed through [`TenantTx::conn`] is filtered by row-level security
+/// to [`TenantTx::org`]'s rows — including hand-written SQL with no `WHERE` clause.
+/// Dropping it without [`commit`](TenantTx::commit) or [`rollback`](TenantTx::rollback)
+/// rolls back by closing the connection.
+pub struct TenantTx {
+    org: OrgId,
+    conn: PoolConnection<Postgres>,
+    finished: bool,
+}
+
+impl fmt::Debug for TenantTx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TenantTx")
+            .field("org", &self.org)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TenantTx {
+    /// The organisation this transaction is bound to.
+    pub fn org(&self) -> OrgId {
+        self.org
+    }
+
+    /// The connection, for executing statements inside this transaction.
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
+    /// Commits the transaction.
+    ///
+    /// PostgreSQL answers `COMMIT` in a failed transaction with a silent rollback; the
+    /// `SELECT 1` in front of it fails instead, so a commit that did not happen is always
+    /// an error here, never a success.
+    pub async fn commit(mut self) -> Result<()> {
+        self.finish("SELECT 1; COMMIT").await
+    }
+
+    /// Rolls the transaction back.
+    pub async fn rollback(mut self) -> Result<()> {
+        self.finish("ROLLBACK").await
+    }
+
+    async fn finish(&mut self, statement: &'static str) -> Result<()> {
+        self.finished = true;
+        match self.conn.execute(statement).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                end_failed_transaction(&mut self.conn).await;
+                Err(e.into())
+            }
+        }
+    }
+}
+
+impl Drop for TenantTx {
+    fn drop(&mut self) {
+        if !self.finished {
+            // We cannot await a ROLLBACK here; closing the session rolls back on the
+            // server and guarantees nothing of this transaction is reused.
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// After an error inside (or while opening) a transaction: roll back, or if even that
+/// fails, make sure the connection is closed rather than reused.
+async fn end_failed_transaction(conn: &mut PoolConnection<Postgres>) {
+    if conn.execute("ROLLBACK").await.is_err() {
+        conn.close_on_drop();
+    }
+}

@@ -1,0 +1,54 @@
+//! # procuhelp-tenancy
+//!
+//! Tenant isolation enforced by PostgreSQL, not by application code: every tenant table
+//! has row-level security ENABLED and FORCED with a policy on `org_id`, the server runs as
+//! a role that cannot bypass it, and the only way to reach tenant tables is a
+//! [`TenantTx`] opened for one [`OrgId`](procuhelp_core::OrgId). The tenant is set for that
+//! transaction only, so a pooled connection never carries it into the next borrower's work.
+//!
+//! ```no_run
+//! use procuhelp_core::{OrgId, UserId};
+//! use procuhelp_tenancy::{NewSupplier, PgSupplierRepository, SupplierRepository, TenantDb};
+//!
+//! # async fn demo(pool: sqlx::PgPool, org: OrgId, me: UserId) -> procuhelp_tenancy::Result<()> {
+//! let db = TenantDb::new(pool);
+//! let mut tx = db.begin(org).await?; // BEGIN + tenant in one round trip
+//! let supplier = PgSupplierRepository
+//!     .create(&mut tx, NewSupplier::new("Acme GmbH", "DE")?, me)
+//!     .await?;
+//! // Hand-written SQL with no WHERE clause still sees only this org's rows.
+//! let n: i64 = sqlx::query_scalar("SELECT count(*) FROM app.suppliers")
+//!     .fetch_one(tx.conn())
+//!     .await?;
+//! tx.commit().await?;
+//! # let _ = (supplier, n); Ok(()) }
+//! ```
+//!
+//! * [`migrate`] runs the embedded migrations as the owner role and creates or updates
+//!   the runtime role with only the grants the application needs.
+//! * [`posture::check`] refuses a database where isolation could be bypassed.
+//! * [`embedded::LocalCluster`] (feature `embedded`) runs a private PostgreSQL from the
+//!   system's server binaries, for the no-set-up default.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod db;
+mod error;
+mod migrate;
+pub mod posture;
+mod suppliers;
+
+#[cfg(feature = "embedded")]
+pub mod embedded;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use admin::create_organisation;
+pub use db::{TenantDb, TenantTx};
+pub use error::{Error, Result};
+pub use migrate::{RuntimeRole, migrate, migrator, runtime_grants};
+pub use posture::{PostureError, PostureFinding};
+pub use suppliers::{
+    MAX_SUPPLIER_PAGE, NewSupplier, PgSupplierRepository, Supplier, SupplierRepository,
+    SupplierStatus,
+};

@@ -1,0 +1,341 @@
+//! Suppliers: the first tenant-scoped repository, and the pattern later ones follow.
+//!
+//! A repository method takes the [`TenantTx`] and never an `OrgId`: the tenant comes from
+//! the handle, so a caller cannot ask for another organisation's rows, and inserts take
+//! `org_id` from the handle too.
+
+use async_trait::async_trait;
+use procuhelp_core::{OrgId, SupplierId, UserId};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::{Error, Result, TenantTx};
+
+/// Lifecycle of a supplier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SupplierStatus {
+    /// Invited, not yet onboarded.
+    Invited,
+    /// Onboarded and usable.
+    Active,
+    /// Temporarily blocked.
+    Suspended,
+    /// Kept for records only.
+    Archived,
+}
+
+impl SupplierStatus {
+    /// The stable string stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SupplierStatus::Invited => "invited",
+            SupplierStatus::Active => "active",
+            SupplierStatus::Suspended => "suspended",
+            SupplierStatus::Archived => "archived",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "invited" => SupplierStatus::Invited,
+            "active" => SupplierStatus::Active,
+            "suspended" => SupplierStatus::Suspended,
+            "archived" => SupplierStatus::Archived,
+            _ => {
+                return Err(Error::Invalid {
+                    field: "status",
+                    problem: "unknown status",
+                });
+            }
+        })
+    }
+}
+
+impl std::str::FromStr for SupplierStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Self::parse(s)
+    }
+}
+
+/// A validated new supplier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSupplier {
+    name: String,
+    country: String,
+    vat_id: Option<String>,
+}
+
+impl NewSupplier {
+    /// Validates a name (1–200 characters, no control characters) and an ISO 3166-1
+    /// alpha-2 country code.
+    pub fn new(name: &str, country: &str) -> Result<Self> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 200 {
+            return Err(Error::Invalid {
+                field: "name",
+                problem: "must be 1 to 200 characters",
+            });
+        }
+        if name.chars().any(char::is_control) {
+            return Err(Error::Invalid {
+                field: "name",
+                problem: "must not contain control characters",
+            });
+        }
+        if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(Error::Invalid {
+                field: "country",
+                problem: "must be an ISO 3166-1 alpha-2 code",
+            });
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            country: country.to_owned(),
+            vat_id: None,
+        })
+    }
+
+    /// Adds a VAT id: 2–32 uppercase letters and digits, spaces removed.
+    pub fn with_vat_id(mut self, vat_id: &str) -> Result<Self> {
+        let compact: String = vat_id.chars().filter(|c| !c.is_whitespace()).collect();
+        if !(2..=32).contains(&compact.len())
+            || !compact
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
+            return Err(Error::Invalid {
+                field: "vat_id",
+                problem: "must be 2 to 32 uppercase letters and digits",
+            });
+        }
+        self.vat_id = Some(compact);
+        Ok(self)
+    }
+}
+
+/// A supplier as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Supplier {
+    /// Owning organisation.
+    pub org_id: OrgId,
+    /// Identifier.
+    pub id: SupplierId,
+    /// Display name.
+    pub name: String,
+    /// ISO 3166-1 alpha-2 country.
+    pub country: String,
+    /// VAT id, if known.
+    pub vat_id: Option<String>,
+    /// Lifecycle status.
+    pub status: SupplierStatus,
+    /// Who created it.
+    pub created_by: UserId,
+    /// When it was created.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it last changed.
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+type SupplierRow = (
+    uuid::Uuid,
+    uuid::Uuid,
+    String,
+    String,
+    Option<String>,
+    String,
+    uuid::Uuid,
+    OffsetDateTime,
+    OffsetDateTime,
+);
+
+const COLUMNS: &str =
+    "org_id, id, name, country, vat_id, status, created_by, created_at, updated_at";
+
+fn from_row(row: SupplierRow) -> Result<Supplier> {
+    let (org_id, id, name, country, vat_id, status, created_by, created_at, updated_at) = row;
+    let bad = |_| Error::Invalid {
+        field: "id",
+        problem: "nil UUID in database",
+    };
+    Ok(Supplier {
+        org_id: OrgId::from_uuid(org_id).map_err(bad)?,
+        id: SupplierId::from_uuid(id).map_err(bad)?,
+        name,
+        country,
+        vat_id,
+        status: SupplierStatus::parse(&status)?,
+        created_by: UserId::from_uuid(created_by).map_err(bad)?,
+        created_at,
+        updated_at,
+    })
+}
+
+/// Tenant-scoped access to suppliers.
+#[async_trait]
+pub trait SupplierRepository: Send + Sync {
+    /// Creates a supplier in the transaction's organisation, status `invited`.
+    async fn create(
+        &self,
+        tx: &mut TenantTx,
+        new: NewSupplier,
+        created_by: UserId,
+    ) -> Result<Supplier>;
+    /// One supplier by id, or [`Error::NotFound`] (also for another org's id).
+    async fn get(&self, tx: &mut TenantTx, id: SupplierId) -> Result<Supplier>;
+    /// Suppliers ordered by name then id, at most `limit` (capped at 500) after `after`.
+    async fn list(
+        &self,
+        tx: &mut TenantTx,
+        after: Option<(&str, SupplierId)>,
+        limit: u32,
+    ) -> Result<Vec<Supplier>>;
+    /// Changes a supplier's status.
+    async fn set_status(
+        &self,
+        tx: &mut TenantTx,
+        id: SupplierId,
+        status: SupplierStatus,
+    ) -> Result<Supplier>;
+    /// Deletes a supplier, or [`Error::NotFound`].
+    async fn delete(&self, tx: &mut TenantTx, id: SupplierId) -> Result<()>;
+}
+
+/// The PostgreSQL implementation of [`SupplierRepository`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PgSupplierRepository;
+
+/// The most rows one `list` call returns.
+pub const MAX_SUPPLIER_PAGE: u32 = 500;
+
+#[async_trait]
+impl SupplierRepository for PgSupplierRepository {
+    async fn create(
+        &self,
+        tx: &mut TenantTx,
+        new: NewSupplier,
+        created_by: UserId,
+    ) -> Result<Supplier> {
+        let org = tx.org();
+        let row: SupplierRow = sqlx::query_as(&format!(
+            "INSERT INTO app.suppliers (org_id, id, name, country, vat_id, status, created_by)
+             VALUES ($1, $2, $3, $4, $5, 'invited', $6) RETURNING {COLUMNS}"
+        ))
+        .bind(org.as_uuid())
+        .bind(SupplierId::new().as_uuid())
+        .bind(&new.name)
+        .bind(&new.country)
+        .bind(&new.vat_id)
+        .bind(created_by.as_uuid())
+        .fetch_one(tx.conn())
+        .await?;
+        from_row(row)
+    }
+
+    async fn get(&self, tx: &mut TenantTx, id: SupplierId) -> Result<Supplier> {
+        // No org_id predicate: row-level security supplies it.
+        let row: SupplierRow = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM app.suppliers WHERE id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(tx.conn())
+        .await?
+        .ok_or(Error::NotFound)?;
+        from_row(row)
+    }
+
+    async fn list(
+        &self,
+        tx: &mut TenantTx,
+        after: Option<(&str, SupplierId)>,
+        limit: u32,
+    ) -> Result<Vec<Supplier>> {
+        let limit = i64::from(limit.min(MAX_SUPPLIER_PAGE));
+        let rows: Vec<SupplierRow> = match after {
+            None => sqlx::query_as(&format!("SELECT {COLUMNS} FROM app.suppliers ORDER BY name, id LIMIT $1"))
+                .bind(limit)
+                .fetch_all(tx.conn())
+                .await?,
+            Some((name, id)) => sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM app.suppliers WHERE (name, id) > ($1, $2) ORDER BY name, id LIMIT $3"
+            ))
+            .bind(name)
+            .bind(id.as_uuid())
+            .bind(limit)
+            .fetch_all(tx.conn())
+            .await?,
+        };
+        rows.into_iter().map(from_row).collect()
+    }
+
+    async fn set_status(
+        &self,
+        tx: &mut TenantTx,
+        id: SupplierId,
+        status: SupplierStatus,
+    ) -> Result<Supplier> {
+        let row: SupplierRow = sqlx::query_as(&format!(
+            "UPDATE app.suppliers SET status = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+        ))
+        .bind(id.as_uuid())
+        .bind(status.as_str())
+        .fetch_optional(tx.conn())
+        .await?
+        .ok_or(Error::NotFound)?;
+        from_row(row)
+    }
+
+    async fn delete(&self, tx: &mut TenantTx, id: SupplierId) -> Result<()> {
+        let done = sqlx::query("DELETE FROM app.suppliers WHERE id = $1")
+            .bind(id.as_uuid())
+            .execute(tx.conn())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_rejects_bad_input() {
+        assert!(NewSupplier::new("", "DE").is_err());
+        assert!(NewSupplier::new("   ", "DE").is_err());
+        assert!(NewSupplier::new(&"x".repeat(201), "DE").is_err());
+        assert!(NewSupplier::new("a\u{0}b", "DE").is_err());
+        assert!(NewSupplier::new("Acme", "de").is_err());
+        assert!(NewSupplier::new("Acme", "DEU").is_err());
+        let ok = NewSupplier::new("  Acme  ", "DE").unwrap();
+        assert_eq!(ok.name, "Acme");
+        assert_eq!(
+            ok.with_vat_id("DE 123 456 789").unwrap().vat_id.as_deref(),
+            Some("DE123456789")
+        );
+        assert!(
+            NewSupplier::new("Acme", "DE")
+                .unwrap()
+                .with_vat_id("de-1")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn status_strings_round_trip() {
+        for s in [
+            SupplierStatus::Invited,
+            SupplierStatus::Active,
+            SupplierStatus::Suspended,
+            SupplierStatus::Archived,
+        ] {
+            assert_eq!(SupplierStatus::parse(s.as_str()).unwrap(), s);
+        }
+        assert!(SupplierStatus::parse("deleted").is_err());
+    }
+}

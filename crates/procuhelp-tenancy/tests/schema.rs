@@ -1,0 +1,165 @@
+//! Schema-level guarantees: the declared way to make a tenant table, index use by scoped
+//! reads, and the runtime role's exact privileges.
+
+use procuhelp_tenancy::testkit::ScratchDb;
+use procuhelp_tenancy::{TenantDb, create_organisation, runtime_grants};
+
+#[tokio::test]
+async fn scoped_point_read_uses_the_tenant_index_with_one_initplan() {
+    let scratch = ScratchDb::migrated().await.unwrap();
+    let owner = scratch.owner_pool(1).await.unwrap();
+    let mut orgs = Vec::new();
+    for i in 0..20 {
+        orgs.push(
+            create_organisation(&owner, &format!("org {i}"))
+                .await
+                .unwrap(),
+        );
+    }
+    // 20 orgs x 500 rows, loaded as the superuser (RLS does not bind it).
+    let admin = scratch.admin_pool(1).await.unwrap();
+    sqlx::query(
+        "INSERT INTO app.suppliers (org_id, id, name, country, status, created_by)
+         SELECT o, gen_random_uuid(), 'supplier ' || g, 'DE', 'active', gen_random_uuid()
+         FROM unnest($1::uuid[]) AS o, generate_series(1, 500) AS g",
+    )
+    .bind(orgs.iter().map(|o| o.as_uuid()).collect::<Vec<_>>())
+    .execute(&admin)
+    .await
+    .unwrap();
+    sqlx::query("ANALYZE app.suppliers")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let some_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM app.suppliers WHERE org_id = $1 LIMIT 1")
+            .bind(orgs[3].as_uuid())
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+
+    let db = TenantDb::new(scratch.runtime_pool(1).await.unwrap());
+    let mut tx = db.begin(orgs[3]).await.unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN (COSTS OFF) SELECT * FROM app.suppliers WHERE id = '{some_id}'"
+    ))
+    .fetch_all(tx.conn())
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.contains("Index Scan using suppliers_pkey"), "{plan}");
+    assert!(
+        plan.contains("Index Cond: ((org_id = $0) AND (id = "),
+        "tenant predicate is not an index condition:\n{plan}"
+    );
+    assert_eq!(
+        plan.matches("InitPlan").count(),
+        1,
+        "setting must be evaluated once per statement:\n{plan}"
+    );
+    let list: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN (COSTS OFF) SELECT * FROM app.suppliers ORDER BY name, id LIMIT 50",
+    )
+    .fetch_all(tx.conn())
+    .await
+    .unwrap();
+    let list = list.join("\n");
+    assert!(list.contains("suppliers_by_name"), "{list}");
+    tx.rollback().await.unwrap();
+
+    db.close().await;
+    admin.close().await;
+    owner.close().await;
+    scratch.drop_all().await.unwrap();
+}
+
+#[tokio::test]
+async fn runtime_role_has_exactly_the_declared_grants() {
+    let scratch = ScratchDb::migrated().await.unwrap();
+    let admin = scratch.admin_pool(1).await.unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'app' AND c.relkind IN ('r', 'p', 'v', 'm') ORDER BY 1",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    let declared: Vec<&str> = runtime_grants().iter().map(|(t, _)| *t).collect();
+    for t in &tables {
+        assert!(
+            declared.contains(&t.as_str()),
+            "table {t} has no entry in runtime_grants()"
+        );
+    }
+    let role = scratch.runtime_role().name().to_owned();
+    let privileges: Vec<(String, String)> = sqlx::query_as(
+        "SELECT table_schema || '.' || table_name, string_agg(privilege_type, ', ' ORDER BY privilege_type)
+         FROM information_schema.role_table_grants WHERE grantee = $1 GROUP BY 1 ORDER BY 1",
+    )
+    .bind(&role)
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(
+        privileges,
+        vec![
+            ("app.organisations".to_owned(), "SELECT".to_owned()),
+            (
+                "app.suppliers".to_owned(),
+                "DELETE, INSERT, SELECT, UPDATE".to_owned()
+            ),
+        ]
+    );
+    let (is_super, bypass, owns): (bool, bool, i64) = sqlx::query_as(
+        "SELECT r.rolsuper, r.rolbypassrls, (SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid)
+         FROM pg_roles r WHERE r.rolname = $1",
+    )
+    .bind(&role)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(!is_super && !bypass && owns == 0);
+
+    // A privilege added by hand is removed by the next migrate.
+    sqlx::raw_sql(&format!("GRANT UPDATE ON app.organisations TO {role}"))
+        .execute(&admin)
+        .await
+        .unwrap();
+    procuhelp_tenancy::migrate(
+        &scratch.owner_pool(1).await.unwrap(),
+        scratch.runtime_role(),
+    )
+    .await
+    .unwrap();
+    let can_update: bool =
+        sqlx::query_scalar("SELECT has_table_privilege($1, 'app.organisations', 'UPDATE')")
+            .bind(&role)
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert!(!can_update);
+
+    admin.close().await;
+    scratch.drop_all().await.unwrap();
+}
+
+#[tokio::test]
+async fn declare_tenant_table_refuses_a_table_without_org_id() {
+    let scratch = ScratchDb::migrated().await.unwrap();
+    let owner = scratch.owner_pool(1).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE app.loose (id uuid)")
+        .execute(&owner)
+        .await
+        .unwrap();
+    let err = sqlx::raw_sql("CALL app.declare_tenant_table('app.loose')")
+        .execute(&owner)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("needs a column org_id uuid NOT NULL"),
+        "{err}"
+    );
+    owner.close().await;
+    scratch.drop_all().await.unwrap();
+}

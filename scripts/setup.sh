@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Idempotent machine setup for the test suite and CI: installs what the tests need
+# (Debian packages, PyPI tools, cargo tools) and makes sure the services they talk to
+# are running. Safe to run again: each part checks first and installs only what is
+# missing. Used by .ci/run and scripts/test.sh; needs root (the dev and CI machines run
+# as root).
+#
+# To add a dependency, add one line to the matching list below.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+# ---- Debian packages ---------------------------------------------------------------
+# "package  command": the package is installed unless the command is already on PATH.
+# Use "-" as the command to check the package itself (dpkg status) instead.
+APT_PACKAGES=(
+    "postgresql-client  pg_isready" # pg_isready/psql: service check, scratch databases
+    "curl               curl"       # health checks in scripts/test.sh
+    "git                git"        # scripts/deny.sh turns the advisory snapshot into a repo
+)
+
+# ---- PyPI packages (installed with --no-deps, so list every module they import) ----
+# httpobs 0.9.3 (Mozilla HTTP Observatory scanner; `httpobs-local-scan`) declares a huge
+# server-side dependency list (uwsgi, psycopg2, flask, ...). The local scanner only
+# imports: requests (+ urllib3, idna, certifi, charset-normalizer), beautifulsoup4
+# (+ soupsieve, typing_extensions), publicsuffixlist, celery (for its exception types:
+# + billiard, kombu, amqp, vine, click). Checked in a fresh venv.
+PIP_PACKAGES=(
+    httpobs==0.9.3
+    beautifulsoup4==4.15.0
+    soupsieve==4.1.3
+    typing_extensions==4.15.0
+    publicsuffixlist==1.1.2.20261023
+    celery==5.7.0
+    billiard==4.3.2
+    kombu==5.7.0
+    amqp==5.4.2
+    vine==5.1.0
+    click==8.4.0
+    requests==2.34.2
+    urllib3==2.7.0
+    idna==3.13
+    certifi==2026.5.20
+    charset-normalizer==3.4.7
+)
+
+# ---- cargo tools -------------------------------------------------------------------
+# "crate  version  check-command": installed with `cargo install --locked` when the
+# check command fails. cargo-nextest ships with the machine image (/usr/local/bin).
+CARGO_TOOLS=(
+    "cargo-deny     0.20.2  cargo deny --version"
+    "cargo-nextest  0.9.143 cargo nextest --version"
+)
+
+PG_HOST=127.0.0.1
+PG_PORT=5432
+
+elapsed() { echo "$(($(date +%s) - $1))s"; }
+
+install_apt_packages() {
+    local line pkg cmd missing=()
+    for line in "${APT_PACKAGES[@]}"; do
+        read -r pkg cmd <<<"$line"
+        if [[ "$cmd" != "-" ]] && command -v "$cmd" >/dev/null 2>&1; then
+            continue
+        fi
+        if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+            continue
+        fi
+        missing+=("$pkg")
+    done
+    if ((${#missing[@]} == 0)); then
+        log "apt: all present"
+        return 0
+    fi
+    local t0
+    t0=$(date +%s)
+    log "apt: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    log "apt: done in $(elapsed "$t0")"
+}
+
+pip_flags() {
+    # Debian's own python3 refuses `pip install` outside a venv (PEP 668); the machine's
+    # pyenv Python does not. This is a throwaway test machine either way.
+    if python3 -c 'import sys, sysconfig, os; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")) else 1)'; then
+        echo "--break-system-packages"
+    fi
+}
+
+install_pip_packages() {
+    python3 -m pip --version >/dev/null 2>&1 || die "python3 has no pip (python3=$(command -v python3)); the machine image ships pyenv's CPython with pip"
+    local missing
+    # Requirements whose exact pinned version is not installed.
+    missing=$(python3 - "${PIP_PACKAGES[@]}" <<'PY'
+import sys
+from importlib import metadata
+for req in sys.argv[1:]:
+    name, _, version = req.partition("==")
+    try:
+        if metadata.version(name) == version:
+            continue
+    except metadata.PackageNotFoundError:
+        pass
+    print(req)
+PY
+)
+    if [[ -z "$missing" ]]; then
+        log "pip: all present"
+        return 0
+    fi
+    local t0
+    t0=$(date +%s)
+    # shellcheck disable=SC2086 # word splitting of the requirement list is intended
+    log "pip: installing" $missing
+    # shellcheck disable=SC2046,SC2086
+    python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        $(pip_flags) --no-deps $missing
+    # pyenv only creates shims for new console scripts (httpobs-local-scan) on rehash.
+    if command -v pyenv >/dev/null 2>&1; then
+        pyenv rehash || true
+    fi
+    log "pip: done in $(elapsed "$t0")"
+}
+
+install_cargo_tools() {
+    local line crate version check
+    for line in "${CARGO_TOOLS[@]}"; do
+        read -r crate version check <<<"$line"
+        # shellcheck disable=SC2086 # $check is a command line
+        if $check >/dev/null 2>&1; then
+            log "cargo: $crate present ($($check 2>/dev/null | head -n1))"
+            continue
+        fi
+        local t0
+        t0=$(date +%s)
+        log "cargo: installing $crate $version (takes minutes: it is compiled)"
+        cargo install --locked "$crate" --version "$version"
+        log "cargo: $crate done in $(elapsed "$t0")"
+    done
+}
+
+ensure_postgres() {
+    if pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then
+        log "postgres: accepting connections at $PG_HOST:$PG_PORT"
+        return 0
+    fi
+    log "postgres: not answering at $PG_HOST:$PG_PORT, starting it"
+    local versions
+    versions=$(ls /etc/postgresql 2>/dev/null || true)
+    [[ -n "$versions" ]] || die "PostgreSQL server is not installed (/etc/postgresql is missing).
+The tests need PostgreSQL at $PG_HOST:$PG_PORT (trust auth, superuser postgres); the
+rust-svc machine image provides it."
+    local v
+    for v in $versions; do
+        pg_ctlcluster --skip-systemctl-redirect "$v" main start || warn "pg_ctlcluster $v main start failed"
+    done
+    local i
+    for i in $(seq 1 30); do
+        if pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then
+            log "postgres: up after ${i}s"
+            return 0
+        fi
+        sleep 1
+    done
+    pg_isready -h "$PG_HOST" -p "$PG_PORT" || true
+    die "PostgreSQL is not reachable at $PG_HOST:$PG_PORT after starting it.
+Start it by hand with:
+  pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql) main start
+and check /var/log/postgresql/. The tests do not skip without it."
+}
+
+main() {
+    local t0
+    t0=$(date +%s)
+    [[ $EUID -eq 0 ]] || warn "not root: apt-get install and pg_ctlcluster may fail"
+    install_apt_packages
+    install_pip_packages
+    install_cargo_tools
+    ensure_postgres
+    log "setup: done in $(elapsed "$t0")"
+}
+
+main "$@"
