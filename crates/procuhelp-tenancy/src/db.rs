@@ -69,6 +69,14 @@ impl TenantDb {
         }
     }
 
+    /// Checks that a connection can be had and answers (for health checks). Runs no
+    /// statement on any tenant table.
+    pub async fn ping(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        conn.execute("SELECT 1").await?;
+        Ok(())
+    }
+
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;

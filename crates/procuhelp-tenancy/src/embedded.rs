@@ -21,6 +21,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use sqlx::Executor as _;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio::process::Command;
@@ -127,11 +128,10 @@ impl LocalCluster {
                 problem: "path too long for a Unix socket (use a shorter --data-dir)".to_owned(),
             });
         }
-        let run_as = if rustix::process::geteuid().is_root() {
-            Some(unprivileged_user()?)
-        } else {
-            None
-        };
+        let run_as = cluster_os_user()?;
+        if let Some(user) = run_as {
+            check_searchable(&dir, user)?;
+        }
         let cluster = Self {
             pgdata,
             socket_dir,
@@ -280,11 +280,13 @@ impl LocalCluster {
                 .fetch_one(&mut conn)
                 .await?;
         if !has_owner {
-            sqlx::raw_sql(&format!(
-                "CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE",
-                Self::OWNER_ROLE
-            ))
-            .execute(&mut conn)
+            conn.execute(
+                format!(
+                    "CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE",
+                    Self::OWNER_ROLE
+                )
+                .as_str(),
+            )
             .await?;
         }
         let has_db: bool =
@@ -293,12 +295,14 @@ impl LocalCluster {
                 .fetch_one(&mut conn)
                 .await?;
         if !has_db {
-            sqlx::raw_sql(&format!(
-                "CREATE DATABASE {} OWNER {}",
-                Self::DATABASE,
-                Self::OWNER_ROLE
-            ))
-            .execute(&mut conn)
+            conn.execute(
+                format!(
+                    "CREATE DATABASE {} OWNER {}",
+                    Self::DATABASE,
+                    Self::OWNER_ROLE
+                )
+                .as_str(),
+            )
             .await?;
         }
         conn.close().await?;
@@ -349,6 +353,47 @@ fn find_binaries(bin_dir: Option<&Path>) -> Result<PathBuf, EmbeddedError> {
     Err(EmbeddedError::BinariesMissing {
         searched: searched.join(", "),
     })
+}
+
+/// The OS user (uid, gid) the cluster runs as: `None` when we are not root (it runs as
+/// us), else the `postgres` user, or `nobody`. A data directory created by a root process
+/// must let this user search it (e.g. group-owned by the gid, mode 0710).
+pub fn cluster_os_user() -> Result<Option<(u32, u32)>, EmbeddedError> {
+    if rustix::process::geteuid().is_root() {
+        unprivileged_user().map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// Every existing ancestor of `dir` must be searchable by `user`, or PostgreSQL cannot
+/// reach its own data directory; say which one is not.
+fn check_searchable(dir: &Path, (uid, gid): (u32, u32)) -> Result<(), EmbeddedError> {
+    use std::os::unix::fs::MetadataExt;
+    for ancestor in dir.ancestors() {
+        let Ok(meta) = std::fs::metadata(ancestor) else {
+            continue;
+        };
+        let mode = meta.mode();
+        let searchable = if meta.uid() == uid {
+            mode & 0o100 != 0
+        } else if meta.gid() == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !searchable {
+            return Err(EmbeddedError::DataDir {
+                path: ancestor.display().to_string(),
+                problem: format!(
+                    "the embedded PostgreSQL runs as uid {uid} (PostgreSQL refuses to run as root) and cannot \
+                     search this directory; choose a --data-dir it can reach, or grant it search permission \
+                     (e.g. chgrp {gid} and chmod g+x)"
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The uid/gid the cluster runs as when we are root: `postgres` if it exists, else

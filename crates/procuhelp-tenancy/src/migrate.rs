@@ -1,5 +1,6 @@
 //! Migrations (run as the owner role) and the runtime role the server logs in as.
 
+use sqlx::Executor as _;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
@@ -102,7 +103,7 @@ pub async fn migrate(owner: &PgPool, runtime: &RuntimeRole) -> Result<()> {
             .bind(runtime.name())
             .fetch_one(&mut *tx)
             .await?;
-        sqlx::raw_sql(&sql).execute(&mut *tx).await?;
+        (&mut *tx).execute(sql.as_str()).await?;
     }
     let (is_super, bypass): (bool, bool) =
         sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1")

@@ -9,6 +9,7 @@
 use std::str::FromStr;
 
 use rand::Rng;
+use sqlx::Executor as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
@@ -54,13 +55,11 @@ impl ScratchDb {
             ))
         })?;
         // Names are generated from hex digits above: safe to inline.
-        sqlx::raw_sql(&format!(
-            "CREATE ROLE {owner} LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE"
-        ))
-        .execute(&mut conn)
+        conn.execute(
+            format!("CREATE ROLE {owner} LOGIN NOSUPERUSER NOBYPASSRLS CREATEROLE").as_str(),
+        )
         .await?;
-        sqlx::raw_sql(&format!("CREATE DATABASE {name} OWNER {owner}"))
-            .execute(&mut conn)
+        conn.execute(format!("CREATE DATABASE {name} OWNER {owner}").as_str())
             .await?;
         conn.close().await?;
         Ok(Self {
@@ -125,7 +124,7 @@ impl ScratchDb {
             format!("DROP ROLE IF EXISTS {}", self.runtime.name()),
             format!("DROP ROLE IF EXISTS {}", self.owner),
         ] {
-            sqlx::raw_sql(&sql).execute(&mut conn).await?;
+            conn.execute(sql.as_str()).await?;
         }
         Ok(())
     }

@@ -1,0 +1,137 @@
+//! The router and its layers.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json};
+use procuhelp_core::http::{CspNonce, SecurityHeadersLayer};
+use procuhelp_tenancy::TenantDb;
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Tenant-scoped data access.
+    pub tenants: TenantDb,
+}
+
+/// Limits applied to every request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Time allowed for one request.
+    pub request_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The complete application: [`routes`] wrapped by [`harden`].
+pub fn app(state: AppState, limits: Limits) -> Router {
+    harden(routes(state), limits)
+}
+
+/// The routes, without the protective layers.
+pub fn routes(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(home))
+        .route("/healthz", get(healthz))
+        .route(
+            "/api/suppliers",
+            get(requires_sign_in).post(requires_sign_in),
+        )
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Wraps `router` in the layers every response passes through. Security headers are
+/// outermost so that 413s, 408s and 500s from the inner layers carry them too.
+pub fn harden(router: Router, limits: Limits) -> Router {
+    router
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            limits.request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                // The panic payload may hold internal detail: it is not echoed.
+                tracing::error!("handler panicked");
+                error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            },
+        ))
+        .layer(SecurityHeadersLayer::strict())
+}
+
+/// The plain-HTTP app: every request is permanently redirected to the same path on
+/// `https://{host}:{port}`. The host is configuration, never the request's Host header,
+/// so this cannot be turned into an open redirect.
+pub fn redirect_app(host: String, https_port: u16) -> Router {
+    let authority = if https_port == 443 {
+        host
+    } else {
+        format!("{host}:{https_port}")
+    };
+    Router::new()
+        .fallback(move |uri: Uri| {
+            let authority = authority.clone();
+            async move {
+                let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                let location = format!("https://{authority}{path}");
+                (
+                    StatusCode::PERMANENT_REDIRECT,
+                    [(header::LOCATION, location)],
+                )
+            }
+        })
+        .layer(SecurityHeadersLayer::strict())
+}
+
+/// A JSON error body with a fixed, non-revealing message.
+pub fn error_response(status: StatusCode, message: &'static str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn home(Extension(nonce): Extension<CspNonce>) -> Html<String> {
+    let nonce = nonce.as_str();
+    Html(format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>ProcuHelp</title>
+<style nonce="{nonce}">body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;color:#222}}</style>
+</head><body><h1>ProcuHelp</h1>
+<p>Procurement with tenant isolation enforced by the database.</p>
+<p>Service status: <a href="/healthz">/healthz</a></p></body></html>"#
+    ))
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), state.tenants.ping()).await {
+        Ok(Ok(())) => Json(json!({ "status": "ok" })).into_response(),
+        _ => error_response(StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+    }
+}
+
+/// Tenant-scoped endpoints derive the tenant from an authenticated session only; until
+/// sign-in exists every such request is refused (fail closed).
+async fn requires_sign_in(_req: Request) -> Response {
+    error_response(StatusCode::UNAUTHORIZED, "authentication required")
+}
+
+async fn not_found() -> Response {
+    error_response(StatusCode::NOT_FOUND, "not found")
+}

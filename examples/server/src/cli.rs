@@ -1,0 +1,97 @@
+//! Command-line interface.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// ProcuHelp: procurement with tenant isolation enforced by the database.
+///
+/// With no database configured, every command uses the embedded PostgreSQL cluster kept
+/// in the data directory (needs the PostgreSQL server binaries: Debian package
+/// `postgresql`). With `--database-url-file`, that server is used instead.
+#[derive(Debug, Parser)]
+#[command(name = "procuhelp-server", version, about, long_about)]
+pub struct Cli {
+    /// Log filter (e.g. `info`, `debug`, `procuhelp_tenancy=debug,info`).
+    #[arg(long, global = true, value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve HTTPS (migrations applied and posture checked first on the embedded database).
+    Serve(ServeArgs),
+    /// Apply migrations and create/update the runtime role (run as the schema owner).
+    Migrate(MigrateArgs),
+    /// Check the database's isolation posture as the runtime role; exit 1 on any problem.
+    Posture(DatabaseArgs),
+    /// Create two demo organisations with a few suppliers each and print their ids.
+    SeedDemo(MigrateArgs),
+}
+
+/// Where the database is.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Data directory: TLS certificate, embedded database.
+    #[arg(long, default_value = "data", value_name = "DIR")]
+    pub data_dir: PathBuf,
+
+    /// File holding the PostgreSQL URL to use instead of the embedded database. For
+    /// `serve` and `posture`: a URL of the runtime role; for `migrate`/`seed-demo`: of the
+    /// schema owner. Read from a file so that passwords stay out of argv and the
+    /// environment.
+    #[arg(long, value_name = "FILE")]
+    pub database_url_file: Option<PathBuf>,
+
+    /// Directory holding initdb/pg_ctl/postgres for the embedded database (default: the
+    /// newest /usr/lib/postgresql/*/bin, then PATH).
+    #[arg(long, value_name = "DIR")]
+    pub pg_bin_dir: Option<PathBuf>,
+}
+
+/// Arguments of `migrate` and `seed-demo`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// Where the database is.
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+
+    /// Name of the runtime role to create or update.
+    #[arg(long, default_value = procuhelp_tenancy::RuntimeRole::DEFAULT_NAME, value_name = "ROLE")]
+    pub runtime_role: String,
+}
+
+/// Arguments of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Where the database is.
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+
+    /// HTTPS listen address.
+    #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
+    pub https_addr: SocketAddr,
+
+    /// Optional plain-HTTP listen address; it only redirects to HTTPS.
+    #[arg(long, value_name = "ADDR")]
+    pub http_redirect_addr: Option<SocketAddr>,
+
+    /// Host name used in redirects and the generated certificate (default: the HTTPS
+    /// address's IP). Never taken from the request's Host header.
+    #[arg(long, value_name = "HOST")]
+    pub public_host: Option<String>,
+
+    /// Maximum request body in bytes.
+    #[arg(long, default_value_t = 1024 * 1024, value_name = "BYTES")]
+    pub max_body_bytes: usize,
+
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    pub request_timeout_secs: u64,
+}

@@ -1,0 +1,149 @@
+//! `procuhelp-server serve`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use procuhelp_tenancy::{RuntimeRole, TenantDb};
+
+use crate::app::{self, AppState, Limits};
+use crate::cli::ServeArgs;
+use crate::database::Database;
+use crate::tls;
+
+/// Serves until SIGINT/SIGTERM (or until `handle` is told to shut down).
+///
+/// Start-up order is the security argument: the database is opened, migrated (embedded
+/// mode) and its posture checked *before* any port is bound; any failure refuses to serve.
+pub async fn serve(args: ServeArgs, handle: Option<Handle<SocketAddr>>) -> anyhow::Result<()> {
+    create_private_dir(&args.db.data_dir)?;
+    let db = Database::open(&args.db).await?;
+    let result = serve_on(&args, &db, handle).await;
+    db.close().await?;
+    result
+}
+
+async fn serve_on(
+    args: &ServeArgs,
+    db: &Database,
+    handle: Option<Handle<SocketAddr>>,
+) -> anyhow::Result<()> {
+    let role = RuntimeRole::default();
+    if db.is_embedded() {
+        let owner = db.owner_pool().await?;
+        let migrated = procuhelp_tenancy::migrate(&owner, &role).await;
+        owner.close().await;
+        migrated.context("applying migrations to the embedded database")?;
+    }
+    let runtime = db.runtime_pool(&role, 16).await?;
+    if let Err(e) = procuhelp_tenancy::posture::check(&runtime).await {
+        runtime.close().await;
+        return Err(e).context("posture check failed");
+    }
+
+    let host = args
+        .public_host
+        .clone()
+        .unwrap_or_else(|| args.https_addr.ip().to_string());
+    let cert = tls::load_or_create(&args.db.data_dir, &host)?;
+    let tls_config = RustlsConfig::from_config(tls::server_config(&cert)?);
+    let limits = Limits {
+        max_body_bytes: args.max_body_bytes,
+        request_timeout: Duration::from_secs(args.request_timeout_secs),
+    };
+    let app = app::app(
+        AppState {
+            tenants: TenantDb::new(runtime.clone()),
+        },
+        limits,
+    );
+
+    let handle = handle.unwrap_or_default();
+    let redirect_handle: Handle<SocketAddr> = Handle::new();
+    let signals = {
+        let (handle, redirect_handle) = (handle.clone(), redirect_handle.clone());
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            handle.graceful_shutdown(Some(Duration::from_secs(10)));
+            redirect_handle.graceful_shutdown(Some(Duration::from_secs(1)));
+        })
+    };
+    let redirect = match args.http_redirect_addr {
+        Some(addr) => {
+            let redirect = app::redirect_app(host.clone(), args.https_addr.port());
+            let server = axum_server::bind(addr).handle(redirect_handle.clone());
+            Some(tokio::spawn(async move {
+                server.serve(redirect.into_make_service()).await
+            }))
+        }
+        None => None,
+    };
+    {
+        let handle = handle.clone();
+        let host = host.clone();
+        tokio::spawn(async move {
+            if let Some(addr) = handle.listening().await {
+                announce(&host, addr);
+            }
+        });
+    }
+    let served = axum_server::bind_rustls(args.https_addr, tls_config)
+        .handle(handle)
+        .serve(app.into_make_service())
+        .await
+        .with_context(|| format!("serving HTTPS on {}", args.https_addr));
+    signals.abort();
+    redirect_handle.graceful_shutdown(Some(Duration::from_secs(1)));
+    if let Some(task) = redirect {
+        let _ = task.await;
+    }
+    runtime.close().await;
+    served
+}
+
+#[expect(clippy::print_stdout, reason = "the operator needs the URL")]
+fn announce(host: &str, addr: SocketAddr) {
+    println!("ProcuHelp is listening on https://{host}:{}/", addr.port());
+}
+
+/// The data directory is private (0700). When we run as root, the embedded PostgreSQL runs
+/// as another OS user that must be able to search it: then it is group-owned by that
+/// user's group with mode 0710 (search only: no listing, and every file inside keeps its
+/// own private mode).
+pub fn create_private_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    let mode = match procuhelp_tenancy::embedded::cluster_os_user()? {
+        Some((_, gid)) => {
+            std::os::unix::fs::chown(dir, None, Some(gid))
+                .with_context(|| format!("chgrp {}", dir.display()))?;
+            0o710
+        }
+        None => 0o700,
+    };
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {mode:o} {}", dir.display()))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! The real server, started in-process as `serve` does: embedded database, migrations,
+//! posture check, self-signed HTTPS, HTTP redirect; and a refusal to serve from a
+//! database whose posture is wrong.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use axum_server::Handle;
+use procuhelp_server::cli::{DatabaseArgs, ServeArgs};
+use procuhelp_tenancy::testkit::ScratchDb;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn args(data_dir: PathBuf, database_url_file: Option<PathBuf>) -> ServeArgs {
+    ServeArgs {
+        db: DatabaseArgs {
+            data_dir,
+            database_url_file,
+            pg_bin_dir: None,
+        },
+        https_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        http_redirect_addr: Some(SocketAddr::from(([127, 0, 0, 1], free_port()))),
+        public_host: None,
+        max_body_bytes: 1024 * 1024,
+        request_timeout_secs: 10,
+    }
+}
+
+fn temp_dir() -> PathBuf {
+    // Under /tmp: when tests run as root, the embedded cluster's OS user must reach it.
+    std::env::temp_dir().join(format!("ph-serve-{}", uuid::Uuid::new_v4().simple()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_on_embedded_defaults_and_redirects_http() {
+    procuhelp_server::tls::install_crypto_provider();
+    let dir = temp_dir();
+    let args = args(dir.clone(), None);
+    let (https, http) = (args.https_addr, args.http_redirect_addr.unwrap());
+    let handle: Handle<SocketAddr> = Handle::new();
+    let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
+    let listening = tokio::time::timeout(Duration::from_secs(60), handle.listening())
+        .await
+        .unwrap();
+    assert_eq!(listening, Some(https));
+
+    // Trust exactly the certificate the server generated.
+    let cert = std::fs::read(dir.join("tls/cert.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let res = client
+        .get(format!("https://127.0.0.1:{}/healthz", https.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers().contains_key("strict-transport-security"));
+    assert_eq!(res.text().await.unwrap(), r#"{"status":"ok"}"#);
+
+    let res = client
+        .get(format!("http://127.0.0.1:{}/a?b=c", http.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 308);
+    assert_eq!(
+        res.headers()["location"],
+        format!("https://127.0.0.1:{}/a?b=c", https.port())
+    );
+
+    // Private material stays private.
+    use std::os::unix::fs::PermissionsExt;
+    let key_mode = std::fs::metadata(dir.join("tls/key.pem"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(key_mode, 0o600);
+    let dir_mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert!(
+        dir_mode & 0o007 == 0,
+        "data dir is open to others: {dir_mode:o}"
+    );
+
+    handle.graceful_shutdown(Some(Duration::from_secs(5)));
+    server.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_to_serve_when_the_runtime_role_is_a_superuser() {
+    procuhelp_server::tls::install_crypto_provider();
+    let scratch = ScratchDb::migrated().await.unwrap();
+    let dir = temp_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    // The configured URL logs in as the superuser: RLS would not bind it.
+    let admin_url = std::env::var("PROCUHELP_TEST_ADMIN_URL")
+        .unwrap_or_else(|_| procuhelp_tenancy::testkit::DEFAULT_ADMIN_URL.to_owned());
+    let url = format!(
+        "{}/{}",
+        admin_url.rsplit_once('/').unwrap().0,
+        scratch.name()
+    );
+    let url_file = dir.join("db-url");
+    std::fs::write(&url_file, url).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let args = args(dir.join("data"), Some(url_file.clone()));
+    let https = args.https_addr;
+    let err = procuhelp_server::serve::serve(args, None)
+        .await
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("posture") && msg.contains("superuser"),
+        "{msg}"
+    );
+    // Nothing was bound.
+    assert!(std::net::TcpListener::bind(https).is_ok());
+
+    // A URL file readable by others is refused before anything connects.
+    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = procuhelp_server::serve::serve(self::args(dir.join("data"), Some(url_file)), None)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("chmod 600"), "{err:#}");
+
+    std::fs::remove_dir_all(&dir).ok();
+    scratch.drop_all().await.unwrap();
+}
+
+#[test]
+fn cli_definition_is_consistent() {
+    use clap::CommandFactory;
+    procuhelp_server::cli::Cli::command().debug_assert();
+}
