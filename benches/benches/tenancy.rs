@@ -1,1 +1,126 @@
-fn main() {}
+//! Tenant-scoped reads through the SDK against the same SQL with an explicit
+//! `WHERE org_id = $1` on a connection with no tenant context (a role RLS does not bind),
+//! in the same run, on the same data: 1,000 organisations x 1,000 suppliers.
+//!
+//! Needs the machine's PostgreSQL (`PROCUHELP_TEST_ADMIN_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). Run: `cargo bench -p procuhelp-benches --bench tenancy`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a bench set-up failure should stop the bench
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use procuhelp_core::{OrgId, SupplierId};
+use procuhelp_tenancy::testkit::ScratchDb;
+use procuhelp_tenancy::{PgSupplierRepository, SupplierRepository, TenantDb, create_organisation};
+use rand::Rng;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const ORGS: usize = 1_000;
+const ROWS_PER_ORG: i32 = 1_000;
+const POOL: u32 = 4;
+
+struct Fixture {
+    scratch: ScratchDb,
+    raw: PgPool,
+    db: TenantDb,
+    samples: Vec<(OrgId, SupplierId)>,
+}
+
+async fn fixture() -> Fixture {
+    let scratch = ScratchDb::migrated().await.unwrap();
+    let owner = scratch.owner_pool(2).await.unwrap();
+    let mut orgs = Vec::with_capacity(ORGS);
+    for i in 0..ORGS {
+        orgs.push(create_organisation(&owner, &format!("org {i}")).await.unwrap());
+    }
+    owner.close().await;
+    let admin = scratch.admin_pool(POOL).await.unwrap();
+    for chunk in orgs.chunks(100) {
+        sqlx::query(
+            "INSERT INTO app.suppliers (org_id, id, name, country, status, created_by)
+             SELECT o, gen_random_uuid(), 'supplier ' || g, 'DE', 'active', gen_random_uuid()
+             FROM unnest($1::uuid[]) AS o, generate_series(1, $2) AS g",
+        )
+        .bind(chunk.iter().map(|o| o.as_uuid()).collect::<Vec<_>>())
+        .bind(ROWS_PER_ORG)
+        .execute(&admin)
+        .await
+        .unwrap();
+    }
+    sqlx::query("VACUUM ANALYZE app.suppliers").execute(&admin).await.unwrap();
+    let rows: Vec<(Uuid, Uuid)> = sqlx::query_as("SELECT org_id, id FROM app.suppliers TABLESAMPLE SYSTEM (1) LIMIT 4096")
+        .fetch_all(&admin)
+        .await
+        .unwrap();
+    let samples = rows
+        .into_iter()
+        .map(|(o, i)| (OrgId::from_uuid(o).unwrap(), SupplierId::from_uuid(i).unwrap()))
+        .collect();
+    let db = TenantDb::new(scratch.runtime_pool(POOL).await.unwrap());
+    Fixture { scratch, raw: admin, db, samples }
+}
+
+type Row = (Uuid, Uuid, String, String, Option<String>, String, Uuid, time::OffsetDateTime, time::OffsetDateTime);
+const COLUMNS: &str = "org_id, id, name, country, vat_id, status, created_by, created_at, updated_at";
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let f = rt.block_on(fixture());
+    let pick = |f: &Fixture| f.samples[rand::rng().random_range(0..f.samples.len())];
+    let point_sql = format!("SELECT {COLUMNS} FROM app.suppliers WHERE org_id = $1 AND id = $2");
+    let list_sql = format!("SELECT {COLUMNS} FROM app.suppliers WHERE org_id = $1 ORDER BY name, id LIMIT 50");
+
+    let mut g = c.benchmark_group("point_read");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("raw_where_org_id", |b| {
+        b.to_async(&rt).iter(|| async {
+            let (org, id) = pick(&f);
+            let row: Row = sqlx::query_as(&point_sql).bind(org.as_uuid()).bind(id.as_uuid()).fetch_one(&f.raw).await.unwrap();
+            row
+        })
+    });
+    g.bench_function("sdk_scoped", |b| {
+        b.to_async(&rt).iter(|| async {
+            let (org, id) = pick(&f);
+            let mut tx = f.db.begin(org).await.unwrap();
+            let s = PgSupplierRepository.get(&mut tx, id).await.unwrap();
+            tx.commit().await.unwrap();
+            s
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("list_50");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("raw_where_org_id", |b| {
+        b.to_async(&rt).iter(|| async {
+            let (org, _) = pick(&f);
+            let rows: Vec<Row> = sqlx::query_as(&list_sql).bind(org.as_uuid()).fetch_all(&f.raw).await.unwrap();
+            assert_eq!(rows.len(), 50);
+            rows
+        })
+    });
+    g.bench_function("sdk_scoped", |b| {
+        b.to_async(&rt).iter(|| async {
+            let (org, _) = pick(&f);
+            let mut tx = f.db.begin(org).await.unwrap();
+            let rows = PgSupplierRepository.list(&mut tx, None, 50).await.unwrap();
+            tx.commit().await.unwrap();
+            assert_eq!(rows.len(), 50);
+            rows
+        })
+    });
+    g.finish();
+
+    rt.block_on(async {
+        f.raw.close().await;
+        f.db.close().await;
+        f.scratch.drop_all().await.unwrap();
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(8));
+    targets = bench
+}
+criterion_main!(benches);

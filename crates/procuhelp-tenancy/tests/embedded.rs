@@ -1,6 +1,7 @@
 //! The embedded default: a private cluster from the system's binaries starts with nothing
 //! set up by hand, runs the same migrations and posture check, and keeps its data across
 //! restarts.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use procuhelp_tenancy::embedded::LocalCluster;
 use procuhelp_tenancy::{RuntimeRole, TenantDb, create_organisation, migrate, posture};

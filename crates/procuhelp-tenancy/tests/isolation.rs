@@ -4,6 +4,7 @@
 //! and no write may land in another tenant.
 //!
 //! Reproduce a failure with `PROCUHELP_ISOLATION_SEED=<seed printed by the failing run>`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use std::collections::{BTreeMap, BTreeSet};
 

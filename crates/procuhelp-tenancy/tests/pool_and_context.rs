@@ -1,6 +1,7 @@
 //! A pooled connection never carries one tenant's context into another's work — after
 //! commits, failed statements, panics and cancellations — and with no tenant set, tenant
 //! tables return no rows and accept no writes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use std::time::Duration;
 

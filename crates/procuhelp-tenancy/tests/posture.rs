@@ -1,5 +1,6 @@
 //! Each posture misconfiguration, created on purpose in a scratch database, is caught
 //! and named; a correctly migrated database passes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use procuhelp_tenancy::posture::{self, Problem};
 use procuhelp_tenancy::testkit::ScratchDb;

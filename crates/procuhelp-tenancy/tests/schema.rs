@@ -1,5 +1,6 @@
 //! Schema-level guarantees: the declared way to make a tenant table, index use by scoped
 //! reads, and the runtime role's exact privileges.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use procuhelp_tenancy::testkit::ScratchDb;
 use procuhelp_tenancy::{TenantDb, create_organisation, runtime_grants};

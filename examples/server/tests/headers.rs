@@ -1,5 +1,6 @@
 //! Every response — 200, 401, 404, 405, 408, 413, 500 and redirects — carries the full set
 //! of browser protections, exactly once each.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! The real server, started in-process as `serve` does: embedded database, migrations,
 //! posture check, self-signed HTTPS, HTTP redirect; and a refusal to serve from a
 //! database whose posture is wrong.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
