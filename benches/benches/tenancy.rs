@@ -30,7 +30,11 @@ async fn fixture() -> Fixture {
     let owner = scratch.owner_pool(2).await.unwrap();
     let mut orgs = Vec::with_capacity(ORGS);
     for i in 0..ORGS {
-        orgs.push(create_organisation(&owner, &format!("org {i}")).await.unwrap());
+        orgs.push(
+            create_organisation(&owner, &format!("org {i}"))
+                .await
+                .unwrap(),
+        );
     }
     owner.close().await;
     let admin = scratch.admin_pool(POOL).await.unwrap();
@@ -46,35 +50,70 @@ async fn fixture() -> Fixture {
         .await
         .unwrap();
     }
-    sqlx::query("VACUUM ANALYZE app.suppliers").execute(&admin).await.unwrap();
-    let rows: Vec<(Uuid, Uuid)> = sqlx::query_as("SELECT org_id, id FROM app.suppliers TABLESAMPLE SYSTEM (1) LIMIT 4096")
-        .fetch_all(&admin)
+    sqlx::query("VACUUM ANALYZE app.suppliers")
+        .execute(&admin)
         .await
         .unwrap();
+    let rows: Vec<(Uuid, Uuid)> =
+        sqlx::query_as("SELECT org_id, id FROM app.suppliers TABLESAMPLE SYSTEM (1) LIMIT 4096")
+            .fetch_all(&admin)
+            .await
+            .unwrap();
     let samples = rows
         .into_iter()
-        .map(|(o, i)| (OrgId::from_uuid(o).unwrap(), SupplierId::from_uuid(i).unwrap()))
+        .map(|(o, i)| {
+            (
+                OrgId::from_uuid(o).unwrap(),
+                SupplierId::from_uuid(i).unwrap(),
+            )
+        })
         .collect();
     let db = TenantDb::new(scratch.runtime_pool(POOL).await.unwrap());
-    Fixture { scratch, raw: admin, db, samples }
+    Fixture {
+        scratch,
+        raw: admin,
+        db,
+        samples,
+    }
 }
 
-type Row = (Uuid, Uuid, String, String, Option<String>, String, Uuid, time::OffsetDateTime, time::OffsetDateTime);
-const COLUMNS: &str = "org_id, id, name, country, vat_id, status, created_by, created_at, updated_at";
+type Row = (
+    Uuid,
+    Uuid,
+    String,
+    String,
+    Option<String>,
+    String,
+    Uuid,
+    time::OffsetDateTime,
+    time::OffsetDateTime,
+);
+const COLUMNS: &str =
+    "org_id, id, name, country, vat_id, status, created_by, created_at, updated_at";
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let f = rt.block_on(fixture());
     let pick = |f: &Fixture| f.samples[rand::rng().random_range(0..f.samples.len())];
     let point_sql = format!("SELECT {COLUMNS} FROM app.suppliers WHERE org_id = $1 AND id = $2");
-    let list_sql = format!("SELECT {COLUMNS} FROM app.suppliers WHERE org_id = $1 ORDER BY name, id LIMIT 50");
+    let list_sql =
+        format!("SELECT {COLUMNS} FROM app.suppliers WHERE org_id = $1 ORDER BY name, id LIMIT 50");
 
     let mut g = c.benchmark_group("point_read");
     g.throughput(Throughput::Elements(1));
     g.bench_function("raw_where_org_id", |b| {
         b.to_async(&rt).iter(|| async {
             let (org, id) = pick(&f);
-            let row: Row = sqlx::query_as(&point_sql).bind(org.as_uuid()).bind(id.as_uuid()).fetch_one(&f.raw).await.unwrap();
+            let row: Row = sqlx::query_as(&point_sql)
+                .bind(org.as_uuid())
+                .bind(id.as_uuid())
+                .fetch_one(&f.raw)
+                .await
+                .unwrap();
             row
         })
     });
@@ -87,6 +126,12 @@ fn bench(c: &mut Criterion) {
             s
         })
     });
+    g.bench_function("sdk_one_round_trip", |b| {
+        b.to_async(&rt).iter(|| async {
+            let (org, id) = pick(&f);
+            PgSupplierRepository.get_once(&f.db, org, id).await.unwrap()
+        })
+    });
     g.finish();
 
     let mut g = c.benchmark_group("list_50");
@@ -94,7 +139,11 @@ fn bench(c: &mut Criterion) {
     g.bench_function("raw_where_org_id", |b| {
         b.to_async(&rt).iter(|| async {
             let (org, _) = pick(&f);
-            let rows: Vec<Row> = sqlx::query_as(&list_sql).bind(org.as_uuid()).fetch_all(&f.raw).await.unwrap();
+            let rows: Vec<Row> = sqlx::query_as(&list_sql)
+                .bind(org.as_uuid())
+                .fetch_all(&f.raw)
+                .await
+                .unwrap();
             assert_eq!(rows.len(), 50);
             rows
         })
@@ -105,6 +154,17 @@ fn bench(c: &mut Criterion) {
             let mut tx = f.db.begin(org).await.unwrap();
             let rows = PgSupplierRepository.list(&mut tx, None, 50).await.unwrap();
             tx.commit().await.unwrap();
+            assert_eq!(rows.len(), 50);
+            rows
+        })
+    });
+    g.bench_function("sdk_one_round_trip", |b| {
+        b.to_async(&rt).iter(|| async {
+            let (org, _) = pick(&f);
+            let rows = PgSupplierRepository
+                .first_page_once(&f.db, org, 50)
+                .await
+                .unwrap();
             assert_eq!(rows.len(), 50);
             rows
         })

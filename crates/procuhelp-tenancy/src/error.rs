@@ -67,6 +67,8 @@ impl From<sqlx::Error> for Error {
                 // 42501 insufficient_privilege is what RLS WITH CHECK raises
                 // ("new row violates row-level security policy").
                 match db.code().as_deref() {
+                    // PH409: app.enter_org refused to switch the transaction's tenant.
+                    Some("PH409") => Error::TenantViolation,
                     Some("42501") if db.message().contains("row-level security") => {
                         Error::TenantViolation
                     }

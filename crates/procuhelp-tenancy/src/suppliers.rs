@@ -9,7 +9,10 @@ use procuhelp_core::{OrgId, SupplierId, UserId};
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::{Error, Result, TenantTx};
+use sqlx::Row as _;
+use sqlx::postgres::PgRow;
+
+use crate::{Error, Result, TenantDb, TenantTx};
 
 /// Lifecycle of a supplier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -140,38 +143,30 @@ pub struct Supplier {
     pub updated_at: OffsetDateTime,
 }
 
-type SupplierRow = (
-    uuid::Uuid,
-    uuid::Uuid,
-    String,
-    String,
-    Option<String>,
-    String,
-    uuid::Uuid,
-    OffsetDateTime,
-    OffsetDateTime,
-);
-
 const COLUMNS: &str =
     "org_id, id, name, country, vat_id, status, created_by, created_at, updated_at";
 
-fn from_row(row: SupplierRow) -> Result<Supplier> {
-    let (org_id, id, name, country, vat_id, status, created_by, created_at, updated_at) = row;
-    let bad = |_| Error::Invalid {
-        field: "id",
-        problem: "nil UUID in database",
-    };
-    Ok(Supplier {
-        org_id: OrgId::from_uuid(org_id).map_err(bad)?,
-        id: SupplierId::from_uuid(id).map_err(bad)?,
-        name,
-        country,
-        vat_id,
-        status: SupplierStatus::parse(&status)?,
-        created_by: UserId::from_uuid(created_by).map_err(bad)?,
-        created_at,
-        updated_at,
-    })
+impl<'r> sqlx::FromRow<'r, PgRow> for Supplier {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<Self> {
+        // Decoding works for binary (bound queries) and text (one-shot reads) results.
+        let id = |column: &str| -> sqlx::Result<uuid::Uuid> { row.try_get(column) };
+        let corrupt = |column: &str| sqlx::Error::ColumnDecode {
+            index: column.to_owned(),
+            source: "invalid value in database".into(),
+        };
+        let status: String = row.try_get("status")?;
+        Ok(Supplier {
+            org_id: OrgId::from_uuid(id("org_id")?).map_err(|_| corrupt("org_id"))?,
+            id: SupplierId::from_uuid(id("id")?).map_err(|_| corrupt("id"))?,
+            name: row.try_get("name")?,
+            country: row.try_get("country")?,
+            vat_id: row.try_get("vat_id")?,
+            status: SupplierStatus::parse(&status).map_err(|_| corrupt("status"))?,
+            created_by: UserId::from_uuid(id("created_by")?).map_err(|_| corrupt("created_by"))?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+        })
+    }
 }
 
 /// Tenant-scoped access to suppliers.
@@ -202,6 +197,13 @@ pub trait SupplierRepository: Send + Sync {
     ) -> Result<Supplier>;
     /// Deletes a supplier, or [`Error::NotFound`].
     async fn delete(&self, tx: &mut TenantTx, id: SupplierId) -> Result<()>;
+
+    /// [`get`](Self::get) in a single round trip, outside any transaction (a scoped-read
+    /// function; see [`TenantDb::fetch_all_once`]).
+    async fn get_once(&self, db: &TenantDb, org: OrgId, id: SupplierId) -> Result<Supplier>;
+    /// The first page of [`list`](Self::list) in a single round trip.
+    async fn first_page_once(&self, db: &TenantDb, org: OrgId, limit: u32)
+    -> Result<Vec<Supplier>>;
 }
 
 /// The PostgreSQL implementation of [`SupplierRepository`].
@@ -219,8 +221,9 @@ impl SupplierRepository for PgSupplierRepository {
         new: NewSupplier,
         created_by: UserId,
     ) -> Result<Supplier> {
+        // org_id comes from the handle, and WITH CHECK would refuse any other.
         let org = tx.org();
-        let row: SupplierRow = sqlx::query_as(&format!(
+        let supplier = sqlx::query_as(&format!(
             "INSERT INTO app.suppliers (org_id, id, name, country, vat_id, status, created_by)
              VALUES ($1, $2, $3, $4, $5, 'invited', $6) RETURNING {COLUMNS}"
         ))
@@ -232,19 +235,18 @@ impl SupplierRepository for PgSupplierRepository {
         .bind(created_by.as_uuid())
         .fetch_one(tx.conn())
         .await?;
-        from_row(row)
+        Ok(supplier)
     }
 
     async fn get(&self, tx: &mut TenantTx, id: SupplierId) -> Result<Supplier> {
         // No org_id predicate: row-level security supplies it.
-        let row: SupplierRow = sqlx::query_as(&format!(
+        sqlx::query_as(&format!(
             "SELECT {COLUMNS} FROM app.suppliers WHERE id = $1"
         ))
         .bind(id.as_uuid())
         .fetch_optional(tx.conn())
         .await?
-        .ok_or(Error::NotFound)?;
-        from_row(row)
+        .ok_or(Error::NotFound)
     }
 
     async fn list(
@@ -254,21 +256,25 @@ impl SupplierRepository for PgSupplierRepository {
         limit: u32,
     ) -> Result<Vec<Supplier>> {
         let limit = i64::from(limit.min(MAX_SUPPLIER_PAGE));
-        let rows: Vec<SupplierRow> = match after {
-            None => sqlx::query_as(&format!("SELECT {COLUMNS} FROM app.suppliers ORDER BY name, id LIMIT $1"))
+        let rows = match after {
+            None => {
+                sqlx::query_as(&format!("SELECT {COLUMNS} FROM app.suppliers ORDER BY name, id LIMIT $1"))
+                    .bind(limit)
+                    .fetch_all(tx.conn())
+                    .await?
+            }
+            Some((name, id)) => {
+                sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM app.suppliers WHERE (name, id) > ($1, $2) ORDER BY name, id LIMIT $3"
+                ))
+                .bind(name)
+                .bind(id.as_uuid())
                 .bind(limit)
                 .fetch_all(tx.conn())
-                .await?,
-            Some((name, id)) => sqlx::query_as(&format!(
-                "SELECT {COLUMNS} FROM app.suppliers WHERE (name, id) > ($1, $2) ORDER BY name, id LIMIT $3"
-            ))
-            .bind(name)
-            .bind(id.as_uuid())
-            .bind(limit)
-            .fetch_all(tx.conn())
-            .await?,
+                .await?
+            }
         };
-        rows.into_iter().map(from_row).collect()
+        Ok(rows)
     }
 
     async fn set_status(
@@ -277,15 +283,14 @@ impl SupplierRepository for PgSupplierRepository {
         id: SupplierId,
         status: SupplierStatus,
     ) -> Result<Supplier> {
-        let row: SupplierRow = sqlx::query_as(&format!(
+        sqlx::query_as(&format!(
             "UPDATE app.suppliers SET status = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}"
         ))
         .bind(id.as_uuid())
         .bind(status.as_str())
         .fetch_optional(tx.conn())
         .await?
-        .ok_or(Error::NotFound)?;
-        from_row(row)
+        .ok_or(Error::NotFound)
     }
 
     async fn delete(&self, tx: &mut TenantTx, id: SupplierId) -> Result<()> {
@@ -297,6 +302,29 @@ impl SupplierRepository for PgSupplierRepository {
             return Err(Error::NotFound);
         }
         Ok(())
+    }
+
+    async fn get_once(&self, db: &TenantDb, org: OrgId, id: SupplierId) -> Result<Supplier> {
+        let query = sqlx::query_as("SELECT * FROM app.supplier_get($1, $2)")
+            .bind(org.as_uuid())
+            .bind(id.as_uuid());
+        db.fetch_optional_once(org, query)
+            .await?
+            .ok_or(Error::NotFound)
+    }
+
+    async fn first_page_once(
+        &self,
+        db: &TenantDb,
+        org: OrgId,
+        limit: u32,
+    ) -> Result<Vec<Supplier>> {
+        // MAX_SUPPLIER_PAGE fits an i32.
+        let limit = i32::try_from(limit.min(MAX_SUPPLIER_PAGE)).unwrap_or(0);
+        let query = sqlx::query_as("SELECT * FROM app.supplier_first_page($1, $2)")
+            .bind(org.as_uuid())
+            .bind(limit);
+        db.fetch_all_once(org, query).await
     }
 }
 

@@ -124,6 +124,41 @@ async fn one_op(
     ctx: &str,
 ) {
     let repo = PgSupplierRepository;
+    // One in ten operations is a single-round-trip read outside any transaction.
+    if rng.random_range(0..10) == 0 {
+        let page = repo.first_page_once(db, org, 500).await.unwrap();
+        assert!(
+            page.iter().all(|s| s.org_id == org),
+            "{ctx}: one-shot list returned another org's row"
+        );
+        let seen: Model = page
+            .into_iter()
+            .map(|s| (s.id.as_uuid(), s.status.as_str().to_owned()))
+            .collect();
+        assert_eq!(&seen, model, "{ctx}: one-shot list differs from the model");
+        let probe = {
+            all_ids
+                .lock()
+                .unwrap()
+                .iter()
+                .copied()
+                .nth(rng.random_range(0..64))
+        };
+        if let Some(id) = probe {
+            let sid = SupplierId::from_uuid(id).unwrap();
+            match repo.get_once(db, org, sid).await {
+                Ok(s) => assert!(
+                    s.org_id == org && model.contains_key(&id),
+                    "{ctx}: one-shot get crossed orgs"
+                ),
+                Err(Error::NotFound) => {
+                    assert!(!model.contains_key(&id), "{ctx}: one-shot get lost a row")
+                }
+                Err(e) => panic!("{ctx}: {e}"),
+            }
+        }
+        return;
+    }
     let mut tx = db.begin(org).await.unwrap();
     // Some id that is not this tenant's (usually another tenant's), if any exists.
     let foreign_id = {

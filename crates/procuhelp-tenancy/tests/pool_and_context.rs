@@ -99,6 +99,45 @@ async fn alternating_tenants_on_one_connection() {
 }
 
 #[tokio::test]
+async fn one_round_trip_reads_alternating_on_one_connection() {
+    let f = fixture().await;
+    let repo = PgSupplierRepository;
+    for _ in 0..25 {
+        for org in [f.a, f.b] {
+            let page = repo.first_page_once(&f.db, org, 10).await.unwrap();
+            assert_eq!(page.len(), 1);
+            assert_eq!(page[0].org_id, org);
+            // The other org's row is invisible by id too.
+            let other = if org == f.a { f.b } else { f.a };
+            let theirs = repo.first_page_once(&f.db, other, 1).await.unwrap()[0].id;
+            assert!(matches!(
+                repo.get_once(&f.db, org, theirs).await,
+                Err(Error::NotFound)
+            ));
+            bare_connection_is_clean(&f.pool).await;
+        }
+    }
+    // A failing one-shot (unknown org) leaves the connection clean too.
+    assert!(matches!(
+        repo.first_page_once(&f.db, OrgId::new(), 1).await,
+        Err(Error::UnknownOrg(_))
+    ));
+    bare_connection_is_clean(&f.pool).await;
+    sees_only(&f.db, f.a).await;
+    // Inside A's transaction, a scoped-read function cannot switch to B.
+    let mut tx = f.db.begin(f.a).await.unwrap();
+    let err = sqlx::query("SELECT * FROM app.supplier_first_page($1, 10)")
+        .bind(f.b.as_uuid())
+        .fetch_all(tx.conn())
+        .await
+        .unwrap_err();
+    assert!(matches!(Error::from(err), Error::TenantViolation));
+    drop(tx);
+    bare_connection_is_clean(&f.pool).await;
+    teardown(f).await;
+}
+
+#[tokio::test]
 async fn after_a_failed_statement_mid_transaction() {
     let f = fixture().await;
     let mut tx = f.db.begin(f.a).await.unwrap();

@@ -35,15 +35,10 @@ fn test_app() -> Router {
         request_timeout: Duration::from_millis(300),
     };
     harden(
-        routes(state())
-            .route(
-                "/boom",
-                get(boom),
-            )
-            .route(
-                "/slow",
-                get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }),
-            ),
+        routes(state()).route("/boom", get(boom)).route(
+            "/slow",
+            get(|| async { tokio::time::sleep(Duration::from_secs(5)).await }),
+        ),
         limits,
     )
 }
