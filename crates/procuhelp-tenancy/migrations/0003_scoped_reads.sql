@@ -1,11 +1,18 @@
--- Single-round-trip tenant-scoped reads. Each function enters the organisation and runs
--- its query inside the caller's statement: called in autocommit, the transaction-local
--- tenant lives exactly as long as that one statement. SECURITY INVOKER (the default), so
--- row-level security applies to the query inside as to any other.
+-- Single-round-trip tenant-scoped reads (TenantDb::fetch_all_once):
+--
+--   SELECT q.* FROM app.enter_org($1) AS tenant(org)
+--   CROSS JOIN LATERAL (SELECT … FROM app.suppliers s WHERE s.org_id = tenant.org …) AS q
+--
+-- Sent as one autocommit statement, the transaction-local tenant lives exactly as long as
+-- that statement. The LATERAL reference to tenant.org makes the query run after
+-- enter_org; row-level security (its InitPlan is evaluated at first use, inside the
+-- lateral query) filters as it does everywhere else.
 
--- A transaction may enter one organisation only: switching tenant mid-transaction (a
--- scoped-read function called inside another org's TenantTx, say) is refused.
-CREATE OR REPLACE FUNCTION app.enter_org(org uuid) RETURNS void
+-- enter_org now returns the organisation it entered, and refuses to switch a transaction
+-- that already belongs to another organisation (e.g. a one-shot query smuggled into
+-- another org's TenantTx).
+DROP FUNCTION app.enter_org(uuid);
+CREATE FUNCTION app.enter_org(org uuid) RETURNS uuid
     LANGUAGE plpgsql VOLATILE
     AS $$
 DECLARE
@@ -21,20 +28,5 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM app.organisations WHERE id = org) THEN
         RAISE EXCEPTION 'unknown organisation' USING ERRCODE = 'PH404';
     END IF;
-END $$;
-
-CREATE FUNCTION app.supplier_get(org uuid, supplier uuid) RETURNS SETOF app.suppliers
-    LANGUAGE plpgsql VOLATILE
-    AS $$
-BEGIN
-    PERFORM app.enter_org(org);
-    RETURN QUERY SELECT * FROM app.suppliers s WHERE s.id = supplier;
-END $$;
-
-CREATE FUNCTION app.supplier_first_page(org uuid, page_size integer) RETURNS SETOF app.suppliers
-    LANGUAGE plpgsql VOLATILE
-    AS $$
-BEGIN
-    PERFORM app.enter_org(org);
-    RETURN QUERY SELECT * FROM app.suppliers s ORDER BY s.name, s.id LIMIT page_size;
+    RETURN org;
 END $$;

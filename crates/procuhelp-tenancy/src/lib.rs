@@ -48,7 +48,7 @@ pub use admin::create_organisation;
 pub use db::{TenantDb, TenantTx};
 pub use error::{Error, Result};
 pub use migrate::{RuntimeRole, migrate, migrator, runtime_grants};
-pub use one_shot::ScopedQuery;
+pub use one_shot::{ScopedQuery, ScopedRead};
 pub use posture::{PostureError, PostureFinding};
 pub use suppliers::{
     MAX_SUPPLIER_PAGE, NewSupplier, PgSupplierRepository, Supplier, SupplierRepository,

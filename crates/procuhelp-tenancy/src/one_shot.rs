@@ -1,21 +1,29 @@
 //! Single-round-trip tenant-scoped reads.
 //!
 //! A [`TenantTx`](crate::TenantTx) costs three round trips for one read (BEGIN + tenant,
-//! the query, COMMIT). The hottest reads instead call a **scoped-read function**: a
-//! PL/pgSQL function (SECURITY INVOKER) that takes the organisation as its first argument,
-//! calls `app.enter_org` and then runs its query — see `migrations/0003_scoped_reads.sql`.
-//! Called as one autocommit statement, the transaction-local tenant lives exactly as long
-//! as that statement; row-level security filters the query inside as any other; every
-//! value is a bind parameter; and the plan is cached like any prepared statement.
+//! the query, COMMIT). The hottest reads instead send one statement that enters the
+//! organisation and runs the query:
+//!
+//! ```sql
+//! SELECT q.* FROM app.enter_org($1) AS tenant(org)
+//! CROSS JOIN LATERAL (<your query, referencing tenant.org>) AS q
+//! ```
+//!
+//! In autocommit, that statement is its own transaction, so the transaction-local tenant
+//! lives exactly as long as the statement; every value is a bind parameter and the plan is
+//! cached like any prepared statement. The query must reference `tenant.org` (checked):
+//! the lateral reference orders it after `enter_org`. Row-level security still filters
+//! it — and were it ever evaluated before the tenant was set, it would see no tenant and
+//! return nothing (fail closed), never another tenant's rows.
 //!
 //! `enter_org` refuses to switch a transaction that already belongs to another
-//! organisation, so such a function cannot be used to hop tenants inside a `TenantTx`.
+//! organisation, so a one-shot query cannot hop tenants inside a `TenantTx`.
 //!
 //! ```no_run
 //! # async fn demo(db: procuhelp_tenancy::TenantDb, org: procuhelp_core::OrgId, id: uuid::Uuid) -> procuhelp_tenancy::Result<()> {
-//! let name: Option<(String,)> = db
-//!     .fetch_optional_once(org, sqlx::query_as("SELECT name FROM app.supplier_get($1, $2)").bind(org.as_uuid()).bind(id))
-//!     .await?;
+//! use procuhelp_tenancy::ScopedRead;
+//! const BY_ID: ScopedRead = ScopedRead::new("SELECT name FROM app.suppliers s WHERE s.org_id = tenant.org AND s.id = $2");
+//! let name: Option<(String,)> = db.fetch_optional_once(org, BY_ID.query_as().bind(id)).await?;
 //! # let _ = name; Ok(()) }
 //! ```
 
@@ -26,36 +34,138 @@ use sqlx::query::QueryAs;
 use crate::{Error, Result, TenantDb};
 use procuhelp_core::OrgId;
 
-/// A query over a scoped-read function whose rows decode to `O`.
-pub type ScopedQuery<'q, O> = QueryAs<'q, Postgres, O, PgArguments>;
+/// A read query to run in one round trip, with the tenant as `$1` (bound by the SDK).
+///
+/// The text is `'static`: queries are code, never input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScopedRead {
+    inner: &'static str,
+}
+
+impl ScopedRead {
+    /// Wraps `inner`, a single SELECT that references `tenant.org` and numbers its own
+    /// parameters from `$2`.
+    pub const fn new(inner: &'static str) -> Self {
+        Self { inner }
+    }
+
+    /// The full statement.
+    pub fn statement(&self) -> String {
+        format!(
+            "SELECT q.* FROM app.enter_org($1) AS tenant(org) CROSS JOIN LATERAL ({}) AS q",
+            self.inner
+        )
+    }
+
+    /// A query for this statement; bind `$2…` on it and pass it to
+    /// [`TenantDb::fetch_all_once`] or [`TenantDb::fetch_optional_once`], which bind `$1`.
+    pub fn query_as<O>(&self) -> ScopedQuery<O>
+    where
+        O: for<'r> sqlx::FromRow<'r, PgRow>,
+    {
+        ScopedQuery {
+            read: *self,
+            args: Vec::new(),
+            _row: std::marker::PhantomData,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if !self.inner.contains("tenant.org") {
+            return Err(Error::Invalid {
+                field: "scoped read",
+                problem: "must reference tenant.org",
+            });
+        }
+        if self.inner.contains(';') {
+            return Err(Error::Invalid {
+                field: "scoped read",
+                problem: "must be a single statement",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A [`ScopedRead`] with its `$2…` arguments.
+#[derive(Debug)]
+pub struct ScopedQuery<O> {
+    read: ScopedRead,
+    args: Vec<ScopedArg>,
+    _row: std::marker::PhantomData<fn() -> O>,
+}
+
+#[derive(Debug, Clone)]
+enum ScopedArg {
+    Uuid(uuid::Uuid),
+    Int(i64),
+    Text(String),
+}
+
+impl<O> ScopedQuery<O> {
+    /// Binds the next UUID argument.
+    pub fn bind(mut self, value: uuid::Uuid) -> Self {
+        self.args.push(ScopedArg::Uuid(value));
+        self
+    }
+
+    /// Binds the next integer argument.
+    pub fn bind_int(mut self, value: i64) -> Self {
+        self.args.push(ScopedArg::Int(value));
+        self
+    }
+
+    /// Binds the next text argument.
+    pub fn bind_text(mut self, value: impl Into<String>) -> Self {
+        self.args.push(ScopedArg::Text(value.into()));
+        self
+    }
+
+    fn build<'q>(&self, statement: &'q str, org: OrgId) -> QueryAs<'q, Postgres, O, PgArguments>
+    where
+        O: for<'r> sqlx::FromRow<'r, PgRow>,
+    {
+        let mut query = sqlx::query_as(statement).bind(org.as_uuid());
+        for arg in &self.args {
+            query = match arg {
+                ScopedArg::Uuid(v) => query.bind(*v),
+                ScopedArg::Int(v) => query.bind(*v),
+                ScopedArg::Text(v) => query.bind(v.clone()),
+            };
+        }
+        query
+    }
+}
 
 impl TenantDb {
-    /// Runs `query` — a call of a scoped-read function for `org` — in one round trip and
-    /// returns every row. [`Error::UnknownOrg`] when the organisation does not exist.
-    pub async fn fetch_all_once<'q, O>(
-        &self,
-        org: OrgId,
-        query: ScopedQuery<'q, O>,
-    ) -> Result<Vec<O>>
+    /// Runs `query` for `org` in one round trip and returns every row.
+    /// [`Error::UnknownOrg`] when the organisation does not exist.
+    pub async fn fetch_all_once<O>(&self, org: OrgId, query: ScopedQuery<O>) -> Result<Vec<O>>
     where
         O: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
     {
+        query.read.check()?;
+        let statement = query.read.statement();
         query
+            .build(&statement, org)
             .fetch_all(self.pool())
             .await
             .map_err(|e| map_scoped_error(org, e))
     }
 
     /// Like [`fetch_all_once`](Self::fetch_all_once), for at most one row.
-    pub async fn fetch_optional_once<'q, O>(
+    pub async fn fetch_optional_once<O>(
         &self,
         org: OrgId,
-        query: ScopedQuery<'q, O>,
+        query: ScopedQuery<O>,
     ) -> Result<Option<O>>
     where
         O: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
     {
+        query.read.check()?;
+        let statement = query.read.statement();
         query
+            .build(&statement, org)
             .fetch_optional(self.pool())
             .await
             .map_err(|e| map_scoped_error(org, e))

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
-use crate::{Error, Result, TenantDb, TenantTx};
+use crate::{Error, Result, ScopedRead, TenantDb, TenantTx};
 
 /// Lifecycle of a supplier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -305,10 +305,7 @@ impl SupplierRepository for PgSupplierRepository {
     }
 
     async fn get_once(&self, db: &TenantDb, org: OrgId, id: SupplierId) -> Result<Supplier> {
-        let query = sqlx::query_as("SELECT * FROM app.supplier_get($1, $2)")
-            .bind(org.as_uuid())
-            .bind(id.as_uuid());
-        db.fetch_optional_once(org, query)
+        db.fetch_optional_once(org, GET_ONCE.query_as().bind(id.as_uuid()))
             .await?
             .ok_or(Error::NotFound)
     }
@@ -319,14 +316,24 @@ impl SupplierRepository for PgSupplierRepository {
         org: OrgId,
         limit: u32,
     ) -> Result<Vec<Supplier>> {
-        // MAX_SUPPLIER_PAGE fits an i32.
-        let limit = i32::try_from(limit.min(MAX_SUPPLIER_PAGE)).unwrap_or(0);
-        let query = sqlx::query_as("SELECT * FROM app.supplier_first_page($1, $2)")
-            .bind(org.as_uuid())
-            .bind(limit);
-        db.fetch_all_once(org, query).await
+        db.fetch_all_once(
+            org,
+            FIRST_PAGE_ONCE
+                .query_as()
+                .bind_int(i64::from(limit.min(MAX_SUPPLIER_PAGE))),
+        )
+        .await
     }
 }
+
+const GET_ONCE: ScopedRead = ScopedRead::new(
+    "SELECT org_id, id, name, country, vat_id, status, created_by, created_at, updated_at
+     FROM app.suppliers s WHERE s.org_id = tenant.org AND s.id = $2",
+);
+const FIRST_PAGE_ONCE: ScopedRead = ScopedRead::new(
+    "SELECT org_id, id, name, country, vat_id, status, created_by, created_at, updated_at
+     FROM app.suppliers s WHERE s.org_id = tenant.org ORDER BY s.name, s.id LIMIT $2",
+);
 
 #[cfg(test)]
 mod tests {

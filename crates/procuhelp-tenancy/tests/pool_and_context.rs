@@ -126,7 +126,7 @@ async fn one_round_trip_reads_alternating_on_one_connection() {
     sees_only(&f.db, f.a).await;
     // Inside A's transaction, a scoped-read function cannot switch to B.
     let mut tx = f.db.begin(f.a).await.unwrap();
-    let err = sqlx::query("SELECT * FROM app.supplier_first_page($1, 10)")
+    let err = sqlx::query("SELECT app.enter_org($1)")
         .bind(f.b.as_uuid())
         .fetch_all(tx.conn())
         .await
