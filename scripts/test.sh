@@ -77,7 +77,10 @@ run_server_header_scan() {
     [[ -x "$bin" ]] || { echo "procuhelp-server not found at $bin" >&2; return 1; }
 
     SERVER_DATA_DIR=$(mktemp -d)
-    mkdir -p "$SERVER_DATA_DIR/data"
+    # When this runs as root, the embedded PostgreSQL runs as the `postgres` OS user and
+    # must be able to search its way to <data-dir>; the server makes <data-dir> itself
+    # 0710 and group-owned by that user, but cannot open up mktemp's 0700 parent.
+    chmod 711 "$SERVER_DATA_DIR"
     log="$SERVER_DATA_DIR/server.log"
     https_port=$(free_port)
     http_port=$(free_port)

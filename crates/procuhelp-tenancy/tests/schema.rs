@@ -39,7 +39,8 @@ async fn scoped_point_read_uses_the_tenant_index_with_one_initplan() {
             .await
             .unwrap();
 
-    let db = TenantDb::new(scratch.runtime_pool(1).await.unwrap());
+    let db_pool = scratch.runtime_pool(1).await.unwrap();
+    let db = TenantDb::new(db_pool.clone());
     let mut tx = db.begin(orgs[3]).await.unwrap();
     let plan: Vec<String> = sqlx::query_scalar(&format!(
         "EXPLAIN (COSTS OFF) SELECT * FROM app.suppliers WHERE id = '{some_id}'"
@@ -67,6 +68,30 @@ async fn scoped_point_read_uses_the_tenant_index_with_one_initplan() {
     let list = list.join("\n");
     assert!(list.contains("suppliers_by_name"), "{list}");
     tx.rollback().await.unwrap();
+
+    // The one-round-trip form: enter_org runs first (outer side of the nested loop), the
+    // lateral query uses the tenant index, and the runtime role's cached generic plan is
+    // the one explained.
+    let mut conn = db_pool.acquire().await.unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN (COSTS OFF) SELECT q.* FROM app.enter_org($1) AS tenant(org) CROSS JOIN LATERAL
+         (SELECT * FROM app.suppliers s WHERE s.org_id = tenant.org AND s.id = $2) AS q",
+    )
+    .bind(orgs[3].as_uuid())
+    .bind(some_id)
+    .fetch_all(&mut *conn)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(plan.starts_with("Nested Loop"), "{plan}");
+    let outer = plan
+        .find("Function Scan on enter_org")
+        .expect("enter_org in plan");
+    let inner = plan
+        .find("Index Scan using suppliers_pkey")
+        .expect("pkey index in plan");
+    assert!(outer < inner, "enter_org must be the outer side:\n{plan}");
+    drop(conn);
 
     db.close().await;
     admin.close().await;
@@ -161,6 +186,36 @@ async fn declare_tenant_table_refuses_a_table_without_org_id() {
             .contains("needs a column org_id uuid NOT NULL"),
         "{err}"
     );
+    owner.close().await;
+    scratch.drop_all().await.unwrap();
+}
+
+#[tokio::test]
+async fn scoped_reads_must_reference_the_tenant() {
+    use procuhelp_tenancy::{Error, ScopedRead};
+    let scratch = ScratchDb::migrated().await.unwrap();
+    let owner = scratch.owner_pool(1).await.unwrap();
+    let org = create_organisation(&owner, "o").await.unwrap();
+    let db = TenantDb::new(scratch.runtime_pool(1).await.unwrap());
+    const UNCORRELATED: ScopedRead = ScopedRead::new("SELECT count(*) FROM app.suppliers");
+    let err = db
+        .fetch_all_once::<(i64,)>(org, UNCORRELATED.query_as())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
+    const TWO: ScopedRead = ScopedRead::new("SELECT tenant.org; DELETE FROM app.suppliers");
+    assert!(matches!(
+        db.fetch_all_once::<(uuid::Uuid,)>(org, TWO.query_as())
+            .await,
+        Err(Error::Invalid { .. })
+    ));
+    const OK: ScopedRead = ScopedRead::new("SELECT tenant.org AS org");
+    let rows = db
+        .fetch_all_once::<(uuid::Uuid,)>(org, OK.query_as())
+        .await
+        .unwrap();
+    assert_eq!(rows, vec![(org.as_uuid(),)]);
+    db.close().await;
     owner.close().await;
     scratch.drop_all().await.unwrap();
 }
