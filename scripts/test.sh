@@ -137,6 +137,21 @@ phase() {
     ((rc == 0)) || failed+=("$name")
 }
 
+# ---- OpenBao (dev server on loopback) for the vault tests ---------------------------
+# Started here and stopped on exit (only the PID scripts/openbao.sh started). A missing
+# `bao` or an unhealthy server fails the run: the vault tests never skip.
+OPENBAO_STARTED=
+stop_openbao() {
+    if [[ -n "$OPENBAO_STARTED" ]]; then
+        "$PROCUHELP_ROOT/scripts/openbao.sh" stop >/dev/null 2>&1 || true
+    fi
+}
+trap 'stop_server; stop_openbao' EXIT
+export PROCUHELP_OPENBAO_DIR=${PROCUHELP_OPENBAO_DIR:-$(mktemp -d)/openbao}
+"$PROCUHELP_ROOT/scripts/openbao.sh" start >&2 || die "OpenBao did not start (see above); the vault tests need it"
+OPENBAO_STARTED=1
+eval "$("$PROCUHELP_ROOT/scripts/openbao.sh" env)"
+
 phase "nextest" cargo nextest run --workspace --locked --no-fail-fast "$@"
 phase "doctests" cargo test --workspace --doc --locked
 # Not via `phase`'s `||`: bash would ignore `set -e` inside the function. It returns

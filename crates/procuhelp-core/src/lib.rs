@@ -19,10 +19,14 @@
 #![forbid(unsafe_code)]
 
 mod clock;
+pub mod crypto;
 mod ids;
+mod secret;
+pub mod vault;
 
 #[cfg(feature = "http")]
 pub mod http;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{IdError, OrgId, SupplierId, UserId};
+pub use secret::{SecretBytes, SecretText};
