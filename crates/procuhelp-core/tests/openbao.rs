@@ -214,11 +214,16 @@ async fn cross_check_with_transit_exported_key() {
     let nonce: [u8; 12] = raw[..12].try_into().unwrap();
     for p in providers() {
         let mut buf = raw[12..].to_vec();
-        p.open_in_place(&key, &nonce, aad, &mut buf).unwrap();
+        p.prepare(&key)
+            .unwrap()
+            .open_in_place(&nonce, aad, &mut buf)
+            .unwrap();
         assert_eq!(buf, message, "{} disagrees with Transit", p.name());
         let mut wrong_aad = raw[12..].to_vec();
         assert!(
-            p.open_in_place(&key, &nonce, b"org=43", &mut wrong_aad)
+            p.prepare(&key)
+                .unwrap()
+                .open_in_place(&nonce, b"org=43", &mut wrong_aad)
                 .is_err()
         );
     }
@@ -228,7 +233,10 @@ async fn cross_check_with_transit_exported_key() {
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).unwrap();
         let mut buf = message.to_vec();
-        p.seal_in_place(&key, &nonce, aad, &mut buf).unwrap();
+        p.prepare(&key)
+            .unwrap()
+            .seal_in_place(&nonce, aad, &mut buf)
+            .unwrap();
         let mut framed = nonce.to_vec();
         framed.extend_from_slice(&buf);
         let dec = root(

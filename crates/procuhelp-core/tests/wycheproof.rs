@@ -42,12 +42,13 @@ fn wycheproof_aes_256_gcm() {
             let valid = t["result"] == "valid";
             for p in providers() {
                 let mut buf = sealed.clone();
-                let opened = p.open_in_place(&key, &nonce, &aad, &mut buf);
+                let prepared = p.prepare(&key).unwrap();
+                let opened = prepared.open_in_place(&nonce, &aad, &mut buf);
                 if valid {
                     assert!(opened.is_ok(), "{}: tcId {id} should decrypt", p.name());
                     assert_eq!(buf, msg, "{}: tcId {id} plaintext", p.name());
                     let mut enc = msg.clone();
-                    p.seal_in_place(&key, &nonce, &aad, &mut enc).unwrap();
+                    prepared.seal_in_place(&nonce, &aad, &mut enc).unwrap();
                     assert_eq!(enc, sealed, "{}: tcId {id} known answer", p.name());
                 } else {
                     assert!(
@@ -85,12 +86,22 @@ fn providers_agree_on_random_inputs() {
         getrandom::fill(&mut msg).unwrap();
         let mut a = msg.clone();
         RustCryptoAead
-            .seal_in_place(&key, &nonce, &aad, &mut a)
+            .prepare(&key)
+            .unwrap()
+            .seal_in_place(&nonce, &aad, &mut a)
             .unwrap();
         let mut b = msg.clone();
-        AwsLcAead.seal_in_place(&key, &nonce, &aad, &mut b).unwrap();
+        AwsLcAead
+            .prepare(&key)
+            .unwrap()
+            .seal_in_place(&nonce, &aad, &mut b)
+            .unwrap();
         assert_eq!(a, b, "providers disagree at {len} bytes");
-        AwsLcAead.open_in_place(&key, &nonce, &aad, &mut a).unwrap();
+        AwsLcAead
+            .prepare(&key)
+            .unwrap()
+            .open_in_place(&nonce, &aad, &mut a)
+            .unwrap();
         assert_eq!(a, msg);
     }
 }

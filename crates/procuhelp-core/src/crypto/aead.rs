@@ -10,25 +10,48 @@ pub trait AeadProvider: Send + Sync + fmt::Debug {
     /// A short name for logs and benches.
     fn name(&self) -> &'static str;
 
-    /// Encrypts `buf` in place and appends the 16-byte tag.
-    fn seal_in_place(
+    /// Expands `key` once (the key schedule), for many operations.
+    fn prepare(&self, key: &DataKey) -> Result<Box<dyn PreparedKey>, CryptoError>;
+}
+
+/// A key ready for use with one provider. Implementations zeroize their key schedule on
+/// drop (aws-lc cleanses its context; `aes-gcm` is built with its `zeroize` feature).
+pub trait PreparedKey: Send + Sync {
+    /// Encrypts `in_out` in place and returns the 16-byte tag.
+    fn seal_detached(
         &self,
-        key: &DataKey,
+        nonce: &[u8; NONCE_LEN],
+        aad: &[u8],
+        in_out: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], CryptoError>;
+
+    /// Verifies and decrypts `buf` (ciphertext ‖ tag) in place, truncating the tag. On
+    /// failure the buffer's content is unspecified and must be discarded; no plaintext is
+    /// released before the tag is verified.
+    fn open_in_place(
+        &self,
         nonce: &[u8; NONCE_LEN],
         aad: &[u8],
         buf: &mut Vec<u8>,
     ) -> Result<(), CryptoError>;
 
-    /// Verifies and decrypts `buf` (ciphertext ‖ tag) in place, truncating the tag. On
-    /// failure the buffer's content is unspecified and must not be used (the caller
-    /// discards it); no plaintext is released before the tag is verified.
-    fn open_in_place(
+    /// Encrypts `buf` in place and appends the tag.
+    fn seal_in_place(
         &self,
-        key: &DataKey,
         nonce: &[u8; NONCE_LEN],
         aad: &[u8],
         buf: &mut Vec<u8>,
-    ) -> Result<(), CryptoError>;
+    ) -> Result<(), CryptoError> {
+        let tag = self.seal_detached(nonce, aad, buf)?;
+        buf.extend_from_slice(&tag);
+        Ok(())
+    }
+}
+
+impl fmt::Debug for dyn PreparedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PreparedKey([redacted])")
+    }
 }
 
 /// AES-256-GCM from RustCrypto's `aes-gcm` (portable; AES-NI and CLMUL detected at run
@@ -36,43 +59,50 @@ pub trait AeadProvider: Send + Sync + fmt::Debug {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RustCryptoAead;
 
+struct RustCryptoKey(aes_gcm::Aes256Gcm);
+
 impl AeadProvider for RustCryptoAead {
     fn name(&self) -> &'static str {
         "rustcrypto-aes-gcm"
     }
 
-    fn seal_in_place(
+    fn prepare(&self, key: &DataKey) -> Result<Box<dyn PreparedKey>, CryptoError> {
+        use aes_gcm::aead::KeyInit;
+        Ok(Box::new(RustCryptoKey(aes_gcm::Aes256Gcm::new(
+            key.expose().into(),
+        ))))
+    }
+}
+
+impl PreparedKey for RustCryptoKey {
+    fn seal_detached(
         &self,
-        key: &DataKey,
         nonce: &[u8; NONCE_LEN],
         aad: &[u8],
-        buf: &mut Vec<u8>,
-    ) -> Result<(), CryptoError> {
-        use aes_gcm::aead::{AeadInPlace, KeyInit};
-        let cipher = aes_gcm::Aes256Gcm::new(key.expose().into());
-        let tag = cipher
-            .encrypt_in_place_detached(nonce.into(), aad, buf)
+        in_out: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], CryptoError> {
+        use aes_gcm::aead::AeadInPlace;
+        let tag = self
+            .0
+            .encrypt_in_place_detached(nonce.into(), aad, in_out)
             .map_err(|_| CryptoError::Malformed)?;
-        buf.extend_from_slice(&tag);
-        Ok(())
+        Ok(tag.into())
     }
 
     fn open_in_place(
         &self,
-        key: &DataKey,
         nonce: &[u8; NONCE_LEN],
         aad: &[u8],
         buf: &mut Vec<u8>,
     ) -> Result<(), CryptoError> {
-        use aes_gcm::aead::{AeadInPlace, KeyInit};
+        use aes_gcm::aead::AeadInPlace;
         if buf.len() < TAG_LEN {
             return Err(CryptoError::Malformed);
         }
         let split = buf.len() - TAG_LEN;
         let tag = aes_gcm::Tag::clone_from_slice(&buf[split..]);
         buf.truncate(split);
-        let cipher = aes_gcm::Aes256Gcm::new(key.expose().into());
-        cipher
+        self.0
             .decrypt_in_place_detached(nonce.into(), aad, buf, &tag)
             .map_err(|_| CryptoError::Unauthentic)
     }
@@ -84,13 +114,7 @@ impl AeadProvider for RustCryptoAead {
 pub struct AwsLcAead;
 
 #[cfg(feature = "aws-lc")]
-impl AwsLcAead {
-    fn key(key: &DataKey) -> Result<aws_lc_rs::aead::LessSafeKey, CryptoError> {
-        let unbound = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, key.expose())
-            .map_err(|_| CryptoError::KeyLength)?;
-        Ok(aws_lc_rs::aead::LessSafeKey::new(unbound))
-    }
-}
+struct AwsLcKey(aws_lc_rs::aead::LessSafeKey);
 
 #[cfg(feature = "aws-lc")]
 impl AeadProvider for AwsLcAead {
@@ -98,22 +122,37 @@ impl AeadProvider for AwsLcAead {
         "aws-lc-rs"
     }
 
-    fn seal_in_place(
+    fn prepare(&self, key: &DataKey) -> Result<Box<dyn PreparedKey>, CryptoError> {
+        let unbound = aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_256_GCM, key.expose())
+            .map_err(|_| CryptoError::KeyLength)?;
+        Ok(Box::new(AwsLcKey(aws_lc_rs::aead::LessSafeKey::new(
+            unbound,
+        ))))
+    }
+}
+
+#[cfg(feature = "aws-lc")]
+impl PreparedKey for AwsLcKey {
+    fn seal_detached(
         &self,
-        key: &DataKey,
         nonce: &[u8; NONCE_LEN],
         aad: &[u8],
-        buf: &mut Vec<u8>,
-    ) -> Result<(), CryptoError> {
+        in_out: &mut [u8],
+    ) -> Result<[u8; TAG_LEN], CryptoError> {
         use aws_lc_rs::aead::{Aad, Nonce};
-        Self::key(key)?
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf)
-            .map_err(|_| CryptoError::Malformed)
+        let tag = self
+            .0
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(*nonce),
+                Aad::from(aad),
+                in_out,
+            )
+            .map_err(|_| CryptoError::Malformed)?;
+        tag.as_ref().try_into().map_err(|_| CryptoError::Malformed)
     }
 
     fn open_in_place(
         &self,
-        key: &DataKey,
         nonce: &[u8; NONCE_LEN],
         aad: &[u8],
         buf: &mut Vec<u8>,
@@ -122,7 +161,8 @@ impl AeadProvider for AwsLcAead {
         if buf.len() < TAG_LEN {
             return Err(CryptoError::Malformed);
         }
-        let plain_len = Self::key(key)?
+        let plain_len = self
+            .0
             .open_in_place(Nonce::assume_unique_for_key(*nonce), Aad::from(aad), buf)
             .map_err(|_| CryptoError::Unauthentic)?
             .len();

@@ -10,7 +10,7 @@
 //! version nor the place the value belongs to can be changed without failing
 //! authentication.
 
-use super::aead::AeadProvider;
+use super::aead::{AeadProvider, PreparedKey};
 use super::key::{CryptoError, DataKey, NONCE_LEN, TAG_LEN, random_nonce};
 use crate::OrgId;
 
@@ -67,56 +67,68 @@ impl Aad {
     }
 }
 
-/// Seals and opens values in the versioned format with a chosen [`AeadProvider`].
-#[derive(Debug, Clone, Copy)]
-pub struct Envelope<P> {
-    provider: P,
+/// A data key of a given version, prepared for one provider: seals and opens values in
+/// the versioned format.
+pub struct EnvelopeKey {
+    version: u32,
+    prepared: Box<dyn PreparedKey>,
 }
 
-impl<P: AeadProvider> Envelope<P> {
-    /// An envelope over `provider`.
-    pub const fn new(provider: P) -> Self {
-        Self { provider }
+impl std::fmt::Debug for EnvelopeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvelopeKey")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
+}
 
-    /// The provider's name.
-    pub fn provider_name(&self) -> &'static str {
-        self.provider.name()
-    }
-
-    /// Encrypts `plaintext` under `key` (version `key_version`) for the place `aad`.
-    pub fn seal(
-        &self,
+impl EnvelopeKey {
+    /// Prepares `key` (version `version`) with `provider`.
+    pub fn new(
+        provider: &dyn AeadProvider,
         key: &DataKey,
-        key_version: u32,
-        aad: &Aad,
-        plaintext: &[u8],
-    ) -> Result<Vec<u8>, CryptoError> {
-        let nonce = random_nonce()?;
+        version: u32,
+    ) -> Result<Self, CryptoError> {
+        Ok(Self {
+            version,
+            prepared: provider.prepare(key)?,
+        })
+    }
+
+    /// The key version written into every ciphertext.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// Encrypts `plaintext` for the place `aad`, with a fresh random 96-bit nonce.
+    pub fn seal(&self, aad: &Aad, plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        let nonce = random_nonce();
         let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN);
         out.push(FORMAT_V1);
-        out.extend_from_slice(&key_version.to_be_bytes());
+        out.extend_from_slice(&self.version.to_be_bytes());
         out.extend_from_slice(&nonce);
         let full_aad = aad.full(&out);
-        let mut body = plaintext.to_vec();
-        self.provider
-            .seal_in_place(key, &nonce, &full_aad, &mut body)?;
-        out.extend_from_slice(&body);
+        out.extend_from_slice(plaintext);
+        let tag = self
+            .prepared
+            .seal_detached(&nonce, &full_aad, &mut out[HEADER_LEN..])?;
+        out.extend_from_slice(&tag);
         Ok(out)
     }
 
-    /// Decrypts a value sealed for `aad` under `key`. The caller picks `key` by
-    /// [`Envelope::key_version`].
-    pub fn open(&self, key: &DataKey, aad: &Aad, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    /// Decrypts a value sealed for `aad` with this key. A ciphertext of another version is
+    /// [`CryptoError::UnknownKeyVersion`]: pick the key by [`key_version`] first.
+    pub fn open(&self, aad: &Aad, sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
         let (header, body) = split(sealed)?;
+        let version = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
+        if version != self.version {
+            return Err(CryptoError::UnknownKeyVersion(version));
+        }
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&header[5..HEADER_LEN]);
         let full_aad = aad.full(header);
         let mut buf = body.to_vec();
-        match self
-            .provider
-            .open_in_place(key, &nonce, &full_aad, &mut buf)
-        {
+        match self.prepared.open_in_place(&nonce, &full_aad, &mut buf) {
             Ok(()) => Ok(buf),
             Err(e) => {
                 zeroize::Zeroize::zeroize(&mut buf);
@@ -126,14 +138,12 @@ impl<P: AeadProvider> Envelope<P> {
     }
 }
 
-impl Envelope<()> {
-    /// The data-key version a ciphertext was sealed with (not authenticated until opened).
-    pub fn key_version(sealed: &[u8]) -> Result<u32, CryptoError> {
-        let (header, _) = split(sealed)?;
-        Ok(u32::from_be_bytes([
-            header[1], header[2], header[3], header[4],
-        ]))
-    }
+/// The data-key version a ciphertext names (not authenticated until opened).
+pub fn key_version(sealed: &[u8]) -> Result<u32, CryptoError> {
+    let (header, _) = split(sealed)?;
+    Ok(u32::from_be_bytes([
+        header[1], header[2], header[3], header[4],
+    ]))
 }
 
 fn split(sealed: &[u8]) -> Result<(&[u8], &[u8]), CryptoError> {
@@ -149,84 +159,92 @@ mod tests {
     use crate::crypto::RustCryptoAead;
     use proptest::prelude::*;
 
-    fn fixture() -> (Envelope<RustCryptoAead>, DataKey, Aad, Vec<u8>) {
-        let env = Envelope::new(RustCryptoAead);
-        let key = DataKey::from_slice(&[7u8; 32]).unwrap();
+    fn fixture() -> (EnvelopeKey, Aad, Vec<u8>) {
+        let key = EnvelopeKey::new(
+            &RustCryptoAead,
+            &DataKey::from_slice(&[7u8; 32]).unwrap(),
+            3,
+        )
+        .unwrap();
         let aad = Aad::field(OrgId::new(), "suppliers", "iban", "r1");
-        let sealed = env.seal(&key, 3, &aad, b"secret payload").unwrap();
-        (env, key, aad, sealed)
+        let sealed = key.seal(&aad, b"secret payload").unwrap();
+        (key, aad, sealed)
     }
 
     #[test]
     fn context_binding() {
-        let (env, key, aad, sealed) = fixture();
-        assert_eq!(env.open(&key, &aad, &sealed).unwrap(), b"secret payload");
+        let (key, aad, sealed) = fixture();
+        assert_eq!(key.open(&aad, &sealed).unwrap(), b"secret payload");
         let org = OrgId::new();
         for other in [
             Aad::field(org, "suppliers", "iban", "r1"),
             Aad::parts(&[b"field"]),
         ] {
-            assert_eq!(
-                env.open(&key, &other, &sealed),
-                Err(CryptoError::Unauthentic)
-            );
+            assert_eq!(key.open(&other, &sealed), Err(CryptoError::Unauthentic));
         }
-        let wrong_key = DataKey::from_slice(&[8u8; 32]).unwrap();
-        assert_eq!(
-            env.open(&wrong_key, &aad, &sealed),
-            Err(CryptoError::Unauthentic)
-        );
+        let wrong_key = EnvelopeKey::new(
+            &RustCryptoAead,
+            &DataKey::from_slice(&[8u8; 32]).unwrap(),
+            3,
+        )
+        .unwrap();
+        assert_eq!(wrong_key.open(&aad, &sealed), Err(CryptoError::Unauthentic));
     }
 
     #[test]
     fn nonces_are_fresh() {
-        let (env, key, aad, sealed) = fixture();
-        let again = env.seal(&key, 3, &aad, b"secret payload").unwrap();
+        let (key, aad, sealed) = fixture();
+        let again = key.seal(&aad, b"secret payload").unwrap();
         assert_ne!(sealed[5..HEADER_LEN], again[5..HEADER_LEN]);
     }
 
     #[test]
     fn version_is_authenticated() {
-        let (env, key, aad, mut sealed) = fixture();
+        let (key, aad, mut sealed) = fixture();
         sealed[4] ^= 1;
-        assert_eq!(Envelope::key_version(&sealed).unwrap(), 2);
-        assert_eq!(env.open(&key, &aad, &sealed), Err(CryptoError::Unauthentic));
+        assert_eq!(key_version(&sealed).unwrap(), 2);
+        assert_eq!(
+            key.open(&aad, &sealed),
+            Err(CryptoError::UnknownKeyVersion(2))
+        );
+        // A key that claims version 2 still cannot open it: the version is in the AAD.
+        let v2 = EnvelopeKey::new(
+            &RustCryptoAead,
+            &DataKey::from_slice(&[7u8; 32]).unwrap(),
+            2,
+        )
+        .unwrap();
+        assert_eq!(v2.open(&aad, &sealed), Err(CryptoError::Unauthentic));
     }
 
     #[test]
     fn truncated_and_foreign_inputs_are_malformed() {
-        let (env, key, aad, sealed) = fixture();
+        let (key, aad, sealed) = fixture();
         for n in 0..HEADER_LEN + TAG_LEN {
-            assert_eq!(
-                env.open(&key, &aad, &sealed[..n]),
-                Err(CryptoError::Malformed)
-            );
+            assert_eq!(key.open(&aad, &sealed[..n]), Err(CryptoError::Malformed));
         }
         let mut other_format = sealed.clone();
         other_format[0] = 0x02;
-        assert_eq!(
-            env.open(&key, &aad, &other_format),
-            Err(CryptoError::Malformed)
-        );
+        assert_eq!(key.open(&aad, &other_format), Err(CryptoError::Malformed));
     }
 
     proptest! {
         #[test]
         fn any_mutation_is_rejected_without_panic(pos in any::<prop::sample::Index>(), bit in 0u8..8, cut in any::<prop::sample::Index>()) {
-            let (env, key, aad, sealed) = fixture();
+            let (key, aad, sealed) = fixture();
             let mut flipped = sealed.clone();
             let i = pos.index(flipped.len());
             flipped[i] ^= 1 << bit;
-            prop_assert!(env.open(&key, &aad, &flipped).is_err());
+            prop_assert!(key.open(&aad, &flipped).is_err());
             let truncated = &sealed[..cut.index(sealed.len())];
-            prop_assert!(env.open(&key, &aad, truncated).is_err());
+            prop_assert!(key.open(&aad, truncated).is_err());
         }
 
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
-            let (env, key, aad, _) = fixture();
-            prop_assert!(env.open(&key, &aad, &bytes).is_err());
-            let _ = Envelope::key_version(&bytes);
+            let (key, aad, _) = fixture();
+            prop_assert!(key.open(&aad, &bytes).is_err());
+            let _ = key_version(&bytes);
         }
     }
 }

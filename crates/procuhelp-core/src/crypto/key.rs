@@ -65,9 +65,11 @@ impl fmt::Debug for DataKey {
     }
 }
 
-/// A fresh random nonce.
-pub(crate) fn random_nonce() -> Result<[u8; NONCE_LEN], CryptoError> {
+/// A fresh random nonce from the thread-local CSPRNG (ChaCha, seeded and periodically
+/// reseeded from the OS): a system call per nonce would cost more than sealing 64 bytes.
+pub(crate) fn random_nonce() -> [u8; NONCE_LEN] {
+    use rand::Rng as _;
     let mut nonce = [0u8; NONCE_LEN];
-    getrandom::fill(&mut nonce).map_err(|_| CryptoError::Rng)?;
-    Ok(nonce)
+    rand::rng().fill(&mut nonce);
+    nonce
 }

@@ -5,24 +5,23 @@
 //!   [`RustCryptoAead`] (portable default, crate `aes-gcm`) and, with feature `aws-lc`,
 //!   [`AwsLcAead`] (AES-NI/VAES assembly; the fast bulk path). Both run the Wycheproof
 //!   vectors and are cross-checked against each other.
-//! * [`Envelope`] — the versioned ciphertext format: key version and a random 96-bit
+//! * [`EnvelopeKey`] — the versioned ciphertext format: key version and a random 96-bit
 //!   nonce in a header, and associated data binding every ciphertext to where it belongs
 //!   ([`Aad`]: tenant, table, column, row).
 //!
 //! ```
-//! use procuhelp_core::crypto::{Aad, DataKey, Envelope, RustCryptoAead};
+//! use procuhelp_core::crypto::{Aad, DataKey, EnvelopeKey, RustCryptoAead, key_version};
 //! use procuhelp_core::OrgId;
 //!
-//! let envelope = Envelope::new(RustCryptoAead);
-//! let key = DataKey::generate()?;
+//! let key = EnvelopeKey::new(&RustCryptoAead, &DataKey::generate()?, 7)?;
 //! let org = OrgId::new();
 //! let here = Aad::field(org, "suppliers", "iban", "row-1");
-//! let sealed = envelope.seal(&key, 7, &here, b"DE89 3704 0044 0532 0130 00")?;
-//! assert_eq!(Envelope::key_version(&sealed)?, 7);
-//! assert_eq!(envelope.open(&key, &here, &sealed)?, b"DE89 3704 0044 0532 0130 00");
+//! let sealed = key.seal(&here, b"DE89 3704 0044 0532 0130 00")?;
+//! assert_eq!(key_version(&sealed)?, 7);
+//! assert_eq!(key.open(&here, &sealed)?, b"DE89 3704 0044 0532 0130 00");
 //! // Moved to another row, the ciphertext no longer opens.
 //! let elsewhere = Aad::field(org, "suppliers", "iban", "row-2");
-//! assert!(envelope.open(&key, &elsewhere, &sealed).is_err());
+//! assert!(key.open(&elsewhere, &sealed).is_err());
 //! # Ok::<(), procuhelp_core::crypto::CryptoError>(())
 //! ```
 
@@ -32,8 +31,8 @@ mod key;
 
 #[cfg(feature = "aws-lc")]
 pub use aead::AwsLcAead;
-pub use aead::{AeadProvider, RustCryptoAead};
-pub use envelope::{Aad, Envelope, FORMAT_V1, HEADER_LEN};
+pub use aead::{AeadProvider, PreparedKey, RustCryptoAead};
+pub use envelope::{Aad, EnvelopeKey, FORMAT_V1, HEADER_LEN, key_version};
 pub use key::{CryptoError, DataKey, NONCE_LEN, TAG_LEN};
 
 /// The default provider: aws-lc-rs when compiled in, else RustCrypto.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{SecretName, SecretProvider, VaultError, VersionedSecret, WrappedKey, check_kek_name};
 use crate::SecretBytes;
-use crate::crypto::{Aad, DataKey, Envelope, RustCryptoAead};
+use crate::crypto::{Aad, DataKey, EnvelopeKey, RustCryptoAead, key_version};
 
 const KEY_FILE: &str = "vault.key";
 const DATA_FILE: &str = "vault.json";
@@ -29,7 +29,7 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 /// I/O is synchronous and small (one file); calls are rare (start-up, administration).
 pub struct FileVault {
     dir: PathBuf,
-    master: DataKey,
+    master: EnvelopeKey,
     state: Mutex<State>,
 }
 
@@ -54,8 +54,6 @@ struct Entry {
     version: u32,
     sealed: String,
 }
-
-const ENVELOPE: Envelope<RustCryptoAead> = Envelope::new(RustCryptoAead);
 
 fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> VaultError {
     let context = context.into();
@@ -101,6 +99,8 @@ impl FileVault {
         );
         let master =
             DataKey::from_slice(&bytes).map_err(|_| key_problem("must hold exactly 32 bytes"))?;
+        let master =
+            EnvelopeKey::new(&RustCryptoAead, &master, 1).map_err(|_| key_problem("unusable"))?;
         let vault = Self {
             dir: dir.to_path_buf(),
             master,
@@ -130,8 +130,9 @@ impl FileVault {
     }
 
     fn seal(&self, plaintext: &[u8], aad: &Aad) -> Result<String, VaultError> {
-        let sealed = ENVELOPE
-            .seal(&self.master, 1, aad, plaintext)
+        let sealed = self
+            .master
+            .seal(aad, plaintext)
             .map_err(|e| VaultError::Corrupt(e.to_string()))?;
         Ok(B64.encode(sealed))
     }
@@ -140,8 +141,9 @@ impl FileVault {
         let raw = B64
             .decode(sealed)
             .map_err(|_| VaultError::Corrupt("bad base64".into()))?;
-        let plain = ENVELOPE
-            .open(&self.master, aad, &raw)
+        let plain = self
+            .master
+            .open(aad, &raw)
             .map_err(|e| VaultError::Corrupt(e.to_string()))?;
         Ok(SecretBytes::new(plain))
     }
@@ -314,8 +316,10 @@ impl SecretProvider for FileVault {
         check_kek_name(kek)?;
         let mut state = self.lock();
         let (version, kek_key) = self.kek(&mut state, kek, None, true)?;
-        let ciphertext = ENVELOPE
-            .seal(&kek_key, version, &wrap_aad(kek), key.expose())
+        let kek_key = EnvelopeKey::new(&RustCryptoAead, &kek_key, version)
+            .map_err(|e| VaultError::Corrupt(e.to_string()))?;
+        let ciphertext = kek_key
+            .seal(&wrap_aad(kek), key.expose())
             .map_err(|e| VaultError::Corrupt(e.to_string()))?;
         Ok(WrappedKey {
             kek_version: version,
@@ -325,16 +329,16 @@ impl SecretProvider for FileVault {
 
     async fn unwrap_key(&self, kek: &str, wrapped: &WrappedKey) -> Result<DataKey, VaultError> {
         check_kek_name(kek)?;
-        let version = Envelope::key_version(&wrapped.ciphertext)
-            .map_err(|e| VaultError::Corrupt(e.to_string()))?;
+        let version =
+            key_version(&wrapped.ciphertext).map_err(|e| VaultError::Corrupt(e.to_string()))?;
         if version != wrapped.kek_version {
             return Err(VaultError::Corrupt("wrapped key version mismatch".into()));
         }
         let mut state = self.lock();
         let (_, kek_key) = self.kek(&mut state, kek, Some(version), false)?;
         let plain = zeroize::Zeroizing::new(
-            ENVELOPE
-                .open(&kek_key, &wrap_aad(kek), &wrapped.ciphertext)
+            EnvelopeKey::new(&RustCryptoAead, &kek_key, version)
+                .and_then(|k| k.open(&wrap_aad(kek), &wrapped.ciphertext))
                 .map_err(|e| VaultError::Corrupt(e.to_string()))?,
         );
         DataKey::from_slice(&plain).map_err(|_| VaultError::Corrupt("data key length".into()))
