@@ -49,6 +49,15 @@ pub enum Error {
     /// The database's security posture would let isolation be bypassed.
     #[error(transparent)]
     Posture(#[from] crate::posture::PostureError),
+    /// A cryptographic failure: wrong context, tampering, unknown key version.
+    #[error("encryption: {0}")]
+    Crypto(procuhelp_core::crypto::CryptoError),
+    /// A data key cannot be used: retired, destroyed, or its KEK is gone.
+    #[error("data key unavailable: {0}")]
+    KeyUnavailable(&'static str),
+    /// The secret provider (vault) failed.
+    #[error("vault: {0}")]
+    Vault(#[from] procuhelp_core::vault::VaultError),
     /// A role name, URL or other configuration value is unusable.
     #[error("misconfigured: {0}")]
     Config(String),

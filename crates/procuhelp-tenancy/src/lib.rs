@@ -34,6 +34,7 @@
 mod admin;
 mod db;
 mod error;
+mod field_cipher;
 mod migrate;
 mod one_shot;
 pub mod posture;
@@ -47,6 +48,9 @@ pub mod testkit;
 pub use admin::create_organisation;
 pub use db::{TenantDb, TenantTx};
 pub use error::{Error, Result};
+pub use field_cipher::{
+    DEFAULT_MESSAGE_LIMIT, EncryptedColumn, FieldCipher, FieldRef, ReencryptProgress,
+};
 pub use migrate::{RuntimeRole, migrate, migrator, runtime_grants};
 pub use one_shot::{ScopedQuery, ScopedRead};
 pub use posture::{PostureError, PostureFinding};

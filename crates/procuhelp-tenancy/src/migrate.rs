@@ -23,6 +23,9 @@ pub fn runtime_grants() -> &'static [(&'static str, &'static str)] {
         // Organisations are created by administrators (owner role), never by the server.
         ("app.organisations", "SELECT"),
         ("app.suppliers", "SELECT, INSERT, UPDATE, DELETE"),
+        // Keys are never deleted by the server: destruction erases the wrapped key.
+        ("app.data_keys", "SELECT, INSERT, UPDATE"),
+        ("app.key_events", "SELECT, INSERT"),
     ]
 }
 

@@ -129,6 +129,11 @@ async fn runtime_role_has_exactly_the_declared_grants() {
     assert_eq!(
         privileges,
         vec![
+            (
+                "app.data_keys".to_owned(),
+                "INSERT, SELECT, UPDATE".to_owned()
+            ),
+            ("app.key_events".to_owned(), "INSERT, SELECT".to_owned()),
             ("app.organisations".to_owned(), "SELECT".to_owned()),
             (
                 "app.suppliers".to_owned(),

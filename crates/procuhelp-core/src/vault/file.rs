@@ -350,6 +350,29 @@ impl SecretProvider for FileVault {
         self.add_kek(&mut state, kek)
     }
 
+    async fn create_kek(&self, kek: &str) -> Result<(), VaultError> {
+        check_kek_name(kek)?;
+        let mut state = self.lock();
+        if !state.keks.contains_key(kek) {
+            self.add_kek(&mut state, kek)?;
+        }
+        Ok(())
+    }
+
+    async fn destroy_kek(&self, kek: &str) -> Result<(), VaultError> {
+        check_kek_name(kek)?;
+        let mut state = self.lock();
+        let removed = state
+            .keks
+            .remove(kek)
+            .ok_or_else(|| VaultError::NotFound(format!("KEK {kek}")))?;
+        if let Err(e) = self.persist(&mut state) {
+            state.keks.insert(kek.to_owned(), removed);
+            return Err(e);
+        }
+        Ok(())
+    }
+
     async fn rewrap_key(&self, kek: &str, wrapped: &WrappedKey) -> Result<WrappedKey, VaultError> {
         let key = self.unwrap_key(kek, wrapped).await?;
         self.wrap_key(kek, &key).await

@@ -158,6 +158,11 @@ pub trait SecretProvider: Send + Sync + fmt::Debug {
     async fn unwrap_key(&self, kek: &str, wrapped: &WrappedKey) -> Result<DataKey, VaultError>;
     /// Creates a new KEK version; returns it. Old versions keep unwrapping.
     async fn rotate_kek(&self, kek: &str) -> Result<u32, VaultError>;
+    /// Creates KEK `kek` if it does not exist (idempotent).
+    async fn create_kek(&self, kek: &str) -> Result<(), VaultError>;
+    /// Destroys every version of KEK `kek`: every key it wrapped — in the database and in
+    /// every backup — can no longer be unwrapped (crypto-shredding).
+    async fn destroy_kek(&self, kek: &str) -> Result<(), VaultError>;
     /// Re-wraps under the latest KEK version (without the data key leaving the provider
     /// where the backend supports it).
     async fn rewrap_key(&self, kek: &str, wrapped: &WrappedKey) -> Result<WrappedKey, VaultError>;

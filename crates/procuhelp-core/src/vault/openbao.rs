@@ -405,6 +405,35 @@ impl SecretProvider for OpenBao {
             .ok_or_else(|| VaultError::Corrupt("key info without latest_version".into()))
     }
 
+    async fn create_kek(&self, kek: &str) -> Result<(), VaultError> {
+        check_kek_name(kek)?;
+        // An empty body creates a default aes256-gcm96, non-exportable key; an existing
+        // key is left as it is.
+        self.call(
+            reqwest::Method::POST,
+            &self.transit("keys", kek),
+            Some(&json!({})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    async fn destroy_kek(&self, kek: &str) -> Result<(), VaultError> {
+        check_kek_name(kek)?;
+        // Transit refuses to delete a key until deletion is allowed on it; the policy must
+        // grant both for tenant keys.
+        let config = format!("{}/config", self.transit("keys", kek));
+        self.call(
+            reqwest::Method::POST,
+            &config,
+            Some(&json!({ "deletion_allowed": true })),
+        )
+        .await?;
+        self.call(reqwest::Method::DELETE, &self.transit("keys", kek), None)
+            .await
+            .map(|_| ())
+    }
+
     async fn rewrap_key(&self, kek: &str, wrapped: &WrappedKey) -> Result<WrappedKey, VaultError> {
         // Transit's rewrap ignores associated_data, so it cannot rewrap our AAD-bound
         // wraps; decrypt and encrypt again (the data key is in our memory only briefly,
