@@ -20,6 +20,10 @@ use tower_http::timeout::TimeoutLayer;
 pub struct AppState {
     /// Tenant-scoped data access.
     pub tenants: TenantDb,
+    /// Field encryption (supplier bank details, stored credentials).
+    pub cipher: std::sync::Arc<procuhelp_tenancy::FieldCipher>,
+    /// Where the server's secrets live.
+    pub vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
 }
 
 /// Limits applied to every request.

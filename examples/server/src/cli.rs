@@ -33,6 +33,32 @@ pub enum Command {
     Posture(DatabaseArgs),
     /// Create two demo organisations with a few suppliers each and print their ids.
     SeedDemo(MigrateArgs),
+    /// Key management.
+    Keys(KeysArgs),
+}
+
+/// `keys` subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct KeysArgs {
+    /// Which key operation.
+    #[command(subcommand)]
+    pub command: KeysCommand,
+}
+
+/// Key operations (run as the schema owner).
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysCommand {
+    /// Rotate every organisation's KEK (re-wrapping its data keys) and data key, then
+    /// re-encrypt stored fields under the new data key in batches and retire the old one.
+    /// Safe to interrupt and re-run.
+    Rotate {
+        /// Where the database and vault are.
+        #[command(flatten)]
+        db: DatabaseArgs,
+        /// Rows per re-encryption batch (one transaction each).
+        #[arg(long, default_value_t = 500)]
+        batch: i64,
+    },
 }
 
 /// Where the database is.
@@ -53,6 +79,31 @@ pub struct DatabaseArgs {
     /// newest /usr/lib/postgresql/*/bin, then PATH).
     #[arg(long, value_name = "DIR")]
     pub pg_bin_dir: Option<PathBuf>,
+
+    /// Where secrets and key-encryption keys live.
+    #[command(flatten)]
+    pub vault: VaultArgs,
+}
+
+/// The secret provider: the embedded vault in `<data-dir>/vault` unless OpenBao is given.
+#[derive(Debug, Clone, Default, Args)]
+pub struct VaultArgs {
+    /// OpenBao / Vault address (e.g. https://vault.internal:8200). Without it, the embedded
+    /// vault in <data-dir>/vault is used (master key file generated on first run, 0600).
+    #[arg(long, value_name = "URL")]
+    pub openbao_addr: Option<String>,
+    /// File with an OpenBao token.
+    #[arg(long, value_name = "FILE", requires = "openbao_addr")]
+    pub openbao_token_file: Option<PathBuf>,
+    /// File with an AppRole role_id (with --openbao-secret-id-file).
+    #[arg(long, value_name = "FILE", requires_all = ["openbao_addr", "openbao_secret_id_file"])]
+    pub openbao_role_id_file: Option<PathBuf>,
+    /// File with an AppRole secret_id.
+    #[arg(long, value_name = "FILE", requires = "openbao_role_id_file")]
+    pub openbao_secret_id_file: Option<PathBuf>,
+    /// PEM file of the CA that signed OpenBao's certificate.
+    #[arg(long, value_name = "FILE", requires = "openbao_addr")]
+    pub openbao_ca_file: Option<PathBuf>,
 }
 
 /// Arguments of `migrate` and `seed-demo`.

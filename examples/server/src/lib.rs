@@ -10,6 +10,7 @@
 pub mod app;
 pub mod cli;
 pub mod database;
+pub mod keys;
 pub mod logging;
 pub mod serve;
 pub mod tls;
@@ -50,10 +51,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::SeedDemo(args) => {
             serve::create_private_dir(&args.db.data_dir)?;
             let runtime_role = procuhelp_tenancy::RuntimeRole::new(args.runtime_role)?;
+            let vault = keys::open_vault(&args.db).await?;
             let db = database::Database::open(&args.db).await?;
-            let result = seed_demo(&db, &runtime_role).await;
+            let result = seed_demo(&db, &runtime_role, vault).await;
             db.close().await?;
-            report_seed(&result?);
+            report(
+                &result?
+                    .iter()
+                    .map(|org| format!("demo organisation {org}"))
+                    .collect::<Vec<_>>(),
+            );
+            Ok(())
+        }
+        Command::Keys(cli::KeysArgs {
+            command: cli::KeysCommand::Rotate { db, batch },
+        }) => {
+            serve::create_private_dir(&db.data_dir)?;
+            let vault = keys::open_vault(&db).await?;
+            let database = database::Database::open(&db).await?;
+            let owner = database.owner_pool().await?;
+            let result = keys::rotate_all(&owner, vault, batch).await;
+            owner.close().await;
+            database.close().await?;
+            report(&result.context("keys rotate")?);
             Ok(())
         }
     }
@@ -62,8 +82,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn seed_demo(
     db: &database::Database,
     runtime_role: &procuhelp_tenancy::RuntimeRole,
+    vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
 ) -> anyhow::Result<Vec<procuhelp_core::OrgId>> {
-    use procuhelp_tenancy::{NewSupplier, PgSupplierRepository, SupplierRepository as _, TenantDb};
+    use procuhelp_tenancy::{
+        FieldRef, NewSupplier, PgSupplierRepository, SupplierRepository as _, TenantDb,
+    };
     let owner = db.owner_pool().await?;
     procuhelp_tenancy::migrate(&owner, runtime_role)
         .await
@@ -73,20 +96,42 @@ async fn seed_demo(
         orgs.push(procuhelp_tenancy::create_organisation(&owner, name).await?);
     }
     owner.close().await;
-    let runtime = db.runtime_pool(runtime_role, 1).await?;
+    let runtime = db.runtime_pool(runtime_role, 2).await?;
     let tenants = TenantDb::new(runtime.clone());
+    let cipher = keys::field_cipher(tenants.clone(), vault);
     let seeder = procuhelp_core::UserId::new();
-    for (org, names) in orgs
-        .iter()
-        .zip([["Acme GmbH", "Bolt SARL"], ["Cobalt Ltd", "Delta BV"]])
-    {
-        let mut tx = tenants.begin(*org).await?;
-        for (name, country) in names.into_iter().zip(["DE", "FR"]) {
-            PgSupplierRepository
+    let demo = [
+        [
+            ("Acme GmbH", "DE", "DE89370400440532013000"),
+            ("Bolt SARL", "FR", "FR1420041010050500013M02606"),
+        ],
+        [
+            ("Cobalt Ltd", "GB", "GB29NWBK60161331926819"),
+            ("Delta BV", "NL", "NL91ABNA0417164300"),
+        ],
+    ];
+    for (org, suppliers) in orgs.iter().zip(demo) {
+        for (name, country, iban) in suppliers {
+            let mut tx = tenants.begin(*org).await?;
+            let supplier = PgSupplierRepository
                 .create(&mut tx, NewSupplier::new(name, country)?, seeder)
                 .await?;
+            let row = supplier.id.to_string();
+            // Bank details are stored only encrypted, bound to this org, table, column and row.
+            let sealed = cipher
+                .encrypt(
+                    *org,
+                    FieldRef::new("suppliers", "iban", &row),
+                    iban.as_bytes(),
+                )
+                .await?;
+            sqlx::query("UPDATE app.suppliers SET iban_sealed = $1 WHERE id = $2")
+                .bind(&sealed)
+                .bind(supplier.id.as_uuid())
+                .execute(tx.conn())
+                .await?;
+            tx.commit().await?;
         }
-        tx.commit().await?;
     }
     runtime.close().await;
     Ok(orgs)
@@ -94,10 +139,10 @@ async fn seed_demo(
 
 #[expect(
     clippy::print_stdout,
-    reason = "seed-demo's output is for the operator"
+    reason = "seed-demo's and keys' output is for the operator"
 )]
-fn report_seed(orgs: &[procuhelp_core::OrgId]) {
-    for org in orgs {
-        println!("demo organisation {org}");
+fn report(lines: &[String]) {
+    for line in lines {
+        println!("{line}");
     }
 }

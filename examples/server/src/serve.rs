@@ -11,7 +11,7 @@ use procuhelp_tenancy::{RuntimeRole, TenantDb};
 use crate::app::{self, AppState, Limits};
 use crate::cli::ServeArgs;
 use crate::database::Database;
-use crate::tls;
+use crate::{keys, tls};
 
 /// Serves until SIGINT/SIGTERM (or until `handle` is told to shut down).
 ///
@@ -19,8 +19,11 @@ use crate::tls;
 /// mode) and its posture checked *before* any port is bound; any failure refuses to serve.
 pub async fn serve(args: ServeArgs, handle: Option<Handle<SocketAddr>>) -> anyhow::Result<()> {
     create_private_dir(&args.db.data_dir)?;
+    // No keys, no service: the vault must open (key file present and private, or OpenBao
+    // reachable and unsealed) before anything else happens.
+    let vault = keys::open_vault(&args.db).await?;
     let db = Database::open(&args.db).await?;
-    let result = serve_on(&args, &db, handle).await;
+    let result = serve_on(&args, &db, vault, handle).await;
     db.close().await?;
     result
 }
@@ -28,6 +31,7 @@ pub async fn serve(args: ServeArgs, handle: Option<Handle<SocketAddr>>) -> anyho
 async fn serve_on(
     args: &ServeArgs,
     db: &Database,
+    vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
     handle: Option<Handle<SocketAddr>>,
 ) -> anyhow::Result<()> {
     let role = RuntimeRole::default();
@@ -53,9 +57,18 @@ async fn serve_on(
         max_body_bytes: args.max_body_bytes,
         request_timeout: Duration::from_secs(args.request_timeout_secs),
     };
+    // Key management gets a pool of its own, so reservations of encryptions commit
+    // independently of request transactions.
+    let key_pool = db.runtime_pool(&role, 2).await?;
+    let cipher = std::sync::Arc::new(keys::field_cipher(
+        TenantDb::new(key_pool.clone()),
+        vault.clone(),
+    ));
     let app = app::app(
         AppState {
             tenants: TenantDb::new(runtime.clone()),
+            cipher,
+            vault,
         },
         limits,
     );
@@ -101,6 +114,7 @@ async fn serve_on(
         let _ = task.await;
     }
     runtime.close().await;
+    key_pool.close().await;
     served
 }
 

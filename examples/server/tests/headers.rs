@@ -20,8 +20,21 @@ fn state() -> AppState {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .acquire_timeout(Duration::from_millis(200))
         .connect_lazy_with(opts);
+    let vault_dir = std::env::temp_dir().join(format!(
+        "ph-headers-vault-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    let vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider> =
+        std::sync::Arc::new(procuhelp_core::vault::FileVault::open_or_create(&vault_dir).unwrap());
+    let tenants = TenantDb::new(pool);
+    let cipher = std::sync::Arc::new(procuhelp_server::keys::field_cipher(
+        tenants.clone(),
+        vault.clone(),
+    ));
     AppState {
-        tenants: TenantDb::new(pool),
+        tenants,
+        cipher,
+        vault,
     }
 }
 

@@ -25,6 +25,7 @@ fn args(data_dir: PathBuf, database_url_file: Option<PathBuf>) -> ServeArgs {
             data_dir,
             database_url_file,
             pg_bin_dir: None,
+            vault: Default::default(),
         },
         https_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
         http_redirect_addr: Some(SocketAddr::from(([127, 0, 0, 1], free_port()))),

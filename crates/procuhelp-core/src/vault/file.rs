@@ -15,6 +15,7 @@ use crate::crypto::{Aad, DataKey, EnvelopeKey, RustCryptoAead, key_version};
 
 const KEY_FILE: &str = "vault.key";
 const DATA_FILE: &str = "vault.json";
+const LOCK_FILE: &str = "vault.lock";
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// The embedded vault (see the [module docs](super)).
@@ -38,6 +39,25 @@ impl std::fmt::Debug for FileVault {
         f.debug_struct("FileVault")
             .field("dir", &self.dir)
             .finish_non_exhaustive()
+    }
+}
+
+/// The state, locked and fresh from disk; the file lock is released on drop.
+struct Locked<'a> {
+    state: std::sync::MutexGuard<'a, State>,
+    _file: std::fs::File,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
     }
 }
 
@@ -113,20 +133,43 @@ impl FileVault {
             vault.open_sealed(&state.check, &check_aad()).map_err(|_| {
                 VaultError::Corrupt("the master key does not match vault.json".into())
             })?;
-            *vault.lock() = state;
+            *vault.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
         } else {
             let mut state = State {
                 check: vault.seal(b"procuhelp-vault", &check_aad())?,
                 ..State::default()
             };
             vault.persist(&mut state)?;
-            *vault.lock() = state;
+            *vault.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
         }
         Ok(vault)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// Locks the vault for one operation — in this process (mutex) and across processes
+    /// (`flock` on `vault.lock`) — and reloads the state from disk, so several processes
+    /// (the server, `keys rotate`) never work on stale copies or overwrite each other.
+    fn lock(&self) -> Result<Locked<'_>, VaultError> {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(LOCK_FILE))
+            .map_err(io("opening vault.lock"))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|e| {
+            VaultError::Io {
+                context: "locking the vault".into(),
+                source: e.into(),
+            }
+        })?;
+        let text =
+            std::fs::read_to_string(self.dir.join(DATA_FILE)).map_err(io("reading vault.json"))?;
+        *guard = serde_json::from_str(&text)
+            .map_err(|e| VaultError::Corrupt(format!("vault.json: {e}")))?;
+        Ok(Locked {
+            state: guard,
+            _file: file,
+        })
     }
 
     fn seal(&self, plaintext: &[u8], aad: &Aad) -> Result<String, VaultError> {
@@ -238,7 +281,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
 #[async_trait]
 impl SecretProvider for FileVault {
     async fn get(&self, name: &SecretName) -> Result<VersionedSecret, VaultError> {
-        let state = self.lock();
+        let state = self.lock()?;
         let entry = state
             .secrets
             .get(name.as_str())
@@ -256,7 +299,7 @@ impl SecretProvider for FileVault {
         name: &SecretName,
         version: u32,
     ) -> Result<VersionedSecret, VaultError> {
-        let state = self.lock();
+        let state = self.lock()?;
         let entry = state
             .secrets
             .get(name.as_str())
@@ -267,7 +310,7 @@ impl SecretProvider for FileVault {
     }
 
     async fn put(&self, name: &SecretName, value: SecretBytes) -> Result<u32, VaultError> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let version = state
             .secrets
             .get(name.as_str())
@@ -290,7 +333,7 @@ impl SecretProvider for FileVault {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<SecretName>, VaultError> {
-        let state = self.lock();
+        let state = self.lock()?;
         Ok(state
             .secrets
             .keys()
@@ -300,7 +343,7 @@ impl SecretProvider for FileVault {
     }
 
     async fn delete(&self, name: &SecretName) -> Result<(), VaultError> {
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let removed = state
             .secrets
             .remove(name.as_str())
@@ -314,7 +357,7 @@ impl SecretProvider for FileVault {
 
     async fn wrap_key(&self, kek: &str, key: &DataKey) -> Result<WrappedKey, VaultError> {
         check_kek_name(kek)?;
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let (version, kek_key) = self.kek(&mut state, kek, None, true)?;
         let kek_key = EnvelopeKey::new(&RustCryptoAead, &kek_key, version)
             .map_err(|e| VaultError::Corrupt(e.to_string()))?;
@@ -334,7 +377,7 @@ impl SecretProvider for FileVault {
         if version != wrapped.kek_version {
             return Err(VaultError::Corrupt("wrapped key version mismatch".into()));
         }
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let (_, kek_key) = self.kek(&mut state, kek, Some(version), false)?;
         let plain = zeroize::Zeroizing::new(
             EnvelopeKey::new(&RustCryptoAead, &kek_key, version)
@@ -346,13 +389,13 @@ impl SecretProvider for FileVault {
 
     async fn rotate_kek(&self, kek: &str) -> Result<u32, VaultError> {
         check_kek_name(kek)?;
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         self.add_kek(&mut state, kek)
     }
 
     async fn create_kek(&self, kek: &str) -> Result<(), VaultError> {
         check_kek_name(kek)?;
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         if !state.keks.contains_key(kek) {
             self.add_kek(&mut state, kek)?;
         }
@@ -361,7 +404,7 @@ impl SecretProvider for FileVault {
 
     async fn destroy_kek(&self, kek: &str) -> Result<(), VaultError> {
         check_kek_name(kek)?;
-        let mut state = self.lock();
+        let mut state = self.lock()?;
         let removed = state
             .keks
             .remove(kek)
@@ -447,6 +490,27 @@ mod tests {
         // Another KEK name cannot open it.
         let _ = vault.wrap_key("other", &dek).await.unwrap();
         assert!(vault.unwrap_key("other", &w1).await.is_err());
+        std::fs::remove_dir_all(&d).ok();
+    }
+
+    #[tokio::test]
+    async fn two_instances_on_one_directory_see_each_others_writes() {
+        let d = dir();
+        let one = FileVault::open_or_create(&d).unwrap();
+        let two = FileVault::open_or_create(&d).unwrap();
+        let dek = DataKey::generate().unwrap();
+        let w1 = one.wrap_key("shared", &dek).await.unwrap();
+        assert_eq!(two.rotate_kek("shared").await.unwrap(), 2);
+        let w2 = one.rewrap_key("shared", &w1).await.unwrap();
+        assert_eq!(w2.kek_version, 2);
+        let name = SecretName::new("a").unwrap();
+        one.put(&name, SecretBytes::new(b"x".to_vec()))
+            .await
+            .unwrap();
+        two.put(&name, SecretBytes::new(b"y".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(one.get(&name).await.unwrap().version, 2, "no lost update");
         std::fs::remove_dir_all(&d).ok();
     }
 
