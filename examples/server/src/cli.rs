@@ -35,6 +35,32 @@ pub enum Command {
     SeedDemo(MigrateArgs),
     /// Key management.
     Keys(KeysArgs),
+    /// Store a secret (e.g. the runtime database URL) in the vault.
+    Secrets(SecretsArgs),
+}
+
+/// `secrets` subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct SecretsArgs {
+    /// Which operation.
+    #[command(subcommand)]
+    pub command: SecretsCommand,
+}
+
+/// Secret operations.
+#[derive(Debug, Clone, Subcommand)]
+pub enum SecretsCommand {
+    /// Store the content of a file (mode 0600) as a new version of secret NAME.
+    Put {
+        /// Secret name, e.g. `db/runtime-url`.
+        name: String,
+        /// File holding the value (delete it afterwards).
+        #[arg(long, value_name = "FILE")]
+        from_file: PathBuf,
+        /// Where the vault is.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 /// `keys` subcommands.
@@ -72,8 +98,14 @@ pub struct DatabaseArgs {
     /// `serve` and `posture`: a URL of the runtime role; for `migrate`/`seed-demo`: of the
     /// schema owner. Read from a file so that passwords stay out of argv and the
     /// environment.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "database_url_secret")]
     pub database_url_file: Option<PathBuf>,
+
+    /// Name of a vault secret holding the PostgreSQL URL to use instead of the embedded
+    /// database. `serve` reads its credentials only from the vault: store the URL with
+    /// `procuhelp-server secrets put db/runtime-url --from-file FILE`.
+    #[arg(long, value_name = "NAME")]
+    pub database_url_secret: Option<String>,
 
     /// Directory holding initdb/pg_ctl/postgres for the embedded database (default: the
     /// newest /usr/lib/postgresql/*/bin, then PATH).

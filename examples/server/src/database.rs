@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::cli::DatabaseArgs;
+use procuhelp_core::vault::{SecretName, SecretProvider};
 
 /// Where the database is: the embedded cluster (started by [`Database::open`]) or the
 /// server named by `--database-url-file`.
@@ -27,11 +28,22 @@ enum Target {
 }
 
 impl Database {
-    /// Starts the embedded cluster, or reads the URL file.
-    pub async fn open(args: &DatabaseArgs) -> anyhow::Result<Self> {
-        let target = match &args.database_url_file {
-            Some(file) => Target::External(Box::new(read_url_file(file)?)),
-            None => Target::Embedded(
+    /// Starts the embedded cluster, or reads the URL from the vault secret or the file.
+    pub async fn open(args: &DatabaseArgs, vault: &dyn SecretProvider) -> anyhow::Result<Self> {
+        let target = match (&args.database_url_secret, &args.database_url_file) {
+            (Some(name), _) => {
+                let name = SecretName::new(name)?;
+                let secret = vault.get(&name).await.with_context(|| {
+                    format!("reading the database URL from vault secret {name}")
+                })?;
+                let url = std::str::from_utf8(secret.value.expose())
+                    .map_err(|_| anyhow::anyhow!("vault secret {name}: not UTF-8"))?;
+                Target::External(Box::new(PgConnectOptions::from_str(url.trim()).map_err(
+                    |_| anyhow::anyhow!("vault secret {name}: not a valid PostgreSQL URL"),
+                )?))
+            }
+            (None, Some(file)) => Target::External(Box::new(read_url_file(file)?)),
+            (None, None) => Target::Embedded(
                 LocalCluster::start(&args.data_dir.join("pg"), args.pg_bin_dir.as_deref())
                     .await
                     .context("starting the embedded database")?,
@@ -92,6 +104,19 @@ async fn connect(opts: PgConnectOptions, size: u32) -> anyhow::Result<PgPool> {
 }
 
 /// Reads a PostgreSQL URL from a file that only its owner may read.
+pub fn read_private_file(file: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(file).with_context(|| format!("{}", file.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "{} is readable by group or others (mode {mode:o}); chmod 600 it",
+            file.display()
+        );
+    }
+    std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+}
+
 fn read_url_file(file: &Path) -> anyhow::Result<PgConnectOptions> {
     use std::os::unix::fs::PermissionsExt;
     let meta =

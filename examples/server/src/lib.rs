@@ -24,9 +24,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(args, None).await,
         Command::Migrate(args) => {
-            serve::create_private_dir(&args.db.data_dir)?;
             let runtime_role = procuhelp_tenancy::RuntimeRole::new(args.runtime_role)?;
-            let db = database::Database::open(&args.db).await?;
+            let (vault, db) = open(&args.db).await?;
+            drop(vault);
             let owner = db.owner_pool().await?;
             let result = procuhelp_tenancy::migrate(&owner, &runtime_role).await;
             owner.close().await;
@@ -36,8 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Posture(args) => {
-            serve::create_private_dir(&args.data_dir)?;
-            let db = database::Database::open(&args).await?;
+            let (_vault, db) = open(&args).await?;
             let runtime = db
                 .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 1)
                 .await?;
@@ -49,10 +48,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::SeedDemo(args) => {
-            serve::create_private_dir(&args.db.data_dir)?;
             let runtime_role = procuhelp_tenancy::RuntimeRole::new(args.runtime_role)?;
-            let vault = keys::open_vault(&args.db).await?;
-            let db = database::Database::open(&args.db).await?;
+            let (vault, db) = open(&args.db).await?;
             let result = seed_demo(&db, &runtime_role, vault).await;
             db.close().await?;
             report(
@@ -66,9 +63,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cli::KeysArgs {
             command: cli::KeysCommand::Rotate { db, batch },
         }) => {
-            serve::create_private_dir(&db.data_dir)?;
-            let vault = keys::open_vault(&db).await?;
-            let database = database::Database::open(&db).await?;
+            let (vault, database) = open(&db).await?;
             let owner = database.owner_pool().await?;
             let result = keys::rotate_all(&owner, vault, batch).await;
             owner.close().await;
@@ -76,7 +71,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             report(&result.context("keys rotate")?);
             Ok(())
         }
+        Command::Secrets(cli::SecretsArgs {
+            command:
+                cli::SecretsCommand::Put {
+                    name,
+                    from_file,
+                    db,
+                },
+        }) => {
+            serve::create_private_dir(&db.data_dir)?;
+            let vault = keys::open_vault(&db).await?;
+            let name = procuhelp_core::vault::SecretName::new(&name)?;
+            let value = zeroize::Zeroizing::new(database::read_private_file(&from_file)?);
+            let version = vault
+                .put(
+                    &name,
+                    procuhelp_core::SecretBytes::new(value.trim().as_bytes().to_vec()),
+                )
+                .await?;
+            report(&[format!("stored secret {name} version {version}")]);
+            Ok(())
+        }
     }
+}
+
+/// The data directory, the vault (first: no keys, no work) and the database.
+async fn open(
+    args: &cli::DatabaseArgs,
+) -> anyhow::Result<(
+    std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
+    database::Database,
+)> {
+    serve::create_private_dir(&args.data_dir)?;
+    let vault = keys::open_vault(args).await?;
+    let db = database::Database::open(args, vault.as_ref()).await?;
+    Ok((vault, db))
 }
 
 async fn seed_demo(

@@ -22,7 +22,14 @@ pub async fn serve(args: ServeArgs, handle: Option<Handle<SocketAddr>>) -> anyho
     // No keys, no service: the vault must open (key file present and private, or OpenBao
     // reachable and unsealed) before anything else happens.
     let vault = keys::open_vault(&args.db).await?;
-    let db = Database::open(&args.db).await?;
+    if args.db.database_url_file.is_some() {
+        anyhow::bail!(
+            "serve reads its credentials only from the vault: store the URL with \
+             `procuhelp-server secrets put db/runtime-url --from-file FILE` and pass \
+             --database-url-secret db/runtime-url"
+        );
+    }
+    let db = Database::open(&args.db, vault.as_ref()).await?;
     let result = serve_on(&args, &db, vault, handle).await;
     db.close().await?;
     result

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use axum_server::Handle;
+use clap::Parser as _;
 use procuhelp_server::cli::{DatabaseArgs, ServeArgs};
 use procuhelp_tenancy::testkit::ScratchDb;
 
@@ -24,6 +25,7 @@ fn args(data_dir: PathBuf, database_url_file: Option<PathBuf>) -> ServeArgs {
         db: DatabaseArgs {
             data_dir,
             database_url_file,
+            database_url_secret: None,
             pg_bin_dir: None,
             vault: Default::default(),
         },
@@ -115,11 +117,33 @@ async fn refuses_to_serve_when_the_runtime_role_is_a_superuser() {
         scratch.name()
     );
     let url_file = dir.join("db-url");
-    std::fs::write(&url_file, url).unwrap();
+    std::fs::write(&url_file, &url).unwrap();
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o600)).unwrap();
 
-    let args = args(dir.join("data"), Some(url_file.clone()));
+    // `secrets put` refuses a value file others can read, then stores it from a 0600 one.
+    let data = dir.join("data");
+    let put = |file: &std::path::Path| {
+        let cli = procuhelp_server::cli::Cli::try_parse_from([
+            "procuhelp-server",
+            "secrets",
+            "put",
+            "db/runtime-url",
+            "--from-file",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .unwrap();
+        procuhelp_server::run(cli)
+    };
+    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = put(&url_file).await.unwrap_err();
+    assert!(format!("{err:#}").contains("chmod 600"), "{err:#}");
+    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    put(&url_file).await.unwrap();
+
+    let mut args = args(data.clone(), None);
+    args.db.database_url_secret = Some("db/runtime-url".to_owned());
     let https = args.https_addr;
     let err = procuhelp_server::serve::serve(args, None)
         .await
@@ -129,12 +153,26 @@ async fn refuses_to_serve_when_the_runtime_role_is_a_superuser() {
         msg.contains("posture") && msg.contains("superuser"),
         "{msg}"
     );
+    assert!(!msg.contains(&url), "the URL must not be echoed");
     // Nothing was bound.
     assert!(std::net::TcpListener::bind(https).is_ok());
 
-    // A URL file readable by others is refused before anything connects.
-    std::fs::set_permissions(&url_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = procuhelp_server::serve::serve(self::args(dir.join("data"), Some(url_file)), None)
+    // serve does not read credentials from files: only from the vault.
+    let err = procuhelp_server::serve::serve(self::args(data.clone(), Some(url_file)), None)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("only from the vault"),
+        "{err:#}"
+    );
+
+    // A vault whose master key file is too open: refuse to start.
+    std::fs::set_permissions(
+        data.join("vault/vault.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let err = procuhelp_server::serve::serve(self::args(data, None), None)
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("chmod 600"), "{err:#}");
