@@ -12,7 +12,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use procuhelp_core::{OrgId, SupplierId};
 use procuhelp_tenancy::testkit::ScratchDb;
 use procuhelp_tenancy::{
-    PgSupplierRepository, Supplier, SupplierRepository, TenantDb, create_organisation,
+    FieldCipher, FieldRef, PgSupplierRepository, Supplier, SupplierRepository, TenantDb,
+    create_organisation,
 };
 use rand::Rng;
 use sqlx::PgPool;
@@ -163,6 +164,36 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // DEK cache: a hit (key cached and prepared) vs a miss (load the wrapped DEK from
+    // PostgreSQL, unwrap it through the vault, expand the key schedule).
+    let vault_dir = std::env::temp_dir().join(format!("ph-bench-vault-{}", std::process::id()));
+    let vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider> =
+        std::sync::Arc::new(procuhelp_core::vault::FileVault::open_or_create(&vault_dir).unwrap());
+    let provider: &'static dyn procuhelp_core::crypto::AeadProvider =
+        &procuhelp_core::crypto::AwsLcAead;
+    let cipher = FieldCipher::new(f.db.clone(), vault.clone(), provider);
+    let org = f.samples[0].0;
+    let field = FieldRef::new("suppliers", "iban", "row");
+    let sealed = rt
+        .block_on(cipher.encrypt(org, field, b"DE89370400440532013000"))
+        .unwrap();
+    let mut g = c.benchmark_group("dek_cache");
+    g.bench_function("encrypt_64B_hit", |b| {
+        b.to_async(&rt)
+            .iter(|| cipher.encrypt(org, field, &[0u8; 64]))
+    });
+    g.bench_function("decrypt_hit", |b| {
+        b.to_async(&rt).iter(|| cipher.decrypt(org, field, &sealed))
+    });
+    g.bench_function("decrypt_miss", |b| {
+        b.to_async(&rt).iter(|| async {
+            let cold = FieldCipher::new(f.db.clone(), vault.clone(), provider);
+            cold.decrypt(org, field, &sealed).await.unwrap()
+        })
+    });
+    g.finish();
+    std::fs::remove_dir_all(&vault_dir).ok();
 
     rt.block_on(async {
         f.raw.close().await;
