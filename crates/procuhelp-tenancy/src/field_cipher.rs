@@ -210,11 +210,11 @@ impl FieldCipher {
     async fn active_key(&self, org: OrgId) -> Result<Arc<EnvelopeKey>> {
         {
             let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(a) = active.get_mut(&org) {
-                if a.remaining > 0 {
-                    a.remaining -= 1;
-                    return Ok(a.key.clone());
-                }
+            if let Some(a) = active.get_mut(&org)
+                && a.remaining > 0
+            {
+                a.remaining -= 1;
+                return Ok(a.key.clone());
             }
         }
         // Reserve in the database, in a transaction of our own.
