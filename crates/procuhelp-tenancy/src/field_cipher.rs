@@ -88,7 +88,8 @@ struct ActiveKey {
     remaining: i64,
 }
 
-/// Encrypts and decrypts fields with per-tenant data keys (see the [module docs](self)).
+/// Encrypts and decrypts fields with per-tenant data keys: key hierarchy, message limits,
+/// rotation and crypto-shredding are described in `docs/encryption.md`.
 pub struct FieldCipher {
     db: TenantDb,
     vault: Arc<dyn SecretProvider>,

@@ -120,8 +120,8 @@ pub struct DatabaseArgs {
 /// The secret provider: the embedded vault in `<data-dir>/vault` unless OpenBao is given.
 #[derive(Debug, Clone, Default, Args)]
 pub struct VaultArgs {
-    /// OpenBao / Vault address (e.g. https://vault.internal:8200). Without it, the embedded
-    /// vault in <data-dir>/vault is used (master key file generated on first run, 0600).
+    /// OpenBao / Vault address (e.g. `https://vault.internal:8200`). Without it, the embedded
+    /// vault in `DATA_DIR/vault` is used (master key file generated on first run, 0600).
     #[arg(long, value_name = "URL")]
     pub openbao_addr: Option<String>,
     /// File with an OpenBao token.
