@@ -10,7 +10,8 @@
 //!   never leaves the vault).
 //!
 //! ```
-//! # async fn demo() -> Result<(), procuhelp_core::vault::VaultError> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use procuhelp_core::vault::{FileVault, SecretName, SecretProvider};
 //! use procuhelp_core::{SecretBytes, crypto::DataKey};
 //!
