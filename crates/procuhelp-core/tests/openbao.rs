@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use procuhelp_core::SecretBytes;
-use procuhelp_core::crypto::{AeadProvider, DataKey, RustCryptoAead};
+use procuhelp_core::crypto::DataKey;
 use procuhelp_core::vault::{OpenBao, OpenBaoAuth, SecretName, SecretProvider, VaultError};
 use serde_json::{Value, json};
 
@@ -170,14 +170,6 @@ async fn approle_raw_get(path: &str) -> u16 {
         .as_u16()
 }
 
-fn providers() -> Vec<Box<dyn AeadProvider>> {
-    #[allow(unused_mut)]
-    let mut all: Vec<Box<dyn AeadProvider>> = vec![Box::new(RustCryptoAead)];
-    #[cfg(feature = "aws-lc")]
-    all.push(Box::new(procuhelp_core::crypto::AwsLcAead));
-    all
-}
-
 /// Two independent AES-256-GCM implementations agree: OpenBao Transit (Go's crypto) and
 /// ours, in both directions, with associated data.
 #[tokio::test]
@@ -212,7 +204,7 @@ async fn cross_check_with_transit_exported_key() {
     let ct = enc["data"]["ciphertext"].as_str().unwrap();
     let raw = B64.decode(ct.strip_prefix("vault:v1:").unwrap()).unwrap();
     let nonce: [u8; 12] = raw[..12].try_into().unwrap();
-    for p in providers() {
+    for p in procuhelp_core::crypto::providers() {
         let mut buf = raw[12..].to_vec();
         p.prepare(&key)
             .unwrap()
@@ -229,7 +221,7 @@ async fn cross_check_with_transit_exported_key() {
     }
 
     // We encrypt, Transit decrypts.
-    for p in providers() {
+    for p in procuhelp_core::crypto::providers() {
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).unwrap();
         let mut buf = message.to_vec();

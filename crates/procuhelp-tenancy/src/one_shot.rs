@@ -153,7 +153,7 @@ impl TenantDb {
             .map_err(|e| map_scoped_error(org, e))
     }
 
-    /// Like [`fetch_all_once`](Self::fetch_all_once), for at most one row.
+    /// Like [`fetch_all_once`](Self::fetch_all_once), for at most one row (point reads).
     pub async fn fetch_optional_once<O>(
         &self,
         org: OrgId,
@@ -162,13 +162,7 @@ impl TenantDb {
     where
         O: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
     {
-        query.read.check()?;
-        let statement = query.read.statement();
-        query
-            .build(&statement, org)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(|e| map_scoped_error(org, e))
+        Ok(self.fetch_all_once(org, query).await?.into_iter().next())
     }
 }
 

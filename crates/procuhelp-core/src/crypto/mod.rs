@@ -35,6 +35,15 @@ pub use aead::{AeadProvider, PreparedKey, RustCryptoAead};
 pub use envelope::{Aad, EnvelopeKey, FORMAT_V1, HEADER_LEN, key_version};
 pub use key::{CryptoError, DataKey, NONCE_LEN, TAG_LEN};
 
+/// Every provider compiled in, for tests that must hold for all of them.
+pub fn providers() -> Vec<&'static dyn AeadProvider> {
+    #[allow(unused_mut)]
+    let mut all: Vec<&'static dyn AeadProvider> = vec![&RustCryptoAead];
+    #[cfg(feature = "aws-lc")]
+    all.push(&AwsLcAead);
+    all
+}
+
 /// The default provider: aws-lc-rs when compiled in, else RustCrypto.
 pub fn default_provider() -> &'static dyn AeadProvider {
     #[cfg(feature = "aws-lc")]
