@@ -99,6 +99,15 @@ path "transit/keys/procuhelp-*" {
     "procuhelp_no_parameters_allowed" = ["never"]
   }
 }
+# Per-organisation KEKs: the application creates them, rotates them and, to crypto-shred
+# an organisation, allows their deletion and deletes them. The longer path wins over the
+# one above. Only deletion_allowed=true may be set (no exportable, no trimming).
+path "transit/keys/procuhelp-tenant-*" {
+  capabilities = ["create", "read", "update", "delete"]
+  allowed_parameters = {
+    "deletion_allowed" = [true]
+  }
+}
 HCL
 )
 # AppRole role settings: service tokens (renewable) with the policy above; the secret_id

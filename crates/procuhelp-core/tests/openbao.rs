@@ -146,6 +146,40 @@ async fn transit_wrapping_and_kek_rotation() {
     assert_eq!(denied, 403);
 }
 
+/// Per-organisation KEKs: created, rotated and — for crypto-shredding — destroyed by the
+/// application role; after destruction nothing it wrapped can be unwrapped.
+#[tokio::test]
+async fn tenant_kek_lifecycle_and_destruction() {
+    let vault = approle();
+    let kek = unique("tenant-");
+    vault.create_kek(&kek).await.unwrap();
+    vault.create_kek(&kek).await.unwrap(); // idempotent
+    let dek = DataKey::generate().unwrap();
+    let wrapped = vault.wrap_key(&kek, &dek).await.unwrap();
+    assert_eq!(vault.rotate_kek(&kek).await.unwrap(), 2);
+    assert_eq!(
+        vault.unwrap_key(&kek, &wrapped).await.unwrap().expose(),
+        dek.expose()
+    );
+    vault.destroy_kek(&kek).await.unwrap();
+    assert!(
+        vault.unwrap_key(&kek, &wrapped).await.is_err(),
+        "a destroyed KEK must not unwrap old copies"
+    );
+    // Non-tenant keys stay out of the application's reach.
+    let other = unique("k");
+    root(
+        reqwest::Method::POST,
+        &format!("transit/keys/procuhelp-{other}"),
+        Some(json!({"type": "aes256-gcm96"})),
+    )
+    .await;
+    assert!(matches!(
+        vault.destroy_kek(&other).await,
+        Err(VaultError::Denied(_))
+    ));
+}
+
 async fn approle_raw_get(path: &str) -> u16 {
     let login: Value = http()
         .post(format!("{}/v1/auth/approle/login", env("PROCUHELP_OPENBAO_ADDR")))
