@@ -51,6 +51,8 @@ PIP_PACKAGES=(
     argon2-cffi-bindings==26.2.0
     cffi==2.0.0
     pycparser==3.0
+    # TOTP interop (no dependencies).
+    pyotp==2.12.0
 )
 
 # ---- cargo tools -------------------------------------------------------------------

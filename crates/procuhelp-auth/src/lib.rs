@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod password;
+pub mod totp;
 
 use std::fmt;
 use std::str::FromStr;
