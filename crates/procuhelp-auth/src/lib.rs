@@ -1,7 +1,8 @@
 //! # procuhelp-auth
 //!
-//! Who gets in. This first slice holds the role model every endpoint checks against;
-//! passwords, TOTP, sessions, elevation and SSO arrive with their own issues.
+//! Who gets in: the role and permission matrix every endpoint checks against,
+//! [`password`] hashing and policy, and [`totp`] second factors. Sessions, elevation and
+//! SSO arrive with their issues.
 //!
 //! ```
 //! use procuhelp_auth::Role;
@@ -11,7 +12,11 @@
 #![forbid(unsafe_code)]
 
 pub mod password;
+mod permission;
+pub mod session;
 pub mod totp;
+
+pub use permission::{Permission, access_matrix_markdown, may_approve};
 
 use std::fmt;
 use std::str::FromStr;

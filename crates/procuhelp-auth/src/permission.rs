@@ -1,0 +1,155 @@
+//! Roles and permissions: one matrix in code, the single source for checks and for
+//! `docs/access-matrix.md` (a test keeps the document equal to it).
+//!
+//! ```
+//! use procuhelp_auth::{Permission, Role};
+//! assert!(Role::Approver.allows(Permission::ApproveRequest));
+//! assert!(!Role::Requester.allows(Permission::ApproveRequest));
+//! assert!(!Role::ReadOnly.allows(Permission::CreateRequest));
+//! ```
+
+use crate::Role;
+
+/// Everything a request can need permission for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Permission {
+    /// List and read suppliers.
+    ReadSuppliers,
+    /// Create, change and archive suppliers; read their bank details.
+    ManageSuppliers,
+    /// Raise purchase requests.
+    CreateRequest,
+    /// Approve or reject other people's purchase requests.
+    ApproveRequest,
+    /// Invite, disable and remove users; revoke their sessions.
+    ManageUsers,
+    /// Change users' roles.
+    ManageRoles,
+    /// Grant, approve and revoke time-bound elevation.
+    ManageElevation,
+    /// Read and export the audit log.
+    ReadAuditLog,
+    /// Configure SSO and SCIM.
+    ManageSso,
+    /// Rotate keys, shred data.
+    ManageKeys,
+}
+
+impl Permission {
+    /// Every permission, in matrix order.
+    pub const ALL: [Permission; 10] = [
+        Permission::ReadSuppliers,
+        Permission::ManageSuppliers,
+        Permission::CreateRequest,
+        Permission::ApproveRequest,
+        Permission::ManageUsers,
+        Permission::ManageRoles,
+        Permission::ManageElevation,
+        Permission::ReadAuditLog,
+        Permission::ManageSso,
+        Permission::ManageKeys,
+    ];
+
+    /// The stable name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Permission::ReadSuppliers => "read_suppliers",
+            Permission::ManageSuppliers => "manage_suppliers",
+            Permission::CreateRequest => "create_request",
+            Permission::ApproveRequest => "approve_request",
+            Permission::ManageUsers => "manage_users",
+            Permission::ManageRoles => "manage_roles",
+            Permission::ManageElevation => "manage_elevation",
+            Permission::ReadAuditLog => "read_audit_log",
+            Permission::ManageSso => "manage_sso",
+            Permission::ManageKeys => "manage_keys",
+        }
+    }
+
+    /// The roles that hold it. The one place permissions are granted.
+    const fn holders(self) -> &'static [Role] {
+        use Role::*;
+        match self {
+            Permission::ReadSuppliers => &[Admin, Approver, Requester, ReadOnly],
+            Permission::ManageSuppliers => &[Admin],
+            Permission::CreateRequest => &[Admin, Approver, Requester],
+            Permission::ApproveRequest => &[Admin, Approver],
+            Permission::ManageUsers
+            | Permission::ManageRoles
+            | Permission::ManageElevation
+            | Permission::ReadAuditLog
+            | Permission::ManageSso
+            | Permission::ManageKeys => &[Admin],
+        }
+    }
+}
+
+impl Role {
+    /// Every role, most privileged first.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Approver, Role::Requester, Role::ReadOnly];
+
+    /// Whether this role holds `permission`.
+    pub fn allows(self, permission: Permission) -> bool {
+        permission.holders().contains(&self)
+    }
+}
+
+/// Segregation of duties: nobody approves their own request, whatever their role.
+pub fn may_approve<U: PartialEq>(approver: &U, approver_role: Role, requester: &U) -> bool {
+    approver != requester && approver_role.allows(Permission::ApproveRequest)
+}
+
+/// The matrix as Markdown (the content of `docs/access-matrix.md`).
+pub fn access_matrix_markdown() -> String {
+    let mut out = String::from(
+        "# Access matrix\n\nGenerated from `procuhelp_auth::Permission` (the single source); \
+         `cargo test -p procuhelp-auth` fails when this file differs. Regenerate with \
+         `PROCUHELP_BLESS=1 cargo test -p procuhelp-auth --test access_matrix`.\n\n| permission |",
+    );
+    for role in Role::ALL {
+        out.push_str(&format!(" {role} |"));
+    }
+    out.push_str("\n| --- |");
+    for _ in Role::ALL {
+        out.push_str(" --- |");
+    }
+    out.push('\n');
+    for p in Permission::ALL {
+        out.push_str(&format!("| {} |", p.as_str()));
+        for role in Role::ALL {
+            out.push_str(if role.allows(p) { " yes |" } else { " — |" });
+        }
+        out.push('\n');
+    }
+    out.push_str(
+        "\nNew users get `read_only` unless an admin or an SSO group mapping says otherwise. \
+                  Nobody approves their own request (`may_approve`).\n",
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_privilege_shape() {
+        // Every permission an approver has, an admin has; read_only only reads.
+        for p in Permission::ALL {
+            if Role::Approver.allows(p) {
+                assert!(Role::Admin.allows(p));
+            }
+            if Role::ReadOnly.allows(p) {
+                assert_eq!(p, Permission::ReadSuppliers);
+            }
+        }
+    }
+
+    #[test]
+    fn nobody_approves_their_own_request() {
+        assert!(!may_approve(&1, Role::Admin, &1));
+        assert!(may_approve(&1, Role::Approver, &2));
+        assert!(!may_approve(&1, Role::Requester, &2));
+    }
+}
