@@ -13,6 +13,7 @@
 
 pub mod password;
 mod permission;
+pub mod recovery;
 pub mod session;
 pub mod totp;
 
