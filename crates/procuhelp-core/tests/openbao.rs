@@ -56,6 +56,16 @@ async fn root(method: reqwest::Method, path: &str, body: Option<Value>) -> Value
     res.json().await.unwrap_or(Value::Null)
 }
 
+/// Creates Transit key `procuhelp-<name>` as the administrator would.
+async fn create_transit_key(name: &str) {
+    root(
+        reqwest::Method::POST,
+        &format!("transit/keys/procuhelp-{name}"),
+        Some(json!({"type": "aes256-gcm96"})),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn kv_secrets_with_least_privilege_approle() {
     let vault = approle();
@@ -98,14 +108,7 @@ async fn transit_wrapping_and_kek_rotation() {
     let kek = unique("k");
     // Least privilege: the vault administrator creates Transit keys, the application
     // only uses (and rotates) them.
-    for name in [&kek] {
-        root(
-            reqwest::Method::POST,
-            &format!("transit/keys/procuhelp-{name}"),
-            Some(json!({"type": "aes256-gcm96"})),
-        )
-        .await;
-    }
+    create_transit_key(&kek).await;
     let missing = unique("k");
     assert!(
         vault
@@ -133,12 +136,7 @@ async fn transit_wrapping_and_kek_rotation() {
     }
     // Bound to its KEK: another key's name (associated data) does not open it.
     let other = unique("k");
-    root(
-        reqwest::Method::POST,
-        &format!("transit/keys/procuhelp-{other}"),
-        Some(json!({"type": "aes256-gcm96"})),
-    )
-    .await;
+    create_transit_key(&other).await;
     vault.wrap_key(&other, &dek).await.unwrap();
     assert!(vault.unwrap_key(&other, &w1).await.is_err());
     // The application role cannot export key material.
@@ -168,12 +166,7 @@ async fn tenant_kek_lifecycle_and_destruction() {
     );
     // Non-tenant keys stay out of the application's reach.
     let other = unique("k");
-    root(
-        reqwest::Method::POST,
-        &format!("transit/keys/procuhelp-{other}"),
-        Some(json!({"type": "aes256-gcm96"})),
-    )
-    .await;
+    create_transit_key(&other).await;
     assert!(matches!(
         vault.destroy_kek(&other).await,
         Err(VaultError::Denied(_))

@@ -74,6 +74,18 @@ pub struct EncryptedColumn {
     pub field_column: &'static str,
 }
 
+impl EncryptedColumn {
+    /// `template` with `{t}` and `{c}` replaced by the table and column, after checking
+    /// that both are plain identifiers (they are `'static` code, but they go into SQL).
+    fn sql(&self, template: &str) -> Result<String> {
+        check_ident(self.table)?;
+        check_ident(self.column)?;
+        Ok(template
+            .replace("{t}", self.table)
+            .replace("{c}", self.column))
+    }
+}
+
 /// Progress of a re-encryption.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReencryptProgress {
@@ -358,47 +370,40 @@ impl FieldCipher {
         column: &EncryptedColumn,
         batch: i64,
     ) -> Result<ReencryptProgress> {
-        check_ident(column.table)?;
-        check_ident(column.column)?;
+        let select = column.sql(
+            "SELECT id, {c} FROM {t} WHERE {c} IS NOT NULL AND substring({c} from 2 for 4) <> $1
+             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        )?;
+        let update = column.sql("UPDATE {t} SET {c} = $1 WHERE id = $2 AND {c} = $3")?;
+        let count = column.sql(
+            "SELECT count(*) FROM {t} WHERE {c} IS NOT NULL AND substring({c} from 2 for 4) <> $1",
+        )?;
         let active = self.active_key(org).await?;
         let version = active.version().to_be_bytes().to_vec();
         let mut tx = self.db.begin(org).await?;
-        let rows: Vec<(uuid::Uuid, Vec<u8>)> = sqlx::query_as(&format!(
-            "SELECT id, {c} FROM {t} WHERE {c} IS NOT NULL AND substring({c} from 2 for 4) <> $1
-             ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-            c = column.column,
-            t = column.table
-        ))
-        .bind(&version)
-        .bind(batch)
-        .fetch_all(tx.conn())
-        .await?;
+        let rows: Vec<(uuid::Uuid, Vec<u8>)> = sqlx::query_as(&select)
+            .bind(&version)
+            .bind(batch)
+            .fetch_all(tx.conn())
+            .await?;
         let mut done = 0u64;
         for (id, sealed) in rows {
             let row = id.hyphenated().to_string();
             let field = FieldRef::new(column.field_table, column.field_column, &row);
             let plain = self.decrypt(org, field, &sealed).await?;
             let resealed = self.encrypt(org, field, plain.expose()).await?;
-            sqlx::query(&format!(
-                "UPDATE {t} SET {c} = $1 WHERE id = $2 AND {c} = $3",
-                c = column.column,
-                t = column.table
-            ))
-            .bind(&resealed)
-            .bind(id)
-            .bind(&sealed)
-            .execute(tx.conn())
-            .await?;
+            sqlx::query(&update)
+                .bind(&resealed)
+                .bind(id)
+                .bind(&sealed)
+                .execute(tx.conn())
+                .await?;
             done += 1;
         }
-        let remaining: i64 = sqlx::query_scalar(&format!(
-            "SELECT count(*) FROM {t} WHERE {c} IS NOT NULL AND substring({c} from 2 for 4) <> $1",
-            c = column.column,
-            t = column.table
-        ))
-        .bind(&version)
-        .fetch_one(tx.conn())
-        .await?;
+        let remaining: i64 = sqlx::query_scalar(&count)
+            .bind(&version)
+            .fetch_one(tx.conn())
+            .await?;
         tx.commit().await?;
         Ok(ReencryptProgress {
             reencrypted: done,
@@ -417,16 +422,12 @@ impl FieldCipher {
         let mut tx = self.db.begin(org).await?;
         let prefix = version.to_be_bytes().to_vec();
         for column in columns {
-            check_ident(column.table)?;
-            check_ident(column.column)?;
-            let in_use: bool = sqlx::query_scalar(&format!(
-                "SELECT EXISTS (SELECT 1 FROM {t} WHERE substring({c} from 2 for 4) = $1)",
-                c = column.column,
-                t = column.table
-            ))
-            .bind(&prefix)
-            .fetch_one(tx.conn())
-            .await?;
+            let in_use_sql = column
+                .sql("SELECT EXISTS (SELECT 1 FROM {t} WHERE substring({c} from 2 for 4) = $1)")?;
+            let in_use: bool = sqlx::query_scalar(&in_use_sql)
+                .bind(&prefix)
+                .fetch_one(tx.conn())
+                .await?;
             if in_use {
                 return Err(Error::Invalid {
                     field: "version",
