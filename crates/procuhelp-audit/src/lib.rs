@@ -1,75 +1,58 @@
 //! # procuhelp-audit
 //!
-//! The audit trail. This first slice defines the event every privileged action produces
-//! and the sink trait; the append-only PostgreSQL chain, export, verification and
-//! alerting arrive with their own issue.
+//! The audit trail. Every privileged action produces an [`AuditEvent`] (who, what, to
+//! which target, how it ended, when, in what context) and hands it to an [`AuditSink`],
+//! which returns only once the event is durable. Operations **fail closed**: when the
+//! sink returns an error, the operation must not happen.
 //!
 //! ```
-//! use procuhelp_audit::{AuditEvent, AuditSink, MemorySink};
-//! use procuhelp_core::OrgId;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), procuhelp_audit::AuditError> {
+//! use procuhelp_audit::{Action, Actor, AuditEvent, AuditSink, MemorySink, Outcome};
+//! use procuhelp_core::{OrgId, UserId};
 //!
-//! let sink = MemorySink::default();
-//! sink.record(AuditEvent::system(Some(OrgId::new()), "supplier.create", "ok"));
-//! assert_eq!(sink.events().len(), 1);
+//! let sink = MemorySink::new();
+//! let (org, user) = (OrgId::new(), UserId::new());
+//! let receipt = sink
+//!     .record(
+//!         AuditEvent::new(Some(org), Actor::User { id: user }, Action::SupplierInvited, Outcome::Success)
+//!             .target("supplier:acme")
+//!             .context(serde_json::json!({ "country": "DE" }))
+//!             .person(user, Some("ada@example.com"), Some("Ada")),
+//!     )
+//!     .await?;
+//! assert_eq!(receipt.seq, Some(1));
+//!
+//! // A sink that cannot write refuses, and the caller refuses the operation.
+//! sink.set_failing(true);
+//! let refused = sink
+//!     .record(AuditEvent::new(Some(org), Actor::System, Action::KeysRotated, Outcome::Success))
+//!     .await;
+//! assert!(refused.is_err());
+//! # Ok(()) }
 //! ```
+//!
+//! * [`Action`] and [`Outcome`] have stable string forms (they are hashed and exported).
+//! * Personal data (e-mail, display name, source address, user agent) sits in
+//!   [`PersonalData`], apart from the rest, so the PostgreSQL sink can encrypt it under a
+//!   per-person key and erase it by destroying that key.
+//! * Sinks: [`MemorySink`] (tests), [`FanOutSink`] (all must succeed),
+//!   [`JsonLinesFileSink`] (append + fsync).
 #![forbid(unsafe_code)]
 
-use std::sync::Mutex;
+mod action;
+mod canonical;
+mod error;
+mod event;
+mod sink;
+mod sinks;
 
-use procuhelp_core::OrgId;
-
-/// One audited action.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditEvent {
-    /// The organisation, when the action is tenant-scoped.
-    pub org: Option<OrgId>,
-    /// Who acted (`system` for the server itself).
-    pub actor: String,
-    /// What was done, as a stable dotted name.
-    pub action: &'static str,
-    /// How it ended.
-    pub outcome: &'static str,
-}
-
-impl AuditEvent {
-    /// An event whose actor is the server itself (migrations, start-up checks).
-    pub fn system(org: Option<OrgId>, action: &'static str, outcome: &'static str) -> Self {
-        Self {
-            org,
-            actor: "system".to_owned(),
-            action,
-            outcome,
-        }
-    }
-}
-
-/// Where audit events go.
-pub trait AuditSink: Send + Sync + std::fmt::Debug {
-    /// Records one event.
-    fn record(&self, event: AuditEvent);
-}
-
-/// A sink that keeps events in memory, for tests and examples.
-#[derive(Debug, Default)]
-pub struct MemorySink {
-    events: Mutex<Vec<AuditEvent>>,
-}
-
-impl MemorySink {
-    /// A copy of the recorded events.
-    pub fn events(&self) -> Vec<AuditEvent> {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
-
-impl AuditSink for MemorySink {
-    fn record(&self, event: AuditEvent) {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(event);
-    }
-}
+pub use action::{Action, Outcome};
+pub use error::{AuditError, Result, UnknownAction, UnknownOutcome};
+pub use event::{
+    Actor, ActorContext, AuditEvent, MAX_CONTEXT_BYTES, MAX_DISPLAY_NAME_BYTES, MAX_EMAIL_BYTES,
+    MAX_REQUEST_ID_BYTES, MAX_SUBJECT_BYTES, MAX_TARGET_BYTES, MAX_USER_AGENT_CHARS, PersonalData,
+    Subject,
+};
+pub use sink::{AuditSink, Receipt};
+pub use sinks::{FailingSink, FanOutSink, JsonLinesFileSink, MemorySink};

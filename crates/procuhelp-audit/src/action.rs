@@ -1,0 +1,325 @@
+//! What happened ([`Action`]) and how it ended ([`Outcome`]), with stable string forms.
+//!
+//! The dotted strings are part of the hash-chain encoding and of every export: they never
+//! change once released. New actions are added; old ones are never renamed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::{UnknownAction, UnknownOutcome};
+
+// One table drives the enum, `as_str` and `ALL`, so the string form of a variant cannot
+// drift from the parser.
+macro_rules! actions {
+    ($($(#[doc = $doc:literal])* $variant:ident => $text:literal,)+) => {
+        /// An audited action, with a stable dotted string form (`auth.login_failed`).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[non_exhaustive]
+        pub enum Action {
+            $($(#[doc = $doc])* $variant,)+
+        }
+
+        impl Action {
+            /// Every action, in declaration order.
+            pub const ALL: &'static [Action] = &[$(Action::$variant,)+];
+
+            /// The stable string form.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(Action::$variant => $text,)+
+                }
+            }
+        }
+    };
+}
+
+actions! {
+    /// A sign-in succeeded.
+    LoginSucceeded => "auth.login_succeeded",
+    /// A sign-in failed (wrong password, unknown account, bad second factor).
+    LoginFailed => "auth.login_failed",
+    /// An account was locked after repeated failures.
+    AccountLocked => "auth.account_locked",
+    /// A locked account was unlocked.
+    AccountUnlocked => "auth.account_unlocked",
+    /// A user signed out.
+    Logout => "auth.logout",
+    /// MFA enrolment started.
+    MfaEnrolmentStarted => "auth.mfa_enrolment_started",
+    /// MFA was enabled.
+    MfaEnabled => "auth.mfa_enabled",
+    /// MFA was disabled.
+    MfaDisabled => "auth.mfa_disabled",
+    /// A step-up (fresh second factor) was performed.
+    MfaStepUp => "auth.mfa_step_up",
+    /// A recovery code was used.
+    RecoveryCodeUsed => "auth.recovery_code_used",
+    /// Recovery codes were regenerated.
+    RecoveryCodesRegenerated => "auth.recovery_codes_regenerated",
+    /// A password was changed.
+    PasswordChanged => "auth.password_changed",
+    /// One session was revoked.
+    SessionRevoked => "session.revoked",
+    /// All sessions of a user were revoked.
+    SessionRevokedAll => "session.revoked_all",
+    /// A user was created.
+    UserCreated => "user.created",
+    /// A user's role changed.
+    UserRoleChanged => "user.role_changed",
+    /// A user was disabled.
+    UserDisabled => "user.disabled",
+    /// A user was enabled.
+    UserEnabled => "user.enabled",
+    /// Elevated access was requested.
+    ElevationRequested => "elevation.requested",
+    /// An elevation request was approved.
+    ElevationApproved => "elevation.approved",
+    /// Elevated access was granted (became active).
+    ElevationGranted => "elevation.granted",
+    /// Elevated access was used.
+    ElevationUsed => "elevation.used",
+    /// Elevated access expired.
+    ElevationExpired => "elevation.expired",
+    /// Elevated access was revoked.
+    ElevationRevoked => "elevation.revoked",
+    /// An elevation request was refused.
+    ElevationRefused => "elevation.refused",
+    /// An API token was created.
+    ApiTokenCreated => "api_token.created",
+    /// An API token was revoked.
+    ApiTokenRevoked => "api_token.revoked",
+    /// A supplier was created.
+    SupplierCreated => "supplier.created",
+    /// A supplier was updated.
+    SupplierUpdated => "supplier.updated",
+    /// A supplier was deleted.
+    SupplierDeleted => "supplier.deleted",
+    /// A supplier was invited.
+    SupplierInvited => "supplier.invited",
+    /// A procurement request was created.
+    RequestCreated => "request.created",
+    /// A procurement request was approved.
+    RequestApproved => "request.approved",
+    /// A procurement request's approval was refused.
+    RequestApprovalRefused => "request.approval_refused",
+    /// A contract changed.
+    ContractChanged => "contract.changed",
+    /// The audit trail was read.
+    AuditRead => "audit.read",
+    /// The audit trail was exported.
+    AuditExported => "audit.exported",
+    /// A person's personal data in the audit trail was erased (their key destroyed).
+    AuditPersonErased => "audit.person_erased",
+    /// A secret was read from the vault.
+    SecretAccessed => "secret.accessed",
+    /// Keys were rotated.
+    KeysRotated => "keys.rotated",
+    /// Single sign-on was configured.
+    SsoConfigured => "sso.configured",
+    /// SCIM provisioned a user.
+    ScimUserProvisioned => "scim.user_provisioned",
+    /// SCIM deprovisioned a user.
+    ScimUserDeprovisioned => "scim.user_deprovisioned",
+    /// SCIM changed a group.
+    ScimGroupChanged => "scim.group_changed",
+    /// An administrative command ran (CLI).
+    AdminCommand => "admin.command",
+}
+
+impl Action {
+    /// Whether this action is an authentication failure (for detectors).
+    pub const fn is_auth_failure(self) -> bool {
+        matches!(self, Action::LoginFailed)
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Action {
+    type Err = UnknownAction;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Action::ALL
+            .iter()
+            .copied()
+            .find(|a| a.as_str() == s)
+            .ok_or(UnknownAction { len: s.len() })
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// How an audited action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// It happened.
+    Success,
+    /// It was attempted and failed (wrong password, validation error).
+    Failure,
+    /// It was refused by policy (permission, segregation of duties, lockout).
+    Denied,
+}
+
+impl Outcome {
+    /// Every outcome.
+    pub const ALL: &'static [Outcome] = &[Outcome::Success, Outcome::Failure, Outcome::Denied];
+
+    /// The stable string form: `success`, `failure`, `denied`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Failure => "failure",
+            Outcome::Denied => "denied",
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Outcome {
+    type Err = UnknownOutcome;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Outcome::ALL
+            .iter()
+            .copied()
+            .find(|o| o.as_str() == s)
+            .ok_or(UnknownOutcome { len: s.len() })
+    }
+}
+
+impl Serialize for Outcome {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Outcome {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_round_trips_and_strings_are_unique_and_dotted() {
+        let mut seen = std::collections::HashSet::new();
+        for a in Action::ALL {
+            assert_eq!(a.as_str().parse::<Action>(), Ok(*a));
+            assert!(seen.insert(a.as_str()), "duplicate {}", a.as_str());
+            let (area, name) = a.as_str().split_once('.').unwrap_or(("", ""));
+            assert!(!area.is_empty() && !name.is_empty(), "{}", a.as_str());
+            assert!(
+                a.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'.' || b == b'_')
+            );
+        }
+        assert!(Action::ALL.len() >= 44);
+    }
+
+    #[test]
+    fn required_strings_are_stable() {
+        // These strings are in stored hash chains: changing one breaks verification.
+        for s in [
+            "auth.login_succeeded",
+            "auth.login_failed",
+            "auth.account_locked",
+            "auth.account_unlocked",
+            "auth.logout",
+            "auth.mfa_enrolment_started",
+            "auth.mfa_enabled",
+            "auth.mfa_disabled",
+            "auth.mfa_step_up",
+            "auth.recovery_code_used",
+            "auth.recovery_codes_regenerated",
+            "auth.password_changed",
+            "session.revoked",
+            "session.revoked_all",
+            "user.created",
+            "user.role_changed",
+            "user.disabled",
+            "user.enabled",
+            "elevation.requested",
+            "elevation.approved",
+            "elevation.granted",
+            "elevation.used",
+            "elevation.expired",
+            "elevation.revoked",
+            "elevation.refused",
+            "api_token.created",
+            "api_token.revoked",
+            "supplier.created",
+            "supplier.updated",
+            "supplier.deleted",
+            "supplier.invited",
+            "request.created",
+            "request.approved",
+            "request.approval_refused",
+            "contract.changed",
+            "audit.read",
+            "audit.exported",
+            "secret.accessed",
+            "keys.rotated",
+            "sso.configured",
+            "scim.user_provisioned",
+            "scim.user_deprovisioned",
+            "scim.group_changed",
+            "admin.command",
+        ] {
+            let a: Action = s.parse().unwrap_or_else(|_| panic!("{s} missing"));
+            assert_eq!(a.as_str(), s);
+        }
+    }
+
+    #[test]
+    fn unknown_strings_are_typed_errors_without_echo() {
+        for s in ["", "auth", "AUTH.LOGIN_FAILED", "auth.login_failed ", "x.y"] {
+            assert_eq!(s.parse::<Action>(), Err(UnknownAction { len: s.len() }));
+        }
+        assert_eq!("ok".parse::<Outcome>(), Err(UnknownOutcome { len: 2 }));
+        let e = "secret-value".parse::<Action>().unwrap_err().to_string();
+        assert!(!e.contains("secret"));
+    }
+
+    #[test]
+    fn outcomes_round_trip_and_serde_uses_strings() {
+        for o in Outcome::ALL {
+            assert_eq!(o.as_str().parse::<Outcome>(), Ok(*o));
+        }
+        assert_eq!(
+            serde_json::to_string(&Action::MfaStepUp).unwrap_or_default(),
+            "\"auth.mfa_step_up\""
+        );
+        assert!(serde_json::from_str::<Action>("\"nope.nope\"").is_err());
+        assert_eq!(
+            serde_json::from_str::<Outcome>("\"denied\"").ok(),
+            Some(Outcome::Denied)
+        );
+    }
+}
