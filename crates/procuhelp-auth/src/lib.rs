@@ -1,8 +1,14 @@
 //! # procuhelp-auth
 //!
 //! Who gets in: the role and permission matrix every endpoint checks against,
-//! [`password`] hashing and policy, and [`totp`] second factors. Sessions, elevation and
-//! SSO arrive with their issues.
+//! [`password`] hashing and policy, [`totp`] second factors and [`recovery`] codes,
+//! [`session`] tokens and their store, sign-in [`throttle`]s, time-bound [`elevation`],
+//! service-account [`api_token`]s, and the [`Authenticator`] that composes them, recording
+//! every outcome in the audit log (`procuhelp-audit`) before it takes effect.
+//!
+//! Users, sessions and elevations live in tenant tables (`procuhelp-tenancy`): every
+//! function takes the caller's `TenantTx`, so PostgreSQL row-level security scopes it to
+//! one organisation.
 //!
 //! ```
 //! use procuhelp_auth::Role;
@@ -11,13 +17,24 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod api_token;
+mod authenticator;
+pub mod directory;
+pub mod elevation;
+mod error;
 pub mod password;
 mod permission;
+mod principal;
 pub mod recovery;
 pub mod session;
+pub mod session_store;
+pub mod throttle;
 pub mod totp;
 
+pub use authenticator::{Authenticator, ClientInfo, Enrolment, Issued};
+pub use error::{AuthError, AuthResult};
 pub use permission::{Permission, access_matrix_markdown, may_approve};
+pub use principal::{Grant, Principal};
 
 use std::fmt;
 use std::str::FromStr;
@@ -42,6 +59,12 @@ impl Role {
         Role::ReadOnly
     }
 
+    /// Whether `self` grants strictly more than `other`.
+    pub fn outranks(self, other: Role) -> bool {
+        // Declaration order is most to least privileged.
+        self < other
+    }
+
     /// The stable string form.
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -50,6 +73,12 @@ impl Role {
             Role::Requester => "requester",
             Role::ReadOnly => "read_only",
         }
+    }
+}
+
+impl serde::Serialize for Role {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
     }
 }
 

@@ -82,6 +82,43 @@ impl SessionToken {
     pub fn hash(&self) -> [u8; 32] {
         Sha256::digest(self.0.expose().as_bytes()).into()
     }
+}
+
+/// What a client presents: the organisation and a token, as `<org id>.<token>`.
+///
+/// The organisation is not secret: it says which tenant's session table to look the token
+/// up in (row-level security scopes the lookup to it), so a forged organisation only
+/// finds nothing. The tenant of a request always comes from here, after the lookup.
+#[derive(Debug)]
+pub struct Credential {
+    /// The organisation the token was issued in.
+    pub org: procuhelp_core::OrgId,
+    /// The secret part.
+    pub token: SessionToken,
+}
+
+impl Credential {
+    /// A fresh credential for `org`.
+    pub fn generate(org: procuhelp_core::OrgId) -> Result<Self, SessionError> {
+        Ok(Self {
+            org,
+            token: SessionToken::generate()?,
+        })
+    }
+
+    /// Parses `<org id>.<token>`; anything else is [`SessionError::Malformed`].
+    pub fn parse(presented: &str) -> Result<Self, SessionError> {
+        let (org, token) = presented.split_once('.').ok_or(SessionError::Malformed)?;
+        Ok(Self {
+            org: org.parse().map_err(|_| SessionError::Malformed)?,
+            token: SessionToken::parse(token)?,
+        })
+    }
+
+    /// The value handed to the client (cookie value or bearer token). Secret.
+    pub fn expose(&self) -> String {
+        format!("{}.{}", self.org, self.token.expose())
+    }
 
     /// The `Set-Cookie` value: `__Host-` prefix, Secure, HttpOnly, SameSite=Strict, Path=/.
     pub fn set_cookie(&self) -> String {
@@ -90,6 +127,31 @@ impl SessionToken {
             self.expose()
         )
     }
+
+    /// The anti-CSRF token of this session: SHA-256 over a domain label and the session
+    /// token. The server recomputes it from the cookie, so nothing more is stored; it
+    /// reveals nothing about the session token.
+    pub fn csrf_token(&self) -> String {
+        let digest = Sha256::new()
+            .chain_update(b"procuhelp/csrf/v1\0")
+            .chain_update(self.token.expose().as_bytes())
+            .finalize();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
+    }
+
+    /// Whether `presented` is this session's anti-CSRF token (constant-time).
+    pub fn csrf_matches(&self, presented: &str) -> bool {
+        use subtle::ConstantTimeEq as _;
+        self.csrf_token()
+            .as_bytes()
+            .ct_eq(presented.as_bytes())
+            .into()
+    }
+}
+
+/// The `Set-Cookie` value that removes the session cookie.
+pub fn clear_cookie() -> String {
+    format!("{COOKIE_NAME}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
 /// Idle and absolute lifetimes.
@@ -191,8 +253,36 @@ mod tests {
     }
 
     #[test]
+    fn credentials_round_trip_and_csrf_is_bound_to_the_session() {
+        let org = procuhelp_core::OrgId::new();
+        let c = Credential::generate(org).unwrap();
+        let parsed = Credential::parse(&c.expose()).unwrap();
+        assert_eq!(parsed.org, org);
+        assert_eq!(parsed.token.hash(), c.token.hash());
+        assert!(c.csrf_matches(&c.csrf_token()));
+        let other = Credential::generate(org).unwrap();
+        assert!(!c.csrf_matches(&other.csrf_token()));
+        assert!(!c.csrf_matches(""));
+        assert!(!c.csrf_token().contains(c.token.expose()));
+        for bad in [
+            "",
+            ".",
+            "x.y",
+            &format!("{org}"),
+            &format!("{org}.short"),
+            &format!("nil.{}", c.token.expose()),
+        ] {
+            assert!(Credential::parse(bad).is_err(), "{bad}");
+        }
+        assert!(!format!("{c:?}").contains(c.token.expose()));
+        assert!(c.set_cookie().starts_with("__Host-procuhelp-session="));
+    }
+
+    #[test]
     fn cookie_has_the_protective_attributes() {
-        let c = SessionToken::generate().unwrap().set_cookie();
+        let c = Credential::generate(procuhelp_core::OrgId::new())
+            .unwrap()
+            .set_cookie();
         assert!(c.starts_with("__Host-procuhelp-session="));
         for attr in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
             assert!(c.contains(attr), "{c}");

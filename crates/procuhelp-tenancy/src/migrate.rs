@@ -26,6 +26,27 @@ pub fn runtime_grants() -> &'static [(&'static str, &'static str)] {
         // Keys are never deleted by the server: destruction erases the wrapped key.
         ("app.data_keys", "SELECT, INSERT, UPDATE"),
         ("app.key_events", "SELECT, INSERT"),
+        // Admins change their org's sign-in policy; nothing else of the row.
+        (
+            "app.organisations",
+            "UPDATE (mfa_required, elevation_needs_second_admin)",
+        ),
+        // Users are disabled, never deleted by the server (their audit trail refers to them).
+        ("app.users", "SELECT, INSERT, UPDATE"),
+        ("app.recovery_codes", "SELECT, INSERT, DELETE"),
+        ("app.sessions", "SELECT, INSERT, UPDATE"),
+        ("app.api_tokens", "SELECT, INSERT, UPDATE"),
+        ("app.elevations", "SELECT, INSERT, UPDATE"),
+        ("app.purchase_requests", "SELECT, INSERT, UPDATE"),
+        ("app.login_throttle", "SELECT, INSERT, UPDATE, DELETE"),
+        // The audit trail is append-only (triggers refuse UPDATE, DELETE and TRUNCATE
+        // even for the owner); person keys are created, re-wrapped and erased, never deleted.
+        ("app.audit_events", "SELECT, INSERT"),
+        ("app.audit_checkpoints", "SELECT, INSERT"),
+        (
+            "app.audit_person_keys",
+            "SELECT, INSERT, UPDATE (wrapped, kek_version, erased_at)",
+        ),
     ]
 }
 
