@@ -17,6 +17,12 @@ APT_PACKAGES=(
     "postgresql-client  pg_isready" # pg_isready/psql: service check, scratch databases
     "curl               curl"       # health checks in scripts/test.sh
     "git                git"        # scripts/deny.sh turns the advisory snapshot into a repo
+    "xmlsec1            xmlsec1"    # SAML IdP peer (pysaml2 signs with it): scripts/sso-peers.sh
+    "libxmlsec1-dev     -"          # samael's xmlsec feature (bindgen + linking) ...
+    "libxml2-dev        -"
+    "libssl-dev         -"
+    "libclang-dev       -"
+    "pkg-config         pkg-config"
 )
 
 # ---- PyPI packages (installed with --no-deps, so list every module they import) ----
@@ -36,10 +42,10 @@ PIP_PACKAGES=(
     kombu==5.7.0
     amqp==5.4.2
     vine==5.1.0
-    click==8.4.0
+    click==8.5.1 # >= 8.5 for scim2-cli
     requests==2.34.2
     urllib3==2.7.0
-    idna==3.13
+    idna==3.20 # >= 3.18 for httpx2 (scim2-cli)
     certifi==2026.5.20
     charset-normalizer==3.4.7
     # OpenBao (Vault-compatible) for the secrets-provider tests: a launcher that execs the
@@ -53,6 +59,42 @@ PIP_PACKAGES=(
     pycparser==3.0
     # TOTP interop (no dependencies).
     pyotp==2.12.0
+    # SAML IdP peer (scripts/saml-idp/idp.py; signs with Debian's xmlsec1). pyOpenSSL 26.2
+    # is the last that accepts cryptography 48; python-dateutil 2.9.0.post0 is what celery
+    # 5.7.0 pins exactly.
+    pysaml2==7.5.5
+    cryptography==48.0.0
+    pyOpenSSL==26.2.0
+    defusedxml==0.7.1
+    python-dateutil==2.9.0.post0
+    six==1.17.0
+    xmlschema==2.5.1
+    elementpath==4.8.0
+    # SCIM 2.0 conformance checker (`scim2 --url URL test`, see scripts/README-sso.md).
+    # pydantic 2.13 and docutils 0.19 are what the image's awscli/aws-sam-translator pin
+    # (scim2-cli's help formatter asks docutils >= 0.21.2 but works with 0.19); anyio 4.14
+    # is the last that accepts typing_extensions 4.15.
+    scim2-cli==0.6.0
+    scim2-client==0.13.2
+    scim2-tester==0.5.2
+    scim2-models==0.12.3
+    lark==1.3.1
+    pydantic==2.13.3
+    pydantic_core==2.46.3
+    annotated-types==0.8.0
+    typing-inspection==0.4.5
+    email-validator==2.4.0
+    dnspython==2.9.2
+    httpx2==2.16.2
+    httpcore2==2.16.2
+    h11==0.16.0
+    anyio==4.14.2
+    truststore==0.10.5
+    pydanclick==0.5.1
+    sphinx-click-rst-to-ansi-formatter==0.2.0
+    colorama==0.4.6
+    docutils==0.19
+    Pygments==2.21.0
 )
 
 # ---- cargo tools -------------------------------------------------------------------
