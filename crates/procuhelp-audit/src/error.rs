@@ -44,6 +44,29 @@ pub enum AuditError {
         #[source]
         source: std::io::Error,
     },
+    /// The database refused or failed a statement (the message names no values).
+    #[error("audit storage: {0}")]
+    Storage(String),
+    /// The organisation does not exist.
+    #[error("unknown organisation {0}")]
+    UnknownOrg(procuhelp_core::OrgId),
+    /// The vault failed (audit KEK, signing key).
+    #[error("audit vault: {0}")]
+    Vault(#[from] procuhelp_core::vault::VaultError),
+    /// Encryption of personal data failed.
+    #[error("audit crypto: {0}")]
+    Crypto(#[from] procuhelp_core::crypto::CryptoError),
+    /// A signing key or signature could not be used.
+    #[error("audit signature: {0}")]
+    Signature(&'static str),
+    /// An export file (or import) is malformed at a line.
+    #[error("audit export line {line}: {reason}")]
+    BadInput {
+        /// The 1-based line number.
+        line: u64,
+        /// What is wrong (never the line's content).
+        reason: String,
+    },
     /// An internal invariant did not hold (a bug, reported rather than panicking).
     #[error("audit internal error: {0}")]
     Internal(&'static str),

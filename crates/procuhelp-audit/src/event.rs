@@ -128,7 +128,7 @@ impl fmt::Debug for ActorContext {
 /// 1–128 bytes of printable ASCII without spaces.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Subject(String);
+pub struct Subject(pub(crate) String);
 
 impl Subject {
     /// Validates a subject.
@@ -481,7 +481,10 @@ mod tests {
         let e = event().at(t);
         assert_eq!(e.at.offset(), time::UtcOffset::UTC);
         assert_eq!(e.at.nanosecond(), 123_456_000);
-        assert_eq!(e.at, time::macros::datetime!(2024-05-01 10:00:00.123456 UTC));
+        assert_eq!(
+            e.at,
+            time::macros::datetime!(2024-05-01 10:00:00.123456 UTC)
+        );
     }
 
     #[test]

@@ -42,17 +42,42 @@
 
 mod action;
 mod canonical;
+mod chain;
+mod checkpoint;
 mod error;
 mod event;
+mod export;
+#[cfg(feature = "postgres")]
+mod pg;
 mod sink;
 mod sinks;
+mod verify;
 
 pub use action::{Action, Outcome};
+pub use chain::{CHAIN_VERSION, ChainedEvent, GENESIS, Hash};
+pub use checkpoint::{Checkpoint, CheckpointSigner, PublicKey, SIGNING_KEY_NAME};
 pub use error::{AuditError, Result, UnknownAction, UnknownOutcome};
 pub use event::{
     Actor, ActorContext, AuditEvent, MAX_CONTEXT_BYTES, MAX_DISPLAY_NAME_BYTES, MAX_EMAIL_BYTES,
     MAX_REQUEST_ID_BYTES, MAX_SUBJECT_BYTES, MAX_TARGET_BYTES, MAX_USER_AGENT_CHARS, PersonalData,
     Subject,
 };
+pub use export::{EXPORT_FORMAT, MAX_LINE_BYTES, verify_export, verify_export_trusting};
+#[cfg(feature = "postgres")]
+pub use pg::{
+    Erasure, EventQuery, ExportFormat, ExportRange, ExportSummary, MAX_READ, PersonalView,
+    PgAuditConfig, PgAuditSink, StoredEvent, unattributed_subject, verify_live,
+};
 pub use sink::{AuditSink, Receipt};
 pub use sinks::{FailingSink, FanOutSink, JsonLinesFileSink, MemorySink};
+pub use verify::{ChainProblem, ProblemKind, VerifyReport};
+
+/// The reserved organisation whose chain holds system-wide events (`org: None`).
+///
+/// Created by the migration as an `app.organisations` row named `(system audit chain)`,
+/// so system events travel the same row-level-security path as every tenant's events
+/// and no tenant can read them. Lists of organisations should leave it out.
+pub fn system_chain_org() -> procuhelp_core::OrgId {
+    // Non-nil constant: from_uuid cannot fail; the default is never reached.
+    procuhelp_core::OrgId::from_uuid(uuid::Uuid::from_u128(0xa0d1)).unwrap_or_default()
+}

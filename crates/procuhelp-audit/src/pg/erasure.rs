@@ -1,0 +1,67 @@
+//! GDPR erasure: destroy a person's keys, record that it happened.
+
+use procuhelp_core::OrgId;
+use uuid::Uuid;
+
+use super::storage::{db_err, lock_chain, tenancy_err};
+use super::{PgAuditSink, append_locked};
+use crate::{Action, Actor, AuditError, AuditEvent, Outcome, Receipt, Result, Subject};
+
+/// What an erasure did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    /// Keys destroyed (0 when the person had no personal data in the trail).
+    pub keys_erased: u64,
+    /// The receipt of the `audit.person_erased` event.
+    pub receipt: Receipt,
+}
+
+impl PgAuditSink {
+    /// Erases `subject`'s personal data in `org`'s trail: every live key of that person is
+    /// destroyed (`wrapped` set to NULL) and an [`Action::AuditPersonErased`] event by
+    /// `actor` is appended — in one transaction, under the chain lock, so no event can be
+    /// sealed under a key being erased. The events stay, pseudonymous; the chain and every
+    /// checkpoint still verify, because they cover the ciphertext.
+    pub async fn erase_person(
+        &self,
+        org: OrgId,
+        subject: &Subject,
+        actor: Actor,
+    ) -> Result<Erasure> {
+        let mut tx = self.inner().db.begin(org).await.map_err(tenancy_err)?;
+        // Serialise with writers of this chain (they create and use person keys under it).
+        lock_chain(tx.conn(), org).await?;
+        let erased: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE app.audit_person_keys SET wrapped = NULL, kek_version = NULL, erased_at = now()
+             WHERE org_id = $1 AND subject = $2 AND erased_at IS NULL RETURNING id",
+        )
+        .bind(org.as_uuid())
+        .bind(subject.as_str().to_owned())
+        .fetch_all(tx.conn())
+        .await
+        .map_err(db_err)?;
+        let event = AuditEvent::new(
+            Some(org),
+            actor,
+            Action::AuditPersonErased,
+            Outcome::Success,
+        )
+        .target(format!("subject:{subject}"))
+        .context(serde_json::json!({ "keys_erased": erased.len() }));
+        let chained =
+            append_locked(self.inner(), tx.conn(), org, std::slice::from_ref(&event)).await?;
+        tx.commit().await.map_err(tenancy_err)?;
+        self.inner().persons.forget(&erased);
+        let seq = chained
+            .first()
+            .map(|c| c.seq)
+            .ok_or(AuditError::Internal("no erasure event"))?;
+        Ok(Erasure {
+            keys_erased: erased.len() as u64,
+            receipt: Receipt {
+                org: Some(org),
+                seq: Some(seq),
+            },
+        })
+    }
+}

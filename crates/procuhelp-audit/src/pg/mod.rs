@@ -1,0 +1,408 @@
+//! The PostgreSQL sink: append-only, hash-chained per organisation, with group commit.
+
+mod erasure;
+mod export;
+mod persons;
+pub(crate) mod storage;
+
+pub use erasure::Erasure;
+pub use export::{ExportFormat, ExportRange, ExportSummary, verify_live};
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use procuhelp_core::OrgId;
+use procuhelp_core::vault::SecretProvider;
+use procuhelp_tenancy::{TenantDb, TenantTx};
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use uuid::Uuid;
+
+pub(crate) use persons::PersonKeys;
+pub use persons::unattributed_subject;
+
+use crate::{
+    Action, AuditError, AuditEvent, AuditSink, ChainedEvent, PersonalData, Receipt, Result,
+    system_chain_org,
+};
+use persons::subject_for;
+
+/// Tuning of the group-commit writer.
+#[derive(Debug, Clone, Copy)]
+pub struct PgAuditConfig {
+    /// Most events written by one transaction.
+    pub max_batch: usize,
+    /// Events waiting to be written before `record` waits for room.
+    pub queue: usize,
+    /// Batch transactions in flight at once (batches for one organisation still take
+    /// turns on its chain lock; more than one lets the next batch be prepared while the
+    /// previous one commits, and lets organisations proceed in parallel).
+    pub max_in_flight: usize,
+}
+
+impl Default for PgAuditConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 1024,
+            queue: 16 * 1024,
+            max_in_flight: 2,
+        }
+    }
+}
+
+/// The append-only, hash-chained PostgreSQL audit sink.
+///
+/// [`record`](AuditSink::record) enqueues the event; a background task takes everything
+/// queued (up to [`PgAuditConfig::max_batch`]), groups it by organisation and writes each
+/// group in one transaction — `TenantDb::begin(org)`, the chain lock, one multi-row
+/// `INSERT`, `COMMIT` with `synchronous_commit = on` — then acknowledges every waiter.
+/// One flush covers the whole batch, which is how many concurrent callers each get a
+/// durable receipt at far more than one-flush-per-event rates.
+///
+/// Create it inside a Tokio runtime (it spawns its writer). Cloning shares the writer;
+/// the writer stops once every clone is dropped, after writing what was queued.
+#[derive(Debug, Clone)]
+pub struct PgAuditSink {
+    inner: Arc<Inner>,
+    queue: mpsc::Sender<Job>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) db: TenantDb,
+    pub(crate) persons: PersonKeys,
+    pub(crate) vault: Arc<dyn SecretProvider>,
+    pub(crate) signer: tokio::sync::OnceCell<crate::checkpoint::CheckpointSigner>,
+}
+
+#[derive(Debug)]
+struct Job {
+    event: AuditEvent,
+    done: oneshot::Sender<Result<Receipt>>,
+}
+
+impl PgAuditSink {
+    /// A sink writing through `db` (a pool of the runtime role) with per-person keys
+    /// wrapped by `vault`.
+    pub fn new(db: TenantDb, vault: Arc<dyn SecretProvider>) -> Self {
+        Self::with_config(db, vault, PgAuditConfig::default())
+    }
+
+    /// Like [`new`](Self::new), tuned.
+    pub fn with_config(
+        db: TenantDb,
+        vault: Arc<dyn SecretProvider>,
+        config: PgAuditConfig,
+    ) -> Self {
+        let inner = Arc::new(Inner {
+            db,
+            persons: PersonKeys::new(vault.clone()),
+            vault,
+            signer: tokio::sync::OnceCell::new(),
+        });
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        tokio::spawn(run_writer(inner.clone(), rx, config));
+        Self { inner, queue: tx }
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    /// Appends `event` inside the caller's transaction, so the audited change and its
+    /// event commit (or roll back) together. The receipt's sequence number is final once
+    /// the caller commits; until then the chain lock of the organisation is held, so
+    /// commit promptly. The event's organisation must be the transaction's.
+    pub async fn append_in_tx(&self, tx: &mut TenantTx, event: &AuditEvent) -> Result<Receipt> {
+        event.validate()?;
+        if event.org != Some(tx.org()) {
+            return Err(AuditError::Invalid {
+                field: "org",
+                reason: "the event's organisation is not the transaction's",
+            });
+        }
+        let org = tx.org();
+        let chained =
+            append_locked(&self.inner, tx.conn(), org, std::slice::from_ref(event)).await?;
+        Ok(Receipt {
+            org: event.org,
+            seq: chained.first().map(|c| c.seq),
+        })
+    }
+}
+
+#[async_trait]
+impl AuditSink for PgAuditSink {
+    async fn record(&self, event: AuditEvent) -> Result<Receipt> {
+        event.validate()?;
+        let (done, wait) = oneshot::channel();
+        self.queue
+            .send(Job { event, done })
+            .await
+            .map_err(|_| AuditError::Unavailable("audit writer stopped".to_owned()))?;
+        wait.await
+            .map_err(|_| AuditError::Unavailable("audit writer stopped".to_owned()))?
+    }
+}
+
+/// The chain an event belongs to.
+fn chain_of(event: &AuditEvent) -> OrgId {
+    event.org.unwrap_or_else(system_chain_org)
+}
+
+/// Takes the chain lock of `org`, seals personal data, hashes and inserts `events` as
+/// the next links. The caller commits.
+pub(crate) async fn append_locked(
+    inner: &Inner,
+    conn: &mut PgConnection,
+    org: OrgId,
+    events: &[AuditEvent],
+) -> Result<Vec<ChainedEvent>> {
+    let (mut seq, mut prev) = storage::lock_chain(conn, org).await?;
+    let mut needing_keys = Vec::new();
+    for e in events {
+        if !e.personal.is_empty()
+            && let Some(s) = subject_for(e)
+            && !needing_keys.contains(&s)
+        {
+            needing_keys.push(s);
+        }
+    }
+    let keys = inner.persons.live_keys(conn, org, &needing_keys).await?;
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        seq += 1;
+        let subject = subject_for(e);
+        let (person_key, personal) = match (&subject, e.personal.is_empty()) {
+            (Some(s), false) => {
+                let (id, key) = keys
+                    .get(s)
+                    .ok_or(AuditError::Internal("person key missing"))?;
+                (
+                    Some(*id),
+                    Some(PersonKeys::seal(key, org, *id, seq, &e.personal)?),
+                )
+            }
+            _ => (None, None),
+        };
+        let mut c = ChainedEvent {
+            org,
+            seq,
+            at: e.at,
+            actor: e.actor,
+            action: e.action,
+            target: e.target.clone(),
+            outcome: e.outcome,
+            context: e.context_json(),
+            request_id: e.request_id.clone(),
+            subject,
+            person_key,
+            personal,
+            prev_hash: prev,
+            hash: [0; 32],
+        };
+        c.hash = c.compute_hash();
+        prev = c.hash;
+        out.push(c);
+    }
+    storage::insert(conn, org, &out).await?;
+    Ok(out)
+}
+
+async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, config: PgAuditConfig) {
+    let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    let max_batch = config.max_batch.max(1);
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        while jobs.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut by_org: HashMap<OrgId, Vec<Job>> = HashMap::new();
+        for job in jobs {
+            by_org.entry(chain_of(&job.event)).or_default().push(job);
+        }
+        for (org, jobs) in by_org {
+            let Ok(permit) = permits.clone().acquire_owned().await else {
+                fail_all(
+                    jobs,
+                    &AuditError::Unavailable("audit writer stopped".to_owned()),
+                );
+                continue;
+            };
+            let inner = inner.clone();
+            tokio::spawn(async move {
+                write_batch(inner, org, jobs).await;
+                drop(permit);
+            });
+        }
+    }
+    // Wait for batches in flight before the task ends.
+    let _ = permits
+        .acquire_many(config.max_in_flight.max(1) as u32)
+        .await;
+}
+
+async fn write_batch(inner: Arc<Inner>, org: OrgId, jobs: Vec<Job>) {
+    let (events, waiters): (Vec<AuditEvent>, Vec<oneshot::Sender<Result<Receipt>>>) =
+        jobs.into_iter().map(|j| (j.event, j.done)).unzip();
+    match commit_batch(inner, org, &events).await {
+        Ok(seqs) => {
+            for ((event, done), seq) in events.iter().zip(waiters).zip(seqs) {
+                let receipt = Receipt {
+                    org: event.org,
+                    seq: Some(seq),
+                };
+                // A caller that stopped waiting still has its event recorded.
+                let _ = done.send(Ok(receipt));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, %org, events = events.len(), "audit batch not written");
+            for done in waiters {
+                let _ = done.send(Err(share(&e)));
+            }
+        }
+    }
+}
+
+async fn commit_batch(inner: Arc<Inner>, org: OrgId, events: &[AuditEvent]) -> Result<Vec<u64>> {
+    let mut tx = inner.db.begin(org).await.map_err(storage::tenancy_err)?;
+    let chained = append_locked(&inner, tx.conn(), org, events).await?;
+    tx.commit().await.map_err(storage::tenancy_err)?;
+    Ok(chained.iter().map(|c| c.seq).collect())
+}
+
+fn fail_all(jobs: Vec<Job>, e: &AuditError) {
+    for job in jobs {
+        let _ = job.done.send(Err(share(e)));
+    }
+}
+
+/// A copy of a batch error for each waiter.
+fn share(e: &AuditError) -> AuditError {
+    match e {
+        AuditError::UnknownOrg(org) => AuditError::UnknownOrg(*org),
+        AuditError::Storage(m) => AuditError::Storage(m.clone()),
+        other => AuditError::Unavailable(other.to_string()),
+    }
+}
+
+/// Filters for [`PgAuditSink::read_events`].
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only events at or after this time.
+    pub from: Option<OffsetDateTime>,
+    /// Only events before this time.
+    pub to: Option<OffsetDateTime>,
+    /// Only this action.
+    pub action: Option<Action>,
+    /// Only events by this actor id.
+    pub actor_id: Option<Uuid>,
+    /// Only events after this sequence number (paging).
+    pub after_seq: u64,
+    /// At most this many (capped at [`MAX_READ`]).
+    pub limit: u32,
+}
+
+/// The largest page [`PgAuditSink::read_events`] returns.
+pub const MAX_READ: u32 = 1000;
+
+/// An event read back, with its personal data opened where the person's key still exists.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// The chained event (personal data still sealed inside).
+    pub event: ChainedEvent,
+    /// The personal data.
+    pub personal: PersonalView,
+}
+
+/// Personal data of a stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PersonalView {
+    /// The event has none.
+    None,
+    /// Opened.
+    Readable(PersonalData),
+    /// The person was erased: the ciphertext remains, its key does not.
+    Erased,
+}
+
+impl PgAuditSink {
+    /// Reads a page of `org`'s events, newest last, after durably recording `access`
+    /// (an [`Action::AuditRead`] event of that organisation: who reads, from where).
+    /// Reading the trail is itself audited, and refused when that cannot be recorded.
+    pub async fn read_events(
+        &self,
+        access: AuditEvent,
+        query: &EventQuery,
+    ) -> Result<Vec<StoredEvent>> {
+        let org = access.org.ok_or(AuditError::Invalid {
+            field: "org",
+            reason: "reads are per organisation",
+        })?;
+        if access.action != Action::AuditRead {
+            return Err(AuditError::Invalid {
+                field: "action",
+                reason: "a read is recorded as audit.read",
+            });
+        }
+        self.record(access).await?;
+        let mut tx = self
+            .inner
+            .db
+            .begin(org)
+            .await
+            .map_err(storage::tenancy_err)?;
+        let limit = i64::from(query.limit.clamp(1, MAX_READ));
+        let sql = format!(
+            "{} WHERE org_id = $1 AND seq > $2 AND ($3::timestamptz IS NULL OR at >= $3)
+               AND ($4::timestamptz IS NULL OR at < $4) AND ($5::text IS NULL OR action = $5)
+               AND ($6::uuid IS NULL OR actor_id = $6)
+             ORDER BY seq LIMIT $7",
+            storage::SELECT_ROWS
+        );
+        let rows = sqlx::query(&sql)
+            .bind(org.as_uuid())
+            .bind(i64::try_from(query.after_seq).unwrap_or(i64::MAX))
+            .bind(query.from)
+            .bind(query.to)
+            .bind(query.action.map(Action::as_str))
+            .bind(query.actor_id)
+            .bind(limit)
+            .fetch_all(tx.conn())
+            .await
+            .map_err(storage::db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let event = storage::RawRow::from_row(row)?.into_event(org)?;
+            let personal = match (&event.person_key, &event.personal) {
+                (Some(key), Some(sealed)) => match self
+                    .inner
+                    .persons
+                    .open(
+                        tx.conn(),
+                        org,
+                        *key,
+                        event.seq,
+                        event.subject.clone(),
+                        sealed,
+                    )
+                    .await?
+                {
+                    Some(p) => PersonalView::Readable(p),
+                    None => PersonalView::Erased,
+                },
+                _ => PersonalView::None,
+            };
+            out.push(StoredEvent { event, personal });
+        }
+        tx.commit().await.map_err(storage::tenancy_err)?;
+        Ok(out)
+    }
+}

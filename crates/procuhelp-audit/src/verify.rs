@@ -1,0 +1,191 @@
+//! Chain verification, shared by the live database check and the export-file check.
+
+use std::collections::BTreeMap;
+
+use procuhelp_core::OrgId;
+
+use crate::chain::{Fields, Hash};
+use crate::checkpoint::{Checkpoint, PublicKey};
+
+/// What is wrong at the first bad sequence number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProblemKind {
+    /// The event's fields do not hash to its stored hash: it was modified (or forged).
+    Modified,
+    /// The event does not name the hash of the event before it.
+    BrokenLink,
+    /// The event with this sequence number is not where it belongs: deleted, or moved.
+    Missing,
+    /// An event with an earlier sequence number appears here: inserted or reordered.
+    OutOfOrder,
+    /// The chain ends before a signed checkpoint: events from here on were removed.
+    Truncated,
+    /// The event at a signed checkpoint does not have the signed head hash.
+    CheckpointMismatch,
+    /// A checkpoint's signature does not verify (or it is signed by an untrusted key).
+    BadSignature,
+}
+
+/// The first problem found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainProblem {
+    /// The first bad sequence number.
+    pub seq: u64,
+    /// What is wrong there.
+    pub kind: ProblemKind,
+}
+
+/// The result of verifying a chain (or a range of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// The chain.
+    pub org: OrgId,
+    /// Events checked.
+    pub events: u64,
+    /// The last sequence number checked (0 for none).
+    pub last_seq: u64,
+    /// The hash of the last event checked.
+    pub head: Hash,
+    /// Checkpoints whose signature verified and whose head matched.
+    pub checkpoints_verified: usize,
+    /// The public keys those checkpoints were signed with (compare with the published key).
+    pub signing_keys: Vec<PublicKey>,
+    /// The first problem, if any.
+    pub problem: Option<ChainProblem>,
+}
+
+impl VerifyReport {
+    /// Whether no problem was found.
+    pub fn is_intact(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// Walks events in order, checking each link, hash and checkpoint.
+pub(crate) struct ChainVerifier {
+    org: OrgId,
+    expected: u64,
+    prev: Hash,
+    events: u64,
+    buf: Vec<u8>,
+    problem: Option<ChainProblem>,
+    checkpoints: BTreeMap<u64, Checkpoint>,
+    verified: usize,
+    signing_keys: Vec<PublicKey>,
+}
+
+impl ChainVerifier {
+    /// Starts at `first_seq`, whose `prev_hash` must be `prev`. Checkpoints of other
+    /// chains are ignored; with `trusted` non-empty, only those keys are accepted.
+    pub(crate) fn new(
+        org: OrgId,
+        first_seq: u64,
+        prev: Hash,
+        checkpoints: impl IntoIterator<Item = Checkpoint>,
+        trusted: &[PublicKey],
+    ) -> Self {
+        let mut v = Self {
+            org,
+            expected: first_seq,
+            prev,
+            events: 0,
+            buf: Vec::with_capacity(512),
+            problem: None,
+            checkpoints: BTreeMap::new(),
+            verified: 0,
+            signing_keys: Vec::new(),
+        };
+        for cp in checkpoints {
+            if cp.org != org || cp.seq < first_seq {
+                continue;
+            }
+            let trusted_key = trusted.is_empty() || trusted.contains(&cp.public_key);
+            if !trusted_key || !cp.signature_is_valid() {
+                v.fail(cp.seq, ProblemKind::BadSignature);
+            } else if !v.signing_keys.contains(&cp.public_key) {
+                v.signing_keys.push(cp.public_key);
+            }
+            v.checkpoints.insert(cp.seq, cp);
+        }
+        v
+    }
+
+    fn fail(&mut self, seq: u64, kind: ProblemKind) {
+        // Keep the lowest sequence number: that is "the first bad one".
+        match self.problem {
+            Some(p) if p.seq <= seq => {}
+            _ => self.problem = Some(ChainProblem { seq, kind }),
+        }
+    }
+
+    /// Whether a problem was found before `seq` (nothing later can change the answer).
+    pub(crate) fn done_before(&self, seq: u64) -> bool {
+        self.problem.is_some_and(|p| p.seq < seq)
+    }
+
+    /// Checks the next event. `fields.prev_hash` is the event's stored `prev_hash`.
+    pub(crate) fn push(&mut self, fields: &Fields<'_>, stored_hash: &Hash) {
+        if self.done_before(self.expected) {
+            return;
+        }
+        let seq = fields.seq;
+        if seq != self.expected {
+            let kind = if seq > self.expected {
+                ProblemKind::Missing
+            } else {
+                ProblemKind::OutOfOrder
+            };
+            self.fail(self.expected, kind);
+            return;
+        }
+        if fields.prev_hash != &self.prev {
+            self.fail(seq, ProblemKind::BrokenLink);
+            return;
+        }
+        if &fields.hash_with(&mut self.buf) != stored_hash {
+            self.fail(seq, ProblemKind::Modified);
+            return;
+        }
+        if let Some(cp) = self.checkpoints.get(&seq) {
+            if &cp.head == stored_hash {
+                self.verified += 1;
+            } else {
+                self.fail(seq, ProblemKind::CheckpointMismatch);
+                return;
+            }
+        }
+        self.prev = *stored_hash;
+        self.events += 1;
+        self.expected += 1;
+    }
+
+    /// The report; a checkpoint beyond the last event means the tail was cut.
+    pub(crate) fn finish(mut self) -> VerifyReport {
+        let last = self.expected.saturating_sub(1);
+        if self.problem.is_none()
+            && let Some((&seq, _)) = self.checkpoints.range(self.expected..).next()
+        {
+            let _ = seq;
+            self.fail(self.expected, ProblemKind::Truncated);
+        }
+        VerifyReport {
+            org: self.org,
+            events: self.events,
+            last_seq: last,
+            head: self.prev,
+            checkpoints_verified: self.verified,
+            signing_keys: self.signing_keys,
+            problem: self.problem,
+        }
+    }
+
+    /// Declares that the source claims `last_seq` as its end: fewer events is truncation.
+    pub(crate) fn expect_end(&mut self, last_seq: u64) {
+        if self.problem.is_none() && self.expected <= last_seq {
+            self.fail(self.expected, ProblemKind::Truncated);
+        } else if self.problem.is_none() && self.expected > last_seq + 1 {
+            self.fail(last_seq + 1, ProblemKind::OutOfOrder);
+        }
+    }
+}
