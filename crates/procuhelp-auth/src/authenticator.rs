@@ -100,6 +100,11 @@ impl Authenticator {
         self.clock.now()
     }
 
+    /// The sign-in throttle (an admin's unlock goes through it).
+    pub fn throttle(&self) -> &LoginThrottle {
+        &self.throttle
+    }
+
     /// The session lifetimes.
     pub fn session_policy(&self) -> SessionPolicy {
         self.sessions

@@ -130,7 +130,28 @@ async fn runtime_role_has_exactly_the_declared_grants() {
     // as `UPDATE (col)` do not appear in role_table_grants), merged per table and sorted.
     let mut expected: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for (table, list) in runtime_grants() {
-        for p in list.split(',').map(str::trim).filter(|p| !p.contains('(')) {
+        // Split on top-level commas; skip column-level grants such as "UPDATE (a, b)".
+        let mut items = vec![String::new()];
+        let mut depth = 0;
+        for c in list.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    items.push(String::new());
+                    continue;
+                }
+                _ => {}
+            }
+            if let Some(last) = items.last_mut() {
+                last.push(c);
+            }
+        }
+        for p in items
+            .iter()
+            .map(|i| i.trim())
+            .filter(|i| !i.is_empty() && !i.contains('('))
+        {
             expected
                 .entry((*table).to_owned())
                 .or_default()

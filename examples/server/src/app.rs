@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -24,6 +24,38 @@ pub struct AppState {
     pub cipher: std::sync::Arc<procuhelp_tenancy::FieldCipher>,
     /// Where the server's secrets live.
     pub vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
+    /// Sign-in, sessions and account security (records to the audit log).
+    pub auth: procuhelp_auth::Authenticator,
+}
+
+impl AppState {
+    /// Assembles the state from the runtime role's pool and the server's parts.
+    pub fn assemble(
+        runtime: sqlx::PgPool,
+        cipher: std::sync::Arc<procuhelp_tenancy::FieldCipher>,
+        vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
+        audit: std::sync::Arc<dyn procuhelp_audit::AuditSink>,
+        clock: std::sync::Arc<dyn procuhelp_core::Clock>,
+        hasher: procuhelp_auth::password::PasswordHasher,
+    ) -> Self {
+        let tenants = TenantDb::new(runtime.clone());
+        let auth = procuhelp_auth::Authenticator::new(
+            tenants.clone(),
+            std::sync::Arc::new(hasher),
+            procuhelp_auth::throttle::LoginThrottle::new(runtime, Default::default()),
+            procuhelp_auth::totp::Totp::new("ProcuHelp"),
+            cipher.clone(),
+            audit,
+            clock,
+            Default::default(),
+        );
+        Self {
+            tenants,
+            cipher,
+            vault,
+            auth,
+        }
+    }
 }
 
 /// Limits applied to every request.
@@ -54,10 +86,7 @@ pub fn routes(state: AppState) -> Router {
     Router::new()
         .route("/", get(home))
         .route("/healthz", get(healthz))
-        .route(
-            "/api/suppliers",
-            get(requires_sign_in).post(requires_sign_in),
-        )
+        .merge(crate::api::routes())
         .fallback(not_found)
         .with_state(state)
 }
@@ -128,12 +157,6 @@ async fn healthz(State(state): State<AppState>) -> Response {
         Ok(Ok(())) => Json(json!({ "status": "ok" })).into_response(),
         _ => error_response(StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
     }
-}
-
-/// Tenant-scoped endpoints derive the tenant from an authenticated session only; until
-/// sign-in exists every such request is refused (fail closed).
-async fn requires_sign_in(_req: Request) -> Response {
-    error_response(StatusCode::UNAUTHORIZED, "authentication required")
 }
 
 async fn not_found() -> Response {

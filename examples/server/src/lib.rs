@@ -7,6 +7,7 @@
 //! in-process with `tower::ServiceExt::oneshot`.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod app;
 pub mod cli;
 pub mod database;
@@ -52,12 +53,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (vault, db) = open(&args.db).await?;
             let result = seed_demo(&db, &runtime_role, vault).await;
             db.close().await?;
-            report(
-                &result?
-                    .iter()
-                    .map(|org| format!("demo organisation {org}"))
-                    .collect::<Vec<_>>(),
-            );
+            report(&result?);
             Ok(())
         }
         Command::Keys(cli::KeysArgs {
@@ -112,7 +108,7 @@ async fn seed_demo(
     db: &database::Database,
     runtime_role: &procuhelp_tenancy::RuntimeRole,
     vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
-) -> anyhow::Result<Vec<procuhelp_core::OrgId>> {
+) -> anyhow::Result<Vec<String>> {
     use procuhelp_tenancy::{
         FieldRef, NewSupplier, PgSupplierRepository, SupplierRepository as _, TenantDb,
     };
@@ -162,8 +158,48 @@ async fn seed_demo(
             tx.commit().await?;
         }
     }
+    // One user of each role per organisation, with a random password printed once.
+    let hasher = procuhelp_auth::password::PasswordHasher::default();
+    let mut lines = Vec::new();
+    for (org, label) in orgs.iter().zip(["a", "b"]) {
+        lines.push(format!("organisation {org}"));
+        let mut tx = tenants.begin(*org).await?;
+        for role in procuhelp_auth::Role::ALL {
+            let email = format!("{role}@{label}.demo.procuhelp.test").replace('_', "-");
+            let password = demo_password()?;
+            let phc = hasher.hash(&password)?;
+            procuhelp_auth::directory::create(
+                &mut tx,
+                procuhelp_auth::directory::NewUser {
+                    email: procuhelp_auth::directory::Email::parse(&email)?,
+                    display_name: format!("Demo {role}"),
+                    role: Some(role),
+                    password_hash: Some(phc),
+                },
+                time::OffsetDateTime::now_utc(),
+            )
+            .await?;
+            lines.push(format!(
+                "  {role:<9} org={org} email={email} password={}",
+                password.expose()
+            ));
+        }
+        tx.commit().await?;
+    }
     runtime.close().await;
-    Ok(orgs)
+    Ok(lines)
+}
+
+/// A random 20-character password (about 119 bits), for the demo users.
+fn demo_password() -> anyhow::Result<procuhelp_core::SecretText> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 20];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("random: {e}"))?;
+    let text: String = bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect();
+    Ok(procuhelp_core::SecretText::new(text))
 }
 
 #[expect(

@@ -71,12 +71,19 @@ async fn serve_on(
         TenantDb::new(key_pool.clone()),
         vault.clone(),
     ));
+    let audit: std::sync::Arc<dyn procuhelp_audit::AuditSink> = std::sync::Arc::new(
+        procuhelp_audit::JsonLinesFileSink::open(args.db.data_dir.join("audit.jsonl"))
+            .context("opening the audit log")?,
+    );
     let app = app::app(
-        AppState {
-            tenants: TenantDb::new(runtime.clone()),
+        AppState::assemble(
+            runtime.clone(),
             cipher,
             vault,
-        },
+            audit,
+            std::sync::Arc::new(procuhelp_core::SystemClock),
+            procuhelp_auth::password::PasswordHasher::default(),
+        ),
         limits,
     );
 
@@ -112,7 +119,7 @@ async fn serve_on(
     }
     let served = axum_server::bind_rustls(args.https_addr, tls_config)
         .handle(handle)
-        .serve(app.into_make_service())
+        .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await
         .with_context(|| format!("serving HTTPS on {}", args.https_addr));
     signals.abort();

@@ -26,16 +26,18 @@ fn state() -> AppState {
     ));
     let vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider> =
         std::sync::Arc::new(procuhelp_core::vault::FileVault::open_or_create(&vault_dir).unwrap());
-    let tenants = TenantDb::new(pool);
     let cipher = std::sync::Arc::new(procuhelp_server::keys::field_cipher(
-        tenants.clone(),
+        TenantDb::new(pool.clone()),
         vault.clone(),
     ));
-    AppState {
-        tenants,
+    AppState::assemble(
+        pool,
         cipher,
         vault,
-    }
+        std::sync::Arc::new(procuhelp_audit::MemorySink::new()),
+        std::sync::Arc::new(procuhelp_core::SystemClock),
+        procuhelp_auth::password::PasswordHasher::for_tests(),
+    )
 }
 
 async fn boom() -> &'static str {

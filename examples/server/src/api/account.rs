@@ -1,0 +1,298 @@
+//! Sign-in, second factor, sign-out, the user's sessions, MFA and password.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{AppendHeaders, IntoResponse, Response};
+use procuhelp_audit::{Action, Outcome};
+use procuhelp_auth::session::clear_cookie;
+use procuhelp_auth::{AuthError, Issued, session_store};
+use procuhelp_core::{OrgId, SecretText};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::authed::{Authed, Client};
+use super::error::{ApiError, ApiResult};
+use crate::app::AppState;
+
+/// The response that hands out a new session: cookie plus the CSRF token to echo.
+fn issued(issued: &Issued, extra: serde_json::Value) -> Response {
+    let mut body = json!({
+        "stage": issued.stage,
+        "user": issued.user.to_string(),
+        "csrf_token": issued.credential.csrf_token(),
+    });
+    if let (Some(body), serde_json::Value::Object(extra)) = (body.as_object_mut(), extra) {
+        body.extend(extra);
+    }
+    (
+        AppendHeaders([(header::SET_COOKIE, issued.credential.set_cookie())]),
+        Json(body),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LoginBody {
+    org: String,
+    email: String,
+    password: String,
+}
+
+/// `POST /api/login`: organisation, email and password.
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    Client(client): Client,
+    Json(body): Json<LoginBody>,
+) -> ApiResult<Response> {
+    let password = SecretText::new(body.password);
+    // A malformed org id is answered like an unknown one.
+    let Ok(org) = body.org.parse::<OrgId>() else {
+        let _ = state
+            .auth
+            .login(OrgId::new(), &body.email, password, &client)
+            .await;
+        return Err(AuthError::InvalidCredentials.into());
+    };
+    let signed_in = state
+        .auth
+        .login(org, &body.email, password, &client)
+        .await?;
+    Ok(issued(&signed_in, json!({})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CodeBody {
+    code: String,
+}
+
+/// `POST /api/login/mfa`: the second factor (TOTP or recovery code).
+pub(crate) async fn login_second_factor(
+    mut authed: Authed,
+    Json(body): Json<CodeBody>,
+) -> ApiResult<Response> {
+    let session = authed.principal.session()?.clone();
+    let auth = authed.state().auth.clone();
+    let client = authed.client.clone();
+    let result = auth
+        .complete_second_factor(authed.tx()?, &session, &body.code, &client)
+        .await;
+    // Failures were counted by the throttle (its own transaction); nothing else of a
+    // failed attempt is kept.
+    let new = result?;
+    authed.commit().await?;
+    Ok(issued(&new, json!({})))
+}
+
+/// `POST /api/logout`: revokes this session.
+pub(crate) async fn logout(mut authed: Authed) -> ApiResult<Response> {
+    let session = authed.principal.session()?.session;
+    let now = authed.state().auth.now();
+    session_store::revoke(authed.tx()?, session, None, now).await?;
+    let event = authed.event(Action::Logout, Outcome::Success);
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok((
+        AppendHeaders([(header::SET_COOKIE, clear_cookie())]),
+        Json(json!({ "status": "signed out" })),
+    )
+        .into_response())
+}
+
+/// `GET /api/session`: who am I, with what role, and the CSRF token to echo.
+pub(crate) async fn whoami(mut authed: Authed) -> ApiResult<Json<serde_json::Value>> {
+    let body = match &authed.principal {
+        procuhelp_auth::Principal::User(s) => json!({
+            "org": authed.org().to_string(),
+            "user": s.user.to_string(),
+            "stage": s.stage,
+            "role": s.effective_role(),
+            "base_role": s.base_role,
+            "elevation": s.elevation.map(|e| json!({
+                "id": e.id, "role": e.role,
+                "expires_at": e.expires_at.format(&time::format_description::well_known::Rfc3339).ok(),
+            })),
+            "amr": s.amr,
+            "csrf_token": authed.credential.csrf_token(),
+        }),
+        procuhelp_auth::Principal::Service(t) => json!({
+            "org": authed.org().to_string(),
+            "service_account": t.id,
+            "role": t.role,
+        }),
+    };
+    authed.commit().await?;
+    Ok(Json(body))
+}
+
+/// `GET /api/sessions`: the user's live sessions.
+pub(crate) async fn list_sessions(mut authed: Authed) -> ApiResult<Json<serde_json::Value>> {
+    authed.require_signed_in().await?;
+    let session = authed.principal.session()?.clone();
+    let now = authed.state().auth.now();
+    let list = session_store::list(authed.tx()?, session.user, now).await?;
+    authed.commit().await?;
+    Ok(Json(
+        json!({ "current": session.session, "sessions": list }),
+    ))
+}
+
+/// `DELETE /api/sessions/{id}`: revokes one of the user's own sessions.
+pub(crate) async fn revoke_session(
+    mut authed: Authed,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<serde_json::Value>> {
+    authed.require_signed_in().await?;
+    let user = authed.principal.session()?.user;
+    let now = authed.state().auth.now();
+    if !session_store::revoke(authed.tx()?, id, Some(user), now).await? {
+        return Err(AuthError::NotFound.into());
+    }
+    let event = authed
+        .event(Action::SessionRevoked, Outcome::Success)
+        .target(format!("session:{id}"));
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok(Json(json!({ "revoked": id })))
+}
+
+/// `POST /api/sessions/revoke-others`: signs out everywhere else.
+pub(crate) async fn revoke_other_sessions(
+    mut authed: Authed,
+) -> ApiResult<Json<serde_json::Value>> {
+    authed.require_signed_in().await?;
+    let s = authed.principal.session()?.clone();
+    let now = authed.state().auth.now();
+    let n = session_store::revoke_all(authed.tx()?, s.user, Some(s.session), now).await?;
+    let event = authed
+        .event(Action::SessionRevokedAll, Outcome::Success)
+        .context(json!({ "revoked": n, "kept_current": true }));
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok(Json(json!({ "revoked": n })))
+}
+
+/// `POST /api/mfa/enrol`: starts TOTP enrolment (allowed to a full session, and to a
+/// session whose organisation requires MFA the user does not have yet).
+pub(crate) async fn mfa_enrol(mut authed: Authed) -> ApiResult<Response> {
+    let session = authed.principal.session()?.clone();
+    if session.stage == session_store::SessionStage::SecondFactor {
+        return Err(AuthError::SecondFactorRequired.into());
+    }
+    let auth = authed.state().auth.clone();
+    let client = authed.client.clone();
+    let enrolment = auth
+        .start_enrolment(authed.tx()?, &session, &client)
+        .await?;
+    authed.commit().await?;
+    Ok(Json(json!({
+        "otpauth_uri": enrolment.uri.expose(),
+        "qr_svg": enrolment.qr_svg.expose(),
+    }))
+    .into_response())
+}
+
+/// `POST /api/mfa/confirm`: confirms enrolment with a code; returns the recovery codes
+/// (shown once) and a new session.
+pub(crate) async fn mfa_confirm(
+    mut authed: Authed,
+    Json(body): Json<CodeBody>,
+) -> ApiResult<Response> {
+    let session = authed.principal.session()?.clone();
+    if session.stage == session_store::SessionStage::SecondFactor {
+        return Err(AuthError::SecondFactorRequired.into());
+    }
+    let auth = authed.state().auth.clone();
+    let client = authed.client.clone();
+    let (new, codes) = auth
+        .confirm_enrolment(authed.tx()?, &session, &body.code, &client)
+        .await?;
+    authed.commit().await?;
+    let codes: Vec<&str> = codes.codes.iter().map(|c| c.expose()).collect();
+    Ok(issued(&new, json!({ "recovery_codes": codes })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReauthBody {
+    password: String,
+    code: String,
+}
+
+/// `POST /api/mfa/disable`: fresh password and code required.
+pub(crate) async fn mfa_disable(
+    mut authed: Authed,
+    Json(body): Json<ReauthBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    authed.require_signed_in().await?;
+    let session = authed.principal.session()?.clone();
+    let auth = authed.state().auth.clone();
+    let client = authed.client.clone();
+    auth.disable_mfa(
+        authed.tx()?,
+        &session,
+        SecretText::new(body.password),
+        &body.code,
+        &client,
+    )
+    .await?;
+    authed.commit().await?;
+    Ok(Json(json!({ "mfa": "disabled" })))
+}
+
+/// `POST /api/mfa/recovery-codes`: new recovery codes (fresh password and code).
+pub(crate) async fn mfa_recovery_codes(
+    mut authed: Authed,
+    Json(body): Json<ReauthBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    authed.require_signed_in().await?;
+    let session = authed.principal.session()?.clone();
+    let auth = authed.state().auth.clone();
+    let client = authed.client.clone();
+    let codes = auth
+        .regenerate_recovery_codes(
+            authed.tx()?,
+            &session,
+            SecretText::new(body.password),
+            &body.code,
+            &client,
+        )
+        .await?;
+    authed.commit().await?;
+    let codes: Vec<&str> = codes.codes.iter().map(|c| c.expose()).collect();
+    Ok(Json(json!({ "recovery_codes": codes })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PasswordBody {
+    current: String,
+    new: String,
+}
+
+/// `POST /api/password`: changes the password; every session of the user is revoked
+/// and a new one issued.
+pub(crate) async fn change_password(
+    mut authed: Authed,
+    Json(body): Json<PasswordBody>,
+) -> ApiResult<Response> {
+    authed.require_signed_in().await?;
+    let session = authed.principal.session()?.clone();
+    let auth = authed.state().auth.clone();
+    let client = authed.client.clone();
+    let new = auth
+        .change_password(
+            authed.tx()?,
+            &session,
+            SecretText::new(body.current),
+            SecretText::new(body.new),
+            &client,
+        )
+        .await
+        .map_err(ApiError::from)?;
+    authed.commit().await?;
+    Ok(issued(&new, json!({})))
+}

@@ -1,0 +1,236 @@
+//! The authenticated request: the credential comes from the session cookie or an API
+//! token, the tenant comes from that credential only (never from a header, path or body
+//! parameter), and the tenant transaction is opened with it before the handler runs.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, header};
+use procuhelp_audit::{Action, AuditEvent, Outcome};
+use procuhelp_auth::session::{COOKIE_NAME, Credential};
+use procuhelp_auth::{AuthError, ClientInfo, Grant, Permission, Principal, api_token};
+use procuhelp_core::OrgId;
+use procuhelp_tenancy::TenantTx;
+use serde_json::json;
+
+use super::error::{ApiError, ApiResult};
+use crate::app::AppState;
+
+/// The anti-CSRF header a browser client echoes on every state-changing request.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// Where the request came from.
+#[derive(Debug, Clone)]
+pub struct Client(pub ClientInfo);
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Client(client_info(parts)))
+    }
+}
+
+fn client_info(parts: &Parts) -> ClientInfo {
+    ClientInfo {
+        source: parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip()),
+        user_agent: parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().take(256).collect()),
+        request_id: parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_owned),
+    }
+}
+
+/// The session cookie's value, if exactly one was sent. Two session cookies are refused
+/// (a cookie-tossing attempt must not pick which one counts).
+pub fn session_cookie(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let mut found = None;
+    for value in headers.get_all(header::COOKIE) {
+        let Ok(value) = value.to_str() else { continue };
+        for pair in value.split(';') {
+            if let Some(v) = pair
+                .trim()
+                .strip_prefix(COOKIE_NAME)
+                .and_then(|r| r.strip_prefix('='))
+            {
+                if found.is_some() {
+                    return Err(AuthError::Unauthenticated);
+                }
+                found = Some(v);
+            }
+        }
+    }
+    Ok(found)
+}
+
+enum Presented<'a> {
+    Cookie(&'a str),
+    Bearer(&'a str),
+}
+
+fn presented(headers: &HeaderMap) -> Result<Presented<'_>, AuthError> {
+    if let Some(auth) = headers.get(header::AUTHORIZATION) {
+        let value = auth.to_str().map_err(|_| AuthError::Unauthenticated)?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .ok_or(AuthError::Unauthenticated)?;
+        return Ok(Presented::Bearer(token.trim()));
+    }
+    session_cookie(headers)?
+        .map(Presented::Cookie)
+        .ok_or(AuthError::Unauthenticated)
+}
+
+/// An authenticated request with its open tenant transaction.
+#[derive(Debug)]
+pub struct Authed {
+    /// Who is asking.
+    pub principal: Principal,
+    /// The credential presented (to compute the CSRF token, or to rotate).
+    pub credential: Credential,
+    /// Where from.
+    pub client: ClientInfo,
+    state: AppState,
+    tx: Option<TenantTx>,
+}
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let client = client_info(parts);
+        let presented = presented(&parts.headers)?;
+        let (raw, is_cookie) = match presented {
+            Presented::Cookie(v) => (v, true),
+            Presented::Bearer(v) => (v, false),
+        };
+        let credential = Credential::parse(raw).map_err(|_| AuthError::Unauthenticated)?;
+        // Cookie-authenticated changes need the anti-CSRF header (SameSite=Strict is the
+        // first line; this is the second). Bearer tokens are never sent by a browser on
+        // its own, so they need none.
+        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if is_cookie && !safe {
+            let ok = parts
+                .headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| credential.csrf_matches(v));
+            if !ok {
+                return Err(ApiError::Csrf);
+            }
+        }
+        let mut tx = match state.tenants.begin(credential.org).await {
+            Ok(tx) => tx,
+            Err(procuhelp_tenancy::Error::UnknownOrg(_)) => {
+                return Err(AuthError::Unauthenticated.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let principal = if is_cookie {
+            Principal::User(state.auth.session(&mut tx, &credential, &client).await?)
+        } else {
+            let now = state.auth.now();
+            Principal::Service(api_token::authenticate(&mut tx, &credential, now).await?)
+        };
+        Ok(Authed {
+            principal,
+            credential,
+            client,
+            state: state.clone(),
+            tx: Some(tx),
+        })
+    }
+}
+
+impl Authed {
+    /// The organisation: from the authenticated credential, and nowhere else.
+    pub fn org(&self) -> OrgId {
+        self.credential.org
+    }
+
+    /// The request's tenant transaction.
+    pub fn tx(&mut self) -> ApiResult<&mut TenantTx> {
+        self.tx.as_mut().ok_or(ApiError::Auth(AuthError::Internal))
+    }
+
+    /// Checks `permission`; on refusal the transaction is rolled back (nothing of this
+    /// request is kept). A permission that only an elevation grants records its use.
+    pub async fn require(&mut self, permission: Permission) -> ApiResult<Grant> {
+        match self.principal.require(permission) {
+            Ok(grant) => {
+                if let Some(elevation) = grant.via_elevation {
+                    let event = self
+                        .event(Action::ElevationUsed, Outcome::Success)
+                        .target(format!("elevation:{elevation}"))
+                        .context(json!({ "permission": permission.as_str() }));
+                    self.record(event).await?;
+                }
+                Ok(grant)
+            }
+            Err(e) => {
+                self.abandon().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Passes any fully signed-in principal.
+    pub async fn require_signed_in(&mut self) -> ApiResult<()> {
+        if let Err(e) = self.principal.require_signed_in() {
+            self.abandon().await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Rolls back and releases the connection.
+    pub async fn abandon(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.rollback().await;
+        }
+    }
+
+    /// An audit event with this request's organisation, actor, time and client.
+    pub fn event(&self, action: Action, outcome: Outcome) -> AuditEvent {
+        let mut event = AuditEvent::new(Some(self.org()), self.principal.actor(), action, outcome)
+            .at(self.state.auth.now())
+            .source(self.client.source, self.client.user_agent.as_deref());
+        if let Some(id) = &self.client.request_id {
+            event = event.request_id(id.clone());
+        }
+        event
+    }
+
+    /// Records `event` durably before the action is committed (fail closed).
+    pub async fn record(&mut self, event: AuditEvent) -> ApiResult<()> {
+        if let Err(e) = self.state.auth.record(event).await {
+            self.abandon().await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Commits the request's changes.
+    pub async fn commit(&mut self) -> ApiResult<()> {
+        match self.tx.take() {
+            Some(tx) => Ok(tx.commit().await?),
+            None => Err(ApiError::Auth(AuthError::Internal)),
+        }
+    }
+
+    /// The state, for handlers.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+}

@@ -1,0 +1,206 @@
+//! The procurement API: suppliers and purchase requests, each behind its permission, in
+//! the tenant of the authenticated caller.
+
+use axum::Json;
+use axum::extract::{Path, Query};
+use procuhelp_audit::{Action, Outcome};
+use procuhelp_auth::{AuthError, Permission, may_approve};
+use procuhelp_core::{SupplierId, UserId};
+use procuhelp_tenancy::{NewSupplier, PgSupplierRepository, SupplierRepository as _};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::authed::Authed;
+use super::error::{ApiError, ApiResult};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Page {
+    limit: Option<u32>,
+}
+
+/// `GET /api/suppliers`.
+pub(crate) async fn list_suppliers(
+    mut authed: Authed,
+    Query(page): Query<Page>,
+) -> ApiResult<Json<Value>> {
+    authed.require(Permission::ReadSuppliers).await?;
+    let limit = page.limit.unwrap_or(100).clamp(1, 500);
+    let suppliers = PgSupplierRepository.list(authed.tx()?, None, limit).await?;
+    authed.commit().await?;
+    Ok(Json(json!({ "suppliers": suppliers })))
+}
+
+/// `GET /api/suppliers/{id}`.
+pub(crate) async fn get_supplier(
+    mut authed: Authed,
+    Path(id): Path<SupplierId>,
+) -> ApiResult<Json<Value>> {
+    authed.require(Permission::ReadSuppliers).await?;
+    let supplier = PgSupplierRepository.get(authed.tx()?, id).await?;
+    authed.commit().await?;
+    Ok(Json(json!(supplier)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewSupplierBody {
+    name: String,
+    country: String,
+}
+
+/// The acting user, or the nil-free id standing for a service account in `created_by`.
+fn acting_id(authed: &Authed) -> ApiResult<UserId> {
+    match &authed.principal {
+        procuhelp_auth::Principal::User(s) => Ok(s.user),
+        procuhelp_auth::Principal::Service(t) => {
+            UserId::from_uuid(t.id).map_err(|_| ApiError::Auth(AuthError::Internal))
+        }
+    }
+}
+
+/// `POST /api/suppliers`: invites a supplier.
+pub(crate) async fn create_supplier(
+    mut authed: Authed,
+    Json(body): Json<NewSupplierBody>,
+) -> ApiResult<Json<Value>> {
+    authed.require(Permission::ManageSuppliers).await?;
+    let new = NewSupplier::new(&body.name, &body.country)?;
+    let by = acting_id(&authed)?;
+    let supplier = PgSupplierRepository.create(authed.tx()?, new, by).await?;
+    let event = authed
+        .event(Action::SupplierInvited, Outcome::Success)
+        .target(format!("supplier:{}", supplier.id))
+        .context(json!({ "name": supplier.name, "country": supplier.country }));
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok(Json(json!(supplier)))
+}
+
+/// `DELETE /api/suppliers/{id}`.
+pub(crate) async fn delete_supplier(
+    mut authed: Authed,
+    Path(id): Path<SupplierId>,
+) -> ApiResult<Json<Value>> {
+    authed.require(Permission::ManageSuppliers).await?;
+    PgSupplierRepository.delete(authed.tx()?, id).await?;
+    let event = authed
+        .event(Action::SupplierDeleted, Outcome::Success)
+        .target(format!("supplier:{id}"));
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok(Json(json!({ "deleted": id })))
+}
+
+type RequestRow = (Uuid, String, i64, Uuid, String, Option<Uuid>);
+
+fn request_json(r: RequestRow) -> Value {
+    let (id, title, amount_cents, requested_by, status, approved_by) = r;
+    json!({
+        "id": id, "title": title, "amount_cents": amount_cents,
+        "requested_by": requested_by, "status": status, "approved_by": approved_by,
+    })
+}
+
+/// `GET /api/requests`.
+pub(crate) async fn list_requests(mut authed: Authed) -> ApiResult<Json<Value>> {
+    authed.require(Permission::ReadRequests).await?;
+    let rows: Vec<RequestRow> = sqlx::query_as(
+        "SELECT id, title, amount_cents, requested_by, status, approved_by
+         FROM app.purchase_requests ORDER BY created_at DESC LIMIT 200",
+    )
+    .fetch_all(authed.tx()?.conn())
+    .await?;
+    authed.commit().await?;
+    Ok(Json(
+        json!({ "requests": rows.into_iter().map(request_json).collect::<Vec<_>>() }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewRequestBody {
+    title: String,
+    amount_cents: i64,
+}
+
+/// `POST /api/requests`: raises a purchase request.
+pub(crate) async fn create_request(
+    mut authed: Authed,
+    Json(body): Json<NewRequestBody>,
+) -> ApiResult<Json<Value>> {
+    authed.require(Permission::CreateRequest).await?;
+    let title = body.title.trim().to_owned();
+    if title.is_empty() || title.chars().count() > 200 || title.chars().any(char::is_control) {
+        return Err(ApiError::Invalid("title"));
+    }
+    if body.amount_cents <= 0 {
+        return Err(ApiError::Invalid("amount_cents"));
+    }
+    let by = acting_id(&authed)?;
+    let org = authed.org();
+    let id = Uuid::now_v7();
+    let row: RequestRow = sqlx::query_as(
+        "INSERT INTO app.purchase_requests (org_id, id, title, amount_cents, requested_by)
+         VALUES ($1, $2, $3, $4, $5)
+         RETURNING id, title, amount_cents, requested_by, status, approved_by",
+    )
+    .bind(org.as_uuid())
+    .bind(id)
+    .bind(&title)
+    .bind(body.amount_cents)
+    .bind(by.as_uuid())
+    .fetch_one(authed.tx()?.conn())
+    .await?;
+    let event = authed
+        .event(Action::RequestCreated, Outcome::Success)
+        .target(format!("request:{id}"))
+        .context(json!({ "amount_cents": body.amount_cents }));
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok(Json(request_json(row)))
+}
+
+/// `POST /api/requests/{id}/approve`: nobody approves their own request.
+pub(crate) async fn approve_request(
+    mut authed: Authed,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Value>> {
+    authed.require(Permission::ApproveRequest).await?;
+    let by = acting_id(&authed)?;
+    let role = authed.principal.role();
+    let requested_by: Option<(Uuid, String)> = sqlx::query_as(
+        "SELECT requested_by, status FROM app.purchase_requests WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(authed.tx()?.conn())
+    .await?;
+    let (requested_by, status) = requested_by.ok_or(AuthError::NotFound)?;
+    if !may_approve(&by.as_uuid(), role, &requested_by) {
+        authed.abandon().await;
+        let event = authed
+            .event(Action::RequestApprovalRefused, Outcome::Denied)
+            .target(format!("request:{id}"))
+            .context(json!({ "reason": "segregation of duties" }));
+        authed.state().auth.record(event).await?;
+        return Err(AuthError::SelfApproval.into());
+    }
+    if status != "open" {
+        return Err(AuthError::Conflict("request is not open").into());
+    }
+    let row: RequestRow = sqlx::query_as(
+        "UPDATE app.purchase_requests SET status = 'approved', approved_by = $2
+         WHERE id = $1 RETURNING id, title, amount_cents, requested_by, status, approved_by",
+    )
+    .bind(id)
+    .bind(by.as_uuid())
+    .fetch_one(authed.tx()?.conn())
+    .await?;
+    let event = authed
+        .event(Action::RequestApproved, Outcome::Success)
+        .target(format!("request:{id}"));
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok(Json(request_json(row)))
+}

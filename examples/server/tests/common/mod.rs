@@ -1,0 +1,235 @@
+//! A test world: a scratch database with two organisations, a user of each role in
+//! each, the full router on an injected clock, and an in-memory audit sink.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use procuhelp_audit::{Action, MemorySink};
+use procuhelp_auth::Role;
+use procuhelp_auth::directory::{self, Email, NewUser};
+use procuhelp_auth::password::PasswordHasher;
+use procuhelp_core::{ManualClock, OrgId, SecretText, UserId};
+use procuhelp_server::app::{AppState, Limits};
+use procuhelp_tenancy::TenantDb;
+use procuhelp_tenancy::testkit::ScratchDb;
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct World {
+    pub scratch: ScratchDb,
+    pub app: Router,
+    pub state: AppState,
+    pub clock: Arc<ManualClock>,
+    pub audit: Arc<MemorySink>,
+    pub orgs: [OrgId; 2],
+    pub users: HashMap<(usize, Role), UserId>,
+    pub runtime: sqlx::PgPool,
+    pub owner: sqlx::PgPool,
+}
+
+/// A signed-in client: the cookie value and the CSRF token to echo.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+pub fn email(org: usize, role: Role) -> String {
+    format!("{}@org{org}.test", role.as_str().replace('_', "-"))
+}
+
+pub async fn world(hasher: PasswordHasher) -> World {
+    let scratch = ScratchDb::migrated().await.unwrap();
+    let owner = scratch.owner_pool(2).await.unwrap();
+    let a = procuhelp_tenancy::create_organisation(&owner, "Org A")
+        .await
+        .unwrap();
+    let b = procuhelp_tenancy::create_organisation(&owner, "Org B")
+        .await
+        .unwrap();
+    let runtime = scratch.runtime_pool(8).await.unwrap();
+    let vault_dir =
+        std::env::temp_dir().join(format!("ph-auth-vault-{}", uuid::Uuid::new_v4().simple()));
+    let vault: Arc<dyn procuhelp_core::vault::SecretProvider> =
+        Arc::new(procuhelp_core::vault::FileVault::open_or_create(&vault_dir).unwrap());
+    let cipher = Arc::new(procuhelp_server::keys::field_cipher(
+        TenantDb::new(runtime.clone()),
+        vault.clone(),
+    ));
+    let clock = Arc::new(ManualClock::new(
+        time::macros::datetime!(2026-11-25 09:00 UTC),
+    ));
+    let audit = Arc::new(MemorySink::new());
+    let phc = hasher.hash(&SecretText::new(PASSWORD.to_owned())).unwrap();
+    let state = AppState::assemble(
+        runtime.clone(),
+        cipher,
+        vault,
+        audit.clone(),
+        clock.clone(),
+        hasher,
+    );
+    let mut users = HashMap::new();
+    for (i, org) in [a, b].into_iter().enumerate() {
+        let mut tx = state.tenants.begin(org).await.unwrap();
+        for role in Role::ALL {
+            let id = directory::create(
+                &mut tx,
+                NewUser {
+                    email: Email::parse(&email(i, role)).unwrap(),
+                    display_name: format!("{role} {i}"),
+                    role: Some(role),
+                    password_hash: Some(phc.clone()),
+                },
+                time::OffsetDateTime::now_utc(),
+            )
+            .await
+            .unwrap();
+            users.insert((i, role), id);
+        }
+        tx.commit().await.unwrap();
+    }
+    let app = procuhelp_server::app::app(state.clone(), Limits::default());
+    World {
+        scratch,
+        app,
+        state,
+        clock,
+        audit,
+        orgs: [a, b],
+        users,
+        runtime,
+        owner,
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn error(&self) -> &str {
+        self.body["error"].as_str().unwrap_or("")
+    }
+}
+
+impl World {
+    pub async fn close(self) {
+        self.runtime.close().await;
+        self.owner.close().await;
+        self.scratch.drop_all().await.unwrap();
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        session: Option<&Session>,
+        body: Option<Value>,
+    ) -> Reply {
+        self.request_from(method, path, session, body, None, &[])
+            .await
+    }
+
+    pub async fn request_from(
+        &self,
+        method: Method,
+        path: &str,
+        session: Option<&Session>,
+        body: Option<Value>,
+        source: Option<SocketAddr>,
+        extra_headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(s) = session {
+            req = req
+                .header(
+                    header::COOKIE,
+                    format!("{}={}", procuhelp_auth::session::COOKIE_NAME, s.cookie),
+                )
+                .header("x-csrf-token", &s.csrf);
+        }
+        for (k, v) in extra_headers {
+            req = req.header(*k, *v);
+        }
+        let mut req = match body {
+            Some(b) => req
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(b.to_string()))
+                .unwrap(),
+            None => req.body(Body::empty()).unwrap(),
+        };
+        if let Some(addr) = source {
+            req.extensions_mut().insert(ConnectInfo(addr));
+        }
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn try_login(&self, org: usize, email: &str, password: &str) -> Reply {
+        self.request(
+            Method::POST,
+            "/api/login",
+            None,
+            Some(
+                json!({ "org": self.orgs[org].to_string(), "email": email, "password": password }),
+            ),
+        )
+        .await
+    }
+
+    pub async fn login(&self, org: usize, role: Role) -> Session {
+        let reply = self.try_login(org, &email(org, role), PASSWORD).await;
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        session_from(&reply)
+    }
+
+    pub fn count(&self, action: Action) -> usize {
+        self.audit
+            .events()
+            .iter()
+            .filter(|e| e.action == action)
+            .count()
+    }
+}
+
+/// The session a reply set (cookie) and its CSRF token.
+pub fn session_from(reply: &Reply) -> Session {
+    let set = reply
+        .headers
+        .get(header::SET_COOKIE)
+        .expect("a Set-Cookie header")
+        .to_str()
+        .unwrap();
+    let value = set
+        .split(';')
+        .next()
+        .unwrap()
+        .split_once('=')
+        .unwrap()
+        .1
+        .to_owned();
+    Session {
+        cookie: value,
+        csrf: reply.body["csrf_token"].as_str().unwrap().to_owned(),
+    }
+}
