@@ -26,9 +26,17 @@ pub struct AppState {
     pub vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
     /// Sign-in, sessions and account security (records to the audit log).
     pub auth: procuhelp_auth::Authenticator,
+    /// The append-only audit log in PostgreSQL, for reading and export.
+    pub audit_log: Option<procuhelp_audit::PgAuditSink>,
 }
 
 impl AppState {
+    /// The same state, with `log` for the audit API (reads and exports).
+    pub fn with_audit_log(mut self, log: procuhelp_audit::PgAuditSink) -> Self {
+        self.audit_log = Some(log);
+        self
+    }
+
     /// Assembles the state from the runtime role's pool and the server's parts.
     pub fn assemble(
         runtime: sqlx::PgPool,
@@ -54,6 +62,7 @@ impl AppState {
             cipher,
             vault,
             auth,
+            audit_log: None,
         }
     }
 }

@@ -37,6 +37,50 @@ pub enum Command {
     Keys(KeysArgs),
     /// Store a secret (e.g. the runtime database URL) in the vault.
     Secrets(SecretsArgs),
+    /// Export or verify an organisation's audit trail.
+    Audit(AuditArgs),
+}
+
+/// `audit` subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// Which operation.
+    #[command(subcommand)]
+    pub command: AuditCommand,
+}
+
+/// Audit trail operations.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AuditCommand {
+    /// Write an organisation's events and signed checkpoints to a file (recorded as an
+    /// export event).
+    Export {
+        /// The organisation.
+        #[arg(long)]
+        org: procuhelp_core::OrgId,
+        /// Output file (created, mode 0600).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// `jsonl` (verifiable) or `csv`.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        /// Where the database and vault are.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Verify a chain: live in the database (`--org`), or offline in an export (`--file`).
+    /// Exit 1 and name the first bad sequence number on any tampering.
+    Verify {
+        /// Verify this organisation's live chain.
+        #[arg(long, conflicts_with = "file", required_unless_present = "file")]
+        org: Option<procuhelp_core::OrgId>,
+        /// Verify this export file (no database needed).
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+        /// Where the database and vault are (for `--org`).
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 /// `secrets` subcommands.

@@ -9,12 +9,15 @@
 
 pub mod api;
 pub mod app;
+pub mod audit_log;
 pub mod cli;
 pub mod database;
 pub mod keys;
 pub mod logging;
 pub mod serve;
 pub mod tls;
+
+use std::os::unix::fs::OpenOptionsExt as _;
 
 use anyhow::Context as _;
 use cli::{Cli, Command};
@@ -88,7 +91,119 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             report(&[format!("stored secret {name} version {version}")]);
             Ok(())
         }
+        Command::Audit(cli::AuditArgs { command }) => audit_command(command).await,
     }
+}
+
+async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
+    use procuhelp_audit::{Action, Actor, AuditEvent, ExportFormat, ExportRange, Outcome};
+    match command {
+        cli::AuditCommand::Verify {
+            org: None,
+            file: Some(file),
+            ..
+        } => {
+            let reader = std::io::BufReader::new(
+                std::fs::File::open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?,
+            );
+            let report = procuhelp_audit::verify_export(reader)?;
+            verdict(&report)
+        }
+        cli::AuditCommand::Verify {
+            org: Some(org), db, ..
+        } => {
+            let (vault, database) = open(&db).await?;
+            let pool = database
+                .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 2)
+                .await?;
+            let log = procuhelp_audit::PgAuditSink::new(
+                procuhelp_tenancy::TenantDb::new(pool.clone()),
+                vault,
+            );
+            let report = log.verify_live(org).await;
+            pool.close().await;
+            database.close().await?;
+            verdict(&report?)
+        }
+        cli::AuditCommand::Verify { .. } => anyhow::bail!("give --org or --file"),
+        cli::AuditCommand::Export {
+            org,
+            out,
+            format,
+            db,
+        } => {
+            let format = match format.as_str() {
+                "jsonl" => ExportFormat::JsonLines,
+                "csv" => ExportFormat::Csv,
+                other => anyhow::bail!("unknown format {other:?} (jsonl or csv)"),
+            };
+            let (vault, database) = open(&db).await?;
+            let pool = database
+                .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 2)
+                .await?;
+            let log = procuhelp_audit::PgAuditSink::new(
+                procuhelp_tenancy::TenantDb::new(pool.clone()),
+                vault,
+            );
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&out)
+                .with_context(|| format!("creating {}", out.display()))?;
+            let access = AuditEvent::new(
+                Some(org),
+                Actor::System,
+                Action::AuditExported,
+                Outcome::Success,
+            )
+            .at(time::OffsetDateTime::now_utc())
+            .context(serde_json::json!({ "via": "cli" }));
+            let summary = log
+                .export(
+                    access,
+                    ExportRange::default(),
+                    format,
+                    std::io::BufWriter::new(file),
+                )
+                .await;
+            pool.close().await;
+            database.close().await?;
+            let summary = summary?;
+            report(&[format!(
+                "exported {} events (seq {}..={}) and {} checkpoints to {}",
+                summary.events,
+                summary.first_seq,
+                summary.last_seq,
+                summary.checkpoints,
+                out.display()
+            )]);
+            Ok(())
+        }
+    }
+}
+
+fn verdict(report: &procuhelp_audit::VerifyReport) -> anyhow::Result<()> {
+    match &report.problem {
+        None => {
+            report_lines(report);
+            Ok(())
+        }
+        Some(problem) => anyhow::bail!(
+            "audit chain of {} is NOT intact: {:?} at sequence number {}",
+            report.org,
+            problem.kind,
+            problem.seq
+        ),
+    }
+}
+
+fn report_lines(r: &procuhelp_audit::VerifyReport) {
+    report(&[format!(
+        "audit chain of {} intact: {} events, last seq {}, {} signed checkpoints verified",
+        r.org, r.events, r.last_seq, r.checkpoints_verified
+    )]);
 }
 
 /// The data directory, the vault (first: no keys, no work) and the database.

@@ -71,19 +71,23 @@ async fn serve_on(
         TenantDb::new(key_pool.clone()),
         vault.clone(),
     ));
-    let audit: std::sync::Arc<dyn procuhelp_audit::AuditSink> = std::sync::Arc::new(
-        procuhelp_audit::JsonLinesFileSink::open(args.db.data_dir.join("audit.jsonl"))
-            .context("opening the audit log")?,
-    );
+    // The audit log has a pool of its own too: group commits never wait for request
+    // transactions (which record their events before they commit).
+    let audit_pool = db.runtime_pool(&role, 4).await?;
+    let audit_log =
+        procuhelp_audit::PgAuditSink::new(TenantDb::new(audit_pool.clone()), vault.clone());
+    let checkpointing = crate::audit_log::CheckpointingSink::new(audit_log.clone());
+    let checkpoints = checkpointing.spawn_checkpoints(Duration::from_secs(600));
     let app = app::app(
         AppState::assemble(
             runtime.clone(),
             cipher,
             vault,
-            audit,
+            std::sync::Arc::new(checkpointing.clone()),
             std::sync::Arc::new(procuhelp_core::SystemClock),
             procuhelp_auth::password::PasswordHasher::default(),
-        ),
+        )
+        .with_audit_log(audit_log),
         limits,
     );
 
@@ -127,8 +131,11 @@ async fn serve_on(
     if let Some(task) = redirect {
         let _ = task.await;
     }
+    checkpoints.abort();
+    checkpointing.checkpoint_active().await;
     runtime.close().await;
     key_pool.close().await;
+    audit_pool.close().await;
     served
 }
 

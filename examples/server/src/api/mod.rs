@@ -3,6 +3,7 @@
 
 mod account;
 mod admin;
+mod audit;
 pub mod authed;
 pub mod error;
 mod procurement;
@@ -156,4 +157,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/elevations/{id}/revoke", post(admin::revoke_elevation))
         .route("/api/tokens", post(admin::create_token))
         .route("/api/tokens/{id}/revoke", post(admin::revoke_token))
+        .route("/api/audit", get(audit::list))
+        .route("/api/audit/export", get(audit::export))
+        .route("/audit", get(audit::page))
 }

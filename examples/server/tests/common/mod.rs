@@ -69,15 +69,22 @@ pub async fn world(hasher: PasswordHasher) -> World {
         time::macros::datetime!(2026-11-25 09:00 UTC),
     ));
     let audit = Arc::new(MemorySink::new());
+    let audit_pool = scratch.runtime_pool(2).await.unwrap();
+    let audit_log = procuhelp_audit::PgAuditSink::new(TenantDb::new(audit_pool), vault.clone());
+    // Events go to the real chain and to memory (for counting); both must succeed.
+    let sinks: Vec<Arc<dyn procuhelp_audit::AuditSink>> =
+        vec![Arc::new(audit_log.clone()), audit.clone()];
+    let fan_out = Arc::new(procuhelp_audit::FanOutSink::new(sinks));
     let phc = hasher.hash(&SecretText::new(PASSWORD.to_owned())).unwrap();
     let state = AppState::assemble(
         runtime.clone(),
         cipher,
         vault,
-        audit.clone(),
+        fan_out,
         clock.clone(),
         hasher,
-    );
+    )
+    .with_audit_log(audit_log);
     let mut users = HashMap::new();
     for (i, org) in [a, b].into_iter().enumerate() {
         let mut tx = state.tenants.begin(org).await.unwrap();
@@ -116,6 +123,7 @@ pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: Value,
+    pub text: String,
 }
 
 impl Reply {
@@ -182,6 +190,7 @@ impl World {
             status,
             headers,
             body,
+            text: String::from_utf8_lossy(&bytes).into_owned(),
         }
     }
 
@@ -201,6 +210,35 @@ impl World {
         let reply = self.try_login(org, &email(org, role), PASSWORD).await;
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
         session_from(&reply)
+    }
+
+    /// The organisation's audit export (JSON lines), through the API.
+    pub async fn export(&self, session: &Session) -> Vec<u8> {
+        let mut req = Request::builder()
+            .method(Method::GET)
+            .uri("/api/audit/export")
+            .header(
+                header::COOKIE,
+                format!(
+                    "{}={}",
+                    procuhelp_auth::session::COOKIE_NAME,
+                    session.cookie
+                ),
+            );
+        req = req.header("x-csrf-token", &session.csrf);
+        let resp = self
+            .app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec()
     }
 
     pub fn count(&self, action: Action) -> usize {

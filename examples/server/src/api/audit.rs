@@ -1,0 +1,218 @@
+//! The audit trail, for admins: a filtered JSON API, an export, and a page. Every read
+//! and export is itself recorded (by the audit log, before it answers).
+
+use axum::Json;
+use axum::extract::Query;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use procuhelp_audit::{
+    Action, EventQuery, ExportFormat, ExportRange, Outcome, PersonalView, StoredEvent,
+};
+use procuhelp_auth::{AuthError, Permission};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::authed::Authed;
+use super::error::{ApiError, ApiResult};
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Filter {
+    from: Option<String>,
+    to: Option<String>,
+    action: Option<String>,
+    actor: Option<uuid::Uuid>,
+    after_seq: Option<u64>,
+    limit: Option<u32>,
+    format: Option<String>,
+}
+
+fn time_param(value: Option<&str>, field: &'static str) -> ApiResult<Option<OffsetDateTime>> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| OffsetDateTime::parse(v, &Rfc3339).map_err(|_| ApiError::Invalid(field)))
+        .transpose()
+}
+
+impl Filter {
+    fn query(&self) -> ApiResult<EventQuery> {
+        let action = match self.action.as_deref().filter(|a| !a.is_empty()) {
+            Some(a) => Some(
+                a.parse::<Action>()
+                    .map_err(|_| ApiError::Invalid("action"))?,
+            ),
+            None => None,
+        };
+        Ok(EventQuery {
+            from: time_param(self.from.as_deref(), "from")?,
+            to: time_param(self.to.as_deref(), "to")?,
+            action,
+            actor_id: self.actor,
+            after_seq: self.after_seq.unwrap_or(0),
+            limit: self
+                .limit
+                .unwrap_or(100)
+                .clamp(1, procuhelp_audit::MAX_READ),
+        })
+    }
+}
+
+fn event_json(stored: &StoredEvent) -> Value {
+    let e = &stored.event;
+    let personal = match &stored.personal {
+        PersonalView::Readable(p) => json!({
+            "email": p.email, "display_name": p.display_name,
+            "source": p.context.source.map(|s| s.to_string()),
+            "user_agent": p.context.user_agent,
+        }),
+        PersonalView::Erased => json!("erased"),
+        _ => Value::Null,
+    };
+    json!({
+        "seq": e.seq,
+        "at": e.at.format(&Rfc3339).ok(),
+        "actor": e.actor,
+        "action": e.action.as_str(),
+        "target": e.target,
+        "outcome": e.outcome.as_str(),
+        "context": serde_json::from_str::<Value>(&e.context).unwrap_or(Value::Null),
+        "request_id": e.request_id,
+        "personal": personal,
+        "hash": hex(&e.hash),
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+async fn read(authed: &mut Authed, filter: &Filter) -> ApiResult<Vec<StoredEvent>> {
+    authed.require(Permission::ReadAuditLog).await?;
+    let query = filter.query()?;
+    // The request's transaction is not needed: the log reads in its own.
+    authed.commit().await?;
+    let log = authed
+        .state()
+        .audit_log
+        .clone()
+        .ok_or(AuthError::Conflict("no audit database configured"))?;
+    let access = authed
+        .event(Action::AuditRead, Outcome::Success)
+        .context(json!({ "filter": format!("{filter:?}") }));
+    Ok(log.read_events(access, &query).await?)
+}
+
+/// `GET /api/audit`: a page of events, filtered by time, action and actor.
+pub(crate) async fn list(
+    mut authed: Authed,
+    Query(filter): Query<Filter>,
+) -> ApiResult<Json<Value>> {
+    let events = read(&mut authed, &filter).await?;
+    Ok(Json(
+        json!({ "events": events.iter().map(event_json).collect::<Vec<_>>() }),
+    ))
+}
+
+/// `GET /api/audit/export?format=jsonl|csv&from=&to=`: the tenant's chain with its
+/// signed checkpoints, verifiable offline with `procuhelp-server audit verify --file`.
+pub(crate) async fn export(
+    mut authed: Authed,
+    Query(filter): Query<Filter>,
+) -> ApiResult<Response> {
+    authed.require(Permission::ReadAuditLog).await?;
+    let format = match filter.format.as_deref() {
+        None | Some("jsonl") => ExportFormat::JsonLines,
+        Some("csv") => ExportFormat::Csv,
+        Some(_) => return Err(ApiError::Invalid("format")),
+    };
+    let range = ExportRange {
+        from: time_param(filter.from.as_deref(), "from")?,
+        to: time_param(filter.to.as_deref(), "to")?,
+    };
+    authed.commit().await?;
+    let log = authed
+        .state()
+        .audit_log
+        .clone()
+        .ok_or(AuthError::Conflict("no audit database configured"))?;
+    let access = authed.event(Action::AuditExported, Outcome::Success);
+    let mut out = Vec::new();
+    log.export(access, range, format, &mut out).await?;
+    let content_type = match format {
+        ExportFormat::Csv => "text/csv; charset=utf-8",
+        _ => "application/x-ndjson",
+    };
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type),
+            (
+                header::CONTENT_DISPOSITION,
+                "attachment; filename=\"audit-export\"",
+            ),
+        ],
+        out,
+    )
+        .into_response())
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `GET /audit`: the audit trail as a page, with the same filters.
+pub(crate) async fn page(
+    mut authed: Authed,
+    Query(filter): Query<Filter>,
+    axum::Extension(nonce): axum::Extension<procuhelp_core::http::CspNonce>,
+) -> ApiResult<Html<String>> {
+    let events = read(&mut authed, &filter).await?;
+    let mut rows = String::new();
+    for stored in &events {
+        let v = event_json(stored);
+        let cell = |key: &str| {
+            escape(&match &v[key] {
+                Value::String(s) => s.clone(),
+                Value::Null => String::new(),
+                other => other.to_string(),
+            })
+        };
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
+            cell("seq"), cell("at"), cell("actor"), cell("action"), cell("target"), cell("outcome"), cell("context")
+        ));
+    }
+    let value = |v: &Option<String>| escape(v.as_deref().unwrap_or(""));
+    Ok(Html(format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Audit log — ProcuHelp</title>
+<style nonce="{nonce}">body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2rem .4rem;font-size:.85rem;vertical-align:top}}</style>
+</head><body><h1>Audit log</h1>
+<form method="get" action="/audit">
+<label>From <input name="from" value="{from}" placeholder="2026-11-25T00:00:00Z"></label>
+<label>To <input name="to" value="{to}"></label>
+<label>Action <input name="action" value="{action}" placeholder="auth.login_failed"></label>
+<button type="submit">Filter</button></form>
+<p>Reading this page is itself recorded. Export: <a href="/api/audit/export">JSON lines</a> · <a href="/api/audit/export?format=csv">CSV</a></p>
+<table><thead><tr><th>seq</th><th>time</th><th>actor</th><th>action</th><th>target</th><th>outcome</th><th>context</th></tr></thead>
+<tbody>
+{rows}</tbody></table></body></html>"#,
+        nonce = nonce.as_str(),
+        from = value(&filter.from),
+        to = value(&filter.to),
+        action = value(&filter.action),
+    )))
+}
