@@ -65,9 +65,14 @@ pub struct Authenticator {
     sessions: SessionPolicy,
 }
 
-const USERS: &str = "app.users";
-const TOTP_COLUMN: &str = "totp_sealed";
-const TOTP_PENDING_COLUMN: &str = "totp_pending_sealed";
+/// The field names bound into the TOTP secrets' ciphertexts (`app.users.totp_sealed` and
+/// `app.users.totp_pending_sealed`); key rotation jobs re-encrypt them under these names.
+pub const TOTP_FIELD: (&str, &str) = ("users", "totp");
+/// See [`TOTP_FIELD`].
+pub const TOTP_PENDING_FIELD: (&str, &str) = ("users", "totp_pending");
+const USERS: &str = TOTP_FIELD.0;
+const TOTP_COLUMN: &str = TOTP_FIELD.1;
+const TOTP_PENDING_COLUMN: &str = TOTP_PENDING_FIELD.1;
 
 impl Authenticator {
     /// Assembles the authenticator.

@@ -31,7 +31,9 @@ pub mod session_store;
 pub mod throttle;
 pub mod totp;
 
-pub use authenticator::{Authenticator, ClientInfo, Enrolment, Issued};
+pub use authenticator::{
+    Authenticator, ClientInfo, Enrolment, Issued, TOTP_FIELD, TOTP_PENDING_FIELD,
+};
 pub use error::{AuthError, AuthResult};
 pub use permission::{Permission, access_matrix_markdown, may_approve};
 pub use principal::{Grant, Principal};

@@ -150,6 +150,10 @@ type PrincipalRow = (
 /// unknown, revoked, idle-expired and absolutely-expired sessions and disabled users; on
 /// success records the use (`last_seen_at = now`), and marks elevations that ran out.
 /// One round trip.
+///
+/// The use is written at most once a minute: a request that writes nothing commits
+/// without a WAL flush (a third of the lookup's cost when measured), at the price of an
+/// idle timeout that may end up to a minute early — never late.
 pub async fn authenticate(
     tx: &mut TenantTx,
     credential: &Credential,
@@ -162,10 +166,12 @@ pub async fn authenticate(
     // inject time and every check of one request sees the same instant.
     let row: Option<PrincipalRow> = sqlx::query_as(
         "WITH s AS (
-             UPDATE app.sessions SET last_seen_at = $2
+             SELECT id, user_id, stage, amr, last_seen_at FROM app.sessions
              WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2
-               AND last_seen_at + make_interval(secs => idle_secs) > $2
-             RETURNING id, user_id, stage, amr),
+               AND last_seen_at + make_interval(secs => idle_secs) > $2),
+         touch AS (
+             UPDATE app.sessions t SET last_seen_at = $2 FROM s
+             WHERE t.id = s.id AND s.last_seen_at < $2 - interval '1 minute'),
          expired AS (
              UPDATE app.elevations SET state = 'expired', ended_at = $2
              WHERE state = 'active' AND expires_at <= $2 AND user_id IN (SELECT user_id FROM s)

@@ -9,12 +9,26 @@ use procuhelp_tenancy::{EncryptedColumn, FieldCipher, TenantDb};
 use crate::cli::DatabaseArgs;
 
 /// Every encrypted column the server stores, for re-encryption and retirement.
-pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[EncryptedColumn {
-    table: "app.suppliers",
-    column: "iban_sealed",
-    field_table: "suppliers",
-    field_column: "iban",
-}];
+pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[
+    EncryptedColumn {
+        table: "app.suppliers",
+        column: "iban_sealed",
+        field_table: "suppliers",
+        field_column: "iban",
+    },
+    EncryptedColumn {
+        table: "app.users",
+        column: "totp_sealed",
+        field_table: procuhelp_auth::TOTP_FIELD.0,
+        field_column: procuhelp_auth::TOTP_FIELD.1,
+    },
+    EncryptedColumn {
+        table: "app.users",
+        column: "totp_pending_sealed",
+        field_table: procuhelp_auth::TOTP_PENDING_FIELD.0,
+        field_column: procuhelp_auth::TOTP_PENDING_FIELD.1,
+    },
+];
 
 /// Opens the configured secret provider. The server refuses to start without it: a
 /// missing or too-open master key file, or an unreachable or sealed vault, is an error.
