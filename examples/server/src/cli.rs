@@ -68,6 +68,19 @@ pub enum AuditCommand {
         #[command(flatten)]
         db: DatabaseArgs,
     },
+    /// GDPR erasure of one person's personal data in the audit trail: destroys their key,
+    /// so their events stay (pseudonymous) and the chain and signatures still verify.
+    Erase {
+        /// The organisation.
+        #[arg(long)]
+        org: procuhelp_core::OrgId,
+        /// The person's subject id (their user id).
+        #[arg(long)]
+        subject: String,
+        /// Where the database and vault are.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Verify a chain: live in the database (`--org`), or offline in an export (`--file`).
     /// Exit 1 and name the first bad sequence number on any tampering.
     Verify {

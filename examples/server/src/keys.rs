@@ -84,7 +84,8 @@ pub async fn rotate_all(
     let orgs: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM app.organisations ORDER BY id")
         .fetch_all(owner)
         .await?;
-    let cipher = field_cipher(TenantDb::new(owner.clone()), vault);
+    let cipher = field_cipher(TenantDb::new(owner.clone()), vault.clone());
+    let audit = procuhelp_audit::PgAuditSink::new(TenantDb::new(owner.clone()), vault);
     let mut report = Vec::new();
     for org in orgs {
         let org = procuhelp_core::OrgId::from_uuid(org)?;
@@ -104,6 +105,25 @@ pub async fn rotate_all(
         for old in 1..dek_version {
             // Already retired or destroyed versions are skipped.
             let _ = cipher.retire(org, old, ENCRYPTED_COLUMNS).await;
+        }
+        {
+            use procuhelp_audit::{Action, Actor, AuditEvent, AuditSink as _, Outcome};
+            audit
+                .record(
+                    AuditEvent::new(
+                        Some(org),
+                        Actor::System,
+                        Action::KeysRotated,
+                        Outcome::Success,
+                    )
+                    .at(time::OffsetDateTime::now_utc())
+                    .context(serde_json::json!({
+                        "kek_version": kek_version, "rewrapped": rewrapped,
+                        "dek_version": dek_version, "reencrypted": moved,
+                    })),
+                )
+                .await
+                .context("recording the rotation in the audit log")?;
         }
         report.push(format!(
             "organisation {org}: KEK v{kek_version} ({rewrapped} data keys re-wrapped), data key v{dek_version}, {moved} values re-encrypted"

@@ -127,6 +127,27 @@ async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
             verdict(&report?)
         }
         cli::AuditCommand::Verify { .. } => anyhow::bail!("give --org or --file"),
+        cli::AuditCommand::Erase { org, subject, db } => {
+            let subject = procuhelp_audit::Subject::new(&subject)?;
+            let (vault, database) = open(&db).await?;
+            let pool = database
+                .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 2)
+                .await?;
+            let log = procuhelp_audit::PgAuditSink::new(
+                procuhelp_tenancy::TenantDb::new(pool.clone()),
+                vault,
+            );
+            let erased = log.erase_person(org, &subject, Actor::System).await;
+            pool.close().await;
+            database.close().await?;
+            let erased = erased?;
+            report(&[format!(
+                "erased {} key(s) of {} in {org}; the erasure is recorded",
+                erased.keys_erased,
+                subject.as_str()
+            )]);
+            Ok(())
+        }
         cli::AuditCommand::Export {
             org,
             out,

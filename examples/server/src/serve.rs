@@ -76,6 +76,24 @@ async fn serve_on(
     let audit_pool = db.runtime_pool(&role, 4).await?;
     let audit_log =
         procuhelp_audit::PgAuditSink::new(TenantDb::new(audit_pool.clone()), vault.clone());
+    if let Some(name) = &args.db.database_url_secret {
+        // The server read its database credentials from the vault: a secret access.
+        use procuhelp_audit::{Action, Actor, AuditEvent, AuditSink as _, Outcome};
+        audit_log
+            .record(
+                AuditEvent::new(
+                    None,
+                    Actor::System,
+                    Action::SecretAccessed,
+                    Outcome::Success,
+                )
+                .at(time::OffsetDateTime::now_utc())
+                .target(format!("secret:{name}"))
+                .context(serde_json::json!({ "purpose": "database connection at start-up" })),
+            )
+            .await
+            .context("recording the secret access in the audit log")?;
+    }
     let checkpointing = crate::audit_log::CheckpointingSink::new(audit_log.clone());
     let checkpoints = checkpointing.spawn_checkpoints(Duration::from_secs(600));
     let app = app::app(

@@ -358,6 +358,38 @@ async fn enumeration_same_answer_and_no_timing_gap() {
         k > 0.005,
         "Argon2id with OWASP parameters takes milliseconds: {k}"
     );
+
+    // A stored hash with weaker parameters is replaced at the next successful sign-in.
+    let weak = PasswordHasher::for_tests()
+        .hash(&procuhelp_core::SecretText::new(PASSWORD.to_owned()))
+        .unwrap();
+    let id = w.users[&(0, Role::ReadOnly)];
+    let stored_hash = || async {
+        let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+        let stored: String =
+            sqlx::query_scalar("SELECT password_hash FROM app.users WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_one(tx.conn())
+                .await
+                .unwrap();
+        tx.commit().await.unwrap();
+        stored
+    };
+    let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+    sqlx::query("UPDATE app.users SET password_hash = $1 WHERE id = $2")
+        .bind(&weak)
+        .bind(id.as_uuid())
+        .execute(tx.conn())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(stored_hash().await.starts_with("$argon2id$v=19$m=256,"));
+    w.login(0, Role::ReadOnly).await;
+    let stored = stored_hash().await;
+    assert!(
+        stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{stored}"
+    );
     w.close().await;
 }
 
