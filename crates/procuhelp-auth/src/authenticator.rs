@@ -143,6 +143,20 @@ impl Authenticator {
         event
     }
 
+    /// An event of `user` acting on their own account, with their personal data (sealed
+    /// per person by the audit log).
+    fn user_event(
+        &self,
+        org: Option<OrgId>,
+        user: &UserRecord,
+        action: Action,
+        outcome: Outcome,
+        client: &ClientInfo,
+    ) -> AuditEvent {
+        self.event(org, Actor::User { id: user.id }, action, outcome, client)
+            .person(user.id, Some(&user.email), Some(&user.display_name))
+    }
+
     /// Hashes a new password off the executor, after checking the policy.
     pub async fn hash_new_password(&self, password: SecretText) -> AuthResult<String> {
         self.password_policy.check(&password)?;
@@ -262,14 +276,13 @@ impl Authenticator {
             .open_session(&mut tx, user.id, stage, &["pwd"], client)
             .await?;
         self.record(
-            self.event(
+            self.user_event(
                 Some(org),
-                Actor::User { id: user.id },
+                &user,
                 Action::LoginSucceeded,
                 Outcome::Success,
                 client,
             )
-            .person(user.id, Some(&user.email), Some(&user.display_name))
             .context(json!({ "stage": stage, "rehashed": verification.needs_rehash })),
         )
         .await?;
@@ -438,16 +451,13 @@ impl Authenticator {
             return Err(AuthError::InvalidCode);
         }
         if directory::use_recovery_code(tx, user.id, code).await? {
-            self.record(
-                self.event(
-                    Some(tx.org()),
-                    Actor::User { id: user.id },
-                    Action::RecoveryCodeUsed,
-                    Outcome::Success,
-                    client,
-                )
-                .person(user.id, Some(&user.email), Some(&user.display_name)),
-            )
+            self.record(self.user_event(
+                Some(tx.org()),
+                user,
+                Action::RecoveryCodeUsed,
+                Outcome::Success,
+                client,
+            ))
             .await?;
             return Ok("otp");
         }
@@ -481,32 +491,18 @@ impl Authenticator {
             Err(AuthError::InvalidCode) => {
                 let outcome = self.throttle.record_failure(key, self.now()).await?;
                 self.record(
-                    self.event(
-                        Some(org),
-                        Actor::User { id: user.id },
-                        Action::LoginFailed,
-                        Outcome::Failure,
-                        client,
-                    )
-                    .person(user.id, Some(&user.email), Some(&user.display_name))
+                    self.user_event(Some(org), &user, Action::LoginFailed, Outcome::Failure, client)
                     .context(json!({ "reason": "invalid second factor", "account_failures": outcome.failures })),
                 )
                 .await?;
                 if outcome.locked_now {
-                    self.record(
-                        self.event(
-                            Some(org),
-                            Actor::User { id: user.id },
-                            Action::AccountLocked,
-                            Outcome::Success,
-                            client,
-                        )
-                        .person(
-                            user.id,
-                            Some(&user.email),
-                            Some(&user.display_name),
-                        ),
-                    )
+                    self.record(self.user_event(
+                        Some(org),
+                        &user,
+                        Action::AccountLocked,
+                        Outcome::Success,
+                        client,
+                    ))
                     .await?;
                 }
                 Err(AuthError::InvalidCode)
@@ -530,14 +526,13 @@ impl Authenticator {
             .open_session(tx, user.id, SessionStage::Full, amr, client)
             .await?;
         self.record(
-            self.event(
+            self.user_event(
                 Some(tx.org()),
-                Actor::User { id: user.id },
+                user,
                 Action::MfaStepUp,
                 Outcome::Success,
                 client,
             )
-            .person(user.id, Some(&user.email), Some(&user.display_name))
             .context(json!({ "amr": amr })),
         )
         .await?;
@@ -576,16 +571,13 @@ impl Authenticator {
             .render::<qrcode::render::svg::Color<'_>>()
             .min_dimensions(200, 200)
             .build();
-        self.record(
-            self.event(
-                Some(tx.org()),
-                Actor::User { id: user.id },
-                Action::MfaEnrolmentStarted,
-                Outcome::Success,
-                client,
-            )
-            .person(user.id, Some(&user.email), Some(&user.display_name)),
-        )
+        self.record(self.user_event(
+            Some(tx.org()),
+            &user,
+            Action::MfaEnrolmentStarted,
+            Outcome::Success,
+            client,
+        ))
         .await?;
         Ok(Enrolment {
             uri: SecretText::new(uri),
@@ -627,16 +619,13 @@ impl Authenticator {
         directory::confirm_totp(tx, user.id, &sealed, step, self.now()).await?;
         let codes = RecoveryCodes::generate().map_err(|_| AuthError::Internal)?;
         directory::replace_recovery_codes(tx, user.id, &codes.hashes).await?;
-        self.record(
-            self.event(
-                Some(tx.org()),
-                Actor::User { id: user.id },
-                Action::MfaEnabled,
-                Outcome::Success,
-                client,
-            )
-            .person(user.id, Some(&user.email), Some(&user.display_name)),
-        )
+        self.record(self.user_event(
+            Some(tx.org()),
+            &user,
+            Action::MfaEnabled,
+            Outcome::Success,
+            client,
+        ))
         .await?;
         let issued = self
             .step_up(tx, &user, principal, &["pwd", "otp", "mfa"], client)
@@ -684,16 +673,13 @@ impl Authenticator {
         self.reauthenticate(tx, &user, password, code, client)
             .await?;
         directory::clear_mfa(tx, user.id, self.now()).await?;
-        self.record(
-            self.event(
-                Some(tx.org()),
-                Actor::User { id: user.id },
-                Action::MfaDisabled,
-                Outcome::Success,
-                client,
-            )
-            .person(user.id, Some(&user.email), Some(&user.display_name)),
-        )
+        self.record(self.user_event(
+            Some(tx.org()),
+            &user,
+            Action::MfaDisabled,
+            Outcome::Success,
+            client,
+        ))
         .await
     }
 
@@ -712,16 +698,13 @@ impl Authenticator {
             .await?;
         let codes = RecoveryCodes::generate().map_err(|_| AuthError::Internal)?;
         directory::replace_recovery_codes(tx, user.id, &codes.hashes).await?;
-        self.record(
-            self.event(
-                Some(tx.org()),
-                Actor::User { id: user.id },
-                Action::RecoveryCodesRegenerated,
-                Outcome::Success,
-                client,
-            )
-            .person(user.id, Some(&user.email), Some(&user.display_name)),
-        )
+        self.record(self.user_event(
+            Some(tx.org()),
+            &user,
+            Action::RecoveryCodesRegenerated,
+            Outcome::Success,
+            client,
+        ))
         .await?;
         Ok(codes)
     }
@@ -751,14 +734,13 @@ impl Authenticator {
             .open_session(tx, user.id, principal.stage, &amr, client)
             .await?;
         self.record(
-            self.event(
+            self.user_event(
                 Some(tx.org()),
-                Actor::User { id: user.id },
+                &user,
                 Action::PasswordChanged,
                 Outcome::Success,
                 client,
             )
-            .person(user.id, Some(&user.email), Some(&user.display_name))
             .context(json!({ "sessions_revoked": revoked })),
         )
         .await?;

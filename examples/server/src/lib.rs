@@ -113,14 +113,7 @@ async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
         cli::AuditCommand::Verify {
             org: Some(org), db, ..
         } => {
-            let (vault, database) = open(&db).await?;
-            let pool = database
-                .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 2)
-                .await?;
-            let log = procuhelp_audit::PgAuditSink::new(
-                procuhelp_tenancy::TenantDb::new(pool.clone()),
-                vault,
-            );
+            let (log, pool, database) = open_audit_log(&db).await?;
             let report = log.verify_live(org).await;
             pool.close().await;
             database.close().await?;
@@ -129,14 +122,7 @@ async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
         cli::AuditCommand::Verify { .. } => anyhow::bail!("give --org or --file"),
         cli::AuditCommand::Erase { org, subject, db } => {
             let subject = procuhelp_audit::Subject::new(&subject)?;
-            let (vault, database) = open(&db).await?;
-            let pool = database
-                .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 2)
-                .await?;
-            let log = procuhelp_audit::PgAuditSink::new(
-                procuhelp_tenancy::TenantDb::new(pool.clone()),
-                vault,
-            );
+            let (log, pool, database) = open_audit_log(&db).await?;
             let erased = log.erase_person(org, &subject, Actor::System).await;
             pool.close().await;
             database.close().await?;
@@ -159,14 +145,7 @@ async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
                 "csv" => ExportFormat::Csv,
                 other => anyhow::bail!("unknown format {other:?} (jsonl or csv)"),
             };
-            let (vault, database) = open(&db).await?;
-            let pool = database
-                .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 2)
-                .await?;
-            let log = procuhelp_audit::PgAuditSink::new(
-                procuhelp_tenancy::TenantDb::new(pool.clone()),
-                vault,
-            );
+            let (log, pool, database) = open_audit_log(&db).await?;
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -203,6 +182,23 @@ async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// The audit log of the configured database, as the runtime role.
+async fn open_audit_log(
+    db: &cli::DatabaseArgs,
+) -> anyhow::Result<(
+    procuhelp_audit::PgAuditSink,
+    sqlx::PgPool,
+    database::Database,
+)> {
+    let (vault, database) = open(db).await?;
+    let pool = database
+        .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 2)
+        .await?;
+    let log =
+        procuhelp_audit::PgAuditSink::new(procuhelp_tenancy::TenantDb::new(pool.clone()), vault);
+    Ok((log, pool, database))
 }
 
 fn verdict(report: &procuhelp_audit::VerifyReport) -> anyhow::Result<()> {

@@ -88,16 +88,20 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+fn audit_log(authed: &Authed) -> ApiResult<procuhelp_audit::PgAuditSink> {
+    Ok(authed
+        .state()
+        .audit_log
+        .clone()
+        .ok_or(AuthError::Conflict("no audit database configured"))?)
+}
+
 async fn read(authed: &mut Authed, filter: &Filter) -> ApiResult<Vec<StoredEvent>> {
     authed.require(Permission::ReadAuditLog).await?;
     let query = filter.query()?;
     // The request's transaction is not needed: the log reads in its own.
     authed.commit().await?;
-    let log = authed
-        .state()
-        .audit_log
-        .clone()
-        .ok_or(AuthError::Conflict("no audit database configured"))?;
+    let log = audit_log(authed)?;
     let access = authed
         .event(Action::AuditRead, Outcome::Success)
         .context(json!({ "filter": format!("{filter:?}") }));
@@ -132,11 +136,7 @@ pub(crate) async fn export(
         to: time_param(filter.to.as_deref(), "to")?,
     };
     authed.commit().await?;
-    let log = authed
-        .state()
-        .audit_log
-        .clone()
-        .ok_or(AuthError::Conflict("no audit database configured"))?;
+    let log = audit_log(&authed)?;
     let access = authed.event(Action::AuditExported, Outcome::Success);
     let mut out = Vec::new();
     log.export(access, range, format, &mut out).await?;
