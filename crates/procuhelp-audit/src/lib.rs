@@ -41,6 +41,7 @@
 #![forbid(unsafe_code)]
 
 mod action;
+mod alert;
 mod canonical;
 mod chain;
 mod checkpoint;
@@ -54,6 +55,12 @@ mod sinks;
 mod verify;
 
 pub use action::{Action, Outcome};
+pub use alert::{
+    Alert, AlertConfig, AlertKey, AlertKind, AlertSink, AlertingSink, Detectors, LogAlertSink,
+    SpikeRule, WindowRule,
+};
+#[cfg(feature = "webhook")]
+pub use alert::{WebhookAlertSink, WebhookConfig, WebhookStats};
 pub use chain::{CHAIN_VERSION, ChainedEvent, GENESIS, Hash};
 pub use checkpoint::{Checkpoint, CheckpointSigner, PublicKey, SIGNING_KEY_NAME};
 pub use error::{AuditError, Result, UnknownAction, UnknownOutcome};

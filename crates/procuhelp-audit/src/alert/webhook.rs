@@ -1,0 +1,323 @@
+//! Webhook delivery: JSON `POST`, exponential back-off, at-least-once, bounded queue.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rustls::pki_types::CertificateDer;
+use tokio::sync::Notify;
+
+use super::{Alert, AlertSink};
+use crate::{AuditError, Result};
+
+/// Settings of a [`WebhookAlertSink`].
+#[derive(Clone)]
+pub struct WebhookConfig {
+    /// Where to `POST` alerts (`https://…`; `http://` only with
+    /// [`allow_plain_http`](Self::allow_plain_http)). May carry a secret token: it is
+    /// never printed by `Debug`.
+    pub url: String,
+    /// Trust anchors for the receiver's certificate (no built-in roots: name exactly the
+    /// CA the receiver uses).
+    pub root_certificates: Vec<CertificateDer<'static>>,
+    /// Allow an `http://` URL (tests, a receiver on loopback). Default: off.
+    pub allow_plain_http: bool,
+    /// Timeout of one request. Default: 10 s.
+    pub timeout: Duration,
+    /// Wait after the first failure; doubled after each further failure. Default: 500 ms.
+    pub initial_backoff: Duration,
+    /// Longest wait between attempts. Default: 5 minutes.
+    pub max_backoff: Duration,
+    /// Alerts waiting for delivery; when full, the oldest waiting alert is dropped (and
+    /// counted). Default: 1,024.
+    pub queue: usize,
+}
+
+impl WebhookConfig {
+    /// Defaults for `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            root_certificates: Vec::new(),
+            allow_plain_http: false,
+            timeout: Duration::from_secs(10),
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(300),
+            queue: 1024,
+        }
+    }
+}
+
+impl fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &redacted(&self.url))
+            .field("root_certificates", &self.root_certificates.len())
+            .field("allow_plain_http", &self.allow_plain_http)
+            .field("timeout", &self.timeout)
+            .field("initial_backoff", &self.initial_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("queue", &self.queue)
+            .finish()
+    }
+}
+
+/// Scheme and authority only: paths and queries often hold tokens.
+fn redacted(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}/…",
+            u.scheme(),
+            u.host_str().unwrap_or(""),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "<invalid url>".to_owned(),
+    }
+}
+
+/// Delivery counters of a [`WebhookAlertSink`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WebhookStats {
+    /// Alerts the receiver acknowledged (2xx).
+    pub delivered: u64,
+    /// Requests made, successful or not.
+    pub attempts: u64,
+    /// Requests that failed (network error, timeout, non-2xx) and were retried.
+    pub failed_attempts: u64,
+    /// Alerts dropped because the queue was full.
+    pub dropped: u64,
+    /// Alerts waiting (including the one being delivered).
+    pub queued: u64,
+}
+
+/// `POST`s each alert as JSON to a webhook, with `Idempotency-Key: <alert id>`.
+///
+/// **At-least-once.** [`send`](AlertSink::send) queues the alert and returns; a delivery
+/// task sends the oldest queued alert until the receiver answers 2xx, waiting
+/// `initial_backoff`, then twice as long after each failure (up to `max_backoff`), and
+/// only then removes it from the queue. A receiver may therefore see an alert more than
+/// once (a lost response); it deduplicates by the idempotency key. Alerts are lost only
+/// when the queue overflows (oldest first, counted in [`WebhookStats::dropped`]) or the
+/// process stops — call [`flush`](Self::flush) before a clean shutdown.
+///
+/// Redirects are not followed. Create it inside a Tokio runtime; the delivery task ends
+/// when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct WebhookAlertSink {
+    shared: Arc<Shared>,
+    _guard: Arc<CloseOnDrop>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    queue: Mutex<VecDeque<Alert>>,
+    capacity: usize,
+    wake: Notify,
+    idle: Notify,
+    closed: AtomicBool,
+    delivered: AtomicU64,
+    attempts: AtomicU64,
+    failed: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Alert>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[derive(Debug)]
+struct CloseOnDrop(Arc<Shared>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.closed.store(true, Ordering::SeqCst);
+        self.0.wake.notify_one();
+    }
+}
+
+impl WebhookAlertSink {
+    /// A sink for `config`; refuses a malformed URL, a plain `http://` URL unless
+    /// allowed, and an unusable certificate.
+    pub fn new(config: WebhookConfig) -> Result<Self> {
+        let url = reqwest::Url::parse(&config.url).map_err(|_| AuditError::Invalid {
+            field: "webhook url",
+            reason: "not a URL",
+        })?;
+        match url.scheme() {
+            "https" => {}
+            "http" if config.allow_plain_http => {}
+            _ => {
+                return Err(AuditError::Invalid {
+                    field: "webhook url",
+                    reason: "must be https (or http with allow_plain_http)",
+                });
+            }
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in &config.root_certificates {
+            roots.add(cert.clone()).map_err(|_| AuditError::Invalid {
+                field: "root_certificates",
+                reason: "not a usable CA certificate",
+            })?;
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|_| AuditError::Internal("TLS protocol versions"))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(config.timeout)
+            .https_only(!config.allow_plain_http)
+            .build()
+            .map_err(|e| AuditError::Unavailable(format!("webhook client: {e}")))?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(VecDeque::new()),
+            capacity: config.queue.max(1),
+            wake: Notify::new(),
+            idle: Notify::new(),
+            closed: AtomicBool::new(false),
+            delivered: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        tokio::spawn(deliver(shared.clone(), client, url, config));
+        Ok(Self {
+            _guard: Arc::new(CloseOnDrop(shared.clone())),
+            shared,
+        })
+    }
+
+    /// The delivery counters.
+    pub fn stats(&self) -> WebhookStats {
+        let s = &self.shared;
+        WebhookStats {
+            delivered: s.delivered.load(Ordering::SeqCst),
+            attempts: s.attempts.load(Ordering::SeqCst),
+            failed_attempts: s.failed.load(Ordering::SeqCst),
+            dropped: s.dropped.load(Ordering::SeqCst),
+            queued: s.lock().len() as u64,
+        }
+    }
+
+    /// Waits until every queued alert is delivered, or `timeout` passes; returns whether
+    /// the queue is empty.
+    pub async fn flush(&self, timeout: Duration) -> bool {
+        let wait = async {
+            loop {
+                let idle = self.shared.idle.notified();
+                if self.shared.lock().is_empty() {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+}
+
+#[async_trait]
+impl AlertSink for WebhookAlertSink {
+    async fn send(&self, alert: Alert) -> Result<()> {
+        {
+            let mut q = self.shared.lock();
+            if q.len() >= self.shared.capacity {
+                // Drop the oldest *waiting* alert; the front one may be in flight and the
+                // task removes it by id when it is acknowledged.
+                let victim = if q.len() > 1 {
+                    q.remove(1)
+                } else {
+                    q.pop_front()
+                };
+                if let Some(v) = victim {
+                    self.shared.dropped.fetch_add(1, Ordering::SeqCst);
+                    tracing::error!(alert = %v, "webhook alert queue full: oldest alert dropped");
+                }
+            }
+            q.push_back(alert);
+        }
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+}
+
+async fn deliver(
+    shared: Arc<Shared>,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    c: WebhookConfig,
+) {
+    let mut backoff = c.initial_backoff;
+    loop {
+        let next = shared.lock().front().cloned();
+        let Some(alert) = next else {
+            shared.idle.notify_waiters();
+            if shared.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            // notify_one stores a permit: a send between the check and here still wakes us.
+            shared.wake.notified().await;
+            continue;
+        };
+        if shared.closed.load(Ordering::SeqCst) {
+            let left = shared.lock().len();
+            tracing::error!(
+                alerts = left,
+                "webhook alert sink dropped with alerts undelivered"
+            );
+            return;
+        }
+        shared.attempts.fetch_add(1, Ordering::SeqCst);
+        let sent = client
+            .post(url.clone())
+            .header("Idempotency-Key", alert.id.to_string())
+            .json(&alert)
+            .send()
+            .await;
+        let failure = match sent {
+            Ok(r) if r.status().is_success() => None,
+            Ok(r) => Some(format!("status {}", r.status().as_u16())),
+            Err(e) => Some(classify(&e).to_owned()),
+        };
+        match failure {
+            None => {
+                let mut q = shared.lock();
+                if q.front().is_some_and(|a| a.id == alert.id) {
+                    q.pop_front();
+                }
+                shared.delivered.fetch_add(1, Ordering::SeqCst);
+                backoff = c.initial_backoff;
+            }
+            Some(why) => {
+                shared.failed.fetch_add(1, Ordering::SeqCst);
+                tracing::warn!(alert = %alert.id, error = %why, retry_in = ?backoff, "webhook alert delivery failed");
+                tokio::time::sleep(backoff).await;
+                backoff = backoff
+                    .saturating_mul(2)
+                    .min(c.max_backoff.max(c.initial_backoff));
+            }
+        }
+    }
+}
+
+/// The kind of a request error, without the URL (it may hold a token).
+fn classify(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timeout"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_request() {
+        "request failed"
+    } else {
+        "error"
+    }
+}
