@@ -101,7 +101,15 @@ async fn serve_on(
             runtime.clone(),
             cipher,
             vault,
-            std::sync::Arc::new(checkpointing.clone()),
+            // Detectors watch every event (failed sign-ins per account, address and org,
+            // lockouts, traffic and error spikes) and report to the log; the event is
+            // durable before it is looked at.
+            std::sync::Arc::new(procuhelp_audit::AlertingSink::new(
+                checkpointing.clone(),
+                procuhelp_audit::Detectors::new(procuhelp_audit::AlertConfig::default())?,
+                std::sync::Arc::new(procuhelp_audit::LogAlertSink),
+                1024,
+            )),
             std::sync::Arc::new(procuhelp_core::SystemClock),
             procuhelp_auth::password::PasswordHasher::default(),
         )
