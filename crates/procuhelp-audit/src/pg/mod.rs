@@ -126,10 +126,45 @@ impl PgAuditSink {
         let org = tx.org();
         let chained =
             append_locked(&self.inner, tx.conn(), org, std::slice::from_ref(event)).await?;
+        storage::restore_plan_mode(tx.conn()).await?;
         Ok(Receipt {
             org: event.org,
             seq: chained.first().map(|c| c.seq),
         })
+    }
+
+    /// Appends `events`, in order, as consecutive links inside the caller's transaction:
+    /// one chain lock, one multi-row `INSERT` (imports, batch jobs). All events must be of
+    /// the transaction's organisation and valid; otherwise nothing is appended. As with
+    /// [`append_in_tx`](Self::append_in_tx), the receipts are final once the caller
+    /// commits.
+    pub async fn append_all_in_tx(
+        &self,
+        tx: &mut TenantTx,
+        events: &[AuditEvent],
+    ) -> Result<Vec<Receipt>> {
+        let org = tx.org();
+        for event in events {
+            event.validate()?;
+            if event.org != Some(org) {
+                return Err(AuditError::Invalid {
+                    field: "org",
+                    reason: "the event's organisation is not the transaction's",
+                });
+            }
+        }
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chained = append_locked(&self.inner, tx.conn(), org, events).await?;
+        storage::restore_plan_mode(tx.conn()).await?;
+        Ok(chained
+            .iter()
+            .map(|c| Receipt {
+                org: Some(org),
+                seq: Some(c.seq),
+            })
+            .collect())
     }
 }
 
