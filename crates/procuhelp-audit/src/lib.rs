@@ -37,7 +37,19 @@
 //!   [`PersonalData`], apart from the rest, so the PostgreSQL sink can encrypt it under a
 //!   per-person key and erase it by destroying that key.
 //! * Sinks: [`MemorySink`] (tests), [`FanOutSink`] (all must succeed),
-//!   [`JsonLinesFileSink`] (append + fsync).
+//!   [`JsonLinesFileSink`] (append + fsync), and with the `postgres` feature
+//!   `PgAuditSink`: append-only (grants and triggers), row-level security per tenant, a
+//!   SHA-256 hash chain per organisation ([`ChainedEvent`]), group commit, appends inside
+//!   the caller's transaction, per-person encryption and erasure of personal data.
+//! * [`Checkpoint`]s: Ed25519-signed chain heads ([`CheckpointSigner`]).
+//! * Export (JSON lines, CSV) and verification: [`verify_export`] offline, `verify_live`
+//!   on the database; a [`VerifyReport`] names the first bad sequence number.
+//! * Alerting: [`Detectors`] over the event stream (failed sign-ins per account, address
+//!   and organisation, lockouts, traffic and error spikes), [`AlertSink`] with
+//!   [`LogAlertSink`] and, with the `webhook` feature, `WebhookAlertSink`; the
+//!   [`AlertingSink`] wrapper records first, then alerts without blocking.
+//!
+//! The design (byte layouts, enforcement, limits) is in `docs/audit.md`.
 #![forbid(unsafe_code)]
 
 mod action;
