@@ -411,6 +411,7 @@ pub async fn set_org_policy(tx: &mut TenantTx, policy: OrgPolicy) -> AuthResult<
 
 /// An organisation's authentication policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OrgPolicy {
     /// Password sign-ins must pass a second factor (SSO sign-ins whose IdP asserted MFA
     /// satisfy it).
