@@ -26,6 +26,7 @@ pub mod password;
 mod permission;
 mod principal;
 pub mod recovery;
+pub mod scim_patch;
 pub mod session;
 pub mod session_store;
 pub mod throttle;

@@ -74,4 +74,42 @@ proptest! {
             prop_assert_eq!(input.len(), 6);
         }
     }
+
+    #[test]
+    fn scim_patch_parsers_never_panic(input in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = procuhelp_auth::scim_patch::parse_user_patch(&input);
+        let _ = procuhelp_auth::scim_patch::parse_group_patch(&input);
+    }
+
+    #[test]
+    fn scim_patch_parsers_never_panic_on_patch_shaped_json(
+        op in "(?i)(add|replace|remove|x)",
+        path in proptest::option::of(prop_oneof![
+            Just("members".to_owned()),
+            Just("members[value eq \"u1\"]".to_owned()),
+            Just("active".to_owned()),
+            "\\PC{0,40}",
+        ]),
+        value in prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            "\\PC{0,20}".prop_map(serde_json::Value::String),
+            proptest::collection::vec("\\PC{0,8}", 0..4).prop_map(|v| serde_json::json!(v.iter().map(|s| serde_json::json!({"value": s})).collect::<Vec<_>>())),
+        ],
+    ) {
+        let body = serde_json::json!({
+            "schemas": [procuhelp_auth::scim_patch::PATCH_OP_SCHEMA],
+            "Operations": [{ "op": op, "path": path, "value": value }],
+        })
+        .to_string();
+        let _ = procuhelp_auth::scim_patch::parse_user_patch(body.as_bytes());
+        if let Ok(changes) = procuhelp_auth::scim_patch::parse_group_patch(body.as_bytes()) {
+            // Nothing parses into "remove every member".
+            for c in changes {
+                if let procuhelp_auth::scim_patch::GroupChange::RemoveMembers(ids) = c {
+                    prop_assert!(!ids.is_empty());
+                }
+            }
+        }
+    }
 }
