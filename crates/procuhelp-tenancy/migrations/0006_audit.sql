@@ -73,31 +73,66 @@ ALTER TABLE app.audit_events ENABLE ALWAYS TRIGGER audit_events_no_truncate;
 ALTER TABLE app.audit_checkpoints ENABLE ALWAYS TRIGGER audit_checkpoints_append_only;
 ALTER TABLE app.audit_checkpoints ENABLE ALWAYS TRIGGER audit_checkpoints_no_truncate;
 
--- The database itself refuses a row that does not extend its chain: seq 1 starts from 32
+-- The database itself refuses rows that do not extend their chain: seq 1 starts from 32
 -- zero bytes, every other row names the hash of the row before it. With the primary key
 -- this makes a fork or a gap impossible whatever a writer does; the writer still computes
 -- the hashes (the database does not know the encoding), and verification re-checks them.
--- Rows inserted earlier by the same multi-row INSERT are visible here (row-level BEFORE
--- trigger, VOLATILE function).
-CREATE FUNCTION app.audit_check_link() RETURNS trigger
+--
+-- One check per INSERT statement, not per row: a statement-level AFTER trigger sees every
+-- inserted row in the transition table `new_rows`. Inside the statement, each row must
+-- follow the one before it (seq + 1, prev_hash = its hash) — one sort of the new rows, no
+-- table access. The first new row of each chain must follow the stored row before it (its
+-- head: any later row would have needed this seq) or GENESIS — one primary-key lookup per
+-- chain per statement. Rows the same statement inserted are in the table by now, but the
+-- row before the first new one is not among them.
+--
+-- SECURITY INVOKER (row-level security applies; tenant tables are never read by a
+-- definer function). plan_cache_mode = force_custom_plan for the function only: the
+-- runtime role defaults to force_generic_plan, and a generic plan of the head lookup
+-- made while the table was small is a sequential scan kept for the connection's
+-- lifetime (append time then grows with the table). A custom plan is planned with the
+-- table's current size: an index lookup. Once per statement, the planning is noise.
+CREATE FUNCTION app.audit_check_links() RETURNS trigger
     LANGUAGE plpgsql VOLATILE
+    SET plan_cache_mode = force_custom_plan
     AS $$
 DECLARE
+    bad bigint;
+    head record;
     prev bytea;
 BEGIN
-    IF NEW.seq = 1 THEN
-        prev := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
-    ELSE
-        SELECT e.hash INTO prev FROM app.audit_events e
-        WHERE e.org_id = NEW.org_id AND e.seq = NEW.seq - 1;
+    FOR head IN
+        SELECT DISTINCT ON (n.org_id) n.org_id, n.seq, n.prev_hash
+        FROM new_rows n ORDER BY n.org_id, n.seq
+    LOOP
+        IF head.seq = 1 THEN
+            prev := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+        ELSE
+            SELECT e.hash INTO prev FROM app.audit_events e
+            WHERE e.org_id = head.org_id AND e.seq = head.seq - 1;
+        END IF;
+        IF prev IS DISTINCT FROM head.prev_hash THEN
+            RAISE EXCEPTION 'audit chain link broken at seq %', head.seq USING ERRCODE = 'PH409';
+        END IF;
+    END LOOP;
+    SELECT l.seq INTO bad FROM (
+        SELECT n.seq, n.prev_hash,
+               lag(n.seq) OVER w AS prev_seq, lag(n.hash) OVER w AS prev_row_hash
+        FROM new_rows n
+        WINDOW w AS (PARTITION BY n.org_id ORDER BY n.seq)
+    ) l
+    WHERE l.prev_seq IS NOT NULL
+      AND (l.seq <> l.prev_seq + 1 OR l.prev_hash IS DISTINCT FROM l.prev_row_hash)
+    ORDER BY l.seq
+    LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'audit chain link broken at seq %', bad USING ERRCODE = 'PH409';
     END IF;
-    IF prev IS DISTINCT FROM NEW.prev_hash THEN
-        RAISE EXCEPTION 'audit chain link broken at seq %', NEW.seq USING ERRCODE = 'PH409';
-    END IF;
-    RETURN NEW;
+    RETURN NULL;
 END $$;
-CREATE TRIGGER audit_events_link BEFORE INSERT ON app.audit_events
-    FOR EACH ROW EXECUTE FUNCTION app.audit_check_link();
+CREATE TRIGGER audit_events_link AFTER INSERT ON app.audit_events
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION app.audit_check_links();
 ALTER TABLE app.audit_events ENABLE ALWAYS TRIGGER audit_events_link;
 
 -- Per-person keys for the personal data in events, wrapped by the organisation's audit

@@ -126,7 +126,6 @@ impl PgAuditSink {
         let org = tx.org();
         let chained =
             append_locked(&self.inner, tx.conn(), org, std::slice::from_ref(event)).await?;
-        storage::restore_plan_mode(tx.conn()).await?;
         Ok(Receipt {
             org: event.org,
             seq: chained.first().map(|c| c.seq),
@@ -157,7 +156,6 @@ impl PgAuditSink {
             return Ok(Vec::new());
         }
         let chained = append_locked(&self.inner, tx.conn(), org, events).await?;
-        storage::restore_plan_mode(tx.conn()).await?;
         Ok(chained
             .iter()
             .map(|c| Receipt {

@@ -49,20 +49,10 @@ fn lock_key(org: OrgId) -> i32 {
 /// the previous holder's commit.
 pub(crate) async fn lock_chain(conn: &mut PgConnection, org: OrgId) -> Result<(u64, Hash)> {
     // The literals are numbers and a UUID we formatted: inlining them cannot inject SQL,
-    // and lets the three statements share one round trip (simple-query protocol, each
+    // and lets the statements share one round trip (simple-query protocol, each
     // statement with its own snapshot).
-    //
-    // `plan_cache_mode = force_custom_plan` for the append: the runtime role runs with
-    // `force_generic_plan` (see procuhelp-tenancy), and the link trigger's lookup of the
-    // previous row is a PL/pgSQL statement whose generic plan is cached per connection.
-    // Planned while the table was small, that plan is a sequential scan, and every append
-    // then costs time linear in the table's size (measured: 100 events took 8 ms on an
-    // empty table, 300 ms at 20,000 rows). A custom plan is an index lookup whatever the
-    // table's size when the connection first ran the trigger. Callers whose transaction
-    // continues restore the role's setting with `restore_plan_mode`.
     let sql = format!(
         "SET LOCAL synchronous_commit = on; \
-         SET LOCAL plan_cache_mode = force_custom_plan; \
          SELECT pg_advisory_xact_lock({LOCK_CLASS}, {}); \
          SELECT seq, hash FROM app.audit_events WHERE org_id = '{}'::uuid ORDER BY seq DESC LIMIT 1",
         lock_key(org),
@@ -81,15 +71,6 @@ pub(crate) async fn lock_chain(conn: &mut PgConnection, org: OrgId) -> Result<(u
         }
     }
     Ok((0, GENESIS))
-}
-
-/// Gives the rest of a caller's transaction back the role's plan cache mode (see
-/// [`lock_chain`]).
-pub(crate) async fn restore_plan_mode(conn: &mut PgConnection) -> Result<()> {
-    sqlx::Executor::execute(&mut *conn, "SET LOCAL plan_cache_mode TO DEFAULT")
-        .await
-        .map_err(db_err)?;
-    Ok(())
 }
 
 /// Inserts `events` (all of `org`, consecutive, already hashed) in one statement.
