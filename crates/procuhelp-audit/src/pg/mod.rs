@@ -193,7 +193,6 @@ pub(crate) async fn append_locked(
     org: OrgId,
     events: &[AuditEvent],
 ) -> Result<Vec<ChainedEvent>> {
-    let (mut seq, mut prev) = storage::lock_chain(conn, org).await?;
     let mut needing_keys = Vec::new();
     for e in events {
         if !e.personal.is_empty()
@@ -203,7 +202,12 @@ pub(crate) async fn append_locked(
             needing_keys.push(s);
         }
     }
-    let keys = inner.persons.live_keys(conn, org, &needing_keys).await?;
+    let (mut seq, mut prev, key_rows) =
+        storage::lock_chain_with_keys(conn, org, &needing_keys).await?;
+    let keys = inner
+        .persons
+        .live_keys(conn, org, &needing_keys, key_rows)
+        .await?;
     let mut out = Vec::with_capacity(events.len());
     for e in events {
         seq += 1;

@@ -24,8 +24,7 @@ use crate::{ActorContext, AuditError, AuditEvent, PersonalData, Result, Subject}
 
 const CACHE_CAPACITY: usize = 4096;
 
-/// subject, key id, KEK version, wrapped key.
-type KeyRow = (String, Uuid, Option<i32>, Option<Vec<u8>>);
+use super::storage::KeyRow;
 
 /// The audit KEK of an organisation.
 pub(crate) fn kek_name(org: OrgId) -> String {
@@ -103,29 +102,21 @@ impl PersonKeys {
         }
     }
 
-    /// The live key of every subject in `subjects`, creating missing ones. Call with the
-    /// organisation's chain lock held (see `storage::lock_chain`), so key creation does
-    /// not race with other writers or with erasure.
+    /// The live key of every subject in `subjects`, creating missing ones. `rows` are the
+    /// live keys of `subjects` read with the organisation's chain lock held (see
+    /// `storage::lock_chain_with_keys`), so key creation does not race with other writers
+    /// or with erasure.
     pub(crate) async fn live_keys(
         &self,
         conn: &mut PgConnection,
         org: OrgId,
         subjects: &[Subject],
+        rows: Vec<KeyRow>,
     ) -> Result<HashMap<Subject, (Uuid, Arc<EnvelopeKey>)>> {
         let mut out = HashMap::new();
         if subjects.is_empty() {
             return Ok(out);
         }
-        let names: Vec<String> = subjects.iter().map(|s| s.as_str().to_owned()).collect();
-        let rows: Vec<KeyRow> = sqlx::query_as(
-            "SELECT subject, id, kek_version, wrapped FROM app.audit_person_keys
-             WHERE org_id = $1 AND erased_at IS NULL AND subject = ANY($2)",
-        )
-        .bind(org.as_uuid())
-        .bind(&names)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(storage::db_err)?;
         for (subject, id, kek_version, wrapped) in rows {
             let key = self.unwrap(org, id, kek_version, wrapped).await?;
             out.insert(Subject::new(&subject)?, (id, key));

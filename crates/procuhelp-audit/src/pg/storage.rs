@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::chain::{Fields, GENESIS, Hash, hash_from_slice};
-use crate::{AuditError, ChainedEvent, Result};
+use crate::{AuditError, ChainedEvent, Result, Subject};
 
 /// Advisory-lock namespace for chain heads ("AUDI").
 const LOCK_CLASS: i32 = 0x4155_4449;
@@ -48,29 +48,71 @@ fn lock_key(org: OrgId) -> i32 {
 /// COMMITTED the head query runs after the lock is granted, with a snapshot that sees
 /// the previous holder's commit.
 pub(crate) async fn lock_chain(conn: &mut PgConnection, org: OrgId) -> Result<(u64, Hash)> {
-    // The literals are numbers and a UUID we formatted: inlining them cannot inject SQL,
-    // and lets the statements share one round trip (simple-query protocol, each
-    // statement with its own snapshot).
-    let sql = format!(
+    let (seq, head, _) = lock_chain_with_keys(conn, org, &[]).await?;
+    Ok((seq, head))
+}
+
+/// A live person key row: subject, key id, KEK version, wrapped key.
+pub(crate) type KeyRow = (String, Uuid, Option<i32>, Option<Vec<u8>>);
+
+/// [`lock_chain`], and in the same round trip the live person keys of `subjects`
+/// (read after the lock, so key creation never races with another writer or erasure).
+pub(crate) async fn lock_chain_with_keys(
+    conn: &mut PgConnection,
+    org: OrgId,
+    subjects: &[Subject],
+) -> Result<(u64, Hash, Vec<KeyRow>)> {
+    // The literals are numbers, a UUID we formatted and hex digits: inlining them cannot
+    // inject SQL, and lets the statements share one round trip (simple-query protocol,
+    // each statement with its own snapshot, taken after the lock was granted). Subjects
+    // are printable ASCII without spaces, so they travel joined by spaces, hex-encoded.
+    let org_literal = org.as_uuid().hyphenated();
+    let mut sql = format!(
         "SET LOCAL synchronous_commit = on; \
          SELECT pg_advisory_xact_lock({LOCK_CLASS}, {}); \
-         SELECT seq, hash FROM app.audit_events WHERE org_id = '{}'::uuid ORDER BY seq DESC LIMIT 1",
+         SELECT seq, hash FROM app.audit_events WHERE org_id = '{org_literal}'::uuid \
+         ORDER BY seq DESC LIMIT 1",
         lock_key(org),
-        org.as_uuid().hyphenated()
     );
+    if !subjects.is_empty() {
+        let mut joined = Vec::with_capacity(subjects.len() * 40);
+        for (i, s) in subjects.iter().enumerate() {
+            if i > 0 {
+                joined.push(b' ');
+            }
+            joined.extend_from_slice(s.as_str().as_bytes());
+        }
+        sql.push_str(&format!(
+            "; SELECT subject, id, kek_version, wrapped, 'k' FROM app.audit_person_keys \
+             WHERE org_id = '{org_literal}'::uuid AND erased_at IS NULL \
+             AND subject = ANY(string_to_array(convert_from(decode('{}', 'hex'), 'UTF8'), ' '))",
+            hex::encode(&joined)
+        ));
+    }
     // A plain string with no arguments goes over the simple-query protocol.
     let rows = sqlx::Executor::fetch_all(&mut *conn, sql.as_str())
         .await
         .map_err(db_err)?;
-    for row in rows.iter().rev() {
-        if row.columns().len() == 2 {
-            let seq: i64 = row.try_get(0).map_err(db_err)?;
-            let hash: Vec<u8> = row.try_get(1).map_err(db_err)?;
-            let seq = u64::try_from(seq).map_err(|_| AuditError::Internal("negative seq"))?;
-            return Ok((seq, hash_from_slice("hash", &hash)?));
+    let mut head = (0, GENESIS);
+    let mut keys = Vec::new();
+    for row in &rows {
+        match row.columns().len() {
+            2 => {
+                let seq: i64 = row.try_get(0).map_err(db_err)?;
+                let hash: Vec<u8> = row.try_get(1).map_err(db_err)?;
+                let seq = u64::try_from(seq).map_err(|_| AuditError::Internal("negative seq"))?;
+                head = (seq, hash_from_slice("hash", &hash)?);
+            }
+            5 => keys.push((
+                row.try_get(0).map_err(db_err)?,
+                row.try_get(1).map_err(db_err)?,
+                row.try_get(2).map_err(db_err)?,
+                row.try_get(3).map_err(db_err)?,
+            )),
+            _ => {}
         }
     }
-    Ok((0, GENESIS))
+    Ok((head.0, head.1, keys))
 }
 
 /// Inserts `events` (all of `org`, consecutive, already hashed) in one statement.
@@ -100,18 +142,18 @@ pub(crate) async fn insert(
     for e in events {
         seq.push(i64::try_from(e.seq).map_err(|_| AuditError::Internal("seq out of range"))?);
         at.push(e.at);
-        actor_kind.push(e.actor.kind().to_owned());
+        actor_kind.push(e.actor.kind());
         actor_id.push(e.actor.id());
-        action.push(e.action.as_str().to_owned());
-        target.push(e.target.clone());
-        outcome.push(e.outcome.as_str().to_owned());
-        context.push(e.context.clone());
-        request_id.push(e.request_id.clone());
-        subject.push(e.subject.as_ref().map(|s| s.as_str().to_owned()));
+        action.push(e.action.as_str());
+        target.push(e.target.as_deref());
+        outcome.push(e.outcome.as_str());
+        context.push(e.context.as_str());
+        request_id.push(e.request_id.as_deref());
+        subject.push(e.subject.as_ref().map(Subject::as_str));
         person_key.push(e.person_key);
-        personal.push(e.personal.clone());
-        prev_hash.push(e.prev_hash.to_vec());
-        hash.push(e.hash.to_vec());
+        personal.push(e.personal.as_deref());
+        prev_hash.push(&e.prev_hash[..]);
+        hash.push(&e.hash[..]);
     }
     sqlx::query(
         "INSERT INTO app.audit_events (org_id, seq, at, actor_kind, actor_id, action, target, outcome,
