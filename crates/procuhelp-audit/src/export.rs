@@ -147,10 +147,42 @@ fn utf8(buf: &[u8], line: u64) -> Result<&str> {
     std::str::from_utf8(buf).map_err(|_| bad(line, "invalid UTF-8"))
 }
 
+/// The value of each hex digit (either case); 0xff for every other byte.
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Decodes 64 hex digits into a stack array (table lookup: the `hex` crate's generic
+/// decoder was a fifth of export verification).
 fn hex32(s: &str, line: u64, field: &str) -> Result<Hash> {
     let mut out = [0u8; 32];
-    hex::decode_to_slice(s.as_bytes(), &mut out)
-        .map_err(|_| bad(line, format!("{field} is not 64 hex digits")))?;
+    let digits = s.as_bytes();
+    let mut invalid = digits.len() != 64;
+    if !invalid {
+        for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+            let (hi, lo) = match pair {
+                [hi, lo] => (HEX_VALUE[usize::from(*hi)], HEX_VALUE[usize::from(*lo)]),
+                _ => (0xff, 0xff),
+            };
+            invalid |= (hi | lo) > 0x0f;
+            *byte = (hi << 4) | (lo & 0x0f);
+        }
+    }
+    if invalid {
+        return Err(bad(line, format!("{field} is not 64 hex digits")));
+    }
     Ok(out)
 }
 
@@ -202,62 +234,233 @@ pub fn verify_export_trusting<R: BufRead>(
     }
     let org = header.org;
     let mut verifier = ChainVerifier::new(org, header.first_seq, prev, checkpoints, trusted);
-    let mut personal = Vec::new();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .clamp(1, MAX_WORKERS);
+    let mut chunk = Chunk::default();
+    let mut scratch: Vec<Scratch> = (0..workers).map(|_| Scratch::default()).collect();
     loop {
-        line += 1;
-        if !read_line(&mut reader, &mut buf, line)? {
-            break;
+        // Read a bounded chunk of lines; a read error or an oversized line is reported
+        // after the lines before it (which may hold an earlier error).
+        let first_line = line + 1;
+        let pending = chunk.fill(&mut reader, &mut line);
+        let results = parse_chunk(&chunk, first_line, org.as_uuid(), &mut scratch);
+        for parsed in results.into_iter().flatten() {
+            let p = parsed?;
+            verifier.push_hashed(p.seq, &p.prev_hash, &p.hash, &p.computed);
         }
-        let text = utf8(&buf, line)?;
-        let ev: LineIn<'_> = serde_json::from_str(text)
-            .map_err(|e| bad(line, format!("not an event: {}", e.classify_str())))?;
-        // Typed checks: an unknown action or outcome is bad input, not a chain problem.
-        ev.action
-            .parse::<Action>()
-            .map_err(|_| bad(line, "unknown action"))?;
-        ev.outcome
-            .parse::<Outcome>()
-            .map_err(|_| bad(line, "unknown outcome"))?;
-        if !matches!(
-            ev.actor_kind.as_ref(),
-            "user" | "service_account" | "system"
-        ) {
-            return Err(bad(line, "unknown actor kind"));
+        match pending {
+            Fill::More => {}
+            Fill::End => break,
+            Fill::Failed(e) => return Err(e),
         }
-        let at =
-            OffsetDateTime::parse(&ev.at, &Rfc3339).map_err(|_| bad(line, "at is not RFC 3339"))?;
-        let prev_hash = hex32(&ev.prev_hash, line, "prev_hash")?;
-        let hash = hex32(&ev.hash, line, "hash")?;
-        personal.clear();
-        let has_personal = match &ev.personal {
-            Some(p) => {
-                base64::engine::general_purpose::STANDARD
-                    .decode_vec(p.as_bytes(), &mut personal)
-                    .map_err(|_| bad(line, "personal is not base64"))?;
-                true
-            }
-            None => false,
-        };
-        let fields = Fields {
-            org: org.as_uuid(),
-            seq: ev.seq,
-            prev_hash: &prev_hash,
-            at_micros: unix_micros(at),
-            actor_kind: &ev.actor_kind,
-            actor_id: ev.actor_id,
-            action: &ev.action,
-            target: ev.target.as_deref(),
-            outcome: &ev.outcome,
-            context: ev.context.get(),
-            request_id: ev.request_id.as_deref(),
-            subject: ev.subject.as_deref(),
-            person_key: ev.person_key,
-            personal: has_personal.then_some(&personal[..]),
-        };
-        verifier.push(&fields, &hash);
     }
     verifier.expect_end(header.last_seq);
     Ok(verifier.finish())
+}
+
+/// Most threads hashing lines of one export.
+const MAX_WORKERS: usize = 8;
+/// A chunk holds at most this many bytes of lines (plus at most one line), or
+/// [`CHUNK_LINES`] lines: memory stays bounded whatever the file's size.
+const CHUNK_BYTES: usize = 4 << 20;
+const CHUNK_LINES: usize = 8192;
+/// Below this many lines a chunk is parsed on the calling thread alone.
+const MIN_PARALLEL_LINES: usize = 256;
+
+/// Lines read from the export, back to back, with their ranges (newlines stripped).
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    lines: Vec<std::ops::Range<usize>>,
+}
+
+enum Fill {
+    /// The chunk is full; more may follow.
+    More,
+    /// The input ended.
+    End,
+    /// Reading the next line failed (the chunk holds the lines before it).
+    Failed(AuditError),
+}
+
+impl Chunk {
+    /// Replaces the contents with the next lines; `line` is the number of the last line
+    /// read (or of the failing line).
+    fn fill<R: BufRead>(&mut self, reader: &mut R, line: &mut u64) -> Fill {
+        self.bytes.clear();
+        self.lines.clear();
+        while self.bytes.len() < CHUNK_BYTES && self.lines.len() < CHUNK_LINES {
+            *line += 1;
+            let start = self.bytes.len();
+            let mut limited = reader.by_ref().take(MAX_LINE_BYTES as u64 + 1);
+            let n = match limited.read_until(b'\n', &mut self.bytes) {
+                Ok(n) => n,
+                Err(source) => {
+                    return Fill::Failed(AuditError::Io {
+                        context: "reading the export",
+                        source,
+                    });
+                }
+            };
+            if n == 0 {
+                *line -= 1;
+                return Fill::End;
+            }
+            if self.bytes.last() == Some(&b'\n') {
+                self.bytes.pop();
+            } else if self.bytes.len() - start > MAX_LINE_BYTES {
+                self.bytes.truncate(start);
+                return Fill::Failed(bad(
+                    *line,
+                    format!("line longer than {MAX_LINE_BYTES} bytes"),
+                ));
+            }
+            self.lines.push(start..self.bytes.len());
+        }
+        Fill::More
+    }
+}
+
+/// Per-worker buffers, reused from chunk to chunk.
+#[derive(Default)]
+struct Scratch {
+    personal: Vec<u8>,
+    encoded: Vec<u8>,
+}
+
+/// What the chain check needs from one event line.
+struct Parsed {
+    seq: u64,
+    prev_hash: Hash,
+    hash: Hash,
+    computed: Hash,
+}
+
+/// Parses and hashes the chunk's lines, split in contiguous runs over the workers (the
+/// calling thread is one of them). Each run stops at its first error; the caller walks
+/// the runs in order, so the first error in the file is the one reported.
+fn parse_chunk(
+    chunk: &Chunk,
+    first_line: u64,
+    org: Uuid,
+    scratch: &mut [Scratch],
+) -> Vec<Vec<Result<Parsed>>> {
+    let n = chunk.lines.len();
+    let workers = if n < MIN_PARALLEL_LINES {
+        1
+    } else {
+        scratch.len().max(1)
+    };
+    let per = n.div_ceil(workers).max(1);
+    let run = |index: usize, scratch: &mut Scratch| -> Vec<Result<Parsed>> {
+        let start = index * per;
+        let end = (start + per).min(n);
+        let mut out = Vec::with_capacity(end.saturating_sub(start));
+        for (i, range) in chunk
+            .lines
+            .get(start..end)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            let line = first_line + (start + i) as u64;
+            let bytes = chunk.bytes.get(range.clone()).unwrap_or_default();
+            let parsed = parse_event_line(bytes, line, org, scratch);
+            let failed = parsed.is_err();
+            out.push(parsed);
+            if failed {
+                break;
+            }
+        }
+        out
+    };
+    let Some((mine, others)) = scratch.split_first_mut() else {
+        return Vec::new();
+    };
+    if workers == 1 {
+        return vec![run(0, mine)];
+    }
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = others
+            .iter_mut()
+            .take(workers - 1)
+            .enumerate()
+            .map(|(i, s)| {
+                let run = &run;
+                scope.spawn(move || run(i + 1, s))
+            })
+            .collect();
+        let mut results = Vec::with_capacity(workers);
+        results.push(run(0, mine));
+        for h in handles {
+            // A worker cannot panic on input (no panicking paths); should one panic
+            // anyway, its run is reported as an internal error rather than lost.
+            results.push(h.join().unwrap_or_else(|_| {
+                vec![Err(AuditError::Internal(
+                    "export verification worker failed",
+                ))]
+            }));
+        }
+        results
+    })
+}
+
+/// Parses one event line and computes its hash.
+fn parse_event_line(bytes: &[u8], line: u64, org: Uuid, scratch: &mut Scratch) -> Result<Parsed> {
+    let text = utf8(bytes, line)?;
+    let ev: LineIn<'_> = serde_json::from_str(text)
+        .map_err(|e| bad(line, format!("not an event: {}", e.classify_str())))?;
+    // Typed checks: an unknown action or outcome is bad input, not a chain problem.
+    ev.action
+        .parse::<Action>()
+        .map_err(|_| bad(line, "unknown action"))?;
+    ev.outcome
+        .parse::<Outcome>()
+        .map_err(|_| bad(line, "unknown outcome"))?;
+    if !matches!(
+        ev.actor_kind.as_ref(),
+        "user" | "service_account" | "system"
+    ) {
+        return Err(bad(line, "unknown actor kind"));
+    }
+    let at =
+        OffsetDateTime::parse(&ev.at, &Rfc3339).map_err(|_| bad(line, "at is not RFC 3339"))?;
+    let prev_hash = hex32(&ev.prev_hash, line, "prev_hash")?;
+    let hash = hex32(&ev.hash, line, "hash")?;
+    scratch.personal.clear();
+    let has_personal = match &ev.personal {
+        Some(p) => {
+            base64::engine::general_purpose::STANDARD
+                .decode_vec(p.as_bytes(), &mut scratch.personal)
+                .map_err(|_| bad(line, "personal is not base64"))?;
+            true
+        }
+        None => false,
+    };
+    let fields = Fields {
+        org,
+        seq: ev.seq,
+        prev_hash: &prev_hash,
+        at_micros: unix_micros(at),
+        actor_kind: &ev.actor_kind,
+        actor_id: ev.actor_id,
+        action: &ev.action,
+        target: ev.target.as_deref(),
+        outcome: &ev.outcome,
+        context: ev.context.get(),
+        request_id: ev.request_id.as_deref(),
+        subject: ev.subject.as_deref(),
+        person_key: ev.person_key,
+        personal: has_personal.then_some(&scratch.personal[..]),
+    };
+    let computed = fields.hash_with(&mut scratch.encoded);
+    Ok(Parsed {
+        seq: ev.seq,
+        prev_hash,
+        hash,
+        computed,
+    })
 }
 
 /// Trait-object-free helper: the classification of a serde_json error, never its text
@@ -347,6 +550,165 @@ mod tests {
             String::from_utf8(out).unwrap_or_default(),
             "\"a\"\"b\",\"'=cmd()\",\"x,y\",\"\"\r\n"
         );
+    }
+
+    /// A valid export of `n` events (chain from seq 1), one line per element.
+    fn export_lines(n: u64) -> Vec<String> {
+        use crate::{Actor, ChainedEvent};
+        let org = OrgId::new();
+        let mut prev = GENESIS;
+        let mut lines = Vec::new();
+        let header = Header {
+            format: EXPORT_FORMAT.to_owned(),
+            version: 1,
+            chain_version: CHAIN_VERSION,
+            org,
+            first_seq: 1,
+            last_seq: n,
+            prev_hash: hex::encode(GENESIS),
+            exported_at: OffsetDateTime::UNIX_EPOCH,
+            checkpoints: 0,
+        };
+        lines.push(serde_json::to_string(&header).unwrap_or_default());
+        for seq in 1..=n {
+            let mut e = ChainedEvent {
+                org,
+                seq,
+                at: OffsetDateTime::UNIX_EPOCH + time::Duration::microseconds(seq as i64),
+                actor: Actor::System,
+                action: Action::AdminCommand,
+                target: Some(format!("t{seq}")),
+                outcome: Outcome::Success,
+                context: format!("{{\"n\":{seq}}}"),
+                request_id: None,
+                subject: None,
+                person_key: (seq % 2 == 0).then(Uuid::nil),
+                personal: (seq % 2 == 0).then(|| vec![1, 2, 3]),
+                prev_hash: prev,
+                hash: [0; 32],
+            };
+            e.hash = e.compute_hash();
+            prev = e.hash;
+            let context = RawValue::from_string(e.context.clone()).unwrap_or_else(|_| {
+                RawValue::from_string("{}".to_owned()).unwrap_or_else(|_| unreachable!())
+            });
+            lines.push(
+                serde_json::to_string(&LineOut {
+                    seq,
+                    at: format_time(e.at).unwrap_or_default(),
+                    actor_kind: e.actor.kind(),
+                    actor_id: e.actor.id(),
+                    action: e.action.as_str(),
+                    target: e.target.as_deref(),
+                    outcome: e.outcome.as_str(),
+                    context: &context,
+                    request_id: None,
+                    subject: None,
+                    person_key: e.person_key,
+                    personal: e.personal.as_deref().map(b64),
+                    prev_hash: hex::encode(e.prev_hash),
+                    hash: hex::encode(e.hash),
+                })
+                .unwrap_or_default(),
+            );
+        }
+        lines
+    }
+
+    fn join(lines: &[String]) -> Vec<u8> {
+        let mut out = lines.join("\n").into_bytes();
+        out.push(b'\n');
+        out
+    }
+
+    #[test]
+    fn parallel_chunks_report_the_first_problem_in_file_order() {
+        // More lines than one chunk holds, so runs and chunk boundaries are crossed.
+        let n = CHUNK_LINES as u64 + 900;
+        let lines = export_lines(n);
+        let report = verify_export(&join(&lines)[..]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!((report.events, report.last_seq), (n, n));
+
+        // A modified event deep in a later run and in the second chunk.
+        for seq in [3_000u64, CHUNK_LINES as u64 + 5] {
+            let mut t = lines.clone();
+            let i = seq as usize; // line index: the header is line 1 (index 0)
+            t[i] = t[i].replace(&format!("\"t{seq}\""), "\"forged\"");
+            let r = verify_export(&join(&t)[..]).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                r.problem.map(|p| (p.seq, p.kind)),
+                Some((seq, crate::ProblemKind::Modified))
+            );
+        }
+        // Deleted and swapped lines.
+        let mut t = lines.clone();
+        t.remove(5_000);
+        let r = verify_export(&join(&t)[..]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            r.problem.map(|p| (p.seq, p.kind)),
+            Some((5_000, crate::ProblemKind::Missing))
+        );
+        let mut t = lines.clone();
+        t.swap(700, 701);
+        let r = verify_export(&join(&t)[..]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            r.problem.map(|p| (p.seq, p.kind)),
+            Some((700, crate::ProblemKind::Missing))
+        );
+        // The first corrupt line wins, whichever worker or chunk saw it; a chain
+        // problem before it does not hide it.
+        let mut t = lines.clone();
+        t[100] = t[100].replace("\"t100\"", "\"forged\"");
+        t[6_001] = "{garbage".to_owned();
+        t[8_500] = "{garbage".to_owned();
+        match verify_export(&join(&t)[..]) {
+            Err(AuditError::BadInput { line, .. }) => assert_eq!(line, 6_002),
+            other => panic!("{other:?}"),
+        }
+        let mut t = lines.clone();
+        t[8_500] = "{garbage".to_owned();
+        t.insert(9_000, "x".repeat(MAX_LINE_BYTES + 1));
+        match verify_export(&join(&t)[..]) {
+            Err(AuditError::BadInput { line, .. }) => assert_eq!(line, 8_501),
+            other => panic!("{other:?}"),
+        }
+        let mut t = lines.clone();
+        t.insert(9_000, "x".repeat(MAX_LINE_BYTES + 1));
+        match verify_export(&join(&t)[..]) {
+            Err(AuditError::BadInput { line, .. }) => assert_eq!(line, 9_001),
+            other => panic!("{other:?}"),
+        }
+        // A cut tail.
+        let t = &lines[..lines.len() - 10];
+        let r = verify_export(&join(t)[..]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            r.problem.map(|p| (p.seq, p.kind)),
+            Some((n - 9, crate::ProblemKind::Truncated))
+        );
+    }
+
+    #[test]
+    fn hex32_matches_the_hex_crate() {
+        let bytes: Vec<u8> = (0u8..32)
+            .map(|i| i.wrapping_mul(37).wrapping_add(11))
+            .collect();
+        for text in [hex::encode(&bytes), hex::encode_upper(&bytes)] {
+            assert_eq!(
+                hex32(&text, 1, "h").ok().map(|h| h.to_vec()),
+                Some(bytes.clone())
+            );
+        }
+        for bad_text in [
+            "",
+            "0",
+            &"0".repeat(63),
+            &"0".repeat(65),
+            &format!("{}g", "0".repeat(63)),
+            &format!("{}é", "0".repeat(62)),
+        ] {
+            assert!(hex32(bad_text, 1, "h").is_err(), "{bad_text}");
+        }
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub(crate) struct ChainVerifier {
     expected: u64,
     prev: Hash,
     events: u64,
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     buf: Vec<u8>,
     problem: Option<ChainProblem>,
     checkpoints: BTreeMap<u64, Checkpoint>,
@@ -125,11 +126,36 @@ impl ChainVerifier {
     }
 
     /// Checks the next event. `fields.prev_hash` is the event's stored `prev_hash`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn push(&mut self, fields: &Fields<'_>, stored_hash: &Hash) {
+        let mut buf = std::mem::take(&mut self.buf);
+        self.check(fields.seq, fields.prev_hash, stored_hash, || {
+            fields.hash_with(&mut buf)
+        });
+        self.buf = buf;
+    }
+
+    /// Checks the next event, whose hash was already computed (by a parallel parser).
+    pub(crate) fn push_hashed(
+        &mut self,
+        seq: u64,
+        prev_hash: &Hash,
+        stored: &Hash,
+        computed: &Hash,
+    ) {
+        self.check(seq, prev_hash, stored, || *computed);
+    }
+
+    fn check(
+        &mut self,
+        seq: u64,
+        prev_hash: &Hash,
+        stored_hash: &Hash,
+        computed: impl FnOnce() -> Hash,
+    ) {
         if self.done_before(self.expected) {
             return;
         }
-        let seq = fields.seq;
         if seq != self.expected {
             let kind = if seq > self.expected {
                 ProblemKind::Missing
@@ -139,11 +165,11 @@ impl ChainVerifier {
             self.fail(self.expected, kind);
             return;
         }
-        if fields.prev_hash != &self.prev {
+        if prev_hash != &self.prev {
             self.fail(seq, ProblemKind::BrokenLink);
             return;
         }
-        if &fields.hash_with(&mut self.buf) != stored_hash {
+        if &computed() != stored_hash {
             self.fail(seq, ProblemKind::Modified);
             return;
         }
