@@ -209,6 +209,7 @@ pub(crate) async fn append_locked(
         .live_keys(conn, org, &needing_keys, key_rows)
         .await?;
     let mut out = Vec::with_capacity(events.len());
+    let mut encoded = Vec::with_capacity(1024);
     for e in events {
         seq += 1;
         let subject = subject_for(e);
@@ -240,7 +241,7 @@ pub(crate) async fn append_locked(
             prev_hash: prev,
             hash: [0; 32],
         };
-        c.hash = c.compute_hash();
+        c.hash = c.fields().hash_with(&mut encoded);
         prev = c.hash;
         out.push(c);
     }

@@ -56,6 +56,20 @@ struct Plain {
     user_agent: Option<String>,
 }
 
+/// [`Plain`] borrowed from the event, for sealing without copying the strings (same
+/// serialized form).
+#[derive(Serialize)]
+struct PlainRef<'a> {
+    #[serde(rename = "e", skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
+    #[serde(rename = "n", skip_serializing_if = "Option::is_none")]
+    display_name: Option<&'a str>,
+    #[serde(rename = "ip", skip_serializing_if = "Option::is_none")]
+    source: Option<std::net::IpAddr>,
+    #[serde(rename = "ua", skip_serializing_if = "Option::is_none")]
+    user_agent: Option<&'a str>,
+}
+
 /// The subject whose key seals an event's personal data: the named person, else the
 /// acting user, else a per-day "unattributed" subject (erasable by retention).
 pub(crate) fn subject_for(event: &AuditEvent) -> Option<Subject> {
@@ -208,11 +222,11 @@ impl PersonKeys {
         seq: u64,
         personal: &PersonalData,
     ) -> Result<Vec<u8>> {
-        let plain = Plain {
-            email: personal.email.clone(),
-            display_name: personal.display_name.clone(),
+        let plain = PlainRef {
+            email: personal.email.as_deref(),
+            display_name: personal.display_name.as_deref(),
             source: personal.context.source,
-            user_agent: personal.context.user_agent.clone(),
+            user_agent: personal.context.user_agent.as_deref(),
         };
         let mut bytes = serde_json::to_vec(&plain)
             .map_err(|_| AuditError::Internal("personal data did not serialize"))?;
