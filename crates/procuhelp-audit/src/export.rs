@@ -192,6 +192,10 @@ fn hex32(s: &str, line: u64, field: &str) -> Result<Hash> {
 /// Returns the report with the first bad sequence number for any modified, deleted,
 /// inserted, reordered or truncated event; malformed input (invalid UTF-8, unknown
 /// action, a corrupt or oversized line) is an [`AuditError::BadInput`] naming the line.
+///
+/// The input is read in bounded chunks (at most 4 MiB of lines plus one line), whose
+/// lines are parsed and hashed on up to 8 threads (`std::thread::scope`); the chain is
+/// then checked in file order, so the result is the same as a sequential pass.
 pub fn verify_export<R: BufRead>(reader: R) -> Result<VerifyReport> {
     verify_export_trusting(reader, &[])
 }

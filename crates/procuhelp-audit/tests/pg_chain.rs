@@ -110,6 +110,34 @@ async fn update_delete_truncate_are_refused_for_runtime_and_owner() {
     .unwrap_err();
     assert!(err.to_string().contains("link broken"), "{err}");
     tx.rollback().await.ok();
+    // The statement-level check also covers links inside one multi-row INSERT: the first
+    // row follows the head, the second names the wrong hash (or skips a seq).
+    for (second_seq, second_prev) in [(5i64, vec![7u8; 32]), (6, vec![4u8; 32])] {
+        let mut tx = f.db.begin(f.a).await.unwrap();
+        let head: Vec<u8> = sqlx::query_scalar("SELECT hash FROM app.audit_events WHERE seq = 3")
+            .fetch_one(tx.conn())
+            .await
+            .unwrap();
+        let err = sqlx::query(
+            "INSERT INTO app.audit_events (org_id, seq, at, actor_kind, action, outcome, context, prev_hash, hash)
+             VALUES ($1, 4, now(), 'system', 'admin.command', 'success', '{}', $2, $3),
+                    ($1, $4, now(), 'system', 'admin.command', 'success', '{}', $5, $3)",
+        )
+        .bind(f.a.as_uuid())
+        .bind(head)
+        .bind(vec![4u8; 32])
+        .bind(second_seq)
+        .bind(second_prev)
+        .execute(tx.conn())
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("link broken at seq {second_seq}")),
+            "{err}"
+        );
+        tx.rollback().await.ok();
+    }
     assert_eq!(chain_ok(&f.db, f.a).await, (3, true));
     f.teardown().await;
 }
