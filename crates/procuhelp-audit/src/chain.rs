@@ -169,6 +169,7 @@ pub(crate) fn unix_micros(at: OffsetDateTime) -> i64 {
 }
 
 /// Parses a 32-byte hash from a byte slice.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))] // used by the PostgreSQL export
 pub(crate) fn hash_from_slice(field: &'static str, bytes: &[u8]) -> Result<Hash> {
     <[u8; 32]>::try_from(bytes).map_err(|_| AuditError::Invalid {
         field,

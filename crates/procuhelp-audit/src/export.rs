@@ -55,6 +55,7 @@ pub(crate) struct CheckpointLine {
 
 /// One event line, borrowed from the row being written.
 #[derive(Serialize)]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))] // used by the PostgreSQL export
 pub(crate) struct LineOut<'a> {
     pub(crate) seq: u64,
     pub(crate) at: String,
@@ -102,11 +103,13 @@ struct LineIn<'a> {
     hash: Cow<'a, str>,
 }
 
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))] // used by the PostgreSQL export
 pub(crate) fn format_time(at: OffsetDateTime) -> Result<String> {
     at.format(&Rfc3339)
         .map_err(|_| AuditError::Internal("time does not format as RFC 3339"))
 }
 
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))] // used by the PostgreSQL export
 pub(crate) fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
@@ -485,6 +488,7 @@ impl Classify for serde_json::Error {
 }
 
 /// Writes one JSON value and a newline.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))] // used by the PostgreSQL export
 pub(crate) fn write_json_line<W: Write, T: Serialize>(out: &mut W, value: &T) -> Result<()> {
     serde_json::to_writer(&mut *out, value).map_err(|e| match e.io_error_kind() {
         Some(kind) => AuditError::Io {
@@ -500,6 +504,7 @@ pub(crate) fn write_json_line<W: Write, T: Serialize>(out: &mut W, value: &T) ->
 }
 
 /// The CSV header row.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))] // used by the PostgreSQL export
 pub(crate) const CSV_COLUMNS: &[&str] = &[
     "record",
     "seq",
@@ -521,6 +526,7 @@ pub(crate) const CSV_COLUMNS: &[&str] = &[
 ];
 
 /// Writes one CSV row, every cell quoted; formula-like cells are prefixed with `'`.
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))] // used by the PostgreSQL export
 pub(crate) fn write_csv_row<W: Write>(out: &mut W, cells: &[&str]) -> Result<()> {
     let mut row = String::with_capacity(256);
     for (i, cell) in cells.iter().enumerate() {
