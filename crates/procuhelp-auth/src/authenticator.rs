@@ -160,11 +160,7 @@ impl Authenticator {
     /// Hashes a new password off the executor, after checking the policy.
     pub async fn hash_new_password(&self, password: SecretText) -> AuthResult<String> {
         self.password_policy.check(&password)?;
-        let hasher = self.hasher.clone();
-        tokio::task::spawn_blocking(move || hasher.hash(&password))
-            .await
-            .map_err(|_| AuthError::Internal)?
-            .map_err(AuthError::from)
+        self.hash_new_password_unchecked(password).await
     }
 
     async fn verify_password(
@@ -231,6 +227,10 @@ impl Authenticator {
                     .context(json!({ "reason": "throttled" })),
                 )
                 .await?;
+                // End the transaction cleanly, so the connection goes back to the pool.
+                if let Some(tx) = tx {
+                    tx.rollback().await?;
+                }
                 return Err(e);
             }
             Err(e) => return Err(e),
