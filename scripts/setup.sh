@@ -103,6 +103,7 @@ PIP_PACKAGES=(
 CARGO_TOOLS=(
     "cargo-deny     0.20.2  cargo deny --version"
     "cargo-nextest  0.9.143 cargo nextest --version"
+    "cargo-fuzz     0.13.2  cargo fuzz --version"
 )
 
 PG_HOST=127.0.0.1
@@ -230,6 +231,11 @@ main() {
     t0=$(date +%s)
     [[ $EUID -eq 0 ]] || warn "not root: apt-get install and pg_ctlcluster may fail"
     install_apt_packages
+    if [[ "${1:-}" == "--build-deps" ]]; then
+        # What building the server needs (samael's xmlsec bindings), nothing else.
+        log "setup: build dependencies done in $(elapsed "$t0")"
+        return 0
+    fi
     install_pip_packages
     install_cargo_tools
     ensure_postgres

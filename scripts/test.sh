@@ -146,11 +146,23 @@ stop_openbao() {
         "$PROCUHELP_ROOT/scripts/openbao.sh" stop >/dev/null 2>&1 || true
     fi
 }
-trap 'stop_server; stop_openbao' EXIT
+# ---- SSO peers (OIDC provider, SAML IdP, SCIM checker) for the SSO tests ------------
+# Started here (the tests would start them too: sso-peers.sh start is idempotent) so a
+# missing peer fails the run up front; stopped on exit.
+SSO_PEERS_STARTED=
+stop_sso_peers() {
+    if [[ -n "$SSO_PEERS_STARTED" ]]; then
+        "$PROCUHELP_ROOT/scripts/sso-peers.sh" stop >/dev/null 2>&1 || true
+    fi
+}
+trap 'stop_server; stop_openbao; stop_sso_peers' EXIT
 export PROCUHELP_OPENBAO_DIR=${PROCUHELP_OPENBAO_DIR:-$(mktemp -d)/openbao}
 "$PROCUHELP_ROOT/scripts/openbao.sh" start >&2 || die "OpenBao did not start (see above); the vault tests need it"
 OPENBAO_STARTED=1
 eval "$("$PROCUHELP_ROOT/scripts/openbao.sh" env)"
+"$PROCUHELP_ROOT/scripts/sso-peers.sh" start >&2 || die "the SSO peers did not start (see above); the SSO tests need them"
+SSO_PEERS_STARTED=1
+"$PROCUHELP_ROOT/scripts/sso-peers.sh" status >&2 || die "the SSO peers are not usable (see above)"
 
 phase "nextest" cargo nextest run --workspace --locked --no-fail-fast "$@"
 phase "doctests" cargo test --workspace --doc --locked

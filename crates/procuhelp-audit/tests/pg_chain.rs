@@ -418,3 +418,27 @@ async fn sigkilled_writer_loses_no_acknowledged_event() {
     );
     f.teardown().await;
 }
+
+#[tokio::test]
+async fn append_batch_is_durable_in_order_and_refuses_a_mixed_batch_whole() {
+    let f = Fixture::new().await;
+    let sink = f.sink();
+    let batch: Vec<AuditEvent> = (0..5).map(|n| event(f.a, n)).collect();
+    let receipts = sink.append_batch(f.a, &batch).await.unwrap();
+    let seqs: Vec<_> = receipts.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=5).map(Some).collect::<Vec<_>>());
+    // Predicted head from this writer's last batch, then a writer elsewhere moves it.
+    let receipts = sink.append_batch(f.a, &batch).await.unwrap();
+    assert_eq!(receipts.last().unwrap().seq, Some(10));
+    f.sink().record(event(f.a, 99)).await.unwrap();
+    let receipts = sink.append_batch(f.a, &batch).await.unwrap();
+    assert_eq!(receipts.first().unwrap().seq, Some(12));
+    // One event of another organisation: nothing of the batch is appended.
+    let mut mixed = batch.clone();
+    mixed.push(event(f.b, 7));
+    assert!(sink.append_batch(f.a, &mixed).await.is_err());
+    assert_eq!(chain_ok(&f.db, f.a).await, (16, true));
+    assert_eq!(chain_ok(&f.db, f.b).await, (0, true));
+    assert!(sink.append_batch(f.a, &[]).await.unwrap().is_empty());
+    f.teardown().await;
+}

@@ -286,3 +286,57 @@ async fn a_read_that_cannot_be_audited_is_refused() {
     assert!(page.iter().any(|e| e.event.action == Action::AuditRead));
     f.teardown().await;
 }
+
+/// The writer seals and hashes against the head it predicts from its own last append;
+/// a second writer (another process) and an erasure by it make that prediction stale:
+/// the database refuses the guessed head or key, the writer falls back to the locked
+/// read, the chain stays intact and nothing is sealed under the erased key.
+#[tokio::test]
+async fn stale_predictions_from_another_writer_or_an_erasure_fall_back_safely() {
+    let f = Fixture::new().await;
+    let a = f.sink();
+    let b = f.sink();
+    let ada = UserId::new();
+    for n in 0..3 {
+        a.record(personal_event(f.a, ada, n)).await.unwrap();
+    }
+    for n in 3..5 {
+        b.record(personal_event(f.a, ada, n)).await.unwrap();
+    }
+    // a's prediction (seq 3) is stale: b appended 4 and 5.
+    assert_eq!(
+        a.record(personal_event(f.a, ada, 5)).await.unwrap().seq,
+        Some(6)
+    );
+    // b erases ada; a still caches ada's key and predicts seq 6.
+    let erasure = b
+        .erase_person(f.a, &Subject::from(ada), Actor::System)
+        .await
+        .unwrap();
+    assert_eq!(erasure.keys_erased, 1);
+    let r = a.record(personal_event(f.a, ada, 7)).await.unwrap();
+    assert_eq!(r.seq, Some(8));
+    // Read by a fresh sink: everything before the erasure is erased, the new event is
+    // readable (sealed under a new key, not the erased one).
+    let fresh = procuhelp_audit::PgAuditSink::new(f.db.clone(), f.vault.clone());
+    let events = fresh
+        .read_events(
+            access(f.a, Action::AuditRead),
+            &procuhelp_audit::EventQuery {
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let by_seq = |seq: u64| events.iter().find(|e| e.event.seq == seq).unwrap();
+    for seq in 1..=6 {
+        assert_eq!(by_seq(seq).personal, PersonalView::Erased, "seq {seq}");
+    }
+    assert!(
+        matches!(&by_seq(8).personal, PersonalView::Readable(p) if p.email.as_deref() == Some("ada@example.com"))
+    );
+    assert_ne!(by_seq(8).event.person_key, by_seq(1).event.person_key);
+    assert!(fresh.verify_live(f.a).await.unwrap().is_intact());
+    f.teardown().await;
+}

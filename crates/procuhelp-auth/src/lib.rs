@@ -5,6 +5,10 @@
 //! [`session`] tokens and their store, sign-in [`throttle`]s, time-bound [`elevation`],
 //! service-account [`api_token`]s, and the [`Authenticator`] that composes them, recording
 //! every outcome in the audit log (`procuhelp-audit`) before it takes effect.
+//! Single sign-on with an organisation's identity provider is in [`sso`] (OpenID Connect
+//! with the `oidc` feature, SAML 2.0 with `saml`).
+//! [`scim`] provisions users and groups from an identity provider (SCIM 2.0, shaped for
+//! Entra).
 //!
 //! Users, sessions and elevations live in tenant tables (`procuhelp-tenancy`): every
 //! function takes the caller's `TenantTx`, so PostgreSQL row-level security scopes it to
@@ -26,9 +30,11 @@ pub mod password;
 mod permission;
 mod principal;
 pub mod recovery;
+pub mod scim;
 pub mod scim_patch;
 pub mod session;
 pub mod session_store;
+pub mod sso;
 pub mod throttle;
 pub mod totp;
 
@@ -82,6 +88,13 @@ impl Role {
 impl serde::Serialize for Role {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Role {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 

@@ -3,9 +3,13 @@
 //!
 //! Entra's quirks handled here: capitalised op names (`"Replace"`), booleans sent as
 //! strings (`"False"`), path-less `replace` with an object value, and removing a group
-//! member with the member in `value` instead of a path filter. A `remove` of `members`
-//! with neither a filter nor a value would, by the RFC, empty the group; we refuse it
-//! instead, so that a malformed request can never remove every member by mistake.
+//! member with the member in `value` instead of a path filter. Standard User attributes
+//! we do not store (`title`, `phoneNumbers[...]`, the enterprise extension, ...) are
+//! accepted and ignored; `remove` clears optional attributes (`externalId`,
+//! `displayName`, `name`, `emails`) but never `userName` or `active`. A `remove` of
+//! `members` empties the group only in the RFC's exact form (no `value` key at all); with
+//! a `value` that is null or names no member it is refused, so that a malformed
+//! Entra-style removal can never remove every member by mistake.
 //!
 //! ```
 //! use procuhelp_auth::scim_patch::{UserChange, parse_user_patch};
@@ -62,6 +66,34 @@ pub enum UserChange {
     GivenName(String),
     /// `name.familyName`.
     FamilyName(String),
+    /// `emails` added to (`add`) or replaced (`replace`): the raw array, checked
+    /// address by address before anything is stored.
+    Emails {
+        /// `replace` (true) or `add` (false).
+        replace: bool,
+        /// The array as sent.
+        value: Value,
+    },
+    /// An optional attribute removed (`remove`).
+    Remove(UserAttribute),
+}
+
+/// An optional user attribute that a `remove` operation may clear. `userName` and
+/// `active` cannot be removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserAttribute {
+    /// `externalId`.
+    ExternalId,
+    /// `displayName`.
+    DisplayName,
+    /// `name` (both parts).
+    Name,
+    /// `name.givenName`.
+    GivenName,
+    /// `name.familyName`.
+    FamilyName,
+    /// `emails` (all of them).
+    Emails,
 }
 
 /// One change to a group.
@@ -75,6 +107,10 @@ pub enum GroupChange {
     ReplaceMembers(Vec<String>),
     /// `displayName`.
     DisplayName(String),
+    /// `externalId` set.
+    ExternalId(String),
+    /// `externalId` removed.
+    RemoveExternalId,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,14 +218,46 @@ fn boolean(value: Option<&Value>, index: usize) -> Result<bool, PatchError> {
 }
 
 fn user_attribute(
+    op: Op,
     path: &str,
     value: Option<&Value>,
     index: usize,
-) -> Result<UserChange, PatchError> {
+    out: &mut Vec<UserChange>,
+) -> Result<(), PatchError> {
     let lower = path.to_ascii_lowercase();
+    let lower = lower
+        .strip_prefix(USER_SCHEMA_PREFIX)
+        .unwrap_or(lower.as_str());
+    if lower == "name" {
+        // `name` with an object value: its parts.
+        let name = value.and_then(Value::as_object).ok_or(err(
+            "invalidValue",
+            "name must be an object",
+            Some(index),
+        ))?;
+        for (k, v) in name {
+            user_attribute(op, &format!("name.{k}"), Some(v), index, out)?;
+        }
+        return Ok(());
+    }
+    if lower == "emails" {
+        match value {
+            Some(v @ Value::Array(_)) => out.push(UserChange::Emails {
+                replace: op == Op::Replace,
+                value: v.clone(),
+            }),
+            _ => return Err(err("invalidValue", "emails must be an array", Some(index))),
+        }
+        return Ok(());
+    }
+    if lower == "name.formatted" || ignored_attribute(lower) {
+        // Derived by Entra from the parts, or a standard attribute we do not store
+        // (accepted and ignored, as in POST and PUT, so Entra's default mapping works).
+        return Ok(());
+    }
     // Entra's work-email path, with or without spaces around `eq`.
     let compact: String = lower.chars().filter(|c| !c.is_whitespace()).collect();
-    Ok(match lower.as_str() {
+    out.push(match lower {
         "active" => UserChange::Active(boolean(value, index)?),
         "username" => UserChange::UserName(text(value, index)?),
         "displayname" => UserChange::DisplayName(text(value, index)?),
@@ -200,27 +268,67 @@ fn user_attribute(
             UserChange::WorkEmail(text(value, index)?)
         }
         _ => return Err(err("invalidPath", "unsupported attribute", Some(index))),
+    });
+    Ok(())
+}
+
+const USER_SCHEMA_PREFIX: &str = "urn:ietf:params:scim:schemas:core:2.0:user:";
+
+/// Standard User attributes (RFC 7643 §4.1, and the enterprise extension) that we do not
+/// store; `path` is lower-case.
+fn ignored_attribute(path: &str) -> bool {
+    const IGNORED: &[&str] = &[
+        "nickname",
+        "profileurl",
+        "title",
+        "usertype",
+        "preferredlanguage",
+        "locale",
+        "timezone",
+        "phonenumbers",
+        "ims",
+        "photos",
+        "addresses",
+        "x509certificates",
+    ];
+    if path.starts_with("urn:ietf:params:scim:schemas:extension:enterprise:2.0:user") {
+        return true;
+    }
+    let head = path.split(['.', '[']).next().unwrap_or(path);
+    IGNORED.contains(&head)
+}
+
+/// The attribute a user `remove` names; `userName`, `active` and unknown paths are refused.
+fn removable(path: &str, index: usize) -> Result<UserAttribute, PatchError> {
+    let lower = path.trim().to_ascii_lowercase();
+    let lower = lower
+        .strip_prefix(USER_SCHEMA_PREFIX)
+        .unwrap_or(lower.as_str());
+    Ok(match lower {
+        "externalid" => UserAttribute::ExternalId,
+        "displayname" => UserAttribute::DisplayName,
+        "name" => UserAttribute::Name,
+        "name.givenname" => UserAttribute::GivenName,
+        "name.familyname" => UserAttribute::FamilyName,
+        "emails" => UserAttribute::Emails,
+        _ => {
+            return Err(err(
+                "invalidPath",
+                "this attribute cannot be removed",
+                Some(index),
+            ));
+        }
     })
 }
 
 fn user_object(
+    op: Op,
     map: &Map<String, Value>,
     index: usize,
     out: &mut Vec<UserChange>,
 ) -> Result<(), PatchError> {
     for (key, value) in map {
-        if key.eq_ignore_ascii_case("name") {
-            let name = value.as_object().ok_or(err(
-                "invalidValue",
-                "name must be an object",
-                Some(index),
-            ))?;
-            for (k, v) in name {
-                out.push(user_attribute(&format!("name.{k}"), Some(v), index)?);
-            }
-        } else {
-            out.push(user_attribute(key, Some(value), index)?);
-        }
+        user_attribute(op, key, Some(value), index, out)?;
     }
     Ok(())
 }
@@ -231,15 +339,14 @@ pub fn parse_user_patch(body: &[u8]) -> Result<Vec<UserChange>, PatchError> {
     let mut out = Vec::new();
     for op in operations(&json)? {
         match (op.op, op.path) {
-            (Op::Remove, _) => {
-                return Err(err(
-                    "invalidPath",
-                    "user attributes cannot be removed",
-                    Some(op.index),
-                ));
+            (Op::Remove, Some(path)) => {
+                out.push(UserChange::Remove(removable(path, op.index)?));
+            }
+            (Op::Remove, None) => {
+                return Err(err("noTarget", "remove needs a path", Some(op.index)));
             }
             (Op::Add | Op::Replace, Some(path)) => {
-                out.push(user_attribute(path, op.value, op.index)?)
+                user_attribute(op.op, path, op.value, op.index, &mut out)?
             }
             (Op::Add | Op::Replace, None) => {
                 let map = op.value.and_then(Value::as_object).ok_or(err(
@@ -247,7 +354,7 @@ pub fn parse_user_patch(body: &[u8]) -> Result<Vec<UserChange>, PatchError> {
                     "a path-less operation needs an object value",
                     Some(op.index),
                 ))?;
-                user_object(map, op.index, &mut out)?;
+                user_object(op.op, map, op.index, &mut out)?;
             }
         }
     }
@@ -315,7 +422,11 @@ pub fn parse_group_patch(body: &[u8]) -> Result<Vec<GroupChange>, PatchError> {
                     }
                     out.push(GroupChange::RemoveMembers(ids))
                 }
-                _ => {
+                // RFC 7644 §3.5.2.2: `remove` of `members` with no `value` at all empties
+                // the group. Only that exact form: a `value` that is null or names no
+                // member is a malformed Entra-style removal and is refused.
+                None => out.push(GroupChange::ReplaceMembers(Vec::new())),
+                Some(_) => {
                     return Err(err(
                         "noTarget",
                         "refusing to remove every member: name the members to remove",
@@ -323,12 +434,18 @@ pub fn parse_group_patch(body: &[u8]) -> Result<Vec<GroupChange>, PatchError> {
                     ));
                 }
             },
+            (Op::Remove, Some(p)) if p.eq_ignore_ascii_case("externalId") => {
+                out.push(GroupChange::RemoveExternalId)
+            }
             (Op::Remove, Some(p)) => match member_filter(p) {
                 Some(id) => out.push(GroupChange::RemoveMembers(vec![id.to_owned()])),
                 None => return Err(err("invalidPath", "unsupported path", Some(op.index))),
             },
             (Op::Add | Op::Replace, Some(p)) if p.eq_ignore_ascii_case("displayName") => {
                 out.push(GroupChange::DisplayName(text(op.value, op.index)?))
+            }
+            (Op::Add | Op::Replace, Some(p)) if p.eq_ignore_ascii_case("externalId") => {
+                out.push(GroupChange::ExternalId(text(op.value, op.index)?))
             }
             (Op::Add | Op::Replace, None) => {
                 let map = op.value.and_then(Value::as_object).ok_or(err(
@@ -339,6 +456,8 @@ pub fn parse_group_patch(body: &[u8]) -> Result<Vec<GroupChange>, PatchError> {
                 for (key, value) in map {
                     if key.eq_ignore_ascii_case("displayName") {
                         out.push(GroupChange::DisplayName(text(Some(value), op.index)?));
+                    } else if key.eq_ignore_ascii_case("externalId") {
+                        out.push(GroupChange::ExternalId(text(Some(value), op.index)?));
                     } else if key.eq_ignore_ascii_case("members") {
                         let ids = member_ids(Some(value), op.index)?;
                         out.push(if op.op == Op::Add {
@@ -394,6 +513,55 @@ mod tests {
     }
 
     #[test]
+    fn removals_emails_and_ignored_attributes() {
+        let b = body(
+            r#"[{"op":"remove","path":"externalId"},{"op":"Remove","path":"name"},
+                {"op":"add","path":"emails","value":[{"value":"a@b.c"}]},
+                {"op":"Replace","path":"title","value":"CEO"},
+                {"op":"Add","path":"phoneNumbers[type eq \"work\"].value","value":"1"},
+                {"op":"Replace","path":"urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department","value":"x"},
+                {"op":"Replace","path":"name","value":{"givenName":"A","formatted":"A B"}}]"#,
+        );
+        assert_eq!(
+            parse_user_patch(&b).unwrap(),
+            vec![
+                UserChange::Remove(UserAttribute::ExternalId),
+                UserChange::Remove(UserAttribute::Name),
+                UserChange::Emails {
+                    replace: false,
+                    value: serde_json::json!([{"value":"a@b.c"}])
+                },
+                UserChange::GivenName("A".into()),
+            ]
+        );
+        for ops in [
+            r#"[{"op":"Remove","path":"userName"}]"#,
+            r#"[{"op":"Remove","path":"active"}]"#,
+        ] {
+            assert_eq!(
+                parse_user_patch(&body(ops)).unwrap_err().scim_type,
+                "invalidPath"
+            );
+        }
+        assert_eq!(
+            parse_user_patch(&body(r#"[{"op":"Remove"}]"#))
+                .unwrap_err()
+                .scim_type,
+            "noTarget"
+        );
+        let b = body(
+            r#"[{"op":"Replace","path":"externalId","value":"g1"},{"op":"remove","path":"externalId"}]"#,
+        );
+        assert_eq!(
+            parse_group_patch(&b).unwrap(),
+            vec![
+                GroupChange::ExternalId("g1".into()),
+                GroupChange::RemoveExternalId
+            ]
+        );
+    }
+
+    #[test]
     fn entra_group_member_changes_and_no_accidental_remove_all() {
         let b = body(r#"[{"op":"Add","path":"members","value":[{"value":"u1"},{"value":"u2"}]}]"#);
         assert_eq!(
@@ -412,9 +580,14 @@ mod tests {
             parse_group_patch(&b).unwrap(),
             vec![GroupChange::RemoveMembers(vec!["u2".into()])]
         );
-        // Neither: refused, never "remove all".
+        // The RFC's explicit form (no value key at all) empties the group.
+        let b = body(r#"[{"op":"remove","path":"members"}]"#);
+        assert_eq!(
+            parse_group_patch(&b).unwrap(),
+            vec![GroupChange::ReplaceMembers(vec![])]
+        );
+        // A value that names nobody: refused, never "remove all".
         for ops in [
-            r#"[{"op":"Remove","path":"members"}]"#,
             r#"[{"op":"Remove","path":"members","value":null}]"#,
             r#"[{"op":"Remove","path":"members","value":[]}]"#,
         ] {

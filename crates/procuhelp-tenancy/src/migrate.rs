@@ -42,11 +42,24 @@ pub fn runtime_grants() -> &'static [(&'static str, &'static str)] {
         // The audit trail is append-only (triggers refuse UPDATE, DELETE and TRUNCATE
         // even for the owner); person keys are created, re-wrapped and erased, never deleted.
         ("app.audit_events", "SELECT, INSERT"),
+        // SCIM (0008): tokens are revoked, never deleted; groups and memberships follow
+        // the identity provider; the role mapping is replaced by admins.
+        ("app.organisations", "UPDATE (sso_jit_provisioning)"),
+        ("app.scim_tokens", "SELECT, INSERT, UPDATE"),
+        ("app.scim_groups", "SELECT, INSERT, UPDATE, DELETE"),
+        ("app.scim_group_members", "SELECT, INSERT, DELETE"),
+        ("app.scim_role_mappings", "SELECT, INSERT, DELETE"),
         ("app.audit_checkpoints", "SELECT, INSERT"),
         (
             "app.audit_person_keys",
             "SELECT, INSERT, UPDATE (wrapped, kek_version, erased_at)",
         ),
+        // SSO: admins configure connections; identities are linked, never re-pointed;
+        // sign-ins in flight are used once; seen assertion ids expire.
+        ("app.sso_connections", "SELECT, INSERT, UPDATE, DELETE"),
+        ("app.sso_identities", "SELECT, INSERT, DELETE"),
+        ("app.sso_login_requests", "SELECT, INSERT, DELETE"),
+        ("app.sso_assertion_replay", "SELECT, INSERT, DELETE"),
     ]
 }
 

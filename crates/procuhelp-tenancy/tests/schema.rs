@@ -176,6 +176,34 @@ async fn runtime_role_has_exactly_the_declared_grants() {
             .iter()
             .any(|(t, p)| t == "app.organisations" && p == "SELECT")
     );
+    // SCIM (0008): tokens are revoked, never deleted; memberships follow the IdP.
+    for (table, privileges) in [
+        ("app.scim_tokens", "INSERT, SELECT, UPDATE"),
+        ("app.scim_groups", "DELETE, INSERT, SELECT, UPDATE"),
+        ("app.scim_group_members", "DELETE, INSERT, SELECT"),
+        ("app.scim_role_mappings", "DELETE, INSERT, SELECT"),
+    ] {
+        assert!(
+            expected.iter().any(|(t, p)| t == table && p == privileges),
+            "{table}: {expected:?}"
+        );
+    }
+    // Of the organisation row, the server may change only the policy columns.
+    for (column, allowed) in [
+        ("sso_jit_provisioning", true),
+        ("mfa_required", true),
+        ("name", false),
+    ] {
+        let can: bool = sqlx::query_scalar(
+            "SELECT has_column_privilege($1, 'app.organisations', $2, 'UPDATE')",
+        )
+        .bind(&role)
+        .bind(column)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+        assert_eq!(can, allowed, "UPDATE organisations.{column}");
+    }
     let (is_super, bypass, owns): (bool, bool, i64) = sqlx::query_as(
         "SELECT r.rolsuper, r.rolbypassrls, (SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid)
          FROM pg_roles r WHERE r.rolname = $1",

@@ -28,6 +28,8 @@ pub struct AppState {
     pub auth: procuhelp_auth::Authenticator,
     /// The append-only audit log in PostgreSQL, for reading and export.
     pub audit_log: Option<procuhelp_audit::PgAuditSink>,
+    /// SSO clients per organisation (discovery and key caches).
+    pub sso: std::sync::Arc<crate::api::sso::SsoClients>,
 }
 
 impl AppState {
@@ -63,6 +65,7 @@ impl AppState {
             vault,
             auth,
             audit_log: None,
+            sso: Default::default(),
         }
     }
 }

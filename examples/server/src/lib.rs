@@ -45,6 +45,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 1)
                 .await?;
             let result = procuhelp_tenancy::posture::check(&runtime).await;
+            // The SSO self-check: weak settings organisations chose (warnings).
+            let owner = db.owner_pool().await?;
+            let orgs: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM app.organisations")
+                .fetch_all(&owner)
+                .await?;
+            owner.close().await;
+            let orgs: Vec<procuhelp_core::OrgId> = orgs
+                .into_iter()
+                .filter_map(|id| procuhelp_core::OrgId::from_uuid(id).ok())
+                .collect();
+            let tenants = procuhelp_tenancy::TenantDb::new(runtime.clone());
+            for warning in api::sso_saml::weak_settings(&tenants, &orgs).await {
+                tracing::warn!(%warning, "SSO self-check");
+            }
             runtime.close().await;
             db.close().await?;
             result.context("posture check")?;

@@ -29,6 +29,7 @@ struct Fixtures {
     victim: String,
     elevation: String,
     token: String,
+    scim_token: String,
     names: Vec<String>,
 }
 
@@ -86,12 +87,22 @@ async fn fixtures(w: &World, org: usize) -> Fixtures {
         )
         .await;
     assert_eq!(token.status, StatusCode::OK);
+    let scim_token = w
+        .request(
+            Method::POST,
+            "/api/scim/tokens",
+            Some(&admin),
+            Some(json!({ "name": "entra", "days": 30 })),
+        )
+        .await;
+    assert_eq!(scim_token.status, StatusCode::OK, "{:?}", scim_token.body);
     Fixtures {
         supplier: supplier.body["id"].as_str().unwrap().to_owned(),
         request: request.body["id"].as_str().unwrap().to_owned(),
         victim: victim_id,
         elevation: elevation.body["id"].as_str().unwrap().to_owned(),
         token: token.body["id"].as_str().unwrap().to_owned(),
+        scim_token: scim_token.body["id"].as_str().unwrap().to_owned(),
         names: vec![
             format!("Supplier of org {org}"),
             format!("Laptops for org {org}"),
@@ -108,6 +119,7 @@ fn path_for(template: &str, f: &Fixtures) -> String {
         .replace("{user}", &f.victim)
         .replace("{elevation}", &f.elevation)
         .replace("{token}", &f.token)
+        .replace("{scim_token}", &f.scim_token)
         .replace("{session}", &uuid::Uuid::now_v7().to_string())
 }
 
@@ -126,10 +138,23 @@ fn body_for(method: &str, template: &str, f: &Fixtures) -> Option<Value> {
             json!({ "user": f.victim, "role": "approver", "reason": "matrix test", "minutes": 10 })
         }
         "/api/tokens" => json!({ "name": "matrix", "role": "read_only", "days": 1 }),
+        "/api/scim/tokens" => json!({ "name": "matrix", "days": 1 }),
+        "/api/scim/settings" => json!({ "role_mappings": [], "sso_jit_provisioning": false }),
         "/api/password" => {
             json!({ "current": "wrong password here", "new": "another long passphrase" })
         }
         "/api/mfa/confirm" => json!({ "code": "000000" }),
+        "/api/sso/saml" => json!({}),
+        "/api/sso/oidc" => json!({
+            "settings": {
+                "discovery_url": "https://login.microsoftonline.com/f7393f3e-c33d-4dfe-b4a8-f473310e7bf5/v2.0/.well-known/openid-configuration",
+                "issuer": "https://login.microsoftonline.com/f7393f3e-c33d-4dfe-b4a8-f473310e7bf5/v2.0",
+                "client_id": "13f0eaea-7284-4cae-8822-bcd14389d2fc",
+                "tenant_ids": ["f7393f3e-c33d-4dfe-b4a8-f473310e7bf5"],
+                "redirect_uri": "https://procuhelp.example/sso/oidc/callback",
+            },
+            "client_secret": "matrix-test-secret",
+        }),
         "/api/mfa/disable" | "/api/mfa/recovery-codes" => {
             json!({ "password": "wrong password here", "code": "000000" })
         }

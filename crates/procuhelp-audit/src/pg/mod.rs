@@ -75,6 +75,9 @@ pub(crate) struct Inner {
     pub(crate) persons: PersonKeys,
     pub(crate) vault: Arc<dyn SecretProvider>,
     pub(crate) signer: tokio::sync::OnceCell<crate::checkpoint::CheckpointSigner>,
+    /// The head each chain had after this process last appended to it: a prediction,
+    /// confirmed by the database under the chain lock before anything is inserted.
+    pub(crate) heads: std::sync::Mutex<HashMap<OrgId, (u64, crate::chain::Hash)>>,
 }
 
 #[derive(Debug)]
@@ -101,6 +104,7 @@ impl PgAuditSink {
             persons: PersonKeys::new(vault.clone()),
             vault,
             signer: tokio::sync::OnceCell::new(),
+            heads: std::sync::Mutex::new(HashMap::new()),
         });
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         tokio::spawn(run_writer(inner.clone(), rx, config));
@@ -132,6 +136,56 @@ impl PgAuditSink {
         })
     }
 
+    /// Appends `events` of organisation `org`, in order, as consecutive links in a
+    /// transaction of their own: one chain lock, one multi-row `INSERT`, durable (and the
+    /// receipts final) on return. All events must be of `org` and valid; otherwise
+    /// nothing is appended.
+    ///
+    /// While the transaction is being opened, the events are already sealed and hashed
+    /// against the head this writer predicts from its own last append; the database
+    /// confirms that head under the chain lock before inserting (or the writer reads the
+    /// head and redoes the work).
+    ///
+    /// ```no_run
+    /// # async fn demo(sink: &procuhelp_audit::PgAuditSink, org: procuhelp_core::OrgId,
+    /// #               events: Vec<procuhelp_audit::AuditEvent>) -> procuhelp_audit::Result<()> {
+    /// let receipts = sink.append_batch(org, &events).await?;
+    /// assert_eq!(receipts.len(), events.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn append_batch(&self, org: OrgId, events: &[AuditEvent]) -> Result<Vec<Receipt>> {
+        validate_batch(org, events)?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let inner = &self.inner;
+        let (tx, prepared) =
+            tokio::join!(inner.db.begin(org), async { predict(inner, org, events) });
+        let mut tx = tx.map_err(storage::tenancy_err)?;
+        let prepared = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return Err(e);
+            }
+        };
+        let chained = match append_prepared(inner, tx.conn(), org, events, prepared).await {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return Err(e);
+            }
+        };
+        tx.commit().await.map_err(storage::tenancy_err)?;
+        Ok(chained
+            .iter()
+            .map(|c| Receipt {
+                org: Some(org),
+                seq: Some(c.seq),
+            })
+            .collect())
+    }
+
     /// Appends `events`, in order, as consecutive links inside the caller's transaction:
     /// one chain lock, one multi-row `INSERT` (imports, batch jobs). All events must be of
     /// the transaction's organisation and valid; otherwise nothing is appended. As with
@@ -143,15 +197,7 @@ impl PgAuditSink {
         events: &[AuditEvent],
     ) -> Result<Vec<Receipt>> {
         let org = tx.org();
-        for event in events {
-            event.validate()?;
-            if event.org != Some(org) {
-                return Err(AuditError::Invalid {
-                    field: "org",
-                    reason: "the event's organisation is not the transaction's",
-                });
-            }
-        }
+        validate_batch(org, events)?;
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -180,6 +226,20 @@ impl AuditSink for PgAuditSink {
     }
 }
 
+/// Every event valid and of `org`; otherwise nothing of the batch is appended.
+fn validate_batch(org: OrgId, events: &[AuditEvent]) -> Result<()> {
+    for event in events {
+        event.validate()?;
+        if event.org != Some(org) {
+            return Err(AuditError::Invalid {
+                field: "org",
+                reason: "an event's organisation is not the batch's",
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The chain an event belongs to.
 fn chain_of(event: &AuditEvent) -> OrgId {
     event.org.unwrap_or_else(system_chain_org)
@@ -187,12 +247,33 @@ fn chain_of(event: &AuditEvent) -> OrgId {
 
 /// Takes the chain lock of `org`, seals personal data, hashes and inserts `events` as
 /// the next links. The caller commits.
+///
+/// Fast path: when this process knows the chain's head from its last append and holds
+/// the keys of every subject, the events are sealed and hashed against that predicted
+/// head and inserted by one statement that first takes the chain lock and checks, in the
+/// database, that the head and the keys are still what was predicted; if not it inserts
+/// nothing and the locked read below runs instead. Either way the link trigger checks
+/// every link.
 pub(crate) async fn append_locked(
     inner: &Inner,
     conn: &mut PgConnection,
     org: OrgId,
     events: &[AuditEvent],
 ) -> Result<Vec<ChainedEvent>> {
+    let prepared = predict(inner, org, events)?;
+    append_prepared(inner, conn, org, events, prepared).await
+}
+
+/// Events sealed and hashed against a predicted head, with what the database must
+/// confirm before they are inserted.
+pub(crate) struct Prepared {
+    head: (u64, crate::chain::Hash),
+    key_ids: Vec<Uuid>,
+    chained: Vec<ChainedEvent>,
+}
+
+/// The subjects whose person keys `events` need.
+fn subjects_needing_keys(events: &[AuditEvent]) -> Vec<crate::Subject> {
     let mut needing_keys = Vec::new();
     for e in events {
         if !e.personal.is_empty()
@@ -202,12 +283,68 @@ pub(crate) async fn append_locked(
             needing_keys.push(s);
         }
     }
-    let (mut seq, mut prev, key_rows) =
-        storage::lock_chain_with_keys(conn, org, &needing_keys).await?;
+    needing_keys
+}
+
+/// Seals and hashes `events` against the head this process predicts for `org`, when it
+/// has a prediction and every key needed (no database access: it can run while a
+/// transaction is being opened).
+pub(crate) fn predict(
+    inner: &Inner,
+    org: OrgId,
+    events: &[AuditEvent],
+) -> Result<Option<Prepared>> {
+    let Some((seq, prev)) = inner.heads().get(&org).copied() else {
+        return Ok(None);
+    };
+    let Some(keys) = inner.persons.cached(org, &subjects_needing_keys(events)) else {
+        return Ok(None);
+    };
+    Ok(Some(Prepared {
+        head: (seq, prev),
+        key_ids: keys.values().map(|(id, _)| *id).collect(),
+        chained: chain(org, events, seq, prev, &keys)?,
+    }))
+}
+
+/// Inserts `prepared` if the database confirms its head and keys, otherwise takes the
+/// chain lock, reads the head and keys, and inserts `events` as the next links.
+pub(crate) async fn append_prepared(
+    inner: &Inner,
+    conn: &mut PgConnection,
+    org: OrgId,
+    events: &[AuditEvent],
+    prepared: Option<Prepared>,
+) -> Result<Vec<ChainedEvent>> {
+    if let Some(p) = prepared {
+        let (seq, prev) = p.head;
+        if storage::insert(conn, org, &p.chained, Some((seq, &prev, &p.key_ids))).await? {
+            inner.remember_head(org, &p.chained);
+            return Ok(p.chained);
+        }
+    }
+    let needing_keys = subjects_needing_keys(events);
+    let (seq, prev, key_rows) = storage::lock_chain_with_keys(conn, org, &needing_keys).await?;
     let keys = inner
         .persons
         .live_keys(conn, org, &needing_keys, key_rows)
         .await?;
+    let out = chain(org, events, seq, prev, &keys)?;
+    if !storage::insert(conn, org, &out, None).await? {
+        return Err(AuditError::Internal("the insert did not store every event"));
+    }
+    inner.remember_head(org, &out);
+    Ok(out)
+}
+
+/// Seals and hashes `events` as the links after `(seq, prev)`.
+fn chain(
+    org: OrgId,
+    events: &[AuditEvent],
+    mut seq: u64,
+    mut prev: crate::chain::Hash,
+    keys: &HashMap<crate::Subject, (Uuid, Arc<procuhelp_core::crypto::EnvelopeKey>)>,
+) -> Result<Vec<ChainedEvent>> {
     let mut out = Vec::with_capacity(events.len());
     let mut encoded = Vec::with_capacity(1024);
     for e in events {
@@ -245,8 +382,25 @@ pub(crate) async fn append_locked(
         prev = c.hash;
         out.push(c);
     }
-    storage::insert(conn, org, &out).await?;
     Ok(out)
+}
+
+impl Inner {
+    fn heads(&self) -> std::sync::MutexGuard<'_, HashMap<OrgId, (u64, crate::chain::Hash)>> {
+        self.heads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Remembers the head after `appended` (the caller may still roll back: then the
+    /// next prediction is wrong, and the database says so).
+    fn remember_head(&self, org: OrgId, appended: &[ChainedEvent]) {
+        if let Some(last) = appended.last() {
+            let mut heads = self.heads();
+            if heads.len() >= 4096 {
+                heads.clear();
+            }
+            heads.insert(org, (last.seq, last.hash));
+        }
+    }
 }
 
 async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, config: PgAuditConfig) {

@@ -35,6 +35,9 @@ pub(crate) struct PersonKeys {
     vault: Arc<dyn SecretProvider>,
     provider: &'static dyn AeadProvider,
     cache: Mutex<HashMap<Uuid, Arc<EnvelopeKey>>>,
+    /// The live key id last seen for each (organisation, subject): lets a writer seal
+    /// before reading the keys, the database then confirming they are still live.
+    by_subject: Mutex<HashMap<(OrgId, Subject), Uuid>>,
 }
 
 impl std::fmt::Debug for PersonKeys {
@@ -113,6 +116,7 @@ impl PersonKeys {
             vault,
             provider: procuhelp_core::crypto::default_provider(),
             cache: Mutex::new(HashMap::new()),
+            by_subject: Mutex::new(HashMap::new()),
         }
     }
 
@@ -133,7 +137,9 @@ impl PersonKeys {
         }
         for (subject, id, kek_version, wrapped) in rows {
             let key = self.unwrap(org, id, kek_version, wrapped).await?;
-            out.insert(Subject::new(&subject)?, (id, key));
+            let subject = Subject::new(&subject)?;
+            self.index(org, &subject, id);
+            out.insert(subject, (id, key));
         }
         for subject in subjects {
             if out.contains_key(subject) {
@@ -158,6 +164,7 @@ impl PersonKeys {
             .map_err(storage::db_err)?;
             let key = Arc::new(EnvelopeKey::new(self.provider, &dek, 1)?);
             self.remember(id, key.clone());
+            self.index(org, subject, id);
             out.insert(subject.clone(), (id, key));
         }
         Ok(out)
@@ -212,6 +219,42 @@ impl PersonKeys {
         for id in ids {
             cache.remove(id);
         }
+        drop(cache);
+        self.subjects().retain(|_, id| !ids.contains(id));
+    }
+
+    fn subjects(&self) -> std::sync::MutexGuard<'_, HashMap<(OrgId, Subject), Uuid>> {
+        self.by_subject.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn index(&self, org: OrgId, subject: &Subject, id: Uuid) {
+        let mut map = self.subjects();
+        if map.len() >= CACHE_CAPACITY {
+            map.clear();
+        }
+        map.insert((org, subject.clone()), id);
+    }
+
+    /// The cached keys of `subjects`, if every one of them is cached. They were live when
+    /// cached; the caller has the database confirm they still are (under the chain lock).
+    pub(crate) fn cached(
+        &self,
+        org: OrgId,
+        subjects: &[Subject],
+    ) -> Option<HashMap<Subject, (Uuid, Arc<EnvelopeKey>)>> {
+        let ids: Vec<Uuid> = {
+            let map = self.subjects();
+            subjects
+                .iter()
+                .map(|s| map.get(&(org, s.clone())).copied())
+                .collect::<Option<_>>()?
+        };
+        let cache = self.lock();
+        let mut out = HashMap::with_capacity(subjects.len());
+        for (subject, id) in subjects.iter().zip(ids) {
+            out.insert(subject.clone(), (id, cache.get(&id)?.clone()));
+        }
+        Some(out)
     }
 
     /// Seals an event's personal data under `key` for position `seq`.

@@ -9,9 +9,6 @@ use uuid::Uuid;
 use crate::chain::{Fields, GENESIS, Hash, hash_from_slice};
 use crate::{AuditError, ChainedEvent, Result, Subject};
 
-/// Advisory-lock namespace for chain heads ("AUDI").
-const LOCK_CLASS: i32 = 0x4155_4449;
-
 pub(crate) fn db_err(e: sqlx::Error) -> AuditError {
     match &e {
         sqlx::Error::Database(db) => AuditError::Storage(db.message().to_owned()),
@@ -57,72 +54,75 @@ pub(crate) type KeyRow = (String, Uuid, Option<i32>, Option<Vec<u8>>);
 
 /// [`lock_chain`], and in the same round trip the live person keys of `subjects`
 /// (read after the lock, so key creation never races with another writer or erasure).
+///
+/// One prepared call of `app.audit_chain_head` (migration 0007): it takes the lock, then
+/// reads the head and the keys, each with a snapshot taken after the lock was granted.
 pub(crate) async fn lock_chain_with_keys(
     conn: &mut PgConnection,
     org: OrgId,
     subjects: &[Subject],
 ) -> Result<(u64, Hash, Vec<KeyRow>)> {
-    // The literals are numbers, a UUID we formatted and hex digits: inlining them cannot
-    // inject SQL, and lets the statements share one round trip (simple-query protocol,
-    // each statement with its own snapshot, taken after the lock was granted). Subjects
-    // are printable ASCII without spaces, so they travel joined by spaces, hex-encoded.
-    let org_literal = org.as_uuid().hyphenated();
-    let mut sql = format!(
-        "SET LOCAL synchronous_commit = on; \
-         SELECT pg_advisory_xact_lock({LOCK_CLASS}, {}); \
-         SELECT seq, hash FROM app.audit_events WHERE org_id = '{org_literal}'::uuid \
-         ORDER BY seq DESC LIMIT 1",
-        lock_key(org),
-    );
-    if !subjects.is_empty() {
-        let mut joined = Vec::with_capacity(subjects.len() * 40);
-        for (i, s) in subjects.iter().enumerate() {
-            if i > 0 {
-                joined.push(b' ');
-            }
-            joined.extend_from_slice(s.as_str().as_bytes());
-        }
-        sql.push_str(&format!(
-            "; SELECT subject, id, kek_version, wrapped, 'k' FROM app.audit_person_keys \
-             WHERE org_id = '{org_literal}'::uuid AND erased_at IS NULL \
-             AND subject = ANY(string_to_array(convert_from(decode('{}', 'hex'), 'UTF8'), ' '))",
-            hex::encode(&joined)
-        ));
-    }
-    // A plain string with no arguments goes over the simple-query protocol.
-    let rows = sqlx::Executor::fetch_all(&mut *conn, sql.as_str())
-        .await
-        .map_err(db_err)?;
+    let subjects: Vec<&str> = subjects.iter().map(Subject::as_str).collect();
+    let rows = sqlx::query(
+        "SELECT seq, hash, subject, key_id, kek_version, wrapped \
+         FROM app.audit_chain_head($1, $2, $3)",
+    )
+    .bind(org.as_uuid())
+    .bind(lock_key(org))
+    .bind(&subjects)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)?;
     let mut head = (0, GENESIS);
     let mut keys = Vec::new();
     for row in &rows {
-        match row.columns().len() {
-            2 => {
-                let seq: i64 = row.try_get(0).map_err(db_err)?;
-                let hash: Vec<u8> = row.try_get(1).map_err(db_err)?;
-                let seq = u64::try_from(seq).map_err(|_| AuditError::Internal("negative seq"))?;
-                head = (seq, hash_from_slice("hash", &hash)?);
-            }
-            5 => keys.push((
-                row.try_get(0).map_err(db_err)?,
-                row.try_get(1).map_err(db_err)?,
-                row.try_get(2).map_err(db_err)?,
-                row.try_get(3).map_err(db_err)?,
-            )),
-            _ => {}
+        let seq: Option<i64> = row.try_get(0).map_err(db_err)?;
+        if let Some(seq) = seq {
+            let hash: Vec<u8> = row.try_get(1).map_err(db_err)?;
+            let seq = u64::try_from(seq).map_err(|_| AuditError::Internal("negative seq"))?;
+            head = (seq, hash_from_slice("hash", &hash)?);
+        } else {
+            let subject: Option<String> = row.try_get(2).map_err(db_err)?;
+            let id: Option<Uuid> = row.try_get(3).map_err(db_err)?;
+            let (Some(subject), Some(id)) = (subject, id) else {
+                return Err(AuditError::Internal("chain head row without seq or key"));
+            };
+            keys.push((
+                subject,
+                id,
+                row.try_get(4).map_err(db_err)?,
+                row.try_get(5).map_err(db_err)?,
+            ));
         }
     }
     Ok((head.0, head.1, keys))
 }
 
+const INSERT_EVENTS: &str =
+    "INSERT INTO app.audit_events (org_id, seq, at, actor_kind, actor_id, action, target, outcome,
+                               context, request_id, subject, person_key, personal, prev_hash, hash)
+ SELECT $1, * FROM UNNEST($2::bigint[], $3::timestamptz[], $4::text[], $5::uuid[], $6::text[],
+                          $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
+                          $12::uuid[], $13::bytea[], $14::bytea[], $15::bytea[])";
+
+/// The predicted head `(seq, hash)` and the person key ids the events were sealed with.
+pub(crate) type Expected<'a> = (u64, &'a Hash, &'a [Uuid]);
+
 /// Inserts `events` (all of `org`, consecutive, already hashed) in one statement.
+///
+/// With `expected`, the statement first takes the chain lock and inserts nothing unless
+/// the chain's head and the live person keys are the expected ones
+/// (`app.audit_head_is`, evaluated once, as an uncorrelated sub-select); returns whether
+/// the events were inserted. Without, it always inserts (the caller holds the lock and
+/// read the head) and returns `true`.
 pub(crate) async fn insert(
     conn: &mut PgConnection,
     org: OrgId,
     events: &[ChainedEvent],
-) -> Result<()> {
+    expected: Option<Expected<'_>>,
+) -> Result<bool> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(true);
     }
     let n = events.len();
     let mut seq = Vec::with_capacity(n);
@@ -155,32 +155,41 @@ pub(crate) async fn insert(
         prev_hash.push(&e.prev_hash[..]);
         hash.push(&e.hash[..]);
     }
-    sqlx::query(
-        "INSERT INTO app.audit_events (org_id, seq, at, actor_kind, actor_id, action, target, outcome,
-                                       context, request_id, subject, person_key, personal, prev_hash, hash)
-         SELECT $1, * FROM UNNEST($2::bigint[], $3::timestamptz[], $4::text[], $5::uuid[], $6::text[],
-                                  $7::text[], $8::text[], $9::text[], $10::text[], $11::text[],
-                                  $12::uuid[], $13::bytea[], $14::bytea[], $15::bytea[])",
-    )
-    .bind(org.as_uuid())
-    .bind(seq)
-    .bind(at)
-    .bind(actor_kind)
-    .bind(actor_id)
-    .bind(action)
-    .bind(target)
-    .bind(outcome)
-    .bind(context)
-    .bind(request_id)
-    .bind(subject)
-    .bind(person_key)
-    .bind(personal)
-    .bind(prev_hash)
-    .bind(hash)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
-    Ok(())
+    let conditional;
+    let sql = match expected {
+        None => INSERT_EVENTS,
+        Some(_) => {
+            conditional =
+                format!("{INSERT_EVENTS} WHERE (SELECT app.audit_head_is($1, $16, $17, $18, $19))");
+            conditional.as_str()
+        }
+    };
+    let mut query = sqlx::query(sql)
+        .bind(org.as_uuid())
+        .bind(seq)
+        .bind(at)
+        .bind(actor_kind)
+        .bind(actor_id)
+        .bind(action)
+        .bind(target)
+        .bind(outcome)
+        .bind(context)
+        .bind(request_id)
+        .bind(subject)
+        .bind(person_key)
+        .bind(personal)
+        .bind(prev_hash)
+        .bind(hash);
+    if let Some((seq, head, key_ids)) = expected {
+        let seq = i64::try_from(seq).map_err(|_| AuditError::Internal("seq out of range"))?;
+        query = query
+            .bind(lock_key(org))
+            .bind(seq)
+            .bind(&head[..])
+            .bind(key_ids);
+    }
+    let done = query.execute(&mut *conn).await.map_err(db_err)?;
+    Ok(done.rows_affected() == n as u64)
 }
 
 /// One stored row, as text and bytes: verification hashes what is stored, without first

@@ -137,6 +137,14 @@ async fn set_status(mut authed: Authed, id: UserId, status: UserStatus) -> ApiRe
         return Err(AuthError::Conflict("admins cannot disable themselves").into());
     }
     let now = authed.state().auth.now();
+    if status == UserStatus::Active
+        && procuhelp_auth::scim::user_deprovisioned_by_scim(authed.tx()?, id).await?
+    {
+        return Err(AuthError::Conflict(
+            "deprovisioned by the identity provider (SCIM): re-activate the user there",
+        )
+        .into());
+    }
     directory::set_status(authed.tx()?, id, status, now).await?;
     let (action, revoked) = match status {
         UserStatus::Disabled => (

@@ -19,6 +19,9 @@ pub enum ApiError {
     /// Bad input.
     #[error("invalid {0}")]
     Invalid(&'static str),
+    /// A dependency (the vault) is unavailable.
+    #[error("service unavailable")]
+    Unavailable,
 }
 
 impl From<procuhelp_tenancy::Error> for ApiError {
@@ -51,6 +54,7 @@ impl IntoResponse for ApiError {
         let (status, message) = match &self {
             ApiError::Csrf => (StatusCode::FORBIDDEN, "csrf token missing or invalid"),
             ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid input"),
+            ApiError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "service unavailable"),
             ApiError::Auth(e) => match e {
                 A::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid credentials"),
                 A::Throttled { .. } => (

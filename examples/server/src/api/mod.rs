@@ -1,5 +1,7 @@
 //! The JSON API. Every route but `POST /api/login` needs a session cookie (with the
 //! anti-CSRF header on changes) or an API token; the tenant comes from that credential.
+//! The SCIM routes (`/scim/v2/{org}/...`, [`scim`]) take the organisation's SCIM bearer
+//! token instead, and nothing else.
 
 mod account;
 mod admin;
@@ -7,6 +9,10 @@ mod audit;
 pub mod authed;
 pub mod error;
 mod procurement;
+pub mod scim;
+mod scim_admin;
+pub mod sso;
+pub mod sso_saml;
 
 use axum::Router;
 use axum::routing::{delete, get, post, put};
@@ -84,6 +90,20 @@ pub const ENDPOINTS: &[(&str, &str, Option<Permission>)] = &[
         "/api/tokens/{token}/revoke",
         Some(Permission::ManageUsers),
     ),
+    ("GET", "/api/sso", Some(Permission::ManageSso)),
+    ("PUT", "/api/sso/oidc", Some(Permission::ManageSso)),
+    ("DELETE", "/api/sso/oidc", Some(Permission::ManageSso)),
+    ("PUT", "/api/sso/saml", Some(Permission::ManageSso)),
+    ("DELETE", "/api/sso/saml", Some(Permission::ManageSso)),
+    ("GET", "/api/scim/tokens", Some(Permission::ManageSso)),
+    ("POST", "/api/scim/tokens", Some(Permission::ManageSso)),
+    (
+        "POST",
+        "/api/scim/tokens/{scim_token}/revoke",
+        Some(Permission::ManageSso),
+    ),
+    ("GET", "/api/scim/settings", Some(Permission::ManageSso)),
+    ("PUT", "/api/scim/settings", Some(Permission::ManageSso)),
     ("GET", "/api/session", None),
     ("GET", "/api/sessions", None),
     ("DELETE", "/api/sessions/{session}", None),
@@ -157,6 +177,31 @@ pub fn routes() -> Router<AppState> {
         .route("/api/elevations/{id}/revoke", post(admin::revoke_elevation))
         .route("/api/tokens", post(admin::create_token))
         .route("/api/tokens/{id}/revoke", post(admin::revoke_token))
+        .route("/api/sso", get(sso::get_settings))
+        .route("/api/sso/oidc", put(sso::put_oidc).delete(sso::delete_oidc))
+        .route("/sso/{org}", get(sso::login_page))
+        .route("/sso/{org}/oidc/start", get(sso::oidc_start))
+        .route("/sso/{org}/oidc/callback", get(sso::oidc_callback))
+        .route(
+            "/api/sso/saml",
+            put(sso_saml::put_saml).delete(sso_saml::delete_saml),
+        )
+        .route("/sso/{org}/saml/metadata", get(sso_saml::metadata))
+        .route("/sso/{org}/saml/start", get(sso_saml::start))
+        .route("/sso/{org}/saml/acs", post(sso_saml::acs))
+        .route(
+            "/api/scim/tokens",
+            get(scim_admin::list_tokens).post(scim_admin::issue_token),
+        )
+        .route(
+            "/api/scim/tokens/{id}/revoke",
+            post(scim_admin::revoke_token),
+        )
+        .route(
+            "/api/scim/settings",
+            get(scim_admin::get_settings).put(scim_admin::set_settings),
+        )
+        .merge(scim::routes())
         .route("/api/audit", get(audit::list))
         .route("/api/audit/export", get(audit::export))
         .route("/audit", get(audit::page))

@@ -271,3 +271,46 @@ pub fn session_from(reply: &Reply) -> Session {
         csrf: reply.body["csrf_token"].as_str().unwrap().to_owned(),
     }
 }
+
+/// A browser's request to the router: optional cookie header and form body; the status,
+/// headers and body text.
+pub async fn browser_call(
+    w: &World,
+    method: Method,
+    uri: &str,
+    cookie: Option<&str>,
+    form: Option<String>,
+) -> (StatusCode, HeaderMap, String) {
+    let mut req = Request::builder().method(method).uri(uri);
+    if let Some(c) = cookie {
+        req = req.header(header::COOKIE, c);
+    }
+    let req = match form {
+        Some(f) => req
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(f))
+            .unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    let resp = w.app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        headers,
+        String::from_utf8_lossy(&bytes).into_owned(),
+    )
+}
+
+/// The value a response's `Set-Cookie` gives cookie `name` (not a clearing one).
+pub fn set_cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, v)| *k == name && !v.is_empty())
+        .map(|(_, v)| v.to_owned())
+}

@@ -1,0 +1,124 @@
+//! SCIM 2.0 provisioning (RFC 7643/7644), shaped for Microsoft Entra ID.
+//!
+//! - [`token`]: the per-organisation bearer tokens an identity provider presents;
+//! - [`model`]: User and Group bodies parsed from untrusted JSON (Entra-tolerant:
+//!   case-insensitive attribute names, `"True"`/`"False"` booleans), rendering with
+//!   `schemas` and `meta`, paging, `attributes`/`excludedAttributes`;
+//! - [`filter`]: `userName eq "…"`, `externalId eq "…"`, `displayName eq "…"`, and
+//!   `invalidFilter` for anything else;
+//! - [`store`]: create, replace, patch (bodies parsed by [`crate::scim_patch`]), delete,
+//!   deprovisioning that disables and signs out in one transaction, and the group → role
+//!   mapping;
+//! - [`discovery`]: ServiceProviderConfig, ResourceTypes, Schemas.
+//!
+//! Errors are [`ScimError`]s: an HTTP status, a `scimType` and a fixed detail.
+//!
+//! **For sign-in code (SSO, JIT provisioning):** a user with `status = 'disabled'` and
+//! `deprovisioned_by_scim = true` was deprovisioned by the identity provider; only SCIM
+//! may re-activate them. Use [`is_deprovisioned_by_scim`] before signing in or creating
+//! a user for an address.
+//!
+//! ```
+//! use procuhelp_auth::scim::{filter::parse_filter, model::ResourceKind};
+//! let f = parse_filter(r#"userName eq "ada@contoso.com""#, ResourceKind::User)?;
+//! assert_eq!(f.value, "ada@contoso.com");
+//! assert_eq!(
+//!     parse_filter(r#"userName sw "a""#, ResourceKind::User).unwrap_err().scim_type,
+//!     Some("invalidFilter")
+//! );
+//! # Ok::<(), procuhelp_auth::scim::ScimError>(())
+//! ```
+
+pub mod discovery;
+mod error;
+pub mod filter;
+pub mod model;
+pub mod store;
+pub mod token;
+
+pub use error::{ERROR_SCHEMA, ScimError, ScimResult};
+
+use procuhelp_tenancy::TenantTx;
+
+use crate::AuthResult;
+use crate::directory::Email;
+
+/// Whether the user with sign-in address `email` was deprovisioned by SCIM: SSO sign-in
+/// must refuse them, and just-in-time provisioning must not create a new account for the
+/// address.
+pub async fn is_deprovisioned_by_scim(tx: &mut TenantTx, email: &Email) -> AuthResult<bool> {
+    let flag: Option<bool> =
+        sqlx::query_scalar("SELECT deprovisioned_by_scim FROM app.users WHERE email = $1")
+            .bind(email.as_str())
+            .fetch_optional(tx.conn())
+            .await?;
+    Ok(flag.unwrap_or(false))
+}
+
+/// Whether user `id` is managed by SCIM (its role then follows the SCIM group mapping;
+/// SSO sign-ins do not change it).
+pub async fn user_is_scim_managed(
+    tx: &mut TenantTx,
+    id: procuhelp_core::UserId,
+) -> AuthResult<bool> {
+    let flag: Option<bool> = sqlx::query_scalar("SELECT scim_managed FROM app.users WHERE id = $1")
+        .bind(id.as_uuid())
+        .fetch_optional(tx.conn())
+        .await?;
+    flag.ok_or(crate::AuthError::NotFound)
+}
+
+/// The SCIM-managed user whose SCIM `externalId` is `external_id` (with Entra's
+/// attribute mapping `externalId ← objectId`, the `oid` of an ID token), if any.
+pub async fn user_by_external_id(
+    tx: &mut TenantTx,
+    external_id: &str,
+) -> AuthResult<Option<procuhelp_core::UserId>> {
+    let id: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM app.users WHERE scim_managed AND scim_external_id = $1")
+            .bind(external_id)
+            .fetch_optional(tx.conn())
+            .await?;
+    id.map(|id| procuhelp_core::UserId::from_uuid(id).map_err(|_| crate::AuthError::Internal))
+        .transpose()
+}
+
+/// The SCIM-managed user whose SCIM `userName` is `user_name` (case-insensitive; a SAML
+/// NameID is the userName Entra provisions), if any.
+pub async fn user_by_user_name(
+    tx: &mut TenantTx,
+    user_name: &str,
+) -> AuthResult<Option<procuhelp_core::UserId>> {
+    let id: Option<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT id FROM app.users WHERE scim_managed AND lower(scim_user_name) = lower($1)",
+    )
+    .bind(user_name)
+    .fetch_optional(tx.conn())
+    .await?;
+    id.map(|id| procuhelp_core::UserId::from_uuid(id).map_err(|_| crate::AuthError::Internal))
+        .transpose()
+}
+
+/// Whether user `id` was deprovisioned by SCIM (an admin cannot re-enable them: the
+/// identity provider decides; the database refuses it too).
+pub async fn user_deprovisioned_by_scim(
+    tx: &mut TenantTx,
+    id: procuhelp_core::UserId,
+) -> AuthResult<bool> {
+    let flag: Option<bool> =
+        sqlx::query_scalar("SELECT deprovisioned_by_scim FROM app.users WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(tx.conn())
+            .await?;
+    flag.ok_or(crate::AuthError::NotFound)
+}
+
+/// Whether the organisation lets SSO create unknown users at their first sign-in
+/// (`sso_jit_provisioning`, default off).
+pub async fn sso_jit_provisioning(tx: &mut TenantTx) -> AuthResult<bool> {
+    Ok(sqlx::query_scalar(
+        "SELECT sso_jit_provisioning FROM app.organisations WHERE id = app.current_org()",
+    )
+    .fetch_one(tx.conn())
+    .await?)
+}

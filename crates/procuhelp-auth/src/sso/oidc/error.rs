@@ -1,0 +1,94 @@
+//! Why an OpenID Connect sign-in was refused.
+
+use openidconnect::core::CoreErrorResponseType;
+use openidconnect::{
+    ClaimsVerificationError, HttpClientError, RequestTokenError, SignatureVerificationError,
+    StandardErrorResponse,
+};
+
+/// Why an OpenID Connect sign-in was refused. Messages never contain tokens, codes or
+/// secrets.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OidcError {
+    /// The connection's settings are invalid.
+    #[error("OIDC connection misconfigured: {0}")]
+    Config(String),
+    /// Discovery or the key set could not be fetched or did not match the connection.
+    #[error("OIDC discovery failed: {0}")]
+    Discovery(String),
+    /// The provider answered with an OAuth error (authorization or token endpoint).
+    #[error("the identity provider refused: {0}")]
+    Provider(String),
+    /// The `state` returned to the callback is not the one this browser started with.
+    #[error("state mismatch")]
+    StateMismatch,
+    /// The token response had no ID token.
+    #[error("the token response carries no ID token")]
+    MissingIdToken,
+    /// The token or a value in it is not well-formed.
+    #[error("malformed {0}")]
+    Malformed(String),
+    /// The signature is missing, uses an algorithm outside the allow-list, or does not
+    /// verify.
+    #[error("ID token signature rejected: {0}")]
+    Signature(String),
+    /// The token names a key the provider does not publish (also after a refresh).
+    #[error("ID token signed with an unknown key")]
+    UnknownKey,
+    /// `iss` is not the connection's issuer.
+    #[error("wrong issuer")]
+    WrongIssuer,
+    /// `tid` is missing or not one of the organisation's tenants.
+    #[error("wrong tenant")]
+    WrongTenant,
+    /// `aud` is not our client id, or lists audiences we do not trust.
+    #[error("wrong audience")]
+    WrongAudience,
+    /// `exp` has passed (beyond the allowed skew).
+    #[error("ID token expired")]
+    Expired,
+    /// `nbf` or `iat` is in the future (beyond the allowed skew).
+    #[error("ID token not yet valid")]
+    NotYetValid,
+    /// The nonce is missing or not the one this sign-in sent.
+    #[error("nonce mismatch")]
+    NonceMismatch,
+    /// A claim we need is missing.
+    #[error("ID token lacks the {0} claim")]
+    MissingClaim(&'static str),
+}
+
+pub(super) fn token_request_error<RE: std::error::Error + 'static>(
+    e: RequestTokenError<HttpClientError<RE>, StandardErrorResponse<CoreErrorResponseType>>,
+) -> OidcError {
+    match e {
+        RequestTokenError::ServerResponse(r) => OidcError::Provider(r.error().as_ref().to_owned()),
+        RequestTokenError::Request(e) => OidcError::Provider(format!("token request: {e}")),
+        RequestTokenError::Parse(_, _) => OidcError::Malformed("token response".to_owned()),
+        RequestTokenError::Other(m) => OidcError::Provider(m),
+    }
+}
+
+pub(super) fn claims_error(e: ClaimsVerificationError) -> OidcError {
+    match e {
+        ClaimsVerificationError::InvalidAudience(_) => OidcError::WrongAudience,
+        ClaimsVerificationError::InvalidIssuer(_) => OidcError::WrongIssuer,
+        ClaimsVerificationError::Expired(_) => OidcError::Expired,
+        ClaimsVerificationError::InvalidNonce(_) => OidcError::NonceMismatch,
+        ClaimsVerificationError::SignatureVerification(s) => signature_error(s),
+        ClaimsVerificationError::Unsupported(m) => OidcError::Malformed(m),
+        other => OidcError::Malformed(other.to_string()),
+    }
+}
+
+fn signature_error(e: SignatureVerificationError) -> OidcError {
+    match e {
+        SignatureVerificationError::NoMatchingKey => OidcError::UnknownKey,
+        SignatureVerificationError::NoSignature => OidcError::Signature("unsigned".to_owned()),
+        SignatureVerificationError::DisallowedAlg(alg) => {
+            OidcError::Signature(format!("algorithm {alg} not allowed"))
+        }
+        other => OidcError::Signature(other.to_string()),
+    }
+}

@@ -1,0 +1,161 @@
+//! SCIM administration by the organisation's admins (session or API token, permission
+//! `manage_sso`): issue, list and revoke SCIM bearer tokens, and set the group → role
+//! mapping and the SSO just-in-time provisioning flag. Every change is audited before it
+//! is committed.
+
+use axum::Json;
+use axum::extract::Path;
+use procuhelp_audit::{Action, Outcome};
+use procuhelp_auth::scim::store::{self, RoleMapping};
+use procuhelp_auth::scim::token;
+use procuhelp_auth::{AuthError, Permission};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::authed::Authed;
+use super::error::{ApiError, ApiResult};
+
+fn scim(e: procuhelp_auth::scim::ScimError) -> ApiError {
+    match e.status {
+        404 => AuthError::NotFound.into(),
+        409 => AuthError::Conflict(e.detail).into(),
+        400 => AuthError::Invalid {
+            field: "scim",
+            problem: e.detail,
+        }
+        .into(),
+        _ => AuthError::Internal.into(),
+    }
+}
+
+/// `GET /api/scim/tokens`: the organisation's SCIM tokens (never their secrets).
+pub(crate) async fn list_tokens(mut authed: Authed) -> ApiResult<Json<Value>> {
+    authed.require(Permission::ManageSso).await?;
+    let tokens = token::list(authed.tx()?).await?;
+    authed.commit().await?;
+    Ok(Json(json!({ "tokens": tokens })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenBody {
+    name: String,
+    days: i64,
+}
+
+/// `POST /api/scim/tokens`: a SCIM bearer token for the identity provider, shown once.
+pub(crate) async fn issue_token(
+    mut authed: Authed,
+    Json(body): Json<TokenBody>,
+) -> ApiResult<Json<Value>> {
+    authed.require(Permission::ManageSso).await?;
+    if !(1..=730).contains(&body.days) {
+        return Err(ApiError::Invalid("days"));
+    }
+    let by = authed.principal.session().ok().map(|s| s.user);
+    let now = authed.state().auth.now();
+    let (id, secret) = token::issue(
+        authed.tx()?,
+        &body.name,
+        time::Duration::days(body.days),
+        by,
+        now,
+    )
+    .await?;
+    let event = authed
+        .event(Action::ScimTokenIssued, Outcome::Success)
+        .target(format!("scim_token:{id}"))
+        .context(json!({ "name": body.name, "days": body.days }));
+    authed.record(event).await?;
+    authed.commit().await?;
+    let org = authed.org();
+    Ok(Json(json!({
+        "id": id,
+        "token": secret.expose(),
+        "tenant_url": format!("/scim/v2/{org}"),
+    })))
+}
+
+/// `POST /api/scim/tokens/{id}/revoke`.
+pub(crate) async fn revoke_token(
+    mut authed: Authed,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Value>> {
+    authed.require(Permission::ManageSso).await?;
+    let now = authed.state().auth.now();
+    if !token::revoke(authed.tx()?, id, now).await? {
+        return Err(AuthError::NotFound.into());
+    }
+    let event = authed
+        .event(Action::ScimTokenRevoked, Outcome::Success)
+        .target(format!("scim_token:{id}"));
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok(Json(json!({ "revoked": id })))
+}
+
+/// `GET /api/scim/settings`.
+pub(crate) async fn get_settings(mut authed: Authed) -> ApiResult<Json<Value>> {
+    authed.require(Permission::ManageSso).await?;
+    let settings = store::settings(authed.tx()?).await.map_err(scim)?;
+    authed.commit().await?;
+    Ok(Json(json!(settings)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SettingsBody {
+    role_mappings: Vec<RoleMapping>,
+    #[serde(default)]
+    sso_jit_provisioning: bool,
+}
+
+/// `PUT /api/scim/settings`: replaces the group → role mapping (and the JIT flag), then
+/// recomputes the role of every SCIM-managed user; changed users are signed out.
+pub(crate) async fn set_settings(
+    mut authed: Authed,
+    Json(body): Json<SettingsBody>,
+) -> ApiResult<Json<Value>> {
+    authed.require(Permission::ManageSso).await?;
+    // Mapping a group to a role is granting that role.
+    if body
+        .role_mappings
+        .iter()
+        .any(|m| m.role.outranks(authed.principal.role()))
+    {
+        return Err(AuthError::Forbidden.into());
+    }
+    let now = authed.state().auth.now();
+    let changes = store::set_settings(
+        authed.tx()?,
+        &body.role_mappings,
+        body.sso_jit_provisioning,
+        now,
+    )
+    .await
+    .map_err(scim)?;
+    let event = authed
+        .event(Action::ScimSettingsChanged, Outcome::Success)
+        .target("org:scim")
+        .context(json!({ "role_mappings": body.role_mappings,
+                         "sso_jit_provisioning": body.sso_jit_provisioning,
+                         "roles_changed": changes.len() }));
+    authed.record(event).await?;
+    for c in &changes {
+        let event = authed
+            .event(Action::UserRoleChanged, Outcome::Success)
+            .target(format!("user:{}", c.user))
+            .context(
+                json!({ "from": c.from, "to": c.to, "sessions_revoked": c.sessions_revoked,
+                             "reason": "scim group mapping" }),
+            );
+        authed.record(event).await?;
+    }
+    authed.commit().await?;
+    Ok(Json(json!({
+        "role_mappings": body.role_mappings,
+        "sso_jit_provisioning": body.sso_jit_provisioning,
+        "roles_changed": changes.len(),
+    })))
+}
