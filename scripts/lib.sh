@@ -38,8 +38,8 @@ step() {
     printf '\n==> [%s] %s: %s\n' "$(date -u +%H:%M:%S)" "$name" "$*"
     "$@" || rc=$?
     end=$(date +%s)
-    PROCUHELP_STEPS+=("$(printf '%-12s %6ss  %s' "$name" "$((end - start))" \
-        "$([[ $rc -eq 0 ]] && echo ok || echo "FAILED (exit $rc)")")")
+    PROCUHELP_STEPS+=("$(printf '%-12s %6ss  %-18s %s free' "$name" "$((end - start))" \
+        "$([[ $rc -eq 0 ]] && echo ok || echo "FAILED (exit $rc)")" "$(disk_free_human .)")")
     printf '<== %s: %ss (exit %s)\n' "$name" "$((end - start))" "$rc"
     return "$rc"
 }
@@ -48,6 +48,16 @@ print_step_summary() {
     ((${#PROCUHELP_STEPS[@]})) || return 0
     printf '\n---- step timings ----\n'
     printf '%s\n' "${PROCUHELP_STEPS[@]}"
+}
+
+# Free space on the file system holding PATH, human-readable (e.g. "41G").
+disk_free_human() {
+    df -Ph "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'
+}
+
+# Free space on the file system holding PATH, in GiB (rounded down).
+disk_free_gib() {
+    df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print int($4 / 1048576) }'
 }
 
 # A free TCP port on 127.0.0.1 (the kernel picks it; racy in theory, fine in practice).

@@ -72,8 +72,11 @@ run_server_header_scan() {
     target_dir=$(cargo_target_dir)
     bin="$target_dir/debug/procuhelp-server"
 
-    # nextest only builds binaries that integration tests need; build it explicitly.
-    cargo build --workspace --locked --bin procuhelp-server || return 1
+    # The same build nextest just made (a no-op after it): cargo builds the server binary
+    # for the server's integration tests, with the test feature set. A separate
+    # `cargo build --bin` would resolve features without dev-dependencies and rebuild a
+    # second copy of many dependencies (minutes, and disk CI may not have).
+    cargo test --workspace --locked --no-run || return 1
     [[ -x "$bin" ]] || { echo "procuhelp-server not found at $bin" >&2; return 1; }
 
     SERVER_DATA_DIR=$(mktemp -d)
