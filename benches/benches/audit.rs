@@ -13,7 +13,9 @@
 //!   Target ≥ 10,000 acknowledged events/s; the chain is verified afterwards.
 //! * `verify_export_100k` — `verify_export` of an in-memory JSON-lines export of 100,000
 //!   events (lines parsed and hashed on every core, links checked in order).
-//!   Target ≥ 1,000,000 events/s.
+//!   Target ≥ 1,000,000 events/s, which the issue set when SHA-256 of a 256-byte record
+//!   cost ≈ 0.2 µs: the bench also measures that yardstick (`yardstick_sha256_256b`,
+//!   one thread), and the machine-independent target is verify ≤ 5× its time per event.
 //!
 //! Needs the machine's PostgreSQL (`PROCUHELP_TEST_ADMIN_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`), `synchronous_commit = on`.
@@ -33,10 +35,13 @@ use procuhelp_core::vault::{FileVault, SecretProvider};
 use procuhelp_core::{OrgId, UserId};
 use procuhelp_tenancy::testkit::ScratchDb;
 use procuhelp_tenancy::{TenantDb, create_organisation};
+use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
 const BATCH: usize = 100;
 const TASKS: usize = 64;
+/// Back-to-back (raw, sdk) pairs for the paired append ratio.
+const PAIRS: usize = 400;
 const EXPORT_EVENTS: usize = 100_000;
 
 struct Fixture {
@@ -207,6 +212,35 @@ fn bench(c: &mut Criterion) {
         b.to_async(&rt).iter(append_in_tx)
     });
     g.finish();
+    // The same comparison, paired: criterion measures one function after the other, so
+    // a WAL checkpoint or fsync drift during one window biases the ratio. Here each pair
+    // runs both back to back (alternating which goes first) and the ratio is per pair.
+    let mut ratios: Vec<f64> = rt.block_on(async {
+        let mut ratios = Vec::with_capacity(PAIRS);
+        for i in 0..PAIRS {
+            let (mut t_raw, mut t_sdk) = (Duration::ZERO, Duration::ZERO);
+            for first_raw in [i % 2 == 0, i % 2 != 0] {
+                let start = Instant::now();
+                if first_raw {
+                    raw().await;
+                    t_raw += start.elapsed();
+                } else {
+                    append().await;
+                    t_sdk += start.elapsed();
+                }
+            }
+            ratios.push(t_raw.as_secs_f64() / t_sdk.as_secs_f64());
+        }
+        ratios
+    });
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    eprintln!(
+        "append_100 paired ({PAIRS} pairs): raw/sdk median {:.3}x (p10 {:.3}x, p90 {:.3}x)",
+        at(0.5),
+        at(0.1),
+        at(0.9)
+    );
     let (n, intact) = rt.block_on(chain(&f.db, org));
     assert!(intact, "append chain broken");
     eprintln!("append_100: chain of {n} events verified");
@@ -292,6 +326,28 @@ fn bench(c: &mut Criterion) {
             let r = verify_export(&export[..]).unwrap();
             assert!(r.is_intact());
             r
+        })
+    });
+    // The issue's yardstick, measured in the same run: SHA-256 of one 256-byte record
+    // per event, on one thread ("≈ 0.2 µs here" when the 1,000,000 events/s target was
+    // set, i.e. the target is 5× this cost per event). BENCHMARKS.md states the target
+    // as that ratio, so it holds on a faster or slower machine alike.
+    let records: Vec<[u8; 256]> = (0..report.events)
+        .map(|n| {
+            let mut r = [0u8; 256];
+            for (i, b) in r.iter_mut().enumerate() {
+                *b = (n as usize).wrapping_add(i) as u8;
+            }
+            r
+        })
+        .collect();
+    g.bench_function("yardstick_sha256_256b", |b| {
+        b.iter(|| {
+            let mut acc = 0u8;
+            for r in &records {
+                acc ^= Sha256::digest(r)[0];
+            }
+            acc
         })
     });
     g.finish();

@@ -121,6 +121,8 @@ actions! {
     AuditExported => "audit.exported",
     /// A person's personal data in the audit trail was erased (their key destroyed).
     AuditPersonErased => "audit.person_erased",
+    /// Events were imported into the trail from a file.
+    AuditImported => "audit.imported",
     /// A secret was read from the vault.
     SecretAccessed => "secret.accessed",
     /// Keys were rotated.

@@ -114,7 +114,7 @@ pub(crate) fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn bad(line: u64, reason: impl Into<String>) -> AuditError {
+pub(crate) fn bad(line: u64, reason: impl Into<String>) -> AuditError {
     AuditError::BadInput {
         line,
         reason: reason.into(),
@@ -123,15 +123,17 @@ fn bad(line: u64, reason: impl Into<String>) -> AuditError {
 
 /// Reads one line of at most [`MAX_LINE_BYTES`] into `buf` (without the newline).
 /// `Ok(false)` at the end of input.
-fn read_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>, line: u64) -> Result<bool> {
+pub(crate) fn read_line<R: BufRead>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    line: u64,
+    context: &'static str,
+) -> Result<bool> {
     buf.clear();
     let mut limited = reader.by_ref().take(MAX_LINE_BYTES as u64 + 1);
     let n = limited
         .read_until(b'\n', buf)
-        .map_err(|source| AuditError::Io {
-            context: "reading the export",
-            source,
-        })?;
+        .map_err(|source| AuditError::Io { context, source })?;
     if n == 0 {
         return Ok(false);
     }
@@ -146,7 +148,7 @@ fn read_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>, line: u64) -> Result
     Ok(true)
 }
 
-fn utf8(buf: &[u8], line: u64) -> Result<&str> {
+pub(crate) fn utf8(buf: &[u8], line: u64) -> Result<&str> {
     std::str::from_utf8(buf).map_err(|_| bad(line, "invalid UTF-8"))
 }
 
@@ -263,7 +265,7 @@ pub fn verify_export_trusting<R: BufRead>(
 ) -> Result<VerifyReport> {
     let mut buf = Vec::with_capacity(4096);
     let mut line: u64 = 1;
-    if !read_line(&mut reader, &mut buf, line)? {
+    if !read_line(&mut reader, &mut buf, line, "reading the export")? {
         return Err(bad(line, "empty export"));
     }
     let header: Header = serde_json::from_str(utf8(&buf, line)?)
@@ -284,7 +286,7 @@ pub fn verify_export_trusting<R: BufRead>(
     let mut checkpoints = Vec::new();
     for _ in 0..header.checkpoints {
         line += 1;
-        if !read_line(&mut reader, &mut buf, line)? {
+        if !read_line(&mut reader, &mut buf, line, "reading the export")? {
             return Err(bad(line, "missing checkpoint line"));
         }
         let cp: CheckpointLine = serde_json::from_str(utf8(&buf, line)?)

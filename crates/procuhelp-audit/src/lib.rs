@@ -60,6 +60,7 @@ mod checkpoint;
 mod error;
 mod event;
 mod export;
+mod import;
 #[cfg(feature = "postgres")]
 mod pg;
 mod sink;
@@ -82,6 +83,7 @@ pub use event::{
     Subject,
 };
 pub use export::{EXPORT_FORMAT, MAX_LINE_BYTES, verify_export, verify_export_trusting};
+pub use import::{MAX_IMPORT_EVENTS, read_events};
 #[cfg(feature = "postgres")]
 pub use pg::{
     Erasure, EventQuery, ExportFormat, ExportRange, ExportSummary, MAX_READ, PersonalView,

@@ -340,3 +340,66 @@ async fn stale_predictions_from_another_writer_or_an_erasure_fall_back_safely() 
     assert!(fresh.verify_live(f.a).await.unwrap().is_intact());
     f.teardown().await;
 }
+
+/// A file written by the JSON-lines sink is imported in one transaction: the chain
+/// verifies and the count is exact; a file with one bad line imports nothing.
+#[tokio::test]
+async fn a_file_sink_log_imports_whole_or_not_at_all() {
+    use procuhelp_audit::{AuditError, JsonLinesFileSink, read_events};
+    let f = Fixture::new().await;
+    let sink = f.sink();
+    let dir = std::env::temp_dir().join(format!("ph-import-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("fallback.jsonl");
+    let file_sink = JsonLinesFileSink::open(&path)
+        .unwrap()
+        .with_personal_data(true);
+    let user = UserId::new();
+    for n in 0..25 {
+        file_sink
+            .record(personal_event(f.a, user, n))
+            .await
+            .unwrap();
+    }
+    sink.record(event(f.a, 100)).await.unwrap();
+    let count = || async {
+        let report = sink.verify_live(f.a).await.unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        report.events
+    };
+    assert_eq!(count().await, 1);
+
+    // One bad line (an unknown action at line 7): a typed error naming it, nothing written.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut bad: Vec<&str> = text.lines().collect();
+    let broken = bad[6].replace("supplier.updated", "supplier.vanished");
+    bad[6] = &broken;
+    let bad_file = format!("{}\n", bad.join("\n"));
+    match read_events(bad_file.as_bytes(), f.a) {
+        Err(AuditError::BadInput { line: 7, reason }) => assert_eq!(reason, "unknown action"),
+        other => panic!("expected line 7 to be refused, got {other:?}"),
+    }
+    assert_eq!(count().await, 1);
+
+    // Another organisation's import is refused at line 1.
+    assert!(matches!(
+        read_events(text.as_bytes(), f.b),
+        Err(AuditError::BadInput { line: 1, .. })
+    ));
+
+    // The good file: 25 events in one transaction, in order, personal data sealed.
+    let events = read_events(
+        std::io::BufReader::new(std::fs::File::open(&path).unwrap()),
+        f.a,
+    )
+    .unwrap();
+    assert_eq!(events.len(), 25);
+    let mut tx = f.db.begin(f.a).await.unwrap();
+    let receipts = sink.append_all_in_tx(&mut tx, &events).await.unwrap();
+    tx.commit().await.unwrap();
+    let seqs: Vec<u64> = receipts.iter().map(|r| r.seq.unwrap()).collect();
+    assert_eq!(seqs, (2..=26).collect::<Vec<u64>>());
+    assert_eq!(count().await, 26);
+    std::fs::remove_dir_all(&dir).unwrap();
+    f.teardown().await;
+}

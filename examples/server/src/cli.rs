@@ -81,6 +81,20 @@ pub enum AuditCommand {
         #[command(flatten)]
         db: DatabaseArgs,
     },
+    /// Append the events of a JSON-lines file (the file sink's format) to an
+    /// organisation's chain, all in one transaction with an `audit.imported` event; a bad
+    /// line (named by number) means nothing is appended.
+    Import {
+        /// The organisation every event must belong to.
+        #[arg(long)]
+        org: procuhelp_core::OrgId,
+        /// The JSON-lines file.
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// Where the database and vault are.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
     /// Verify a chain: live in the database (`--org`), or offline in an export (`--file`).
     /// Exit 1 and name the first bad sequence number on any tampering.
     Verify {
