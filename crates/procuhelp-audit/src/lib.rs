@@ -69,8 +69,8 @@ mod verify;
 
 pub use action::{Action, Outcome};
 pub use alert::{
-    Alert, AlertConfig, AlertKey, AlertKind, AlertSink, AlertingSink, Detectors, LogAlertSink,
-    SpikeRule, WindowRule,
+    Alert, AlertConfig, AlertKey, AlertKind, AlertSink, AlertingSink, Detectors, FanOutAlertSink,
+    LogAlertSink, SpikeRule, WindowRule,
 };
 #[cfg(feature = "webhook")]
 pub use alert::{WebhookAlertSink, WebhookConfig, WebhookStats};

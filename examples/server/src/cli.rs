@@ -248,4 +248,9 @@ pub struct ServeArgs {
     /// Per-request timeout in seconds.
     #[arg(long, default_value_t = 30, value_name = "SECS")]
     pub request_timeout_secs: u64,
+
+    /// Alert thresholds and an optional webhook, as JSON (see `docs/audit.md`; default:
+    /// the documented thresholds, alerts to the log only).
+    #[arg(long, value_name = "FILE")]
+    pub alerts: Option<PathBuf>,
 }

@@ -7,6 +7,7 @@
 //! in-process with `tower::ServiceExt::oneshot`.
 #![forbid(unsafe_code)]
 
+pub mod alerting;
 pub mod api;
 pub mod app;
 pub mod audit_log;

@@ -41,6 +41,11 @@ async fn serve_on(
     vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
     handle: Option<Handle<SocketAddr>>,
 ) -> anyhow::Result<()> {
+    // A bad alerts file stops the start-up before anything else happens.
+    let alerts = match &args.alerts {
+        Some(path) => crate::alerting::AlertsFile::read(path)?,
+        None => crate::alerting::AlertsFile::default(),
+    };
     let role = RuntimeRole::default();
     if db.is_embedded() {
         let owner = db.owner_pool().await?;
@@ -76,8 +81,20 @@ async fn serve_on(
     let audit_pool = db.runtime_pool(&role, 4).await?;
     let audit_log =
         procuhelp_audit::PgAuditSink::new(TenantDb::new(audit_pool.clone()), vault.clone());
-    if let Some(name) = &args.db.database_url_secret {
-        // The server read its database credentials from the vault: a secret access.
+    let alerting = alerts.build(vault.as_ref()).await?;
+    // Secrets the server read from the vault at start-up: each is a secret access.
+    let secrets_read = [
+        (
+            args.db.database_url_secret.as_ref(),
+            "database connection at start-up",
+        ),
+        (
+            alerting.secret_read.as_ref(),
+            "alert webhook URL at start-up",
+        ),
+    ];
+    for (name, purpose) in secrets_read {
+        let Some(name) = name else { continue };
         use procuhelp_audit::{Action, Actor, AuditEvent, AuditSink as _, Outcome};
         audit_log
             .record(
@@ -89,7 +106,7 @@ async fn serve_on(
                 )
                 .at(time::OffsetDateTime::now_utc())
                 .target(format!("secret:{name}"))
-                .context(serde_json::json!({ "purpose": "database connection at start-up" })),
+                .context(serde_json::json!({ "purpose": purpose })),
             )
             .await
             .context("recording the secret access in the audit log")?;
@@ -102,12 +119,12 @@ async fn serve_on(
             cipher,
             vault,
             // Detectors watch every event (failed sign-ins per account, address and org,
-            // lockouts, traffic and error spikes) and report to the log; the event is
-            // durable before it is looked at.
+            // lockouts, traffic and error spikes) and report to the log and the webhook
+            // (`--alerts`); the event is durable before it is looked at.
             std::sync::Arc::new(procuhelp_audit::AlertingSink::new(
                 checkpointing.clone(),
-                procuhelp_audit::Detectors::new(procuhelp_audit::AlertConfig::default())?,
-                std::sync::Arc::new(procuhelp_audit::LogAlertSink),
+                alerting.detectors,
+                alerting.sink,
                 1024,
             )),
             std::sync::Arc::new(procuhelp_core::SystemClock),

@@ -34,6 +34,7 @@ fn args(data_dir: PathBuf, database_url_file: Option<PathBuf>) -> ServeArgs {
         public_host: None,
         max_body_bytes: 1024 * 1024,
         request_timeout_secs: 10,
+        alerts: None,
     }
 }
 
@@ -165,6 +166,25 @@ async fn refuses_to_serve_when_the_runtime_role_is_a_superuser() {
         format!("{err:#}").contains("only from the vault"),
         "{err:#}"
     );
+
+    // A misspelt alerts setting: refuse to start (before anything is bound).
+    let alerts = dir.join("alerts.json");
+    std::fs::write(
+        &alerts,
+        r#"{ "failed_sign_ins_per_adress": { "threshold": 3, "window_secs": 60 } }"#,
+    )
+    .unwrap();
+    let mut with_alerts = self::args(data.clone(), None);
+    with_alerts.alerts = Some(alerts);
+    let https = with_alerts.https_addr;
+    let err = procuhelp_server::serve::serve(with_alerts, None)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("failed_sign_ins_per_adress"),
+        "{err:#}"
+    );
+    assert!(std::net::TcpListener::bind(https).is_ok());
 
     // A vault whose master key file is too open: refuse to start.
     std::fs::set_permissions(

@@ -30,7 +30,7 @@ use uuid::Uuid;
 use crate::Result;
 
 pub use detect::{AlertConfig, Detectors, SpikeRule, WindowRule};
-pub use sink::AlertingSink;
+pub use sink::{AlertingSink, FanOutAlertSink};
 #[cfg(feature = "webhook")]
 pub use webhook::{WebhookAlertSink, WebhookConfig, WebhookStats};
 

@@ -85,3 +85,41 @@ impl<S: AuditSink> AuditSink for AlertingSink<S> {
         Ok(receipt)
     }
 }
+
+/// Hands every alert to each of its sinks, in order (say the log and a webhook). Every
+/// sink is tried; the first error is returned.
+///
+/// ```
+/// use std::sync::Arc;
+/// use procuhelp_audit::{AlertSink, FanOutAlertSink, LogAlertSink};
+///
+/// let alerts: Arc<dyn AlertSink> = Arc::new(FanOutAlertSink::new(vec![
+///     Arc::new(LogAlertSink),
+///     Arc::new(LogAlertSink),
+/// ]));
+/// # let _ = alerts;
+/// ```
+#[derive(Debug, Clone)]
+pub struct FanOutAlertSink {
+    sinks: Vec<Arc<dyn AlertSink>>,
+}
+
+impl FanOutAlertSink {
+    /// Delivers to every one of `sinks`.
+    pub fn new(sinks: Vec<Arc<dyn AlertSink>>) -> Self {
+        Self { sinks }
+    }
+}
+
+#[async_trait]
+impl AlertSink for FanOutAlertSink {
+    async fn send(&self, alert: Alert) -> Result<()> {
+        let mut first_error = None;
+        for sink in &self.sinks {
+            if let Err(e) = sink.send(alert.clone()).await {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
