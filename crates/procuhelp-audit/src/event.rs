@@ -325,6 +325,12 @@ impl AuditEvent {
     /// Checks sizes and characters. Every sink calls this before recording, so a bad
     /// event is refused before anything is written.
     pub fn validate(&self) -> Result<()> {
+        self.validated_context().map(drop)
+    }
+
+    /// [`validate`](Self::validate), returning the canonical context it computed (the
+    /// chained sinks hash it: computed once per event).
+    pub(crate) fn validated_context(&self) -> Result<String> {
         check_text("target", self.target.as_deref(), MAX_TARGET_BYTES)?;
         check_text(
             "request_id",
@@ -360,7 +366,7 @@ impl AuditEvent {
                 reason: "must be UTC with microsecond precision (use AuditEvent::at)",
             });
         }
-        Ok(())
+        Ok(context)
     }
 }
 

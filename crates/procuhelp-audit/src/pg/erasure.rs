@@ -48,8 +48,8 @@ impl PgAuditSink {
         )
         .target(format!("subject:{subject}"))
         .context(serde_json::json!({ "keys_erased": erased.len() }));
-        let chained =
-            append_locked(self.inner(), tx.conn(), org, std::slice::from_ref(&event)).await?;
+        let batch = super::Batch::check(org, std::slice::from_ref(&event))?;
+        let chained = append_locked(self.inner(), tx.conn(), org, &batch).await?;
         tx.commit().await.map_err(tenancy_err)?;
         self.inner().persons.forget(&erased);
         let seq = chained

@@ -120,16 +120,9 @@ impl PgAuditSink {
     /// the caller commits; until then the chain lock of the organisation is held, so
     /// commit promptly. The event's organisation must be the transaction's.
     pub async fn append_in_tx(&self, tx: &mut TenantTx, event: &AuditEvent) -> Result<Receipt> {
-        event.validate()?;
-        if event.org != Some(tx.org()) {
-            return Err(AuditError::Invalid {
-                field: "org",
-                reason: "the event's organisation is not the transaction's",
-            });
-        }
         let org = tx.org();
-        let chained =
-            append_locked(&self.inner, tx.conn(), org, std::slice::from_ref(event)).await?;
+        let batch = Batch::check(org, std::slice::from_ref(event))?;
+        let chained = append_locked(&self.inner, tx.conn(), org, &batch).await?;
         Ok(Receipt {
             org: event.org,
             seq: chained.first().map(|c| c.seq),
@@ -154,11 +147,11 @@ impl PgAuditSink {
     /// # Ok(()) }
     /// ```
     pub async fn append_batch(&self, org: OrgId, events: &[AuditEvent]) -> Result<Vec<Receipt>> {
-        validate_batch(org, events)?;
+        let batch = Batch::check(org, events)?;
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let chained = append_in_own_tx(&self.inner, org, events).await?;
+        let chained = append_in_own_tx(&self.inner, org, &batch).await?;
         Ok(chained
             .iter()
             .map(|c| Receipt {
@@ -179,11 +172,11 @@ impl PgAuditSink {
         events: &[AuditEvent],
     ) -> Result<Vec<Receipt>> {
         let org = tx.org();
-        validate_batch(org, events)?;
+        let batch = Batch::check(org, events)?;
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let chained = append_locked(&self.inner, tx.conn(), org, events).await?;
+        let chained = append_locked(&self.inner, tx.conn(), org, &batch).await?;
         Ok(chained
             .iter()
             .map(|c| Receipt {
@@ -208,18 +201,29 @@ impl AuditSink for PgAuditSink {
     }
 }
 
-/// Every event valid and of `org`; otherwise nothing of the batch is appended.
-fn validate_batch(org: OrgId, events: &[AuditEvent]) -> Result<()> {
-    for event in events {
-        event.validate()?;
-        if event.org != Some(org) {
-            return Err(AuditError::Invalid {
-                field: "org",
-                reason: "an event's organisation is not the batch's",
-            });
+/// Events checked for appending to one chain: each valid and of the chain's
+/// organisation (otherwise nothing of the batch is appended), with its context in the
+/// canonical form that validation computed and the hash needs. The append functions take
+/// this type, so events cannot reach the chain unchecked.
+pub(crate) struct Batch<'a> {
+    events: &'a [AuditEvent],
+    contexts: Vec<String>,
+}
+
+impl<'a> Batch<'a> {
+    pub(crate) fn check(org: OrgId, events: &'a [AuditEvent]) -> Result<Self> {
+        let mut contexts = Vec::with_capacity(events.len());
+        for event in events {
+            contexts.push(event.validated_context()?);
+            if chain_of(event) != org {
+                return Err(AuditError::Invalid {
+                    field: "org",
+                    reason: "an event's organisation is not the batch's",
+                });
+            }
         }
+        Ok(Self { events, contexts })
     }
-    Ok(())
 }
 
 /// The chain an event belongs to.
@@ -240,10 +244,10 @@ pub(crate) async fn append_locked(
     inner: &Inner,
     conn: &mut PgConnection,
     org: OrgId,
-    events: &[AuditEvent],
+    batch: &Batch<'_>,
 ) -> Result<Vec<ChainedEvent>> {
-    let prepared = predict(inner, org, events)?;
-    append_prepared(inner, conn, org, events, prepared).await
+    let prepared = predict(inner, org, batch)?;
+    append_prepared(inner, conn, org, batch, prepared).await
 }
 
 /// Events sealed and hashed against a predicted head, with what the database must
@@ -271,21 +275,20 @@ fn subjects_needing_keys(events: &[AuditEvent]) -> Vec<crate::Subject> {
 /// Seals and hashes `events` against the head this process predicts for `org`, when it
 /// has a prediction and every key needed (no database access: it can run while a
 /// transaction is being opened).
-pub(crate) fn predict(
-    inner: &Inner,
-    org: OrgId,
-    events: &[AuditEvent],
-) -> Result<Option<Prepared>> {
+pub(crate) fn predict(inner: &Inner, org: OrgId, batch: &Batch<'_>) -> Result<Option<Prepared>> {
     let Some((seq, prev)) = inner.heads().get(&org).copied() else {
         return Ok(None);
     };
-    let Some(keys) = inner.persons.cached(org, &subjects_needing_keys(events)) else {
+    let Some(keys) = inner
+        .persons
+        .cached(org, &subjects_needing_keys(batch.events))
+    else {
         return Ok(None);
     };
     Ok(Some(Prepared {
         head: (seq, prev),
         key_ids: keys.values().map(|(id, _)| *id).collect(),
-        chained: chain(org, events, seq, prev, &keys)?,
+        chained: chain(org, batch, seq, prev, &keys)?,
     }))
 }
 
@@ -295,7 +298,7 @@ pub(crate) async fn append_prepared(
     inner: &Inner,
     conn: &mut PgConnection,
     org: OrgId,
-    events: &[AuditEvent],
+    batch: &Batch<'_>,
     prepared: Option<Prepared>,
 ) -> Result<Vec<ChainedEvent>> {
     if let Some(p) = prepared {
@@ -305,13 +308,13 @@ pub(crate) async fn append_prepared(
             return Ok(p.chained);
         }
     }
-    let needing_keys = subjects_needing_keys(events);
+    let needing_keys = subjects_needing_keys(batch.events);
     let (seq, prev, key_rows) = storage::lock_chain_with_keys(conn, org, &needing_keys).await?;
     let keys = inner
         .persons
         .live_keys(conn, org, &needing_keys, key_rows)
         .await?;
-    let out = chain(org, events, seq, prev, &keys)?;
+    let out = chain(org, batch, seq, prev, &keys)?;
     if !storage::insert(conn, org, &out, None).await? {
         return Err(AuditError::Internal("the insert did not store every event"));
     }
@@ -322,14 +325,14 @@ pub(crate) async fn append_prepared(
 /// Seals and hashes `events` as the links after `(seq, prev)`.
 fn chain(
     org: OrgId,
-    events: &[AuditEvent],
+    batch: &Batch<'_>,
     mut seq: u64,
     mut prev: crate::chain::Hash,
     keys: &HashMap<crate::Subject, (Uuid, Arc<procuhelp_core::crypto::EnvelopeKey>)>,
 ) -> Result<Vec<ChainedEvent>> {
-    let mut out = Vec::with_capacity(events.len());
+    let mut out = Vec::with_capacity(batch.events.len());
     let mut encoded = Vec::with_capacity(1024);
-    for e in events {
+    for (e, context) in batch.events.iter().zip(&batch.contexts) {
         seq += 1;
         let subject = subject_for(e);
         let (person_key, personal) = match (&subject, e.personal.is_empty()) {
@@ -352,7 +355,7 @@ fn chain(
             action: e.action,
             target: e.target.clone(),
             outcome: e.outcome,
-            context: e.context_json(),
+            context: context.clone(),
             request_id: e.request_id.clone(),
             subject,
             person_key,
@@ -445,7 +448,8 @@ async fn write_batch(inner: Arc<Inner>, org: OrgId, jobs: Vec<Job>) {
 }
 
 async fn commit_batch(inner: Arc<Inner>, org: OrgId, events: &[AuditEvent]) -> Result<Vec<u64>> {
-    let chained = append_in_own_tx(&inner, org, events).await?;
+    let batch = Batch::check(org, events)?;
+    let chained = append_in_own_tx(&inner, org, &batch).await?;
     Ok(chained.iter().map(|c| c.seq).collect())
 }
 
@@ -461,17 +465,17 @@ async fn commit_batch(inner: Arc<Inner>, org: OrgId, events: &[AuditEvent]) -> R
 async fn append_in_own_tx(
     inner: &Inner,
     org: OrgId,
-    events: &[AuditEvent],
+    batch: &Batch<'_>,
 ) -> Result<Vec<ChainedEvent>> {
     let db = inner.db.clone();
     let begin = tokio::spawn(async move { db.begin(org).await });
-    let prepared = predict(inner, org, events);
+    let prepared = predict(inner, org, batch);
     let mut tx = begin
         .await
         .map_err(|_| AuditError::Unavailable("opening the audit transaction failed".to_owned()))?
         .map_err(storage::tenancy_err)?;
     let appended = match prepared {
-        Ok(prepared) => append_prepared(inner, tx.conn(), org, events, prepared).await,
+        Ok(prepared) => append_prepared(inner, tx.conn(), org, batch, prepared).await,
         Err(e) => Err(e),
     };
     match appended {
