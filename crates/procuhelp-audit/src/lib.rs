@@ -86,8 +86,9 @@ pub use export::{EXPORT_FORMAT, MAX_LINE_BYTES, verify_export, verify_export_tru
 pub use import::{MAX_IMPORT_EVENTS, read_events};
 #[cfg(feature = "postgres")]
 pub use pg::{
-    Erasure, EventQuery, ExportFormat, ExportRange, ExportSummary, MAX_READ, PersonalView,
-    PgAuditConfig, PgAuditSink, StoredEvent, unattributed_subject, verify_live,
+    Erasure, EventQuery, ExportFormat, ExportRange, ExportSummary, ImportSummary, MAX_IMPORT_BYTES,
+    MAX_READ, PersonalView, PgAuditConfig, PgAuditSink, StoredEvent, unattributed_subject,
+    verify_live,
 };
 pub use sink::{AuditSink, Receipt};
 pub use sinks::{FailingSink, FanOutSink, JsonLinesFileSink, MemorySink};

@@ -342,64 +342,122 @@ async fn stale_predictions_from_another_writer_or_an_erasure_fall_back_safely() 
 }
 
 /// A file written by the JSON-lines sink is imported in one transaction: the chain
-/// verifies and the count is exact; a file with one bad line imports nothing.
+/// verifies and the count is exact; a bad line, a future date or the same file twice
+/// imports nothing; personal data of a person erased since stays erased.
 #[tokio::test]
-async fn a_file_sink_log_imports_whole_or_not_at_all() {
-    use procuhelp_audit::{AuditError, JsonLinesFileSink, read_events};
+async fn a_file_sink_log_imports_whole_or_not_at_all_and_erasure_wins() {
+    use procuhelp_audit::{AuditError, JsonLinesFileSink, PersonalView, read_events};
     let f = Fixture::new().await;
     let sink = f.sink();
     let dir = std::env::temp_dir().join(format!("ph-import-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("fallback.jsonl");
+    let path = dir.join("copy.jsonl");
     let file_sink = JsonLinesFileSink::open(&path)
         .unwrap()
         .with_personal_data(true);
-    let user = UserId::new();
+    let (ada, bob) = (UserId::new(), UserId::new());
     for n in 0..25 {
-        file_sink
-            .record(personal_event(f.a, user, n))
-            .await
-            .unwrap();
+        let who = if n % 5 == 0 { bob } else { ada };
+        file_sink.record(personal_event(f.a, who, n)).await.unwrap();
     }
-    sink.record(event(f.a, 100)).await.unwrap();
+    sink.record(personal_event(f.a, bob, 100)).await.unwrap();
+    // Bob is erased after the file was written.
+    let bob_subject = Subject::from(bob);
+    sink.erase_person(f.a, &bob_subject, Actor::System)
+        .await
+        .unwrap();
     let count = || async {
         let report = sink.verify_live(f.a).await.unwrap();
         assert!(report.is_intact(), "{report:?}");
         report.events
     };
-    assert_eq!(count().await, 1);
+    assert_eq!(count().await, 2);
+    let file = std::fs::read(&path).unwrap();
+    let text = String::from_utf8(file.clone()).unwrap();
 
     // One bad line (an unknown action at line 7): a typed error naming it, nothing written.
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut bad: Vec<&str> = text.lines().collect();
-    let broken = bad[6].replace("supplier.updated", "supplier.vanished");
-    bad[6] = &broken;
-    let bad_file = format!("{}\n", bad.join("\n"));
-    match read_events(bad_file.as_bytes(), f.a) {
+    let mut lines: Vec<&str> = text.lines().collect();
+    let broken = lines[6].replace("supplier.updated", "supplier.vanished");
+    lines[6] = &broken;
+    let bad_file = format!("{}\n", lines.join("\n"));
+    match sink
+        .import_file(f.a, bad_file.as_bytes(), Actor::System, "test")
+        .await
+    {
         Err(AuditError::BadInput { line: 7, reason }) => assert_eq!(reason, "unknown action"),
         other => panic!("expected line 7 to be refused, got {other:?}"),
     }
-    assert_eq!(count().await, 1);
-
-    // Another organisation's import is refused at line 1.
+    // An event dated in the future (line 3).
+    let mut future: Vec<AuditEvent> = read_events(&file[..], f.a).unwrap();
+    future[2].at = (time::OffsetDateTime::now_utc() + time::Duration::days(1))
+        .replace_nanosecond(0)
+        .unwrap();
+    let future_file: String = future
+        .iter()
+        .map(|e| serde_json::to_string(e).unwrap() + "\n")
+        .collect();
+    match sink
+        .import_file(f.a, future_file.as_bytes(), Actor::System, "test")
+        .await
+    {
+        Err(AuditError::BadInput { line: 3, reason }) => assert_eq!(reason, "at is in the future"),
+        other => panic!("expected line 3 to be refused, got {other:?}"),
+    }
+    // Another organisation's events are refused at line 1.
     assert!(matches!(
-        read_events(text.as_bytes(), f.b),
+        sink.import_file(f.b, &file, Actor::System, "test").await,
         Err(AuditError::BadInput { line: 1, .. })
     ));
+    assert_eq!(count().await, 2);
 
-    // The good file: 25 events in one transaction, in order, personal data sealed.
-    let events = read_events(
-        std::io::BufReader::new(std::fs::File::open(&path).unwrap()),
-        f.a,
-    )
-    .unwrap();
-    assert_eq!(events.len(), 25);
-    let mut tx = f.db.begin(f.a).await.unwrap();
-    let receipts = sink.append_all_in_tx(&mut tx, &events).await.unwrap();
-    tx.commit().await.unwrap();
-    let seqs: Vec<u64> = receipts.iter().map(|r| r.seq.unwrap()).collect();
-    assert_eq!(seqs, (2..=26).collect::<Vec<u64>>());
-    assert_eq!(count().await, 26);
+    // The good file: 25 events in order, then the import record; bob's 5 events arrive
+    // without his personal data, ada's keep theirs.
+    let s = sink
+        .import_file(f.a, &file, Actor::System, "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.events, s.first_seq, s.last_seq, s.import_seq),
+        (25, 3, 27, 28)
+    );
+    assert_eq!(s.personal_data_withheld, 5);
+    assert_eq!(count().await, 28);
+    // The same file again: refused, nothing appended.
+    assert!(matches!(
+        sink.import_file(f.a, &file, Actor::System, "test").await,
+        Err(AuditError::Invalid { field: "file", .. })
+    ));
+    assert_eq!(count().await, 28);
+
+    let query = procuhelp_audit::EventQuery {
+        limit: 1000,
+        ..Default::default()
+    };
+    let read = sink
+        .read_events(access(f.a, Action::AuditRead), &query)
+        .await
+        .unwrap();
+    let mut with_email = 0;
+    for e in read.iter().filter(|e| (3..=27).contains(&e.event.seq)) {
+        match &e.personal {
+            PersonalView::Readable(p) => {
+                assert_ne!(
+                    e.event.subject.as_ref(),
+                    Some(&bob_subject),
+                    "erased data came back"
+                );
+                with_email += usize::from(p.email.is_some());
+            }
+            PersonalView::None => assert_eq!(e.event.subject.as_ref(), Some(&bob_subject)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(with_email, 20);
+    let record = read.iter().find(|e| e.event.seq == 28).unwrap();
+    assert_eq!(record.event.action, Action::AuditImported);
+    let context: serde_json::Value = serde_json::from_str(&record.event.context).unwrap();
+    assert_eq!(context["file_sha256"], s.file_sha256.as_str());
+    assert_eq!(context["personal_data_withheld"], 5);
     std::fs::remove_dir_all(&dir).unwrap();
     f.teardown().await;
 }

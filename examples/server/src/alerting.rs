@@ -85,8 +85,6 @@ pub struct Alerting {
     pub detectors: Detectors,
     /// The log, and the webhook when configured.
     pub sink: Arc<dyn AlertSink>,
-    /// The vault secret read for the webhook (its access is audited by the caller).
-    pub secret_read: Option<String>,
 }
 
 impl AlertsFile {
@@ -102,7 +100,33 @@ impl AlertsFile {
         if text.len() as u64 > MAX_FILE_BYTES {
             anyhow::bail!("{} is larger than {MAX_FILE_BYTES} bytes", path.display());
         }
-        serde_json::from_str(&text).with_context(|| format!("alerts file {}", path.display()))
+        serde_json::from_str(&text).map_err(|e| {
+            // serde's messages for unknown or missing fields quote only the field's name;
+            // others can quote a value (a pasted URL with its token): those are reported
+            // by position only.
+            let message = e.to_string();
+            let what =
+                if message.starts_with("unknown field") || message.starts_with("missing field") {
+                    message
+                } else {
+                    format!(
+                        "invalid {} at line {} column {}",
+                        match e.classify() {
+                            serde_json::error::Category::Data => "value",
+                            _ => "JSON",
+                        },
+                        e.line(),
+                        e.column()
+                    )
+                };
+            anyhow::anyhow!("alerts file {}: {what}", path.display())
+        })
+    }
+
+    /// The vault secret `build` will read (for the webhook URL), so that the caller can
+    /// record the access before it happens.
+    pub fn webhook_secret(&self) -> Option<&str> {
+        self.webhook.as_ref().map(|w| w.url_secret.as_str())
     }
 
     /// The detector thresholds: the library's defaults, overridden by the file.
@@ -141,17 +165,21 @@ impl AlertsFile {
     /// Detectors (the thresholds checked) and sinks (the webhook's URL read from
     /// `vault`). Any problem is an error: alerting never starts half-configured.
     pub async fn build(&self, vault: &dyn SecretProvider) -> anyhow::Result<Alerting> {
-        let detectors = Detectors::new(self.config()).context("alert thresholds")?;
+        let config = self.config();
+        let detectors = Detectors::new(config).context("alert thresholds")?;
         let mut sinks: Vec<Arc<dyn AlertSink>> = vec![Arc::new(LogAlertSink)];
-        let mut secret_read = None;
         if let Some(webhook) = &self.webhook {
             sinks.push(Arc::new(webhook.sink(vault).await?));
-            secret_read = Some(webhook.url_secret.clone());
         }
+        // The effective thresholds, so that a rule switched off (threshold 0) is visible.
+        tracing::info!(
+            ?config,
+            webhook = self.webhook.is_some(),
+            "alerting configured"
+        );
         Ok(Alerting {
             detectors,
             sink: Arc::new(FanOutAlertSink::new(sinks)),
-            secret_read,
         })
     }
 }

@@ -81,9 +81,11 @@ pub enum AuditCommand {
         #[command(flatten)]
         db: DatabaseArgs,
     },
-    /// Append the events of a JSON-lines file (the file sink's format) to an
-    /// organisation's chain, all in one transaction with an `audit.imported` event; a bad
-    /// line (named by number) means nothing is appended.
+    /// Append the events of a JSON-lines file (the file sink's format, one organisation)
+    /// to that organisation's chain, all in one transaction with an `audit.imported` event
+    /// naming the file's SHA-256. A bad line (named by number), a future date or a file
+    /// imported before means nothing is appended; personal data of persons erased since
+    /// is left out.
     Import {
         /// The organisation every event must belong to.
         #[arg(long)]

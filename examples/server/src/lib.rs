@@ -150,19 +150,27 @@ async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
             Ok(())
         }
         cli::AuditCommand::Import { org, file, db } => {
-            let reader = std::io::BufReader::new(
-                std::fs::File::open(&file)
-                    .with_context(|| format!("opening {}", file.display()))?,
-            );
-            // Every line is read and checked before anything is written.
-            let events = procuhelp_audit::read_events(reader, org)?;
+            use std::io::Read as _;
+            let mut bytes = Vec::new();
+            std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?
+                .take(procuhelp_audit::MAX_IMPORT_BYTES as u64 + 1)
+                .read_to_end(&mut bytes)
+                .with_context(|| format!("reading {}", file.display()))?;
             let (log, pool, database) = open_audit_log(&db).await?;
-            let imported = import_events(&log, &pool, org, events).await;
+            let imported = log.import_file(org, &bytes, Actor::System, "cli").await;
             pool.close().await;
             database.close().await?;
-            let (count, last_seq) = imported?;
+            let s = imported?;
             report(&[format!(
-                "imported {count} events into {org} (chain now ends at seq {last_seq}); the import is recorded"
+                "imported {} events into {org} (seq {}..={}; personal data withheld from {} \
+                 of them, erased since); recorded at seq {} with file SHA-256 {}",
+                s.events,
+                s.first_seq,
+                s.last_seq,
+                s.personal_data_withheld,
+                s.import_seq,
+                s.file_sha256
             )]);
             Ok(())
         }
@@ -231,36 +239,6 @@ async fn open_audit_log(
     let log =
         procuhelp_audit::PgAuditSink::new(procuhelp_tenancy::TenantDb::new(pool.clone()), vault);
     Ok((log, pool, database))
-}
-
-/// Appends `events` and an `audit.imported` event in one transaction (in batches of
-/// 1,000 rows under the chain lock, which is held until the commit): all or nothing.
-async fn import_events(
-    log: &procuhelp_audit::PgAuditSink,
-    pool: &sqlx::PgPool,
-    org: procuhelp_core::OrgId,
-    mut events: Vec<procuhelp_audit::AuditEvent>,
-) -> anyhow::Result<(usize, u64)> {
-    let count = events.len();
-    use procuhelp_audit::{Action, Actor, AuditEvent, Outcome};
-    events.push(
-        AuditEvent::new(
-            Some(org),
-            Actor::System,
-            Action::AuditImported,
-            Outcome::Success,
-        )
-        .context(serde_json::json!({ "via": "cli", "events": count })),
-    );
-    let db = procuhelp_tenancy::TenantDb::new(pool.clone());
-    let mut tx = db.begin(org).await?;
-    let mut last_seq = 0;
-    for batch in events.chunks(1000) {
-        let receipts = log.append_all_in_tx(&mut tx, batch).await?;
-        last_seq = receipts.last().and_then(|r| r.seq).unwrap_or(last_seq);
-    }
-    tx.commit().await?;
-    Ok((count, last_seq))
 }
 
 fn verdict(report: &procuhelp_audit::VerifyReport) -> anyhow::Result<()> {

@@ -41,7 +41,7 @@ async fn serve_on(
     vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
     handle: Option<Handle<SocketAddr>>,
 ) -> anyhow::Result<()> {
-    // A bad alerts file stops the start-up before anything else happens.
+    // A bad alerts file stops the start-up before the database is migrated or checked.
     let alerts = match &args.alerts {
         Some(path) => crate::alerting::AlertsFile::read(path)?,
         None => crate::alerting::AlertsFile::default(),
@@ -81,17 +81,14 @@ async fn serve_on(
     let audit_pool = db.runtime_pool(&role, 4).await?;
     let audit_log =
         procuhelp_audit::PgAuditSink::new(TenantDb::new(audit_pool.clone()), vault.clone());
-    let alerting = alerts.build(vault.as_ref()).await?;
-    // Secrets the server read from the vault at start-up: each is a secret access.
+    // Secrets the server reads from the vault at start-up: each is a secret access. The
+    // database URL was read to get here; the webhook URL is recorded before it is read.
     let secrets_read = [
         (
-            args.db.database_url_secret.as_ref(),
+            args.db.database_url_secret.as_deref(),
             "database connection at start-up",
         ),
-        (
-            alerting.secret_read.as_ref(),
-            "alert webhook URL at start-up",
-        ),
+        (alerts.webhook_secret(), "alert webhook URL at start-up"),
     ];
     for (name, purpose) in secrets_read {
         let Some(name) = name else { continue };
@@ -111,6 +108,7 @@ async fn serve_on(
             .await
             .context("recording the secret access in the audit log")?;
     }
+    let alerting = alerts.build(vault.as_ref()).await?;
     let checkpointing = crate::audit_log::CheckpointingSink::new(audit_log.clone());
     let checkpoints = checkpointing.spawn_checkpoints(Duration::from_secs(600));
     let app = app::app(

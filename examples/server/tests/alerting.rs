@@ -107,8 +107,8 @@ async fn thresholds_from_the_file_fire_and_the_webhook_from_the_vault_receives_t
     assert_eq!(config.per_org.threshold, 50);
     assert!(config.errors.enabled);
 
+    assert_eq!(file.webhook_secret(), Some("alerts/webhook-url"));
     let alerting = file.build(&s.vault).await.unwrap();
-    assert_eq!(alerting.secret_read.as_deref(), Some("alerts/webhook-url"));
     assert!(!format!("{alerting:?}").contains("s3cr3t"));
     let sink = AlertingSink::new(MemorySink::new(), alerting.detectors, alerting.sink, 16);
     let org = OrgId::new();
@@ -152,6 +152,14 @@ async fn every_misconfiguration_stops_the_start_up() {
         .unwrap_err();
     assert!(format!("{err:#}").contains("factr"), "{err:#}");
     assert!(s.file("not json").is_err());
+    // A value in the wrong place is reported by position, never quoted (it could be a
+    // pasted URL with its token).
+    let err = s
+        .file(r#"{ "failed_sign_ins_per_org": { "threshold": "https://x.example/?t=s3cr3t", "window_secs": 1 } }"#)
+        .unwrap_err();
+    let text = format!("{err:#}");
+    assert!(text.contains("invalid value at line 1"), "{text}");
+    assert!(!text.contains("s3cr3t"), "{text}");
     assert!(
         s.file(&format!("{{\"lockouts\": true{}}}", " ".repeat(70_000)))
             .is_err()
@@ -161,6 +169,7 @@ async fn every_misconfiguration_stops_the_start_up() {
         r#"{ "traffic_spike": { "factor": 0.5 } }"#,
         r#"{ "error_spike": { "smoothing": 0 } }"#,
         r#"{ "failed_sign_ins_per_org": { "threshold": 5, "window_secs": 0 } }"#,
+        r#"{ "max_tracked_keys": 10000000, "failed_sign_ins_per_org": { "threshold": 100, "window_secs": 60 } }"#,
     ] {
         let file = s.file(bad).unwrap();
         assert!(file.build(&s.vault).await.is_err(), "{bad} was accepted");

@@ -101,9 +101,14 @@ impl Default for AlertConfig {
     }
 }
 
+/// The most timestamps one sliding-window detector may hold (keys × threshold), about
+/// 160 MB.
+const MAX_WINDOW_ENTRIES: u64 = 10_000_000;
+
 impl AlertConfig {
     /// Checks the values: positive windows for enabled rules, factor > 1, floor > 0,
-    /// smoothing in (0, 1], at least one tracked key.
+    /// smoothing in (0, 1], at least one tracked key, and at most 10,000,000 remembered
+    /// timestamps per window detector (`max_tracked_keys` × the largest threshold).
     pub fn validate(&self) -> Result<()> {
         let invalid = |field, reason| Err(AuditError::Invalid { field, reason });
         for (field, rule) in [
@@ -131,6 +136,19 @@ impl AlertConfig {
         }
         if self.max_tracked_keys == 0 {
             return invalid("max_tracked_keys", "must be at least 1");
+        }
+        // A window keeps up to `threshold` timestamps per key: bound the product so that a
+        // configuration cannot ask for gigabytes (the defaults use 200,000 entries).
+        let threshold = [self.per_account, self.per_source, self.per_org]
+            .iter()
+            .map(|r| u64::from(r.threshold))
+            .max()
+            .unwrap_or(0);
+        if threshold.saturating_mul(self.max_tracked_keys as u64) > MAX_WINDOW_ENTRIES {
+            return invalid(
+                "max_tracked_keys",
+                "max_tracked_keys × the largest threshold must not exceed 10,000,000",
+            );
         }
         Ok(())
     }

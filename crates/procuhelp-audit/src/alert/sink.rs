@@ -87,7 +87,7 @@ impl<S: AuditSink> AuditSink for AlertingSink<S> {
 }
 
 /// Hands every alert to each of its sinks, in order (say the log and a webhook). Every
-/// sink is tried; the first error is returned.
+/// sink is tried; each failure is logged and the first is returned.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -117,6 +117,7 @@ impl AlertSink for FanOutAlertSink {
         let mut first_error = None;
         for sink in &self.sinks {
             if let Err(e) = sink.send(alert.clone()).await {
+                tracing::warn!(alert = %alert.id, sink = ?sink, error = %e, "an alert sink failed");
                 first_error.get_or_insert(e);
             }
         }

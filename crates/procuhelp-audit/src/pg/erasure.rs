@@ -46,7 +46,7 @@ impl PgAuditSink {
             Action::AuditPersonErased,
             Outcome::Success,
         )
-        .target(format!("subject:{subject}"))
+        .target(erasure_target(subject))
         .context(serde_json::json!({ "keys_erased": erased.len() }));
         let batch = super::Batch::check(org, std::slice::from_ref(&event))?;
         let chained = append_locked(self.inner(), tx.conn(), org, &batch).await?;
@@ -64,4 +64,9 @@ impl PgAuditSink {
             },
         })
     }
+}
+
+/// The target of an `audit.person_erased` event (imports look erasures up by it).
+pub(crate) fn erasure_target(subject: &Subject) -> String {
+    format!("subject:{subject}")
 }

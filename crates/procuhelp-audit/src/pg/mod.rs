@@ -2,11 +2,13 @@
 
 mod erasure;
 mod export;
+mod import;
 mod persons;
 pub(crate) mod storage;
 
 pub use erasure::Erasure;
 pub use export::{ExportFormat, ExportRange, ExportSummary, verify_live};
+pub use import::{ImportSummary, MAX_IMPORT_BYTES};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -467,17 +469,26 @@ async fn append_in_own_tx(
     org: OrgId,
     batch: &Batch<'_>,
 ) -> Result<Vec<ChainedEvent>> {
+    use tracing::Instrument as _;
     let db = inner.db.clone();
-    let begin = tokio::spawn(async move { db.begin(org).await });
-    let prepared = predict(inner, org, batch);
+    let begin = tokio::spawn(async move { db.begin(org).await }.in_current_span());
+    let prepared = match predict(inner, org, batch) {
+        Ok(p) => p,
+        Err(e) => {
+            // Dropping the transaction unfinished (aborted task, or dropped result)
+            // rolls it back.
+            begin.abort();
+            return Err(e);
+        }
+    };
     let mut tx = begin
         .await
-        .map_err(|_| AuditError::Unavailable("opening the audit transaction failed".to_owned()))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "the task opening an audit transaction failed");
+            AuditError::Unavailable("opening the audit transaction failed".to_owned())
+        })?
         .map_err(storage::tenancy_err)?;
-    let appended = match prepared {
-        Ok(prepared) => append_prepared(inner, tx.conn(), org, batch, prepared).await,
-        Err(e) => Err(e),
-    };
+    let appended = append_prepared(inner, tx.conn(), org, batch, prepared).await;
     match appended {
         Ok(chained) => {
             tx.commit().await.map_err(storage::tenancy_err)?;
