@@ -442,3 +442,47 @@ async fn append_batch_is_durable_in_order_and_refuses_a_mixed_batch_whole() {
     assert!(sink.append_batch(f.a, &[]).await.unwrap().is_empty());
     f.teardown().await;
 }
+
+/// One organisation's stalled chain (its lock held by an unfinished transaction, as an
+/// import does) holds one writer slot at most: other organisations' events are still
+/// written, and the stalled ones are written, in order, once the lock is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_chain_does_not_hold_up_other_organisations() {
+    let f = Fixture::new().await;
+    let sink = Arc::new(f.sink());
+    // The chain lock of `a`, held until `holder` commits.
+    let mut holder = f.db.begin(f.a).await.unwrap();
+    sink.append_all_in_tx(&mut holder, &[event(f.a, 0)])
+        .await
+        .unwrap();
+    // Several batches' worth of `a` events, arriving one after another (each would have
+    // been a batch of its own, taking a writer slot and blocking on the lock).
+    let mut stalled = Vec::new();
+    for n in 1..=4 {
+        let sink = sink.clone();
+        let org = f.a;
+        stalled.push(tokio::spawn(
+            async move { sink.record(event(org, n)).await },
+        ));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // `b` is written meanwhile.
+    let receipt = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        sink.record(event(f.b, 0)),
+    )
+    .await
+    .expect("another organisation's chain held up this one")
+    .unwrap();
+    assert_eq!(receipt.seq, Some(1));
+    assert!(stalled.iter().all(|t| !t.is_finished()));
+    holder.commit().await.unwrap();
+    let mut seqs = Vec::new();
+    for t in stalled {
+        seqs.push(t.await.unwrap().unwrap().seq.unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, vec![2, 3, 4, 5]);
+    assert!(sink.verify_live(f.a).await.unwrap().is_intact());
+    f.teardown().await;
+}

@@ -10,7 +10,7 @@ pub use erasure::Erasure;
 pub use export::{ExportFormat, ExportRange, ExportSummary, verify_live};
 pub use import::{ImportSummary, MAX_IMPORT_BYTES};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -19,7 +19,7 @@ use procuhelp_core::vault::SecretProvider;
 use procuhelp_tenancy::{TenantDb, TenantTx};
 use sqlx::PgConnection;
 use time::OffsetDateTime;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 pub(crate) use persons::PersonKeys;
@@ -36,11 +36,14 @@ use persons::subject_for;
 pub struct PgAuditConfig {
     /// Most events written by one transaction.
     pub max_batch: usize,
-    /// Events waiting to be written before `record` waits for room.
+    /// Events waiting to be taken by the writer before `record` waits for room; also the
+    /// most events one organisation may have waiting while its batch is written (beyond
+    /// it, its `record` calls fail with [`AuditError::Unavailable`]: its writes are
+    /// stalled, and other organisations must not wait behind it).
     pub queue: usize,
-    /// Batch transactions in flight at once (batches for one organisation still take
-    /// turns on its chain lock; more than one lets the next batch be prepared while the
-    /// previous one commits, and lets organisations proceed in parallel).
+    /// Batch transactions in flight at once, for different organisations (one
+    /// organisation's batches take turns on its chain lock, so it has at most one in
+    /// flight and its next events gather meanwhile).
     pub max_in_flight: usize,
 }
 
@@ -391,39 +394,76 @@ impl Inner {
 }
 
 async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, config: PgAuditConfig) {
-    let permits = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+    let max_in_flight = config.max_in_flight.max(1);
     let max_batch = config.max_batch.max(1);
-    while let Some(first) = rx.recv().await {
-        let mut jobs = vec![first];
-        while jobs.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+    let max_waiting = config.queue.max(1);
+    // At most one batch per chain in flight. A second one would only wait for the first's
+    // chain lock while holding a slot: with a chain blocked (an import holding its lock,
+    // say), two of its batches used to hold both slots and stall every organisation.
+    // Now a blocked chain holds one slot and queues its own events; the others proceed.
+    let mut in_flight: HashSet<OrgId> = HashSet::new();
+    let mut waiting: HashMap<OrgId, Vec<Job>> = HashMap::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<OrgId>();
+    let mut receiving = true;
+    loop {
+        let ready: Vec<OrgId> = waiting
+            .keys()
+            .filter(|org| !in_flight.contains(*org))
+            .copied()
+            .collect();
+        for org in ready {
+            if in_flight.len() >= max_in_flight {
+                break;
             }
-        }
-        let mut by_org: HashMap<OrgId, Vec<Job>> = HashMap::new();
-        for job in jobs {
-            by_org.entry(chain_of(&job.event)).or_default().push(job);
-        }
-        for (org, jobs) in by_org {
-            let Ok(permit) = permits.clone().acquire_owned().await else {
-                fail_all(
-                    jobs,
-                    &AuditError::Unavailable("audit writer stopped".to_owned()),
-                );
+            let Some(queued) = waiting.get_mut(&org) else {
                 continue;
             };
-            let inner = inner.clone();
+            let jobs: Vec<Job> = queued.drain(..queued.len().min(max_batch)).collect();
+            if queued.is_empty() {
+                waiting.remove(&org);
+            }
+            in_flight.insert(org);
+            let (inner, done_tx) = (inner.clone(), done_tx.clone());
             tokio::spawn(async move {
                 write_batch(inner, org, jobs).await;
-                drop(permit);
+                let _ = done_tx.send(org);
             });
         }
+        if !receiving && in_flight.is_empty() && waiting.is_empty() {
+            break;
+        }
+        tokio::select! {
+            job = rx.recv(), if receiving => match job {
+                Some(job) => {
+                    wait_for_writing(&mut waiting, job, max_waiting);
+                    for _ in 1..max_batch {
+                        match rx.try_recv() {
+                            Ok(job) => wait_for_writing(&mut waiting, job, max_waiting),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                None => receiving = false,
+            },
+            Some(org) = done_rx.recv() => {
+                in_flight.remove(&org);
+            }
+        }
     }
-    // Wait for batches in flight before the task ends.
-    let _ = permits
-        .acquire_many(config.max_in_flight.max(1) as u32)
-        .await;
+}
+
+/// Queues `job` behind its chain's other waiting events; refuses it when that chain
+/// already has `max_waiting` events waiting (its writes are stalled: its callers get an
+/// error, other organisations are not held up).
+fn wait_for_writing(waiting: &mut HashMap<OrgId, Vec<Job>>, job: Job, max_waiting: usize) {
+    let queued = waiting.entry(chain_of(&job.event)).or_default();
+    if queued.len() >= max_waiting {
+        let _ = job.done.send(Err(AuditError::Unavailable(
+            "the audit log of this organisation is backed up".to_owned(),
+        )));
+    } else {
+        queued.push(job);
+    }
 }
 
 async fn write_batch(inner: Arc<Inner>, org: OrgId, jobs: Vec<Job>) {
@@ -498,12 +538,6 @@ async fn append_in_own_tx(
             let _ = tx.rollback().await;
             Err(e)
         }
-    }
-}
-
-fn fail_all(jobs: Vec<Job>, e: &AuditError) {
-    for job in jobs {
-        let _ = job.done.send(Err(share(e)));
     }
 }
 
