@@ -423,10 +423,10 @@ async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, config: PgAu
                 waiting.remove(&org);
             }
             in_flight.insert(org);
-            let (inner, done_tx) = (inner.clone(), done_tx.clone());
+            let (inner, done) = (inner.clone(), BatchDone(done_tx.clone(), org));
             tokio::spawn(async move {
                 write_batch(inner, org, jobs).await;
-                let _ = done_tx.send(org);
+                drop(done);
             });
         }
         if !receiving && in_flight.is_empty() && waiting.is_empty() {
@@ -449,6 +449,16 @@ async fn run_writer(inner: Arc<Inner>, mut rx: mpsc::Receiver<Job>, config: PgAu
                 in_flight.remove(&org);
             }
         }
+    }
+}
+
+/// Tells the writer that a chain's batch is over when dropped — also if the task writing
+/// it panicked or was cancelled, so that the chain's next events are never stranded.
+struct BatchDone(mpsc::UnboundedSender<OrgId>, OrgId);
+
+impl Drop for BatchDone {
+    fn drop(&mut self) {
+        let _ = self.0.send(self.1);
     }
 }
 
