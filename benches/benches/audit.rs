@@ -211,28 +211,12 @@ fn bench(c: &mut Criterion) {
     // the ratio moved by ±0.06 between runs.
     let (raw, append) = (&raw, &append);
     g.bench_function("raw_batched_insert", |b| {
-        b.to_async(&rt).iter_custom(|iters| async move {
-            let mut timed = Duration::ZERO;
-            for _ in 0..iters {
-                let start = Instant::now();
-                raw().await;
-                timed += start.elapsed();
-                append().await;
-            }
-            timed
-        })
+        b.to_async(&rt)
+            .iter_custom(|iters| interleaved(iters, raw, append))
     });
     g.bench_function("sdk_chained_append", |b| {
-        b.to_async(&rt).iter_custom(|iters| async move {
-            let mut timed = Duration::ZERO;
-            for _ in 0..iters {
-                raw().await;
-                let start = Instant::now();
-                append().await;
-                timed += start.elapsed();
-            }
-            timed
-        })
+        b.to_async(&rt)
+            .iter_custom(|iters| interleaved(iters, append, raw))
     });
     // Informational: the same batch inside a transaction the caller opened and commits.
     g.bench_function("sdk_append_in_callers_tx", |b| {
@@ -386,6 +370,25 @@ fn bench(c: &mut Criterion) {
     std::fs::remove_dir_all(&f.vault_dir).ok();
     drop(f.sink);
     rt.block_on(f.scratch.drop_all()).unwrap();
+}
+
+/// `iters` calls of `timed`, each followed by an untimed call of `other`; the time of the
+/// `timed` calls.
+async fn interleaved<T, TF, O, OF>(iters: u64, timed: &T, other: &O) -> Duration
+where
+    T: Fn() -> TF,
+    TF: std::future::Future,
+    O: Fn() -> OF,
+    OF: std::future::Future,
+{
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        timed().await;
+        total += start.elapsed();
+        other().await;
+    }
+    total
 }
 
 async fn chain(db: &TenantDb, org: OrgId) -> (u64, bool) {

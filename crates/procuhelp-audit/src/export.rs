@@ -530,7 +530,7 @@ fn parse_event_line(bytes: &[u8], line: u64, org: Uuid, scratch: &mut Scratch) -
 
 /// Trait-object-free helper: the classification of a serde_json error, never its text
 /// (which can quote input).
-trait Classify {
+pub(crate) trait Classify {
     fn classify_str(&self) -> &'static str;
 }
 
@@ -539,7 +539,7 @@ impl Classify for serde_json::Error {
         match self.classify() {
             serde_json::error::Category::Io => "I/O error",
             serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "unexpected or missing field",
+            serde_json::error::Category::Data => "unexpected, missing or invalid field",
             serde_json::error::Category::Eof => "truncated JSON",
         }
     }

@@ -14,7 +14,7 @@ use std::io::BufRead;
 use procuhelp_core::OrgId;
 use serde::Deserialize;
 
-use crate::export::{bad, read_line, utf8};
+use crate::export::{Classify as _, bad, read_line, utf8};
 use crate::{Action, AuditError, AuditEvent, Outcome, Result};
 
 /// The most events one import takes (they are appended in one transaction).
@@ -107,16 +107,7 @@ fn parse_line(text: &str, line: u64, org: OrgId) -> Result<AuditEvent> {
 }
 
 fn not_an_event(line: u64, e: &serde_json::Error) -> AuditError {
-    use serde_json::error::Category;
-    bad(
-        line,
-        match e.classify() {
-            Category::Io => "not an event: I/O error",
-            Category::Syntax => "not an event: syntax error",
-            Category::Data => "not an event: unexpected, missing or invalid field",
-            Category::Eof => "not an event: truncated JSON",
-        },
-    )
+    bad(line, format!("not an event: {}", e.classify_str()))
 }
 
 #[cfg(test)]

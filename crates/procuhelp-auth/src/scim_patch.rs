@@ -277,25 +277,11 @@ const USER_SCHEMA_PREFIX: &str = "urn:ietf:params:scim:schemas:core:2.0:user:";
 /// Standard User attributes (RFC 7643 §4.1, and the enterprise extension) that we do not
 /// store; `path` is lower-case.
 fn ignored_attribute(path: &str) -> bool {
-    const IGNORED: &[&str] = &[
-        "nickname",
-        "profileurl",
-        "title",
-        "usertype",
-        "preferredlanguage",
-        "locale",
-        "timezone",
-        "phonenumbers",
-        "ims",
-        "photos",
-        "addresses",
-        "x509certificates",
-    ];
     if path.starts_with("urn:ietf:params:scim:schemas:extension:enterprise:2.0:user") {
         return true;
     }
     let head = path.split(['.', '[']).next().unwrap_or(path);
-    IGNORED.contains(&head)
+    crate::scim::model::IGNORED_USER_ATTRIBUTES.contains(&head)
 }
 
 /// The attribute a user `remove` names; `userName`, `active` and unknown paths are refused.

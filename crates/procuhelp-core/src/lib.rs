@@ -21,6 +21,7 @@
 mod clock;
 pub mod crypto;
 mod ids;
+mod net;
 mod secret;
 pub mod vault;
 
@@ -29,4 +30,5 @@ pub mod http;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{IdError, OrgId, SupplierId, UserId};
+pub use net::is_loopback_host;
 pub use secret::{SecretBytes, SecretText};

@@ -231,20 +231,13 @@ impl Webhook {
                     anyhow::bail!("{} holds no certificate", ca.display());
                 }
             }
-            "http" if is_loopback(&url) => config.allow_plain_http = true,
+            "http" if url.host_str().is_some_and(procuhelp_core::is_loopback_host) => {
+                config.allow_plain_http = true;
+            }
             _ => anyhow::bail!(
                 "the webhook URL in secret {name} must be https (http only on loopback)"
             ),
         }
         WebhookAlertSink::new(config).context("webhook alert sink")
-    }
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
     }
 }

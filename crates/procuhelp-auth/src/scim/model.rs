@@ -115,8 +115,9 @@ pub struct GroupInput {
     pub members: Vec<String>,
 }
 
-/// Core User attributes we neither store nor refuse (RFC 7643 §4.1), lower-case.
-const IGNORED_USER_ATTRIBUTES: &[&str] = &[
+/// Core User attributes we neither store nor refuse (RFC 7643 §4.1), lower-case (also
+/// what a PATCH may set or remove without effect, `scim_patch`).
+pub(crate) const IGNORED_USER_ATTRIBUTES: &[&str] = &[
     "nickname",
     "profileurl",
     "title",

@@ -363,6 +363,35 @@ async fn start(
         .begin(hint)
         .await
         .map_err(|e| Refusal::from_oidc(&e))?;
+    redirect_to_idp(
+        state,
+        org,
+        Protocol::Oidc,
+        &pending.state,
+        &InFlight {
+            nonce: Some(pending.nonce.to_string()),
+            pkce_verifier: Some(pending.pkce_verifier.to_string()),
+        },
+        (SSO_COOKIE, "Lax"),
+        &url,
+    )
+    .await
+}
+
+/// Stores a sign-in leaving for the identity provider — single use, `LOGIN_LIFETIME`,
+/// bound to this browser by a fresh secret in cookie `cookie.0` (only its hash is stored)
+/// — and redirects the browser to `to`. `cookie.1` is the cookie's SameSite: `Lax` when
+/// the provider sends the browser back with a top-level GET (OIDC), `None` when it POSTs
+/// cross-site (the SAML ACS).
+pub(crate) async fn redirect_to_idp(
+    state: &AppState,
+    org: OrgId,
+    protocol: Protocol,
+    request_id: &str,
+    in_flight: &InFlight,
+    cookie: (&str, &str),
+    to: &str,
+) -> Result<Response, Refusal> {
     let browser = browser_secret()?;
     let now = state.auth.now();
     let mut tx = state
@@ -372,27 +401,25 @@ async fn start(
         .map_err(|e| unavailable(e.to_string()))?;
     store::begin_login(
         &mut tx,
-        Protocol::Oidc,
-        &pending.state,
+        protocol,
+        request_id,
         &browser,
-        &InFlight {
-            nonce: Some(pending.nonce.to_string()),
-            pkce_verifier: Some(pending.pkce_verifier.to_string()),
-        },
+        in_flight,
         now,
         now + LOGIN_LIFETIME,
     )
     .await
     .map_err(|e| unavailable(e.to_string()))?;
     tx.commit().await.map_err(|e| unavailable(e.to_string()))?;
+    let (name, same_site) = cookie;
     let cookie = format!(
-        "{SSO_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+        "{name}={}; Path=/; Secure; HttpOnly; SameSite={same_site}; Max-Age={}",
         browser.as_str(),
         LOGIN_LIFETIME.whole_seconds()
     );
     Ok((
         AppendHeaders([(header::SET_COOKIE, cookie)]),
-        Redirect::to(&url),
+        Redirect::to(to),
     )
         .into_response())
 }

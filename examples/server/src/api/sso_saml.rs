@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::{Form, Path, State};
 use axum::http::{StatusCode, header};
-use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use procuhelp_audit::{Action, Outcome};
 use procuhelp_auth::sso::RoleMapping;
 use procuhelp_auth::sso::saml::{Expected, SamlConnection, ServiceProvider, VerifiedAssertion};
@@ -25,14 +25,13 @@ use serde_json::{Value, json};
 use super::authed::{Authed, Client};
 use super::error::{ApiError, ApiResult};
 use super::sso::{
-    Federated, Refusal, answer, browser_secret, named_cookie, parse_org, sign_in,
+    Federated, Refusal, answer, named_cookie, parse_org, redirect_to_idp, sign_in,
     stored_connection, unavailable,
 };
 use crate::app::AppState;
 
 /// The browser-binding cookie of a SAML sign-in in flight.
 pub(crate) const SAML_COOKIE: &str = "__Host-procuhelp_saml";
-const LOGIN_LIFETIME: time::Duration = time::Duration::minutes(10);
 
 /// What an organisation stores for SAML: the connection and the group → role mapping.
 #[derive(Deserialize)]
@@ -160,37 +159,19 @@ async fn start_inner(state: &AppState, org: OrgId) -> Result<Response, Refusal> 
     redirect
         .query_pairs_mut()
         .append_pair("RelayState", &request.id);
-    let browser = browser_secret()?;
-    let mut tx = state
-        .tenants
-        .begin(org)
-        .await
-        .map_err(|e| unavailable(e.to_string()))?;
-    store::begin_login(
-        &mut tx,
+    redirect_to_idp(
+        state,
+        org,
         Protocol::Saml,
         &request.id,
-        &browser,
         &InFlight {
             nonce: None,
             pkce_verifier: None,
         },
-        now,
-        now + LOGIN_LIFETIME,
+        (SAML_COOKIE, "None"),
+        redirect.as_str(),
     )
     .await
-    .map_err(|e| unavailable(e.to_string()))?;
-    tx.commit().await.map_err(|e| unavailable(e.to_string()))?;
-    let cookie = format!(
-        "{SAML_COOKIE}={}; Path=/; Secure; HttpOnly; SameSite=None; Max-Age={}",
-        browser.as_str(),
-        LOGIN_LIFETIME.whole_seconds()
-    );
-    Ok((
-        AppendHeaders([(header::SET_COOKIE, cookie)]),
-        Redirect::to(redirect.as_str()),
-    )
-        .into_response())
 }
 
 #[derive(Deserialize)]

@@ -139,17 +139,8 @@ fn secure_url(field: &'static str, value: &str) -> Result<(), ConnectionError> {
     match url.scheme() {
         "https" => Ok(()),
         // Plain http only where nothing leaves the machine: the tests' loopback peers.
-        "http" if is_loopback(&url) => Ok(()),
+        "http" if url.host_str().is_some_and(procuhelp_core::is_loopback_host) => Ok(()),
         _ => Err(ConnectionError::InsecureUrl { field }),
-    }
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
     }
 }
 
@@ -176,22 +167,7 @@ fn certificate_der(pem: &str) -> Option<Vec<u8>> {
 mod tests {
     use super::*;
 
-    fn connection() -> SamlConnection {
-        SamlConnection {
-            idp_entity_id: "https://idp.example.test/".into(),
-            idp_sso_url: "https://idp.example.test/saml2".into(),
-            idp_certificates: vec![
-                include_str!("../../../tests/data/saml/unit-test-idp.crt").into(),
-            ],
-            sp_entity_id: "https://sp.example.test/saml".into(),
-            acs_url: "https://sp.example.test/sso/saml/acs".into(),
-            allow_sha1: false,
-            allow_idp_initiated: false,
-            mfa_authn_contexts: vec![],
-            max_clock_skew_secs: 120,
-            attributes: AttributeNames::default(),
-        }
-    }
+    use crate::sso::saml::service_provider::tests::connection;
 
     #[test]
     fn a_good_connection_validates() {

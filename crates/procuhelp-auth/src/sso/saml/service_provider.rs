@@ -188,12 +188,13 @@ fn escape(s: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::HashSet;
     use std::io::Read as _;
 
     use super::*;
 
+    /// A valid connection for unit tests (the IdP URL carries a query on purpose).
     pub(crate) fn connection() -> SamlConnection {
         SamlConnection {
             idp_entity_id: "https://idp.example.test/".into(),
