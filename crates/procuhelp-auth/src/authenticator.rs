@@ -1,6 +1,12 @@
 //! Sign-in and the account's own security actions, composed from the pieces of this
-//! crate: throttle → directory → Argon2id (off the executor) → second factor → session,
-//! each outcome recorded in the audit log before it takes effect.
+//! crate: throttle → directory → Argon2id (off the executor, under the hashing bound) →
+//! second factor → session, each outcome recorded in the audit log before it takes effect.
+//!
+//! Database discipline (issue #11 finding 1): no path holds one pooled connection while it
+//! waits for another. Throttle reservations run on a connection of their own *between*
+//! tenant transactions, never inside one; what a success changes in the throttle runs in
+//! the tenant transaction that commits the success. Password sign-in is in [`sign_in`],
+//! the password and code re-checks inside a session in [`recheck`].
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,14 +17,18 @@ use procuhelp_tenancy::{FieldCipher, FieldRef, TenantDb, TenantTx};
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::directory::{self, Email, UserRecord};
-use crate::password::{PasswordHasher, PasswordPolicy};
+use crate::directory::{self, UserRecord};
+use crate::hash_limiter::{HashLimiter, HashPermit};
+use crate::password::{PasswordHasher, PasswordPolicy, Verification};
 use crate::recovery::RecoveryCodes;
 use crate::session::{Credential, SessionPolicy};
 use crate::session_store::{self, NewSession, SessionPrincipal, SessionStage};
-use crate::throttle::{LoginThrottle, ThrottleKey};
+use crate::throttle::{LoginThrottle, Reserved, ThrottleKey};
 use crate::totp::{Totp, TotpSecret};
 use crate::{AuthError, AuthResult};
+
+mod recheck;
+mod sign_in;
 
 /// Where a request came from: recorded with every event.
 #[derive(Debug, Clone, Default)]
@@ -63,6 +73,7 @@ pub struct Authenticator {
     audit: Arc<dyn AuditSink>,
     clock: Arc<dyn Clock>,
     sessions: SessionPolicy,
+    limiter: HashLimiter,
 }
 
 /// The field names bound into the TOTP secrets' ciphertexts (`app.users.totp_sealed` and
@@ -97,7 +108,20 @@ impl Authenticator {
             audit,
             clock,
             sessions,
+            limiter: HashLimiter::default(),
         }
+    }
+
+    /// The same authenticator with `limiter` bounding its password hashing (default: one
+    /// hash per core, [`crate::hash_limiter::DEFAULT_MAX_WAIT`] of waiting).
+    pub fn with_hash_limiter(mut self, limiter: HashLimiter) -> Self {
+        self.limiter = limiter;
+        self
+    }
+
+    /// The bound on concurrent password hashing.
+    pub fn hash_limiter(&self) -> &HashLimiter {
+        &self.limiter
     }
 
     /// The clock every check uses.
@@ -157,189 +181,147 @@ impl Authenticator {
             .person(user.id, Some(&user.email), Some(&user.display_name))
     }
 
-    /// Hashes a new password off the executor, after checking the policy.
+    /// Hashes a new password off the executor, after checking the policy, under the
+    /// hashing bound ([`AuthError::Busy`] when it is saturated).
     pub async fn hash_new_password(&self, password: SecretText) -> AuthResult<String> {
         self.password_policy.check(&password)?;
-        self.hash_new_password_unchecked(password).await
+        let permit = self.limiter.acquire().await?;
+        Ok(self.hash_with(permit, password).await?.0)
     }
 
-    async fn verify_password(
+    /// Verifies `password` against `stored` (a dummy hash if `None`) on a blocking thread.
+    /// The permit travels with the job and comes back with its result, so it is held
+    /// until the hash is done even if the caller is cancelled.
+    async fn verify_with(
         &self,
+        permit: HashPermit,
         password: SecretText,
         stored: Option<String>,
-    ) -> AuthResult<crate::password::Verification> {
+    ) -> AuthResult<(Verification, HashPermit)> {
         let hasher = self.hasher.clone();
-        tokio::task::spawn_blocking(move || hasher.verify(&password, stored.as_deref()))
-            .await
-            .map_err(|_| AuthError::Internal)?
-            .map_err(|_| AuthError::InvalidCredentials)
+        let (verified, permit) = tokio::task::spawn_blocking(move || {
+            (hasher.verify(&password, stored.as_deref()), permit)
+        })
+        .await
+        .map_err(|_| AuthError::Internal)?;
+        // A malformed stored hash is a failed sign-in, never a match.
+        Ok((verified.map_err(|_| AuthError::InvalidCredentials)?, permit))
     }
 
-    /// Password sign-in to `org` as `email`.
-    ///
-    /// Unknown organisation, unknown email, disabled user and wrong password all return
-    /// [`AuthError::InvalidCredentials`] after the same Argon2id work. A throttled key
-    /// returns [`AuthError::Throttled`] without looking at the password.
-    pub async fn login(
+    /// Hashes `password` on a blocking thread, holding `permit` (see [`Self::verify_with`]).
+    async fn hash_with(
         &self,
-        org: OrgId,
-        email: &str,
+        permit: HashPermit,
         password: SecretText,
-        client: &ClientInfo,
-    ) -> AuthResult<Issued> {
-        let now = self.now();
-        let email = Email::parse(email).map_err(|_| AuthError::InvalidCredentials)?;
-        let mut keys = vec![ThrottleKey::Account(org, &email)];
-        if let Some(ip) = client.source {
-            keys.push(ThrottleKey::Address(ip));
-        }
-        // Events about an org that does not exist go to the system chain.
-        let mut tx = match self.db.begin(org).await {
-            Ok(tx) => Some(tx),
-            Err(procuhelp_tenancy::Error::UnknownOrg(_)) => None,
-            Err(e) => return Err(e.into()),
-        };
-        let event_org = tx.as_ref().map(|_| org);
-        match self.throttle.check(&keys, now).await {
-            Ok(true) => {
-                self.record(
-                    self.event(
-                        event_org,
-                        Actor::System,
-                        Action::AccountUnlocked,
-                        Outcome::Success,
-                        client,
-                    )
-                    .context(json!({ "reason": "lock expired" })),
-                )
-                .await?;
+    ) -> AuthResult<(String, HashPermit)> {
+        let hasher = self.hasher.clone();
+        let (hashed, permit) =
+            tokio::task::spawn_blocking(move || (hasher.hash(&password), permit))
+                .await
+                .map_err(|_| AuthError::Internal)?;
+        Ok((hashed?, permit))
+    }
+
+    /// Reserves an attempt on `keys` before anything is verified. A refusal is recorded
+    /// (as `event` would, denied, with the reason added to `detail`) and returned; a
+    /// lock that had run out is recorded as lifted. Call it holding no pooled connection.
+    async fn reserve(
+        &self,
+        keys: &[ThrottleKey<'_>],
+        event: impl Fn(Action, Outcome) -> AuditEvent,
+        detail: serde_json::Value,
+    ) -> AuthResult<Vec<Reserved>> {
+        let because = |reason: &str| {
+            let mut context = detail.clone();
+            if let Some(fields) = context.as_object_mut() {
+                fields.insert("reason".to_owned(), json!(reason));
             }
-            Ok(false) => {}
+            context
+        };
+        match self.throttle.reserve(keys, self.now()).await {
+            Ok(reserved) => {
+                if reserved.iter().any(|r| r.lock_lifted) {
+                    self.record(
+                        event(Action::AccountUnlocked, Outcome::Success)
+                            .context(because("lock expired")),
+                    )
+                    .await?;
+                }
+                Ok(reserved)
+            }
             Err(e @ AuthError::Throttled { .. }) => {
                 self.record(
-                    self.event(
-                        event_org,
-                        Actor::System,
-                        Action::LoginFailed,
-                        Outcome::Denied,
-                        client,
-                    )
-                    .context(json!({ "reason": "throttled" })),
+                    event(Action::LoginFailed, Outcome::Denied).context(because("throttled")),
                 )
                 .await?;
-                // End the transaction cleanly, so the connection goes back to the pool.
-                if let Some(tx) = tx {
-                    tx.rollback().await?;
-                }
-                return Err(e);
+                Err(e)
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
         }
-        let user = match tx.as_mut() {
-            Some(tx) => directory::find_by_email(tx, &email).await?,
-            None => None,
-        };
-        let usable = user
-            .as_ref()
-            .filter(|u| u.status == directory::UserStatus::Active);
-        let stored = usable.and_then(|u| u.password_hash.clone());
-        let verification = self
-            .verify_password(SecretText::new(password.expose().to_owned()), stored)
-            .await?;
-        let accepted = usable.filter(|_| verification.ok).cloned();
-        let Some(user) = accepted else {
-            if let Some(tx) = tx {
-                tx.rollback().await?;
-            }
-            return Err(self
-                .login_failed(org, event_org, &keys, user.as_ref(), client, now)
-                .await);
-        };
-        let Some(mut tx) = tx else {
-            return Err(AuthError::Internal);
-        };
-        self.throttle
-            .reset(ThrottleKey::Account(org, &email))
-            .await?;
-        if verification.needs_rehash {
-            let phc = self.hash_new_password_unchecked(password).await?;
-            directory::set_password_hash(&mut tx, user.id, &phc, now).await?;
-        }
-        let stage = if user.has_mfa() {
-            SessionStage::SecondFactor
-        } else if directory::org_policy(&mut tx).await?.mfa_required {
-            SessionStage::Enrolment
-        } else {
-            SessionStage::Full
-        };
-        let issued = self
-            .open_session(&mut tx, user.id, stage, &["pwd"], client)
-            .await?;
-        self.record(
-            self.user_event(
-                Some(org),
-                &user,
-                Action::LoginSucceeded,
-                Outcome::Success,
-                client,
-            )
-            .context(json!({ "stage": stage, "rehashed": verification.needs_rehash })),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(issued)
     }
 
-    async fn hash_new_password_unchecked(&self, password: SecretText) -> AuthResult<String> {
-        let hasher = self.hasher.clone();
-        tokio::task::spawn_blocking(move || hasher.hash(&password))
-            .await
-            .map_err(|_| AuthError::Internal)?
-            .map_err(AuthError::from)
-    }
-
-    async fn login_failed(
+    /// Records a failed attempt (and the lock it caused, if any) and returns `error`, or
+    /// the audit failure that stopped the recording. `context` says what failed.
+    async fn attempt_failed(
         &self,
-        org: OrgId,
-        event_org: Option<OrgId>,
-        keys: &[ThrottleKey<'_>],
-        user: Option<&UserRecord>,
-        client: &ClientInfo,
-        now: OffsetDateTime,
+        event: impl Fn(Action, Outcome) -> AuditEvent,
+        reserved: Reserved,
+        context: serde_json::Value,
+        error: AuthError,
     ) -> AuthError {
-        let result: AuthResult<()> = async {
-            let mut locked = false;
-            let mut failures = 0;
-            for key in keys {
-                let outcome = self.throttle.record_failure(*key, now).await?;
-                if matches!(key, ThrottleKey::Account(..)) {
-                    locked = outcome.locked_now;
-                    failures = outcome.failures;
-                }
+        let recorded = async {
+            self.record(event(Action::LoginFailed, Outcome::Failure).context(context))
+                .await?;
+            if reserved.locks_if_failed {
+                self.record(event(Action::AccountLocked, Outcome::Success).context(
+                    json!({ "failures": reserved.failures, "today": reserved.day_failures }),
+                ))
+                .await?;
             }
-            let actor = user.map_or(Actor::System, |u| Actor::User { id: u.id });
-            let mut event = self
-                .event(event_org, actor, Action::LoginFailed, Outcome::Failure, client)
-                .context(json!({ "reason": "invalid credentials", "account_failures": failures, "org": org.to_string() }));
-            if let Some(u) = user {
-                event = event.person(u.id, Some(&u.email), Some(&u.display_name));
-            }
-            self.record(event).await?;
-            if locked {
-                let mut event = self
-                    .event(event_org, actor, Action::AccountLocked, Outcome::Success, client)
-                    .context(json!({ "account_failures": failures }));
-                if let Some(u) = user {
-                    event = event.person(u.id, Some(&u.email), Some(&u.display_name));
-                }
-                self.record(event).await?;
-            }
-            Ok(())
+            Ok::<(), AuthError>(())
         }
         .await;
-        match result {
-            Ok(()) => AuthError::InvalidCredentials,
+        match recorded {
+            Ok(()) => error,
             Err(e) => e,
+        }
+    }
+
+    /// Opens a transaction of `credential`'s organisation and checks that it still
+    /// authenticates the session `expected` (same session, user and stage: it may have
+    /// been revoked or stepped up since the caller looked); returns it with its user.
+    /// Any failure ends the transaction.
+    async fn session_user(
+        &self,
+        credential: &Credential,
+        expected: &SessionPrincipal,
+        client: &ClientInfo,
+    ) -> AuthResult<(TenantTx, SessionPrincipal, UserRecord)> {
+        let mut tx = match self.db.begin(credential.org).await {
+            Ok(tx) => tx,
+            Err(procuhelp_tenancy::Error::UnknownOrg(_)) => {
+                return Err(AuthError::Unauthenticated);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let found = async {
+            let principal = self.session(&mut tx, credential, client).await?;
+            let same = principal.session == expected.session
+                && principal.user == expected.user
+                && principal.stage == expected.stage;
+            if !same {
+                return Err(AuthError::Unauthenticated);
+            }
+            let user = directory::get(&mut tx, principal.user).await?;
+            Ok((principal, user))
+        }
+        .await;
+        match found {
+            Ok((principal, user)) => Ok((tx, principal, user)),
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
         }
     }
 
@@ -464,53 +446,6 @@ impl Authenticator {
         Err(AuthError::InvalidCode)
     }
 
-    /// Finishes a sign-in that is waiting for its second factor: the code (or a recovery
-    /// code) is checked, the half session is revoked and a new, full one is issued.
-    /// Failures count against the account's throttle like wrong passwords.
-    pub async fn complete_second_factor(
-        &self,
-        tx: &mut TenantTx,
-        principal: &SessionPrincipal,
-        code: &str,
-        client: &ClientInfo,
-    ) -> AuthResult<Issued> {
-        if principal.stage != SessionStage::SecondFactor {
-            return Err(AuthError::Conflict("no second factor pending"));
-        }
-        let org = tx.org();
-        let user = directory::get(tx, principal.user).await?;
-        let email = Email::parse(&user.email)?;
-        let key = ThrottleKey::Account(org, &email);
-        self.throttle.check(&[key], self.now()).await?;
-        match self.second_factor(tx, &user, code, client).await {
-            Ok(method) => {
-                self.throttle.reset(key).await?;
-                self.step_up(tx, &user, principal, &["pwd", method, "mfa"], client)
-                    .await
-            }
-            Err(AuthError::InvalidCode) => {
-                let outcome = self.throttle.record_failure(key, self.now()).await?;
-                self.record(
-                    self.user_event(Some(org), &user, Action::LoginFailed, Outcome::Failure, client)
-                    .context(json!({ "reason": "invalid second factor", "account_failures": outcome.failures })),
-                )
-                .await?;
-                if outcome.locked_now {
-                    self.record(self.user_event(
-                        Some(org),
-                        &user,
-                        Action::AccountLocked,
-                        Outcome::Success,
-                        client,
-                    ))
-                    .await?;
-                }
-                Err(AuthError::InvalidCode)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     /// Replaces the current session by a new full one (new id: no fixation across a
     /// privilege change) and records the step-up.
     async fn step_up(
@@ -632,118 +567,20 @@ impl Authenticator {
             .await?;
         Ok((issued, codes))
     }
+}
 
-    /// Checks a fresh password and second factor, for actions that weaken or reset the
-    /// account's protection.
-    async fn reauthenticate(
-        &self,
-        tx: &mut TenantTx,
-        user: &UserRecord,
-        password: SecretText,
-        code: &str,
-        client: &ClientInfo,
-    ) -> AuthResult<()> {
-        let verification = self
-            .verify_password(password, user.password_hash.clone())
-            .await?;
-        if !verification.ok {
-            return Err(AuthError::InvalidCredentials);
+/// Commits `tx` if `result` is a success, else rolls it back; returns `result` (or the
+/// commit's failure).
+async fn commit_if_ok<T>(tx: TenantTx, result: AuthResult<T>) -> AuthResult<T> {
+    match result {
+        Ok(value) => {
+            tx.commit().await?;
+            Ok(value)
         }
-        self.second_factor(tx, user, code, client).await?;
-        Ok(())
-    }
-
-    /// Turns MFA off (fresh password and code required). Refused while the organisation
-    /// requires MFA.
-    pub async fn disable_mfa(
-        &self,
-        tx: &mut TenantTx,
-        principal: &SessionPrincipal,
-        password: SecretText,
-        code: &str,
-        client: &ClientInfo,
-    ) -> AuthResult<()> {
-        let user = directory::get(tx, principal.user).await?;
-        if !user.has_mfa() {
-            return Err(AuthError::Conflict("MFA is not enabled"));
+        Err(e) => {
+            // The error that ended the action is the one to report.
+            let _ = tx.rollback().await;
+            Err(e)
         }
-        if directory::org_policy(tx).await?.mfa_required {
-            return Err(AuthError::Conflict("the organisation requires MFA"));
-        }
-        self.reauthenticate(tx, &user, password, code, client)
-            .await?;
-        directory::clear_mfa(tx, user.id, self.now()).await?;
-        self.record(self.user_event(
-            Some(tx.org()),
-            &user,
-            Action::MfaDisabled,
-            Outcome::Success,
-            client,
-        ))
-        .await
-    }
-
-    /// Replaces the recovery codes (fresh password and code required); the old ones stop
-    /// working.
-    pub async fn regenerate_recovery_codes(
-        &self,
-        tx: &mut TenantTx,
-        principal: &SessionPrincipal,
-        password: SecretText,
-        code: &str,
-        client: &ClientInfo,
-    ) -> AuthResult<RecoveryCodes> {
-        let user = directory::get(tx, principal.user).await?;
-        self.reauthenticate(tx, &user, password, code, client)
-            .await?;
-        let codes = RecoveryCodes::generate().map_err(|_| AuthError::Internal)?;
-        directory::replace_recovery_codes(tx, user.id, &codes.hashes).await?;
-        self.record(self.user_event(
-            Some(tx.org()),
-            &user,
-            Action::RecoveryCodesRegenerated,
-            Outcome::Success,
-            client,
-        ))
-        .await?;
-        Ok(codes)
-    }
-
-    /// Changes the password (the current one is required), revokes every session of the
-    /// user and issues a new one.
-    pub async fn change_password(
-        &self,
-        tx: &mut TenantTx,
-        principal: &SessionPrincipal,
-        current: SecretText,
-        new: SecretText,
-        client: &ClientInfo,
-    ) -> AuthResult<Issued> {
-        let user = directory::get(tx, principal.user).await?;
-        let verification = self
-            .verify_password(current, user.password_hash.clone())
-            .await?;
-        if !verification.ok {
-            return Err(AuthError::InvalidCredentials);
-        }
-        let phc = self.hash_new_password(new).await?;
-        directory::set_password_hash(tx, user.id, &phc, self.now()).await?;
-        let revoked = session_store::revoke_all(tx, user.id, None, self.now()).await?;
-        let amr: Vec<&str> = principal.amr.iter().map(String::as_str).collect();
-        let issued = self
-            .open_session(tx, user.id, principal.stage, &amr, client)
-            .await?;
-        self.record(
-            self.user_event(
-                Some(tx.org()),
-                &user,
-                Action::PasswordChanged,
-                Outcome::Success,
-                client,
-            )
-            .context(json!({ "sessions_revoked": revoked })),
-        )
-        .await?;
-        Ok(issued)
     }
 }

@@ -19,6 +19,13 @@ pub enum AuthError {
         /// How long until the next attempt is considered.
         retry_after: Duration,
     },
+    /// Too many password hashes are running (sign-in load beyond the machine's bound):
+    /// try again shortly. Nothing was checked or counted.
+    #[error("busy; try again shortly")]
+    Busy {
+        /// How long to wait before trying again.
+        retry_after: Duration,
+    },
     /// No valid session or token was presented (missing, malformed, expired, revoked).
     #[error("authentication required")]
     Unauthenticated,

@@ -26,6 +26,7 @@ mod authenticator;
 pub mod directory;
 pub mod elevation;
 mod error;
+pub mod hash_limiter;
 pub mod password;
 mod permission;
 mod principal;

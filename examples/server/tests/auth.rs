@@ -1284,3 +1284,279 @@ fn the_endpoint_table_covers_every_permission() {
         assert!(used || later, "{p:?} guards no endpoint");
     }
 }
+
+/// Enrols `role` of organisation 0 in TOTP; returns the `otpauth://` URI.
+async fn enrol(w: &World, role: Role) -> String {
+    let s = w.login(0, role).await;
+    let r = w
+        .request(Method::POST, "/api/mfa/enrol", Some(&s), None)
+        .await;
+    let uri = r.body["otpauth_uri"].as_str().unwrap().to_owned();
+    let r = w
+        .request(
+            Method::POST,
+            "/api/mfa/confirm",
+            Some(&s),
+            Some(json!({ "code": totp_for(&uri, w.clock.now()) })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    uri
+}
+
+/// A six-digit code that no nearby time step accepts.
+fn wrong_code(uri: &str, at: time::OffsetDateTime) -> String {
+    let near: Vec<String> = (-3i64..=3)
+        .map(|d| totp_for(uri, at + Duration::seconds(30 * d)))
+        .collect();
+    (0..)
+        .map(|n| format!("{n:06}"))
+        .find(|c| !near.contains(c))
+        .unwrap()
+}
+
+/// Issue #11 finding 3: second-factor failures have a counter of their own that a correct
+/// password does not reset. The measured attack (9 wrong codes, the password again, 9 wrong
+/// codes, …) locks the second factor at the 10th wrong code; wrong recovery codes count the
+/// same; and 30 failures in a day lock it until the day is over, whatever locks expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_factor_guessing_locks_across_password_sign_ins_with_a_daily_cap() {
+    let w = world(fast()).await;
+    let uri = enrol(&w, Role::Approver).await;
+    let who = email(0, Role::Approver);
+    let half = || async {
+        let r = w.try_login(0, &who, PASSWORD).await;
+        assert_eq!(r.status, StatusCode::OK, "password sign-in: {:?}", r.body);
+        assert_eq!(r.body["stage"], "second_factor");
+        session_from(&r)
+    };
+    let guess = |s: Session, code: String| {
+        let w = &w;
+        async move {
+            w.request(
+                Method::POST,
+                "/api/login/mfa",
+                Some(&s),
+                Some(json!({ "code": code })),
+            )
+            .await
+        }
+    };
+    // Waits out any back-off (at most 32 s before the 10th failure), then guesses wrong:
+    // a wrong TOTP code or a wrong recovery code.
+    let mut failures = 0;
+    let mut wrong = |s: Session| {
+        failures += 1;
+        let n = failures;
+        let w = &w;
+        let uri = uri.clone();
+        async move {
+            w.clock.advance(Duration::seconds(35));
+            let code = if n % 3 == 0 {
+                "ABCD-EFGH-JKMN-PQRS".to_owned()
+            } else {
+                wrong_code(&uri, w.clock.now())
+            };
+            w.request(
+                Method::POST,
+                "/api/login/mfa",
+                Some(&s),
+                Some(json!({ "code": code })),
+            )
+            .await
+        }
+    };
+    for cycle in 0..2 {
+        let s = half().await;
+        let tries = if cycle == 0 { 9 } else { 1 };
+        for i in 0..tries {
+            let r = wrong(s.clone()).await;
+            assert_eq!(
+                r.status,
+                StatusCode::UNAUTHORIZED,
+                "cycle {cycle}, wrong code {i}"
+            );
+        }
+    }
+    assert_eq!(
+        w.count(Action::AccountLocked),
+        1,
+        "the 10th wrong code locks"
+    );
+    // Now even the right code waits, and says how long.
+    w.clock.advance(Duration::seconds(35));
+    let s = half().await;
+    let r = guess(s.clone(), totp_for(&uri, w.clock.now())).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    assert!(r.headers.contains_key("retry-after"));
+
+    // Locks expire after 15 minutes, but 30 failures in a day lock until the day is over.
+    let day_started = w.clock.now();
+    for _ in 0..2 {
+        w.clock.advance(Duration::minutes(15));
+        for _ in 0..10 {
+            let s = half().await;
+            let r = wrong(s).await;
+            assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        }
+    }
+    w.clock.advance(Duration::minutes(16));
+    let s = half().await;
+    let r = guess(s, totp_for(&uri, w.clock.now())).await;
+    assert_eq!(
+        r.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "30 failures in a day: locked for the day"
+    );
+    let retry: i64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 3600 * 20, "locked until the day is over: {retry} s");
+    w.clock
+        .advance(Duration::days(1) - (w.clock.now() - day_started));
+    let s = half().await;
+    let r = guess(s, totp_for(&uri, w.clock.now())).await;
+    assert_eq!(r.status, StatusCode::OK, "the next day: {:?}", r.body);
+    w.close().await;
+}
+
+/// Issue #11 finding 3: a password re-check inside a session (password change, MFA
+/// disable, new recovery codes) counts against the account's sign-in throttle and is
+/// recorded like a failed sign-in, so a stolen session is no unthrottled password oracle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_rechecks_in_a_session_are_throttled_and_audited() {
+    let w = world(fast()).await;
+    let s = w.login(0, Role::Requester).await;
+    let failed_before = w.count(Action::LoginFailed);
+    for i in 0..4 {
+        let r = w
+            .request(
+                Method::POST,
+                "/api/password",
+                Some(&s),
+                Some(json!({ "current": format!("wrong guess {i}"), "new": "a brand new passphrase 9" })),
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::UNAUTHORIZED,
+            "guess {i}: {:?}",
+            r.body
+        );
+    }
+    assert_eq!(
+        w.count(Action::LoginFailed),
+        failed_before + 4,
+        "each is recorded"
+    );
+    // The 4th failure started the back-off: even the right password waits, in the
+    // session and at sign-in.
+    let r = w
+        .request(
+            Method::POST,
+            "/api/password",
+            Some(&s),
+            Some(json!({ "current": PASSWORD, "new": "a brand new passphrase 9" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    let r = w.try_login(0, &email(0, Role::Requester), PASSWORD).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    // MFA disable and recovery codes re-check the password the same way.
+    let uri = enrol(&w, Role::Approver).await;
+    w.clock.advance(Duration::seconds(30));
+    let r = w.try_login(0, &email(0, Role::Approver), PASSWORD).await;
+    let r = w
+        .request(
+            Method::POST,
+            "/api/login/mfa",
+            Some(&session_from(&r)),
+            Some(json!({ "code": totp_for(&uri, w.clock.now()) })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let full = session_from(&r);
+    for (i, path) in ["/api/mfa/disable", "/api/mfa/recovery-codes"]
+        .iter()
+        .cycle()
+        .take(4)
+        .enumerate()
+    {
+        let r = w
+            .request(
+                Method::POST,
+                path,
+                Some(&full),
+                Some(json!({ "password": format!("wrong guess {i}"), "code": "123456" })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}: {:?}", r.body);
+    }
+    let r = w
+        .request(
+            Method::POST,
+            "/api/mfa/disable",
+            Some(&full),
+            Some(json!({ "password": PASSWORD, "code": totp_for(&uri, w.clock.now()) })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    w.close().await;
+}
+
+/// Issue #11 finding 4: password hashing runs under a bound sized to the machine; a burst
+/// beyond it gets a fast 503 with `Retry-After` instead of queueing Argon2 jobs (19 MiB
+/// each) without end. Every answer is either the usual 401 or that 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sign_in_burst_beyond_the_hashing_bound_is_refused_fast() {
+    let w = world(PasswordHasher::default()).await;
+    const N: usize = 48;
+    let mut burst = tokio::task::JoinSet::new();
+    for i in 0..N {
+        let app = w.app.clone();
+        let body = json!({ "org": w.orgs[0].to_string(), "email": format!("nobody{i}@org0.test"), "password": "wrong password!!" });
+        burst.spawn(async move {
+            use tower::ServiceExt as _;
+            let req = axum::http::Request::post("/api/login")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap();
+            let t = Instant::now();
+            let r = app.oneshot(req).await.unwrap();
+            (r.status(), r.headers().clone(), t.elapsed())
+        });
+    }
+    let mut busy = 0;
+    for (status, headers, took) in burst.join_all().await {
+        match status {
+            StatusCode::UNAUTHORIZED => {}
+            StatusCode::SERVICE_UNAVAILABLE => {
+                busy += 1;
+                assert!(headers.contains_key("retry-after"), "{headers:?}");
+                assert!(
+                    took < std::time::Duration::from_secs(1),
+                    "a busy answer took {took:?}"
+                );
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        busy > 0,
+        "{N} concurrent Argon2id sign-ins were all queued, none refused"
+    );
+    w.close().await;
+}
+
+/// The matrix walks what the router serves: every authenticated route is in `ENDPOINTS`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_matrix_covers_every_route_of_the_router() {
+    let w = world(fast()).await;
+    for path in ["/api/audit", "/api/audit/export", "/audit"] {
+        let r = w.request(Method::GET, path, None, None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path} is routed");
+        assert!(
+            ENDPOINTS.iter().any(|(m, p, _)| *m == "GET" && *p == path),
+            "GET {path} is routed but missing from ENDPOINTS"
+        );
+    }
+    w.close().await;
+}

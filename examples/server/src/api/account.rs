@@ -77,13 +77,12 @@ pub(crate) async fn login_second_factor(
     let session = authed.principal.session()?.clone();
     let auth = authed.state().auth.clone();
     let client = authed.client.clone();
-    let result = auth
-        .complete_second_factor(authed.tx()?, &session, &body.code, &client)
-        .await;
-    // Failures were counted by the throttle (its own transaction); nothing else of a
-    // failed attempt is kept.
-    let new = result?;
+    // The request's transaction ends before the attempt is reserved: no connection is
+    // held while the throttle takes one (the authenticator opens its own transaction).
     authed.commit().await?;
+    let new = auth
+        .complete_second_factor(&authed.credential, &session, &body.code, &client)
+        .await?;
     Ok(issued(&new, json!({})))
 }
 
@@ -231,15 +230,16 @@ pub(crate) async fn mfa_disable(
     let session = authed.principal.session()?.clone();
     let auth = authed.state().auth.clone();
     let client = authed.client.clone();
+    // Re-checks are throttled like sign-in: the authenticator runs its own transactions.
+    authed.commit().await?;
     auth.disable_mfa(
-        authed.tx()?,
+        &authed.credential,
         &session,
         SecretText::new(body.password),
         &body.code,
         &client,
     )
     .await?;
-    authed.commit().await?;
     Ok(Json(json!({ "mfa": "disabled" })))
 }
 
@@ -252,16 +252,16 @@ pub(crate) async fn mfa_recovery_codes(
     let session = authed.principal.session()?.clone();
     let auth = authed.state().auth.clone();
     let client = authed.client.clone();
+    authed.commit().await?;
     let codes = auth
         .regenerate_recovery_codes(
-            authed.tx()?,
+            &authed.credential,
             &session,
             SecretText::new(body.password),
             &body.code,
             &client,
         )
         .await?;
-    authed.commit().await?;
     let codes: Vec<&str> = codes.codes.iter().map(|c| c.expose()).collect();
     Ok(Json(json!({ "recovery_codes": codes })))
 }
@@ -283,9 +283,10 @@ pub(crate) async fn change_password(
     let session = authed.principal.session()?.clone();
     let auth = authed.state().auth.clone();
     let client = authed.client.clone();
+    authed.commit().await?;
     let new = auth
         .change_password(
-            authed.tx()?,
+            &authed.credential,
             &session,
             SecretText::new(body.current),
             SecretText::new(body.new),
@@ -293,6 +294,5 @@ pub(crate) async fn change_password(
         )
         .await
         .map_err(ApiError::from)?;
-    authed.commit().await?;
     Ok(issued(&new, json!({})))
 }

@@ -201,12 +201,14 @@ pub(crate) async fn unlock_user(
     let user = directory::get(authed.tx()?, id).await?;
     let email = Email::parse(&user.email)?;
     let org = authed.org();
-    let unlocked = authed
-        .state()
-        .auth
-        .throttle()
-        .unlock(ThrottleKey::Account(org, &email))
-        .await?;
+    // In the admin's transaction: the unlock takes effect with its audit event. Both the
+    // password's and the second factor's locks are lifted.
+    let throttle = authed.state().auth.throttle().clone();
+    let keys = [
+        ThrottleKey::Account(org, &email),
+        ThrottleKey::SecondFactor(org, id),
+    ];
+    let unlocked = throttle.unlock(authed.tx()?.conn(), &keys).await?;
     let event = authed
         .event(Action::AccountUnlocked, Outcome::Success)
         .target(format!("user:{id}"))

@@ -61,6 +61,8 @@ impl IntoResponse for ApiError {
                     StatusCode::TOO_MANY_REQUESTS,
                     "too many attempts; try again later",
                 ),
+                // Sign-in load beyond the hashing bound: nothing was checked or counted.
+                A::Busy { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy; try again shortly"),
                 A::Unauthenticated => (StatusCode::UNAUTHORIZED, "authentication required"),
                 A::SecondFactorRequired => (StatusCode::FORBIDDEN, "second factor required"),
                 A::InvalidCode => (StatusCode::UNAUTHORIZED, "invalid code"),
@@ -104,7 +106,7 @@ impl IntoResponse for ApiError {
             )
                 .into_response();
         }
-        if let ApiError::Auth(A::Throttled { retry_after }) = &self {
+        if let ApiError::Auth(A::Throttled { retry_after } | A::Busy { retry_after }) = &self {
             let secs = retry_after.whole_seconds().max(1);
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);

@@ -61,8 +61,11 @@ pub async fn world(hasher: PasswordHasher) -> World {
         std::env::temp_dir().join(format!("ph-auth-vault-{}", uuid::Uuid::new_v4().simple()));
     let vault: Arc<dyn procuhelp_core::vault::SecretProvider> =
         Arc::new(procuhelp_core::vault::FileVault::open_or_create(&vault_dir).unwrap());
+    // Key management has a pool of its own, as in the server: a request holding its
+    // transaction never waits for a second connection of the same pool.
+    let key_pool = scratch.runtime_pool(2).await.unwrap();
     let cipher = Arc::new(procuhelp_server::keys::field_cipher(
-        TenantDb::new(runtime.clone()),
+        TenantDb::new(key_pool),
         vault.clone(),
     ));
     let clock = Arc::new(ManualClock::new(
