@@ -1,6 +1,13 @@
-//! Small network facts shared by the crates' URL policies.
+//! Small network facts shared by the crates' URL policies, and (feature `outbound`) the
+//! policy every fetch to a configured destination goes through.
 
 use std::net::IpAddr;
+
+mod address;
+#[cfg(feature = "outbound")]
+pub mod outbound;
+
+pub use address::{is_canonical_loopback, is_public_ip};
 
 /// Whether `host` (a URL's host as written: a name, an IPv4 address or a bracketed IPv6
 /// address) names this machine: `localhost`, 127.0.0.0/8 or `::1`. The one exception to

@@ -411,3 +411,104 @@ async fn sealed_vault_is_unavailable_not_a_panic() {
     ));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A token file for tests that never reach a real vault.
+fn fake_token_file(tag: &str) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(unique(tag));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, "s.redirect-bait-token").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (dir, token_file)
+}
+
+/// The token travels in clear over http: only a vault on this machine may be reached so.
+#[test]
+fn plain_http_to_a_non_loopback_vault_is_refused() {
+    let (dir, token_file) = fake_token_file("ph-bao-http-");
+    for addr in [
+        "http://10.0.0.7:8200",
+        "http://vault.internal:8200",
+        "http://[::ffff:127.0.0.1]:8200",
+        "ftp://127.0.0.1:8200",
+        "not a url",
+    ] {
+        let refused = OpenBao::new(addr, OpenBaoAuth::TokenFile(token_file.clone()));
+        assert!(
+            matches!(refused, Err(VaultError::Invalid(_))),
+            "{addr} was accepted"
+        );
+    }
+    for addr in [
+        "http://127.0.0.1:8200",
+        "http://localhost:8200",
+        "http://[::1]:8200",
+        "https://vault.internal:8200",
+    ] {
+        OpenBao::new(addr, OpenBaoAuth::TokenFile(token_file.clone()))
+            .unwrap_or_else(|e| panic!("{addr} refused: {e}"));
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A loopback listener that answers every request with `reply` and records the request
+/// heads it received.
+async fn recording_listener(
+    reply: String,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = vec![0u8; 8192];
+            let n = stream.read(&mut head).await.unwrap_or(0);
+            log.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&head[..n]).into_owned());
+            let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    (addr, seen)
+}
+
+/// A vault answering with a redirect would have the client carry `X-Vault-Token` to
+/// wherever it points: the client follows no redirect, and the call fails.
+#[tokio::test]
+async fn a_redirect_is_not_followed_and_the_token_goes_nowhere_else() {
+    let (dir, token_file) = fake_token_file("ph-bao-redirect-");
+    let (elsewhere, elsewhere_seen) = recording_listener(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"
+            .to_owned(),
+    )
+    .await;
+    let (vault_addr, vault_seen) = recording_listener(format!(
+        "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://{elsewhere}/v1/secret/data/procuhelp/x\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+    ))
+    .await;
+    let vault = OpenBao::new(
+        &format!("http://{vault_addr}"),
+        OpenBaoAuth::TokenFile(token_file),
+    )
+    .unwrap();
+    let err = vault.get(&SecretName::new("x").unwrap()).await.unwrap_err();
+    assert!(matches!(err, VaultError::Unavailable(_)), "{err:?}");
+    assert_eq!(
+        vault_seen.lock().unwrap().len(),
+        1,
+        "the vault was asked once"
+    );
+    assert!(
+        elsewhere_seen.lock().unwrap().is_empty(),
+        "the redirect was followed: {:?}",
+        elsewhere_seen.lock().unwrap()
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

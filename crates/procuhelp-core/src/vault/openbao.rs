@@ -56,8 +56,9 @@ impl std::fmt::Debug for OpenBao {
 
 impl OpenBao {
     /// A provider for the server at `addr` (e.g. `http://127.0.0.1:8200`), with KV v2 at
-    /// `secret/` under `procuhelp/` and Transit at `transit/`. For HTTPS, pass a client
-    /// with the right roots via [`OpenBao::with_client`].
+    /// `secret/` under `procuhelp/` and Transit at `transit/`. For HTTPS, name the
+    /// vault's CA with [`OpenBao::with_ca`]. `addr` must be `https://`, or `http://` only
+    /// to this machine (see [`OpenBao::with_ca`]).
     pub fn new(addr: &str, auth: OpenBaoAuth) -> Result<Self, VaultError> {
         Self::with_ca(addr, auth, &[])
     }
@@ -65,7 +66,14 @@ impl OpenBao {
     /// A provider whose HTTPS connections trust exactly the PEM certificates in `ca_pem`
     /// (the vault's private CA). TLS uses rustls with the aws-lc-rs provider, chosen
     /// explicitly so that no process-wide default is needed.
+    ///
+    /// Every request carries the vault token (`X-Vault-Token`), so: `addr` must be
+    /// `https://`, or `http://` only to loopback (`127.0.0.0/8`, `[::1]`, `localhost`),
+    /// where the token never crosses a network; and the client follows no redirect (a
+    /// redirect would carry the token to wherever it points — reqwest strips only
+    /// `Authorization` and cookies on a cross-origin redirect). A 3xx answer is an error.
     pub fn with_ca(addr: &str, auth: OpenBaoAuth, ca_pem: &[u8]) -> Result<Self, VaultError> {
+        check_addr(addr)?;
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject as _;
         let mut roots = rustls::RootCertStore::empty();
@@ -85,14 +93,12 @@ impl OpenBao {
         let http = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(std::time::Duration::from_secs(10))
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would see the token in clear over http.
+            .no_proxy()
             .build()
             .map_err(|e| VaultError::Unavailable(format!("HTTP client: {e}")))?;
-        Ok(Self::with_client(http, addr, auth))
-    }
-
-    /// Like [`OpenBao::new`] with a caller-built HTTP client.
-    pub fn with_client(http: reqwest::Client, addr: &str, auth: OpenBaoAuth) -> Self {
-        Self {
+        Ok(Self {
             http,
             addr: addr.trim_end_matches('/').to_owned(),
             auth,
@@ -100,7 +106,7 @@ impl OpenBao {
             kv_mount: "secret".into(),
             kv_prefix: "procuhelp".into(),
             transit_mount: "transit".into(),
-        }
+        })
     }
 
     fn cached_token(&self) -> Option<std::sync::Arc<SecretText>> {
@@ -204,6 +210,12 @@ impl OpenBao {
         };
         match status.as_u16() {
             200..=299 => Ok(parsed),
+            // Not followed (the token would go along): a vault that redirects is
+            // misconfigured or not the vault.
+            300..=399 => Err(VaultError::Unavailable(format!(
+                "{path}: the vault answered with a redirect (HTTP {}), not followed",
+                status.as_u16()
+            ))),
             404 => Err(VaultError::NotFound(path.to_owned())),
             401 | 403 => Err(VaultError::Denied(format!("{path}: {}", reason().trim()))),
             400 => Err(VaultError::Invalid("the vault rejected the request (400)")),
@@ -263,6 +275,39 @@ impl OpenBao {
 
     fn aad(kek: &str) -> String {
         B64.encode(format!("procuhelp/wrapped-data-key/{kek}"))
+    }
+}
+
+/// The vault's address: `https://`, or `http://` to loopback only (the token travels in
+/// every request). No user info, query or fragment: the address is a base URL.
+fn check_addr(addr: &str) -> Result<(), VaultError> {
+    let url = reqwest::Url::parse(addr)
+        .map_err(|_| VaultError::Invalid("OpenBao address is not a URL"))?;
+    if !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(VaultError::Invalid(
+            "OpenBao address must be scheme://host[:port][/path]",
+        ));
+    }
+    let loopback = url.host_str().is_some_and(|host| {
+        let unbracketed = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        match unbracketed.parse::<std::net::IpAddr>() {
+            Ok(ip) => crate::is_canonical_loopback(ip),
+            Err(_) => host.eq_ignore_ascii_case("localhost"),
+        }
+    });
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err(VaultError::Invalid(
+            "OpenBao address must be https (http only to loopback: the token is in every request)",
+        )),
     }
 }
 
