@@ -149,6 +149,11 @@ actions! {
     ScimTokenRevoked => "scim.token_revoked",
     /// The SCIM group -> role mapping (or the JIT provisioning flag) changed.
     ScimSettingsChanged => "scim.settings_changed",
+    /// An admin handed a local user over to SCIM (SCIM manages them from now on).
+    ScimUserHandedOver => "scim.user_handed_over",
+    /// SCIM was refused a user it does not manage, or a re-enable an admin's disable
+    /// forbids (outcome `denied`).
+    ScimRequestRefused => "scim.request_refused",
     /// An administrative command ran (CLI).
     AdminCommand => "admin.command",
 }
@@ -318,6 +323,8 @@ mod tests {
             "scim.token_issued",
             "scim.token_revoked",
             "scim.settings_changed",
+            "scim.user_handed_over",
+            "scim.request_refused",
             "admin.command",
         ] {
             let a: Action = s.parse().unwrap_or_else(|_| panic!("{s} missing"));

@@ -223,7 +223,9 @@ pub async fn set_role(
     )
 }
 
-/// Enables or disables the user. The caller revokes the sessions of a disabled user.
+/// Enables or disables the user: an administrator's decision, recorded as such
+/// (`disabled_by_admin`) so that SCIM cannot re-enable a user an admin disabled. The
+/// caller revokes the sessions of a disabled user.
 pub async fn set_status(
     tx: &mut TenantTx,
     id: UserId,
@@ -231,12 +233,16 @@ pub async fn set_status(
     now: OffsetDateTime,
 ) -> AuthResult<()> {
     changed(
-        sqlx::query("UPDATE app.users SET status = $3, changed_at = $2 WHERE id = $1")
-            .bind(id.as_uuid())
-            .bind(now)
-            .bind(status.as_str())
-            .execute(tx.conn())
-            .await?,
+        sqlx::query(
+            "UPDATE app.users SET status = $3, disabled_by_admin = ($3 = 'disabled'),
+                 changed_at = $2
+             WHERE id = $1",
+        )
+        .bind(id.as_uuid())
+        .bind(now)
+        .bind(status.as_str())
+        .execute(tx.conn())
+        .await?,
     )
 }
 

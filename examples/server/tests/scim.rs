@@ -148,10 +148,7 @@ async fn users_and_groups_crud_filter_paging_projection_and_discovery() {
     let t = scim_token(&w, 0, 30).await;
     let b = base(&w, 0);
     let seeded = total(&w, 0, &t, "Users").await;
-    assert_eq!(
-        seeded, 4,
-        "the seeded users are visible to SCIM (userName = email)"
-    );
+    assert_eq!(seeded, 0, "the seeded local users are not SCIM's");
 
     let r = scim(
         &w,
@@ -288,7 +285,7 @@ async fn users_and_groups_crud_filter_paging_projection_and_discovery() {
             r.body["startIndex"].as_i64(),
             r.body["itemsPerPage"].as_i64()
         ),
-        (Some(9), Some(2), Some(3))
+        (Some(5), Some(2), Some(3))
     );
     let all = scim(
         &w,
@@ -298,12 +295,12 @@ async fn users_and_groups_crud_filter_paging_projection_and_discovery() {
         None,
     )
     .await;
-    assert_eq!(all.body["itemsPerPage"], 9);
+    assert_eq!(all.body["itemsPerPage"], 5);
     assert_eq!(r.body["Resources"][0]["id"], all.body["Resources"][1]["id"]);
     let r = scim(
         &w,
         Method::GET,
-        &format!("{b}/Users?startIndex=9&count=5"),
+        &format!("{b}/Users?startIndex=5&count=5"),
         Some(&t),
         None,
     )
@@ -459,7 +456,7 @@ async fn users_and_groups_crud_filter_paging_projection_and_discovery() {
         "a deleted user leaves every group: {}",
         r.text
     );
-    assert_eq!(total(&w, 0, &t, "Users").await, 8);
+    assert_eq!(total(&w, 0, &t, "Users").await, 4);
     // SCIM itself may re-create a deleted user: the same row is revived.
     let r = scim(
         &w,
@@ -617,7 +614,20 @@ async fn entra_patch_bodies_and_deprovisioning_end_sessions_at_once() {
         StatusCode::OK
     );
 
-    // Entra first looks the user up by userName, then PATCHes the match (adoption).
+    // SCIM never adopts a local user: an admin hands the requester over explicitly.
+    let admin = w.login(0, Role::Admin).await;
+    let handover = |id: String| format!("/api/users/{id}/scim-handover");
+    let r = w
+        .request(
+            Method::POST,
+            &handover(w.users[&(0, Role::Requester)].to_string()),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    // Entra first looks the user up by userName, then PATCHes the match.
     let r = scim(
         &w,
         Method::GET,
@@ -678,8 +688,16 @@ async fn entra_patch_bodies_and_deprovisioning_end_sessions_at_once() {
 
     // A user an admin disabled stays exactly that: an attribute PATCH does not turn it
     // into a SCIM deprovisioning, and a PUT without `active` does not re-enable it.
-    let admin = w.login(0, Role::Admin).await;
     let approver = w.users[&(0, Role::Approver)].to_string();
+    let r = w
+        .request(
+            Method::POST,
+            &handover(approver.clone()),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let r = w
         .request(
             Method::POST,
@@ -842,9 +860,18 @@ async fn group_membership_sets_roles_through_the_mapping() {
     )
     .await;
     let bob = r.body["id"].as_str().unwrap().to_owned();
-    // The seeded read-only user, adopted by SCIM, with a live session.
+    // The seeded read-only user, handed over to SCIM by the admin, with a live session.
     let ro = w.users[&(0, Role::ReadOnly)].to_string();
     let ro_session = w.login(0, Role::ReadOnly).await;
+    let r = w
+        .request(
+            Method::POST,
+            &format!("/api/users/{ro}/scim-handover"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let r = scim(
         &w,
         Method::PATCH,
@@ -1163,7 +1190,7 @@ async fn tokens_are_per_organisation_and_every_refusal_looks_the_same() {
         user_row(&w, 0, &victim.to_string()).await,
         ("requester".into(), "active".into(), false)
     );
-    assert_eq!(total(&w, 1, &t1, "Users").await, 4);
+    assert_eq!(total(&w, 1, &t1, "Users").await, 0);
     assert_eq!(w.count(Action::ScimUserProvisioned), 0);
     // Every SCIM endpoint refuses without a token.
     for (method, path) in SCIM_ENDPOINTS {
@@ -1470,6 +1497,16 @@ async fn a_failing_audit_log_stops_every_scim_change() {
     let b = base(&w, 0);
     let session = w.login(0, Role::Requester).await;
     let requester = w.users[&(0, Role::Requester)];
+    let admin = w.login(0, Role::Admin).await;
+    let r = w
+        .request(
+            Method::POST,
+            &format!("/api/users/{requester}/scim-handover"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let users = total(&w, 0, &t, "Users").await;
     w.audit.set_failing(true);
     let r = scim(
@@ -1584,5 +1621,396 @@ async fn scim2_cli_conformance_checker_passes() {
         "conformance failures {deviations:?}:\n{report}"
     );
     assert!(!stdout.contains(&token), "the token was printed");
+    w.close().await;
+}
+
+// --- Ownership (issue #11, finding 7): SCIM manages only the users it owns -----------
+
+/// The SCIM-relevant columns of a user, read around SCIM (as the server's runtime role).
+async fn ownership_row(w: &World, id: &str) -> (String, bool, Option<String>, String) {
+    let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+    let row = sqlx::query_as(
+        "SELECT email, scim_managed, scim_external_id, status FROM app.users WHERE id = $1::uuid",
+    )
+    .bind(id)
+    .fetch_one(tx.conn())
+    .await
+    .unwrap();
+    tx.rollback().await.unwrap();
+    row
+}
+
+fn refusals(w: &World) -> Vec<procuhelp_audit::AuditEvent> {
+    w.audit
+        .events()
+        .into_iter()
+        .filter(|e| e.outcome == procuhelp_audit::Outcome::Denied && e.context["via"] == "scim")
+        .collect()
+}
+
+/// A local admin (password, admin role) is invisible to SCIM: not listed, not found by
+/// filter, 404 for GET/PUT/PATCH/DELETE; a create with their address is refused (409)
+/// instead of adopting them; a group cannot take them as a member. Each refusal about
+/// them is audited; nothing about them changes and their password still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim_sees_and_changes_only_the_users_it_owns() {
+    let w = fresh().await;
+    let t = scim_token(&w, 0, 30).await;
+    let b = base(&w, 0);
+    assert_eq!(
+        total(&w, 0, &t, "Users").await,
+        0,
+        "the seeded local users are not SCIM's"
+    );
+    let admin = w.users[&(0, Role::Admin)].to_string();
+    let admin_email = email(0, Role::Admin);
+    let before = ownership_row(&w, &admin).await;
+    let r = scim(
+        &w,
+        Method::GET,
+        &format!(
+            "{b}/Users?filter={}",
+            enc(&format!(r#"userName eq "{admin_email}""#))
+        ),
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["totalResults"], 0, "{}", r.text);
+    let r = scim(
+        &w,
+        Method::POST,
+        &format!("{b}/.search"),
+        Some(&t),
+        Some(
+            &json!({ "schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"] })
+                .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(r.body["totalResults"], 0, "{}", r.text);
+
+    let url = format!("{b}/Users/{admin}");
+    let takeover = patch(json!([
+        { "op": "Replace", "path": "externalId", "value": "attacker-oid" },
+        { "op": "Replace", "path": "userName", "value": "attacker@evil.example" },
+    ]));
+    let put = json!({ "schemas": [USER], "userName": admin_email, "externalId": "attacker-oid" })
+        .to_string();
+    for (method, body) in [
+        (Method::GET, None),
+        (Method::PATCH, Some(takeover.as_str())),
+        (Method::PUT, Some(put.as_str())),
+        (Method::DELETE, None),
+    ] {
+        let r = scim(&w, method.clone(), &url, Some(&t), body).await;
+        assert_scim_error(&r, StatusCode::NOT_FOUND, None);
+        // The same answer as for an id that does not exist at all.
+        let unknown = scim(
+            &w,
+            method.clone(),
+            &format!("{b}/Users/{}", uuid::Uuid::now_v7()),
+            Some(&t),
+            body,
+        )
+        .await;
+        assert_eq!(r.text, unknown.text, "{method}");
+    }
+    // A create with the admin's address (or userName) never adopts them.
+    let r = scim(
+        &w,
+        Method::POST,
+        &format!("{b}/Users"),
+        Some(&t),
+        Some(&user_body(&admin_email.to_uppercase(), "attacker-oid")),
+    )
+    .await;
+    assert_scim_error(&r, StatusCode::CONFLICT, Some("uniqueness"));
+    assert_eq!(
+        r.body["detail"],
+        "userName or e-mail address belongs to a user that SCIM does not manage"
+    );
+    // Nor can a group take them in.
+    let r = scim(
+        &w,
+        Method::POST,
+        &format!("{b}/Groups"),
+        Some(&t),
+        Some(
+            &json!({ "schemas": [GROUP], "displayName": "Admins", "members": [{ "value": admin }] })
+                .to_string(),
+        ),
+    )
+    .await;
+    assert_scim_error(&r, StatusCode::BAD_REQUEST, Some("invalidValue"));
+
+    assert_eq!(ownership_row(&w, &admin).await, before, "nothing changed");
+    assert_eq!((before.1, before.2.as_deref()), (false, None));
+    assert_eq!(
+        w.try_login(0, &admin_email, PASSWORD).await.status,
+        StatusCode::OK
+    );
+    // Each refusal about the local user is audited (actor: the SCIM token), with a
+    // fixed reason; the unknown ids are plain 404s.
+    let denied = refusals(&w);
+    assert_eq!(denied.len(), 5, "{denied:?}");
+    for e in &denied {
+        assert_eq!(e.action, Action::ScimRequestRefused);
+        assert_eq!(e.actor.kind(), "service_account");
+        assert!(e.context["reason"].is_string(), "{:?}", e.context);
+        assert!(
+            !e.context.to_string().contains("attacker"),
+            "no input echoed"
+        );
+    }
+    assert_eq!(w.count(Action::ScimUserProvisioned), 0);
+    assert_eq!(w.count(Action::ScimUserUpdated), 0);
+    w.close().await;
+}
+
+/// An admin's disable wins over SCIM: `active: true` (PATCH, PUT, or a POST reviving the
+/// user) is refused while an admin has the user disabled, and audited; the admin can
+/// re-enable, after which SCIM manages the status again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admins_disable_wins_over_scim_active_true() {
+    let w = fresh().await;
+    let t = scim_token(&w, 0, 30).await;
+    let b = base(&w, 0);
+    let admin = w.login(0, Role::Admin).await;
+    let r = scim(
+        &w,
+        Method::POST,
+        &format!("{b}/Users"),
+        Some(&t),
+        Some(&user_body("dave@contoso.com", "ext-dave")),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let dave = r.body["id"].as_str().unwrap().to_owned();
+    let url = format!("{b}/Users/{dave}");
+    let r = w
+        .request(
+            Method::POST,
+            &format!("/api/users/{dave}/disable"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let enable = patch(json!([{ "op": "Replace", "path": "active", "value": "True" }]));
+    let put =
+        json!({ "schemas": [USER], "userName": "dave@contoso.com", "active": true }).to_string();
+    for (method, body) in [(Method::PATCH, &enable), (Method::PUT, &put)] {
+        let r = scim(&w, method, &url, Some(&t), Some(body)).await;
+        assert_scim_error(&r, StatusCode::BAD_REQUEST, Some("mutability"));
+        assert_eq!(
+            r.body["detail"],
+            "an administrator disabled this user; only an administrator can enable them"
+        );
+        assert_eq!(ownership_row(&w, &dave).await.3, "disabled");
+    }
+    // SCIM may still deprovision (and delete) the user, but not bring them back.
+    let r = scim(
+        &w,
+        Method::PATCH,
+        &url,
+        Some(&t),
+        Some(&patch(
+            json!([{ "op": "Replace", "path": "active", "value": false }]),
+        )),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = scim(&w, Method::DELETE, &url, Some(&t), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    let r = scim(
+        &w,
+        Method::POST,
+        &format!("{b}/Users"),
+        Some(&t),
+        Some(&user_body("dave@contoso.com", "ext-dave")),
+    )
+    .await;
+    assert_scim_error(&r, StatusCode::BAD_REQUEST, Some("mutability"));
+    assert_eq!(ownership_row(&w, &dave).await.3, "disabled");
+    let denied = refusals(&w);
+    assert_eq!(denied.len(), 3, "{denied:?}");
+    assert!(denied.iter().all(|e| e.action == Action::ScimRequestRefused
+        && e.target.as_deref() == Some(format!("user:{dave}").as_str())));
+    assert_eq!(w.count(Action::ScimUserReactivated), 0);
+
+    // A user only an admin disabled: the admin re-enables them; then SCIM's status
+    // changes apply again.
+    let r = scim(
+        &w,
+        Method::POST,
+        &format!("{b}/Users"),
+        Some(&t),
+        Some(&user_body("erin@contoso.com", "ext-erin")),
+    )
+    .await;
+    let erin = r.body["id"].as_str().unwrap().to_owned();
+    let r = w
+        .request(
+            Method::POST,
+            &format!("/api/users/{erin}/disable"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = scim(
+        &w,
+        Method::PATCH,
+        &format!("{b}/Users/{erin}"),
+        Some(&t),
+        Some(&enable),
+    )
+    .await;
+    assert_scim_error(&r, StatusCode::BAD_REQUEST, Some("mutability"));
+    let r = w
+        .request(
+            Method::POST,
+            &format!("/api/users/{erin}/enable"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(ownership_row(&w, &erin).await.3, "active");
+    let off = patch(json!([{ "op": "Replace", "path": "active", "value": "False" }]));
+    let r = scim(
+        &w,
+        Method::PATCH,
+        &format!("{b}/Users/{erin}"),
+        Some(&t),
+        Some(&off),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["active"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    let r = scim(
+        &w,
+        Method::PATCH,
+        &format!("{b}/Users/{erin}"),
+        Some(&t),
+        Some(&enable),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["active"].as_bool()),
+        (StatusCode::OK, Some(true)),
+        "{}",
+        r.text
+    );
+    w.close().await;
+}
+
+/// A local user becomes SCIM-managed only when an admin hands them over: the endpoint
+/// needs an admin (manage_users and manage_sso), is audited before it takes effect
+/// (a failing audit log leaves the user local), refuses the caller themselves and a
+/// second handover; afterwards Entra finds the user by userName and manages them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explicit_handover_makes_a_local_user_scim_managed_and_is_audited() {
+    let w = fresh().await;
+    let t = scim_token(&w, 0, 30).await;
+    let b = base(&w, 0);
+    let admin = w.login(0, Role::Admin).await;
+    let approver = w.login(0, Role::Approver).await;
+    let requester = w.users[&(0, Role::Requester)].to_string();
+    let admin_id = w.users[&(0, Role::Admin)].to_string();
+    let handover = |id: &str| format!("/api/users/{id}/scim-handover");
+
+    let r = w
+        .request(Method::POST, &handover(&requester), Some(&approver), None)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    let r = w
+        .request(Method::POST, &handover(&admin_id), Some(&admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    for unknown in [
+        uuid::Uuid::now_v7().to_string(),
+        w.users[&(1, Role::Requester)].to_string(),
+    ] {
+        let r = w
+            .request(Method::POST, &handover(&unknown), Some(&admin), None)
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    }
+    w.audit.set_failing(true);
+    let r = w
+        .request(Method::POST, &handover(&requester), Some(&admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    w.audit.set_failing(false);
+    assert!(!ownership_row(&w, &requester).await.1, "not handed over");
+    assert_eq!(total(&w, 0, &t, "Users").await, 0);
+
+    let r = w
+        .request(Method::POST, &handover(&requester), Some(&admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["scim_managed"], true);
+    let e = w
+        .audit
+        .events()
+        .into_iter()
+        .find(|e| e.action == Action::ScimUserHandedOver)
+        .expect("the handover is audited");
+    assert_eq!(
+        e.target.as_deref(),
+        Some(format!("user:{requester}").as_str())
+    );
+    assert_eq!(e.actor.kind(), "user");
+    assert_eq!(e.org, Some(w.orgs[0]));
+    let r = w
+        .request(Method::POST, &handover(&requester), Some(&admin), None)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CONFLICT,
+        "a second handover: {}",
+        r.text
+    );
+    assert_eq!(w.count(Action::ScimUserHandedOver), 1);
+
+    // Entra's first lookup now finds them, and its PATCH applies.
+    let r = scim(
+        &w,
+        Method::GET,
+        &format!(
+            "{b}/Users?filter={}",
+            enc(&format!(r#"userName eq "{}""#, email(0, Role::Requester)))
+        ),
+        Some(&t),
+        None,
+    )
+    .await;
+    assert_eq!(r.body["totalResults"], 1, "{}", r.text);
+    assert_eq!(r.body["Resources"][0]["id"], requester.as_str());
+    let r = scim(
+        &w,
+        Method::PATCH,
+        &format!("{b}/Users/{requester}"),
+        Some(&t),
+        Some(&patch(
+            json!([{ "op": "Replace", "path": "externalId", "value": "oid-rq" }]),
+        )),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        ownership_row(&w, &requester).await,
+        (
+            email(0, Role::Requester),
+            true,
+            Some("oid-rq".to_owned()),
+            "active".to_owned()
+        )
+    );
     w.close().await;
 }

@@ -481,3 +481,86 @@ async fn scim_provisioned_user_signs_in_then_deprovisioning_ends_it_and_sso_cann
     assert!(again.session.is_none());
     w.close().await;
 }
+
+/// Issue #11, finding 7: whoever holds the SCIM token (or edits the IdP's attribute
+/// mapping) must not be able to point a local admin's externalId at their own `oid` and
+/// sign in as that admin (skipping the admin's password and TOTP). SCIM cannot see the
+/// admin, cannot adopt them by creating a user with their address, and even a local
+/// admin marked SCIM-managed without an admin's handover (as the old adoption did) is
+/// never linked implicitly.
+#[tokio::test]
+async fn scim_cannot_point_a_local_admins_external_id_at_an_attackers_oid() {
+    let (w, admin) = setup().await;
+    let peers = sso_peers();
+    let reply = configure(&w, &admin, 0, false, Some(peers.oidc_client_secret())).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let token = w
+        .request(
+            Method::POST,
+            "/api/scim/tokens",
+            Some(&admin),
+            Some(json!({ "name": "Entra", "days": 1 })),
+        )
+        .await;
+    let token = token.body["token"].as_str().unwrap().to_owned();
+    let base = format!("/scim/v2/{}", w.orgs[0]);
+    let victim = w.users[&(0, Role::Admin)].to_string();
+    let victim_email = common::email(0, Role::Admin);
+
+    // The attacker (signing in at the provider as "alice") sets the admin's externalId.
+    let (status, body) = scim(
+        &w,
+        Method::PATCH,
+        &format!("{base}/Users/{victim}"),
+        &token,
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{ "op": "Replace", "path": "externalId", "value": ALICE_OID }],
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = scim(
+        &w,
+        Method::POST,
+        &format!("{base}/Users"),
+        &token,
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": victim_email,
+            "externalId": ALICE_OID,
+            "active": true,
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let attacker = Browser::new().sign_in(&w, 0, "alice").await;
+    assert_eq!(attacker.status, StatusCode::FORBIDDEN, "{}", attacker.body);
+    assert_eq!(attacker.body["error"], json!("sso_no_account"));
+    assert!(attacker.session.is_none());
+
+    // Defence in depth: the state the old adoption left behind (SCIM-managed, externalId
+    // = the attacker's oid, no handover) still links nobody to a local admin.
+    let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+    sqlx::query(
+        "UPDATE app.users SET scim_managed = true, scim_external_id = $2 WHERE id = $1::uuid",
+    )
+    .bind(&victim)
+    .bind(ALICE_OID)
+    .execute(tx.conn())
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let attacker = Browser::new().sign_in(&w, 0, "alice").await;
+    assert_eq!(attacker.status, StatusCode::FORBIDDEN, "{}", attacker.body);
+    assert_eq!(attacker.body["error"], json!("sso_no_account"));
+    assert!(attacker.session.is_none());
+    let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+    let links: i64 = sqlx::query_scalar("SELECT count(*) FROM app.sso_identities")
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(links, 0, "no identity was linked");
+    w.close().await;
+}

@@ -77,6 +77,28 @@ impl ScimError {
         }
     }
 
+    /// 409 `uniqueness`: a create names the userName or e-mail address of a user SCIM
+    /// does not manage (a local user). SCIM never adopts such a user: an admin hands
+    /// them over explicitly, or the identity provider uses another userName.
+    pub const fn not_managed() -> Self {
+        Self::uniqueness("userName or e-mail address belongs to a user that SCIM does not manage")
+    }
+
+    /// 400 `mutability`: `active: true` for a user an administrator disabled. The
+    /// administrator's decision wins; only an administrator lifts it.
+    pub const fn disabled_by_admin() -> Self {
+        Self::bad_request(
+            "mutability",
+            "an administrator disabled this user; only an administrator can enable them",
+        )
+    }
+
+    /// Whether this is one of the ownership refusals ([`Self::not_managed`],
+    /// [`Self::disabled_by_admin`]) that the caller records in the audit log.
+    pub fn is_ownership_refusal(&self) -> bool {
+        *self == Self::not_managed() || *self == Self::disabled_by_admin()
+    }
+
     /// 413: the body is larger than we accept.
     pub const fn too_large() -> Self {
         Self {

@@ -13,10 +13,15 @@
 //!
 //! Errors are [`ScimError`]s: an HTTP status, a `scimType` and a fixed detail.
 //!
+//! **Ownership:** SCIM manages only the users it created or that an admin handed over
+//! ([`store::hand_over`]); see [`store`].
+//!
 //! **For sign-in code (SSO, JIT provisioning):** a user with `status = 'disabled'` and
 //! `deprovisioned_by_scim = true` was deprovisioned by the identity provider; only SCIM
 //! may re-activate them. Use [`is_deprovisioned_by_scim`] before signing in or creating
-//! a user for an address.
+//! a user for an address. To link a new federated identity by SCIM data, use
+//! [`user_by_external_id`] / [`user_by_user_name`]: they find only users it is safe to
+//! link implicitly (see [`LINKABLE`]).
 //!
 //! ```
 //! use procuhelp_auth::scim::{filter::parse_filter, model::ResourceKind};
@@ -68,30 +73,50 @@ pub async fn user_is_scim_managed(
     flag.ok_or(crate::AuthError::NotFound)
 }
 
-/// The SCIM-managed user whose SCIM `externalId` is `external_id` (with Entra's
-/// attribute mapping `externalId ← objectId`, the `oid` of an ID token), if any.
+/// Which users a federated identity that is not linked yet may be linked to through SCIM
+/// data (SQL over `app.users u`). SCIM data is only as trustworthy as whoever holds the
+/// SCIM token or edits the identity provider's attribute mapping, so:
+///
+/// - only a user SCIM owns (created by SCIM, or handed over by an admin) — never a local
+///   account SCIM cannot see;
+/// - not handed over: only one without local credentials (password, TOTP). SCIM never
+///   creates those, so a SCIM-managed user with one is a local account marked managed
+///   without an admin's handover (the adoption before issue #11, finding 7): linking it
+///   would skip its password and second factor;
+/// - only a user with no federated identity yet: SCIM editing the externalId or userName
+///   of someone who already signs in never re-points their account at another identity.
+pub const LINKABLE: &str = "u.scim_managed AND u.scim_deleted_at IS NULL
+    AND (u.scim_handed_over_at IS NOT NULL OR (u.password_hash IS NULL AND u.totp_sealed IS NULL))
+    AND NOT EXISTS (SELECT 1 FROM app.sso_identities i WHERE i.org_id = u.org_id AND i.user_id = u.id)";
+
+/// The user whose SCIM `externalId` is `external_id` (with Entra's attribute mapping
+/// `externalId ← objectId`, the `oid` of an ID token), if one may be linked implicitly
+/// ([`LINKABLE`]).
 pub async fn user_by_external_id(
     tx: &mut TenantTx,
     external_id: &str,
 ) -> AuthResult<Option<procuhelp_core::UserId>> {
-    let id: Option<uuid::Uuid> =
-        sqlx::query_scalar("SELECT id FROM app.users WHERE scim_managed AND scim_external_id = $1")
-            .bind(external_id)
-            .fetch_optional(tx.conn())
-            .await?;
+    let id: Option<uuid::Uuid> = sqlx::query_scalar(&format!(
+        "SELECT u.id FROM app.users u WHERE u.scim_external_id = $1 AND {LINKABLE}"
+    ))
+    .bind(external_id)
+    .fetch_optional(tx.conn())
+    .await?;
     id.map(|id| procuhelp_core::UserId::from_uuid(id).map_err(|_| crate::AuthError::Internal))
         .transpose()
 }
 
-/// The SCIM-managed user whose SCIM `userName` is `user_name` (case-insensitive; a SAML
-/// NameID is the userName Entra provisions), if any.
+/// The user whose SCIM `userName` is `user_name` (case-insensitive; a SAML NameID is the
+/// userName Entra provisions; a handed-over user's userName is their sign-in address
+/// until SCIM sets one), if one may be linked implicitly ([`LINKABLE`]).
 pub async fn user_by_user_name(
     tx: &mut TenantTx,
     user_name: &str,
 ) -> AuthResult<Option<procuhelp_core::UserId>> {
-    let id: Option<uuid::Uuid> = sqlx::query_scalar(
-        "SELECT id FROM app.users WHERE scim_managed AND lower(scim_user_name) = lower($1)",
-    )
+    let id: Option<uuid::Uuid> = sqlx::query_scalar(&format!(
+        "SELECT u.id FROM app.users u
+         WHERE lower(COALESCE(u.scim_user_name, u.email)) = lower($1) AND {LINKABLE}"
+    ))
     .bind(user_name)
     .fetch_optional(tx.conn())
     .await?;
@@ -111,6 +136,25 @@ pub async fn user_deprovisioned_by_scim(
             .fetch_optional(tx.conn())
             .await?;
     flag.ok_or(crate::AuthError::NotFound)
+}
+
+/// An admin enables user `id` while SCIM has them deprovisioned too: the admin lifts
+/// only their own disable (`disabled_by_admin`); the user stays disabled until SCIM
+/// re-activates them. Whether there was an admin's disable to lift.
+pub async fn lift_admin_disable(
+    tx: &mut TenantTx,
+    id: procuhelp_core::UserId,
+    now: time::OffsetDateTime,
+) -> AuthResult<bool> {
+    let done = sqlx::query(
+        "UPDATE app.users SET disabled_by_admin = false, changed_at = $2
+         WHERE id = $1 AND disabled_by_admin AND deprovisioned_by_scim",
+    )
+    .bind(id.as_uuid())
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
+    Ok(done.rows_affected() > 0)
 }
 
 /// Whether the organisation lets SSO create unknown users at their first sign-in

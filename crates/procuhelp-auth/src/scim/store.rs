@@ -2,10 +2,19 @@
 //! [`TenantTx`], validates everything before the first write, and reports what it did
 //! ([`Effects`]) so that the caller records it in the audit log in the same transaction.
 //!
+//! **Ownership.** SCIM sees and changes only the users it owns (`scim_managed`): those it
+//! created, and those an admin handed over ([`hand_over`], audited). Every other user is
+//! invisible to SCIM — 404 by id, absent from lists and filters, refused as a group
+//! member — and a create naming their userName or address is refused
+//! ([`ScimError::not_managed`]) instead of adopting them, so the SCIM token can never take
+//! over a local or break-glass account (issue #11, finding 7).
+//!
 //! Deprovisioning (`active: false`, or DELETE) disables the user, marks them
 //! `deprovisioned_by_scim` and revokes every session in the same transaction. A SCIM
 //! DELETE keeps the row (the audit trail refers to it) with `scim_deleted_at` set: SCIM no
 //! longer sees it, and a later POST with the same userName or address revives it.
+//! `active: true` never lifts an admin's disable (`disabled_by_admin`):
+//! [`ScimError::disabled_by_admin`].
 
 use procuhelp_core::UserId;
 use procuhelp_tenancy::TenantTx;
@@ -173,8 +182,6 @@ pub struct Effects {
     pub deprovisioned: Option<u64>,
     /// The user was re-activated now.
     pub reactivated: bool,
-    /// The user existed before SCIM and is now managed by it.
-    pub adopted: bool,
     /// A deleted user was revived by POST.
     pub revived: bool,
     /// Roles that changed.
@@ -209,7 +216,7 @@ const USER_SELECT: &str = "SELECT u.id, COALESCE(u.scim_user_name, u.email), u.e
     ARRAY(SELECT g.display_name FROM app.scim_group_members m JOIN app.scim_groups g
           ON g.org_id = m.org_id AND g.id = m.group_id
           WHERE m.org_id = u.org_id AND m.user_id = u.id ORDER BY g.id)
-    FROM app.users u WHERE u.scim_deleted_at IS NULL";
+    FROM app.users u WHERE u.scim_managed AND u.scim_deleted_at IS NULL";
 
 fn user_from(row: UserRow) -> ScimResult<ScimUser> {
     let (
@@ -247,8 +254,8 @@ fn user_from(row: UserRow) -> ScimResult<ScimUser> {
     })
 }
 
-/// The user `id`, or 404 (also for ids of other organisations, deleted users and ids
-/// that are not UUIDs).
+/// The user `id`, or 404 (also for ids of other organisations, deleted users, users SCIM
+/// does not manage and ids that are not UUIDs).
 pub async fn user(tx: &mut TenantTx, id: &str) -> ScimResult<ScimUser> {
     let id: UserId = id.parse().map_err(|_| ScimError::not_found())?;
     let row: Option<UserRow> = sqlx::query_as(&format!("{USER_SELECT} AND u.id = $1"))
@@ -258,6 +265,20 @@ pub async fn user(tx: &mut TenantTx, id: &str) -> ScimResult<ScimUser> {
     row.map(user_from)
         .transpose()?
         .ok_or(ScimError::not_found())
+}
+
+/// Whether `id` is a user of this organisation that SCIM does not manage: SCIM got a 404
+/// for them, and the caller records the attempt (an id SCIM was never shown).
+pub async fn is_unmanaged_user(tx: &mut TenantTx, id: &str) -> ScimResult<bool> {
+    let Ok(id) = id.parse::<UserId>() else {
+        return Ok(false);
+    };
+    let found: Option<bool> =
+        sqlx::query_scalar("SELECT NOT scim_managed FROM app.users WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(tx.conn())
+            .await?;
+    Ok(found.unwrap_or(false))
 }
 
 /// Locks user `id` for the rest of the transaction, so that concurrent writes to one
@@ -293,7 +314,8 @@ pub async fn list_users(
         },
     };
     let total: i64 = sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM app.users u WHERE u.scim_deleted_at IS NULL AND ($1::text IS NULL OR true){clause}"
+        "SELECT count(*) FROM app.users u
+         WHERE u.scim_managed AND u.scim_deleted_at IS NULL AND ($1::text IS NULL OR true){clause}"
     ))
     .bind(value)
     .fetch_one(tx.conn())
@@ -388,18 +410,11 @@ pub async fn create_user(
     };
     let new_id = UserId::new();
     let email = login_email(&input.user_name, &input.emails, new_id);
-    let clash: Vec<(Uuid, bool)> = sqlx::query_as(
-        "SELECT id, scim_deleted_at IS NOT NULL FROM app.users
-         WHERE lower(COALESCE(scim_user_name, email)) = lower($1) OR email = $2
-            OR lower(scim_user_name) = lower($1)
-            OR ($3::text IS NOT NULL AND scim_external_id = $3)
-         LIMIT 2",
-    )
-    .bind(&input.user_name)
-    .bind(&email)
-    .bind(input.external_id.as_deref())
-    .fetch_all(tx.conn())
-    .await?;
+    let clash = clashes(tx, &input, &email).await?;
+    // Never adopt: a user SCIM does not own keeps their account, whatever SCIM sends.
+    if clash.iter().any(|c| !c.managed) {
+        return Err(ScimError::not_managed());
+    }
     let mut effects = Effects::default();
     let id = match clash.as_slice() {
         [] => {
@@ -421,9 +436,9 @@ pub async fn create_user(
             .map_err(storage)?;
             new_id
         }
-        [(id, true)] => {
+        [revivable] if revivable.deleted => {
             effects.revived = true;
-            UserId::from_uuid(*id).map_err(|_| ScimError::unavailable())?
+            revivable.id
         }
         _ => {
             return Err(ScimError::uniqueness(
@@ -434,6 +449,48 @@ pub async fn create_user(
     write_user(tx, id, &input, now, true, &mut effects).await?;
     let created = user(tx, &id.to_string()).await?;
     Ok((created, effects))
+}
+
+/// A user whose userName, sign-in address or externalId a new user would take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Clash {
+    id: UserId,
+    deleted: bool,
+    managed: bool,
+}
+
+/// The users (at most two) a create of `input` with sign-in address `email` collides
+/// with.
+async fn clashes(tx: &mut TenantTx, input: &UserInput, email: &str) -> ScimResult<Vec<Clash>> {
+    let rows: Vec<(Uuid, bool, bool)> = sqlx::query_as(
+        "SELECT id, scim_deleted_at IS NOT NULL, scim_managed FROM app.users
+         WHERE lower(COALESCE(scim_user_name, email)) = lower($1) OR email = $2
+            OR lower(scim_user_name) = lower($1)
+            OR ($3::text IS NOT NULL AND scim_external_id = $3)
+         ORDER BY scim_managed, id
+         LIMIT 2",
+    )
+    .bind(&input.user_name)
+    .bind(email)
+    .bind(input.external_id.as_deref())
+    .fetch_all(tx.conn())
+    .await?;
+    rows.into_iter()
+        .map(|(id, deleted, managed)| {
+            Ok(Clash {
+                id: UserId::from_uuid(id).map_err(|_| ScimError::unavailable())?,
+                deleted,
+                managed,
+            })
+        })
+        .collect()
+}
+
+/// The user a refused create of `input` concerned (for the audit record of the
+/// refusal): a user SCIM does not manage, else the deleted user it would have revived.
+pub async fn create_target(tx: &mut TenantTx, input: &UserInput) -> ScimResult<Option<UserId>> {
+    let email = login_email(&input.user_name, &input.emails, UserId::new());
+    Ok(clashes(tx, input, &email).await?.first().map(|c| c.id))
 }
 
 /// Replaces every attribute of a user (PUT).
@@ -545,13 +602,14 @@ async fn write_user(
     } else {
         Some(json!(input.emails))
     };
-    let was_managed: Option<bool> = sqlx::query_scalar(
+    // `scim_managed` in the WHERE clause: SCIM writes only to users it owns (the caller
+    // found the user through SCIM's view; this holds even if a caller did not).
+    let written: Option<bool> = sqlx::query_scalar(
         "UPDATE app.users u SET email = $2, display_name = COALESCE($3, u.display_name), scim_user_name = $4,
              scim_external_id = $5, scim_display_name = $6, given_name = $7, family_name = $8,
-             scim_emails = $9, scim_managed = true, scim_deleted_at = NULL, changed_at = $10
-         FROM (SELECT id, scim_managed FROM app.users WHERE id = $1 FOR UPDATE) old
-         WHERE u.id = old.id AND (u.scim_deleted_at IS NULL OR $11)
-         RETURNING old.scim_managed",
+             scim_emails = $9, scim_deleted_at = NULL, changed_at = $10
+         WHERE u.id = $1 AND u.scim_managed AND (u.scim_deleted_at IS NULL OR $11)
+         RETURNING true",
     )
     .bind(id.as_uuid())
     .bind(&email)
@@ -567,22 +625,22 @@ async fn write_user(
     .fetch_optional(tx.conn())
     .await
     .map_err(storage)?;
-    match was_managed {
-        None => return Err(ScimError::not_found()),
-        Some(false) => effects.adopted = true,
-        Some(true) => {}
+    if written.is_none() {
+        return Err(ScimError::not_found());
     }
     if let Some(active) = input.active {
         set_active(tx, id, active, now, effects).await?;
     }
-    if effects.adopted || effects.revived {
+    if effects.revived {
         effects.role_changes = sync_roles(tx, &[id.as_uuid()], now).await?;
     }
     Ok(())
 }
 
 /// Sets `active`: false deprovisions (disabled, `deprovisioned_by_scim`, every session
-/// revoked, all in this transaction); true re-activates.
+/// revoked, all in this transaction); true re-activates — unless an admin disabled the
+/// user: their decision wins ([`ScimError::disabled_by_admin`]; the whole request is
+/// refused, nothing of it applies).
 async fn set_active(
     tx: &mut TenantTx,
     id: UserId,
@@ -590,11 +648,15 @@ async fn set_active(
     now: OffsetDateTime,
     effects: &mut Effects,
 ) -> ScimResult<()> {
-    let (status, deprovisioned): (String, bool) =
-        sqlx::query_as("SELECT status, deprovisioned_by_scim FROM app.users WHERE id = $1")
-            .bind(id.as_uuid())
-            .fetch_one(tx.conn())
-            .await?;
+    let (status, deprovisioned, disabled_by_admin): (String, bool, bool) = sqlx::query_as(
+        "SELECT status, deprovisioned_by_scim, disabled_by_admin FROM app.users WHERE id = $1",
+    )
+    .bind(id.as_uuid())
+    .fetch_one(tx.conn())
+    .await?;
+    if active && disabled_by_admin {
+        return Err(ScimError::disabled_by_admin());
+    }
     if active && status != "active" {
         sqlx::query(
             "UPDATE app.users SET status = 'active', deprovisioned_by_scim = false, changed_at = $2
@@ -645,6 +707,56 @@ pub async fn delete_user(tx: &mut TenantTx, id: &str, now: OffsetDateTime) -> Sc
     .await?;
     effects.role_changes = sync_roles(tx, &[current.id.as_uuid()], now).await?;
     Ok(effects)
+}
+
+/// What handing a user over to SCIM did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandOver {
+    /// The user as SCIM now sees them (userName = their sign-in address).
+    pub user: ScimUser,
+    /// Their role, if the group mapping changed it (they are in no SCIM group yet).
+    pub role_change: Option<RoleChange>,
+}
+
+/// Hands local user `id` over to SCIM: from now on SCIM sees and manages them (attributes,
+/// status, and — with a mapping — their role), and a federated sign-in may be linked to
+/// them by their SCIM externalId/userName. An admin's explicit decision: the caller checks
+/// the permission and records it before the commit. `by` is the acting admin (or API
+/// token). Already SCIM's: 409 `uniqueness`; unknown (or another organisation's): 404.
+pub async fn hand_over(
+    tx: &mut TenantTx,
+    id: UserId,
+    by: Uuid,
+    now: OffsetDateTime,
+) -> ScimResult<HandOver> {
+    let managed: Option<bool> =
+        sqlx::query_scalar("SELECT scim_managed FROM app.users WHERE id = $1 FOR UPDATE")
+            .bind(id.as_uuid())
+            .fetch_optional(tx.conn())
+            .await?;
+    match managed {
+        None => return Err(ScimError::not_found()),
+        Some(true) => return Err(ScimError::uniqueness("the user is already managed by SCIM")),
+        Some(false) => {}
+    }
+    sqlx::query(
+        "UPDATE app.users SET scim_managed = true, scim_handed_over_at = $2, scim_handed_over_by = $3,
+             changed_at = $2
+         WHERE id = $1",
+    )
+    .bind(id.as_uuid())
+    .bind(now)
+    .bind(by)
+    .execute(tx.conn())
+    .await?;
+    let role_change = sync_roles(tx, &[id.as_uuid()], now)
+        .await?
+        .into_iter()
+        .next();
+    Ok(HandOver {
+        user: user(tx, &id.to_string()).await?,
+        role_change,
+    })
 }
 
 /// Recomputes the role of the SCIM-managed users among `users`: the most privileged
@@ -792,8 +904,8 @@ pub async fn list_groups(
     Ok((total, rows.into_iter().map(group_from).collect()))
 }
 
-/// Member ids as users of this organisation that SCIM sees; anything else refuses the
-/// whole request (`invalidValue`), so nothing is half-applied.
+/// Member ids as users of this organisation that SCIM sees (owned, not deleted); anything
+/// else refuses the whole request (`invalidValue`), so nothing is half-applied.
 async fn member_ids(tx: &mut TenantTx, ids: &[String]) -> ScimResult<Vec<Uuid>> {
     let mut parsed = Vec::with_capacity(ids.len());
     for id in ids {
@@ -805,7 +917,7 @@ async fn member_ids(tx: &mut TenantTx, ids: &[String]) -> ScimResult<Vec<Uuid>> 
     parsed.sort_unstable();
     parsed.dedup();
     let found: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM app.users WHERE id = ANY($1) AND scim_deleted_at IS NULL",
+        "SELECT count(*) FROM app.users WHERE id = ANY($1) AND scim_managed AND scim_deleted_at IS NULL",
     )
     .bind(&parsed)
     .fetch_one(tx.conn())

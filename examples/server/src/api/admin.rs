@@ -140,6 +140,20 @@ async fn set_status(mut authed: Authed, id: UserId, status: UserStatus) -> ApiRe
     if status == UserStatus::Active
         && procuhelp_auth::scim::user_deprovisioned_by_scim(authed.tx()?, id).await?
     {
+        // Disabled by both: the admin lifts their own disable (else SCIM could never
+        // re-activate the user); the user stays disabled until SCIM does.
+        if procuhelp_auth::scim::lift_admin_disable(authed.tx()?, id, now).await? {
+            let event = authed
+                .event(Action::UserEnabled, Outcome::Success)
+                .target(format!("user:{id}"))
+                .context(json!({ "sessions_revoked": 0, "still_deprovisioned_by_scim": true }));
+            authed.record(event).await?;
+            authed.commit().await?;
+            return Ok(Json(json!({
+                "id": id.to_string(), "sessions_revoked": 0, "status": "disabled",
+                "deprovisioned_by_scim": true,
+            })));
+        }
         return Err(AuthError::Conflict(
             "deprovisioned by the identity provider (SCIM): re-activate the user there",
         )

@@ -70,6 +70,11 @@ pub const ENDPOINTS: &[(&str, &str, Option<Permission>)] = &[
         "/api/users/{user}/unlock",
         Some(Permission::ManageUsers),
     ),
+    (
+        "POST",
+        "/api/users/{user}/scim-handover",
+        Some(Permission::ManageSso),
+    ),
     ("GET", "/api/org/policy", Some(Permission::ManageUsers)),
     ("PUT", "/api/org/policy", Some(Permission::ManageUsers)),
     ("GET", "/api/elevations", Some(Permission::ManageElevation)),
@@ -162,6 +167,7 @@ pub fn routes() -> Router<AppState> {
             post(admin::revoke_user_sessions),
         )
         .route("/api/users/{id}/unlock", post(admin::unlock_user))
+        .route("/api/users/{id}/scim-handover", post(scim_admin::hand_over))
         .route(
             "/api/org/policy",
             get(admin::get_policy).put(admin::set_policy),

@@ -7,6 +7,12 @@
 //! Every change and its audit events (actor: the SCIM token as a service account,
 //! context `"via": "scim"`) are committed together; if the audit log refuses, nothing
 //! changes (503).
+//!
+//! SCIM sees only the users it owns (see `procuhelp_auth::scim::store`). What it tried
+//! and may not do is recorded (`scim.request_refused`, outcome `denied`, a fixed reason,
+//! nothing of the input): a request by id for a user it does not manage (answered with
+//! the same 404 as an unknown id), a create naming such a user's userName or address
+//! (409), `active: true` for a user an admin disabled (400 `mutability`).
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -262,6 +268,16 @@ impl ScimCtx {
     }
 
     fn event(&self, action: Action, target: String, context: Value) -> AuditEvent {
+        self.event_with(action, Outcome::Success, target, context)
+    }
+
+    fn event_with(
+        &self,
+        action: Action,
+        outcome: Outcome,
+        target: String,
+        context: Value,
+    ) -> AuditEvent {
         let mut context = context;
         if let Some(obj) = context.as_object_mut() {
             obj.insert("via".to_owned(), json!("scim"));
@@ -270,7 +286,7 @@ impl ScimCtx {
             Some(self.org),
             Actor::ServiceAccount { id: self.token },
             action,
-            Outcome::Success,
+            outcome,
         )
         .at(self.now())
         .source(self.client.source, self.client.user_agent.as_deref())
@@ -291,6 +307,57 @@ impl ScimCtx {
             return Err(ScimError::from(e).into());
         }
         Ok(())
+    }
+
+    /// Refuses what SCIM may not do: nothing of the request is kept (rolled back), and
+    /// the attempt is recorded first — `op`, a fixed `reason`, the user it concerned, no
+    /// input. If the audit log refuses the record, 503.
+    async fn refuse(
+        &mut self,
+        error: ScimError,
+        op: &'static str,
+        user: Option<String>,
+        reason: &'static str,
+    ) -> ScimFailure {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.rollback().await;
+        }
+        let target = user.map_or_else(|| "scim:Users".to_owned(), |u| format!("user:{u}"));
+        let event = self.event_with(
+            Action::ScimRequestRefused,
+            Outcome::Denied,
+            target,
+            json!({ "op": op, "reason": reason }),
+        );
+        if let Err(e) = self.state.auth.record(event).await {
+            return ScimError::from(e).into();
+        }
+        error.into()
+    }
+
+    /// The failure for `error` from an operation on user `id`, recording the refusals
+    /// that concern ownership: a 404 for a user SCIM does not manage (SCIM was never
+    /// shown that id), and an admin's disable.
+    async fn user_failure(&mut self, error: ScimError, op: &'static str, id: &str) -> ScimFailure {
+        if error == ScimError::not_found() {
+            let hidden = match self.tx.as_mut() {
+                Some(tx) => match store::is_unmanaged_user(tx, id).await {
+                    Ok(hidden) => hidden,
+                    Err(e) => return e.into(),
+                },
+                None => false,
+            };
+            if hidden {
+                return self
+                    .refuse(error, op, Some(id.to_owned()), "user not managed by SCIM")
+                    .await;
+            }
+        } else if error.is_ownership_refusal() {
+            return self
+                .refuse(error, op, Some(id.to_owned()), error.detail)
+                .await;
+        }
+        error.into()
     }
 
     async fn commit(&mut self) -> ScimResult<()> {
@@ -430,7 +497,10 @@ async fn get_user(
     uri: Uri,
 ) -> ScimResult<ScimReply> {
     let p = projection(&uri, ResourceKind::User)?;
-    let user = store::user(ctx.tx()?, &id).await?;
+    let user = match store::user(ctx.tx()?, &id).await {
+        Ok(user) => user,
+        Err(e) => return Err(ctx.user_failure(e, "get", &id).await),
+    };
     ctx.commit().await?;
     Ok(ScimReply::ok(p.apply(user.to_json(&ctx.base))))
 }
@@ -439,7 +509,16 @@ async fn create_user(mut ctx: ScimCtx, uri: Uri, request: Request) -> ScimResult
     let p = projection(&uri, ResourceKind::User)?;
     let input = model::parse_user(&body(request).await?)?;
     let now = ctx.now();
-    let (user, effects) = store::create_user(ctx.tx()?, input, now).await?;
+    let (user, effects) = match store::create_user(ctx.tx()?, input.clone(), now).await {
+        Ok(done) => done,
+        Err(e) if e.is_ownership_refusal() => {
+            let target = store::create_target(ctx.tx()?, &input).await?;
+            return Err(ctx
+                .refuse(e, "create", target.map(|t| t.to_string()), e.detail)
+                .await);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let id = user.id.to_string();
     let e = ctx
         .event(
@@ -465,7 +544,7 @@ async fn user_updated(
         .event(
             Action::ScimUserUpdated,
             format!("user:{}", user.id),
-            json!({ "op": op, "adopted": effects.adopted }),
+            json!({ "op": op }),
         )
         .person(user.id, Some(&user.email), user.display_name.as_deref());
     ctx.record(e).await?;
@@ -481,7 +560,10 @@ async fn replace_user(
     let p = projection(&uri, ResourceKind::User)?;
     let input = model::parse_user(&body(request).await?)?;
     let now = ctx.now();
-    let (user, effects) = store::replace_user(ctx.tx()?, &id, input, now).await?;
+    let (user, effects) = match store::replace_user(ctx.tx()?, &id, input, now).await {
+        Ok(done) => done,
+        Err(e) => return Err(ctx.user_failure(e, "replace", &id).await),
+    };
     user_updated(&mut ctx, &user, "replace", &effects).await?;
     ctx.commit().await?;
     Ok(ScimReply::ok(p.apply(user.to_json(&ctx.base))))
@@ -496,7 +578,10 @@ async fn patch_user(
     let p = projection(&uri, ResourceKind::User)?;
     let changes = scim_patch::parse_user_patch(&body(request).await?)?;
     let now = ctx.now();
-    let (user, effects) = store::patch_user(ctx.tx()?, &id, &changes, now).await?;
+    let (user, effects) = match store::patch_user(ctx.tx()?, &id, &changes, now).await {
+        Ok(done) => done,
+        Err(e) => return Err(ctx.user_failure(e, "patch", &id).await),
+    };
     user_updated(&mut ctx, &user, "patch", &effects).await?;
     ctx.commit().await?;
     Ok(ScimReply::ok(p.apply(user.to_json(&ctx.base))))
@@ -507,7 +592,10 @@ async fn delete_user(
     Path((_, id)): Path<(String, String)>,
 ) -> ScimResult<Response> {
     let now = ctx.now();
-    let effects = store::delete_user(ctx.tx()?, &id, now).await?;
+    let effects = match store::delete_user(ctx.tx()?, &id, now).await {
+        Ok(effects) => effects,
+        Err(e) => return Err(ctx.user_failure(e, "delete", &id).await),
+    };
     let e = ctx.event(
         Action::ScimUserDeprovisioned,
         format!("user:{id}"),

@@ -1,14 +1,15 @@
 //! SCIM administration by the organisation's admins (session or API token, permission
-//! `manage_sso`): issue, list and revoke SCIM bearer tokens, and set the group → role
-//! mapping and the SSO just-in-time provisioning flag. Every change is audited before it
-//! is committed.
+//! `manage_sso`): issue, list and revoke SCIM bearer tokens, set the group → role
+//! mapping and the SSO just-in-time provisioning flag, and hand a local user over to
+//! SCIM. Every change is audited before it is committed.
 
 use axum::Json;
 use axum::extract::Path;
-use procuhelp_audit::{Action, Outcome};
+use procuhelp_audit::{Action, Actor, Outcome};
 use procuhelp_auth::scim::store::{self, RoleMapping};
 use procuhelp_auth::scim::token;
 use procuhelp_auth::{AuthError, Permission};
+use procuhelp_core::UserId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -157,5 +158,60 @@ pub(crate) async fn set_settings(
         "role_mappings": body.role_mappings,
         "sso_jit_provisioning": body.sso_jit_provisioning,
         "roles_changed": changes.len(),
+    })))
+}
+
+/// `POST /api/users/{id}/scim-handover`: hands a local user over to SCIM — the only way
+/// SCIM comes to manage a user it did not create (it never adopts one). Needs
+/// `manage_users` and `manage_sso`; not for the caller themselves (SCIM could then change
+/// their own role and status). From now on SCIM sees the user (userName = their sign-in
+/// address, so Entra's first lookup finds them), manages their attributes and status, and
+/// — with a group mapping — their role (recomputed now: they are in no SCIM group yet);
+/// a federated sign-in may be linked to them by their SCIM externalId/userName. Audited
+/// (`scim.user_handed_over`) before it takes effect.
+pub(crate) async fn hand_over(
+    mut authed: Authed,
+    Path(id): Path<UserId>,
+) -> ApiResult<Json<Value>> {
+    authed.require(Permission::ManageUsers).await?;
+    authed.require(Permission::ManageSso).await?;
+    if authed.principal.session().ok().map(|s| s.user) == Some(id) {
+        return Err(AuthError::Conflict("admins cannot hand themselves over to SCIM").into());
+    }
+    let by = match authed.principal.actor() {
+        Actor::User { id } => id.as_uuid(),
+        Actor::ServiceAccount { id } => id,
+        _ => return Err(AuthError::Internal.into()),
+    };
+    let now = authed.state().auth.now();
+    let done = store::hand_over(authed.tx()?, id, by, now)
+        .await
+        .map_err(scim)?;
+    let event = authed
+        .event(Action::ScimUserHandedOver, Outcome::Success)
+        .target(format!("user:{id}"))
+        .context(json!({ "role_changed": done.role_change.is_some() }))
+        .person(
+            id,
+            Some(&done.user.email),
+            done.user.display_name.as_deref(),
+        );
+    authed.record(event).await?;
+    if let Some(c) = &done.role_change {
+        let event = authed
+            .event(Action::UserRoleChanged, Outcome::Success)
+            .target(format!("user:{id}"))
+            .context(
+                json!({ "from": c.from, "to": c.to, "sessions_revoked": c.sessions_revoked,
+                        "reason": "scim group mapping" }),
+            );
+        authed.record(event).await?;
+    }
+    authed.commit().await?;
+    Ok(Json(json!({
+        "id": id.to_string(),
+        "scim_managed": true,
+        "user_name": done.user.user_name,
+        "role_changed": done.role_change.map(|c| c.to),
     })))
 }

@@ -567,7 +567,9 @@ pub(crate) async fn sign_in(
         .map_err(|e| unavailable(e.to_string()))?;
     if linked.is_none() {
         // A user SCIM provisioned with externalId = the Entra object id is this person:
-        // link once, by the immutable id (never by e-mail).
+        // link once, by the immutable id (never by e-mail) — and only to a user SCIM owns
+        // that may be linked implicitly (`scim::LINKABLE`: never a local account, one
+        // with a password or TOTP an admin did not hand over, or one already linked).
         if let Some(external_id) = &identity.scim_external_id {
             linked = scim::user_by_external_id(tx, external_id)
                 .await
