@@ -320,7 +320,11 @@ fn bench(c: &mut Criterion) {
             .unwrap();
         out
     });
-    let report = verify_export(&export[..]).unwrap();
+    let report = verify_export(
+        &export[..],
+        &procuhelp_audit::Trust::DangerouslyTrustEmbeddedKeys,
+    )
+    .unwrap();
     assert!(report.is_intact() && report.events as usize > EXPORT_EVENTS);
     eprintln!(
         "verify_export: {} events, {} bytes, {} checkpoint(s)",
@@ -334,7 +338,11 @@ fn bench(c: &mut Criterion) {
     g.measurement_time(Duration::from_secs(10));
     g.bench_function("verify_export", |b| {
         b.iter(|| {
-            let r = verify_export(&export[..]).unwrap();
+            let r = verify_export(
+                &export[..],
+                &procuhelp_audit::Trust::DangerouslyTrustEmbeddedKeys,
+            )
+            .unwrap();
             assert!(r.is_intact());
             r
         })
@@ -393,7 +401,12 @@ where
 
 async fn chain(db: &TenantDb, org: OrgId) -> (u64, bool) {
     let mut tx = db.begin(org).await.unwrap();
-    let report = verify_live(&mut tx, &[]).await.unwrap();
+    let report = verify_live(
+        &mut tx,
+        &procuhelp_audit::Trust::DangerouslyTrustEmbeddedKeys,
+    )
+    .await
+    .unwrap();
     tx.rollback().await.unwrap();
     (report.events, report.is_intact())
 }

@@ -23,7 +23,7 @@ use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
 use crate::chain::{CHAIN_VERSION, Fields, GENESIS, Hash, unix_micros};
-use crate::checkpoint::{Checkpoint, PublicKey};
+use crate::checkpoint::{Checkpoint, Trust};
 use crate::verify::{ChainVerifier, VerifyReport};
 use crate::{Action, AuditError, Outcome, Result};
 
@@ -243,26 +243,21 @@ fn hex32(s: &str, line: u64, field: &str) -> Result<Hash> {
     Ok(out)
 }
 
-/// Verifies a JSON-lines export, trusting the signing keys it names (compare
-/// [`VerifyReport::signing_keys`] with the key the organisation published).
+/// Verifies a JSON-lines export against `trust`: the deployment's pinned public key(s)
+/// ([`Trust::Pinned`]), or — only for diagnostics — whatever keys the file names.
 ///
 /// Returns the report with the first bad sequence number for any modified, deleted,
-/// inserted, reordered or truncated event; malformed input (invalid UTF-8, unknown
-/// action, a corrupt or oversized line) is an [`AuditError::BadInput`] naming the line.
+/// inserted, reordered or truncated event, any checkpoint signed by a key not pinned
+/// ([`ProblemKind::UntrustedKey`](crate::ProblemKind::UntrustedKey)), and — with pinned
+/// keys — events after the last trusted checkpoint
+/// ([`ProblemKind::Unsigned`](crate::ProblemKind::Unsigned); an export always ends at a
+/// checkpoint). Malformed input (invalid UTF-8, unknown action, a corrupt or oversized
+/// line) is an [`AuditError::BadInput`] naming the line.
 ///
 /// The input is read in bounded chunks (at most 4 MiB of lines plus one line), whose
 /// lines are parsed and hashed on up to 8 threads (`std::thread::scope`); the chain is
 /// then checked in file order, so the result is the same as a sequential pass.
-pub fn verify_export<R: BufRead>(reader: R) -> Result<VerifyReport> {
-    verify_export_trusting(reader, &[])
-}
-
-/// Like [`verify_export`], accepting only checkpoints signed by one of `trusted`
-/// (an empty slice trusts the keys in the file).
-pub fn verify_export_trusting<R: BufRead>(
-    mut reader: R,
-    trusted: &[PublicKey],
-) -> Result<VerifyReport> {
+pub fn verify_export<R: BufRead>(mut reader: R, trust: &Trust) -> Result<VerifyReport> {
     let mut buf = Vec::with_capacity(4096);
     let mut line: u64 = 1;
     if !read_line(&mut reader, &mut buf, line, "reading the export")? {
@@ -294,7 +289,7 @@ pub fn verify_export_trusting<R: BufRead>(
         checkpoints.push(cp.checkpoint);
     }
     let org = header.org;
-    let mut verifier = ChainVerifier::new(org, header.first_seq, prev, checkpoints, trusted);
+    let mut verifier = ChainVerifier::new(org, header.first_seq, prev, checkpoints, trust);
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .clamp(1, MAX_WORKERS);
@@ -317,6 +312,9 @@ pub fn verify_export_trusting<R: BufRead>(
         }
     }
     verifier.expect_end(header.last_seq);
+    if matches!(trust, Trust::Pinned(_)) {
+        verifier.require_signed_end();
+    }
     Ok(verifier.finish())
 }
 
@@ -744,7 +742,8 @@ mod tests {
         // More lines than one chunk holds, so runs and chunk boundaries are crossed.
         let n = CHUNK_LINES as u64 + 900;
         let lines = export_lines(n);
-        let report = verify_export(&join(&lines)[..]).unwrap_or_else(|e| panic!("{e}"));
+        let report = verify_export(&join(&lines)[..], &Trust::DangerouslyTrustEmbeddedKeys)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(report.is_intact(), "{report:?}");
         assert_eq!((report.events, report.last_seq), (n, n));
 
@@ -753,7 +752,8 @@ mod tests {
             let mut t = lines.clone();
             let i = seq as usize; // line index: the header is line 1 (index 0)
             t[i] = t[i].replace(&format!("\"t{seq}\""), "\"forged\"");
-            let r = verify_export(&join(&t)[..]).unwrap_or_else(|e| panic!("{e}"));
+            let r = verify_export(&join(&t)[..], &Trust::DangerouslyTrustEmbeddedKeys)
+                .unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(
                 r.problem.map(|p| (p.seq, p.kind)),
                 Some((seq, crate::ProblemKind::Modified))
@@ -762,14 +762,16 @@ mod tests {
         // Deleted and swapped lines.
         let mut t = lines.clone();
         t.remove(5_000);
-        let r = verify_export(&join(&t)[..]).unwrap_or_else(|e| panic!("{e}"));
+        let r = verify_export(&join(&t)[..], &Trust::DangerouslyTrustEmbeddedKeys)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             r.problem.map(|p| (p.seq, p.kind)),
             Some((5_000, crate::ProblemKind::Missing))
         );
         let mut t = lines.clone();
         t.swap(700, 701);
-        let r = verify_export(&join(&t)[..]).unwrap_or_else(|e| panic!("{e}"));
+        let r = verify_export(&join(&t)[..], &Trust::DangerouslyTrustEmbeddedKeys)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             r.problem.map(|p| (p.seq, p.kind)),
             Some((700, crate::ProblemKind::Missing))
@@ -780,26 +782,27 @@ mod tests {
         t[100] = t[100].replace("\"t100\"", "\"forged\"");
         t[6_001] = "{garbage".to_owned();
         t[8_500] = "{garbage".to_owned();
-        match verify_export(&join(&t)[..]) {
+        match verify_export(&join(&t)[..], &Trust::DangerouslyTrustEmbeddedKeys) {
             Err(AuditError::BadInput { line, .. }) => assert_eq!(line, 6_002),
             other => panic!("{other:?}"),
         }
         let mut t = lines.clone();
         t[8_500] = "{garbage".to_owned();
         t.insert(9_000, "x".repeat(MAX_LINE_BYTES + 1));
-        match verify_export(&join(&t)[..]) {
+        match verify_export(&join(&t)[..], &Trust::DangerouslyTrustEmbeddedKeys) {
             Err(AuditError::BadInput { line, .. }) => assert_eq!(line, 8_501),
             other => panic!("{other:?}"),
         }
         let mut t = lines.clone();
         t.insert(9_000, "x".repeat(MAX_LINE_BYTES + 1));
-        match verify_export(&join(&t)[..]) {
+        match verify_export(&join(&t)[..], &Trust::DangerouslyTrustEmbeddedKeys) {
             Err(AuditError::BadInput { line, .. }) => assert_eq!(line, 9_001),
             other => panic!("{other:?}"),
         }
         // A cut tail.
         let t = &lines[..lines.len() - 10];
-        let r = verify_export(&join(t)[..]).unwrap_or_else(|e| panic!("{e}"));
+        let r = verify_export(&join(t)[..], &Trust::DangerouslyTrustEmbeddedKeys)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             r.problem.map(|p| (p.seq, p.kind)),
             Some((n - 9, crate::ProblemKind::Truncated))
@@ -838,7 +841,7 @@ mod tests {
             (vec![b'a'; MAX_LINE_BYTES + 10], 1),
         ];
         for (input, line) in cases {
-            match verify_export(&input[..]) {
+            match verify_export(&input[..], &Trust::DangerouslyTrustEmbeddedKeys) {
                 Err(AuditError::BadInput { line: l, .. }) => assert_eq!(l, line),
                 other => panic!("{other:?}"),
             }

@@ -41,9 +41,12 @@
 //!   `PgAuditSink`: append-only (grants and triggers), row-level security per tenant, a
 //!   SHA-256 hash chain per organisation ([`ChainedEvent`]), group commit, appends inside
 //!   the caller's transaction, per-person encryption and erasure of personal data.
-//! * [`Checkpoint`]s: Ed25519-signed chain heads ([`CheckpointSigner`]).
+//! * [`Checkpoint`]s: Ed25519-signed chain heads ([`CheckpointSigner`]: a local key file
+//!   apart from the vault, [`Ed25519Signer`], or with the `transit` feature OpenBao
+//!   Transit, `TransitSigner`, whose key the process can never export).
 //! * Export (JSON lines, CSV) and verification: [`verify_export`] offline, `verify_live`
-//!   on the database; a [`VerifyReport`] names the first bad sequence number.
+//!   on the database, both against the verifier's pinned keys ([`Trust`]); a
+//!   [`VerifyReport`] names the first bad sequence number.
 //! * Alerting: [`Detectors`] over the event stream (failed sign-ins per account, address
 //!   and organisation, lockouts, traffic and error spikes), [`AlertSink`] with
 //!   [`LogAlertSink`] and, with the `webhook` feature, `WebhookAlertSink`; the
@@ -61,10 +64,13 @@ mod error;
 mod event;
 mod export;
 mod import;
+mod key_file;
 #[cfg(feature = "postgres")]
 mod pg;
 mod sink;
 mod sinks;
+#[cfg(feature = "transit")]
+mod transit;
 mod verify;
 
 pub use action::{Action, Outcome};
@@ -75,14 +81,17 @@ pub use alert::{
 #[cfg(feature = "webhook")]
 pub use alert::{WebhookAlertSink, WebhookConfig, WebhookStats};
 pub use chain::{CHAIN_VERSION, ChainedEvent, GENESIS, Hash};
-pub use checkpoint::{Checkpoint, CheckpointSigner, PublicKey, SIGNING_KEY_NAME};
+pub use checkpoint::{
+    Checkpoint, CheckpointSigner, Ed25519Signer, PublicKey, SIGNING_KEY_NAME, Trust,
+    parse_public_key, sign_checkpoint,
+};
 pub use error::{AuditError, Result, UnknownAction, UnknownOutcome};
 pub use event::{
     Actor, ActorContext, AuditEvent, MAX_CONTEXT_BYTES, MAX_DISPLAY_NAME_BYTES, MAX_EMAIL_BYTES,
     MAX_REQUEST_ID_BYTES, MAX_SUBJECT_BYTES, MAX_TARGET_BYTES, MAX_USER_AGENT_CHARS, PersonalData,
     Subject,
 };
-pub use export::{EXPORT_FORMAT, MAX_LINE_BYTES, verify_export, verify_export_trusting};
+pub use export::{EXPORT_FORMAT, MAX_LINE_BYTES, verify_export};
 pub use import::{MAX_IMPORT_EVENTS, read_events};
 #[cfg(feature = "postgres")]
 pub use pg::{
@@ -92,6 +101,8 @@ pub use pg::{
 };
 pub use sink::{AuditSink, Receipt};
 pub use sinks::{FailingSink, FanOutSink, JsonLinesFileSink, MemorySink};
+#[cfg(feature = "transit")]
+pub use transit::{TransitConfig, TransitSigner};
 pub use verify::{ChainProblem, ProblemKind, VerifyReport};
 
 /// The reserved organisation whose chain holds system-wide events (`org: None`).

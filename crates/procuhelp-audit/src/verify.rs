@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use procuhelp_core::OrgId;
 
 use crate::chain::{Fields, Hash};
-use crate::checkpoint::{Checkpoint, PublicKey};
+use crate::checkpoint::{Checkpoint, PublicKey, Trust};
 
 /// What is wrong at the first bad sequence number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +23,14 @@ pub enum ProblemKind {
     Truncated,
     /// The event at a signed checkpoint does not have the signed head hash.
     CheckpointMismatch,
-    /// A checkpoint's signature does not verify (or it is signed by an untrusted key).
+    /// A checkpoint's signature does not verify.
     BadSignature,
+    /// A checkpoint is signed by a key the verifier did not pin
+    /// ([`VerifyReport::untrusted_key`] names it): the file may have been re-signed.
+    UntrustedKey,
+    /// No checkpoint signed by a pinned key covers the events from here on (an export
+    /// always ends at one): they could have been rewritten or appended by anyone.
+    Unsigned,
 }
 
 /// The first problem found.
@@ -51,6 +57,8 @@ pub struct VerifyReport {
     pub checkpoints_verified: usize,
     /// The public keys those checkpoints were signed with (compare with the published key).
     pub signing_keys: Vec<PublicKey>,
+    /// The first key a checkpoint was signed with that the verifier did not pin.
+    pub untrusted_key: Option<PublicKey>,
     /// The first problem, if any.
     pub problem: Option<ChainProblem>,
 }
@@ -73,18 +81,21 @@ pub(crate) struct ChainVerifier {
     problem: Option<ChainProblem>,
     checkpoints: BTreeMap<u64, Checkpoint>,
     verified: usize,
+    /// The highest checkpoint whose head matched (all kept checkpoints are trusted).
+    last_verified: Option<u64>,
     signing_keys: Vec<PublicKey>,
+    untrusted_key: Option<PublicKey>,
 }
 
 impl ChainVerifier {
     /// Starts at `first_seq`, whose `prev_hash` must be `prev`. Checkpoints of other
-    /// chains are ignored; with `trusted` non-empty, only those keys are accepted.
+    /// chains are ignored; only keys `trust` accepts count.
     pub(crate) fn new(
         org: OrgId,
         first_seq: u64,
         prev: Hash,
         checkpoints: impl IntoIterator<Item = Checkpoint>,
-        trusted: &[PublicKey],
+        trust: &Trust,
     ) -> Self {
         let mut v = Self {
             org,
@@ -95,14 +106,21 @@ impl ChainVerifier {
             problem: None,
             checkpoints: BTreeMap::new(),
             verified: 0,
+            last_verified: None,
             signing_keys: Vec::new(),
+            untrusted_key: None,
         };
         for cp in checkpoints {
             if cp.org != org || cp.seq < first_seq {
                 continue;
             }
-            let trusted_key = trusted.is_empty() || trusted.contains(&cp.public_key);
-            if !trusted_key || !cp.signature_is_valid() {
+            if !trust.accepts(&cp.public_key) {
+                // Lowest such checkpoint: the key reported is the first one in the chain.
+                if v.problem.is_none_or(|p| cp.seq < p.seq) {
+                    v.untrusted_key = Some(cp.public_key);
+                }
+                v.fail(cp.seq, ProblemKind::UntrustedKey);
+            } else if !cp.signature_is_valid() {
                 v.fail(cp.seq, ProblemKind::BadSignature);
             } else if !v.signing_keys.contains(&cp.public_key) {
                 v.signing_keys.push(cp.public_key);
@@ -176,6 +194,7 @@ impl ChainVerifier {
         if let Some(cp) = self.checkpoints.get(&seq) {
             if &cp.head == stored_hash {
                 self.verified += 1;
+                self.last_verified = Some(seq);
             } else {
                 self.fail(seq, ProblemKind::CheckpointMismatch);
                 return;
@@ -202,8 +221,25 @@ impl ChainVerifier {
             head: self.prev,
             checkpoints_verified: self.verified,
             signing_keys: self.signing_keys,
+            untrusted_key: self.untrusted_key,
             problem: self.problem,
         }
+    }
+
+    /// Requires the last event checked to be covered by a trusted checkpoint: otherwise
+    /// the events after the last one (all of them, with none) are `Unsigned`. Call after
+    /// every event was pushed; for exports, which always end at a checkpoint.
+    pub(crate) fn require_signed_end(&mut self) {
+        let last = self.expected.saturating_sub(1);
+        if self.problem.is_some() || self.events == 0 {
+            return;
+        }
+        let first_unsigned = match self.last_verified {
+            Some(seq) if seq >= last => return,
+            Some(seq) => seq + 1,
+            None => last + 1 - self.events,
+        };
+        self.fail(first_unsigned, ProblemKind::Unsigned);
     }
 
     /// Declares that the source claims `last_seq` as its end: fewer events is truncation.

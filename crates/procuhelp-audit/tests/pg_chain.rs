@@ -16,7 +16,12 @@ use procuhelp_tenancy::TenantDb;
 
 async fn chain_ok(db: &TenantDb, org: OrgId) -> (u64, bool) {
     let mut tx = db.begin(org).await.unwrap();
-    let report = verify_live(&mut tx, &[]).await.unwrap();
+    let report = verify_live(
+        &mut tx,
+        &procuhelp_audit::Trust::DangerouslyTrustEmbeddedKeys,
+    )
+    .await
+    .unwrap();
     tx.rollback().await.unwrap();
     (report.events, report.is_intact())
 }
@@ -483,6 +488,11 @@ async fn a_stalled_chain_does_not_hold_up_other_organisations() {
     }
     seqs.sort_unstable();
     assert_eq!(seqs, vec![2, 3, 4, 5]);
-    assert!(sink.verify_live(f.a).await.unwrap().is_intact());
+    assert!(
+        sink.verify_live(f.a, &common::pinned(&sink).await)
+            .await
+            .unwrap()
+            .is_intact()
+    );
     f.teardown().await;
 }

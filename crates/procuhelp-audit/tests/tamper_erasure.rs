@@ -46,8 +46,8 @@ fn join(lines: &[String]) -> Vec<u8> {
     s.into_bytes()
 }
 
-fn first_problem(file: &[u8]) -> Option<(u64, ProblemKind)> {
-    verify_export(file)
+fn first_problem(file: &[u8], trust: &procuhelp_audit::Trust) -> Option<(u64, ProblemKind)> {
+    verify_export(file, trust)
         .unwrap()
         .problem
         .map(|p| (p.seq, p.kind))
@@ -61,7 +61,8 @@ async fn export_verifies_and_each_file_tamper_is_found_at_its_seq() {
         sink.record(event(f.a, n)).await.unwrap();
     }
     let file = export(&f, &sink).await;
-    let report = verify_export(&file[..]).unwrap();
+    let trust = common::pinned(&sink).await;
+    let report = verify_export(&file[..], &trust).unwrap();
     assert!(report.is_intact(), "{report:?}");
     assert_eq!(report.events, 11); // 10 + the export event itself
     assert_eq!(report.checkpoints_verified, 1);
@@ -72,26 +73,41 @@ async fn export_verifies_and_each_file_tamper_is_found_at_its_seq() {
     // Modify a field of seq 5.
     let mut m = l.clone();
     m[at(5)] = m[at(5)].replace("supplier:4", "supplier:X");
-    assert_eq!(first_problem(&join(&m)), Some((5, ProblemKind::Modified)));
+    assert_eq!(
+        first_problem(&join(&m), &trust),
+        Some((5, ProblemKind::Modified))
+    );
     // Delete seq 5.
     let mut d = l.clone();
     d.remove(at(5));
-    assert_eq!(first_problem(&join(&d)), Some((5, ProblemKind::Missing)));
+    assert_eq!(
+        first_problem(&join(&d), &trust),
+        Some((5, ProblemKind::Missing))
+    );
     // Insert a copy of seq 3 before seq 5.
     let mut i = l.clone();
     i.insert(at(5), l[at(3)].clone());
-    assert_eq!(first_problem(&join(&i)), Some((5, ProblemKind::OutOfOrder)));
+    assert_eq!(
+        first_problem(&join(&i), &trust),
+        Some((5, ProblemKind::OutOfOrder))
+    );
     // Reorder 5 and 6.
     let mut r = l.clone();
     r.swap(at(5), at(6));
-    assert_eq!(first_problem(&join(&r)), Some((5, ProblemKind::Missing)));
+    assert_eq!(
+        first_problem(&join(&r), &trust),
+        Some((5, ProblemKind::Missing))
+    );
     // Truncate the tail (seq 9..11).
     let t: Vec<String> = l[..at(9)].to_vec();
-    assert_eq!(first_problem(&join(&t)), Some((9, ProblemKind::Truncated)));
+    assert_eq!(
+        first_problem(&join(&t), &trust),
+        Some((9, ProblemKind::Truncated))
+    );
     // Bad input names the line.
     let mut u = l.clone();
     u[at(4)] = u[at(4)].replace("supplier.updated", "supplier.exploded");
-    match verify_export(&join(&u)[..]) {
+    match verify_export(&join(&u)[..], &trust) {
         Err(procuhelp_audit::AuditError::BadInput { line, .. }) => {
             assert_eq!(line as usize, at(4) + 1)
         }
@@ -101,7 +117,7 @@ async fn export_verifies_and_each_file_tamper_is_found_at_its_seq() {
     let pos = bad.len() - 10;
     bad[pos] = 0xff;
     assert!(matches!(
-        verify_export(&bad[..]),
+        verify_export(&bad[..], &trust),
         Err(procuhelp_audit::AuditError::BadInput { .. })
     ));
     // CSV export works too.
@@ -161,9 +177,9 @@ async fn live_tampering_is_found_at_its_seq() {
             sink.record(event(f.a, n)).await.unwrap();
         }
         sink.checkpoint(f.a).await.unwrap();
-        assert!(sink.verify_live(f.a).await.unwrap().is_intact());
+        assert!(sink.verify_live(f.a, &common::pinned(&sink).await).await.unwrap().is_intact());
         tamper(&f, sql).await;
-        let report = sink.verify_live(f.a).await.unwrap();
+        let report = sink.verify_live(f.a, &common::pinned(&sink).await).await.unwrap();
         assert_eq!(report.problem.map(|p| (p.seq, p.kind)), Some(expected), "{sql}");
         f.teardown().await;
     }
@@ -243,9 +259,14 @@ async fn erasure_makes_personal_data_unreadable_and_the_chain_still_verifies() {
             .iter()
             .any(|e| e.event.action == Action::AuditPersonErased)
     );
-    assert!(sink.verify_live(f.a).await.unwrap().is_intact());
+    assert!(
+        sink.verify_live(f.a, &common::pinned(&sink).await)
+            .await
+            .unwrap()
+            .is_intact()
+    );
     let file = export(&f, &sink).await;
-    let report = verify_export(&file[..]).unwrap();
+    let report = verify_export(&file[..], &common::pinned(&sink).await).unwrap();
     assert!(report.is_intact(), "{report:?}");
     assert!(report.checkpoints_verified >= 2);
     // A returning person gets a new key.
@@ -337,7 +358,13 @@ async fn stale_predictions_from_another_writer_or_an_erasure_fall_back_safely() 
         matches!(&by_seq(8).personal, PersonalView::Readable(p) if p.email.as_deref() == Some("ada@example.com"))
     );
     assert_ne!(by_seq(8).event.person_key, by_seq(1).event.person_key);
-    assert!(fresh.verify_live(f.a).await.unwrap().is_intact());
+    assert!(
+        fresh
+            .verify_live(f.a, &common::pinned(&fresh).await)
+            .await
+            .unwrap()
+            .is_intact()
+    );
     f.teardown().await;
 }
 
@@ -367,7 +394,10 @@ async fn a_file_sink_log_imports_whole_or_not_at_all_and_erasure_wins() {
         .await
         .unwrap();
     let count = || async {
-        let report = sink.verify_live(f.a).await.unwrap();
+        let report = sink
+            .verify_live(f.a, &common::pinned(&sink).await)
+            .await
+            .unwrap();
         assert!(report.is_intact(), "{report:?}");
         report.events
     };

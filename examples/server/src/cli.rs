@@ -97,7 +97,8 @@ pub enum AuditCommand {
         #[command(flatten)]
         db: DatabaseArgs,
     },
-    /// Verify a chain: live in the database (`--org`), or offline in an export (`--file`).
+    /// Verify a chain: live in the database (`--org`), or offline in an export (`--file`),
+    /// against the deployment's published checkpoint key(s) given with `--trusted-key`.
     /// Exit 1 and name the first bad sequence number on any tampering.
     Verify {
         /// Verify this organisation's live chain.
@@ -106,7 +107,23 @@ pub enum AuditCommand {
         /// Verify this export file (no database needed).
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
+        /// A public key to trust for checkpoints: 64 hex digits, or a file holding them
+        /// (as printed by `audit public-key`; repeat for older keys). Required: keys found
+        /// in the file or the database prove nothing to someone checking for forgery.
+        #[arg(long = "trusted-key", value_name = "HEX|FILE")]
+        trusted_keys: Vec<String>,
+        /// Trust whatever keys the checkpoints name. A re-hashed, re-signed forgery
+        /// passes: this checks only internal consistency.
+        #[arg(long, conflicts_with = "trusted_keys")]
+        dangerously_trust_embedded_keys: bool,
         /// Where the database and vault are (for `--org`).
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Print the public key(s) that sign this deployment's checkpoints, one hex line
+    /// each: publish them where verifiers can pin them (`audit verify --trusted-key`).
+    PublicKey {
+        /// Where the database and vault are.
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -209,6 +226,17 @@ pub struct VaultArgs {
     /// PEM file of the CA that signed OpenBao's certificate.
     #[arg(long, value_name = "FILE", requires = "openbao_addr")]
     pub openbao_ca_file: Option<PathBuf>,
+    /// Sign audit checkpoints with this OpenBao Transit key (type ed25519,
+    /// exportable=false, created by the administrator): the server never holds it.
+    #[arg(long, value_name = "NAME", requires_all = ["openbao_addr", "audit_transit_token_file"])]
+    pub audit_transit_key: Option<String>,
+    /// File with an OpenBao token allowed only to sign with (and read) that key.
+    #[arg(long, value_name = "FILE", requires = "audit_transit_key")]
+    pub audit_transit_token_file: Option<PathBuf>,
+    /// Without Transit: the audit checkpoint signing key's file (PKCS#8, 0600, created on
+    /// first use), kept apart from the vault. Default `DATA_DIR/audit-signing/checkpoint.key`.
+    #[arg(long, value_name = "FILE", conflicts_with = "audit_transit_key")]
+    pub audit_signing_key_file: Option<PathBuf>,
 }
 
 /// Arguments of `migrate` and `seed-demo`.

@@ -119,18 +119,27 @@ async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
             ..
         } => {
             let reader = std::io::BufReader::new(
+            trusted_keys,
+            dangerously_trust_embedded_keys,
                 std::fs::File::open(&file)
                     .with_context(|| format!("opening {}", file.display()))?,
+            // The trust comes first: without pinned keys nothing is opened or read.
+            let trust = audit_log::trust(&trusted_keys, dangerously_trust_embedded_keys)?;
             );
-            let report = procuhelp_audit::verify_export(reader)?;
+            let report = procuhelp_audit::verify_export(reader, &trust)?;
             verdict(&report)
         }
         cli::AuditCommand::Verify {
-            org: Some(org), db, ..
+            org: Some(org),
+            db,
+            trusted_keys,
+            dangerously_trust_embedded_keys,
+            ..
         } => {
             let (log, pool, database) = open_audit_log(&db).await?;
-            let report = log.verify_live(org).await;
+            let report = log.verify_live(org, &trust).await;
             pool.close().await;
+            let trust = audit_log::trust(&trusted_keys, dangerously_trust_embedded_keys)?;
             database.close().await?;
             verdict(&report?)
         }
@@ -138,6 +147,15 @@ async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
         cli::AuditCommand::Erase { org, subject, db } => {
             let subject = procuhelp_audit::Subject::new(&subject)?;
             let (log, pool, database) = open_audit_log(&db).await?;
+        cli::AuditCommand::PublicKey { db } => {
+            let (log, pool, database) = open_audit_log(&db).await?;
+            let keys = log.signing_keys().await;
+            pool.close().await;
+            database.close().await?;
+            let lines: Vec<String> = keys?.iter().map(audit_log::key_hex).collect();
+            report(&lines);
+            Ok(())
+        }
             let erased = log.erase_person(org, &subject, Actor::System).await;
             pool.close().await;
             database.close().await?;
@@ -237,7 +255,8 @@ async fn open_audit_log(
         .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 2)
         .await?;
     let log =
-        procuhelp_audit::PgAuditSink::new(procuhelp_tenancy::TenantDb::new(pool.clone()), vault);
+        procuhelp_audit::PgAuditSink::new(procuhelp_tenancy::TenantDb::new(pool.clone()), vault)
+            .with_signer(audit_log::checkpoint_signer(db).await?)?;
     Ok((log, pool, database))
 }
 
@@ -248,10 +267,14 @@ fn verdict(report: &procuhelp_audit::VerifyReport) -> anyhow::Result<()> {
             Ok(())
         }
         Some(problem) => anyhow::bail!(
-            "audit chain of {} is NOT intact: {:?} at sequence number {}",
+            "audit chain of {} is NOT intact: {:?} at sequence number {}{}",
             report.org,
             problem.kind,
-            problem.seq
+            problem.seq,
+            report
+                .untrusted_key
+                .map(|k| format!(" (checkpoint signed by untrusted key {})", audit_log::key_hex(&k)))
+                .unwrap_or_default()
         ),
     }
 }

@@ -80,7 +80,8 @@ async fn serve_on(
     // transactions (which record their events before they commit).
     let audit_pool = db.runtime_pool(&role, 4).await?;
     let audit_log =
-        procuhelp_audit::PgAuditSink::new(TenantDb::new(audit_pool.clone()), vault.clone());
+        procuhelp_audit::PgAuditSink::new(TenantDb::new(audit_pool.clone()), vault.clone())
+            .with_signer(crate::audit_log::checkpoint_signer(&args.db).await?)?;
     // Secrets the server reads from the vault at start-up: each is a secret access. The
     // database URL was read to get here; the webhook URL is recorded before it is read.
     let secrets_read = [

@@ -87,13 +87,17 @@ async fn admins_read_filter_and_export_the_trail_and_reading_is_recorded() {
 
     // Export, verify offline (library and CLI), then tamper.
     let export = w.export(&admin).await;
-    let report = procuhelp_audit::verify_export(std::io::Cursor::new(&export)).unwrap();
+    let log = w.state.audit_log.clone().unwrap();
+    let keys = log.signing_keys().await.unwrap();
+    let trust = procuhelp_audit::Trust::pinned(keys.clone()).unwrap();
+    let report = procuhelp_audit::verify_export(std::io::Cursor::new(&export), &trust).unwrap();
     assert!(report.is_intact(), "{report:?}");
     assert!(report.checkpoints_verified >= 1);
     let dir = std::env::temp_dir().join(format!("ph-audit-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("export.jsonl");
     std::fs::write(&file, &export).unwrap();
+    let key = hex::encode(keys[0]);
     let verify = |path: &std::path::Path| {
         let cli = procuhelp_server::cli::Cli::parse_from([
             "procuhelp-server",
@@ -101,10 +105,39 @@ async fn admins_read_filter_and_export_the_trail_and_reading_is_recorded() {
             "verify",
             "--file",
             path.to_str().unwrap(),
+            "--trusted-key",
+            &key,
         ]);
         procuhelp_server::run(cli)
     };
     verify(&file).await.unwrap();
+    // Without a pinned key the CLI refuses, naming the explicit escape hatch.
+    let unpinned = procuhelp_server::cli::Cli::parse_from([
+        "procuhelp-server",
+        "audit",
+        "verify",
+        "--file",
+        file.to_str().unwrap(),
+    ]);
+    let err = procuhelp_server::run(unpinned).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("--dangerously-trust-embedded-keys"),
+        "{err}"
+    );
+    // A key that did not sign the checkpoints: refused, naming the checkpoint's key.
+    let stranger = "11".repeat(32);
+    let cli = procuhelp_server::cli::Cli::parse_from([
+        "procuhelp-server",
+        "audit",
+        "verify",
+        "--file",
+        file.to_str().unwrap(),
+        "--trusted-key",
+        &stranger,
+    ]);
+    let err = procuhelp_server::run(cli).await.unwrap_err().to_string();
+    assert!(err.contains("UntrustedKey") && err.contains(&key), "{err}");
     let text = String::from_utf8(export.clone()).unwrap();
     let tampered = text.replacen("supplier.invited", "supplier.updated", 1);
     assert_ne!(tampered, text);
@@ -113,8 +146,81 @@ async fn admins_read_filter_and_export_the_trail_and_reading_is_recorded() {
     assert!(err.to_string().contains("NOT intact"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 
-    // The live chain verifies too.
-    let log = w.state.audit_log.clone().unwrap();
-    assert!(log.verify_live(w.orgs[0]).await.unwrap().is_intact());
+    // The live chain verifies too, against the pinned keys.
+    assert!(
+        log.verify_live(w.orgs[0], &trust)
+            .await
+            .unwrap()
+            .is_intact()
+    );
+    w.close().await;
+}
+
+/// Issue #11 finding 10: unauthenticated refusals (unknown account, then throttled) from
+/// one address grow the trail by a bounded number of rows per window, yet every refusal
+/// is still seen by what watches the stream (here the in-memory sink, as the detectors
+/// would) and the counts reach the trail in a summary event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_refused_sign_ins_from_one_address_append_a_bounded_number_of_rows() {
+    use procuhelp_audit::Action;
+    let w = world(PasswordHasher::for_tests()).await;
+    let admin_db = w.scratch.admin_pool(1).await.unwrap();
+    let from: std::net::SocketAddr = "203.0.113.9:4711".parse().unwrap();
+    let attempt = || {
+        w.request_from(
+            Method::POST,
+            "/api/login",
+            None,
+            Some(json!({ "org": w.orgs[0].to_string(), "email": "nobody@org0.test", "password": "guess" })),
+            Some(from),
+            &[],
+        )
+    };
+    for n in 0..1000 {
+        let r = attempt().await;
+        assert!(
+            r.status == StatusCode::UNAUTHORIZED || r.status == StatusCode::TOO_MANY_REQUESTS,
+            "attempt {n}: {:?}",
+            r.status
+        );
+    }
+    assert_eq!(w.count(Action::LoginFailed), 1000, "every refusal is seen");
+    let rows = |sql: &'static str| {
+        let pool = admin_db.clone();
+        let org = w.orgs[0].as_uuid();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(org)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let written = rows(
+        "SELECT count(*) FROM app.audit_events WHERE org_id = $1 AND action = 'auth.login_failed'",
+    )
+    .await;
+    assert!(
+        written <= 4,
+        "1,000 refusals from one address appended {written} rows"
+    );
+    // After the window the next refusal flushes a summary carrying the counts.
+    w.clock.advance(time::Duration::hours(2));
+    attempt().await;
+    let counted = rows(
+        "SELECT coalesce(sum((context::jsonb->>'suppressed')::bigint), 0)::bigint
+           FROM app.audit_events WHERE org_id = $1 AND action = 'audit.refusals_aggregated'",
+    )
+    .await;
+    let full = rows(
+        "SELECT count(*) FROM app.audit_events WHERE org_id = $1 AND action = 'auth.login_failed'",
+    )
+    .await;
+    assert_eq!(
+        full + counted,
+        1001,
+        "every refusal is in the trail, in full or counted"
+    );
+    admin_db.close().await;
     w.close().await;
 }

@@ -12,7 +12,9 @@ use time::OffsetDateTime;
 use super::PgAuditSink;
 use super::storage::{RawRow, SELECT_ROWS, db_err, tenancy_err};
 use crate::chain::{CHAIN_VERSION, GENESIS, hash_from_slice};
-use crate::checkpoint::{Checkpoint, CheckpointSigner, PublicKey};
+use crate::checkpoint::{
+    Checkpoint, CheckpointSigner, Ed25519Signer, PublicKey, Trust, VaultSigner, sign_checkpoint,
+};
 use crate::export::{
     CSV_COLUMNS, CheckpointLine, EXPORT_FORMAT, Header, LineOut, b64, format_time, write_csv_row,
     write_json_line,
@@ -91,12 +93,13 @@ async fn load_checkpoints(
 }
 
 /// Verifies `tx`'s organisation's whole chain in the database: every link and hash, and
-/// every checkpoint (signature by one of `trusted` — all keys when empty — and head); a
-/// checkpoint beyond the last event reports truncation.
-pub async fn verify_live(tx: &mut TenantTx, trusted: &[PublicKey]) -> Result<VerifyReport> {
+/// every checkpoint (signed by a key `trust` accepts, with a valid signature and the
+/// right head); a checkpoint beyond the last event reports truncation. Events after the
+/// last checkpoint are normal here (the next periodic checkpoint covers them).
+pub async fn verify_live(tx: &mut TenantTx, trust: &Trust) -> Result<VerifyReport> {
     let org = tx.org();
     let checkpoints = load_checkpoints(tx, org, 1, u64::MAX >> 1).await?;
-    let mut verifier = ChainVerifier::new(org, 1, GENESIS, checkpoints, trusted);
+    let mut verifier = ChainVerifier::new(org, 1, GENESIS, checkpoints, trust);
     let sql = format!("{SELECT_ROWS} WHERE org_id = $1 ORDER BY seq");
     let mut rows = sqlx::query(&sql).bind(org.as_uuid()).fetch(tx.conn());
     while let Some(row) = rows.try_next().await.map_err(db_err)? {
@@ -117,30 +120,48 @@ pub async fn verify_live(tx: &mut TenantTx, trusted: &[PublicKey]) -> Result<Ver
 }
 
 impl PgAuditSink {
-    async fn signer(&self) -> Result<&CheckpointSigner> {
-        self.inner()
+    async fn signer(&self) -> Result<&dyn CheckpointSigner> {
+        let inner = self.inner();
+        let signer = inner
             .signer
-            .get_or_try_init(|| CheckpointSigner::from_vault(self.inner().vault.as_ref()))
-            .await
+            .get_or_try_init(|| async {
+                let key = Ed25519Signer::from_vault(inner.vault.as_ref()).await?;
+                let legacy: std::sync::Arc<dyn CheckpointSigner> =
+                    std::sync::Arc::new(VaultSigner {
+                        key,
+                        vault: inner.vault.clone(),
+                    });
+                Ok::<_, AuditError>(legacy)
+            })
+            .await?;
+        Ok(signer.as_ref())
     }
 
-    /// The public keys that sign this deployment's checkpoints (every version in the
-    /// vault), for publishing and for [`verify_live`].
+    /// The public keys that sign this deployment's checkpoints (every version the signer
+    /// knows), for publishing: verifiers pin them ([`Trust::Pinned`]).
     pub async fn signing_keys(&self) -> Result<Vec<PublicKey>> {
-        self.signer().await?;
-        CheckpointSigner::public_keys_in_vault(self.inner().vault.as_ref()).await
+        self.signer().await?.public_keys().await
     }
 
     /// Signs and stores a checkpoint of `org`'s current head; `None` for an empty chain.
-    /// Call it periodically per active organisation (and [`export`](Self::export) calls it
-    /// first, so a full export ends at a checkpoint).
+    /// Call it periodically per active organisation (and [`export`](Self::export) signs
+    /// one of its last event, so every export ends at a checkpoint).
     pub async fn checkpoint(&self, org: OrgId) -> Result<Option<Checkpoint>> {
+        self.checkpoint_at(org, None).await
+    }
+
+    /// Signs and stores a checkpoint of `org`'s chain at `seq` (`None`: the head) — a
+    /// true statement about the past too, since the chain never changes. A checkpoint
+    /// already stored at that sequence number is kept (and returned as signed now).
+    async fn checkpoint_at(&self, org: OrgId, seq: Option<u64>) -> Result<Option<Checkpoint>> {
         let signer = self.signer().await?;
         let mut tx = self.inner().db.begin(org).await.map_err(tenancy_err)?;
         let head: Option<(i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT seq, hash FROM app.audit_events WHERE org_id = $1 ORDER BY seq DESC LIMIT 1",
+            "SELECT seq, hash FROM app.audit_events
+             WHERE org_id = $1 AND ($2::bigint IS NULL OR seq = $2) ORDER BY seq DESC LIMIT 1",
         )
         .bind(org.as_uuid())
+        .bind(seq.map(|s| i64::try_from(s).unwrap_or(i64::MAX)))
         .fetch_optional(tx.conn())
         .await
         .map_err(db_err)?;
@@ -149,12 +170,14 @@ impl PgAuditSink {
             return Ok(None);
         };
         let seq = u64::try_from(seq).map_err(|_| AuditError::Internal("negative seq"))?;
-        let cp = signer.sign(
+        let cp = sign_checkpoint(
+            signer,
             org,
             seq,
             hash_from_slice("hash", &hash)?,
             OffsetDateTime::now_utc(),
-        );
+        )
+        .await?;
         sqlx::query(
             "INSERT INTO app.audit_checkpoints (org_id, seq, head_hash, at, public_key, signature)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, seq) DO NOTHING",
@@ -172,11 +195,12 @@ impl PgAuditSink {
         Ok(Some(cp))
     }
 
-    /// Verifies `org`'s chain in the database, trusting this deployment's signing keys.
-    pub async fn verify_live(&self, org: OrgId) -> Result<VerifyReport> {
-        let trusted = self.signing_keys().await?;
+    /// Verifies `org`'s chain in the database against `trust` — the published keys,
+    /// pinned by the verifier: keys this process (or its vault) offers prove nothing to
+    /// someone checking whether this process rewrote history.
+    pub async fn verify_live(&self, org: OrgId, trust: &Trust) -> Result<VerifyReport> {
         let mut tx = self.inner().db.begin(org).await.map_err(tenancy_err)?;
-        let report = verify_live(&mut tx, &trusted).await?;
+        let report = verify_live(&mut tx, trust).await?;
         tx.rollback().await.map_err(tenancy_err)?;
         Ok(report)
     }
@@ -203,7 +227,6 @@ impl PgAuditSink {
             });
         }
         self.record(access).await?;
-        self.checkpoint(org).await?;
         let mut tx = self.inner().db.begin(org).await.map_err(tenancy_err)?;
         let (first, last): (Option<i64>, Option<i64>) = sqlx::query_as(
             "SELECT (SELECT min(seq) FROM app.audit_events WHERE org_id = $1 AND ($2::timestamptz IS NULL OR at >= $2)),
@@ -237,7 +260,14 @@ impl PgAuditSink {
             GENESIS
         };
         let checkpoints = if last >= first {
-            load_checkpoints(&mut tx, org, first, last).await?
+            let mut cps = load_checkpoints(&mut tx, org, first, last).await?;
+            // Every export ends at a checkpoint, so a verifier pinning the key can tell
+            // that no event in it was changed or added after signing.
+            if cps.last().is_none_or(|cp| cp.seq != last) {
+                self.checkpoint_at(org, Some(last)).await?;
+                cps = load_checkpoints(&mut tx, org, first, last).await?;
+            }
+            cps
         } else {
             Vec::new()
         };

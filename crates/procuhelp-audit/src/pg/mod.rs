@@ -79,7 +79,9 @@ pub(crate) struct Inner {
     pub(crate) db: TenantDb,
     pub(crate) persons: PersonKeys,
     pub(crate) vault: Arc<dyn SecretProvider>,
-    pub(crate) signer: tokio::sync::OnceCell<crate::checkpoint::CheckpointSigner>,
+    /// Signs checkpoints: the one given to [`PgAuditSink::with_signer`], else (legacy) the
+    /// vault's key, loaded on first use.
+    pub(crate) signer: tokio::sync::OnceCell<Arc<dyn crate::checkpoint::CheckpointSigner>>,
     /// The head each chain had after this process last appended to it: a prediction,
     /// confirmed by the database under the chain lock before anything is inserted.
     pub(crate) heads: std::sync::Mutex<HashMap<OrgId, (u64, crate::chain::Hash)>>,
@@ -114,6 +116,22 @@ impl PgAuditSink {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
         tokio::spawn(run_writer(inner.clone(), rx, config));
         Self { inner, queue: tx }
+    }
+
+    /// Signs this sink's checkpoints with `signer` (a key the runtime's vault does not
+    /// hold: [`Ed25519Signer::open_or_create_file`](crate::Ed25519Signer::open_or_create_file)
+    /// or OpenBao Transit) instead of the legacy vault secret
+    /// [`SIGNING_KEY_NAME`](crate::SIGNING_KEY_NAME). Call before the first checkpoint;
+    /// afterwards the choice is fixed and this is an error.
+    pub fn with_signer(self, signer: Arc<dyn crate::checkpoint::CheckpointSigner>) -> Result<Self> {
+        self.inner
+            .signer
+            .set(signer)
+            .map_err(|_| AuditError::Invalid {
+                field: "signer",
+                reason: "the checkpoint signer is already chosen",
+            })?;
+        Ok(self)
     }
 
     pub(crate) fn inner(&self) -> &Arc<Inner> {

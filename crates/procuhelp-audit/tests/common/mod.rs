@@ -59,6 +59,11 @@ impl Fixture {
     }
 }
 
+/// The verifier's side: the deployment's published keys, pinned.
+pub async fn pinned(sink: &PgAuditSink) -> procuhelp_audit::Trust {
+    procuhelp_audit::Trust::pinned(sink.signing_keys().await.unwrap()).unwrap()
+}
+
 pub fn event(org: OrgId, n: u64) -> AuditEvent {
     let user = UserId::new();
     AuditEvent::new(
