@@ -99,6 +99,12 @@ actions! {
     ApiTokenCreated => "api_token.created",
     /// An API token was revoked.
     ApiTokenRevoked => "api_token.revoked",
+    /// The organisation's sign-in or elevation policy changed.
+    OrgPolicyChanged => "org.policy_changed",
+    /// A weakening of the organisation's policy was proposed; a second admin must approve it.
+    OrgPolicyChangeRequested => "org.policy_change_requested",
+    /// Approval of a policy change was refused (the proposer, or not a second admin).
+    OrgPolicyChangeRefused => "org.policy_change_refused",
     /// A supplier was created.
     SupplierCreated => "supplier.created",
     /// A supplier was updated.

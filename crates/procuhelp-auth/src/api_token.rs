@@ -1,6 +1,12 @@
 //! API tokens for service accounts: scoped to one organisation and one role, stored as a
 //! SHA-256 hash, expiring (at most [`MAX_API_TOKEN_LIFETIME`]), revocable. Presented as
 //! `Authorization: Bearer <org id>.<token>`.
+//!
+//! A token acts for the user who created it (issue #11, findings 5 and 6): segregation of
+//! duties treats it as that user, it never acts with more than that user's base role *now*
+//! (a demotion lowers it, disabling the user stops it), and a token minted with a
+//! permission only an elevation gave ([`MintedUnder`]) lives no longer than that
+//! elevation, whose revocation ends it too.
 
 use procuhelp_core::UserId;
 use procuhelp_tenancy::TenantTx;
@@ -18,18 +24,32 @@ pub const MAX_API_TOKEN_LIFETIME: Duration = Duration::days(365);
 pub struct TokenPrincipal {
     /// The token's id (the service account's identity in the audit log).
     pub id: Uuid,
-    /// The role it acts with.
+    /// The role it acts with: the lower of the token's role and its creator's base role
+    /// at this request.
     pub role: Role,
+    /// The user it acts for (who created it): segregation of duties is theirs.
+    pub created_by: UserId,
 }
 
-/// Issues a token named `name` with `role`, valid for `lifetime`. The credential is
-/// shown once; only its hash is kept.
+/// The elevation a token was minted under: the token ends with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MintedUnder {
+    /// The elevation's id (its revocation ends the token).
+    pub elevation: Uuid,
+    /// When the elevation ends by itself (the token expires then at the latest).
+    pub expires_at: OffsetDateTime,
+}
+
+/// Issues a token named `name` with `role`, valid for `lifetime` (cut to the end of the
+/// elevation it was minted `under`, if any). The credential is shown once; only its hash
+/// is kept. The caller checks that `role` does not outrank the creator's base role.
 pub async fn issue(
     tx: &mut TenantTx,
     name: &str,
     role: Role,
     lifetime: Duration,
     created_by: UserId,
+    under: Option<MintedUnder>,
     now: OffsetDateTime,
 ) -> AuthResult<(Uuid, Credential)> {
     let name = name.trim();
@@ -45,11 +65,19 @@ pub async fn issue(
             problem: "must be between 1 minute and 365 days",
         });
     }
+    let mut expires_at = now + lifetime;
+    if let Some(under) = under {
+        if under.expires_at <= now {
+            return Err(AuthError::Forbidden);
+        }
+        expires_at = expires_at.min(under.expires_at);
+    }
     let credential = Credential::generate(tx.org()).map_err(|_| AuthError::Internal)?;
     let id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO app.api_tokens (org_id, id, token_hash, name, role, created_by, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO app.api_tokens (org_id, id, token_hash, name, role, created_by, created_at,
+                                     expires_at, elevation_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
     )
     .bind(tx.org().as_uuid())
     .bind(id)
@@ -58,13 +86,16 @@ pub async fn issue(
     .bind(role.as_str())
     .bind(created_by.as_uuid())
     .bind(now)
-    .bind(now + lifetime)
+    .bind(expires_at)
+    .bind(under.map(|u| u.elevation))
     .execute(tx.conn())
     .await?;
     Ok((id, credential))
 }
 
-/// The service account of a presented token, if it is live at `now`.
+/// The service account of a presented token, if it is live at `now`: not revoked, not
+/// expired, its creator active, and the elevation it was minted under (if any) still in
+/// force. It acts with the lower of its role and its creator's base role now.
 pub async fn authenticate(
     tx: &mut TenantTx,
     credential: &Credential,
@@ -73,19 +104,35 @@ pub async fn authenticate(
     if credential.org != tx.org() {
         return Err(AuthError::Unauthenticated);
     }
-    let row: Option<(Uuid, String)> = sqlx::query_as(
-        "SELECT id, role FROM app.api_tokens
-         WHERE token_hash = $1 AND revoked_at IS NULL AND expires_at > $2",
+    // One statement: the creator and the elevation are read with the token, so a token
+    // whose creator was disabled or whose elevation ended is refused like an unknown one.
+    let row: Option<(Uuid, String, Uuid, String)> = sqlx::query_as(
+        "SELECT t.id, t.role, t.created_by, u.role
+         FROM app.api_tokens t
+         JOIN app.users u ON u.org_id = t.org_id AND u.id = t.created_by
+         WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2
+           AND u.status = 'active'
+           AND (t.elevation_id IS NULL OR EXISTS (
+                SELECT 1 FROM app.elevations e
+                WHERE e.org_id = t.org_id AND e.id = t.elevation_id
+                  AND e.state = 'active' AND e.expires_at > $2))",
     )
     .bind(credential.token.hash().as_slice())
     .bind(now)
     .fetch_optional(tx.conn())
     .await?;
-    let (id, role) = row.ok_or(AuthError::Unauthenticated)?;
+    let (id, role, created_by, creator_role) = row.ok_or(AuthError::Unauthenticated)?;
+    let parse = |r: String| r.parse::<Role>().map_err(|_| AuthError::Internal);
     Ok(TokenPrincipal {
         id,
-        role: role.parse().map_err(|_| AuthError::Internal)?,
+        role: lower(parse(role)?, parse(creator_role)?),
+        created_by: UserId::from_uuid(created_by).map_err(|_| AuthError::Internal)?,
     })
+}
+
+/// The lower of two roles.
+fn lower(a: Role, b: Role) -> Role {
+    if a.outranks(b) { b } else { a }
 }
 
 /// Revokes a token. True if it was live.
@@ -98,4 +145,16 @@ pub async fn revoke(tx: &mut TenantTx, id: Uuid, now: OffsetDateTime) -> AuthRes
     .execute(tx.conn())
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_acts_with_the_lower_role() {
+        assert_eq!(lower(Role::Admin, Role::Approver), Role::Approver);
+        assert_eq!(lower(Role::ReadOnly, Role::Admin), Role::ReadOnly);
+        assert_eq!(lower(Role::Requester, Role::Requester), Role::Requester);
+    }
 }

@@ -28,6 +28,7 @@ pub mod elevation;
 mod error;
 pub mod hash_limiter;
 pub mod password;
+pub mod policy_change;
 mod permission;
 mod principal;
 pub mod recovery;

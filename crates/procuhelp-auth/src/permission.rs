@@ -102,6 +102,9 @@ impl Role {
 }
 
 /// Segregation of duties: nobody approves their own request, whatever their role.
+/// `approver` is the acting *person*: a token stands for its creator
+/// ([`crate::Principal::acting_user`]; [`crate::Principal::may_approve`] does this), never
+/// for itself, or its creator could approve their own requests through it.
 pub fn may_approve<U: PartialEq>(approver: &U, approver_role: Role, requester: &U) -> bool {
     approver != requester && approver_role.allows(Permission::ApproveRequest)
 }

@@ -2,6 +2,7 @@
 //! [`Principal::require`].
 
 use procuhelp_audit::Actor;
+use procuhelp_core::UserId;
 use uuid::Uuid;
 
 use crate::api_token::TokenPrincipal;
@@ -32,6 +33,33 @@ impl Principal {
             Principal::User(s) => s.effective_role(),
             Principal::Service(t) => t.role,
         }
+    }
+
+    /// The role held without any elevation: the ceiling for whatever this principal grants
+    /// others (tokens, roles, new users, elevations), so that a short elevation never
+    /// mints lasting power. A token's role is already capped by its creator's base role.
+    pub fn base_role(&self) -> Role {
+        match self {
+            Principal::User(s) => s.base_role,
+            Principal::Service(t) => t.role,
+        }
+    }
+
+    /// The person acting: the signed-in user, or the user who created the token.
+    /// Segregation of duties compares this, so nobody approves their own request through
+    /// a token, and a token's request is its creator's.
+    pub fn acting_user(&self) -> UserId {
+        match self {
+            Principal::User(s) => s.user,
+            Principal::Service(t) => t.created_by,
+        }
+    }
+
+    /// Segregation of duties for a request raised by `requester`: refused when the acting
+    /// person (through a session or any token of theirs) raised it, or when the role in
+    /// force cannot approve.
+    pub fn may_approve(&self, requester: UserId) -> bool {
+        crate::may_approve(&self.acting_user(), self.role(), &requester)
     }
 
     /// The actor recorded in audit events.

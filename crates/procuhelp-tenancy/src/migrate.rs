@@ -37,6 +37,8 @@ pub fn runtime_grants() -> &'static [(&'static str, &'static str)] {
         ("app.sessions", "SELECT, INSERT, UPDATE"),
         ("app.api_tokens", "SELECT, INSERT, UPDATE"),
         ("app.elevations", "SELECT, INSERT, UPDATE"),
+        // Policy changes waiting for a second admin (0013): decided, never deleted.
+        ("app.policy_changes", "SELECT, INSERT, UPDATE"),
         ("app.purchase_requests", "SELECT, INSERT, UPDATE"),
         ("app.login_throttle", "SELECT, INSERT, UPDATE, DELETE"),
         // The audit trail is append-only (triggers refuse UPDATE, DELETE and TRUNCATE

@@ -1,13 +1,21 @@
 //! User, role, elevation, API-token and sign-in-policy administration. Every change is
 //! audited before it is committed; role changes and disabling revoke the user's sessions.
+//!
+//! An elevation lets its holder act, never hand out more than they hold without it
+//! (issue #11, finding 5): roles granted, new users and tokens are capped at the actor's
+//! base role ([`within_base_role`]), a token minted under an elevation ends with it, an
+//! elevation cannot grant or approve another, and switching off the second-admin rule for
+//! elevations waits for a second admin ([`policy_change`]).
 
 use axum::Json;
 use axum::extract::Path;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
 use procuhelp_audit::{Action, Outcome};
 use procuhelp_auth::directory::{self, Email, NewUser, OrgPolicy, UserStatus};
 use procuhelp_auth::elevation::{self, ElevationRequest, ElevationState};
 use procuhelp_auth::throttle::ThrottleKey;
-use procuhelp_auth::{AuthError, Permission, Role, api_token, session_store};
+use procuhelp_auth::{AuthError, Permission, Role, api_token, policy_change, session_store};
 use procuhelp_core::{SecretText, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -29,6 +37,16 @@ fn user_json(u: &directory::UserRecord) -> Value {
 
 fn parse_role(role: &str) -> ApiResult<Role> {
     role.parse().map_err(|_| ApiError::Invalid("role"))
+}
+
+/// Refuses to hand out `role` (to a user, a new user or a token) above the acting
+/// principal's base role: what an elevation allows is acting, and it ends with the
+/// elevation; a grant would outlive it. For a base-role admin this never refuses.
+fn within_base_role(authed: &Authed, role: Role) -> ApiResult<()> {
+    if role.outranks(authed.principal.base_role()) {
+        return Err(AuthError::Forbidden.into());
+    }
+    Ok(())
 }
 
 /// `GET /api/users`.
@@ -58,8 +76,9 @@ pub(crate) async fn create_user(
 ) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageUsers).await?;
     let role = body.role.as_deref().map(parse_role).transpose()?;
-    if role.is_some_and(|r| r != Role::least_privileged()) {
+    if let Some(role) = role.filter(|r| *r != Role::least_privileged()) {
         authed.require(Permission::ManageRoles).await?;
+        within_base_role(&authed, role)?;
     }
     let email = Email::parse(&body.email)?;
     let password_hash = match body.password {
@@ -95,8 +114,16 @@ pub(crate) async fn create_user(
     Ok(Json(user_json(&user)))
 }
 
+/// The signed-in user, for actions only a person in a session takes (elevations, tokens,
+/// approving policy changes); `None` for a token.
 fn acting_user(authed: &Authed) -> Option<UserId> {
     authed.principal.session().ok().map(|s| s.user)
+}
+
+/// Refuses to act on a user whose role is above the actor's base role: an elevated
+/// approver may not demote or disable the admins who oversee them.
+fn may_manage(authed: &Authed, target: &directory::UserRecord) -> ApiResult<()> {
+    within_base_role(authed, target.role)
 }
 
 #[derive(Deserialize)]
@@ -113,11 +140,14 @@ pub(crate) async fn set_role(
 ) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageRoles).await?;
     let role = parse_role(&body.role)?;
-    if acting_user(&authed) == Some(id) {
+    // Through a token too: a token acts for its creator.
+    if authed.principal.acting_user() == id {
         return Err(AuthError::Conflict("admins cannot change their own role").into());
     }
+    within_base_role(&authed, role)?;
     let now = authed.state().auth.now();
     let before = directory::get(authed.tx()?, id).await?;
+    may_manage(&authed, &before)?;
     directory::set_role(authed.tx()?, id, role, now).await?;
     let revoked = session_store::revoke_all(authed.tx()?, id, None, now).await?;
     let event = authed
@@ -133,10 +163,12 @@ pub(crate) async fn set_role(
 
 async fn set_status(mut authed: Authed, id: UserId, status: UserStatus) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageUsers).await?;
-    if acting_user(&authed) == Some(id) {
+    if authed.principal.acting_user() == id {
         return Err(AuthError::Conflict("admins cannot disable themselves").into());
     }
     let now = authed.state().auth.now();
+    let target = directory::get(authed.tx()?, id).await?;
+    may_manage(&authed, &target)?;
     if status == UserStatus::Active
         && procuhelp_auth::scim::user_deprovisioned_by_scim(authed.tx()?, id).await?
     {
@@ -240,20 +272,124 @@ pub(crate) async fn get_policy(mut authed: Authed) -> ApiResult<Json<OrgPolicy>>
     Ok(Json(policy))
 }
 
-/// `PUT /api/org/policy`: require MFA; require a second admin for elevation.
+/// `PUT /api/org/policy`: require MFA; require a second admin for elevation. Switching
+/// the second-admin rule off is only proposed (202 with the pending change): another admin
+/// approves it with [`approve_policy_change`]. The rest of the policy applies at once.
 pub(crate) async fn set_policy(
     mut authed: Authed,
-    Json(policy): Json<OrgPolicy>,
-) -> ApiResult<Json<OrgPolicy>> {
+    Json(wanted): Json<OrgPolicy>,
+) -> ApiResult<Response> {
     authed.require(Permission::ManageUsers).await?;
-    directory::set_org_policy(authed.tx()?, policy).await?;
+    let current = directory::org_policy(authed.tx()?).await?;
+    let waits = policy_change::needs_second_admin(current, wanted);
+    let applied = OrgPolicy {
+        elevation_needs_second_admin: if waits {
+            current.elevation_needs_second_admin
+        } else {
+            wanted.elevation_needs_second_admin
+        },
+        ..wanted
+    };
+    if applied != current {
+        directory::set_org_policy(authed.tx()?, applied).await?;
+        let event = authed
+            .event(Action::OrgPolicyChanged, Outcome::Success)
+            .target("org:policy")
+            .context(json!({ "from": current, "to": applied }));
+        authed.record(event).await?;
+    }
+    if !waits {
+        authed.commit().await?;
+        return Ok(Json(applied).into_response());
+    }
+    let now = authed.state().auth.now();
+    let by = authed.principal.acting_user();
+    let change = policy_change::propose(authed.tx()?, by, now).await?;
     let event = authed
-        .event(Action::AdminCommand, Outcome::Success)
-        .target("org:policy")
-        .context(json!({ "policy": policy }));
+        .event(Action::OrgPolicyChangeRequested, Outcome::Success)
+        .target(format!("policy_change:{}", change.id))
+        .context(json!({ "setting": change.setting, "value": change.value }));
     authed.record(event).await?;
     authed.commit().await?;
-    Ok(Json(policy))
+    let body = json!({ "policy": applied, "pending_change": change });
+    Ok((StatusCode::ACCEPTED, Json(body)).into_response())
+}
+
+/// `GET /api/org/policy/changes`: proposals waiting for a second admin.
+pub(crate) async fn list_policy_changes(mut authed: Authed) -> ApiResult<Json<Value>> {
+    authed.require(Permission::ManageUsers).await?;
+    let now = authed.state().auth.now();
+    let changes = policy_change::pending(authed.tx()?, now).await?;
+    authed.commit().await?;
+    Ok(Json(json!({ "changes": changes })))
+}
+
+/// `POST /api/org/policy/changes/{change}/approve`: a second admin — in a session, with
+/// the base role (not an elevation), and not the proposer — puts a proposal into force.
+pub(crate) async fn approve_policy_change(
+    mut authed: Authed,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Value>> {
+    let grant = authed.require(Permission::ManageUsers).await?;
+    let approver = acting_user(&authed);
+    let refusal = match approver {
+        None => Some("a second admin approves in a session, not with a token"),
+        Some(_) if grant.via_elevation.is_some() => {
+            Some("a second admin holds the role without elevation")
+        }
+        Some(_) => None,
+    };
+    let result = match (refusal, approver) {
+        (None, Some(by)) => {
+            let now = authed.state().auth.now();
+            policy_change::approve(authed.tx()?, id, by, now).await
+        }
+        _ => Err(AuthError::Forbidden),
+    };
+    let change = match result {
+        Ok(change) => change,
+        Err(e @ (AuthError::SelfApproval | AuthError::Forbidden)) => {
+            authed.abandon().await;
+            let reason = refusal.unwrap_or("the proposer cannot approve their own change");
+            let event = authed
+                .event(Action::OrgPolicyChangeRefused, Outcome::Denied)
+                .target(format!("policy_change:{id}"))
+                .context(json!({ "reason": reason }));
+            authed.state().auth.record(event).await?;
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let event = authed
+        .event(Action::OrgPolicyChanged, Outcome::Success)
+        .target(format!("policy_change:{id}"))
+        .context(json!({
+            "setting": change.setting, "value": change.value,
+            "requested_by": change.requested_by.to_string(),
+        }));
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok(Json(json!(change)))
+}
+
+/// Refuses (and records) an elevation action whose permission itself came from an
+/// elevation: one elevation never grants or approves another, so a chain of them cannot
+/// outlast the first.
+async fn refuse_chained_elevation(
+    authed: &mut Authed,
+    grant: procuhelp_auth::Grant,
+    target: String,
+) -> ApiResult<()> {
+    if grant.via_elevation.is_none() {
+        return Ok(());
+    }
+    authed.abandon().await;
+    let event = authed
+        .event(Action::ElevationRefused, Outcome::Denied)
+        .target(target)
+        .context(json!({ "reason": "an elevation cannot grant or approve another" }));
+    authed.state().auth.record(event).await?;
+    Err(AuthError::Forbidden.into())
 }
 
 #[derive(Deserialize)]
@@ -286,7 +422,8 @@ pub(crate) async fn request_elevation(
     mut authed: Authed,
     Json(body): Json<ElevationBody>,
 ) -> ApiResult<Json<Value>> {
-    authed.require(Permission::ManageElevation).await?;
+    let grant = authed.require(Permission::ManageElevation).await?;
+    refuse_chained_elevation(&mut authed, grant, format!("user:{}", body.user)).await?;
     let by = acting_user(&authed).ok_or(AuthError::Forbidden)?;
     let role = parse_role(&body.role)?;
     if !(1..=480).contains(&body.minutes) {
@@ -349,7 +486,8 @@ pub(crate) async fn approve_elevation(
     mut authed: Authed,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Value>> {
-    authed.require(Permission::ManageElevation).await?;
+    let grant = authed.require(Permission::ManageElevation).await?;
+    refuse_chained_elevation(&mut authed, grant, format!("elevation:{id}")).await?;
     let by = acting_user(&authed).ok_or(AuthError::Forbidden)?;
     let now = authed.state().auth.now();
     let result = elevation::approve(authed.tx()?, id, by, now).await;
@@ -393,17 +531,26 @@ pub(crate) struct TokenBody {
     days: i64,
 }
 
-/// `POST /api/tokens`: an API token for a service account (shown once).
+/// `POST /api/tokens`: an API token for a service account (shown once). Its role is at
+/// most the creator's *base* role; minted with a permission only an elevation gave, it
+/// ends with that elevation (expiry or revocation).
 pub(crate) async fn create_token(
     mut authed: Authed,
     Json(body): Json<TokenBody>,
 ) -> ApiResult<Json<Value>> {
-    authed.require(Permission::ManageUsers).await?;
-    let by = acting_user(&authed).ok_or(AuthError::Forbidden)?;
+    let grant = authed.require(Permission::ManageUsers).await?;
+    let session = authed.principal.session()?;
+    let by = session.user;
+    let under = match (grant.via_elevation, session.elevation) {
+        (Some(id), Some(e)) if e.id == id => Some(api_token::MintedUnder {
+            elevation: id,
+            expires_at: e.expires_at,
+        }),
+        (Some(_), _) => return Err(AuthError::Internal.into()),
+        (None, _) => None,
+    };
     let role = parse_role(&body.role)?;
-    if role.outranks(authed.principal.role()) {
-        return Err(AuthError::Forbidden.into());
-    }
+    within_base_role(&authed, role)?;
     if !(1..=365).contains(&body.days) {
         return Err(ApiError::Invalid("days"));
     }
@@ -414,13 +561,17 @@ pub(crate) async fn create_token(
         role,
         time::Duration::days(body.days),
         by,
+        under,
         now,
     )
     .await?;
     let event = authed
         .event(Action::ApiTokenCreated, Outcome::Success)
         .target(format!("api_token:{id}"))
-        .context(json!({ "name": body.name, "role": role, "days": body.days }));
+        .context(json!({
+            "name": body.name, "role": role, "days": body.days,
+            "elevation": under.map(|u| u.elevation),
+        }));
     authed.record(event).await?;
     authed.commit().await?;
     Ok(Json(

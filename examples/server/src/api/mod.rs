@@ -9,206 +9,217 @@ mod audit;
 pub mod authed;
 pub mod error;
 mod procurement;
+mod route_table;
 pub mod scim;
 mod scim_admin;
 pub mod sso;
 pub mod sso_saml;
 
+use std::sync::LazyLock;
+
 use axum::Router;
-use axum::routing::{delete, get, post, put};
 use procuhelp_auth::Permission;
 
 use crate::app::AppState;
+pub use route_table::{Access, Endpoint, RouteTable};
 
-/// Every authenticated endpoint with the permission it requires (`None`: any fully
-/// signed-in principal). The permission test walks this list for every role, so a route
-/// added to [`routes`] belongs here too.
-pub const ENDPOINTS: &[(&str, &str, Option<Permission>)] = &[
-    ("GET", "/api/suppliers", Some(Permission::ReadSuppliers)),
-    (
-        "GET",
-        "/api/suppliers/{supplier}",
-        Some(Permission::ReadSuppliers),
-    ),
-    ("POST", "/api/suppliers", Some(Permission::ManageSuppliers)),
-    (
-        "DELETE",
-        "/api/suppliers/{supplier}",
-        Some(Permission::ManageSuppliers),
-    ),
-    ("GET", "/api/requests", Some(Permission::ReadRequests)),
-    ("POST", "/api/requests", Some(Permission::CreateRequest)),
-    (
-        "POST",
-        "/api/requests/{request}/approve",
-        Some(Permission::ApproveRequest),
-    ),
-    ("GET", "/api/users", Some(Permission::ManageUsers)),
-    ("POST", "/api/users", Some(Permission::ManageUsers)),
-    (
-        "PUT",
-        "/api/users/{user}/role",
-        Some(Permission::ManageRoles),
-    ),
-    (
-        "POST",
-        "/api/users/{user}/disable",
-        Some(Permission::ManageUsers),
-    ),
-    (
-        "POST",
-        "/api/users/{user}/enable",
-        Some(Permission::ManageUsers),
-    ),
-    (
-        "POST",
-        "/api/users/{user}/sessions/revoke",
-        Some(Permission::ManageUsers),
-    ),
-    (
-        "POST",
-        "/api/users/{user}/unlock",
-        Some(Permission::ManageUsers),
-    ),
-    (
-        "POST",
-        "/api/users/{user}/scim-handover",
-        Some(Permission::ManageSso),
-    ),
-    ("GET", "/api/org/policy", Some(Permission::ManageUsers)),
-    ("PUT", "/api/org/policy", Some(Permission::ManageUsers)),
-    ("GET", "/api/elevations", Some(Permission::ManageElevation)),
-    ("POST", "/api/elevations", Some(Permission::ManageElevation)),
-    (
-        "POST",
-        "/api/elevations/{elevation}/approve",
-        Some(Permission::ManageElevation),
-    ),
-    (
-        "POST",
-        "/api/elevations/{elevation}/revoke",
-        Some(Permission::ManageElevation),
-    ),
-    ("POST", "/api/tokens", Some(Permission::ManageUsers)),
-    (
-        "POST",
-        "/api/tokens/{token}/revoke",
-        Some(Permission::ManageUsers),
-    ),
-    ("GET", "/api/sso", Some(Permission::ManageSso)),
-    ("PUT", "/api/sso/oidc", Some(Permission::ManageSso)),
-    ("DELETE", "/api/sso/oidc", Some(Permission::ManageSso)),
-    ("PUT", "/api/sso/saml", Some(Permission::ManageSso)),
-    ("DELETE", "/api/sso/saml", Some(Permission::ManageSso)),
-    ("GET", "/api/scim/tokens", Some(Permission::ManageSso)),
-    ("POST", "/api/scim/tokens", Some(Permission::ManageSso)),
-    (
-        "POST",
-        "/api/scim/tokens/{scim_token}/revoke",
-        Some(Permission::ManageSso),
-    ),
-    ("GET", "/api/scim/settings", Some(Permission::ManageSso)),
-    ("PUT", "/api/scim/settings", Some(Permission::ManageSso)),
-    ("GET", "/api/session", None),
-    ("GET", "/api/sessions", None),
-    ("DELETE", "/api/sessions/{session}", None),
-    ("POST", "/api/sessions/revoke-others", None),
-    ("POST", "/api/password", None),
-    ("POST", "/api/mfa/enrol", None),
-    ("POST", "/api/mfa/confirm", None),
-    ("POST", "/api/mfa/disable", None),
-    ("POST", "/api/mfa/recovery-codes", None),
-    ("POST", "/api/logout", None),
-];
-
-/// The API routes.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/login", post(account::login))
-        .route("/api/login/mfa", post(account::login_second_factor))
-        .route("/api/logout", post(account::logout))
-        .route("/api/session", get(account::whoami))
-        .route("/api/sessions", get(account::list_sessions))
-        .route("/api/sessions/{id}", delete(account::revoke_session))
-        .route(
+/// Every route but SCIM's, each with who may call it: the router is built from this table
+/// and nothing else ([`routes`]), and the permission test walks the same entries
+/// ([`endpoints`], [`ENDPOINTS`]), so a route cannot be served without being in the
+/// role × organisation matrix. Add a route here, never with `Router::route` elsewhere.
+/// Path parameters are named after what they point at (the test fills them by name).
+fn table() -> RouteTable {
+    use Access::{Needs, Public, SignedIn};
+    use Permission as P;
+    RouteTable::new()
+        .post("/api/login", Public, account::login)
+        .post("/api/login/mfa", Public, account::login_second_factor)
+        .post("/api/logout", SignedIn, account::logout)
+        .get("/api/session", SignedIn, account::whoami)
+        .get("/api/sessions", SignedIn, account::list_sessions)
+        .delete("/api/sessions/{session}", SignedIn, account::revoke_session)
+        .post(
             "/api/sessions/revoke-others",
-            post(account::revoke_other_sessions),
+            SignedIn,
+            account::revoke_other_sessions,
         )
-        .route("/api/password", post(account::change_password))
-        .route("/api/mfa/enrol", post(account::mfa_enrol))
-        .route("/api/mfa/confirm", post(account::mfa_confirm))
-        .route("/api/mfa/disable", post(account::mfa_disable))
-        .route("/api/mfa/recovery-codes", post(account::mfa_recovery_codes))
-        .route(
+        .post("/api/password", SignedIn, account::change_password)
+        .post("/api/mfa/enrol", SignedIn, account::mfa_enrol)
+        .post("/api/mfa/confirm", SignedIn, account::mfa_confirm)
+        .post("/api/mfa/disable", SignedIn, account::mfa_disable)
+        .post(
+            "/api/mfa/recovery-codes",
+            SignedIn,
+            account::mfa_recovery_codes,
+        )
+        .get(
             "/api/suppliers",
-            get(procurement::list_suppliers).post(procurement::create_supplier),
+            Needs(P::ReadSuppliers),
+            procurement::list_suppliers,
         )
-        .route(
-            "/api/suppliers/{id}",
-            get(procurement::get_supplier).delete(procurement::delete_supplier),
+        .post(
+            "/api/suppliers",
+            Needs(P::ManageSuppliers),
+            procurement::create_supplier,
         )
-        .route(
+        .get(
+            "/api/suppliers/{supplier}",
+            Needs(P::ReadSuppliers),
+            procurement::get_supplier,
+        )
+        .delete(
+            "/api/suppliers/{supplier}",
+            Needs(P::ManageSuppliers),
+            procurement::delete_supplier,
+        )
+        .get(
             "/api/requests",
-            get(procurement::list_requests).post(procurement::create_request),
+            Needs(P::ReadRequests),
+            procurement::list_requests,
         )
-        .route(
-            "/api/requests/{id}/approve",
-            post(procurement::approve_request),
+        .post(
+            "/api/requests",
+            Needs(P::CreateRequest),
+            procurement::create_request,
         )
-        .route(
-            "/api/users",
-            get(admin::list_users).post(admin::create_user),
+        .post(
+            "/api/requests/{request}/approve",
+            Needs(P::ApproveRequest),
+            procurement::approve_request,
         )
-        .route("/api/users/{id}/role", put(admin::set_role))
-        .route("/api/users/{id}/disable", post(admin::disable_user))
-        .route("/api/users/{id}/enable", post(admin::enable_user))
-        .route(
-            "/api/users/{id}/sessions/revoke",
-            post(admin::revoke_user_sessions),
+        .get("/api/users", Needs(P::ManageUsers), admin::list_users)
+        .post("/api/users", Needs(P::ManageUsers), admin::create_user)
+        .put(
+            "/api/users/{user}/role",
+            Needs(P::ManageRoles),
+            admin::set_role,
         )
-        .route("/api/users/{id}/unlock", post(admin::unlock_user))
-        .route("/api/users/{id}/scim-handover", post(scim_admin::hand_over))
-        .route(
-            "/api/org/policy",
-            get(admin::get_policy).put(admin::set_policy),
+        .post(
+            "/api/users/{user}/disable",
+            Needs(P::ManageUsers),
+            admin::disable_user,
         )
-        .route(
+        .post(
+            "/api/users/{user}/enable",
+            Needs(P::ManageUsers),
+            admin::enable_user,
+        )
+        .post(
+            "/api/users/{user}/sessions/revoke",
+            Needs(P::ManageUsers),
+            admin::revoke_user_sessions,
+        )
+        .post(
+            "/api/users/{user}/unlock",
+            Needs(P::ManageUsers),
+            admin::unlock_user,
+        )
+        .post(
+            "/api/users/{user}/scim-handover",
+            Needs(P::ManageSso),
+            scim_admin::hand_over,
+        )
+        .get("/api/org/policy", Needs(P::ManageUsers), admin::get_policy)
+        .put("/api/org/policy", Needs(P::ManageUsers), admin::set_policy)
+        .get(
+            "/api/org/policy/changes",
+            Needs(P::ManageUsers),
+            admin::list_policy_changes,
+        )
+        .post(
+            "/api/org/policy/changes/{change}/approve",
+            Needs(P::ManageUsers),
+            admin::approve_policy_change,
+        )
+        .get(
             "/api/elevations",
-            get(admin::list_elevations).post(admin::request_elevation),
+            Needs(P::ManageElevation),
+            admin::list_elevations,
         )
-        .route(
-            "/api/elevations/{id}/approve",
-            post(admin::approve_elevation),
+        .post(
+            "/api/elevations",
+            Needs(P::ManageElevation),
+            admin::request_elevation,
         )
-        .route("/api/elevations/{id}/revoke", post(admin::revoke_elevation))
-        .route("/api/tokens", post(admin::create_token))
-        .route("/api/tokens/{id}/revoke", post(admin::revoke_token))
-        .route("/api/sso", get(sso::get_settings))
-        .route("/api/sso/oidc", put(sso::put_oidc).delete(sso::delete_oidc))
-        .route("/sso/{org}", get(sso::login_page))
-        .route("/sso/{org}/oidc/start", get(sso::oidc_start))
-        .route("/sso/{org}/oidc/callback", get(sso::oidc_callback))
-        .route(
-            "/api/sso/saml",
-            put(sso_saml::put_saml).delete(sso_saml::delete_saml),
+        .post(
+            "/api/elevations/{elevation}/approve",
+            Needs(P::ManageElevation),
+            admin::approve_elevation,
         )
-        .route("/sso/{org}/saml/metadata", get(sso_saml::metadata))
-        .route("/sso/{org}/saml/start", get(sso_saml::start))
-        .route("/sso/{org}/saml/acs", post(sso_saml::acs))
-        .route(
+        .post(
+            "/api/elevations/{elevation}/revoke",
+            Needs(P::ManageElevation),
+            admin::revoke_elevation,
+        )
+        .post("/api/tokens", Needs(P::ManageUsers), admin::create_token)
+        .post(
+            "/api/tokens/{token}/revoke",
+            Needs(P::ManageUsers),
+            admin::revoke_token,
+        )
+        .get("/api/sso", Needs(P::ManageSso), sso::get_settings)
+        .put("/api/sso/oidc", Needs(P::ManageSso), sso::put_oidc)
+        .delete("/api/sso/oidc", Needs(P::ManageSso), sso::delete_oidc)
+        .get("/sso/{org}", Public, sso::login_page)
+        .get("/sso/{org}/oidc/start", Public, sso::oidc_start)
+        .get("/sso/{org}/oidc/callback", Public, sso::oidc_callback)
+        .put("/api/sso/saml", Needs(P::ManageSso), sso_saml::put_saml)
+        .delete("/api/sso/saml", Needs(P::ManageSso), sso_saml::delete_saml)
+        .get("/sso/{org}/saml/metadata", Public, sso_saml::metadata)
+        .get("/sso/{org}/saml/start", Public, sso_saml::start)
+        .post("/sso/{org}/saml/acs", Public, sso_saml::acs)
+        .get(
             "/api/scim/tokens",
-            get(scim_admin::list_tokens).post(scim_admin::issue_token),
+            Needs(P::ManageSso),
+            scim_admin::list_tokens,
         )
-        .route(
-            "/api/scim/tokens/{id}/revoke",
-            post(scim_admin::revoke_token),
+        .post(
+            "/api/scim/tokens",
+            Needs(P::ManageSso),
+            scim_admin::issue_token,
         )
-        .route(
+        .post(
+            "/api/scim/tokens/{scim_token}/revoke",
+            Needs(P::ManageSso),
+            scim_admin::revoke_token,
+        )
+        .get(
             "/api/scim/settings",
-            get(scim_admin::get_settings).put(scim_admin::set_settings),
+            Needs(P::ManageSso),
+            scim_admin::get_settings,
         )
-        .merge(scim::routes())
-        .route("/api/audit", get(audit::list))
-        .route("/api/audit/export", get(audit::export))
-        .route("/audit", get(audit::page))
+        .put(
+            "/api/scim/settings",
+            Needs(P::ManageSso),
+            scim_admin::set_settings,
+        )
+        .get("/api/audit", Needs(P::ReadAuditLog), audit::list)
+        .get("/api/audit/export", Needs(P::ReadAuditLog), audit::export)
+        .get("/audit", Needs(P::ReadAuditLog), audit::page)
+}
+
+/// Every route of [`routes`] but SCIM's, with who may call it, in declaration order.
+pub fn endpoints() -> Vec<Endpoint> {
+    table().endpoints().to_vec()
+}
+
+/// Every authenticated route with the permission it requires (`None`: any fully
+/// signed-in principal), taken from the route table: the permission test walks this list
+/// for every role.
+pub static ENDPOINTS: LazyLock<Vec<(&'static str, &'static str, Option<Permission>)>> =
+    LazyLock::new(|| {
+        endpoints()
+            .into_iter()
+            .filter_map(|e| match e.access {
+                Access::Public => None,
+                Access::SignedIn => Some((e.method, e.path, None)),
+                Access::Needs(p) => Some((e.method, e.path, Some(p))),
+            })
+            .collect()
+    });
+
+/// The API routes: the table's, and SCIM's (which take the SCIM bearer token, listed in
+/// [`scim::SCIM_ENDPOINTS`] and walked by the SCIM tests).
+pub fn routes() -> Router<AppState> {
+    table().into_router().merge(scim::routes())
 }
