@@ -349,7 +349,7 @@ impl LoginThrottle {
         let mut keys: Vec<(ThrottleKey<'_>, [u8; 32])> =
             keys.iter().map(|k| (*k, k.hash())).collect();
         // Row locks in key order, like reservations.
-        keys.sort_by(|a, b| a.1.cmp(&b.1));
+        keys.sort_by_key(|k| k.1);
         for (key, hash) in keys {
             let statement = match key {
                 ThrottleKey::Account(..) => {

@@ -34,12 +34,8 @@ struct Fx {
 }
 
 /// A migrated database with two organisations and one user (`user@a.test`) in the first,
-/// and an authenticator on a runtime pool of `size` connections that gives up waiting for
-/// a connection after `acquire_timeout`.
-async fn fx(size: u32, acquire_timeout: Duration, hasher: PasswordHasher) -> Fx {
-    fx_with(size, acquire_timeout, hasher, |a| a).await
-}
-
+/// and an authenticator (made by `configure`) on a runtime pool of `size` connections that
+/// gives up waiting for a connection after `acquire_timeout`.
 async fn fx_with(
     size: u32,
     acquire_timeout: Duration,
