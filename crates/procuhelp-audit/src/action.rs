@@ -129,6 +129,9 @@ actions! {
     AuditPersonErased => "audit.person_erased",
     /// Events were imported into the trail from a file.
     AuditImported => "audit.imported",
+    /// Repeated unauthenticated refusals from one source in one window, recorded as a
+    /// count (the first of them is recorded in full; see `RefusalAggregator`).
+    RefusalsAggregated => "audit.refusals_aggregated",
     /// A secret was read from the vault.
     SecretAccessed => "secret.accessed",
     /// Keys were rotated.
@@ -332,6 +335,7 @@ mod tests {
             "scim.user_handed_over",
             "scim.request_refused",
             "admin.command",
+            "audit.refusals_aggregated",
         ] {
             let a: Action = s.parse().unwrap_or_else(|_| panic!("{s} missing"));
             assert_eq!(a.as_str(), s);

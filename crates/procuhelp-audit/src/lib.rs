@@ -41,6 +41,9 @@
 //!   `PgAuditSink`: append-only (grants and triggers), row-level security per tenant, a
 //!   SHA-256 hash chain per organisation ([`ChainedEvent`]), group commit, appends inside
 //!   the caller's transaction, per-person encryption and erasure of personal data.
+//! * [`RefusalAggregator`]: repeated unauthenticated refusals from one source are
+//!   recorded once in full and then as counts per window, so nobody can grow the
+//!   append-only trail without bound.
 //! * [`Checkpoint`]s: Ed25519-signed chain heads ([`CheckpointSigner`]: a local key file
 //!   apart from the vault, [`Ed25519Signer`], or with the `transit` feature OpenBao
 //!   Transit, `TransitSigner`, whose key the process can never export).
@@ -100,7 +103,9 @@ pub use pg::{
     verify_live,
 };
 pub use sink::{AuditSink, Receipt};
-pub use sinks::{FailingSink, FanOutSink, JsonLinesFileSink, MemorySink};
+pub use sinks::{
+    AggregationConfig, FailingSink, FanOutSink, JsonLinesFileSink, MemorySink, RefusalAggregator,
+};
 #[cfg(feature = "transit")]
 pub use transit::{TransitConfig, TransitSigner};
 pub use verify::{ChainProblem, ProblemKind, VerifyReport};
