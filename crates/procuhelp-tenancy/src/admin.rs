@@ -33,3 +33,33 @@ pub async fn create_organisation(owner: &PgPool, name: &str) -> Result<OrgId> {
     tracing::info!(%org, "organisation created");
     Ok(org)
 }
+
+/// Every organisation's id, for jobs that visit each one (key rotation, the SSO
+/// self-check). Runs on the **owner** pool.
+///
+/// `app.organisations` FORCEs row-level security, and only its owner has a policy that
+/// lists every row (migration 0014). Any other role would silently see none (or only the
+/// organisation it entered), so such a pool is refused rather than visiting nothing.
+pub async fn organisation_ids(owner: &PgPool) -> Result<Vec<OrgId>> {
+    let mut tx = owner.begin().await?;
+    let is_owner: bool = sqlx::query_scalar(
+        "SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class
+         WHERE oid = 'app.organisations'::regclass",
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if !is_owner {
+        return Err(Error::Config(
+            "listing every organisation needs the schema owner's connection (app.organisations \
+             is bound by row-level security for every other role)"
+                .to_owned(),
+        ));
+    }
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM app.organisations ORDER BY id")
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    ids.into_iter()
+        .map(|id| OrgId::from_uuid(id).map_err(|_| Error::Config("bad organisation id".to_owned())))
+        .collect()
+}

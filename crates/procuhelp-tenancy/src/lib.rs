@@ -45,7 +45,7 @@ pub mod embedded;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use admin::create_organisation;
+pub use admin::{create_organisation, organisation_ids};
 pub use db::{TenantDb, TenantTx};
 pub use error::{Error, Result};
 pub use field_cipher::{

@@ -215,7 +215,7 @@ async fn security_invoker_view_passes_and_materialized_view_fails() {
 async fn security_definer_function_owned_by_superuser() {
     let f = findings_after(
         "CREATE FUNCTION app.count_all() RETURNS bigint LANGUAGE sql SECURITY DEFINER
-         AS 'SELECT count(*) FROM app.suppliers'",
+         SET search_path = pg_catalog, pg_temp AS 'SELECT count(*) FROM app.suppliers'",
     )
     .await;
     assert_eq!(
@@ -246,4 +246,184 @@ async fn security_invoker_function_passes() {
         findings_after("CREATE FUNCTION app.count_mine() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM app.suppliers'").await,
         vec![]
     );
+}
+
+// ---- Issue #11, posture gaps ----
+
+#[tokio::test]
+async fn organisations_without_forced_rls_is_reported() {
+    // app.organisations has no org_id column (its key is `id`), but it is row-level
+    // secured all the same: NO FORCE would let its owner read and write every row.
+    let f = findings_after("ALTER TABLE app.organisations NO FORCE ROW LEVEL SECURITY").await;
+    assert_eq!(
+        f,
+        vec![PostureFinding {
+            object: "table app.organisations".into(),
+            problem: Problem::RlsNotForced
+        }]
+    );
+}
+
+#[tokio::test]
+async fn policy_mentioning_current_org_but_or_true_is_refused() {
+    // The old check accepted any expression that *contained* app.current_org().
+    let f = findings_after(
+        "DROP POLICY tenant_isolation ON app.suppliers;
+         CREATE POLICY tenant_isolation ON app.suppliers
+             USING (org_id = (SELECT app.current_org()) OR true)
+             WITH CHECK (org_id = (SELECT app.current_org()))",
+    )
+    .await;
+    assert_eq!(
+        f,
+        vec![PostureFinding {
+            object: "table app.suppliers".into(),
+            problem: Problem::PolicyNotTenantBound
+        }]
+    );
+    let f = findings_after(
+        "DROP POLICY tenant_isolation ON app.organisations;
+         CREATE POLICY tenant_isolation ON app.organisations
+             USING (id = (SELECT app.current_org()))
+             WITH CHECK (id = (SELECT app.current_org()) OR id IS NOT NULL)",
+    )
+    .await;
+    assert_eq!(
+        f,
+        vec![PostureFinding {
+            object: "table app.organisations".into(),
+            problem: Problem::PolicyNotTenantBound
+        }]
+    );
+}
+
+#[tokio::test]
+async fn equivalent_spelling_of_the_tenant_policy_passes() {
+    // Compared after PostgreSQL's own deparse: spacing and the sub-select's alias do
+    // not matter, only the expression.
+    assert_eq!(
+        findings_after(
+            "DROP POLICY tenant_isolation ON app.suppliers;
+             CREATE POLICY tenant_isolation ON app.suppliers
+                 USING (org_id   =   ( select app.current_org() ))
+                 WITH CHECK ((org_id = (SELECT app.current_org())))"
+        )
+        .await,
+        vec![]
+    );
+}
+
+#[tokio::test]
+async fn security_definer_function_without_pinned_search_path() {
+    let f = findings_after(
+        "CREATE FUNCTION app.stamp() RETURNS timestamptz LANGUAGE sql SECURITY DEFINER
+         AS 'SELECT now()'",
+    )
+    .await;
+    assert_eq!(
+        f,
+        vec![PostureFinding {
+            object: "function app.stamp()".into(),
+            problem: Problem::SecurityDefinerWithoutSearchPath
+        }]
+    );
+    // A path without pg_temp last still searches the temporary schema first.
+    let f = findings_after(
+        "CREATE FUNCTION app.stamp() RETURNS timestamptz LANGUAGE sql SECURITY DEFINER
+         SET search_path = pg_catalog AS 'SELECT now()'",
+    )
+    .await;
+    assert!(
+        has(
+            &f,
+            "function app.stamp()",
+            Problem::SecurityDefinerWithoutSearchPath
+        ),
+        "{f:?}"
+    );
+    assert_eq!(
+        findings_after(
+            "CREATE FUNCTION app.stamp() RETURNS timestamptz LANGUAGE sql SECURITY DEFINER
+             SET search_path = pg_catalog, pg_temp AS 'SELECT now()'"
+        )
+        .await,
+        vec![]
+    );
+}
+
+#[tokio::test]
+async fn disabled_audit_trigger_is_reported() {
+    // The table owner may DISABLE the append-only triggers without dropping anything.
+    let f = findings_after("ALTER TABLE app.audit_events DISABLE TRIGGER audit_events_append_only")
+        .await;
+    assert_eq!(
+        f,
+        vec![
+            PostureFinding {
+                object: "trigger audit_events_append_only on app.audit_events".into(),
+                problem: Problem::TriggerDisabled
+            },
+            // The only UPDATE/DELETE guard is off, so the table is unguarded too.
+            PostureFinding {
+                object: "table app.audit_events".into(),
+                problem: Problem::AppendOnlyGuardMissing
+            }
+        ]
+    );
+    // REPLICA triggers fire only in replication sessions: as good as disabled.
+    let f = findings_after(
+        "ALTER TABLE app.audit_checkpoints ENABLE REPLICA TRIGGER audit_checkpoints_no_truncate",
+    )
+    .await;
+    assert!(
+        has(
+            &f,
+            "trigger audit_checkpoints_no_truncate on app.audit_checkpoints",
+            Problem::TriggerDisabled
+        ),
+        "{f:?}"
+    );
+    // Dropped rather than disabled: the append-only guard is missing.
+    let f = findings_after("DROP TRIGGER audit_events_no_truncate ON app.audit_events").await;
+    assert!(
+        has(
+            &f,
+            "table app.audit_events",
+            Problem::AppendOnlyGuardMissing
+        ),
+        "{f:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_owner_lists_every_organisation_and_the_runtime_role_none() {
+    // The SSO self-check and key jobs list organisations as the owner. Under FORCEd RLS
+    // a plain SELECT would see none, so the listing must be explicit and refuse a role
+    // that cannot see them all instead of silently checking nothing.
+    let scratch = ScratchDb::migrated().await.unwrap();
+    let owner = scratch.owner_pool(1).await.unwrap();
+    let a = procuhelp_tenancy::create_organisation(&owner, "A")
+        .await
+        .unwrap();
+    let b = procuhelp_tenancy::create_organisation(&owner, "B")
+        .await
+        .unwrap();
+    let listed = procuhelp_tenancy::organisation_ids(&owner).await.unwrap();
+    assert!(listed.contains(&a) && listed.contains(&b), "{listed:?}");
+    // The owner is bound for writes: it cannot rename another organisation.
+    let renamed = sqlx::query("UPDATE app.organisations SET name = 'x' WHERE id = $1")
+        .bind(a.as_uuid())
+        .execute(&owner)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(renamed, 0);
+    owner.close().await;
+    let runtime = scratch.runtime_pool(1).await.unwrap();
+    let err = procuhelp_tenancy::organisation_ids(&runtime)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("owner"), "{err}");
+    runtime.close().await;
+    scratch.drop_all().await.unwrap();
 }
