@@ -38,11 +38,19 @@ impl TenantDb {
     /// with the transaction. A handle dropped without [`TenantTx::commit`] or
     /// [`TenantTx::rollback`] (an early `?`, a panic, a cancelled task) closes its
     /// connection instead of returning it to the pool, so no half-finished transaction —
-    /// and no tenant setting — can ever reach the next borrower.
+    /// and no tenant setting — can ever reach the next borrower. The same holds while
+    /// this call itself is in flight: a caller cancelled after `BEGIN` was sent (a request
+    /// timeout) drops a connection that is closed, not one still inside the transaction.
     ///
     /// Fails with [`Error::UnknownOrg`] when the organisation does not exist.
     pub async fn begin(&self, org: OrgId) -> Result<TenantTx> {
-        let mut conn = self.pool.acquire().await?;
+        // The handle exists, unfinished, before `BEGIN` is sent: if this future is dropped
+        // from here on, its `Drop` closes the connection.
+        let mut tx = TenantTx {
+            org,
+            conn: self.pool.acquire().await?,
+            finished: false,
+        };
         // The literal is a UUID we formatted ourselves (hex digits and hyphens only), so
         // inlining it cannot inject SQL; it lets BEGIN and the setting share a round trip.
         let statement = format!(
@@ -51,14 +59,12 @@ impl TenantDb {
         );
         // `Executor::execute` on a plain string with no arguments uses the simple-query
         // protocol, which runs both statements.
-        match conn.execute(statement.as_str()).await {
-            Ok(_) => Ok(TenantTx {
-                org,
-                conn,
-                finished: false,
-            }),
+        match tx.conn.execute(statement.as_str()).await {
+            Ok(_) => Ok(tx),
             Err(e) => {
-                end_failed_transaction(&mut conn).await;
+                end_failed_transaction(&mut tx.conn).await;
+                // Rolled back (or marked to close): the connection may go back.
+                tx.finished = true;
                 match &e {
                     sqlx::Error::Database(db) if db.code().as_deref() == Some("PH404") => {
                         Err(Error::UnknownOrg(org))
@@ -132,15 +138,19 @@ impl TenantTx {
         self.finish("ROLLBACK").await
     }
 
+    /// Runs the ending `statement`. The handle counts as finished only once the
+    /// transaction has ended: cancelled half-way (a `COMMIT` waiting behind a lock when
+    /// the request times out), it is dropped unfinished and its connection is closed.
     async fn finish(&mut self, statement: &'static str) -> Result<()> {
-        self.finished = true;
-        match self.conn.execute(statement).await {
+        let result = match self.conn.execute(statement).await {
             Ok(_) => Ok(()),
             Err(e) => {
                 end_failed_transaction(&mut self.conn).await;
                 Err(e.into())
             }
-        }
+        };
+        self.finished = true;
+        result
     }
 }
 

@@ -10,7 +10,7 @@ use procuhelp_tenancy::testkit::ScratchDb;
 use procuhelp_tenancy::{
     Error, NewSupplier, PgSupplierRepository, SupplierRepository, TenantDb, create_organisation,
 };
-use sqlx::PgPool;
+use sqlx::{PgPool, Row as _};
 
 struct Fixture {
     scratch: ScratchDb,
@@ -305,4 +305,86 @@ async fn database_down_is_a_typed_error() {
         .connect_lazy_with(opts);
     let err = TenantDb::new(pool).begin(OrgId::new()).await.unwrap_err();
     assert!(matches!(err, Error::Unavailable(_)), "{err:?}");
+}
+
+/// Whether the pool's next borrower starts outside any transaction: inside one begun
+/// earlier, `now()` (the transaction's start) lags the statement's own timestamp, and a
+/// tenant setting made by the earlier `BEGIN` would still be visible.
+async fn next_borrower_is_outside_a_transaction(pool: &PgPool) {
+    let mut conn = tokio::time::timeout(Duration::from_secs(10), pool.acquire())
+        .await
+        .expect("the pool's only connection never came back")
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // A simple query (one message): outside a transaction it starts its own, so its
+    // statement and transaction timestamps are the same.
+    let row = sqlx::raw_sql(
+        "SELECT now() = statement_timestamp(), \
+                nullif(current_setting('procuhelp.org_id', true), '')",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    let (fresh, setting): (bool, Option<String>) = (row.get(0), row.get(1));
+    assert_eq!(
+        setting, None,
+        "a cancelled begin or commit handed its tenant setting to the next borrower"
+    );
+    assert!(
+        fresh,
+        "a cancelled begin or commit handed a connection still inside a transaction to the next borrower"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begin_cancelled_after_its_begin_was_sent_returns_no_open_transaction() {
+    let f = fixture().await;
+    // Hold the organisations table: `BEGIN` runs, the tenant setting is made, and then
+    // the membership check inside `app.enter_org` waits for the lock.
+    let admin = f.scratch.admin_pool(1).await.unwrap();
+    let mut locker = admin.begin().await.unwrap();
+    sqlx::query("LOCK TABLE app.organisations IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    let cancelled = tokio::time::timeout(Duration::from_millis(300), f.db.begin(f.a)).await;
+    assert!(
+        cancelled.is_err(),
+        "begin should have been waiting for the lock"
+    );
+    // The statement finishes once the lock is gone; whatever the pool gets back must not
+    // be inside that transaction.
+    locker.rollback().await.unwrap();
+    next_borrower_is_outside_a_transaction(&f.pool).await;
+    bare_connection_is_clean(&f.pool).await;
+    sees_only(&f.db, f.b).await;
+    admin.close().await;
+    teardown(f).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_cancelled_in_flight_returns_no_open_transaction() {
+    let f = fixture().await;
+    let admin = f.scratch.admin_pool(1).await.unwrap();
+    let mut tx = f.db.begin(f.a).await.unwrap();
+    // The commit is asked for while a statement of the same transaction cannot finish
+    // (it waits for a table another session holds), then cancelled mid-way.
+    let mut locker = admin.begin().await.unwrap();
+    sqlx::query("LOCK TABLE app.suppliers IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *locker)
+        .await
+        .unwrap();
+    let blocked = tokio::time::timeout(
+        Duration::from_millis(300),
+        sqlx::query("SELECT count(*) FROM app.suppliers").execute(tx.conn()),
+    )
+    .await;
+    assert!(blocked.is_err());
+    let cancelled = tokio::time::timeout(Duration::from_millis(100), tx.commit()).await;
+    assert!(cancelled.is_err(), "commit should have been waiting");
+    locker.rollback().await.unwrap();
+    next_borrower_is_outside_a_transaction(&f.pool).await;
+    bare_connection_is_clean(&f.pool).await;
+    admin.close().await;
+    teardown(f).await;
 }
