@@ -379,7 +379,7 @@ async fn webhook_retries_until_accepted_and_delivers_at_least_once() {
     config.max_backoff = StdDuration::from_millis(100);
     // Plain http is refused unless allowed.
     assert!(WebhookAlertSink::new(config.clone()).is_err());
-    config.allow_plain_http = true;
+    config.outbound = procuhelp_core::OutboundPolicy::dangerous_allow_loopback_for_tests();
     assert!(!format!("{config:?}").contains("secret-token"));
     let webhook = WebhookAlertSink::new(config).unwrap();
 
@@ -420,7 +420,7 @@ async fn webhook_queue_is_bounded() {
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let mut config = WebhookConfig::new(format!("http://{addr}/"));
-    config.allow_plain_http = true;
+    config.outbound = procuhelp_core::OutboundPolicy::dangerous_allow_loopback_for_tests();
     config.queue = 4;
     config.initial_backoff = StdDuration::from_millis(50);
     let webhook = WebhookAlertSink::new(config).unwrap();

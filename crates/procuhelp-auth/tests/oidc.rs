@@ -10,6 +10,7 @@ mod sso_peers;
 use procuhelp_auth::Role;
 use procuhelp_auth::sso::GroupClaim;
 use procuhelp_auth::sso::oidc::{OidcClient, OidcConnection, OidcError, PendingLogin};
+use procuhelp_core::{OutboundError, OutboundPolicy};
 use secrecy::SecretString;
 use serde_json::json;
 use sso_peers::{SsoPeers, sso_peers};
@@ -38,10 +39,14 @@ fn connection(peers: &SsoPeers) -> OidcConnection {
     .unwrap()
 }
 
+/// The provider runs on loopback: only the operator's test door lets us reach it.
+const LOOPBACK: OutboundPolicy = OutboundPolicy::dangerous_allow_loopback_for_tests();
+
 fn client(peers: &SsoPeers) -> OidcClient {
     OidcClient::new(
         connection(peers),
         SecretString::from(peers.oidc_client_secret()),
+        LOOPBACK,
     )
     .unwrap()
 }
@@ -355,7 +360,12 @@ async fn a_connection_that_does_not_match_discovery_or_is_invalid_is_refused() {
     conn.tenant_ids = vec![OTHER_TENANT.to_owned()];
     assert!(conn.validate().is_err(), "tenant not in a fixed issuer");
     conn.issuer = "https://login.microsoftonline.com/{tenantid}/v2.0".to_owned();
-    let client = OidcClient::new(conn, SecretString::from(peers.oidc_client_secret())).unwrap();
+    let client = OidcClient::new(
+        conn,
+        SecretString::from(peers.oidc_client_secret()),
+        LOOPBACK,
+    )
+    .unwrap();
     assert!(matches!(
         client.begin(None).await,
         Err(OidcError::Discovery(_))
@@ -369,7 +379,17 @@ async fn a_connection_that_does_not_match_discovery_or_is_invalid_is_refused() {
         .insert("g".to_owned(), "superuser".to_owned());
     assert!(matches!(conn.validate(), Err(OidcError::Config(_))));
     let conn = connection(peers);
-    assert!(OidcClient::new(conn, SecretString::from(String::new())).is_err());
+    assert!(OidcClient::new(conn.clone(), SecretString::from(String::new()), LOOPBACK).is_err());
+    // The production policy refuses the loopback provider before any request.
+    assert_eq!(
+        OidcClient::new(
+            conn,
+            SecretString::from(peers.oidc_client_secret()),
+            OutboundPolicy::public_only()
+        )
+        .unwrap_err(),
+        OidcError::Fetch(OutboundError::NotAllowed)
+    );
 }
 
 #[tokio::test]
@@ -407,5 +427,104 @@ async fn an_unknown_key_id_refreshes_the_keys_once() {
             .await
             .unwrap_err(),
         OidcError::UnknownKey
+    );
+}
+
+/// A tiny provider on loopback: serves `discovery` at `/.well-known/openid-configuration`
+/// and an empty JWKS at `/keys`, answers anything else 404, and records every request
+/// line it receives (to prove what was never asked).
+async fn tiny_provider(
+    discovery: impl Fn(std::net::SocketAddr) -> serde_json::Value + Send + 'static,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let document = discovery(addr).to_string();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut head = vec![0u8; 16 * 1024];
+            let n = stream.read(&mut head).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&head[..n]).into_owned();
+            let line = head.lines().next().unwrap_or_default().to_owned();
+            log.lock().unwrap().push(line.clone());
+            let (status, body) = if line.starts_with("GET /.well-known/openid-configuration ") {
+                ("200 OK", document.clone())
+            } else if line.starts_with("GET /keys ") {
+                ("200 OK", r#"{"keys":[]}"#.to_owned())
+            } else {
+                ("404 Not Found", "{}".to_owned())
+            };
+            let reply = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(reply.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        }
+    });
+    (addr, seen)
+}
+
+/// Issue #11: a discovery document naming `http://[::ffff:127.0.0.1]:…/token` made the
+/// server POST the code, the PKCE verifier and the client secret there in clear text.
+/// The token endpoint is held to the outbound policy before anything is sent, even when
+/// the (test) policy lets the discovery document itself come from loopback.
+#[tokio::test]
+async fn a_token_endpoint_on_an_ipv4_mapped_loopback_address_gets_no_request() {
+    install_crypto();
+    const TID: &str = "f7393f3e-c33d-4dfe-b4a8-f473310e7bf5";
+    let issuer = format!("https://login.microsoftonline.com/{TID}/v2.0");
+    let doc_issuer = issuer.clone();
+    let (addr, seen) = tiny_provider(move |addr| {
+        json!({
+            "issuer": doc_issuer,
+            "authorization_endpoint": format!("http://{addr}/authorize"),
+            "token_endpoint": format!("http://[::ffff:127.0.0.1]:{}/token", addr.port()),
+            "jwks_uri": format!("http://{addr}/keys"),
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        })
+    })
+    .await;
+    let conn: OidcConnection = serde_json::from_value(json!({
+        "discovery_url": format!("http://{addr}/.well-known/openid-configuration"),
+        "issuer": issuer,
+        "client_id": "13f0eaea-7284-4cae-8822-bcd14389d2fc",
+        "tenant_ids": [TID],
+        "redirect_uri": REDIRECT_URI,
+    }))
+    .unwrap();
+    let client = OidcClient::new(
+        conn,
+        SecretString::from("the-client-secret".to_owned()),
+        LOOPBACK,
+    )
+    .unwrap();
+    let pending = PendingLogin {
+        state: "state-1".to_owned().into(),
+        nonce: "nonce-1".to_owned().into(),
+        pkce_verifier: "verifier-0123456789012345678901234567890123456789"
+            .to_owned()
+            .into(),
+    };
+    let refused = client
+        .complete(&pending, "state-1", "the-code", OffsetDateTime::now_utc())
+        .await
+        .unwrap_err();
+    let requests = seen.lock().unwrap().clone();
+    assert!(
+        !requests.iter().any(|r| r.contains("/token")),
+        "the token endpoint was called: {requests:?}"
+    );
+    assert_eq!(
+        refused,
+        OidcError::Fetch(OutboundError::NotAllowed),
+        "{refused}"
     );
 }

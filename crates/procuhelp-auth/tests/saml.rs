@@ -231,7 +231,9 @@ fn assert_alice(a: &VerifiedAssertion) {
     assert!(a.session_index.is_some());
     assert!(!a.assertion_id.is_empty());
     let now = OffsetDateTime::now_utc();
-    assert!(a.not_on_or_after > now + time::Duration::minutes(5));
+    // Solicited: the IdP's 5-minute NotOnOrAfter plus the 2-minute skew; unsolicited:
+    // IssueInstant + 5 minutes exactly (made a few seconds ago).
+    assert!(a.not_on_or_after > now + time::Duration::minutes(4));
     assert!(a.not_on_or_after < now + time::Duration::minutes(8));
 }
 
@@ -330,6 +332,45 @@ fn unsolicited_only_when_allowed_and_without_in_response_to() {
     assert_eq!(
         check(idp, &xml).unwrap_err(),
         SamlError::InResponseToMismatch
+    );
+}
+
+/// The Assertion's IssueInstant, read from the XML the IdP made.
+fn assertion_issue_instant(xml: &str) -> OffsetDateTime {
+    let assertion = &xml[assertion_span(xml)];
+    let start = assertion.find("IssueInstant=\"").unwrap() + "IssueInstant=\"".len();
+    let end = start + assertion[start..].find('"').unwrap();
+    OffsetDateTime::parse(
+        &assertion[start..end],
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap()
+}
+
+/// Five minutes means five minutes: the clock skew is not added on top of the
+/// unsolicited lifetime (docs/saml.md). At IssueInstant + 5 min + 1 s (by our clock) the
+/// assertion is refused, at IssueInstant + 4 min 59 s still accepted.
+#[test]
+fn unsolicited_assertion_at_five_minutes_and_a_second_is_refused() {
+    let idp = idp_or_skip!();
+    let mut conn = idp.connection();
+    conn.allow_idp_initiated = true;
+    // The largest skew a connection may have: it must still not extend the lifetime.
+    conn.max_clock_skew_secs = 300;
+    let sp = ServiceProvider::new(conn).unwrap();
+    let raw = idp.xml(&["--sign-assertion", "--not-on-or-after", "+3600"]);
+    let issued = assertion_issue_instant(&raw);
+    let xml = STANDARD.encode(&raw);
+    let almost = issued + time::Duration::minutes(5) - time::Duration::seconds(1);
+    let a = sp
+        .validate_response(&xml, Expected::Unsolicited, almost)
+        .unwrap();
+    assert_eq!(a.not_on_or_after, issued + time::Duration::minutes(5));
+    let late = issued + time::Duration::minutes(5) + time::Duration::seconds(1);
+    assert_eq!(
+        sp.validate_response(&xml, Expected::Unsolicited, late)
+            .unwrap_err(),
+        SamlError::StaleAssertion
     );
 }
 

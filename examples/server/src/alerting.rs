@@ -20,8 +20,11 @@
 //! Alerts always go to the log. With `webhook`, they are also POSTed (retried, at least
 //! once) to the URL kept in the vault under `url_secret` — the URL often carries a token,
 //! so it is neither in the file nor in the process's arguments or environment. An
-//! `https` URL needs `ca_file` (the receiver's CA: no built-in roots); plain `http` is
-//! accepted only for a loopback host.
+//! `https` URL needs `ca_file` (the receiver's CA: no built-in roots). The webhook is held
+//! to the outbound policy of every fetch the server makes
+//! ([`procuhelp_core::OutboundPolicy`]): a public address only (also after DNS
+//! resolution), no redirects; a loopback receiver, over plain `http` too, only with
+//! `serve --dangerous-allow-loopback-fetch` (tests).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +34,7 @@ use procuhelp_audit::{
     AlertConfig, AlertSink, Detectors, FanOutAlertSink, LogAlertSink, SpikeRule, WebhookAlertSink,
     WebhookConfig, WindowRule,
 };
+use procuhelp_core::OutboundPolicy;
 use procuhelp_core::vault::{SecretName, SecretProvider};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
@@ -163,13 +167,18 @@ impl AlertsFile {
     }
 
     /// Detectors (the thresholds checked) and sinks (the webhook's URL read from
-    /// `vault`). Any problem is an error: alerting never starts half-configured.
-    pub async fn build(&self, vault: &dyn SecretProvider) -> anyhow::Result<Alerting> {
+    /// `vault`, held to `outbound`). Any problem is an error: alerting never starts
+    /// half-configured.
+    pub async fn build(
+        &self,
+        vault: &dyn SecretProvider,
+        outbound: OutboundPolicy,
+    ) -> anyhow::Result<Alerting> {
         let config = self.config();
         let detectors = Detectors::new(config).context("alert thresholds")?;
         let mut sinks: Vec<Arc<dyn AlertSink>> = vec![Arc::new(LogAlertSink)];
         if let Some(webhook) = &self.webhook {
-            sinks.push(Arc::new(webhook.sink(vault).await?));
+            sinks.push(Arc::new(webhook.sink(vault, outbound).await?));
         }
         // The effective thresholds, so that a rule switched off (threshold 0) is visible.
         tracing::info!(
@@ -205,7 +214,11 @@ impl Spike {
 }
 
 impl Webhook {
-    async fn sink(&self, vault: &dyn SecretProvider) -> anyhow::Result<WebhookAlertSink> {
+    async fn sink(
+        &self,
+        vault: &dyn SecretProvider,
+        outbound: OutboundPolicy,
+    ) -> anyhow::Result<WebhookAlertSink> {
         let name = SecretName::new(&self.url_secret).context("webhook url_secret")?;
         let secret = vault
             .get(&name)
@@ -217,7 +230,14 @@ impl Webhook {
             .map(str::trim)
             .and_then(|s| url::Url::parse(s).ok())
             .ok_or_else(|| anyhow::anyhow!("the webhook URL in secret {name} is not a URL"))?;
+        if outbound.check_url(url.as_str()).is_err() {
+            anyhow::bail!(
+                "the webhook URL in secret {name} must be https to a public address (http only \
+                 to loopback, with --dangerous-allow-loopback-fetch): destination not allowed"
+            );
+        }
         let mut config = WebhookConfig::new(url.as_str());
+        config.outbound = outbound;
         match url.scheme() {
             "https" => {
                 let ca = self.ca_file.as_ref().ok_or_else(|| {
@@ -231,12 +251,8 @@ impl Webhook {
                     anyhow::bail!("{} holds no certificate", ca.display());
                 }
             }
-            "http" if url.host_str().is_some_and(procuhelp_core::is_loopback_host) => {
-                config.allow_plain_http = true;
-            }
-            _ => anyhow::bail!(
-                "the webhook URL in secret {name} must be https (http only on loopback)"
-            ),
+            // The policy accepted plain http: loopback, with the operator's flag.
+            _ => {}
         }
         WebhookAlertSink::new(config).context("webhook alert sink")
     }

@@ -40,6 +40,13 @@ impl AppState {
     }
 
     /// Assembles the state from the runtime role's pool and the server's parts.
+    /// The same state, with the SSO clients' fetches held to `policy` (the default is
+    /// [`procuhelp_core::OutboundPolicy::public_only`]).
+    pub fn with_outbound_policy(mut self, policy: procuhelp_core::OutboundPolicy) -> Self {
+        self.sso = std::sync::Arc::new(crate::api::sso::SsoClients::new(policy));
+        self
+    }
+
     pub fn assemble(
         runtime: sqlx::PgPool,
         cipher: std::sync::Arc<procuhelp_tenancy::FieldCipher>,

@@ -262,6 +262,14 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8443", value_name = "ADDR")]
     pub https_addr: SocketAddr,
 
+    /// DANGEROUS, tests only: let the server's outbound fetches (OIDC discovery, keys and
+    /// token endpoint a tenant configured; the alert webhook) reach loopback addresses,
+    /// over plain http too. Without it, only public addresses are fetched (checked after
+    /// DNS resolution). With it, a tenant admin can make the server call every service on
+    /// this machine.
+    #[arg(long)]
+    pub dangerous_allow_loopback_fetch: bool,
+
     /// Optional plain-HTTP listen address; it only redirects to HTTPS.
     #[arg(long, value_name = "ADDR")]
     pub http_redirect_addr: Option<SocketAddr>,

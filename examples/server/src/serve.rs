@@ -109,7 +109,16 @@ async fn serve_on(
             .await
             .context("recording the secret access in the audit log")?;
     }
-    let alerting = alerts.build(vault.as_ref()).await?;
+    // Every fetch the configuration drives (tenants' OIDC providers, the webhook).
+    let outbound = if args.dangerous_allow_loopback_fetch {
+        tracing::warn!(
+            "--dangerous-allow-loopback-fetch: configured URLs may reach this machine's own services"
+        );
+        procuhelp_core::OutboundPolicy::dangerous_allow_loopback_for_tests()
+    } else {
+        procuhelp_core::OutboundPolicy::public_only()
+    };
+    let alerting = alerts.build(vault.as_ref(), outbound).await?;
     let checkpointing = crate::audit_log::CheckpointingSink::new(audit_log.clone());
     let checkpoints = checkpointing.spawn_checkpoints(Duration::from_secs(600));
     let app = app::app(
@@ -129,7 +138,8 @@ async fn serve_on(
             std::sync::Arc::new(procuhelp_core::SystemClock),
             procuhelp_auth::password::PasswordHasher::default(),
         )
-        .with_audit_log(audit_log),
+        .with_audit_log(audit_log)
+        .with_outbound_policy(outbound),
         limits,
     );
 

@@ -10,8 +10,13 @@ use procuhelp_audit::{
     Action, Actor, Alert, AlertKind, AlertingSink, AuditEvent, AuditSink as _, MemorySink, Outcome,
 };
 use procuhelp_core::vault::{FileVault, SecretName, SecretProvider};
-use procuhelp_core::{OrgId, SecretBytes, UserId};
+use procuhelp_core::{OrgId, OutboundPolicy, SecretBytes, UserId};
 use procuhelp_server::alerting::AlertsFile;
+
+/// The production outbound policy, and the operator's test door (the receiver below runs
+/// on loopback: `serve --dangerous-allow-loopback-fetch`).
+const PUBLIC: OutboundPolicy = OutboundPolicy::public_only();
+const LOOPBACK: OutboundPolicy = OutboundPolicy::dangerous_allow_loopback_for_tests();
 
 struct Scratch {
     dir: std::path::PathBuf,
@@ -108,7 +113,7 @@ async fn thresholds_from_the_file_fire_and_the_webhook_from_the_vault_receives_t
     assert!(config.errors.enabled);
 
     assert_eq!(file.webhook_secret(), Some("alerts/webhook-url"));
-    let alerting = file.build(&s.vault).await.unwrap();
+    let alerting = file.build(&s.vault, LOOPBACK).await.unwrap();
     assert!(!format!("{alerting:?}").contains("s3cr3t"));
     let sink = AlertingSink::new(MemorySink::new(), alerting.detectors, alerting.sink, 16);
     let org = OrgId::new();
@@ -172,12 +177,20 @@ async fn every_misconfiguration_stops_the_start_up() {
         r#"{ "max_tracked_keys": 10000000, "failed_sign_ins_per_org": { "threshold": 100, "window_secs": 60 } }"#,
     ] {
         let file = s.file(bad).unwrap();
-        assert!(file.build(&s.vault).await.is_err(), "{bad} was accepted");
+        assert!(
+            file.build(&s.vault, PUBLIC).await.is_err(),
+            "{bad} was accepted"
+        );
     }
     // Webhooks: a missing secret, a URL that is not one, plain http off loopback, https
     // without the receiver's CA. None of the errors quotes the URL.
     let webhook = r#"{ "webhook": { "url_secret": "alerts/hook" } }"#;
-    let err = s.file(webhook).unwrap().build(&s.vault).await.unwrap_err();
+    let err = s
+        .file(webhook)
+        .unwrap()
+        .build(&s.vault, PUBLIC)
+        .await
+        .unwrap_err();
     assert!(format!("{err:#}").contains("alerts/hook"), "{err:#}");
     for (url, why) in [
         ("not a url s3cr3t", "is not a URL"),
@@ -186,7 +199,12 @@ async fn every_misconfiguration_stops_the_start_up() {
         ("https://alerts.example/hook?t=s3cr3t", "needs ca_file"),
     ] {
         s.secret("alerts/hook", url).await;
-        let err = s.file(webhook).unwrap().build(&s.vault).await.unwrap_err();
+        let err = s
+            .file(webhook)
+            .unwrap()
+            .build(&s.vault, PUBLIC)
+            .await
+            .unwrap_err();
         let text = format!("{err:#}");
         assert!(text.contains(why), "{url}: {text}");
         assert!(!text.contains("s3cr3t"), "{text}");
@@ -198,9 +216,43 @@ async fn every_misconfiguration_stops_the_start_up() {
         r#"{{ "webhook": {{ "url_secret": "alerts/hook", "ca_file": "{}" }} }}"#,
         no_cert.display()
     );
-    let err = s.file(&with_ca).unwrap().build(&s.vault).await.unwrap_err();
+    let err = s
+        .file(&with_ca)
+        .unwrap()
+        .build(&s.vault, PUBLIC)
+        .await
+        .unwrap_err();
     assert!(
         format!("{err:#}").contains("holds no certificate"),
         "{err:#}"
     );
+}
+
+/// Issue #11: the webhook is held to the same outbound policy as every fetch the server
+/// makes — no loopback, private, link-local or metadata address (nor an IPv4-mapped
+/// spelling of one), unless the operator passed the loopback flag (tests only). The
+/// error names the rule, never the URL.
+#[tokio::test]
+async fn a_webhook_on_an_internal_address_is_refused_without_the_operator_flag() {
+    let s = Scratch::new();
+    let webhook = r#"{ "webhook": { "url_secret": "alerts/hook" } }"#;
+    for url in [
+        "http://127.0.0.1:9/hook?t=s3cr3t",
+        "http://localhost:9/hook?t=s3cr3t",
+        "http://[::ffff:127.0.0.1]:9/hook?t=s3cr3t",
+        "https://169.254.169.254/hook?t=s3cr3t",
+        "https://10.0.0.8/hook?t=s3cr3t",
+        "https://[::ffff:10.0.0.8]/hook?t=s3cr3t",
+    ] {
+        s.secret("alerts/hook", url).await;
+        let err = s
+            .file(webhook)
+            .unwrap()
+            .build(&s.vault, PUBLIC)
+            .await
+            .unwrap_err();
+        let text = format!("{err:#}");
+        assert!(text.contains("destination not allowed"), "{url}: {text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+    }
 }

@@ -30,6 +30,7 @@ fn args(data_dir: PathBuf, database_url_file: Option<PathBuf>) -> ServeArgs {
             vault: Default::default(),
         },
         https_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        dangerous_allow_loopback_fetch: false,
         http_redirect_addr: Some(SocketAddr::from(([127, 0, 0, 1], free_port()))),
         public_host: None,
         max_body_bytes: 1024 * 1024,

@@ -178,7 +178,20 @@ async fn whoami(w: &World, session: &Session) -> Value {
         .body
 }
 
+/// A world whose SSO fetches may reach loopback (the test provider runs there): what
+/// `serve --dangerous-allow-loopback-fetch` sets.
 async fn setup() -> (World, Session) {
+    let (mut w, admin) = setup_public_only().await;
+    w.state = w
+        .state
+        .clone()
+        .with_outbound_policy(procuhelp_core::OutboundPolicy::dangerous_allow_loopback_for_tests());
+    w.app = procuhelp_server::app::app(w.state.clone(), procuhelp_server::app::Limits::default());
+    (w, admin)
+}
+
+/// A world with the production outbound policy: public addresses only.
+async fn setup_public_only() -> (World, Session) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let w = world(PasswordHasher::for_tests()).await;
     // The provider's tokens carry real time.
@@ -479,6 +492,175 @@ async fn scim_provisioned_user_signs_in_then_deprovisioning_ends_it_and_sso_cann
     let again = Browser::new().sign_in(&w, 0, "alice").await;
     assert_eq!(again.status, StatusCode::FORBIDDEN, "{}", again.body);
     assert!(again.session.is_none());
+    w.close().await;
+}
+
+/// A loopback TCP listener that records every connection it accepts (and answers each
+/// with an HTTP 404), standing in for an internal service (the vault, the database).
+async fn internal_service() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf).await;
+            let _ = stream
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+        }
+    });
+    (addr, connections)
+}
+
+/// Issue #11 (SSRF): a tenant admin points `discovery_url` at a port of the server's own
+/// machine (here through the name `localhost`, so only the check after DNS resolution can
+/// stop it) and calls the unauthenticated start endpoint. The server connects nowhere,
+/// and the tenant's audit trail holds only the fixed reason — no status, no connect
+/// detail, nothing that tells an open port from a closed one.
+#[tokio::test]
+async fn a_discovery_url_on_a_loopback_port_is_refused_and_the_audit_holds_no_detail() {
+    let (w, admin) = setup_public_only().await;
+    let peers = sso_peers();
+    let (addr, connections) = internal_service().await;
+    let reply = w
+        .request(
+            Method::PUT,
+            "/api/sso/oidc",
+            Some(&admin),
+            Some(json!({
+                "settings": {
+                    "discovery_url": format!("https://localhost:{}/.well-known/openid-configuration", addr.port()),
+                    "issuer": peers.var("PROCUHELP_OIDC_ISSUER"),
+                    "client_id": peers.var("PROCUHELP_OIDC_CLIENT_ID"),
+                    "tenant_ids": [peers.var("PROCUHELP_OIDC_TENANT_ID")],
+                    "redirect_uri": redirect_uri(&w, 0),
+                },
+                "client_secret": "a-client-secret",
+            })),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let before = w.audit.events().len();
+    let (status, _, body) = call(&w, &format!("/sso/{}/oidc/start", w.orgs[0]), None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body, json!({ "error": "sso_unavailable" }));
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the server connected to the loopback port"
+    );
+    let events = w.audit.events();
+    let refusal = events[before..]
+        .iter()
+        .find(|e| e.action == Action::LoginFailed)
+        .expect("the refusal is audited");
+    assert_eq!(
+        refusal.context,
+        json!({
+            "method": "oidc",
+            "reason": "sso_unavailable",
+            "detail": "OIDC provider: destination not allowed",
+        })
+    );
+    w.close().await;
+}
+
+/// The static half of the same rule at configuration time: an address literal that is
+/// loopback, private, link-local or IPv4-mapped is refused when the settings are saved
+/// (fixed reason in the audit event), before any fetch.
+#[tokio::test]
+async fn settings_naming_an_internal_address_are_refused_when_saved() {
+    let (w, admin) = setup_public_only().await;
+    let peers = sso_peers();
+    for url in [
+        "https://127.0.0.1:8200/.well-known/openid-configuration",
+        "https://[::ffff:127.0.0.1]:8200/.well-known/openid-configuration",
+        "https://169.254.169.254/latest/meta-data",
+        "https://10.1.2.3/.well-known/openid-configuration",
+        "http://127.0.0.1:8200/.well-known/openid-configuration",
+    ] {
+        let reply = w
+            .request(
+                Method::PUT,
+                "/api/sso/oidc",
+                Some(&admin),
+                Some(json!({
+                    "settings": {
+                        "discovery_url": url,
+                        "issuer": peers.var("PROCUHELP_OIDC_ISSUER"),
+                        "client_id": peers.var("PROCUHELP_OIDC_CLIENT_ID"),
+                        "tenant_ids": [peers.var("PROCUHELP_OIDC_TENANT_ID")],
+                        "redirect_uri": redirect_uri(&w, 0),
+                    },
+                    "client_secret": "a-client-secret",
+                })),
+            )
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{url}: {}",
+            reply.text
+        );
+        let refusal = w.audit.events().last().cloned().unwrap();
+        assert_eq!(refusal.action, Action::SsoConfigured);
+        assert!(
+            refusal.context["reason"]
+                .as_str()
+                .unwrap()
+                .ends_with("destination not allowed"),
+            "{url}: {}",
+            refusal.context
+        );
+    }
+    w.close().await;
+}
+
+/// Issue #11: the client secret was written to the vault before its audit event was
+/// durable. With the audit log failing, saving the settings fails and the vault still
+/// holds the old secret.
+#[tokio::test]
+async fn the_client_secret_reaches_the_vault_only_after_its_audit_event() {
+    let (w, admin) = setup().await;
+    let peers = sso_peers();
+    let reply = configure(&w, &admin, 0, true, Some("first-secret".to_owned())).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let name = procuhelp_core::vault::SecretName::new(&format!(
+        "sso/{}/oidc-client-secret",
+        w.orgs[0].as_uuid()
+    ))
+    .unwrap();
+    w.audit.set_failing(true);
+    let reply = w
+        .request(
+            Method::PUT,
+            "/api/sso/oidc",
+            Some(&admin),
+            Some(json!({
+                "settings": {
+                    "discovery_url": peers.var("PROCUHELP_OIDC_DISCOVERY_URL"),
+                    "issuer": peers.var("PROCUHELP_OIDC_ISSUER"),
+                    "client_id": peers.var("PROCUHELP_OIDC_CLIENT_ID"),
+                    "tenant_ids": [peers.var("PROCUHELP_OIDC_TENANT_ID")],
+                    "redirect_uri": redirect_uri(&w, 0),
+                },
+                "client_secret": "second-secret",
+            })),
+        )
+        .await;
+    w.audit.set_failing(false);
+    assert!(!reply.status.is_success(), "{}", reply.text);
+    let stored = w.state.vault.get(&name).await.unwrap();
+    assert_eq!(stored.value.expose(), b"first-secret");
     w.close().await;
 }
 

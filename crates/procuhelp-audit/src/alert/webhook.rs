@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use procuhelp_core::{OutboundClient, OutboundError, OutboundPolicy};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Notify;
 
@@ -16,15 +17,18 @@ use crate::{AuditError, Result};
 /// Settings of a [`WebhookAlertSink`].
 #[derive(Clone)]
 pub struct WebhookConfig {
-    /// Where to `POST` alerts (`https://…`; `http://` only with
-    /// [`allow_plain_http`](Self::allow_plain_http)). May carry a secret token: it is
-    /// never printed by `Debug`.
+    /// Where to `POST` alerts: `https://` to a destination [`outbound`](Self::outbound)
+    /// allows (`http://` only to loopback, with loopback allowed). May carry a secret
+    /// token: it is never printed by `Debug`.
     pub url: String,
     /// Trust anchors for the receiver's certificate (no built-in roots: name exactly the
     /// CA the receiver uses).
     pub root_certificates: Vec<CertificateDer<'static>>,
-    /// Allow an `http://` URL (tests, a receiver on loopback). Default: off.
-    pub allow_plain_http: bool,
+    /// Where deliveries may go: the one outbound policy of every configured fetch (no
+    /// loopback, private, link-local or metadata address, also after DNS resolution; no
+    /// redirect). Default: [`OutboundPolicy::public_only`]; a receiver on loopback
+    /// (tests) needs [`OutboundPolicy::dangerous_allow_loopback_for_tests`].
+    pub outbound: OutboundPolicy,
     /// Timeout of one request. Default: 10 s.
     pub timeout: Duration,
     /// Wait after the first failure; doubled after each further failure. Default: 500 ms.
@@ -42,7 +46,7 @@ impl WebhookConfig {
         Self {
             url: url.into(),
             root_certificates: Vec::new(),
-            allow_plain_http: false,
+            outbound: OutboundPolicy::public_only(),
             timeout: Duration::from_secs(10),
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(300),
@@ -56,7 +60,7 @@ impl fmt::Debug for WebhookConfig {
         f.debug_struct("WebhookConfig")
             .field("url", &redacted(&self.url))
             .field("root_certificates", &self.root_certificates.len())
-            .field("allow_plain_http", &self.allow_plain_http)
+            .field("outbound", &self.outbound)
             .field("timeout", &self.timeout)
             .field("initial_backoff", &self.initial_backoff)
             .field("max_backoff", &self.max_backoff)
@@ -141,23 +145,25 @@ impl Drop for CloseOnDrop {
 }
 
 impl WebhookAlertSink {
-    /// A sink for `config`; refuses a malformed URL, a plain `http://` URL unless
-    /// allowed, and an unusable certificate.
+    /// A sink for `config`; refuses a malformed URL, one the outbound policy refuses
+    /// (plain `http://` off loopback, an internal address literal), and an unusable
+    /// certificate. A name resolving to an internal address fails each delivery.
     pub fn new(config: WebhookConfig) -> Result<Self> {
-        let url = reqwest::Url::parse(&config.url).map_err(|_| AuditError::Invalid {
-            field: "webhook url",
-            reason: "not a URL",
-        })?;
-        match url.scheme() {
-            "https" => {}
-            "http" if config.allow_plain_http => {}
-            _ => {
+        let url = match config.outbound.check_url(&config.url) {
+            Ok(url) => url,
+            Err(OutboundError::InvalidUrl) => {
                 return Err(AuditError::Invalid {
                     field: "webhook url",
-                    reason: "must be https (or http with allow_plain_http)",
+                    reason: "not a URL",
                 });
             }
-        }
+            Err(_) => {
+                return Err(AuditError::Invalid {
+                    field: "webhook url",
+                    reason: "destination not allowed: https to a public address (http only to loopback, with loopback allowed)",
+                });
+            }
+        };
         let mut roots = rustls::RootCertStore::empty();
         for cert in &config.root_certificates {
             roots.add(cert.clone()).map_err(|_| AuditError::Invalid {
@@ -172,12 +178,10 @@ impl WebhookAlertSink {
             .with_root_certificates(roots)
             .with_no_client_auth();
         tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(config.timeout)
-            .https_only(!config.allow_plain_http)
-            .build()
+        let timeout = config.timeout;
+        let client = config
+            .outbound
+            .client(|b| b.use_preconfigured_tls(tls).timeout(timeout))
             .map_err(|e| AuditError::Unavailable(format!("webhook client: {e}")))?;
         let shared = Arc::new(Shared {
             queue: Mutex::new(VecDeque::new()),
@@ -250,12 +254,7 @@ impl AlertSink for WebhookAlertSink {
     }
 }
 
-async fn deliver(
-    shared: Arc<Shared>,
-    client: reqwest::Client,
-    url: reqwest::Url,
-    c: WebhookConfig,
-) {
+async fn deliver(shared: Arc<Shared>, client: OutboundClient, url: reqwest::Url, c: WebhookConfig) {
     let mut backoff = c.initial_backoff;
     loop {
         let next = shared.lock().front().cloned();
@@ -277,16 +276,19 @@ async fn deliver(
             return;
         }
         shared.attempts.fetch_add(1, Ordering::SeqCst);
-        let sent = client
-            .post(url.clone())
-            .header("Idempotency-Key", alert.id.to_string())
-            .json(&alert)
-            .send()
-            .await;
+        let sent = match client.request(reqwest::Method::POST, url.as_str()) {
+            Ok(request) => request
+                .header("Idempotency-Key", alert.id.to_string())
+                .json(&alert)
+                .send()
+                .await
+                .map_err(|e| classify(&e)),
+            Err(e) => Err(refused(e)),
+        };
         let failure = match sent {
             Ok(r) if r.status().is_success() => None,
             Ok(r) => Some(format!("status {}", r.status().as_u16())),
-            Err(e) => Some(classify(&e).to_owned()),
+            Err(why) => Some(why.to_owned()),
         };
         match failure {
             None => {
@@ -311,7 +313,9 @@ async fn deliver(
 
 /// The kind of a request error, without the URL (it may hold a token).
 fn classify(e: &reqwest::Error) -> &'static str {
-    if e.is_timeout() {
+    if OutboundError::of(e) == OutboundError::NotAllowed {
+        refused(OutboundError::NotAllowed)
+    } else if e.is_timeout() {
         "timeout"
     } else if e.is_connect() {
         "connection failed"
@@ -319,5 +323,45 @@ fn classify(e: &reqwest::Error) -> &'static str {
         "request failed"
     } else {
         "error"
+    }
+}
+
+/// The outbound policy's reason (the receiver's name resolved to an internal address).
+fn refused(e: OutboundError) -> &'static str {
+    match e {
+        OutboundError::NotAllowed => "destination not allowed",
+        _ => "request failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The webhook is held to the outbound policy: no internal destination unless the
+    /// operator allowed loopback (and then loopback only).
+    #[tokio::test]
+    async fn internal_destinations_are_refused_by_the_policy() {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        for url in [
+            "http://127.0.0.1:9/hook",
+            "https://127.0.0.1:9/hook",
+            "https://[::ffff:127.0.0.1]/hook",
+            "https://169.254.169.254/latest",
+            "https://10.0.0.1/hook",
+            "http://alerts.example/hook",
+        ] {
+            let refused = WebhookAlertSink::new(WebhookConfig::new(url)).unwrap_err();
+            assert!(
+                refused.to_string().contains("destination not allowed"),
+                "{url}: {refused}"
+            );
+        }
+        let mut loopback = WebhookConfig::new("http://127.0.0.1:9/hook");
+        loopback.outbound = OutboundPolicy::dangerous_allow_loopback_for_tests();
+        WebhookAlertSink::new(loopback).unwrap();
+        let mut mapped = WebhookConfig::new("http://[::ffff:127.0.0.1]:9/hook");
+        mapped.outbound = OutboundPolicy::dangerous_allow_loopback_for_tests();
+        assert!(WebhookAlertSink::new(mapped).is_err());
     }
 }

@@ -21,6 +21,7 @@ use procuhelp_auth::sso::oidc::{OidcClient, OidcConnection, OidcError, PendingLo
 use procuhelp_auth::sso::store::{self, InFlight, Protocol};
 use procuhelp_auth::{ClientInfo, Permission, Role, scim};
 use procuhelp_core::OrgId;
+use procuhelp_core::OutboundPolicy;
 use procuhelp_core::SecretBytes;
 use procuhelp_core::vault::SecretName;
 use secrecy::SecretString;
@@ -40,10 +41,22 @@ const SSO_COOKIE: &str = "__Host-procuhelp_sso";
 const LOGIN_LIFETIME: time::Duration = time::Duration::minutes(10);
 
 /// OIDC clients per organisation, rebuilt when the connection changes (their discovery
-/// and key caches live as long as the connection).
+/// and key caches live as long as the connection), and the outbound policy every one of
+/// them fetches under (default: public addresses only).
 #[derive(Default)]
 pub struct SsoClients {
     oidc: Mutex<HashMap<OrgId, (time::OffsetDateTime, Arc<OidcClient>)>>,
+    outbound: OutboundPolicy,
+}
+
+impl SsoClients {
+    /// No clients yet; their fetches held to `outbound` (the operator's choice).
+    pub fn new(outbound: OutboundPolicy) -> Self {
+        Self {
+            oidc: Mutex::default(),
+            outbound,
+        }
+    }
 }
 
 impl std::fmt::Debug for SsoClients {
@@ -78,14 +91,20 @@ pub(crate) async fn get_settings(mut authed: Authed) -> ApiResult<Json<Value>> {
 }
 
 /// `PUT /api/sso/oidc`: validates and stores the connection; the client secret goes to
-/// the vault.
+/// the vault. The audit event is durable before anything changes: the vault write
+/// (which no transaction rolls back) comes after it, the settings' commit last.
 pub(crate) async fn put_oidc(
     mut authed: Authed,
     Json(body): Json<OidcSettingsBody>,
 ) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageSso).await?;
     let org = authed.org();
-    if let Err(e) = body.settings.validate() {
+    let outbound = authed.state().sso.outbound;
+    let checked = body
+        .settings
+        .validate()
+        .and_then(|_| body.settings.check_destinations(outbound));
+    if let Err(e) = checked {
         let event = authed
             .event(Action::SsoConfigured, Outcome::Failure)
             .target("sso:oidc")
@@ -96,24 +115,20 @@ pub(crate) async fn put_oidc(
     }
     let vault = authed.state().vault.clone();
     let name = client_secret_name(org)?;
-    match body.client_secret {
+    let new_secret = match body.client_secret {
         Some(secret) if !secret.is_empty() && secret.len() <= 1024 => {
-            vault
-                .put(&name, SecretBytes::new(secret.into_bytes()))
-                .await
-                .map_err(|_| ApiError::Unavailable)?;
+            Some(SecretBytes::new(secret.into_bytes()))
         }
         Some(_) => return Err(ApiError::Invalid("client_secret")),
         None => {
             if vault.get(&name).await.is_err() {
                 return Err(ApiError::Invalid("client_secret"));
             }
+            None
         }
-    }
+    };
     let settings =
         serde_json::to_value(&body.settings).map_err(|_| ApiError::Invalid("settings"))?;
-    let now = authed.state().auth.now();
-    store::save_connection(authed.tx()?, Protocol::Oidc, &settings, now).await?;
     let event = authed
         .event(Action::SsoConfigured, Outcome::Success)
         .target("sso:oidc")
@@ -121,8 +136,20 @@ pub(crate) async fn put_oidc(
             "issuer": body.settings.issuer,
             "client_id": body.settings.client_id,
             "tenant_ids": body.settings.tenant_ids,
+            "client_secret_replaced": new_secret.is_some(),
         }));
+    // Recorded first (fails closed: a failing audit log leaves vault and settings as they
+    // were); a vault failure after it aborts the request and leaves the settings as they
+    // were, the event then records an attempt.
     authed.record(event).await?;
+    if let Some(secret) = new_secret {
+        vault
+            .put(&name, secret)
+            .await
+            .map_err(|_| ApiError::Unavailable)?;
+    }
+    let now = authed.state().auth.now();
+    store::save_connection(authed.tx()?, Protocol::Oidc, &settings, now).await?;
     authed.commit().await?;
     Ok(Json(json!({ "settings": settings })))
 }
@@ -167,7 +194,7 @@ impl Refusal {
 
     fn from_oidc(e: &OidcError) -> Self {
         let (status, code) = match e {
-            OidcError::Config(_) | OidcError::Discovery(_) => {
+            OidcError::Config(_) | OidcError::Discovery(_) | OidcError::Fetch(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "sso_unavailable")
             }
             OidcError::Provider(_) => (StatusCode::BAD_REQUEST, "provider_refused"),
@@ -323,7 +350,7 @@ async fn oidc_client(state: &AppState, org: OrgId) -> Result<Arc<OidcClient>, Re
     let secret = String::from_utf8(secret.value.expose().to_vec())
         .map_err(|_| unavailable("client secret is not UTF-8".to_owned()))?;
     let client = Arc::new(
-        OidcClient::new(settings, SecretString::from(secret))
+        OidcClient::new(settings, SecretString::from(secret), state.sso.outbound)
             .map_err(|e| Refusal::from_oidc(&e))?,
     );
     cache.insert(org, (stored.updated_at, Arc::clone(&client)));

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use procuhelp_core::OutboundPolicy;
 use serde::{Deserialize, Serialize};
 
 use super::OidcError;
@@ -18,7 +19,9 @@ const MAX_SKEW_SECS: u32 = 300;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcConnection {
-    /// Where the discovery document is fetched (https; http only on loopback).
+    /// Where the discovery document is fetched: https, to a destination the server's
+    /// [`OutboundPolicy`] allows (public addresses only, unless the operator allowed
+    /// loopback for tests; then http to loopback too).
     pub discovery_url: String,
     /// The issuer, compared exactly with discovery's `issuer` and the token's `iss`. May
     /// contain `{tenantid}` (Entra's multi-tenant template), resolved with the token's `tid`.
@@ -51,8 +54,15 @@ impl OidcConnection {
     /// here is never used: nothing about it means "skip a check".
     pub fn validate(&self) -> Result<RoleMapping, OidcError> {
         let bad = |m: String| Err(OidcError::Config(m));
-        check_endpoint_url("discovery_url", &self.discovery_url).map_err(OidcError::Config)?;
-        check_endpoint_url("redirect_uri", &self.redirect_uri).map_err(OidcError::Config)?;
+        // The outbound policy's static rule in its most permissive form (loopback
+        // allowed): what no policy would ever fetch — plain http off loopback, private,
+        // link-local or metadata address literals, IPv4-mapped spellings — is refused
+        // here already. The deployment's own policy is applied on top
+        // (`check_destinations`, and again after DNS resolution when fetching).
+        OutboundPolicy::dangerous_allow_loopback_for_tests()
+            .check_url(&self.discovery_url)
+            .map_err(|e| OidcError::Config(format!("discovery_url: {e}")))?;
+        check_redirect_uri(&self.redirect_uri).map_err(OidcError::Config)?;
         let resolved = self
             .issuer
             .replace(TENANT_PLACEHOLDER, "00000000-0000-0000-0000-000000000000");
@@ -101,13 +111,31 @@ impl OidcConnection {
     }
 }
 
-/// An endpoint URL must be https, or http on a loopback host (test providers).
-pub(crate) fn check_endpoint_url(what: &str, url: &str) -> Result<(), String> {
-    let parsed = url::Url::parse(url).map_err(|e| format!("{what}: {e}"))?;
-    let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+impl OidcConnection {
+    /// Whether `policy` lets the server fetch this connection's discovery document
+    /// (scheme and address literal; names are checked again after DNS resolution). The
+    /// error carries only the policy's fixed reason.
+    pub fn check_destinations(&self, policy: OutboundPolicy) -> Result<(), OidcError> {
+        policy
+            .check_url(&self.discovery_url)
+            .map(drop)
+            .map_err(OidcError::Fetch)
+    }
+}
+
+/// The redirect URI is never fetched by us (the provider sends the browser there): https,
+/// or http on a loopback host (test set-ups).
+fn check_redirect_uri(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("redirect_uri: {e}"))?;
     match parsed.scheme() {
         "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => Err(format!("{what} must be https (http only on loopback)")),
+        "http"
+            if parsed
+                .host_str()
+                .is_some_and(procuhelp_core::is_loopback_host) =>
+        {
+            Ok(())
+        }
+        _ => Err("redirect_uri must be https (http only on loopback)".to_owned()),
     }
 }

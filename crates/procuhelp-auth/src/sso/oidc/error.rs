@@ -2,9 +2,9 @@
 
 use openidconnect::core::CoreErrorResponseType;
 use openidconnect::{
-    ClaimsVerificationError, HttpClientError, RequestTokenError, SignatureVerificationError,
-    StandardErrorResponse,
+    ClaimsVerificationError, RequestTokenError, SignatureVerificationError, StandardErrorResponse,
 };
+use procuhelp_core::OutboundError;
 
 /// Why an OpenID Connect sign-in was refused. Messages never contain tokens, codes or
 /// secrets.
@@ -17,6 +17,12 @@ pub enum OidcError {
     /// Discovery or the key set could not be fetched or did not match the connection.
     #[error("OIDC discovery failed: {0}")]
     Discovery(String),
+    /// A request to the provider (discovery, keys, token endpoint) was refused by the
+    /// outbound policy or failed. Only the policy's fixed reason is kept: the detail
+    /// (status, connect error) would turn the sign-in into a scanner of the server's
+    /// network, and goes to the server log at debug level only.
+    #[error("OIDC provider: {0}")]
+    Fetch(procuhelp_core::OutboundError),
     /// The provider answered with an OAuth error (authorization or token endpoint).
     #[error("the identity provider refused: {0}")]
     Provider(String),
@@ -59,14 +65,19 @@ pub enum OidcError {
     MissingClaim(&'static str),
 }
 
-pub(super) fn token_request_error<RE: std::error::Error + 'static>(
-    e: RequestTokenError<HttpClientError<RE>, StandardErrorResponse<CoreErrorResponseType>>,
+/// The token endpoint's failure, in fixed words: the standard OAuth error code the
+/// provider sent (an extension code is not repeated), or the outbound policy's reason.
+pub(super) fn token_request_error(
+    e: RequestTokenError<OutboundError, StandardErrorResponse<CoreErrorResponseType>>,
 ) -> OidcError {
     match e {
-        RequestTokenError::ServerResponse(r) => OidcError::Provider(r.error().as_ref().to_owned()),
-        RequestTokenError::Request(e) => OidcError::Provider(format!("token request: {e}")),
+        RequestTokenError::ServerResponse(r) => OidcError::Provider(match r.error() {
+            CoreErrorResponseType::Extension(_) => "unrecognised error".to_owned(),
+            standard => standard.as_ref().to_owned(),
+        }),
+        RequestTokenError::Request(e) => OidcError::Fetch(e),
         RequestTokenError::Parse(_, _) => OidcError::Malformed("token response".to_owned()),
-        RequestTokenError::Other(m) => OidcError::Provider(m),
+        RequestTokenError::Other(_) => OidcError::Provider("unexpected token response".to_owned()),
     }
 }
 

@@ -22,6 +22,14 @@
 //! [`OidcConnection::discovery_url`], so a provider served elsewhere than its issuer string
 //! works; the document's `issuer` must still equal the configured issuer exactly.
 //!
+//! Every request to the provider — discovery, keys, the token endpoint (which carries the
+//! code, the PKCE verifier and the client secret) — goes through one
+//! [`OutboundClient`](procuhelp_core::OutboundClient) held to the [`OutboundPolicy`] the
+//! client was built with: https to public addresses only, checked for address literals
+//! before the request and for names after DNS resolution, no redirects. The `jwks_uri`
+//! and `token_endpoint` a discovery document names are checked before they are used. A
+//! refused or failed request is [`OidcError::Fetch`] with a fixed reason only.
+//!
 //! ```
 //! use procuhelp_auth::sso::oidc::OidcConnection;
 //! let conn: OidcConnection = serde_json::from_value(serde_json::json!({
@@ -49,6 +57,8 @@ use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, Nonce, PkceCodeChallenge,
     PkceCodeVerifier, RedirectUrl, Scope, TokenResponse as _,
 };
+use procuhelp_core::outbound::read_limited;
+use procuhelp_core::{OutboundClient, OutboundError, OutboundPolicy};
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
@@ -99,7 +109,7 @@ pub struct OidcClient {
     conn: OidcConnection,
     roles: RoleMapping,
     client_secret: SecretString,
-    http: reqwest::Client,
+    http: OutboundClient,
     cache: Mutex<Option<Arc<Discovered>>>,
 }
 
@@ -113,19 +123,26 @@ impl std::fmt::Debug for OidcClient {
 }
 
 impl OidcClient {
-    /// A client for `conn` (validated here) with its client secret.
-    pub fn new(conn: OidcConnection, client_secret: SecretString) -> Result<Self, OidcError> {
+    /// A client for `conn` (validated here, and its discovery URL checked against
+    /// `policy`) with its client secret. Every request it makes is held to `policy`:
+    /// [`OutboundPolicy::public_only`] in production.
+    pub fn new(
+        conn: OidcConnection,
+        client_secret: SecretString,
+        policy: OutboundPolicy,
+    ) -> Result<Self, OidcError> {
         let roles = conn.validate()?;
+        conn.check_destinations(policy)?;
         if client_secret.expose_secret().is_empty() {
             return Err(OidcError::Config("client secret is empty".to_owned()));
         }
-        let http = reqwest::Client::builder()
-            // Never follow redirects: a redirect could point the back channel anywhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(10))
-            .use_preconfigured_tls(tls_config()?)
-            .build()
-            .map_err(|e| OidcError::Config(format!("HTTP client: {e}")))?;
+        let tls = tls_config()?;
+        let http = policy
+            .client(|b| {
+                b.timeout(Duration::from_secs(10))
+                    .use_preconfigured_tls(tls)
+            })
+            .map_err(|_| OidcError::Config("HTTP client".to_owned()))?;
         Ok(Self {
             conn,
             roles,
@@ -199,11 +216,17 @@ impl OidcClient {
         }
         let discovered = self.discovered(false).await?;
         let client = self.core_client(&discovered)?;
+        // The code, the verifier and the client secret go only where the policy allows:
+        // the token endpoint was checked when discovered, and is checked again here.
+        // Owned, not borrowed: a closure over `&self` makes the callback's future
+        // lose `Send` (higher-ranked lifetime); the client is an `Arc` inside.
+        let http = self.http.clone();
+        let send = move |request: openidconnect::HttpRequest| exchange(http.clone(), request);
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
-            .map_err(|e| OidcError::Config(format!("token endpoint: {e}")))?
+            .map_err(|_| OidcError::Discovery("no token endpoint".to_owned()))?
             .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.to_string()))
-            .request_async(&self.http)
+            .request_async(&send)
             .await
             .map_err(error::token_request_error)?;
         let raw = response
@@ -286,12 +309,21 @@ impl OidcClient {
             .fetch_json(&self.conn.discovery_url, "discovery")
             .await?;
         if metadata.issuer().as_str() != self.conn.issuer {
-            return Err(OidcError::Discovery(format!(
-                "the discovery document names issuer {:?}, the connection expects {:?}",
-                metadata.issuer().as_str(),
-                self.conn.issuer
-            )));
+            // Not quoted: the document may come from anywhere the admin pointed at.
+            return Err(OidcError::Discovery(
+                "the discovery document names another issuer".to_owned(),
+            ));
         }
+        // Endpoints the document names are held to the same policy before any use.
+        let policy = self.http.policy();
+        if let Some(token) = metadata.token_endpoint() {
+            policy
+                .check_url(token.url().as_str())
+                .map_err(OidcError::Fetch)?;
+        }
+        policy
+            .check_url(metadata.jwks_uri().url().as_str())
+            .map_err(OidcError::Fetch)?;
         let jwks = self.fetch_jwks(&metadata).await?;
         let next = Arc::new(Discovered {
             metadata,
@@ -307,9 +339,8 @@ impl OidcClient {
         &self,
         metadata: &CoreProviderMetadata,
     ) -> Result<CoreJsonWebKeySet, OidcError> {
-        let url = metadata.jwks_uri().url().as_str().to_owned();
-        config::check_endpoint_url("jwks_uri", &url).map_err(OidcError::Discovery)?;
-        self.fetch_json(&url, "JWKS").await
+        self.fetch_json(metadata.jwks_uri().url().as_str(), "JWKS")
+            .await
     }
 
     async fn fetch_json<T: serde::de::DeserializeOwned>(
@@ -317,32 +348,57 @@ impl OidcClient {
         url: &str,
         what: &str,
     ) -> Result<T, OidcError> {
-        let mut response = self
+        // Only the fixed reason leaves this function; the detail is for the operator.
+        let failed = |detail: &dyn std::fmt::Display| {
+            tracing::debug!(what, %detail, "OIDC provider fetch failed");
+            OidcError::Fetch(OutboundError::Failed)
+        };
+        let response = self
             .http
-            .get(url)
+            .request(reqwest::Method::GET, url)
+            .map_err(OidcError::Fetch)?
             .header(reqwest::header::ACCEPT, "application/json")
             .send()
             .await
-            .map_err(|e| OidcError::Discovery(format!("{what}: {e}")))?;
+            .map_err(|e| {
+                let kind = OutboundError::of(&e);
+                tracing::debug!(what, error = %e.without_url(), "OIDC provider fetch failed");
+                OidcError::Fetch(kind)
+            })?;
         if !response.status().is_success() {
-            return Err(OidcError::Discovery(format!(
-                "{what}: HTTP {}",
-                response.status().as_u16()
-            )));
+            return Err(failed(&response.status()));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
+        let body = read_limited(response, MAX_DOCUMENT_BYTES)
             .await
-            .map_err(|e| OidcError::Discovery(format!("{what}: {e}")))?
-        {
-            if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-                return Err(OidcError::Discovery(format!("{what}: document too large")));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        serde_json::from_slice(&body).map_err(|e| OidcError::Discovery(format!("{what}: {e}")))
+            .map_err(OidcError::Fetch)?;
+        serde_json::from_slice(&body).map_err(|e| failed(&e))
     }
+}
+
+/// One token request (the openidconnect crate's HTTP client), through `http`: the URL is
+/// checked against the policy before anything is sent; the response is bounded.
+async fn exchange(
+    http: OutboundClient,
+    request: openidconnect::HttpRequest,
+) -> Result<openidconnect::HttpResponse, OutboundError> {
+    let (parts, body) = request.into_parts();
+    let response = http
+        .request(parts.method, &parts.uri.to_string())?
+        .headers(parts.headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| {
+            let kind = OutboundError::of(&e);
+            tracing::debug!(error = %e.without_url(), "OIDC token request failed");
+            kind
+        })?;
+    let mut builder = openidconnect::http::Response::builder().status(response.status());
+    for (name, value) in response.headers() {
+        builder = builder.header(name, value);
+    }
+    let body = read_limited(response, MAX_DOCUMENT_BYTES).await?;
+    builder.body(body).map_err(|_| OutboundError::Failed)
 }
 
 /// Verifies a raw ID token against a given key set (`jwks_json`, a JWKS document) for
@@ -362,7 +418,8 @@ pub fn verify_id_token_with_keys(
 }
 
 /// rustls with the aws-lc provider and the web PKI roots: the provider's back channel is
-/// always verified TLS (plain HTTP is only accepted for loopback test providers).
+/// always verified TLS (plain HTTP only to loopback test providers, and only with the
+/// operator's loopback flag).
 fn tls_config() -> Result<rustls::ClientConfig, OidcError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());

@@ -20,7 +20,10 @@ use super::service_provider::ServiceProvider;
 use super::xml::{self, NS_ASSERTION, NS_DSIG, NS_PROTOCOL};
 use crate::sso::GroupClaim;
 
-/// How long after its IssueInstant an unsolicited (IdP-initiated) assertion is accepted.
+/// How long after its IssueInstant an unsolicited (IdP-initiated) assertion is accepted,
+/// clock skew included: at IssueInstant + 5 minutes (by our clock) it is refused
+/// ([`SamlError::StaleAssertion`](super::SamlError::StaleAssertion)), whatever the
+/// connection's `max_clock_skew_secs`.
 pub const UNSOLICITED_LIFETIME: time::Duration = time::Duration::minutes(5);
 
 const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
@@ -79,9 +82,9 @@ pub enum Expected<'a> {
 pub struct VerifiedAssertion {
     /// The assertion's ID. Keep it in the replay cache until `not_on_or_after`.
     pub assertion_id: String,
-    /// When the assertion stops being accepted (clock skew included): the earliest of
-    /// Conditions NotOnOrAfter, SubjectConfirmationData NotOnOrAfter and, when
-    /// unsolicited, IssueInstant + [`UNSOLICITED_LIFETIME`].
+    /// When the assertion stops being accepted: the earliest of Conditions NotOnOrAfter
+    /// and SubjectConfirmationData NotOnOrAfter, each plus the clock skew, and, when
+    /// unsolicited, IssueInstant + [`UNSOLICITED_LIFETIME`] (no skew added).
     pub not_on_or_after: OffsetDateTime,
     /// The IdP entity ID (equal to the connection's).
     pub issuer: String,
@@ -330,11 +333,16 @@ impl ServiceProvider {
             not_on_or_after = Some(not_on_or_after.map_or(t, |n| n.min(t)));
         };
         if expected == Expected::Unsolicited {
+            // Exactly UNSOLICITED_LIFETIME by our clock, the skew *not* added on top (it
+            // was: 5 minutes became up to 10). The skew still lets an IssueInstant
+            // slightly in our future pass above; its age counts from that instant.
             let end = issue_instant + UNSOLICITED_LIFETIME;
-            if now - skew >= end {
+            if now >= end {
                 return Err(SamlError::StaleAssertion);
             }
-            earliest_end(end);
+            // `not_on_or_after` below adds the skew to the earliest end: take it off here
+            // so that the replay deadline reported is this end exactly.
+            earliest_end(end - skew);
         }
 
         let issuer =
