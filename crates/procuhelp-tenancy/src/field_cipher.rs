@@ -25,10 +25,16 @@
 //!   decrypt until [`FieldCipher::retire`]d, which refuses while rows still use them.
 //! * Crypto-shredding: [`FieldCipher::shred`] erases the wrapped DEKs *and* destroys the
 //!   tenant's KEK in the vault, so copies of the wrapped DEKs in old backups are useless.
-//! * Cached DEKs are zeroized when evicted or dropped.
+//! * Cached DEKs are zeroized when evicted or dropped, and used from memory for at most
+//!   [`DEFAULT_KEY_CACHE_TTL`] (or [`FieldCipher::with_key_cache_ttl`]): retirement and
+//!   crypto-shredding done by *another* process reach this one within that bound, because
+//!   an expired key is looked up again (and a destroyed or retired state is refused).
+//! * Every key-management statement names the organisation (`org_id = $n`) besides
+//!   row-level security, so keys stay apart even on a connection RLS does not bind.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use procuhelp_core::crypto::{Aad, AeadProvider, CryptoError, DataKey, EnvelopeKey, key_version};
 use procuhelp_core::vault::{SecretProvider, VaultError, WrappedKey};
@@ -40,6 +46,10 @@ use crate::{Error, Result, TenantDb, TenantTx};
 pub const DEFAULT_MESSAGE_LIMIT: i64 = 1 << 30;
 const RESERVATION: i64 = 4096;
 const CACHE_CAPACITY: usize = 4096;
+/// How long an unwrapped data key is used from memory before it is looked up again: the
+/// longest another process's retirement or crypto-shredding can go unnoticed here. Also
+/// the upper bound of [`FieldCipher::with_key_cache_ttl`].
+pub const DEFAULT_KEY_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Where a field value belongs: bound into its ciphertext as associated data.
 #[derive(Debug, Clone, Copy)]
@@ -98,6 +108,7 @@ pub struct ReencryptProgress {
 struct ActiveKey {
     key: Arc<EnvelopeKey>,
     remaining: i64,
+    loaded: Instant,
 }
 
 /// Encrypts and decrypts fields with per-tenant data keys: key hierarchy, message limits,
@@ -107,6 +118,7 @@ pub struct FieldCipher {
     vault: Arc<dyn SecretProvider>,
     provider: &'static dyn AeadProvider,
     message_limit: i64,
+    key_ttl: Duration,
     active: Mutex<HashMap<OrgId, ActiveKey>>,
     cache: Mutex<KeyCache>,
 }
@@ -119,21 +131,32 @@ impl std::fmt::Debug for FieldCipher {
     }
 }
 
-/// Decrypted (unwrapped, prepared) DEKs by (org, version); oldest evicted first. Dropping
-/// an `EnvelopeKey` zeroizes its key schedule.
+/// Decrypted (unwrapped, prepared) DEKs by (org, version), with when they were loaded;
+/// oldest evicted first, expired ones on use. Dropping an `EnvelopeKey` zeroizes its key
+/// schedule.
 #[derive(Default)]
 struct KeyCache {
-    keys: HashMap<(OrgId, u32), Arc<EnvelopeKey>>,
+    keys: HashMap<(OrgId, u32), (Arc<EnvelopeKey>, Instant)>,
     order: VecDeque<(OrgId, u32)>,
 }
 
 impl KeyCache {
-    fn get(&self, id: &(OrgId, u32)) -> Option<Arc<EnvelopeKey>> {
-        self.keys.get(id).cloned()
+    /// The key if it was loaded less than `ttl` ago; an expired one is dropped, so the
+    /// caller looks its state up again.
+    fn get(&mut self, id: &(OrgId, u32), ttl: Duration) -> Option<Arc<EnvelopeKey>> {
+        match self.keys.get(id) {
+            Some((key, loaded)) if loaded.elapsed() < ttl => Some(key.clone()),
+            Some(_) => {
+                self.keys.remove(id);
+                self.order.retain(|k| k != id);
+                None
+            }
+            None => None,
+        }
     }
 
     fn insert(&mut self, id: (OrgId, u32), key: Arc<EnvelopeKey>) {
-        if self.keys.insert(id, key).is_none() {
+        if self.keys.insert(id, (key, Instant::now())).is_none() {
             self.order.push_back(id);
         }
         while self.keys.len() > CACHE_CAPACITY {
@@ -183,6 +206,7 @@ impl FieldCipher {
             vault,
             provider,
             message_limit: DEFAULT_MESSAGE_LIMIT,
+            key_ttl: DEFAULT_KEY_CACHE_TTL,
             active: Mutex::new(HashMap::new()),
             cache: Mutex::new(KeyCache::default()),
         }
@@ -191,6 +215,15 @@ impl FieldCipher {
     /// Lowers the per-key message limit (tests exercise automatic rotation with it).
     pub fn with_message_limit(mut self, limit: i64) -> Self {
         self.message_limit = limit.clamp(1, DEFAULT_MESSAGE_LIMIT);
+        self
+    }
+
+    /// Shortens how long an unwrapped data key is used from memory (at most
+    /// [`DEFAULT_KEY_CACHE_TTL`]): the bound within which another process's retirement
+    /// or crypto-shredding reaches this one. Each expiry costs one key lookup per
+    /// organisation and version, and re-reserving the active key's block.
+    pub fn with_key_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.key_ttl = ttl.min(DEFAULT_KEY_CACHE_TTL);
         self
     }
 
@@ -225,6 +258,7 @@ impl FieldCipher {
             let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(a) = active.get_mut(&org)
                 && a.remaining > 0
+                && a.loaded.elapsed() < self.key_ttl
             {
                 a.remaining -= 1;
                 return Ok(a.key.clone());
@@ -236,11 +270,12 @@ impl FieldCipher {
             let mut tx = self.db.begin(org).await?;
             let reserved: Option<(i32, i64)> = sqlx::query_as(
                 "UPDATE app.data_keys SET encryptions_reserved = encryptions_reserved + $1, changed_at = now()
-                 WHERE state = 'active' AND encryptions_reserved + $1 <= $2
+                 WHERE org_id = $3 AND state = 'active' AND encryptions_reserved + $1 <= $2
                  RETURNING version, encryptions_reserved",
             )
             .bind(block)
             .bind(self.message_limit)
+            .bind(org.as_uuid())
             .fetch_optional(tx.conn())
             .await?;
             match reserved {
@@ -255,6 +290,7 @@ impl FieldCipher {
                         ActiveKey {
                             key: key.clone(),
                             remaining: block - 1,
+                            loaded: Instant::now(),
                         },
                     );
                     return Ok(key);
@@ -278,12 +314,14 @@ impl FieldCipher {
         self.vault.create_kek(&kek).await.map_err(vault_err)?;
         let dek = DataKey::generate().map_err(crypto_err)?;
         let wrapped = self.vault.wrap_key(&kek, &dek).await.map_err(vault_err)?;
-        sqlx::query("UPDATE app.data_keys SET state = 'decrypt_only', changed_at = now() WHERE state = 'active'")
+        sqlx::query("UPDATE app.data_keys SET state = 'decrypt_only', changed_at = now() WHERE org_id = $1 AND state = 'active'")
+            .bind(org.as_uuid())
             .execute(tx.conn())
             .await?;
         let version: i32 = sqlx::query_scalar(
             "INSERT INTO app.data_keys (org_id, version, state, kek_version, wrapped)
              SELECT $1, coalesce(max(version), 0) + 1, 'active', $2, $3 FROM app.data_keys
+             WHERE org_id = $1
              RETURNING version",
         )
         .bind(org.as_uuid())
@@ -312,7 +350,7 @@ impl FieldCipher {
             .cache
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&(org, version))
+            .get(&(org, version), self.key_ttl)
         {
             return Ok(key);
         }
@@ -326,6 +364,9 @@ impl FieldCipher {
             "active" | "decrypt_only" => {}
             "retired" => return Err(Error::KeyUnavailable("the data key version was retired")),
             _ => {
+                // Shredding destroys every version at once: drop the others now rather
+                // than when they expire.
+                self.forget_org(org);
                 return Err(Error::KeyUnavailable(
                     "the data key was destroyed (crypto-shredded)",
                 ));
@@ -353,6 +394,18 @@ impl FieldCipher {
         Ok(key)
     }
 
+    /// Drops every cached key of `org` (active and decryption keys).
+    fn forget_org(&self, org: OrgId) {
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&org);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .evict_org(org);
+    }
+
     /// Starts a new data-key version for `org`; rows keep opening with the old one until
     /// re-encrypted and the old version retired.
     pub async fn rotate_data_key(&self, org: OrgId) -> Result<u32> {
@@ -371,12 +424,13 @@ impl FieldCipher {
         batch: i64,
     ) -> Result<ReencryptProgress> {
         let select = column.sql(
-            "SELECT id, {c} FROM {t} WHERE {c} IS NOT NULL AND substring({c} from 2 for 4) <> $1
+            "SELECT id, {c} FROM {t} WHERE org_id = $3 AND {c} IS NOT NULL AND substring({c} from 2 for 4) <> $1
              ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
         )?;
-        let update = column.sql("UPDATE {t} SET {c} = $1 WHERE id = $2 AND {c} = $3")?;
+        let update =
+            column.sql("UPDATE {t} SET {c} = $1 WHERE org_id = $4 AND id = $2 AND {c} = $3")?;
         let count = column.sql(
-            "SELECT count(*) FROM {t} WHERE {c} IS NOT NULL AND substring({c} from 2 for 4) <> $1",
+            "SELECT count(*) FROM {t} WHERE org_id = $2 AND {c} IS NOT NULL AND substring({c} from 2 for 4) <> $1",
         )?;
         let active = self.active_key(org).await?;
         let version = active.version().to_be_bytes().to_vec();
@@ -384,6 +438,7 @@ impl FieldCipher {
         let rows: Vec<(uuid::Uuid, Vec<u8>)> = sqlx::query_as(&select)
             .bind(&version)
             .bind(batch)
+            .bind(org.as_uuid())
             .fetch_all(tx.conn())
             .await?;
         let mut done = 0u64;
@@ -396,12 +451,14 @@ impl FieldCipher {
                 .bind(&resealed)
                 .bind(id)
                 .bind(&sealed)
+                .bind(org.as_uuid())
                 .execute(tx.conn())
                 .await?;
             done += 1;
         }
         let remaining: i64 = sqlx::query_scalar(&count)
             .bind(&version)
+            .bind(org.as_uuid())
             .fetch_one(tx.conn())
             .await?;
         tx.commit().await?;
@@ -423,9 +480,10 @@ impl FieldCipher {
         let prefix = version.to_be_bytes().to_vec();
         for column in columns {
             let in_use_sql = column
-                .sql("SELECT EXISTS (SELECT 1 FROM {t} WHERE substring({c} from 2 for 4) = $1)")?;
+                .sql("SELECT EXISTS (SELECT 1 FROM {t} WHERE org_id = $2 AND substring({c} from 2 for 4) = $1)")?;
             let in_use: bool = sqlx::query_scalar(&in_use_sql)
                 .bind(&prefix)
+                .bind(org.as_uuid())
                 .fetch_one(tx.conn())
                 .await?;
             if in_use {
@@ -435,8 +493,9 @@ impl FieldCipher {
                 });
             }
         }
-        let changed = sqlx::query("UPDATE app.data_keys SET state = 'retired', changed_at = now() WHERE version = $1 AND state = 'decrypt_only'")
+        let changed = sqlx::query("UPDATE app.data_keys SET state = 'retired', changed_at = now() WHERE org_id = $2 AND version = $1 AND state = 'decrypt_only'")
             .bind(i32::try_from(version).unwrap_or(i32::MAX))
+            .bind(org.as_uuid())
             .execute(tx.conn())
             .await?;
         if changed.rows_affected() == 0 {
@@ -470,8 +529,9 @@ impl FieldCipher {
         let kek_version = self.vault.rotate_kek(&kek).await.map_err(vault_err)?;
         let mut tx = self.db.begin(org).await?;
         let rows: Vec<(i32, i32, Vec<u8>)> = sqlx::query_as(
-            "SELECT version, kek_version, wrapped FROM app.data_keys WHERE wrapped IS NOT NULL FOR UPDATE",
+            "SELECT version, kek_version, wrapped FROM app.data_keys WHERE org_id = $1 AND wrapped IS NOT NULL FOR UPDATE",
         )
+        .bind(org.as_uuid())
         .fetch_all(tx.conn())
         .await?;
         let mut count = 0;
@@ -485,10 +545,11 @@ impl FieldCipher {
                 .rewrap_key(&kek, &wrapped)
                 .await
                 .map_err(vault_err)?;
-            sqlx::query("UPDATE app.data_keys SET kek_version = $2, wrapped = $3, changed_at = now() WHERE version = $1")
+            sqlx::query("UPDATE app.data_keys SET kek_version = $2, wrapped = $3, changed_at = now() WHERE org_id = $4 AND version = $1")
                 .bind(version)
                 .bind(i32::try_from(rewrapped.kek_version).unwrap_or(i32::MAX))
                 .bind(&rewrapped.ciphertext)
+                .bind(org.as_uuid())
                 .execute(tx.conn())
                 .await?;
             count += 1;
@@ -512,8 +573,9 @@ impl FieldCipher {
         let mut tx = self.db.begin(org).await?;
         let destroyed = sqlx::query(
             "UPDATE app.data_keys SET state = 'destroyed', wrapped = NULL, kek_version = NULL, changed_at = now()
-             WHERE state <> 'destroyed'",
+             WHERE org_id = $1 AND state <> 'destroyed'",
         )
+        .bind(org.as_uuid())
         .execute(tx.conn())
         .await?
         .rows_affected();
@@ -526,14 +588,7 @@ impl FieldCipher {
         )
         .await?;
         tx.commit().await?;
-        self.active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&org);
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .evict_org(org);
+        self.forget_org(org);
         match self.vault.destroy_kek(&kek_name(org)).await {
             Ok(()) | Err(VaultError::NotFound(_)) => Ok(()),
             Err(e) => Err(Error::Vault(e)),

@@ -49,7 +49,8 @@ pub use admin::{create_organisation, organisation_ids};
 pub use db::{TenantDb, TenantTx};
 pub use error::{Error, Result};
 pub use field_cipher::{
-    DEFAULT_MESSAGE_LIMIT, EncryptedColumn, FieldCipher, FieldRef, ReencryptProgress,
+    DEFAULT_KEY_CACHE_TTL, DEFAULT_MESSAGE_LIMIT, EncryptedColumn, FieldCipher, FieldRef,
+    ReencryptProgress,
 };
 pub use migrate::{RuntimeRole, migrate, migrator, runtime_grants};
 pub use one_shot::{ScopedQuery, ScopedRead};

@@ -349,3 +349,110 @@ async fn message_limit_forces_a_new_key_version() {
     assert!(!over, "no key may be reserved past its limit");
     f.done().await;
 }
+
+/// Issue #11: key lookups carry an explicit organisation predicate besides RLS. On a
+/// pool that RLS does not bind (the superuser), two organisations' keys stay apart: each
+/// decrypts its own values, and shredding one leaves the other's keys alone.
+#[tokio::test]
+async fn key_management_names_the_organisation_even_where_rls_does_not_bind() {
+    let f = fx().await;
+    let admin = f.scratch.admin_pool(2).await.unwrap();
+    let cipher = FieldCipher::new(
+        TenantDb::new(admin.clone()),
+        f.vault.clone(),
+        &RustCryptoAead,
+    );
+    let field = FieldRef::new("t", "c", "r1");
+    let a = cipher.encrypt(f.a, field, b"secret of A").await.unwrap();
+    let b = cipher.encrypt(f.b, field, b"secret of B").await.unwrap();
+    assert_eq!(
+        cipher.decrypt(f.a, field, &a).await.unwrap().expose(),
+        b"secret of A"
+    );
+    assert_eq!(
+        cipher.decrypt(f.b, field, &b).await.unwrap().expose(),
+        b"secret of B"
+    );
+    // Rotation and shredding of A touch A's keys only.
+    cipher.rotate_kek(f.a).await.unwrap();
+    cipher.rotate_data_key(f.a).await.unwrap();
+    cipher.shred(f.a).await.unwrap();
+    let states: Vec<(uuid::Uuid, String)> =
+        sqlx::query_as("SELECT org_id, state FROM app.data_keys ORDER BY org_id, version")
+            .fetch_all(&admin)
+            .await
+            .unwrap();
+    assert!(
+        states
+            .iter()
+            .all(|(org, state)| (*org == f.a.as_uuid()) == (state == "destroyed")),
+        "{states:?}"
+    );
+    let fresh = f.cipher();
+    assert_eq!(
+        fresh.decrypt(f.b, field, &b).await.unwrap().expose(),
+        b"secret of B"
+    );
+    admin.close().await;
+    f.done().await;
+}
+
+/// Issue #11: revocation reaches other processes' key caches. Two ciphers with their own
+/// pools and vault handles stand for two server processes: once one shreds (or retires)
+/// a key, the other refuses it within its cache bound, although it had the key cached.
+#[tokio::test]
+async fn shredding_in_one_process_reaches_another_process_cache() {
+    let f = fx().await;
+    let ttl = std::time::Duration::from_millis(300);
+    let other_pool = f.scratch.runtime_pool(2).await.unwrap();
+    let other_vault = Arc::new(FileVault::open_or_create(&f.vault_dir).unwrap());
+    let one = f.cipher().with_key_cache_ttl(ttl);
+    let two = FieldCipher::new(
+        TenantDb::new(other_pool.clone()),
+        other_vault,
+        &RustCryptoAead,
+    )
+    .with_key_cache_ttl(ttl);
+    let field = FieldRef::new("t", "c", "r1");
+    let sealed = one.encrypt(f.a, field, b"v").await.unwrap();
+    let b_sealed = one.encrypt(f.b, field, b"w").await.unwrap();
+    // The second process decrypts, and so caches A's key.
+    assert_eq!(
+        two.decrypt(f.a, field, &sealed).await.unwrap().expose(),
+        b"v"
+    );
+    assert_eq!(
+        two.decrypt(f.b, field, &b_sealed).await.unwrap().expose(),
+        b"w"
+    );
+    one.shred(f.a).await.unwrap();
+    tokio::time::sleep(ttl + std::time::Duration::from_millis(100)).await;
+    let err = two.decrypt(f.a, field, &sealed).await.unwrap_err();
+    assert!(
+        matches!(err, Error::KeyUnavailable(m) if m.contains("destroyed")),
+        "{err:?}"
+    );
+    // Encrypting in the second process does not reuse A's shredded key either.
+    let after = two.encrypt(f.a, field, b"x").await;
+    if let Ok(resealed) = after {
+        assert_ne!(
+            procuhelp_core::crypto::key_version(&resealed).unwrap(),
+            procuhelp_core::crypto::key_version(&sealed).unwrap()
+        );
+    }
+    // B is untouched.
+    assert_eq!(
+        two.decrypt(f.b, field, &b_sealed).await.unwrap().expose(),
+        b"w"
+    );
+    other_pool.close().await;
+    f.done().await;
+}
+
+#[test]
+fn key_cache_ttl_defaults_to_a_minute() {
+    assert_eq!(
+        procuhelp_tenancy::DEFAULT_KEY_CACHE_TTL,
+        std::time::Duration::from_secs(60)
+    );
+}
