@@ -45,6 +45,25 @@ pub async fn checkpoint_signer(args: &DatabaseArgs) -> anyhow::Result<Arc<dyn Ch
     Ok(Arc::new(signer))
 }
 
+/// Every `every`, records the summaries of refusal windows that have ended (until the
+/// task is aborted; call `flush_all` at shutdown).
+pub fn spawn_refusal_flush<S: AuditSink + 'static>(
+    refusals: &Arc<procuhelp_audit::RefusalAggregator<S>>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    let refusals = refusals.clone();
+    tokio::spawn(async move {
+        let mut timer = tokio::time::interval(every);
+        timer.tick().await;
+        loop {
+            timer.tick().await;
+            if let Err(e) = refusals.flush_expired(time::OffsetDateTime::now_utc()).await {
+                tracing::error!(error = %e, "refusal counts not recorded; retrying");
+            }
+        }
+    })
+}
+
 /// A public key as the 64 lowercase hex digits `--trusted-key` takes.
 pub fn key_hex(key: &procuhelp_audit::PublicKey) -> String {
     key.iter().map(|b| format!("{b:02x}")).collect()

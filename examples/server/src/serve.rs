@@ -127,10 +127,16 @@ async fn serve_on(
             cipher,
             vault,
             // Detectors watch every event (failed sign-ins per account, address and org,
+    // Unauthenticated refusals: the first per source, reason and hour in full, then counts
+    // (summaries each minute after a window ends, and at shutdown); alerting sees all.
+    let refusals = std::sync::Arc::new(procuhelp_audit::RefusalAggregator::new(
+        checkpointing.clone(),
+    ));
+    let refusal_flush = crate::audit_log::spawn_refusal_flush(&refusals, Duration::from_secs(60));
             // lockouts, traffic and error spikes) and report to the log and the webhook
             // (`--alerts`); the event is durable before it is looked at.
             std::sync::Arc::new(procuhelp_audit::AlertingSink::new(
-                checkpointing.clone(),
+                refusals.clone(),
                 alerting.detectors,
                 alerting.sink,
                 1024,
@@ -195,6 +201,10 @@ async fn serve_on(
 fn announce(host: &str, addr: SocketAddr) {
     println!("ProcuHelp is listening on https://{host}:{}/", addr.port());
 }
+    refusal_flush.abort();
+    if let Err(e) = refusals.flush_all().await {
+        tracing::error!(error = %e, "refusal counts not recorded at shutdown");
+    }
 
 /// The data directory is private (0700). When we run as root, the embedded PostgreSQL runs
 /// as another OS user that must be able to search it: then it is group-owned by that

@@ -75,8 +75,11 @@ pub async fn world(hasher: PasswordHasher) -> World {
     let audit_pool = scratch.runtime_pool(2).await.unwrap();
     let audit_log = procuhelp_audit::PgAuditSink::new(TenantDb::new(audit_pool), vault.clone());
     // Events go to the real chain and to memory (for counting); both must succeed.
-    let sinks: Vec<Arc<dyn procuhelp_audit::AuditSink>> =
-        vec![Arc::new(audit_log.clone()), audit.clone()];
+    let sinks: Vec<Arc<dyn procuhelp_audit::AuditSink>> = vec![
+        // As in `serve`: unauthenticated refusals are counted, not all stored.
+        Arc::new(procuhelp_audit::RefusalAggregator::new(audit_log.clone())),
+        audit.clone(),
+    ];
     let fan_out = Arc::new(procuhelp_audit::FanOutSink::new(sinks));
     let phc = hasher.hash(&SecretText::new(PASSWORD.to_owned())).unwrap();
     let state = AppState::assemble(
