@@ -57,7 +57,10 @@ pub fn spawn_refusal_flush<S: AuditSink + 'static>(
         timer.tick().await;
         loop {
             timer.tick().await;
-            if let Err(e) = refusals.flush_expired(time::OffsetDateTime::now_utc()).await {
+            if let Err(e) = refusals
+                .flush_expired(time::OffsetDateTime::now_utc())
+                .await
+            {
                 tracing::error!(error = %e, "refusal counts not recorded; retrying");
             }
         }
