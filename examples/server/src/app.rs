@@ -12,8 +12,9 @@ use procuhelp_core::http::{CspNonce, SecurityHeadersLayer};
 use procuhelp_tenancy::TenantDb;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+
+use crate::client_addr::TrustedProxies;
 
 /// Shared state of the handlers.
 #[derive(Debug, Clone)]
@@ -110,12 +111,23 @@ pub fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Believes `X-Forwarded-For` from `proxies` (see [`crate::client_addr`]); without this
+/// layer, the TCP peer is the client.
+pub fn behind_proxies(router: Router, proxies: TrustedProxies) -> Router {
+    router.layer(Extension(proxies))
+}
+
 /// Wraps `router` in the layers every response passes through. Security headers are
-/// outermost so that 413s, 408s and 500s from the inner layers carry them too.
+/// outermost so that 413s, 408s and 500s from the inner layers carry them too. Bodies
+/// are read whole (within the limit, within the request timeout) before any route runs:
+/// see [`crate::request_body`].
 pub fn harden(router: Router, limits: Limits) -> Router {
+    let max_body_bytes = limits.max_body_bytes;
     router
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            crate::request_body::read_whole(max_body_bytes, request, next)
+        }))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             limits.request_timeout,

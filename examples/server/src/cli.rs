@@ -291,4 +291,52 @@ pub struct ServeArgs {
     /// the documented thresholds, alerts to the log only).
     #[arg(long, value_name = "FILE")]
     pub alerts: Option<PathBuf>,
+
+    /// Connection limits and the load balancers in front.
+    #[command(flatten)]
+    pub network: NetworkArgs,
+}
+
+/// Connection limits (see `docs/hardening.md`) and trusted proxies.
+#[derive(Debug, Clone, Args)]
+pub struct NetworkArgs {
+    /// A load balancer or reverse proxy (address or range, e.g. `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` is believed: for requests from it, the client's address is the
+    /// right-most entry that is not itself a trusted proxy. Repeatable. Without any,
+    /// forwarded headers are ignored and the TCP peer is the client.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<crate::client_addr::Cidr>,
+
+    /// Seconds a client has to complete its TLS handshake.
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub tls_handshake_timeout_secs: u64,
+
+    /// Seconds a client has to send a request's headers (and that an HTTP/1 keep-alive
+    /// connection may wait for its next request).
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds after which a connection with no traffic either way is closed; must exceed
+    /// the request timeout.
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub idle_timeout_secs: u64,
+
+    /// Connections served at once; beyond it a new connection waits up to a second for a
+    /// slot, then is closed.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub max_connections: usize,
+}
+
+impl Default for NetworkArgs {
+    /// The same values as the command line's defaults.
+    fn default() -> Self {
+        let limits = crate::connections::ConnectionLimits::default();
+        Self {
+            trusted_proxies: Vec::new(),
+            tls_handshake_timeout_secs: limits.tls_handshake_timeout.as_secs(),
+            header_read_timeout_secs: limits.header_read_timeout.as_secs(),
+            idle_timeout_secs: limits.idle_timeout.as_secs(),
+            max_connections: limits.max_connections,
+        }
+    }
 }

@@ -12,9 +12,12 @@ pub mod api;
 pub mod app;
 pub mod audit_log;
 pub mod cli;
+pub mod client_addr;
+pub mod connections;
 pub mod database;
 pub mod keys;
 pub mod logging;
+pub mod request_body;
 pub mod serve;
 pub mod tls;
 

@@ -10,6 +10,8 @@ use procuhelp_tenancy::{RuntimeRole, TenantDb};
 
 use crate::app::{self, AppState, Limits};
 use crate::cli::ServeArgs;
+use crate::client_addr::TrustedProxies;
+use crate::connections::{self, ConnectionLimits};
 use crate::database::Database;
 use crate::{keys, tls};
 
@@ -18,6 +20,8 @@ use crate::{keys, tls};
 /// Start-up order is the security argument: the database is opened, migrated (embedded
 /// mode) and its posture checked *before* any port is bound; any failure refuses to serve.
 pub async fn serve(args: ServeArgs, handle: Option<Handle<SocketAddr>>) -> anyhow::Result<()> {
+    // A contradictory setting refuses to start before anything is opened.
+    connection_limits(&args)?;
     create_private_dir(&args.db.data_dir)?;
     // No keys, no service: the vault must open (key file present and private, or OpenBao
     // reachable and unsealed) before anything else happens.
@@ -69,6 +73,7 @@ async fn serve_on(
         max_body_bytes: args.max_body_bytes,
         request_timeout: Duration::from_secs(args.request_timeout_secs),
     };
+    let connection_limits = connection_limits(args)?;
     // Key management gets a pool of its own, so reservations of encryptions commit
     // independently of request transactions.
     let key_pool = db.runtime_pool(&role, 2).await?;
@@ -148,6 +153,11 @@ async fn serve_on(
         .with_outbound_policy(outbound),
         limits,
     );
+    let proxies = TrustedProxies::new(args.network.trusted_proxies.clone());
+    if !proxies.is_empty() {
+        tracing::info!(?proxies, "believing X-Forwarded-For from these proxies");
+    }
+    let app = app::behind_proxies(app, proxies);
 
     let handle = handle.unwrap_or_default();
     let redirect_handle: Handle<SocketAddr> = Handle::new();
@@ -163,7 +173,7 @@ async fn serve_on(
     let redirect = match args.http_redirect_addr {
         Some(addr) => {
             let redirect = app::redirect_app(host.clone(), args.https_addr.port());
-            let server = axum_server::bind(addr).handle(redirect_handle.clone());
+            let server = connections::bind(addr, connection_limits).handle(redirect_handle.clone());
             Some(tokio::spawn(async move {
                 server.serve(redirect.into_make_service()).await
             }))
@@ -179,7 +189,7 @@ async fn serve_on(
             }
         });
     }
-    let served = axum_server::bind_rustls(args.https_addr, tls_config)
+    let served = connections::bind_rustls(args.https_addr, tls_config, connection_limits)
         .handle(handle)
         .serve(app.into_make_service_with_connect_info::<SocketAddr>())
         .await
@@ -197,14 +207,37 @@ async fn serve_on(
     served
 }
 
+/// The connection limits of `args`; an idle timeout that a slow (but allowed) request
+/// would outlast is refused.
+pub fn connection_limits(args: &ServeArgs) -> anyhow::Result<ConnectionLimits> {
+    let n = &args.network;
+    let limits = ConnectionLimits {
+        tls_handshake_timeout: Duration::from_secs(n.tls_handshake_timeout_secs),
+        header_read_timeout: Duration::from_secs(n.header_read_timeout_secs),
+        idle_timeout: Duration::from_secs(n.idle_timeout_secs),
+        max_connections: n.max_connections,
+        ..ConnectionLimits::default()
+    };
+    if n.idle_timeout_secs <= args.request_timeout_secs {
+        anyhow::bail!(
+            "--idle-timeout-secs ({}) must exceed --request-timeout-secs ({})",
+            n.idle_timeout_secs,
+            args.request_timeout_secs
+        );
+    }
+    if n.max_connections == 0
+        || n.tls_handshake_timeout_secs == 0
+        || n.header_read_timeout_secs == 0
+    {
+        anyhow::bail!("connection limits and timeouts must be at least 1");
+    }
+    Ok(limits)
+}
+
 #[expect(clippy::print_stdout, reason = "the operator needs the URL")]
 fn announce(host: &str, addr: SocketAddr) {
     println!("ProcuHelp is listening on https://{host}:{}/", addr.port());
 }
-    refusal_flush.abort();
-    if let Err(e) = refusals.flush_all().await {
-        tracing::error!(error = %e, "refusal counts not recorded at shutdown");
-    }
 
 /// The data directory is private (0700). When we run as root, the embedded PostgreSQL runs
 /// as another OS user that must be able to search it: then it is group-owned by that

@@ -36,6 +36,7 @@ fn args(data_dir: PathBuf, database_url_file: Option<PathBuf>) -> ServeArgs {
         max_body_bytes: 1024 * 1024,
         request_timeout_secs: 10,
         alerts: None,
+        network: Default::default(),
     }
 }
 

@@ -16,6 +16,7 @@ use serde_json::json;
 
 use super::error::{ApiError, ApiResult};
 use crate::app::AppState;
+use crate::client_addr::{TrustedProxies, client_addr};
 
 /// The anti-CSRF header a browser client echoes on every state-changing request.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -33,11 +34,17 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
 }
 
 fn client_info(parts: &Parts) -> ClientInfo {
+    // The TCP peer, or behind a trusted load balancer the client it forwarded for
+    // (`serve --trusted-proxy`; without it, forwarded headers are ignored).
+    let source = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|peer| match parts.extensions.get::<TrustedProxies>() {
+            Some(trusted) => client_addr(peer.0.ip(), &parts.headers, trusted),
+            None => peer.0.ip().to_canonical(),
+        });
     ClientInfo {
-        source: parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip()),
+        source,
         user_agent: parts
             .headers
             .get(header::USER_AGENT)
@@ -137,11 +144,26 @@ impl FromRequestParts<AppState> for Authed {
             }
             Err(e) => return Err(e.into()),
         };
-        let principal = if is_cookie {
-            Principal::User(state.auth.session(&mut tx, &credential, &client).await?)
+        let verified = if is_cookie {
+            state
+                .auth
+                .session(&mut tx, &credential, &client)
+                .await
+                .map(Principal::User)
         } else {
             let now = state.auth.now();
-            Principal::Service(api_token::authenticate(&mut tx, &credential, now).await?)
+            api_token::authenticate(&mut tx, &credential, now)
+                .await
+                .map(Principal::Service)
+        };
+        let principal = match verified {
+            Ok(principal) => principal,
+            Err(e) => {
+                // Ended explicitly: a transaction dropped unfinished closes its connection,
+                // and a refused credential must not cost the pool a PostgreSQL session.
+                let _ = tx.rollback().await;
+                return Err(e.into());
+            }
         };
         Ok(Authed {
             principal,
@@ -232,5 +254,25 @@ impl Authed {
     /// The state, for handlers.
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+}
+
+/// How long a request's left-over transaction may take to roll back before its
+/// connection is closed instead.
+const ROLLBACK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl Drop for Authed {
+    /// A handler that returned early (`?` on a not-found, a rejected body) leaves its
+    /// transaction open. Dropped as is, it would close its connection (safe, but a new
+    /// PostgreSQL session per failed request); it is rolled back in the background
+    /// instead. If that does not finish in time, or no runtime is left to run it, the
+    /// transaction is dropped after all and its connection closed: never reused mid-way.
+    fn drop(&mut self) {
+        let Some(tx) = self.tx.take() else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = tokio::time::timeout(ROLLBACK_GRACE, tx.rollback()).await;
+            });
+        }
     }
 }
