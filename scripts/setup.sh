@@ -23,6 +23,7 @@ APT_PACKAGES=(
     "libssl-dev         -"
     "libclang-dev       -"
     "pkg-config         pkg-config"
+    "wrk                wrk"        # HTTP load generator for scripts/load.sh
 )
 
 # ---- PyPI packages (installed with --no-deps, so list every module they import) ----
