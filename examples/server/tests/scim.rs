@@ -1839,6 +1839,37 @@ async fn an_admins_disable_wins_over_scim_active_true() {
     assert!(denied.iter().all(|e| e.action == Action::ScimRequestRefused
         && e.target.as_deref() == Some(format!("user:{dave}").as_str())));
     assert_eq!(w.count(Action::ScimUserReactivated), 0);
+    // Disabled by both: the admin's enable lifts only the admin's disable (no deadlock),
+    // the user stays disabled until SCIM re-activates them.
+    let r = w
+        .request(
+            Method::POST,
+            &format!("/api/users/{dave}/enable"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["status"].as_str()),
+        (StatusCode::OK, Some("disabled")),
+        "{}",
+        r.text
+    );
+    assert_eq!(ownership_row(&w, &dave).await.3, "disabled");
+    let r = scim(
+        &w,
+        Method::POST,
+        &format!("{b}/Users"),
+        Some(&t),
+        Some(&user_body("dave@contoso.com", "ext-dave")),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["id"].as_str(), r.body["active"].as_bool()),
+        (StatusCode::CREATED, Some(dave.as_str()), Some(true)),
+        "{}",
+        r.text
+    );
 
     // A user only an admin disabled: the admin re-enables them; then SCIM's status
     // changes apply again.

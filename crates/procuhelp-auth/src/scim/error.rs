@@ -197,4 +197,18 @@ mod tests {
             Some("uniqueness")
         );
     }
+
+    #[test]
+    fn ownership_refusals_are_told_apart_from_look_alikes() {
+        assert!(ScimError::not_managed().is_ownership_refusal());
+        assert!(ScimError::disabled_by_admin().is_ownership_refusal());
+        assert_eq!(ScimError::not_managed().status, 409);
+        assert_eq!(ScimError::disabled_by_admin().scim_type, Some("mutability"));
+        // Same status and type, another cause: not recorded as an ownership refusal.
+        assert!(
+            !ScimError::uniqueness("userName, e-mail or externalId already in use")
+                .is_ownership_refusal()
+        );
+        assert!(!ScimError::not_found().is_ownership_refusal());
+    }
 }
