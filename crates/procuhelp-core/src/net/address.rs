@@ -68,9 +68,13 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     if s[0] & 0xe000 != 0x2000 {
         return false;
     }
-    let refused = s[0] == 0x2001 && s[1] < 0x0200 // 2001::/23: Teredo, benchmarking, ORCHID
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] == 0x3fff && s[1] < 0x1000); // 3fff::/20 documentation
+    let refused = match s[0] {
+        // 2001::/23 (Teredo, benchmarking, ORCHID) and 2001:db8::/32 (documentation).
+        0x2001 => s[1] < 0x0200 || s[1] == 0x0db8,
+        // 3fff::/20: documentation.
+        0x3fff => s[1] < 0x1000,
+        _ => false,
+    };
     !refused
 }
 
