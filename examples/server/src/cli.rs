@@ -202,6 +202,12 @@ pub struct DatabaseArgs {
     #[arg(long, value_name = "DIR")]
     pub pg_bin_dir: Option<PathBuf>,
 
+    /// DANGEROUS: reach a configured database on a non-loopback host without verified TLS.
+    /// Without it, such a URL must say `sslmode=verify-full` (with `sslrootcert=FILE` for a
+    /// private CA); Unix sockets and loopback addresses never need TLS.
+    #[arg(long)]
+    pub dangerous_database_without_verified_tls: bool,
+
     /// Where secrets and key-encryption keys live.
     #[command(flatten)]
     pub vault: VaultArgs,

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use procuhelp_tenancy::RuntimeRole;
 use procuhelp_tenancy::embedded::LocalCluster;
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 use crate::cli::DatabaseArgs;
 use procuhelp_core::vault::{SecretName, SecretProvider};
@@ -19,12 +19,25 @@ pub struct Database {
     target: Target,
 }
 
-#[derive(Debug)]
 enum Target {
     Embedded(LocalCluster),
-    // Connection options may hold a password: never logged (PgConnectOptions' Debug
-    // prints it, so this variant is only ever used, not formatted).
+    // Connection options may hold a password, and PgConnectOptions' Debug prints it:
+    // Target's Debug below shows only where the server is.
     External(Box<PgConnectOptions>),
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Embedded(cluster) => f.debug_tuple("Embedded").field(cluster).finish(),
+            Target::External(opts) => f
+                .debug_struct("External")
+                .field("host", &opts.get_host())
+                .field("port", &opts.get_port())
+                .field("ssl_mode", &opts.get_ssl_mode())
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 impl Database {
@@ -49,6 +62,9 @@ impl Database {
                     .context("starting the embedded database")?,
             ),
         };
+        if let Target::External(opts) = &target {
+            check_transport(opts, args.dangerous_database_without_verified_tls)?;
+        }
         Ok(Self { target })
     }
 
@@ -133,4 +149,106 @@ fn read_url_file(file: &Path) -> anyhow::Result<PgConnectOptions> {
     // The parse error could quote the URL (and its password): replace it.
     PgConnectOptions::from_str(url.trim())
         .map_err(|_| anyhow::anyhow!("{}: not a valid PostgreSQL URL", file.display()))
+}
+
+/// Refuses `pool` for `command`'s tenant work when its role is not bound by row-level
+/// security: a superuser, a role with BYPASSRLS, or one that can become either. On such
+/// a connection every organisation's rows are visible and writable, so tenant work must
+/// never run there; this says so up front, before anything is changed, and names the fix.
+pub async fn refuse_rls_bypass(pool: &PgPool, command: &str) -> anyhow::Result<()> {
+    let (role, bypass): (String, bool) = sqlx::query_as(
+        "SELECT current_user::text, EXISTS (
+             SELECT 1 FROM pg_roles
+             WHERE pg_has_role(current_user, oid, 'MEMBER') AND (rolsuper OR rolbypassrls))",
+    )
+    .fetch_one(pool)
+    .await
+    .context("checking the database role")?;
+    if bypass {
+        anyhow::bail!(
+            "{command} does tenant work, and database role {role} is a superuser or has \
+             BYPASSRLS (or can become one), so row-level security would not bind it. Use a \
+             role it binds: create a schema owner without SUPERUSER/BYPASSRLS (CREATE ROLE \
+             procuhelp_owner LOGIN CREATEROLE; CREATE DATABASE procuhelp OWNER procuhelp_owner), \
+             run `procuhelp-server migrate` with that owner's URL, give {command} the owner's \
+             URL, and `serve` the runtime role's (docs/tenancy.md)"
+        );
+    }
+    Ok(())
+}
+
+/// The transport policy for a configured database: a Unix socket or a loopback address
+/// may be used without TLS (nothing crosses a network); any other host needs
+/// `sslmode=verify-full` (TLS, the certificate checked against the trusted CAs, e.g.
+/// `sslrootcert=/path/ca.pem`, and against the host name), unless `allow_unverified`
+/// (`--dangerous-database-without-verified-tls`) says the operator knows better.
+///
+/// The error never quotes the URL (it may hold a password).
+pub fn check_transport(opts: &PgConnectOptions, allow_unverified: bool) -> anyhow::Result<()> {
+    let host = opts.get_host();
+    if opts.get_socket().is_some() || host.starts_with('/') {
+        return Ok(());
+    }
+    if procuhelp_core::is_loopback_host(host) {
+        return Ok(());
+    }
+    if matches!(opts.get_ssl_mode(), PgSslMode::VerifyFull) {
+        return Ok(());
+    }
+    if allow_unverified {
+        tracing::warn!(
+            host,
+            "database connection over TCP without verified TLS (--dangerous-database-without-verified-tls)"
+        );
+        return Ok(());
+    }
+    anyhow::bail!(
+        "refusing to reach the database at {host} over TCP without verified TLS: add \
+         sslmode=verify-full&sslrootcert=/path/to/ca.pem to the database URL (or, knowingly, \
+         pass --dangerous-database-without-verified-tls)"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(url: &str) -> PgConnectOptions {
+        PgConnectOptions::from_str(url).expect("test URL")
+    }
+
+    #[test]
+    fn loopback_and_sockets_may_go_without_tls() {
+        for url in [
+            "postgres://u@127.0.0.1:5432/db",
+            "postgres://u@localhost/db",
+            "postgres://u@[::1]:5433/db?sslmode=disable",
+            "postgres://u@127.8.9.10/db",
+            "postgres:///db?host=/var/run/postgresql",
+        ] {
+            check_transport(&opts(url), false).unwrap_or_else(|e| panic!("{url}: {e}"));
+        }
+    }
+
+    #[test]
+    fn other_hosts_need_verify_full() {
+        for url in [
+            "postgres://u:hunter2@db.example.com/db",
+            "postgres://u:hunter2@db.example.com/db?sslmode=require",
+            "postgres://u:hunter2@db.example.com/db?sslmode=verify-ca&sslrootcert=/ca.pem",
+            "postgres://u:hunter2@10.0.0.5:5432/db?sslmode=prefer",
+            "postgres://u:hunter2@localhost.example.com/db",
+        ] {
+            let err = check_transport(&opts(url), false).unwrap_err().to_string();
+            assert!(err.contains("verify-full"), "{url}: {err}");
+            assert!(!err.contains("hunter2"), "{err}");
+            // The explicit flag lets it through.
+            check_transport(&opts(url), true).unwrap();
+        }
+        check_transport(
+            &opts("postgres://u@db.example.com/db?sslmode=verify-full&sslrootcert=/ca.pem"),
+            false,
+        )
+        .unwrap();
+    }
 }

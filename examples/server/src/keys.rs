@@ -80,15 +80,15 @@ pub async fn rotate_all(
     vault: Arc<dyn SecretProvider>,
     batch: i64,
 ) -> anyhow::Result<Vec<String>> {
-    // The owner is not bound by RLS on organisations (NO FORCE): it lists every org.
-    let orgs: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM app.organisations ORDER BY id")
-        .fetch_all(owner)
-        .await?;
+    // Refused for a role that RLS does not bind, before anything is touched.
+    crate::database::refuse_rls_bypass(owner, "keys rotate").await?;
+    // Only the schema owner may list every organisation (refused for any other role,
+    // which would otherwise silently rotate nothing).
+    let orgs = procuhelp_tenancy::organisation_ids(owner).await?;
     let cipher = field_cipher(TenantDb::new(owner.clone()), vault.clone());
     let audit = procuhelp_audit::PgAuditSink::new(TenantDb::new(owner.clone()), vault);
     let mut report = Vec::new();
     for org in orgs {
-        let org = procuhelp_core::OrgId::from_uuid(org)?;
         let (kek_version, rewrapped) = cipher.rotate_kek(org).await?;
         let dek_version = cipher.rotate_data_key(org).await?;
         let mut moved = 0;

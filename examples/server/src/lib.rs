@@ -49,16 +49,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 1)
                 .await?;
             let result = procuhelp_tenancy::posture::check(&runtime).await;
-            // The SSO self-check: weak settings organisations chose (warnings).
+            // The SSO self-check: weak settings organisations chose (warnings). Only the
+            // schema owner may list every organisation; with only the runtime role's URL
+            // it says it did not run rather than silently checking none.
             let owner = db.owner_pool().await?;
-            let orgs: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM app.organisations")
-                .fetch_all(&owner)
-                .await?;
+            let orgs = match procuhelp_tenancy::organisation_ids(&owner).await {
+                Ok(orgs) => orgs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "SSO self-check skipped: cannot list organisations");
+                    Vec::new()
+                }
+            };
             owner.close().await;
-            let orgs: Vec<procuhelp_core::OrgId> = orgs
-                .into_iter()
-                .filter_map(|id| procuhelp_core::OrgId::from_uuid(id).ok())
-                .collect();
+            tracing::info!(organisations = orgs.len(), "SSO self-check");
             let tenants = procuhelp_tenancy::TenantDb::new(runtime.clone());
             for warning in api::sso_saml::weak_settings(&tenants, &orgs).await {
                 tracing::warn!(%warning, "SSO self-check");
@@ -257,6 +260,7 @@ async fn open_audit_log(
     let pool = database
         .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 2)
         .await?;
+    database::refuse_rls_bypass(&pool, "audit").await?;
     let log =
         procuhelp_audit::PgAuditSink::new(procuhelp_tenancy::TenantDb::new(pool.clone()), vault)
             .with_signer(audit_log::checkpoint_signer(db).await?)?;
@@ -311,6 +315,8 @@ async fn seed_demo(
         FieldRef, NewSupplier, PgSupplierRepository, SupplierRepository as _, TenantDb,
     };
     let owner = db.owner_pool().await?;
+    // Up front, before migrating: the demo data is tenant work.
+    database::refuse_rls_bypass(&owner, "seed-demo").await?;
     procuhelp_tenancy::migrate(&owner, runtime_role)
         .await
         .context("migrate")?;
@@ -320,6 +326,7 @@ async fn seed_demo(
     }
     owner.close().await;
     let runtime = db.runtime_pool(runtime_role, 2).await?;
+    database::refuse_rls_bypass(&runtime, "seed-demo").await?;
     let tenants = TenantDb::new(runtime.clone());
     let cipher = keys::field_cipher(tenants.clone(), vault);
     let seeder = procuhelp_core::UserId::new();

@@ -27,6 +27,7 @@ fn args(data_dir: PathBuf, database_url_file: Option<PathBuf>) -> ServeArgs {
             database_url_file,
             database_url_secret: None,
             pg_bin_dir: None,
+            dangerous_database_without_verified_tls: false,
             vault: Default::default(),
         },
         https_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
@@ -207,4 +208,93 @@ async fn refuses_to_serve_when_the_runtime_role_is_a_superuser() {
 fn cli_definition_is_consistent() {
     use clap::CommandFactory;
     procuhelp_server::cli::Cli::command().debug_assert();
+}
+
+/// Issue #11: a newcomer following "Using your own PostgreSQL" first tries a superuser
+/// URL. Admin commands that do tenant work refuse it up front, name the fix, and change
+/// nothing; the same commands work with the (non-superuser) schema owner's URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_refuse_a_role_that_bypasses_rls() {
+    procuhelp_server::tls::install_crypto_provider();
+    let scratch = ScratchDb::migrated().await.unwrap();
+    let dir = temp_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let admin_url = std::env::var("PROCUHELP_TEST_ADMIN_URL")
+        .unwrap_or_else(|_| procuhelp_tenancy::testkit::DEFAULT_ADMIN_URL.to_owned());
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    let write_url = |name: &str, url: String| {
+        let file = dir.join(name);
+        std::fs::write(&file, url).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        file
+    };
+    let superuser = write_url("superuser-url", format!("{base}/{}", scratch.name()));
+    let owner_base = base.replacen("postgres@", &format!("{}@", scratch.owner_role()), 1);
+    let owner = write_url("owner-url", format!("{owner_base}/{}", scratch.name()));
+    let data = dir.join("data");
+    let run = |args: Vec<String>| {
+        let mut argv = vec!["procuhelp-server".to_owned()];
+        argv.extend(args);
+        argv.extend(["--data-dir".to_owned(), data.display().to_string()]);
+        procuhelp_server::run(procuhelp_server::cli::Cli::try_parse_from(argv).unwrap())
+    };
+    let seed = |url: &std::path::Path| {
+        vec![
+            "seed-demo".to_owned(),
+            "--runtime-role".to_owned(),
+            scratch.runtime_role().name().to_owned(),
+            "--database-url-file".to_owned(),
+            url.display().to_string(),
+        ]
+    };
+    let rotate = |url: &std::path::Path| {
+        vec![
+            "keys".to_owned(),
+            "rotate".to_owned(),
+            "--database-url-file".to_owned(),
+            url.display().to_string(),
+        ]
+    };
+    let admin = scratch.admin_pool(1).await.unwrap();
+    let counts = || async {
+        let orgs: i64 = sqlx::query_scalar("SELECT count(*) FROM app.organisations")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+        let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM app.key_events")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+        (orgs, keys)
+    };
+    let before = counts().await;
+    for (command, args) in [
+        ("seed-demo", seed(&superuser)),
+        ("keys rotate", rotate(&superuser)),
+    ] {
+        let err = run(args).await.unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains(command) && msg.contains("superuser") && msg.contains("migrate"),
+            "{msg}"
+        );
+        assert!(!msg.contains(base), "the URL must not be echoed: {msg}");
+        assert_eq!(counts().await, before, "{command} changed something");
+    }
+    // With the schema owner's URL (RLS binds it: FORCEd) both work, tenants apart.
+    run(seed(&owner)).await.unwrap();
+    let (orgs, _) = counts().await;
+    assert_eq!(orgs, before.0 + 2);
+    run(rotate(&owner)).await.unwrap();
+    let rotated: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT org_id) FROM app.key_events WHERE event = 'rewrapped'",
+    )
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(rotated, orgs, "every organisation rotated");
+    admin.close().await;
+    std::fs::remove_dir_all(&dir).ok();
+    scratch.drop_all().await.unwrap();
 }
