@@ -71,6 +71,14 @@ impl Permission {
         }
     }
 
+    /// Whether a time-bound elevation may grant this permission. Managing SSO, SCIM
+    /// (tokens, group → role mappings) and keys creates sign-in paths and credentials that
+    /// hand out roles no base-role cap can bound and that outlive the elevation, or
+    /// destroys data for good: only a base role holds them (issue #11, finding 5).
+    pub const fn elevation_may_grant(self) -> bool {
+        !matches!(self, Permission::ManageSso | Permission::ManageKeys)
+    }
+
     /// The roles that hold it. The one place permissions are granted.
     const fn holders(self) -> &'static [Role] {
         use Role::*;
@@ -135,6 +143,16 @@ pub fn access_matrix_markdown() -> String {
         "\nNew users get `read_only` unless an admin or an SSO group mapping says otherwise. \
                   Nobody approves their own request (`may_approve`).\n",
     );
+    let base_only: Vec<String> = Permission::ALL
+        .iter()
+        .filter(|p| !p.elevation_may_grant())
+        .map(|p| format!("`{}`", p.as_str()))
+        .collect();
+    out.push_str(&format!(
+        "\nA time-bound elevation never grants {}; nothing handed out under an elevation \
+         (roles, new users, API tokens) outranks the holder's base role.\n",
+        base_only.join(" or ")
+    ));
     out
 }
 

@@ -88,10 +88,11 @@ impl Principal {
                 if !s.effective_role().allows(permission) {
                     return Err(AuthError::Forbidden);
                 }
-                let via_elevation = s
-                    .elevation
-                    .filter(|_| !s.base_role.allows(permission))
-                    .map(|e| e.id);
+                let from_elevation = !s.base_role.allows(permission);
+                if from_elevation && !permission.elevation_may_grant() {
+                    return Err(AuthError::Forbidden);
+                }
+                let via_elevation = s.elevation.filter(|_| from_elevation).map(|e| e.id);
                 Ok(Grant { via_elevation })
             }
             Principal::Service(t) if t.role.allows(permission) => Ok(Grant {

@@ -446,3 +446,41 @@ async fn an_admin_unlock_is_recorded_before_it_takes_effect() {
     );
     w.close().await;
 }
+
+/// SCIM tokens, SCIM role mappings and SSO connections hand out roles the base-role cap
+/// cannot bound (an identity provider's group can map to admin) and live on after the
+/// elevation: an elevation never grants their management.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_elevation_does_not_configure_lasting_sign_in_paths() {
+    let w = world(PasswordHasher::for_tests()).await;
+    let (elevated, _) = elevated_approver(&w).await;
+    let r = w
+        .request(
+            Method::POST,
+            "/api/scim/tokens",
+            Some(&elevated),
+            Some(json!({ "name": "entra", "days": 365 })),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "an elevated approver minted a SCIM token: {:?}",
+        r.body
+    );
+    let r = w
+        .request(
+            Method::PUT,
+            "/api/scim/settings",
+            Some(&elevated),
+            Some(json!({ "role_mappings": [], "sso_jit_provisioning": true })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    // What the elevation is for still works.
+    let r = w
+        .request(Method::GET, "/api/users", Some(&elevated), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    w.close().await;
+}
