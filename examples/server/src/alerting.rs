@@ -238,21 +238,18 @@ impl Webhook {
         }
         let mut config = WebhookConfig::new(url.as_str());
         config.outbound = outbound;
-        match url.scheme() {
-            "https" => {
-                let ca = self.ca_file.as_ref().ok_or_else(|| {
-                    anyhow::anyhow!("an https webhook needs ca_file (the receiver's CA)")
-                })?;
-                config.root_certificates = CertificateDer::pem_file_iter(ca)
-                    .with_context(|| format!("reading {}", ca.display()))?
-                    .collect::<Result<_, _>>()
-                    .with_context(|| format!("parsing {}", ca.display()))?;
-                if config.root_certificates.is_empty() {
-                    anyhow::bail!("{} holds no certificate", ca.display());
-                }
+        // Otherwise plain http, which the policy accepted: loopback, with the operator's flag.
+        if url.scheme() == "https" {
+            let ca = self.ca_file.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("an https webhook needs ca_file (the receiver's CA)")
+            })?;
+            config.root_certificates = CertificateDer::pem_file_iter(ca)
+                .with_context(|| format!("reading {}", ca.display()))?
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("parsing {}", ca.display()))?;
+            if config.root_certificates.is_empty() {
+                anyhow::bail!("{} holds no certificate", ca.display());
             }
-            // The policy accepted plain http: loopback, with the operator's flag.
-            _ => {}
         }
         WebhookAlertSink::new(config).context("webhook alert sink")
     }
