@@ -746,3 +746,67 @@ async fn scim_cannot_point_a_local_admins_external_id_at_an_attackers_oid() {
     assert_eq!(links, 0, "no identity was linked");
     w.close().await;
 }
+
+/// Issue #11, finding 7 (re-pointing): a SCIM user who already signs in with their own
+/// identity is never linked to a second one because SCIM changed their externalId — the
+/// SCIM token holder cannot move an existing account over to their own `oid`.
+#[tokio::test]
+async fn scim_cannot_repoint_a_linked_user_at_another_identity() {
+    const BOB_OID: &str = "4bd1adea-7cd3-49a1-b496-d6f116cc3642";
+    let (w, admin) = setup().await;
+    let peers = sso_peers();
+    let reply = configure(&w, &admin, 0, false, Some(peers.oidc_client_secret())).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+    let token = w
+        .request(
+            Method::POST,
+            "/api/scim/tokens",
+            Some(&admin),
+            Some(json!({ "name": "Entra", "days": 1 })),
+        )
+        .await;
+    let token = token.body["token"].as_str().unwrap().to_owned();
+    let base = format!("/scim/v2/{}", w.orgs[0]);
+    let (status, created) = scim(
+        &w,
+        Method::POST,
+        &format!("{base}/Users"),
+        &token,
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "bob@contoso.example",
+            "externalId": BOB_OID,
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let bob_id = created["id"].as_str().unwrap().to_owned();
+    let bob = Browser::new().sign_in(&w, 0, "bob").await;
+    assert_eq!(bob.status, StatusCode::SEE_OTHER, "{}", bob.body);
+    assert_eq!(
+        whoami(&w, &bob.session.unwrap()).await["user"].as_str(),
+        Some(bob_id.as_str())
+    );
+
+    // The attacker points bob's externalId at their own identity ("alice").
+    let (status, body) = scim(
+        &w,
+        Method::PATCH,
+        &format!("{base}/Users/{bob_id}"),
+        &token,
+        Some(json!({
+            "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+            "Operations": [{ "op": "Replace", "path": "externalId", "value": ALICE_OID }],
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "SCIM owns bob: {body}");
+    let attacker = Browser::new().sign_in(&w, 0, "alice").await;
+    assert_eq!(attacker.status, StatusCode::FORBIDDEN, "{}", attacker.body);
+    assert_eq!(attacker.body["error"], json!("sso_no_account"));
+    assert!(attacker.session.is_none());
+    // Bob himself still signs in (found by his linked identity, not by SCIM data).
+    let again = Browser::new().sign_in(&w, 0, "bob").await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.body);
+    w.close().await;
+}
