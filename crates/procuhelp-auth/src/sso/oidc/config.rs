@@ -109,9 +109,7 @@ impl OidcConnection {
         }
         Ok(RoleMapping::new(pairs))
     }
-}
 
-impl OidcConnection {
     /// Whether `policy` lets the server fetch this connection's discovery document
     /// (scheme and address literal; names are checked again after DNS resolution). The
     /// error carries only the policy's fixed reason.
