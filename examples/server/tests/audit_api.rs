@@ -200,8 +200,10 @@ async fn a_thousand_refused_sign_ins_from_one_address_append_a_bounded_number_of
         "SELECT count(*) FROM app.audit_events WHERE org_id = $1 AND action = 'auth.login_failed'",
     )
     .await;
+    // The throttle lets a few password checks through (each recorded in full, as for a
+    // known account, so both take equally long); the rest are throttled and counted.
     assert!(
-        written <= 4,
+        written <= 12,
         "1,000 refusals from one address appended {written} rows"
     );
     // After the window the next refusal flushes a summary carrying the counts.

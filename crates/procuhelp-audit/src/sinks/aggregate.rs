@@ -12,11 +12,14 @@
 //! still see every single refusal.
 //!
 //! What is aggregated (see [`RefusalAggregator::is_aggregated`]): events whose actor is
-//! [`Actor::System`] (no identity was established), whose outcome is not success, and
-//! whose action is one of [`AggregationConfig::actions`] (default
-//! [`Action::LoginFailed`]). A failed password for a *known* account names the user as
-//! actor and is always recorded in full: the account lock bounds those. Successes and
-//! every authenticated action are never touched.
+//! [`Actor::System`] (no identity was established), whose outcome is not success, whose
+//! action is one of [`AggregationConfig::actions`] (default [`Action::LoginFailed`]) and
+//! whose reason is not one of [`AggregationConfig::full_reasons`] (default `invalid
+//! credentials`: a password check is recorded in full whether or not the account exists,
+//! so the two take equally long — see there). So: throttled sign-ins and SSO refusals.
+//! A failed password for a *known* account names the user as actor and is always
+//! recorded in full: the throttle and the account lock bound those. Successes and every
+//! authenticated action are never touched.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -41,6 +44,14 @@ pub struct AggregationConfig {
     pub max_keys: usize,
     /// Which actions are aggregated (with actor `System` and outcome failure/denied).
     pub actions: Vec<Action>,
+    /// Refusals with one of these `context.reason`s are always recorded in full. Default
+    /// `invalid credentials`: a password checked against an account that may or may not
+    /// exist must take the same path either way — counting only the unknown accounts'
+    /// failures in memory would answer them faster than a known account's (whose actor
+    /// is the user and which are recorded in full), a timing oracle for which accounts
+    /// exist. The throttle bounds these (a few checks per account and address, then
+    /// `throttled`, which is aggregated).
+    pub full_reasons: Vec<String>,
 }
 
 impl Default for AggregationConfig {
@@ -49,6 +60,7 @@ impl Default for AggregationConfig {
             window: time::Duration::hours(1),
             max_keys: 10_000,
             actions: vec![Action::LoginFailed],
+            full_reasons: vec!["invalid credentials".to_owned()],
         }
     }
 }
@@ -148,9 +160,15 @@ impl<S: AuditSink> RefusalAggregator<S> {
 
     /// Whether `event` is an unauthenticated refusal this aggregator counts.
     pub fn is_aggregated(&self, event: &AuditEvent) -> bool {
+        let full_reason = event
+            .context
+            .get("reason")
+            .and_then(serde_json::Value::as_str)
+            .is_some_and(|r| self.config.full_reasons.iter().any(|f| f == r));
         matches!(event.actor, Actor::System)
             && event.outcome != Outcome::Success
             && self.config.actions.contains(&event.action)
+            && !full_reason
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -307,6 +325,19 @@ impl<S: AuditSink> RefusalAggregator<S> {
         (summaries, false)
     }
 
+    /// The summaries of ended windows, if the last sweep is a minute old.
+    fn sweep_if_due(&self, now: OffsetDateTime) -> Vec<(Key, Entry)> {
+        let mut state = self.lock();
+        if state.entries.is_empty()
+            || state
+                .last_sweep
+                .is_some_and(|at| now < at + time::Duration::MINUTE)
+        {
+            return Vec::new();
+        }
+        self.take_expired(&mut state, now)
+    }
+
     /// Opens `key`'s window after its first refusal was recorded (unless a concurrent
     /// first refusal already did).
     fn start_window(&self, key: Key, now: OffsetDateTime, address: Option<IpAddr>) {
@@ -339,6 +370,13 @@ impl<S: AuditSink> RefusalAggregator<S> {
 impl<S: AuditSink> AuditSink for RefusalAggregator<S> {
     async fn record(&self, event: AuditEvent) -> Result<Receipt> {
         if !self.is_aggregated(&event) {
+            // Any traffic closes ended windows (at most once a minute). A summary that
+            // cannot be written is kept and logged by `write`; it must not fail this
+            // unrelated event, which is recorded (or refused) on its own.
+            let due = self.sweep_if_due(event.at);
+            if !due.is_empty() {
+                let _ = self.write(due).await;
+            }
             return self.inner.record(event).await;
         }
         let now = event.at;
