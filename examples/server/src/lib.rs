@@ -280,7 +280,10 @@ fn verdict(report: &procuhelp_audit::VerifyReport) -> anyhow::Result<()> {
             problem.seq,
             report
                 .untrusted_key
-                .map(|k| format!(" (checkpoint signed by untrusted key {})", audit_log::key_hex(&k)))
+                .map(|k| format!(
+                    " (checkpoint signed by untrusted key {})",
+                    audit_log::key_hex(&k)
+                ))
                 .unwrap_or_default()
         ),
     }
