@@ -528,3 +528,44 @@ async fn a_token_endpoint_on_an_ipv4_mapped_loopback_address_gets_no_request() {
         "{refused}"
     );
 }
+
+/// The key set URL a discovery document names is held to the policy too: the metadata
+/// service is never asked, and the tenant learns only the fixed reason.
+#[tokio::test]
+async fn a_jwks_uri_at_the_metadata_service_is_refused_before_any_request() {
+    install_crypto();
+    const TID: &str = "f7393f3e-c33d-4dfe-b4a8-f473310e7bf5";
+    let issuer = format!("https://login.microsoftonline.com/{TID}/v2.0");
+    let doc_issuer = issuer.clone();
+    let (addr, seen) = tiny_provider(move |addr| {
+        json!({
+            "issuer": doc_issuer,
+            "authorization_endpoint": format!("http://{addr}/authorize"),
+            "token_endpoint": format!("http://{addr}/token"),
+            "jwks_uri": "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        })
+    })
+    .await;
+    let conn: OidcConnection = serde_json::from_value(json!({
+        "discovery_url": format!("http://{addr}/.well-known/openid-configuration"),
+        "issuer": issuer,
+        "client_id": "13f0eaea-7284-4cae-8822-bcd14389d2fc",
+        "tenant_ids": [TID],
+        "redirect_uri": REDIRECT_URI,
+    }))
+    .unwrap();
+    let client = OidcClient::new(conn, SecretString::from("s".to_owned()), LOOPBACK).unwrap();
+    let refused = client.begin(None).await.unwrap_err();
+    assert_eq!(refused, OidcError::Fetch(OutboundError::NotAllowed));
+    assert_eq!(
+        refused.to_string(),
+        "OIDC provider: destination not allowed"
+    );
+    assert_eq!(
+        seen.lock().unwrap().as_slice(),
+        ["GET /.well-known/openid-configuration HTTP/1.1"]
+    );
+}
