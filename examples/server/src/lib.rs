@@ -122,15 +122,15 @@ async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
         cli::AuditCommand::Verify {
             org: None,
             file: Some(file),
-            ..
-        } => {
-            let reader = std::io::BufReader::new(
             trusted_keys,
             dangerously_trust_embedded_keys,
-                std::fs::File::open(&file)
-                    .with_context(|| format!("opening {}", file.display()))?,
+            ..
+        } => {
             // The trust comes first: without pinned keys nothing is opened or read.
             let trust = audit_log::trust(&trusted_keys, dangerously_trust_embedded_keys)?;
+            let reader = std::io::BufReader::new(
+                std::fs::File::open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?,
             );
             let report = procuhelp_audit::verify_export(reader, &trust)?;
             verdict(&report)
@@ -142,17 +142,14 @@ async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
             dangerously_trust_embedded_keys,
             ..
         } => {
+            let trust = audit_log::trust(&trusted_keys, dangerously_trust_embedded_keys)?;
             let (log, pool, database) = open_audit_log(&db).await?;
             let report = log.verify_live(org, &trust).await;
             pool.close().await;
-            let trust = audit_log::trust(&trusted_keys, dangerously_trust_embedded_keys)?;
             database.close().await?;
             verdict(&report?)
         }
         cli::AuditCommand::Verify { .. } => anyhow::bail!("give --org or --file"),
-        cli::AuditCommand::Erase { org, subject, db } => {
-            let subject = procuhelp_audit::Subject::new(&subject)?;
-            let (log, pool, database) = open_audit_log(&db).await?;
         cli::AuditCommand::PublicKey { db } => {
             let (log, pool, database) = open_audit_log(&db).await?;
             let keys = log.signing_keys().await;
@@ -162,6 +159,9 @@ async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
             report(&lines);
             Ok(())
         }
+        cli::AuditCommand::Erase { org, subject, db } => {
+            let subject = procuhelp_audit::Subject::new(&subject)?;
+            let (log, pool, database) = open_audit_log(&db).await?;
             let erased = log.erase_person(org, &subject, Actor::System).await;
             pool.close().await;
             database.close().await?;

@@ -84,6 +84,7 @@ async fn serve_on(
     // The audit log has a pool of its own too: group commits never wait for request
     // transactions (which record their events before they commit).
     let audit_pool = db.runtime_pool(&role, 4).await?;
+    // Checkpoints are signed by a key the vault does not hold (Transit or its own file).
     let audit_log =
         procuhelp_audit::PgAuditSink::new(TenantDb::new(audit_pool.clone()), vault.clone())
             .with_signer(crate::audit_log::checkpoint_signer(&args.db).await?)?;
@@ -126,18 +127,18 @@ async fn serve_on(
     let alerting = alerts.build(vault.as_ref(), outbound).await?;
     let checkpointing = crate::audit_log::CheckpointingSink::new(audit_log.clone());
     let checkpoints = checkpointing.spawn_checkpoints(Duration::from_secs(600));
-    let app = app::app(
-        AppState::assemble(
-            runtime.clone(),
-            cipher,
-            vault,
-            // Detectors watch every event (failed sign-ins per account, address and org,
     // Unauthenticated refusals: the first per source, reason and hour in full, then counts
     // (summaries each minute after a window ends, and at shutdown); alerting sees all.
     let refusals = std::sync::Arc::new(procuhelp_audit::RefusalAggregator::new(
         checkpointing.clone(),
     ));
     let refusal_flush = crate::audit_log::spawn_refusal_flush(&refusals, Duration::from_secs(60));
+    let app = app::app(
+        AppState::assemble(
+            runtime.clone(),
+            cipher,
+            vault,
+            // Detectors watch every event (failed sign-ins per account, address and org,
             // lockouts, traffic and error spikes) and report to the log and the webhook
             // (`--alerts`); the event is durable before it is looked at.
             std::sync::Arc::new(procuhelp_audit::AlertingSink::new(
@@ -198,6 +199,10 @@ async fn serve_on(
     redirect_handle.graceful_shutdown(Some(Duration::from_secs(1)));
     if let Some(task) = redirect {
         let _ = task.await;
+    }
+    refusal_flush.abort();
+    if let Err(e) = refusals.flush_all().await {
+        tracing::error!(error = %e, "refusal counts not recorded at shutdown");
     }
     checkpoints.abort();
     checkpointing.checkpoint_active().await;
