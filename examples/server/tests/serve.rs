@@ -269,9 +269,20 @@ async fn admin_commands_refuse_a_role_that_bypasses_rls() {
         (orgs, keys)
     };
     let before = counts().await;
+    let verify = vec![
+        "audit".to_owned(),
+        "export".to_owned(),
+        "--org".to_owned(),
+        uuid::Uuid::now_v7().to_string(),
+        "--out".to_owned(),
+        dir.join("export.jsonl").display().to_string(),
+        "--database-url-file".to_owned(),
+        superuser.display().to_string(),
+    ];
     for (command, args) in [
         ("seed-demo", seed(&superuser)),
         ("keys rotate", rotate(&superuser)),
+        ("audit", verify),
     ] {
         let err = run(args).await.unwrap_err();
         let msg = format!("{err:#}");
@@ -282,6 +293,7 @@ async fn admin_commands_refuse_a_role_that_bypasses_rls() {
         assert!(!msg.contains(base), "the URL must not be echoed: {msg}");
         assert_eq!(counts().await, before, "{command} changed something");
     }
+    assert!(!dir.join("export.jsonl").exists(), "nothing exported");
     // With the schema owner's URL (RLS binds it: FORCEd) both work, tenants apart.
     run(seed(&owner)).await.unwrap();
     let (orgs, _) = counts().await;
