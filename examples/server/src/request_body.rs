@@ -7,12 +7,15 @@
 //! first means a request holds a connection only once its body is here: a slow upload
 //! costs a task and at most the body limit in memory, never a connection.
 //!
-//! Why answer oversized bodies here rather than with `tower_http`'s limit layer: over
-//! HTTP/2, a response sent after the request's body was dropped unread is lost, because
-//! dropping the body resets the stream (`RST_STREAM(CANCEL)`) before the response goes
-//! out. A 413 from here keeps the unread body until the response has been sent; the
-//! stream then ends with `RST_STREAM(NO_ERROR)`, which is how HTTP/2 (RFC 9113 §8.1) says
-//! "answered early, stop sending" — the client sees the 413.
+//! Why answer oversized bodies here rather than with `tower_http`'s limit layer: that
+//! answers without reading on, and over HTTP/2 the server then resets the stream while
+//! the client is still sending. Many clients (curl among them) report that reset as a
+//! failed request and never show the 413. So an oversized body is read on and thrown
+//! away, up to [`DISCARD_LIMIT`] more bytes (within the request timeout), and answered
+//! once it has ended: the stream closes cleanly and the client sees the 413. A body
+//! larger still (or declared so) is answered at once, and its unread rest is kept until
+//! the response has been sent, so the stream ends with `RST_STREAM(NO_ERROR)` ("answered
+//! early, stop sending", RFC 9113 §8.1) and never before the answer has gone out.
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -23,6 +26,11 @@ use http_body_util::BodyExt as _;
 
 use crate::app::error_response;
 
+/// How many bytes of an oversized body are read and discarded so that its sender gets a
+/// clean 413 rather than a reset stream. Reading costs no memory (nothing is kept) and is
+/// bounded in time by the request timeout.
+pub const DISCARD_LIMIT: u64 = 8 * 1024 * 1024;
+
 /// Reads the request's body (at most `max_bytes`) before passing the request on; answers
 /// 413 for a larger body (declared or sent) and 400 for one that broke off.
 pub async fn read_whole(max_bytes: usize, request: Request, next: Next) -> Response {
@@ -32,10 +40,13 @@ pub async fn read_whole(max_bytes: usize, request: Request, next: Next) -> Respo
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max_bytes as u64) {
+    let max = max_bytes as u64;
+    if declared.is_some_and(|n| n > max.saturating_add(DISCARD_LIMIT)) {
         return too_large(body);
     }
     let mut bytes = Vec::new();
+    // Bytes received in all, kept or not.
+    let mut received: u64 = 0;
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
             // The client broke off (or sent a malformed chunk): nobody is left to read
@@ -46,17 +57,26 @@ pub async fn read_whole(max_bytes: usize, request: Request, next: Next) -> Respo
         let Ok(data) = frame.into_data() else {
             continue;
         };
-        if bytes.len().saturating_add(data.len()) > max_bytes {
+        received = received.saturating_add(data.len() as u64);
+        if received > max.saturating_add(DISCARD_LIMIT) {
             return too_large(body);
         }
+        if received > max {
+            // Too large already: read on (keeping nothing) to answer at its end.
+            bytes = Vec::new();
+            continue;
+        }
         bytes.extend_from_slice(&data);
+    }
+    if received > max || declared.is_some_and(|n| n > max) {
+        return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
     }
     next.run(Request::from_parts(parts, Body::from(Bytes::from(bytes))))
         .await
 }
 
-/// The 413, carrying the unread request body along until the response has been sent (see
-/// the module documentation: HTTP/2 would otherwise reset the stream instead).
+/// The 413 for a body too large even to discard, carrying its unread rest along until the
+/// response has been sent (see the module documentation).
 fn too_large(unread: Body) -> Response {
     let response = error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
     // (HTTP/1: hyper closes the connection after a response to an unread body itself.)

@@ -530,3 +530,92 @@ fn serve_flags_default_to_the_documented_limits_and_refuse_contradictions() {
     let args = parse(&["--max-connections", "0"]);
     assert!(procuhelp_server::serve::connection_limits(&args).is_err());
 }
+
+/// Sends a `len`-byte body on one HTTP/2 stream as the server lets it (flow control);
+/// the response's status, and whether the stream ended without the server resetting it
+/// (a reset while the client is still sending is what curl reports as a failure).
+async fn h2_upload(addr: SocketAddr, len: usize) -> (StatusCode, Result<(), String>) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client.ready().await.unwrap();
+    let request = Request::post(format!("http://{addr}/api/login"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, len.to_string())
+        .body(())
+        .unwrap();
+    let (response, mut stream) = client.send_request(request, false).unwrap();
+    let upload = tokio::spawn(async move {
+        let mut left = len;
+        while left > 0 {
+            stream.reserve_capacity(left.min(16 * 1024));
+            let granted = match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+                Some(Ok(n)) => n,
+                Some(Err(e)) => return Err(format!("reset after {} bytes: {e}", len - left)),
+                None => return Err(format!("stream closed after {} bytes", len - left)),
+            };
+            if granted == 0 {
+                continue;
+            }
+            let n = granted.min(left);
+            left -= n;
+            if let Err(e) = stream.send_data(axum::body::Bytes::from(vec![b'x'; n]), left == 0) {
+                return Err(format!("reset after {} bytes: {e}", len - left - n));
+            }
+        }
+        // Sent; did the server reset the stream anyway (`RST_STREAM`, even NO_ERROR)?
+        match tokio::time::timeout(
+            Duration::from_millis(300),
+            std::future::poll_fn(|cx| stream.poll_reset(cx)),
+        )
+        .await
+        {
+            Err(_) => Ok(()),
+            Ok(reset) => Err(format!("stream reset by the server: {reset:?}")),
+        }
+    });
+    let response = tokio::time::timeout(Duration::from_secs(10), response)
+        .await
+        .expect("no answer")
+        .expect("HTTP/2: the stream was reset instead of answered");
+    let status = response.status();
+    let mut body = response.into_body();
+    while let Some(chunk) = body.data().await {
+        chunk.expect("the answer's body was cut off");
+    }
+    let sent = tokio::time::timeout(Duration::from_secs(10), upload)
+        .await
+        .expect("upload stuck")
+        .unwrap();
+    (status, sent)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_http2_upload_ends_cleanly_with_its_413() {
+    let limits = Limits {
+        max_body_bytes: 1024,
+        ..Limits::default()
+    };
+    let addr = listen(procuhelp_server::app::app(offline_state(), limits)).await;
+    // Larger than the limit and than HTTP/2's initial window (64 KiB): the client can only
+    // finish if the server reads on. Clients such as curl report a stream reset mid-upload
+    // as a failure (exit 92) even when the 413 had arrived.
+    let (status, sent) = h2_upload(addr, 300 * 1024).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        sent,
+        Ok(()),
+        "the upload was reset instead of answered cleanly"
+    );
+    // Beyond what is worth discarding: answered at once, the rest refused by a reset that
+    // comes after the answer (the answer still arrives whole).
+    let huge = 1024 + procuhelp_server::request_body::DISCARD_LIMIT as usize + 1;
+    let (status, sent) = h2_upload(addr, huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        sent.is_err(),
+        "a body beyond the discard limit was read whole"
+    );
+}
