@@ -176,3 +176,35 @@ impl AuditSink for CheckpointingSink {
         Ok(receipt)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+    use super::*;
+
+    #[test]
+    fn verification_trust_needs_a_pinned_key_or_the_named_flag() {
+        let err = trust(&[], false).unwrap_err().to_string();
+        assert!(err.contains("--dangerously-trust-embedded-keys"), "{err}");
+        assert_eq!(
+            trust(&[], true).ok(),
+            Some(Trust::DangerouslyTrustEmbeddedKeys)
+        );
+        let key = [7u8; 32];
+        assert_eq!(
+            trust(&[key_hex(&key)], false).ok(),
+            Some(Trust::Pinned(vec![key]))
+        );
+        // A file of hex lines (as `audit public-key` prints them).
+        let path = std::env::temp_dir().join(format!("keys-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, format!("{}\n{}\n", key_hex(&key), key_hex(&[8; 32]))).ok();
+        assert_eq!(
+            trust(&[path.display().to_string()], false).ok(),
+            Some(Trust::Pinned(vec![key, [8; 32]]))
+        );
+        std::fs::write(&path, "not a key\n").ok();
+        assert!(trust(&[path.display().to_string()], false).is_err());
+        std::fs::remove_file(&path).ok();
+        assert!(trust(&["zz".to_owned()], false).is_err());
+    }
+}

@@ -264,7 +264,12 @@ impl PgAuditSink {
             // Every export ends at a checkpoint, so a verifier pinning the key can tell
             // that no event in it was changed or added after signing.
             if cps.last().is_none_or(|cp| cp.seq != last) {
+                // Signed on a connection of its own after handing this one back: holding
+                // both could wait on itself with a small pool. The range is immutable,
+                // so a new transaction reads the same events.
+                tx.rollback().await.map_err(tenancy_err)?;
                 self.checkpoint_at(org, Some(last)).await?;
+                tx = self.inner().db.begin(org).await.map_err(tenancy_err)?;
                 cps = load_checkpoints(&mut tx, org, first, last).await?;
             }
             cps
