@@ -40,7 +40,6 @@ impl AppState {
         self
     }
 
-    /// Assembles the state from the runtime role's pool and the server's parts.
     /// The same state, with the SSO clients' fetches held to `policy` (the default is
     /// [`procuhelp_core::OutboundPolicy::public_only`]).
     pub fn with_outbound_policy(mut self, policy: procuhelp_core::OutboundPolicy) -> Self {
@@ -48,6 +47,7 @@ impl AppState {
         self
     }
 
+    /// Assembles the state from the runtime role's pool and the server's parts.
     pub fn assemble(
         runtime: sqlx::PgPool,
         cipher: std::sync::Arc<procuhelp_tenancy::FieldCipher>,
