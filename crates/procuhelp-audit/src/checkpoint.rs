@@ -246,12 +246,14 @@ impl CheckpointSigner for Ed25519Signer {
 
 /// The legacy signer of a sink without a configured one: the vault key, and every
 /// version of it for [`CheckpointSigner::public_keys`].
+#[cfg(feature = "postgres")]
 #[derive(Debug)]
 pub(crate) struct VaultSigner {
     pub(crate) key: Ed25519Signer,
     pub(crate) vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
 }
 
+#[cfg(feature = "postgres")]
 #[async_trait::async_trait]
 impl CheckpointSigner for VaultSigner {
     async fn sign(&self, message: &[u8]) -> Result<[u8; 64]> {
