@@ -30,9 +30,9 @@ pub mod http;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use ids::{IdError, OrgId, SupplierId, UserId};
-pub use net::{is_canonical_loopback, is_loopback_host, is_public_ip};
 #[cfg(feature = "outbound")]
 pub use net::outbound;
 #[cfg(feature = "outbound")]
 pub use net::outbound::{OutboundClient, OutboundError, OutboundPolicy};
+pub use net::{is_canonical_loopback, is_loopback_host, is_public_ip};
 pub use secret::{SecretBytes, SecretText};
