@@ -135,14 +135,14 @@ if ! "$bin" audit verify --org "$org_a" --trusted-key "$work/audit-keys.txt" --d
     rc=1
 fi
 "$bin" audit export --org "$org_a" --out "$work/export.jsonl" --data-dir "$data" >/dev/null
-created=$(grep -c '"supplier.created"' "$work/export.jsonl" || true)
+created=$(grep -c '"supplier.invited"' "$work/export.jsonl" || true)
 acked=$(cat "$work/acked" 2>/dev/null || echo missing)
 # Two-process scenario: 100 creations; restart scenario: $acked more.
 if [[ "$acked" == missing ]] || ((created < acked + 100)); then
-    echo "load: CHECK FAILED: $created supplier.created events in the trail, $acked (+100) acknowledged" >&2
+    echo "load: CHECK FAILED: $created supplier.invited events in the trail, $acked (+100) acknowledged" >&2
     rc=1
 else
-    echo "load: audit trail verified; $created supplier.created events >= $acked + 100 acknowledged"
+    echo "load: audit trail verified; $created supplier.invited events >= $acked + 100 acknowledged"
 fi
 if ((rc != 0)); then
     echo "---- server 1 log (tail) ----" >&2

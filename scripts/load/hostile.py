@@ -316,7 +316,7 @@ def rss_kib(pid):
 
 def storm(args, orgs, users, victim):
     org_a = orgs[0]
-    email, _ = users[(org_a, "viewer")]
+    email, _ = users[(org_a, "read_only")]
     body = json.dumps({"org": org_a, "email": email, "password": "not the password"})
     storm_lua = (
         'wrk.method = "POST"\n'

@@ -91,6 +91,28 @@ async fn an_elevation_leaves_nothing_behind(end: End) {
             Some(json!({ "role": "admin" })),
         )
         .await;
+    // Within the base role, but lasting: an account or a role grant would outlive the
+    // elevation that allowed it (an approver's base role cannot manage users at all).
+    let lasting_user = w
+        .request(
+            Method::POST,
+            "/api/users",
+            Some(&elevated),
+            Some(
+                json!({ "email": "sleeper@org0.test", "display_name": "Sleeper",
+                         "password": PASSWORD }),
+            ),
+        )
+        .await;
+    let read_only = w.users[&(0, Role::ReadOnly)];
+    let lasting_grant = w
+        .request(
+            Method::PUT,
+            &format!("/api/users/{read_only}/role"),
+            Some(&elevated),
+            Some(json!({ "role": "approver" })),
+        )
+        .await;
     let chained = w
         .request(
             Method::POST,
@@ -178,12 +200,40 @@ async fn an_elevation_leaves_nothing_behind(end: End) {
         promotion.body
     );
     assert_eq!(chained.status, StatusCode::FORBIDDEN, "{:?}", chained.body);
+    assert_eq!(
+        lasting_user.status,
+        StatusCode::FORBIDDEN,
+        "an elevation created a lasting account: {:?}",
+        lasting_user.body
+    );
+    assert_eq!(
+        lasting_grant.status,
+        StatusCode::FORBIDDEN,
+        "an elevation granted a lasting role: {:?}",
+        lasting_grant.body
+    );
     let admin = w.login(0, Role::Admin).await;
     let users = w
         .request(Method::GET, "/api/users", Some(&admin), None)
         .await;
     let users = users.body["users"].as_array().unwrap();
     assert!(!users.iter().any(|u| u["email"] == "accomplice@org0.test"));
+    assert!(!users.iter().any(|u| u["email"] == "sleeper@org0.test"));
+    let v = users
+        .iter()
+        .find(|u| u["id"] == read_only.to_string())
+        .unwrap();
+    assert_eq!(v["role"], "read_only");
+    // Both refusals are in the trail, naming the elevation.
+    let denied: Vec<Action> = w
+        .audit
+        .events()
+        .into_iter()
+        .filter(|e| e.outcome == procuhelp_audit::Outcome::Denied)
+        .map(|e| e.action)
+        .collect();
+    assert!(denied.contains(&Action::UserCreated), "{denied:?}");
+    assert!(denied.contains(&Action::UserRoleChanged), "{denied:?}");
     let r = users
         .iter()
         .find(|u| u["id"] == requester.to_string())

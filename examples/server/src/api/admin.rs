@@ -3,7 +3,8 @@
 //!
 //! An elevation lets its holder act, never hand out more than they hold without it
 //! (issue #11, finding 5): roles granted, new users and tokens are capped at the actor's
-//! base role ([`within_base_role`]), a token minted under an elevation ends with it, an
+//! base role ([`within_base_role`]), new users and role grants need the permission by base
+//! role ([`lasting_change_needs_base_role`]), a token minted under an elevation ends with it, an
 //! elevation cannot grant or approve another, and switching off the second-admin rule for
 //! elevations waits for a second admin ([`policy_change`]).
 
@@ -15,7 +16,7 @@ use procuhelp_audit::{Action, Outcome};
 use procuhelp_auth::directory::{self, Email, NewUser, OrgPolicy, UserStatus};
 use procuhelp_auth::elevation::{self, ElevationRequest, ElevationState};
 use procuhelp_auth::throttle::ThrottleKey;
-use procuhelp_auth::{AuthError, Permission, Role, api_token, policy_change, session_store};
+use procuhelp_auth::{AuthError, Grant, Permission, Role, api_token, policy_change, session_store};
 use procuhelp_core::{SecretText, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -49,6 +50,27 @@ fn within_base_role(authed: &Authed, role: Role) -> ApiResult<()> {
     Ok(())
 }
 
+/// Refuses identity changes (a new user, a role grant) made with a permission only an
+/// elevation gives: an account or a grant outlives the elevation that allowed it, so an
+/// elevation lets its holder act on users (list, disable, revoke sessions) but never make
+/// lasting ones. The refusal is recorded with the elevation that was tried.
+async fn lasting_change_needs_base_role(
+    authed: &mut Authed,
+    grant: &Grant,
+    action: Action,
+) -> ApiResult<()> {
+    let Some(elevation) = grant.via_elevation else {
+        return Ok(());
+    };
+    let event = authed
+        .event(action, Outcome::Denied)
+        .target(format!("elevation:{elevation}"))
+        .context(json!({ "reason": "lasting change under an elevation" }));
+    authed.record(event).await?;
+    authed.abandon().await;
+    Err(AuthError::Forbidden.into())
+}
+
 /// `GET /api/users`.
 pub(crate) async fn list_users(mut authed: Authed) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageUsers).await?;
@@ -74,10 +96,12 @@ pub(crate) async fn create_user(
     mut authed: Authed,
     Json(body): Json<NewUserBody>,
 ) -> ApiResult<Json<Value>> {
-    authed.require(Permission::ManageUsers).await?;
+    let grant = authed.require(Permission::ManageUsers).await?;
+    lasting_change_needs_base_role(&mut authed, &grant, Action::UserCreated).await?;
     let role = body.role.as_deref().map(parse_role).transpose()?;
     if let Some(role) = role.filter(|r| *r != Role::least_privileged()) {
-        authed.require(Permission::ManageRoles).await?;
+        let grant = authed.require(Permission::ManageRoles).await?;
+        lasting_change_needs_base_role(&mut authed, &grant, Action::UserCreated).await?;
         within_base_role(&authed, role)?;
     }
     let email = Email::parse(&body.email)?;
@@ -138,7 +162,8 @@ pub(crate) async fn set_role(
     Path(id): Path<UserId>,
     Json(body): Json<RoleBody>,
 ) -> ApiResult<Json<Value>> {
-    authed.require(Permission::ManageRoles).await?;
+    let grant = authed.require(Permission::ManageRoles).await?;
+    lasting_change_needs_base_role(&mut authed, &grant, Action::UserRoleChanged).await?;
     let role = parse_role(&body.role)?;
     // Through a token too: a token acts for its creator.
     if authed.principal.acting_user() == id {
