@@ -264,8 +264,9 @@ async def slowloris(args):
 
 
 # ---- login storm ----------------------------------------------------------------------
+# `counts` is a global on purpose: thread:get() reads a thread's globals, not locals.
 WRK_COUNT = r"""
-local counts = {}
+counts = {}
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
 function init(args) counts = {} end
@@ -298,7 +299,10 @@ def wrk(port, conns, seconds, path, lua_head, threads=2):
 
 
 def parse_wrk(out):
-    statuses = json.loads(re.search(r"STATUS (\{.*\})", out).group(1))
+    found = re.search(r"STATUS (\{.*\})", out)
+    if not found:
+        raise RuntimeError(f"wrk printed no status counts:\n{out}")
+    statuses = json.loads(found.group(1))
     p99 = int(re.search(r"P99_US (\d+)", out).group(1)) / 1000.0
     p50 = int(re.search(r"P50_US (\d+)", out).group(1)) / 1000.0
     reqs = int(re.search(r"REQS (\d+)", out).group(1))
