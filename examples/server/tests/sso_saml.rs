@@ -293,6 +293,20 @@ async fn saml_sign_in_maps_the_role_and_refuses_forgeries_replays_and_strangers(
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert_eq!(body["error"], json!("sso_replay"));
     assert!(session.is_none());
+    // A second server process on the same database refuses the replay too: the cache is
+    // the database's, not a process's.
+    let second = w.second_instance().await;
+    let (status, headers, text) = common::browser_call_on(
+        &second,
+        Method::POST,
+        &format!("/sso/{}/saml/acs", w.orgs[0]),
+        None,
+        Some(form(&unsolicited, None)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(text.contains("sso_replay"), "{text}");
+    assert!(set_cookie_value(&headers, procuhelp_auth::session::COOKIE_NAME).is_none());
     // Garbage is a clear 4xx, never a panic or a session.
     for junk in ["", "%%%", "PCFET0NUWVBFIHg+"] {
         let (status, session, _) = post_acs(&w, 0, None, form(junk, None)).await;

@@ -280,8 +280,46 @@ pub fn session_from(reply: &Reply) -> Session {
 
 /// A browser's request to the router: optional cookie header and form body; the status,
 /// headers and body text.
+impl World {
+    /// A second server instance on the same database and vault, as a second process has
+    /// it: its own pools, key cache, SSO caches, throttle handle and audit writer (on the
+    /// same chains), the same clock.
+    pub async fn second_instance(&self) -> Router {
+        let runtime = self.scratch.runtime_pool(4).await.unwrap();
+        let key_pool = self.scratch.runtime_pool(2).await.unwrap();
+        let vault = self.state.vault.clone();
+        let cipher = Arc::new(procuhelp_server::keys::field_cipher(
+            TenantDb::new(key_pool),
+            vault.clone(),
+        ));
+        let audit_pool = self.scratch.runtime_pool(2).await.unwrap();
+        let audit_log = procuhelp_audit::PgAuditSink::new(TenantDb::new(audit_pool), vault.clone());
+        let state = AppState::assemble(
+            runtime,
+            cipher,
+            vault,
+            Arc::new(audit_log.clone()),
+            self.clock.clone(),
+            PasswordHasher::for_tests(),
+        )
+        .with_audit_log(audit_log);
+        procuhelp_server::app::app(state, Limits::default())
+    }
+}
+
 pub async fn browser_call(
     w: &World,
+    method: Method,
+    uri: &str,
+    cookie: Option<&str>,
+    form: Option<String>,
+) -> (StatusCode, HeaderMap, String) {
+    browser_call_on(&w.app, method, uri, cookie, form).await
+}
+
+/// [`browser_call`] on another router (a second instance).
+pub async fn browser_call_on(
+    app: &Router,
     method: Method,
     uri: &str,
     cookie: Option<&str>,
@@ -298,7 +336,7 @@ pub async fn browser_call(
             .unwrap(),
         None => req.body(Body::empty()).unwrap(),
     };
-    let resp = w.app.clone().oneshot(req).await.unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
     let status = resp.status();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
