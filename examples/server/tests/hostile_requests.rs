@@ -117,8 +117,30 @@ async fn failed_authenticated_requests_give_their_connection_back() {
     let cookie = format!("{}={}", procuhelp_auth::session::COOKIE_NAME, s.cookie);
     let reader = w.login(0, Role::ReadOnly).await;
     let reader = format!("{}={}", procuhelp_auth::session::COOKIE_NAME, reader.cookie);
+    let scim_bearer = {
+        let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+        let (_, secret) = procuhelp_auth::scim::token::issue(
+            &mut tx,
+            "entra",
+            time::Duration::days(1),
+            None,
+            w.state.auth.now(),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        format!("Bearer {}", secret.expose())
+    };
     for i in 0..100 {
-        let req = match i % 3 {
+        let req = match i % 4 {
+            // SCIM: a verified token, then a user that is not there.
+            3 => Request::get(format!(
+                "/scim/v2/{}/Users/{}",
+                w.orgs[0],
+                uuid::Uuid::new_v4()
+            ))
+            .header(header::AUTHORIZATION, &scim_bearer)
+            .body(Body::empty()),
             // Not found: the handler returns early with its transaction open.
             0 => Request::get(format!("/api/suppliers/{}", uuid::Uuid::new_v4()))
                 .header(header::COOKIE, &cookie)

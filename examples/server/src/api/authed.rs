@@ -268,11 +268,20 @@ impl Drop for Authed {
     /// instead. If that does not finish in time, or no runtime is left to run it, the
     /// transaction is dropped after all and its connection closed: never reused mid-way.
     fn drop(&mut self) {
-        let Some(tx) = self.tx.take() else { return };
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = tokio::time::timeout(ROLLBACK_GRACE, tx.rollback()).await;
-            });
+        if let Some(tx) = self.tx.take() {
+            roll_back_in_background(tx);
         }
+    }
+}
+
+/// Rolls `tx` back on a spawned task, so its pooled connection is kept; after
+/// [`ROLLBACK_GRACE`], or with no runtime left, the transaction is dropped and its
+/// connection closed instead (never reused mid-transaction). For request contexts that
+/// hold a transaction a handler may leave behind (`Authed`, SCIM's context).
+pub(crate) fn roll_back_in_background(tx: TenantTx) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(ROLLBACK_GRACE, tx.rollback()).await;
+        });
     }
 }

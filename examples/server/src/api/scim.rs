@@ -256,6 +256,16 @@ impl FromRequestParts<AppState> for ScimCtx {
     }
 }
 
+impl Drop for ScimCtx {
+    /// A handler that returned early leaves its transaction open: rolled back in the
+    /// background rather than closing a pooled connection per failed SCIM request.
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            super::authed::roll_back_in_background(tx);
+        }
+    }
+}
+
 impl ScimCtx {
     fn tx(&mut self) -> ScimResult<&mut TenantTx> {
         self.tx
