@@ -24,7 +24,7 @@
 //!
 //! Every request to the provider — discovery, keys, the token endpoint (which carries the
 //! code, the PKCE verifier and the client secret) — goes through one
-//! [`OutboundClient`](procuhelp_core::OutboundClient) held to the [`OutboundPolicy`] the
+//! [`OutboundClient`] held to the [`OutboundPolicy`] the
 //! client was built with: https to public addresses only, checked for address literals
 //! before the request and for names after DNS resolution, no redirects. The `jwks_uri`
 //! and `token_endpoint` a discovery document names are checked before they are used. A
