@@ -113,6 +113,25 @@ async fn an_elevation_leaves_nothing_behind(end: End) {
             Some(json!({ "role": "approver" })),
         )
         .await;
+    // Re-enabling an account an admin disabled lasts as a new account would.
+    let admin_now = w.login(0, Role::Admin).await;
+    let r = w
+        .request(
+            Method::POST,
+            &format!("/api/users/{read_only}/disable"),
+            Some(&admin_now),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let revived = w
+        .request(
+            Method::POST,
+            &format!("/api/users/{read_only}/enable"),
+            Some(&elevated),
+            None,
+        )
+        .await;
     let chained = w
         .request(
             Method::POST,
@@ -234,6 +253,13 @@ async fn an_elevation_leaves_nothing_behind(end: End) {
         .collect();
     assert!(denied.contains(&Action::UserCreated), "{denied:?}");
     assert!(denied.contains(&Action::UserRoleChanged), "{denied:?}");
+    assert_eq!(
+        revived.status,
+        StatusCode::FORBIDDEN,
+        "an elevation re-enabled a disabled account: {:?}",
+        revived.body
+    );
+    assert!(denied.contains(&Action::UserEnabled), "{denied:?}");
     let r = users
         .iter()
         .find(|u| u["id"] == requester.to_string())

@@ -3,10 +3,10 @@
 //!
 //! An elevation lets its holder act, never hand out more than they hold without it
 //! (issue #11, finding 5): roles granted, new users and tokens are capped at the actor's
-//! base role ([`within_base_role`]), new users and role grants need the permission by base
-//! role ([`lasting_change_needs_base_role`]), a token minted under an elevation ends with it, an
-//! elevation cannot grant or approve another, and switching off the second-admin rule for
-//! elevations waits for a second admin ([`policy_change`]).
+//! base role ([`within_base_role`]); new users, role grants and re-enabled users need the
+//! permission by base role ([`lasting_change_needs_base_role`]); a token minted under an
+//! elevation ends with it; an elevation cannot grant or approve another; and switching off
+//! the second-admin rule for elevations waits for a second admin ([`policy_change`]).
 
 use axum::Json;
 use axum::extract::Path;
@@ -50,10 +50,10 @@ fn within_base_role(authed: &Authed, role: Role) -> ApiResult<()> {
     Ok(())
 }
 
-/// Refuses identity changes (a new user, a role grant) made with a permission only an
-/// elevation gives: an account or a grant outlives the elevation that allowed it, so an
-/// elevation lets its holder act on users (list, disable, revoke sessions) but never make
-/// lasting ones. The refusal is recorded with the elevation that was tried.
+/// Refuses identity changes (a new user, a role grant, a re-enabled user) made with a
+/// permission only an elevation gives: an account or a grant outlives the elevation that
+/// allowed it, so an elevation lets its holder act on users (list, disable, revoke
+/// sessions) but never make lasting ones. The refusal is recorded with the elevation that was tried.
 async fn lasting_change_needs_base_role(
     authed: &mut Authed,
     grant: &Grant,
@@ -187,7 +187,11 @@ pub(crate) async fn set_role(
 }
 
 async fn set_status(mut authed: Authed, id: UserId, status: UserStatus) -> ApiResult<Json<Value>> {
-    authed.require(Permission::ManageUsers).await?;
+    let grant = authed.require(Permission::ManageUsers).await?;
+    if status == UserStatus::Active {
+        // A re-enabled account outlives the elevation as a new one would.
+        lasting_change_needs_base_role(&mut authed, &grant, Action::UserEnabled).await?;
+    }
     if authed.principal.acting_user() == id {
         return Err(AuthError::Conflict("admins cannot disable themselves").into());
     }
