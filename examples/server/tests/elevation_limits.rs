@@ -132,6 +132,20 @@ async fn an_elevation_leaves_nothing_behind(end: End) {
             None,
         )
         .await;
+    // The sign-in policy outlives the elevation too.
+    let policy = w
+        .request(Method::GET, "/api/org/policy", Some(&admin_now), None)
+        .await;
+    let mut weakened = policy.body.clone();
+    weakened["mfa_required"] = json!(!policy.body["mfa_required"].as_bool().unwrap());
+    let policy_change = w
+        .request(
+            Method::PUT,
+            "/api/org/policy",
+            Some(&elevated),
+            Some(weakened),
+        )
+        .await;
     let chained = w
         .request(
             Method::POST,
@@ -260,6 +274,17 @@ async fn an_elevation_leaves_nothing_behind(end: End) {
         revived.body
     );
     assert!(denied.contains(&Action::UserEnabled), "{denied:?}");
+    assert_eq!(
+        policy_change.status,
+        StatusCode::FORBIDDEN,
+        "an elevation changed the sign-in policy: {:?}",
+        policy_change.body
+    );
+    assert!(denied.contains(&Action::OrgPolicyChanged), "{denied:?}");
+    let after = w
+        .request(Method::GET, "/api/org/policy", Some(&admin), None)
+        .await;
+    assert_eq!(after.body, policy.body);
     let r = users
         .iter()
         .find(|u| u["id"] == requester.to_string())

@@ -54,7 +54,7 @@ fn within_base_role(authed: &Authed, role: Role) -> ApiResult<()> {
 /// permission only an elevation gives: an account or a grant outlives the elevation that
 /// allowed it, so an elevation lets its holder act on users (list, disable, revoke
 /// sessions) but never make lasting ones. The refusal is recorded with the elevation that was tried.
-async fn lasting_change_needs_base_role(
+pub(crate) async fn lasting_change_needs_base_role(
     authed: &mut Authed,
     grant: &Grant,
     action: Action,
@@ -146,7 +146,7 @@ fn acting_user(authed: &Authed) -> Option<UserId> {
 
 /// Refuses to act on a user whose role is above the actor's base role: an elevated
 /// approver may not demote or disable the admins who oversee them.
-fn may_manage(authed: &Authed, target: &directory::UserRecord) -> ApiResult<()> {
+pub(crate) fn may_manage(authed: &Authed, target: &directory::UserRecord) -> ApiResult<()> {
     within_base_role(authed, target.role)
 }
 
@@ -308,8 +308,12 @@ pub(crate) async fn set_policy(
     mut authed: Authed,
     Json(wanted): Json<OrgPolicy>,
 ) -> ApiResult<Response> {
-    authed.require(Permission::ManageUsers).await?;
+    let grant = authed.require(Permission::ManageUsers).await?;
     let current = directory::org_policy(authed.tx()?).await?;
+    if wanted != current {
+        // The sign-in policy (MFA required, the second-admin rule) outlives any elevation.
+        lasting_change_needs_base_role(&mut authed, &grant, Action::OrgPolicyChanged).await?;
+    }
     let waits = policy_change::needs_second_admin(current, wanted);
     let applied = OrgPolicy {
         elevation_needs_second_admin: if waits {

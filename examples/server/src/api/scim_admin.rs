@@ -8,7 +8,7 @@ use axum::extract::Path;
 use procuhelp_audit::{Action, Actor, Outcome};
 use procuhelp_auth::scim::store::{self, RoleMapping};
 use procuhelp_auth::scim::token;
-use procuhelp_auth::{AuthError, Permission};
+use procuhelp_auth::{AuthError, Permission, directory};
 use procuhelp_core::UserId;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -173,11 +173,18 @@ pub(crate) async fn hand_over(
     mut authed: Authed,
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<Value>> {
-    authed.require(Permission::ManageUsers).await?;
+    let grant = authed.require(Permission::ManageUsers).await?;
     authed.require(Permission::ManageSso).await?;
-    if authed.principal.session().ok().map(|s| s.user) == Some(id) {
+    // What SCIM manages outlives any elevation, as a new user would.
+    super::admin::lasting_change_needs_base_role(&mut authed, &grant, Action::ScimUserHandedOver)
+        .await?;
+    // Through a token too: a token acts for its creator.
+    if authed.principal.acting_user() == id {
         return Err(AuthError::Conflict("admins cannot hand themselves over to SCIM").into());
     }
+    // SCIM may demote and disable whom it manages: never someone above the caller.
+    let target = directory::get(authed.tx()?, id).await?;
+    super::admin::may_manage(&authed, &target)?;
     let by = match authed.principal.actor() {
         Actor::User { id } => id.as_uuid(),
         Actor::ServiceAccount { id } => id,
