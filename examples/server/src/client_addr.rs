@@ -126,11 +126,13 @@ pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) 
     if !trusted.trusts(client) {
         return client;
     }
-    // Several header lines are one comma-separated list, in order.
-    let entries: Vec<&str> = headers
+    // Several header lines are one comma-separated list, in order. Split the raw bytes:
+    // a client's non-ASCII junk at the left of a line must not blank out the entries the
+    // proxies appended to its right (each entry is judged on its own below).
+    let entries: Vec<&[u8]> = headers
         .get_all(FORWARDED_FOR)
         .iter()
-        .flat_map(|value| value.to_str().unwrap_or("").split(','))
+        .flat_map(|value| value.as_bytes().split(|b| *b == b','))
         .collect();
     for entry in entries.iter().rev().take(MAX_HOPS) {
         // An entry this trusted hop wrote that is not an address: nothing further left is
@@ -148,8 +150,8 @@ pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &TrustedProxies) 
 
 /// An `X-Forwarded-For` entry: an address, possibly with a port (`192.0.2.7:4711`,
 /// `[2001:db8::1]:4711`), as some proxies write it.
-fn parse_entry(entry: &str) -> Option<IpAddr> {
-    let entry = entry.trim();
+fn parse_entry(entry: &[u8]) -> Option<IpAddr> {
+    let entry = std::str::from_utf8(entry).ok()?.trim();
     let ip = entry
         .parse::<IpAddr>()
         .ok()
@@ -235,6 +237,17 @@ mod tests {
             axum::http::HeaderValue::from_bytes(b"\xff198.51.100.9").unwrap(),
         );
         assert_eq!(client_addr(ip("10.0.0.2"), &headers, &t), ip("10.0.0.2"));
+        // The client's non-text junk on the line the proxy appended to: the proxy's entry
+        // still names the client (not the proxy, which would throttle everyone behind it).
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            FORWARDED_FOR,
+            axum::http::HeaderValue::from_bytes(b"\xff, 198.51.100.9").unwrap(),
+        );
+        assert_eq!(
+            client_addr(ip("10.0.0.2"), &headers, &t),
+            ip("198.51.100.9")
+        );
     }
 
     #[test]
