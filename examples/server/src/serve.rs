@@ -21,7 +21,7 @@ use crate::{keys, tls};
 /// mode) and its posture checked *before* any port is bound; any failure refuses to serve.
 pub async fn serve(args: ServeArgs, handle: Option<Handle<SocketAddr>>) -> anyhow::Result<()> {
     // A contradictory setting refuses to start before anything is opened.
-    connection_limits(&args)?;
+    let connection_limits = connection_limits(&args)?;
     create_private_dir(&args.db.data_dir)?;
     // No keys, no service: the vault must open (key file present and private, or OpenBao
     // reachable and unsealed) before anything else happens.
@@ -34,13 +34,14 @@ pub async fn serve(args: ServeArgs, handle: Option<Handle<SocketAddr>>) -> anyho
         );
     }
     let db = Database::open(&args.db, vault.as_ref()).await?;
-    let result = serve_on(&args, &db, vault, handle).await;
+    let result = serve_on(&args, connection_limits, &db, vault, handle).await;
     db.close().await?;
     result
 }
 
 async fn serve_on(
     args: &ServeArgs,
+    connection_limits: ConnectionLimits,
     db: &Database,
     vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
     handle: Option<Handle<SocketAddr>>,
@@ -73,7 +74,6 @@ async fn serve_on(
         max_body_bytes: args.max_body_bytes,
         request_timeout: Duration::from_secs(args.request_timeout_secs),
     };
-    let connection_limits = connection_limits(args)?;
     // Key management gets a pool of its own, so reservations of encryptions commit
     // independently of request transactions.
     let key_pool = db.runtime_pool(&role, 2).await?;
@@ -235,6 +235,22 @@ pub fn connection_limits(args: &ServeArgs) -> anyhow::Result<ConnectionLimits> {
         || n.header_read_timeout_secs == 0
     {
         anyhow::bail!("connection limits and timeouts must be at least 1");
+    }
+    // Deadlines are computed as now + timeout and the cap is a semaphore's permits: values
+    // past these would overflow (a panic in every connection) rather than mean "no limit".
+    const MAX_TIMEOUT_SECS: u64 = 24 * 60 * 60;
+    const MAX_CONNECTIONS: usize = 1_000_000;
+    let timeouts = [
+        n.tls_handshake_timeout_secs,
+        n.header_read_timeout_secs,
+        n.idle_timeout_secs,
+        args.request_timeout_secs,
+    ];
+    if timeouts.iter().any(|t| *t > MAX_TIMEOUT_SECS) || n.max_connections > MAX_CONNECTIONS {
+        anyhow::bail!(
+            "timeouts must be at most {MAX_TIMEOUT_SECS} s and --max-connections at most \
+             {MAX_CONNECTIONS}"
+        );
     }
     Ok(limits)
 }
