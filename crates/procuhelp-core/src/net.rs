@@ -25,7 +25,7 @@ pub fn is_loopback_host(host: &str) -> bool {
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
     match unbracketed.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
+        Ok(ip) => is_canonical_loopback(ip),
         Err(_) => host.eq_ignore_ascii_case("localhost"),
     }
 }

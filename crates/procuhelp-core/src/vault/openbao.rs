@@ -292,16 +292,7 @@ fn check_addr(addr: &str) -> Result<(), VaultError> {
             "OpenBao address must be scheme://host[:port][/path]",
         ));
     }
-    let loopback = url.host_str().is_some_and(|host| {
-        let unbracketed = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
-        match unbracketed.parse::<std::net::IpAddr>() {
-            Ok(ip) => crate::is_canonical_loopback(ip),
-            Err(_) => host.eq_ignore_ascii_case("localhost"),
-        }
-    });
+    let loopback = url.host_str().is_some_and(crate::is_loopback_host);
     match url.scheme() {
         "https" => Ok(()),
         "http" if loopback => Ok(()),
