@@ -285,9 +285,10 @@ impl<S: AuditSink> RefusalAggregator<S> {
         self.write(summaries).await
     }
 
-    /// Under the lock: the summaries due (a sweep at most once a minute, or when the map
-    /// is full), and whether this refusal was counted (`false`: record it in full). A
-    /// full map moves `key` to its organisation's overflow key.
+    /// Under the lock: the summaries due (a sweep at most once a minute, never more often:
+    /// a full map is no reason to scan it again per event, which a client rotating
+    /// sources could force), and whether this refusal was counted (`false`: record it in
+    /// full). A full map moves `key` to its organisation's overflow key.
     fn plan(&self, key: &mut Key, now: OffsetDateTime) -> (Vec<(Key, Entry)>, bool) {
         let mut state = self.lock();
         let mut summaries = Vec::new();
@@ -298,11 +299,8 @@ impl<S: AuditSink> RefusalAggregator<S> {
             summaries = self.take_expired(&mut state, now);
         }
         if !state.entries.contains_key(key) && state.regular >= self.config.max_keys {
-            summaries.extend(self.take_expired(&mut state, now));
-            if state.regular >= self.config.max_keys {
-                key.source = None;
-                key.reason = "overflow".to_owned();
-            }
+            key.source = None;
+            key.reason = "overflow".to_owned();
         }
         let expired = match state.entries.get_mut(key) {
             Some(entry) if !self.expired(entry, now) => {
@@ -388,11 +386,12 @@ impl<S: AuditSink> AuditSink for RefusalAggregator<S> {
             reason: reason_of(&event),
         };
         let (summaries, counted) = self.plan(&mut key, now);
+        // Summaries of other keys that cannot be written are kept and logged by `write`;
+        // they must not fail this refusal (as for unaggregated events above).
+        let _ = self.write(summaries).await;
         if counted {
-            self.write(summaries).await?;
             return Ok(Receipt::unnumbered(event.org));
         }
-        self.write(summaries).await?;
         // The first of its key in this window: recorded in full, fail closed as usual.
         let receipt = self.inner.record(event).await?;
         self.start_window(key, now, address);
