@@ -151,6 +151,19 @@ def restart(args, admin):
     stop = threading.Event()
     stats = {"acked": 0, "statuses": {}, "during_outage": {}, "errors": 0}
     outage = {"on": False}
+    lock = threading.Lock()
+
+    def count(status):
+        with lock:
+            if status is None:
+                stats["errors"] += 1
+                return
+            key = str(status)
+            stats["statuses"][key] = stats["statuses"].get(key, 0) + 1
+            if outage["on"]:
+                stats["during_outage"][key] = stats["during_outage"].get(key, 0) + 1
+            if status in (200, 201):
+                stats["acked"] += 1
 
     def writer(tid):
         client = Client(args.port, cookie=admin.cookie, csrf=admin.csrf)
@@ -162,14 +175,9 @@ def restart(args, admin):
                     "POST", "/api/suppliers", {"name": f"Restart {tid}-{i}", "country": "FR"}, timeout=15
                 )
             except OSError:
-                stats["errors"] += 1
+                count(None)
                 continue
-            key = str(status)
-            stats["statuses"][key] = stats["statuses"].get(key, 0) + 1
-            if outage["on"]:
-                stats["during_outage"][key] = stats["during_outage"].get(key, 0) + 1
-            if status in (200, 201):
-                stats["acked"] += 1
+            count(status)
 
     threads = [threading.Thread(target=writer, args=(t,)) for t in range(4)]
     for t in threads:
@@ -198,6 +206,7 @@ def restart(args, admin):
     check(recovered is not None, "restart: the server did not recover within 30 s")
     check(not bad, f"restart: statuses other than 201/503 during the run: {bad}")
     check(stats["acked"] > 0, "restart: nothing was acknowledged")
+    check(stats["errors"] == 0, f"restart: {stats['errors']} requests got no HTTP answer (expected 503)")
     with open(args.acked_file, "w", encoding="utf-8") as f:
         f.write(str(stats["acked"]))
     stats["recovered_after_s"] = recovered
