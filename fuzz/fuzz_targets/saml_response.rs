@@ -42,7 +42,7 @@ fn service_provider() -> &'static ServiceProvider {
                 "https://login.microsoftonline.com/f7393f3e-c33d-4dfe-b4a8-f473310e7bf5/saml2"
                     .into(),
             idp_certificates: vec![
-                include_str!("../../crates/procuhelp-auth/tests/data/saml/unit-test-idp.crt")
+                include_str!("../../procuhelp-auth/tests/data/saml/unit-test-idp.crt")
                     .to_owned(),
                 include_str!("../data/saml-idp.crt").to_owned(),
             ],

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 mod common;
-#[path = "../../../crates/procuhelp-auth/tests/support/sso_peers.rs"]
+#[path = "../../../procuhelp-auth/tests/support/sso_peers.rs"]
 mod sso_peers;
 
 use std::collections::HashMap;

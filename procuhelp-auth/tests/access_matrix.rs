@@ -3,7 +3,7 @@
 
 #[test]
 fn access_matrix_document_matches_the_code() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/access-matrix.md");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/access-matrix.md");
     let generated = procuhelp_auth::access_matrix_markdown();
     if std::env::var_os("PROCUHELP_BLESS").is_some() {
         std::fs::write(&path, &generated).unwrap();

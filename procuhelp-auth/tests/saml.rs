@@ -43,7 +43,7 @@ fn idp() -> Option<&'static Idp> {
         let script = std::env::var_os("PROCUHELP_SAML_IDP")
             .map(PathBuf::from)
             .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/saml-idp/idp.py")
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/saml-idp/idp.py")
             });
         let missing = if !script.is_file() {
             Some(format!("{} (not found)", script.display()))
