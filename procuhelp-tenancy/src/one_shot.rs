@@ -166,6 +166,27 @@ impl TenantDb {
     }
 }
 
+impl TenantDb {
+    /// Runs one statement that enters its organisation **itself**, in one round trip
+    /// (autocommit), and returns its raw rows and errors: for crates that put their own
+    /// entry function in front of `app.enter_org` — `procuhelp-auth`'s
+    /// `app.enter_session` validates a session, enters its organisation and checks a
+    /// permission in the statement that reads. Application code uses
+    /// [`fetch_all_once`](Self::fetch_all_once) instead.
+    ///
+    /// The statement must set the tenant (through `app.enter_org` or a function calling
+    /// it) before it reads any tenant table, from a LATERAL reference as [`ScopedRead`]
+    /// does. If it does not, row-level security sees no tenant and returns nothing: fail
+    /// closed, never another tenant's rows. The raw [`sqlx::Error`] is returned so the
+    /// caller can branch on the SQLSTATEs its entry function raises.
+    pub async fn fetch_all_self_entering<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Postgres, PgArguments>,
+    ) -> std::result::Result<Vec<PgRow>, sqlx::Error> {
+        query.fetch_all(self.pool()).await
+    }
+}
+
 fn map_scoped_error(org: OrgId, e: sqlx::Error) -> Error {
     match &e {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("PH404") => {
