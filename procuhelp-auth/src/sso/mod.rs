@@ -1,9 +1,11 @@
 //! Single sign-on: identities asserted by an organisation's own identity provider.
 //!
 //! Each protocol module verifies what the provider sent and returns an identity; it never
-//! creates users or sessions. The caller (the server) links the identity to a user by the
-//! provider's immutable identifier — never by e-mail address — and maps groups to a role
-//! with [`RoleMapping`].
+//! creates users or sessions. [`FederatedSignIn`] then decides (the same rules for both
+//! protocols): it links the identity to a user by the provider's immutable identifier —
+//! never by e-mail address — or creates one just in time, refuses disabled users and
+//! sign-ins without the MFA the organisation requires (a typed [`Refusal`], recorded),
+//! maps groups to a role with [`RoleMapping`] and opens the session.
 //!
 //! ```
 //! use procuhelp_auth::Role;
@@ -19,7 +21,9 @@ pub mod oidc;
 #[cfg(feature = "saml")]
 pub mod saml;
 
+mod federated;
 mod roles;
 pub mod store;
 
+pub use federated::{FederatedError, FederatedIdentity, FederatedSignIn, Method, Refusal};
 pub use roles::{GroupClaim, RoleMapping};
