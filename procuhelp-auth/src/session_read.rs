@@ -1,0 +1,295 @@
+//! Authenticated reads in one round trip.
+//!
+//! The transactional path of a request costs four round trips before the first row: BEGIN
+//! with the tenant, the session lookup, the read, COMMIT. A read-only request needs none
+//! of that ceremony: [`fetch_all`] sends **one** autocommit statement in which
+//! `app.enter_session` (migration 0015) validates the session credential, enters its
+//! organisation, checks the permission and touches the session, and the read runs after
+//! it, LATERAL to it:
+//!
+//! ```sql
+//! SELECT q.*, tenant.* FROM app.enter_session($1, $2, $3, $4, $5) AS tenant(org, …)
+//! LEFT JOIN LATERAL (SELECT i.*, true AS ph_row FROM (<your query>) AS i) AS q ON true
+//! ```
+//!
+//! `app.enter_session` decides exactly what [`session_store::authenticate`] and
+//! [`Principal::require`] decide, in the same order: unknown, revoked, expired or idle
+//! sessions and disabled users are refused (401), a session that is not fully signed in
+//! and a role without the permission too (403). A refusal is an exception, so the read
+//! returns no row at all. Each refusal has its own SQLSTATE, logged here (at `debug`) and
+//! never shown to the client.
+//!
+//! Two cases need an audit event written *before* the read, which one statement cannot
+//! do: an elevation of the user that ran out (its expiry is recorded) and a permission
+//! that only an elevation grants (its use is recorded). Then nothing is changed and the
+//! answer is [`ReadOnce::NeedsTransaction`]: the caller takes the transactional path,
+//! which records the event and reads in a tenant transaction.
+//!
+//! ```no_run
+//! # async fn demo(db: procuhelp_tenancy::TenantDb, credential: procuhelp_auth::session::Credential) -> procuhelp_auth::AuthResult<()> {
+//! use procuhelp_auth::Permission;
+//! use procuhelp_auth::session_read::{self, AuthenticatedRead, ReadOnce};
+//! const LIST: AuthenticatedRead = AuthenticatedRead::new(
+//!     "SELECT s.name FROM app.suppliers s WHERE s.org_id = tenant.org ORDER BY s.name LIMIT $6",
+//! );
+//! let now = time::OffsetDateTime::now_utc();
+//! let query = LIST.query_as::<(String,)>().bind_int(50);
+//! match session_read::fetch_all(&db, &credential, Permission::ReadSuppliers, now, query).await? {
+//!     ReadOnce::Read(read) => { let _names = read.rows; let _who = read.principal; }
+//!     ReadOnce::NeedsTransaction => { /* TenantDb::begin, Authenticator::session, … */ }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! [`session_store::authenticate`]: crate::session_store::authenticate
+//! [`Principal::require`]: crate::Principal::require
+
+use procuhelp_core::UserId;
+use procuhelp_tenancy::TenantDb;
+use sqlx::Row as _;
+use sqlx::postgres::PgRow;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::session::Credential;
+use crate::session_store::{ActiveElevation, SessionPrincipal, SessionStage};
+use crate::{AuthError, AuthResult, Permission, Principal, Role};
+
+/// The columns `app.enter_session` returns, after the read's own and its row marker.
+const PRINCIPAL_COLUMNS: usize = 9;
+
+/// A read query to run in the statement that authenticates the request.
+///
+/// The query references `tenant.org` (checked; it orders the read after the session
+/// check) and numbers its own parameters from `$6` (`$1`–`$5` are the organisation, the
+/// token hash, the time, the permission's roles and whether an elevation may grant it).
+/// The text is `'static`: queries are code, never input. Row-level security still
+/// filters every tenant table it reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthenticatedRead {
+    inner: &'static str,
+}
+
+impl AuthenticatedRead {
+    /// Wraps `inner`, a single SELECT referencing `tenant.org`, parameters from `$6`.
+    pub const fn new(inner: &'static str) -> Self {
+        Self { inner }
+    }
+
+    /// The full statement.
+    pub fn statement(&self) -> String {
+        format!(
+            "SELECT q.*, tenant.* FROM app.enter_session($1, $2, $3, $4, $5) \
+             AS tenant(org, ph_session, ph_user, ph_stage, ph_amr, ph_role, ph_elevation, \
+                       ph_elevation_role, ph_elevation_expires_at) \
+             LEFT JOIN LATERAL (SELECT i.*, true AS ph_row FROM ({}) AS i) AS q ON true",
+            self.inner
+        )
+    }
+
+    /// A query for this read; bind `$6…` on it and pass it to [`fetch_all`].
+    pub fn query_as<O>(&self) -> AuthenticatedQuery<O>
+    where
+        O: for<'r> sqlx::FromRow<'r, PgRow>,
+    {
+        AuthenticatedQuery {
+            read: *self,
+            args: Vec::new(),
+            _row: std::marker::PhantomData,
+        }
+    }
+
+    fn check(&self) -> AuthResult<()> {
+        if !self.inner.contains("tenant.org") {
+            return Err(AuthError::Invalid {
+                field: "authenticated read",
+                problem: "must reference tenant.org",
+            });
+        }
+        if self.inner.contains(';') {
+            return Err(AuthError::Invalid {
+                field: "authenticated read",
+                problem: "must be a single statement",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// An [`AuthenticatedRead`] with its `$6…` arguments.
+#[derive(Debug)]
+pub struct AuthenticatedQuery<O> {
+    read: AuthenticatedRead,
+    args: Vec<Arg>,
+    _row: std::marker::PhantomData<fn() -> O>,
+}
+
+#[derive(Debug, Clone)]
+enum Arg {
+    Uuid(Uuid),
+    Int(i64),
+    Text(String),
+}
+
+impl<O> AuthenticatedQuery<O> {
+    /// Binds the next UUID argument.
+    pub fn bind(mut self, value: Uuid) -> Self {
+        self.args.push(Arg::Uuid(value));
+        self
+    }
+
+    /// Binds the next integer argument.
+    pub fn bind_int(mut self, value: i64) -> Self {
+        self.args.push(Arg::Int(value));
+        self
+    }
+
+    /// Binds the next text argument.
+    pub fn bind_text(mut self, value: impl Into<String>) -> Self {
+        self.args.push(Arg::Text(value.into()));
+        self
+    }
+}
+
+/// The rows of a read and who read them.
+#[derive(Debug, Clone)]
+pub struct AuthenticatedRows<O> {
+    /// The session's user (always fully signed in; `expired_elevations` is empty).
+    pub principal: SessionPrincipal,
+    /// The rows.
+    pub rows: Vec<O>,
+}
+
+/// The outcome of a one-round-trip read that was not refused.
+#[derive(Debug, Clone)]
+#[must_use]
+pub enum ReadOnce<O> {
+    /// Authenticated, allowed and read.
+    Read(AuthenticatedRows<O>),
+    /// An audit event must be recorded first (an elevation ran out, or only an elevation
+    /// grants the permission): nothing was read or changed; take the transactional path.
+    NeedsTransaction,
+}
+
+/// Validates `credential` as a session of its organisation, checks `permission` and runs
+/// `query`, all in one statement. See the [module documentation](self).
+///
+/// Errors: [`AuthError::Unauthenticated`] (unknown, other organisation's, revoked,
+/// expired or idle session, disabled user), [`AuthError::SecondFactorRequired`],
+/// [`AuthError::Forbidden`], [`AuthError::Invalid`] for a query that does not reference
+/// `tenant.org`, and storage errors.
+pub async fn fetch_all<O>(
+    db: &TenantDb,
+    credential: &Credential,
+    permission: Permission,
+    now: OffsetDateTime,
+    query: AuthenticatedQuery<O>,
+) -> AuthResult<ReadOnce<O>>
+where
+    O: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+{
+    query.read.check()?;
+    let statement = query.read.statement();
+    let holders: Vec<&'static str> = Role::ALL
+        .into_iter()
+        .filter(|r| r.allows(permission))
+        .map(Role::as_str)
+        .collect();
+    let mut q = sqlx::query(&statement)
+        .bind(credential.org.as_uuid())
+        .bind(credential.token.hash().as_slice().to_vec())
+        .bind(now)
+        .bind(holders)
+        .bind(permission.elevation_may_grant());
+    for arg in query.args {
+        q = match arg {
+            Arg::Uuid(v) => q.bind(v),
+            Arg::Int(v) => q.bind(v),
+            Arg::Text(v) => q.bind(v),
+        };
+    }
+    let rows = match db.fetch_all_self_entering(q).await {
+        Ok(rows) => rows,
+        Err(e) => return refusal(e),
+    };
+    let Some(first) = rows.first() else {
+        // enter_session returns one row or raises: an empty answer is not a valid one.
+        return Err(AuthError::Internal);
+    };
+    let principal = principal(first)?;
+    // Belt and braces: the statement checked the permission; check it again here with
+    // the matrix itself, and refuse (dropping the rows) if the two ever disagree.
+    match Principal::User(principal.clone()).require(permission) {
+        Ok(grant) if grant.via_elevation.is_none() => {}
+        _ => {
+            tracing::error!("app.enter_session and Principal::require disagree; refused");
+            return Err(AuthError::Internal);
+        }
+    }
+    let marker = first.len() - PRINCIPAL_COLUMNS - 1;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let present: Option<bool> = row.try_get(marker)?;
+        if present == Some(true) {
+            out.push(O::from_row(row)?);
+        }
+    }
+    Ok(ReadOnce::Read(AuthenticatedRows {
+        principal,
+        rows: out,
+    }))
+}
+
+fn principal(row: &PgRow) -> AuthResult<SessionPrincipal> {
+    let n = row.len();
+    if n < PRINCIPAL_COLUMNS + 1 {
+        return Err(AuthError::Internal);
+    }
+    let at = |i: usize| n - PRINCIPAL_COLUMNS + i;
+    let stage: String = row.try_get(at(3))?;
+    if stage != "full" {
+        return Err(AuthError::Internal);
+    }
+    let role: String = row.try_get(at(5))?;
+    let e_id: Option<Uuid> = row.try_get(at(6))?;
+    let e_role: Option<String> = row.try_get(at(7))?;
+    let e_expires: Option<OffsetDateTime> = row.try_get(at(8))?;
+    let elevation = match (e_id, e_role, e_expires) {
+        (Some(id), Some(role), Some(expires_at)) => Some(ActiveElevation {
+            id,
+            role: role.parse().map_err(|_| AuthError::Internal)?,
+            expires_at,
+        }),
+        _ => None,
+    };
+    Ok(SessionPrincipal {
+        session: row.try_get(at(1))?,
+        user: UserId::from_uuid(row.try_get(at(2))?).map_err(|_| AuthError::Internal)?,
+        stage: SessionStage::Full,
+        amr: row.try_get(at(4))?,
+        base_role: role.parse().map_err(|_| AuthError::Internal)?,
+        elevation,
+        expired_elevations: Vec::new(),
+    })
+}
+
+/// Maps `app.enter_session`'s refusals; the cause goes to the log, never to the client.
+fn refusal<O>(e: sqlx::Error) -> AuthResult<ReadOnce<O>> {
+    let code = match &e {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    let cause = match code.as_deref() {
+        Some("PHA01") => "no such session in this organisation",
+        Some("PHA02") => "session revoked",
+        Some("PHA03") => "session expired",
+        Some("PHA04") => "session idle for too long",
+        Some("PHA05") => "user not active",
+        Some("PHA06") => return Err(AuthError::SecondFactorRequired),
+        Some("PHA07") => return Err(AuthError::Forbidden),
+        Some("PHA08") => return Ok(ReadOnce::NeedsTransaction),
+        _ => return Err(e.into()),
+    };
+    tracing::debug!(cause, "session refused");
+    Err(AuthError::Unauthenticated)
+}
