@@ -54,7 +54,11 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let scratch = ScratchDb::migrated().await.unwrap();
+    let scratch = ScratchDb::migrated_with(
+        &procuhelp_tenancy::migrate::Schema::new().with(procuhelp_audit::MIGRATIONS),
+    )
+    .await
+    .unwrap();
     let admin = scratch.admin_pool(4).await.unwrap();
     let sync: String = sqlx::query_scalar("SHOW synchronous_commit")
         .fetch_one(&admin)

@@ -74,7 +74,13 @@ fn argon2id(c: &mut Criterion) {
 fn session_lookup(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (scratch, db, org, credentials) = rt.block_on(async {
-        let scratch = ScratchDb::migrated().await.unwrap();
+        let scratch = ScratchDb::migrated_with(
+            &procuhelp_tenancy::migrate::Schema::new()
+                .with(procuhelp_auth::MIGRATIONS)
+                .with(procuhelp_audit::MIGRATIONS),
+        )
+        .await
+        .unwrap();
         let owner = scratch.owner_pool(1).await.unwrap();
         let org = procuhelp_tenancy::create_organisation(&owner, "bench")
             .await

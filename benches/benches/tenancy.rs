@@ -31,7 +31,9 @@ struct Fixture {
 }
 
 async fn fixture() -> Fixture {
-    let scratch = ScratchDb::migrated().await.unwrap();
+    let scratch = ScratchDb::migrated_with(&procuhelp_server::database::schema())
+        .await
+        .unwrap();
     let owner = scratch.owner_pool(2).await.unwrap();
     let mut orgs = Vec::with_capacity(ORGS);
     for i in 0..ORGS {

@@ -70,6 +70,8 @@ mod import;
 mod key_file;
 #[cfg(feature = "postgres")]
 mod pg;
+#[cfg(feature = "postgres")]
+mod schema;
 mod sink;
 mod sinks;
 #[cfg(feature = "transit")]
@@ -102,6 +104,8 @@ pub use pg::{
     MAX_READ, PersonalView, PgAuditConfig, PgAuditSink, StoredEvent, unattributed_subject,
     verify_live,
 };
+#[cfg(feature = "postgres")]
+pub use schema::MIGRATIONS;
 pub use sink::{AuditSink, Receipt};
 pub use sinks::{
     AggregationConfig, FailingSink, FanOutSink, JsonLinesFileSink, MemorySink, RefusalAggregator,

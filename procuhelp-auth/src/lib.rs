@@ -32,6 +32,7 @@ mod permission;
 pub mod policy_change;
 mod principal;
 pub mod recovery;
+mod schema;
 pub mod scim;
 pub mod scim_patch;
 pub mod session;
@@ -46,6 +47,7 @@ pub use authenticator::{
 pub use error::{AuthError, AuthResult};
 pub use permission::{Permission, access_matrix_markdown, may_approve};
 pub use principal::{Grant, Principal};
+pub use schema::{ENCRYPTED_COLUMNS, MIGRATIONS};
 
 use std::fmt;
 use std::str::FromStr;

@@ -42,7 +42,13 @@ async fn fx_with(
     hasher: PasswordHasher,
     configure: impl FnOnce(Authenticator) -> Authenticator,
 ) -> Fx {
-    let scratch = ScratchDb::migrated().await.unwrap();
+    let scratch = ScratchDb::migrated_with(
+        &procuhelp_tenancy::migrate::Schema::new()
+            .with(procuhelp_auth::MIGRATIONS)
+            .with(procuhelp_audit::MIGRATIONS),
+    )
+    .await
+    .unwrap();
     let owner = scratch.owner_pool(1).await.unwrap();
     let a = create_organisation(&owner, "A").await.unwrap();
     let b = create_organisation(&owner, "B").await.unwrap();

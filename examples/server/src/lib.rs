@@ -36,7 +36,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let (vault, db) = open(&args.db).await?;
             drop(vault);
             let owner = db.owner_pool().await?;
-            let result = procuhelp_tenancy::migrate(&owner, &runtime_role).await;
+            let result = database::schema().migrate(&owner, &runtime_role).await;
             owner.close().await;
             db.close().await?;
             result.context("migrate")?;
@@ -320,7 +320,8 @@ async fn seed_demo(
     let owner = db.owner_pool().await?;
     // Up front, before migrating: the demo data is tenant work.
     database::refuse_rls_bypass(&owner, "seed-demo").await?;
-    procuhelp_tenancy::migrate(&owner, runtime_role)
+    database::schema()
+        .migrate(&owner, runtime_role)
         .await
         .context("migrate")?;
     let mut orgs = Vec::new();

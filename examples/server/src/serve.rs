@@ -54,7 +54,7 @@ async fn serve_on(
     let role = RuntimeRole::default();
     if db.is_embedded() {
         let owner = db.owner_pool().await?;
-        let migrated = procuhelp_tenancy::migrate(&owner, &role).await;
+        let migrated = crate::database::schema().migrate(&owner, &role).await;
         owner.close().await;
         migrated.context("applying migrations to the embedded database")?;
     }

@@ -109,7 +109,9 @@ async fn serves_https_on_embedded_defaults_and_redirects_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_to_serve_when_the_runtime_role_is_a_superuser() {
     procuhelp_server::tls::install_crypto_provider();
-    let scratch = ScratchDb::migrated().await.unwrap();
+    let scratch = ScratchDb::migrated_with(&procuhelp_server::database::schema())
+        .await
+        .unwrap();
     let dir = temp_dir();
     std::fs::create_dir_all(&dir).unwrap();
     // The configured URL logs in as the superuser: RLS would not bind it.
@@ -216,7 +218,9 @@ fn cli_definition_is_consistent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_commands_refuse_a_role_that_bypasses_rls() {
     procuhelp_server::tls::install_crypto_provider();
-    let scratch = ScratchDb::migrated().await.unwrap();
+    let scratch = ScratchDb::migrated_with(&procuhelp_server::database::schema())
+        .await
+        .unwrap();
     let dir = temp_dir();
     std::fs::create_dir_all(&dir).unwrap();
     use std::os::unix::fs::PermissionsExt;

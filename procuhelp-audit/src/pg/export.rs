@@ -1,25 +1,19 @@
-//! Checkpoints, export and live verification against the database.
+//! Export of a chain's events (JSON lines with its checkpoints, or CSV).
 
 use std::io::Write;
 
 use futures_util::TryStreamExt as _;
-use procuhelp_core::OrgId;
-use procuhelp_tenancy::TenantTx;
 use serde_json::value::RawValue;
-use sqlx::Row as _;
 use time::OffsetDateTime;
 
 use super::PgAuditSink;
+use super::checkpoint::load_checkpoints;
 use super::storage::{RawRow, SELECT_ROWS, db_err, tenancy_err};
 use crate::chain::{CHAIN_VERSION, GENESIS, hash_from_slice};
-use crate::checkpoint::{
-    Checkpoint, CheckpointSigner, Ed25519Signer, PublicKey, Trust, VaultSigner, sign_checkpoint,
-};
 use crate::export::{
     CSV_COLUMNS, CheckpointLine, EXPORT_FORMAT, Header, LineOut, b64, format_time, write_csv_row,
     write_json_line,
 };
-use crate::verify::{ChainVerifier, VerifyReport};
 use crate::{Action, AuditError, AuditEvent, AuditSink as _, Result};
 
 /// Which events to export: those of the contiguous sequence range from the first event at
@@ -55,156 +49,7 @@ pub struct ExportSummary {
     pub checkpoints: u64,
 }
 
-async fn load_checkpoints(
-    tx: &mut TenantTx,
-    org: OrgId,
-    from: u64,
-    to: u64,
-) -> Result<Vec<Checkpoint>> {
-    let rows = sqlx::query(
-        "SELECT seq, head_hash, at, public_key, signature FROM app.audit_checkpoints
-         WHERE org_id = $1 AND seq BETWEEN $2 AND $3 ORDER BY seq",
-    )
-    .bind(org.as_uuid())
-    .bind(i64::try_from(from).unwrap_or(i64::MAX))
-    .bind(i64::try_from(to).unwrap_or(i64::MAX))
-    .fetch_all(tx.conn())
-    .await
-    .map_err(db_err)?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let seq: i64 = row.try_get(0).map_err(db_err)?;
-        let head: Vec<u8> = row.try_get(1).map_err(db_err)?;
-        let public_key: Vec<u8> = row.try_get(3).map_err(db_err)?;
-        let signature: Vec<u8> = row.try_get(4).map_err(db_err)?;
-        out.push(Checkpoint {
-            org,
-            seq: u64::try_from(seq).map_err(|_| AuditError::Internal("negative seq"))?,
-            head: hash_from_slice("head_hash", &head)?,
-            at: row.try_get(2).map_err(db_err)?,
-            public_key: hash_from_slice("public_key", &public_key)?,
-            signature: <[u8; 64]>::try_from(&signature[..]).map_err(|_| AuditError::Invalid {
-                field: "signature",
-                reason: "must be 64 bytes",
-            })?,
-        });
-    }
-    Ok(out)
-}
-
-/// Verifies `tx`'s organisation's whole chain in the database: every link and hash, and
-/// every checkpoint (signed by a key `trust` accepts, with a valid signature and the
-/// right head); a checkpoint beyond the last event reports truncation. Events after the
-/// last checkpoint are normal here (the next periodic checkpoint covers them).
-pub async fn verify_live(tx: &mut TenantTx, trust: &Trust) -> Result<VerifyReport> {
-    let org = tx.org();
-    let checkpoints = load_checkpoints(tx, org, 1, u64::MAX >> 1).await?;
-    let mut verifier = ChainVerifier::new(org, 1, GENESIS, checkpoints, trust);
-    let sql = format!("{SELECT_ROWS} WHERE org_id = $1 ORDER BY seq");
-    let mut rows = sqlx::query(&sql).bind(org.as_uuid()).fetch(tx.conn());
-    while let Some(row) = rows.try_next().await.map_err(db_err)? {
-        let raw = RawRow::from_row(&row)?;
-        // A malformed stored hash is a broken link (or mismatch) at this row.
-        let prev = hash_from_slice("prev_hash", &raw.prev_hash).unwrap_or([0xff; 32]);
-        let stored = hash_from_slice("hash", &raw.hash).unwrap_or([0xff; 32]);
-        match raw.fields(org, &prev) {
-            Some(fields) => verifier.push(&fields, &stored),
-            None => break,
-        }
-        if verifier.done_before(u64::try_from(raw.seq).unwrap_or(0)) {
-            break;
-        }
-    }
-    drop(rows);
-    Ok(verifier.finish())
-}
-
 impl PgAuditSink {
-    async fn signer(&self) -> Result<&dyn CheckpointSigner> {
-        let inner = self.inner();
-        let signer = inner
-            .signer
-            .get_or_try_init(|| async {
-                let key = Ed25519Signer::from_vault(inner.vault.as_ref()).await?;
-                let legacy: std::sync::Arc<dyn CheckpointSigner> =
-                    std::sync::Arc::new(VaultSigner {
-                        key,
-                        vault: inner.vault.clone(),
-                    });
-                Ok::<_, AuditError>(legacy)
-            })
-            .await?;
-        Ok(signer.as_ref())
-    }
-
-    /// The public keys that sign this deployment's checkpoints (every version the signer
-    /// knows), for publishing: verifiers pin them ([`Trust::Pinned`]).
-    pub async fn signing_keys(&self) -> Result<Vec<PublicKey>> {
-        self.signer().await?.public_keys().await
-    }
-
-    /// Signs and stores a checkpoint of `org`'s current head; `None` for an empty chain.
-    /// Call it periodically per active organisation (and [`export`](Self::export) signs
-    /// one of its last event, so every export ends at a checkpoint).
-    pub async fn checkpoint(&self, org: OrgId) -> Result<Option<Checkpoint>> {
-        self.checkpoint_at(org, None).await
-    }
-
-    /// Signs and stores a checkpoint of `org`'s chain at `seq` (`None`: the head) — a
-    /// true statement about the past too, since the chain never changes. A checkpoint
-    /// already stored at that sequence number is kept (and returned as signed now).
-    async fn checkpoint_at(&self, org: OrgId, seq: Option<u64>) -> Result<Option<Checkpoint>> {
-        let signer = self.signer().await?;
-        let mut tx = self.inner().db.begin(org).await.map_err(tenancy_err)?;
-        let head: Option<(i64, Vec<u8>)> = sqlx::query_as(
-            "SELECT seq, hash FROM app.audit_events
-             WHERE org_id = $1 AND ($2::bigint IS NULL OR seq = $2) ORDER BY seq DESC LIMIT 1",
-        )
-        .bind(org.as_uuid())
-        .bind(seq.map(|s| i64::try_from(s).unwrap_or(i64::MAX)))
-        .fetch_optional(tx.conn())
-        .await
-        .map_err(db_err)?;
-        let Some((seq, hash)) = head else {
-            tx.rollback().await.map_err(tenancy_err)?;
-            return Ok(None);
-        };
-        let seq = u64::try_from(seq).map_err(|_| AuditError::Internal("negative seq"))?;
-        let cp = sign_checkpoint(
-            signer,
-            org,
-            seq,
-            hash_from_slice("hash", &hash)?,
-            OffsetDateTime::now_utc(),
-        )
-        .await?;
-        sqlx::query(
-            "INSERT INTO app.audit_checkpoints (org_id, seq, head_hash, at, public_key, signature)
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id, seq) DO NOTHING",
-        )
-        .bind(org.as_uuid())
-        .bind(i64::try_from(cp.seq).unwrap_or(i64::MAX))
-        .bind(cp.head.to_vec())
-        .bind(cp.at)
-        .bind(cp.public_key.to_vec())
-        .bind(cp.signature.to_vec())
-        .execute(tx.conn())
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(tenancy_err)?;
-        Ok(Some(cp))
-    }
-
-    /// Verifies `org`'s chain in the database against `trust` — the published keys,
-    /// pinned by the verifier: keys this process (or its vault) offers prove nothing to
-    /// someone checking whether this process rewrote history.
-    pub async fn verify_live(&self, org: OrgId, trust: &Trust) -> Result<VerifyReport> {
-        let mut tx = self.inner().db.begin(org).await.map_err(tenancy_err)?;
-        let report = verify_live(&mut tx, trust).await?;
-        tx.rollback().await.map_err(tenancy_err)?;
-        Ok(report)
-    }
-
     /// Exports an organisation's events, after durably recording `access` (an
     /// [`Action::AuditExported`] event of that organisation) and signing a checkpoint of
     /// the head. Rows stream from the database to `out` (blocking writes: give it a
@@ -268,7 +113,8 @@ impl PgAuditSink {
                 // both could wait on itself with a small pool. The range is immutable,
                 // so a new transaction reads the same events.
                 tx.rollback().await.map_err(tenancy_err)?;
-                self.checkpoint_at(org, Some(last)).await?;
+                self.checkpoint_at(org, Some(last), OffsetDateTime::now_utc())
+                    .await?;
                 tx = self.inner().db.begin(org).await.map_err(tenancy_err)?;
                 cps = load_checkpoints(&mut tx, org, first, last).await?;
             }

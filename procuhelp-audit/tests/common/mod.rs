@@ -23,7 +23,11 @@ pub struct Fixture {
 
 impl Fixture {
     pub async fn new() -> Self {
-        let scratch = ScratchDb::migrated().await.unwrap();
+        let scratch = ScratchDb::migrated_with(
+            &procuhelp_tenancy::migrate::Schema::new().with(procuhelp_audit::MIGRATIONS),
+        )
+        .await
+        .unwrap();
         let owner = scratch.owner_pool(4).await.unwrap();
         let a = procuhelp_tenancy::create_organisation(&owner, "Org A")
             .await

@@ -48,7 +48,9 @@ pub fn email(org: usize, role: Role) -> String {
 }
 
 pub async fn world(hasher: PasswordHasher) -> World {
-    let scratch = ScratchDb::migrated().await.unwrap();
+    let scratch = ScratchDb::migrated_with(&procuhelp_server::database::schema())
+        .await
+        .unwrap();
     let owner = scratch.owner_pool(2).await.unwrap();
     let a = procuhelp_tenancy::create_organisation(&owner, "Org A")
         .await

@@ -1,0 +1,122 @@
+//! Reading a page of a chain back, with personal data opened where its key still exists.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::{PgAuditSink, storage};
+use crate::{Action, AuditError, AuditEvent, AuditSink as _, ChainedEvent, PersonalData, Result};
+
+/// Filters for [`PgAuditSink::read_events`].
+#[derive(Debug, Clone, Default)]
+pub struct EventQuery {
+    /// Only events at or after this time.
+    pub from: Option<OffsetDateTime>,
+    /// Only events before this time.
+    pub to: Option<OffsetDateTime>,
+    /// Only this action.
+    pub action: Option<Action>,
+    /// Only events by this actor id.
+    pub actor_id: Option<Uuid>,
+    /// Only events after this sequence number (paging).
+    pub after_seq: u64,
+    /// At most this many (capped at [`MAX_READ`]).
+    pub limit: u32,
+}
+
+/// The largest page [`PgAuditSink::read_events`] returns.
+pub const MAX_READ: u32 = 1000;
+
+/// An event read back, with its personal data opened where the person's key still exists.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    /// The chained event (personal data still sealed inside).
+    pub event: ChainedEvent,
+    /// The personal data.
+    pub personal: PersonalView,
+}
+
+/// Personal data of a stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PersonalView {
+    /// The event has none.
+    None,
+    /// Opened.
+    Readable(PersonalData),
+    /// The person was erased: the ciphertext remains, its key does not.
+    Erased,
+}
+
+impl PgAuditSink {
+    /// Reads a page of `org`'s events, newest last, after durably recording `access`
+    /// (an [`Action::AuditRead`] event of that organisation: who reads, from where).
+    /// Reading the trail is itself audited, and refused when that cannot be recorded.
+    pub async fn read_events(
+        &self,
+        access: AuditEvent,
+        query: &EventQuery,
+    ) -> Result<Vec<StoredEvent>> {
+        let org = access.org.ok_or(AuditError::Invalid {
+            field: "org",
+            reason: "reads are per organisation",
+        })?;
+        if access.action != Action::AuditRead {
+            return Err(AuditError::Invalid {
+                field: "action",
+                reason: "a read is recorded as audit.read",
+            });
+        }
+        self.record(access).await?;
+        let mut tx = self
+            .inner
+            .db
+            .begin(org)
+            .await
+            .map_err(storage::tenancy_err)?;
+        let limit = i64::from(query.limit.clamp(1, MAX_READ));
+        let sql = format!(
+            "{} WHERE org_id = $1 AND seq > $2 AND ($3::timestamptz IS NULL OR at >= $3)
+               AND ($4::timestamptz IS NULL OR at < $4) AND ($5::text IS NULL OR action = $5)
+               AND ($6::uuid IS NULL OR actor_id = $6)
+             ORDER BY seq LIMIT $7",
+            storage::SELECT_ROWS
+        );
+        let rows = sqlx::query(&sql)
+            .bind(org.as_uuid())
+            .bind(i64::try_from(query.after_seq).unwrap_or(i64::MAX))
+            .bind(query.from)
+            .bind(query.to)
+            .bind(query.action.map(Action::as_str))
+            .bind(query.actor_id)
+            .bind(limit)
+            .fetch_all(tx.conn())
+            .await
+            .map_err(storage::db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let event = storage::RawRow::from_row(row)?.into_event(org)?;
+            let personal = match (&event.person_key, &event.personal) {
+                (Some(key), Some(sealed)) => match self
+                    .inner
+                    .persons
+                    .open(
+                        tx.conn(),
+                        org,
+                        *key,
+                        event.seq,
+                        event.subject.clone(),
+                        sealed,
+                    )
+                    .await?
+                {
+                    Some(p) => PersonalView::Readable(p),
+                    None => PersonalView::Erased,
+                },
+                _ => PersonalView::None,
+            };
+            out.push(StoredEvent { event, personal });
+        }
+        tx.commit().await.map_err(storage::tenancy_err)?;
+        Ok(out)
+    }
+}
