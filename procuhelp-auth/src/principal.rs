@@ -6,7 +6,7 @@ use procuhelp_core::UserId;
 use uuid::Uuid;
 
 use crate::api_token::TokenPrincipal;
-use crate::session_store::{SessionPrincipal, SessionStage};
+use crate::session::{SessionPrincipal, SessionStage};
 use crate::{AuthError, AuthResult, Permission, Role};
 
 /// The authenticated caller of a request.

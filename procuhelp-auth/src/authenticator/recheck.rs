@@ -14,7 +14,7 @@ use crate::directory::{self, Email, UserRecord};
 use crate::hash_limiter::HashPermit;
 use crate::recovery::RecoveryCodes;
 use crate::session::Credential;
-use crate::session_store::{self, SessionPrincipal};
+use crate::session::{self, SessionPrincipal};
 use crate::throttle::ThrottleKey;
 use crate::{AuthError, AuthResult};
 use procuhelp_audit::{Action, Outcome};
@@ -239,7 +239,7 @@ impl Authenticator {
             let (phc, _) = self.hash_with(permit, new).await?;
             let now = self.now();
             directory::set_password_hash(&mut tx, user.id, &phc, now).await?;
-            let revoked = session_store::revoke_all(&mut tx, user.id, None, now).await?;
+            let revoked = session::revoke_all(&mut tx, user.id, None, now).await?;
             let amr: Vec<&str> = principal.amr.iter().map(String::as_str).collect();
             let issued = self
                 .open_session(&mut tx, user.id, principal.stage, &amr, client)

@@ -20,7 +20,7 @@ use crate::directory::{self, Email, UserRecord, UserStatus};
 use crate::hash_limiter::HashPermit;
 use crate::password::Verification;
 use crate::session::Credential;
-use crate::session_store::{SessionPrincipal, SessionStage};
+use crate::session::{SessionPrincipal, SessionStage};
 use crate::throttle::{Reserved, ThrottleKey};
 use crate::{AuthError, AuthResult};
 

@@ -1,6 +1,4 @@
-//! Sessions in `app.sessions` (a tenant table): created at sign-in with a fresh token
-//! (never one the client brought: no fixation), looked up by the hash of the presented
-//! token, touched on every use, and revoked one by one or all at once.
+//! The session store: `app.sessions` rows, looked up by the hash of the presented token.
 
 use std::net::IpAddr;
 
@@ -9,7 +7,7 @@ use procuhelp_tenancy::TenantTx;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::session::{Credential, SessionPolicy};
+use super::{Credential, SessionPolicy};
 use crate::{AuthError, AuthResult, Role};
 
 /// What a session may do.

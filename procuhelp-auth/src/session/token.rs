@@ -1,49 +1,13 @@
-//! Session tokens: 256-bit random, opaque to clients, stored only as a SHA-256 hash; idle
-//! and absolute expiry checked against an injected clock; a `__Host-` cookie.
-//!
-//! ```
-//! use procuhelp_auth::session::{SessionPolicy, SessionToken};
-//! use time::{Duration, macros::datetime};
-//!
-//! let token = SessionToken::generate()?;
-//! let stored_hash = token.hash(); // what the database keeps
-//! let presented = SessionToken::parse(token.expose())?;
-//! assert_eq!(presented.hash(), stored_hash);
-//!
-//! let policy = SessionPolicy::default();
-//! let created = datetime!(2026-11-25 08:00 UTC);
-//! assert!(policy.check(created, created, created + Duration::minutes(5)).is_ok());
-//! assert!(policy.check(created, created, created + Duration::hours(1)).is_err()); // idle
-//! # Ok::<(), procuhelp_auth::session::SessionError>(())
-//! ```
+//! The token and the credential a client presents: `<org id>.<token>`, 256 bits of OS
+//! randomness, stored only as a SHA-256 hash; and the anti-CSRF token derived from it.
 
 use base64::Engine as _;
 use procuhelp_core::SecretText;
 use sha2::{Digest, Sha256};
-use time::{Duration, OffsetDateTime};
 
-/// The session cookie's name. `__Host-` makes browsers require Secure, Path=/ and no
-/// Domain, so no subdomain can set or read it.
-pub const COOKIE_NAME: &str = "__Host-procuhelp-session";
-const TOKEN_CHARS: usize = 43; // 32 bytes, base64url without padding
+use super::SessionError;
 
-/// Why a session is not usable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SessionError {
-    /// Not a token we issue (length, alphabet).
-    #[error("invalid session")]
-    Malformed,
-    /// Unused for longer than the idle timeout.
-    #[error("session expired")]
-    IdleExpired,
-    /// Older than the absolute lifetime.
-    #[error("session expired")]
-    AbsoluteExpired,
-    /// The OS RNG failed.
-    #[error("session could not be created")]
-    Rng,
-}
+pub(super) const TOKEN_CHARS: usize = 43; // 32 bytes, base64url without padding
 
 /// An opaque session (or API) token. `Debug`/`Display` are redacted.
 #[derive(Debug)]
@@ -120,14 +84,6 @@ impl Credential {
         format!("{}.{}", self.org, self.token.expose())
     }
 
-    /// The `Set-Cookie` value: `__Host-` prefix, Secure, HttpOnly, SameSite=Strict, Path=/.
-    pub fn set_cookie(&self) -> String {
-        format!(
-            "{COOKIE_NAME}={}; Path=/; Secure; HttpOnly; SameSite=Strict",
-            self.expose()
-        )
-    }
-
     /// The anti-CSRF token of this session: SHA-256 over a domain label and the session
     /// token. The server recomputes it from the cookie, so nothing more is stored; it
     /// reveals nothing about the session token.
@@ -149,52 +105,9 @@ impl Credential {
     }
 }
 
-/// The `Set-Cookie` value that removes the session cookie.
-pub fn clear_cookie() -> String {
-    format!("{COOKIE_NAME}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
-}
-
-/// Idle and absolute lifetimes.
-#[derive(Debug, Clone, Copy)]
-pub struct SessionPolicy {
-    /// Longest gap between two requests.
-    pub idle: Duration,
-    /// Longest life of a session whatever its use.
-    pub absolute: Duration,
-}
-
-impl Default for SessionPolicy {
-    fn default() -> Self {
-        Self {
-            idle: Duration::minutes(30),
-            absolute: Duration::hours(12),
-        }
-    }
-}
-
-impl SessionPolicy {
-    /// Whether a session created at `created` and last seen at `last_seen` is valid `now`.
-    pub fn check(
-        &self,
-        created: OffsetDateTime,
-        last_seen: OffsetDateTime,
-        now: OffsetDateTime,
-    ) -> Result<(), SessionError> {
-        if now - created >= self.absolute {
-            return Err(SessionError::AbsoluteExpired);
-        }
-        if now - last_seen >= self.idle {
-            return Err(SessionError::IdleExpired);
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use procuhelp_core::{Clock, ManualClock};
-    use time::macros::datetime;
 
     #[test]
     fn tokens_are_unique_well_formed_and_hash_stably() {
@@ -227,32 +140,6 @@ mod tests {
     }
 
     #[test]
-    fn idle_and_absolute_expiry_with_an_injected_clock() {
-        let clock = ManualClock::new(datetime!(2026-11-25 08:00 UTC));
-        let policy = SessionPolicy::default();
-        let created = clock.now();
-        let mut last_seen = created;
-        // Active use every 20 minutes keeps it alive... until the absolute limit.
-        for _ in 0..35 {
-            clock.advance(Duration::minutes(20));
-            policy.check(created, last_seen, clock.now()).unwrap();
-            last_seen = clock.now();
-        }
-        clock.advance(Duration::minutes(20));
-        assert_eq!(
-            policy.check(created, last_seen, clock.now()),
-            Err(SessionError::AbsoluteExpired)
-        );
-        // Idle for 30 minutes: expired.
-        let fresh = clock.now();
-        clock.advance(Duration::minutes(30));
-        assert_eq!(
-            policy.check(fresh, fresh, clock.now()),
-            Err(SessionError::IdleExpired)
-        );
-    }
-
-    #[test]
     fn credentials_round_trip_and_csrf_is_bound_to_the_session() {
         let org = procuhelp_core::OrgId::new();
         let c = Credential::generate(org).unwrap();
@@ -275,18 +162,5 @@ mod tests {
             assert!(Credential::parse(bad).is_err(), "{bad}");
         }
         assert!(!format!("{c:?}").contains(c.token.expose()));
-        assert!(c.set_cookie().starts_with("__Host-procuhelp-session="));
-    }
-
-    #[test]
-    fn cookie_has_the_protective_attributes() {
-        let c = Credential::generate(procuhelp_core::OrgId::new())
-            .unwrap()
-            .set_cookie();
-        assert!(c.starts_with("__Host-procuhelp-session="));
-        for attr in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
-            assert!(c.contains(attr), "{c}");
-        }
-        assert!(!c.contains("Domain"));
     }
 }

@@ -1,0 +1,121 @@
+//! Password hashing off the executor under the hashing bound, and throttled attempts:
+//! an attempt is reserved before anything is verified, and a failure (with the lock it
+//! causes) is recorded before it is answered.
+
+use procuhelp_audit::{Action, AuditEvent, Outcome};
+use procuhelp_core::SecretText;
+use serde_json::json;
+
+use super::Authenticator;
+use crate::hash_limiter::HashPermit;
+use crate::password::Verification;
+use crate::throttle::{Reserved, ThrottleKey};
+use crate::{AuthError, AuthResult};
+
+impl Authenticator {
+    /// Hashes a new password off the executor, after checking the policy, under the
+    /// hashing bound ([`AuthError::Busy`] when it is saturated).
+    pub async fn hash_new_password(&self, password: SecretText) -> AuthResult<String> {
+        self.password_policy.check(&password)?;
+        let permit = self.limiter.acquire().await?;
+        Ok(self.hash_with(permit, password).await?.0)
+    }
+
+    /// Verifies `password` against `stored` (a dummy hash if `None`) on a blocking thread.
+    /// The permit travels with the job and comes back with its result, so it is held
+    /// until the hash is done even if the caller is cancelled.
+    pub(super) async fn verify_with(
+        &self,
+        permit: HashPermit,
+        password: SecretText,
+        stored: Option<String>,
+    ) -> AuthResult<(Verification, HashPermit)> {
+        let hasher = self.hasher.clone();
+        let (verified, permit) = tokio::task::spawn_blocking(move || {
+            (hasher.verify(&password, stored.as_deref()), permit)
+        })
+        .await
+        .map_err(|_| AuthError::Internal)?;
+        // A malformed stored hash is a failed sign-in, never a match.
+        Ok((verified.map_err(|_| AuthError::InvalidCredentials)?, permit))
+    }
+
+    /// Hashes `password` on a blocking thread, holding `permit` (see [`Self::verify_with`]).
+    pub(super) async fn hash_with(
+        &self,
+        permit: HashPermit,
+        password: SecretText,
+    ) -> AuthResult<(String, HashPermit)> {
+        let hasher = self.hasher.clone();
+        let (hashed, permit) =
+            tokio::task::spawn_blocking(move || (hasher.hash(&password), permit))
+                .await
+                .map_err(|_| AuthError::Internal)?;
+        Ok((hashed?, permit))
+    }
+
+    /// Reserves an attempt on `keys` before anything is verified. A refusal is recorded
+    /// (as `event` would, denied, with the reason added to `detail`) and returned; a
+    /// lock that had run out is recorded as lifted. Call it holding no pooled connection.
+    pub(super) async fn reserve(
+        &self,
+        keys: &[ThrottleKey<'_>],
+        event: impl Fn(Action, Outcome) -> AuditEvent,
+        detail: serde_json::Value,
+    ) -> AuthResult<Vec<Reserved>> {
+        let because = |reason: &str| {
+            let mut context = detail.clone();
+            if let Some(fields) = context.as_object_mut() {
+                fields.insert("reason".to_owned(), json!(reason));
+            }
+            context
+        };
+        match self.throttle.reserve(keys, self.now()).await {
+            Ok(reserved) => {
+                if reserved.iter().any(|r| r.lock_lifted) {
+                    self.record(
+                        event(Action::AccountUnlocked, Outcome::Success)
+                            .context(because("lock expired")),
+                    )
+                    .await?;
+                }
+                Ok(reserved)
+            }
+            Err(e @ AuthError::Throttled { .. }) => {
+                self.record(
+                    event(Action::LoginFailed, Outcome::Denied).context(because("throttled")),
+                )
+                .await?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records a failed attempt (and the lock it caused, if any) and returns `error`, or
+    /// the audit failure that stopped the recording. `context` says what failed.
+    pub(super) async fn attempt_failed(
+        &self,
+        event: impl Fn(Action, Outcome) -> AuditEvent,
+        reserved: Reserved,
+        context: serde_json::Value,
+        error: AuthError,
+    ) -> AuthError {
+        let recorded = async {
+            self.record(event(Action::LoginFailed, Outcome::Failure).context(context))
+                .await?;
+            if reserved.locks_if_failed {
+                self.record(event(Action::AccountLocked, Outcome::Success).context(
+                    json!({ "failures": reserved.failures, "today": reserved.day_failures }),
+                ))
+                .await?;
+            }
+            Ok::<(), AuthError>(())
+        }
+        .await;
+        match recorded {
+            Ok(()) => error,
+            Err(e) => e,
+        }
+    }
+}
