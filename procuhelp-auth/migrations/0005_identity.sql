@@ -1,5 +1,5 @@
 -- Who gets in: users, sessions, MFA recovery codes, API tokens, time-bound elevation,
--- procurement requests, and the login throttle. See docs/auth.md.
+-- and the login throttle. See docs/auth.md.
 
 -- Organisation-wide authentication policy, changed by the org's admins through the
 -- server (column-level UPDATE grant: nothing else of the row is writable).
@@ -103,22 +103,6 @@ CREATE TABLE app.elevations (
 );
 CREATE INDEX elevations_active ON app.elevations (org_id, user_id) WHERE state = 'active';
 CALL app.declare_tenant_table('app.elevations');
-
--- Purchase requests: the procurement object that segregation of duties protects.
-CREATE TABLE app.purchase_requests (
-    org_id       uuid NOT NULL REFERENCES app.organisations (id) ON DELETE CASCADE,
-    id           uuid NOT NULL,
-    title        text NOT NULL CHECK (length(title) BETWEEN 1 AND 200),
-    amount_cents bigint NOT NULL CHECK (amount_cents > 0),
-    requested_by uuid NOT NULL,
-    status       text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'approved')),
-    approved_by  uuid,
-    created_at   timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (org_id, id),
-    -- Segregation of duties, enforced by the database too.
-    CHECK (approved_by IS NULL OR approved_by <> requested_by)
-);
-CALL app.declare_tenant_table('app.purchase_requests');
 
 -- Failed sign-ins per account and per source address. Not a tenant table: it is
 -- consulted before anyone is authenticated, and holds only keyed hashes and counters.

@@ -35,6 +35,3 @@ CREATE TABLE app.key_events (
     PRIMARY KEY (org_id, id)
 );
 CALL app.declare_tenant_table('app.key_events');
-
--- Supplier bank details, encrypted by the field cipher (AAD: org, table, column, row).
-ALTER TABLE app.suppliers ADD COLUMN iban_sealed bytea;

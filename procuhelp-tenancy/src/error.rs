@@ -46,6 +46,9 @@ pub enum Error {
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The composed schema, or the database's migration history, was refused.
+    #[error(transparent)]
+    Schema(#[from] crate::migrate::SchemaError),
     /// The database's security posture would let isolation be bypassed.
     #[error(transparent)]
     Posture(#[from] crate::posture::PostureError),

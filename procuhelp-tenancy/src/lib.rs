@@ -24,8 +24,9 @@
 //! # let _ = (supplier, n); Ok(()) }
 //! ```
 //!
-//! * [`migrate`] runs the embedded migrations as the owner role and creates or updates
-//!   the runtime role with only the grants the application needs.
+//! * [`migrate`] composes every crate's and the application's migrations into one
+//!   [`Schema`], runs it as the owner role and creates or updates the runtime role with
+//!   only the grants the composed tables need.
 //! * [`posture::check`] refuses a database where isolation could be bypassed.
 //! * [`embedded::LocalCluster`] (feature `embedded`) runs a private PostgreSQL from the
 //!   system's server binaries, for the no-set-up default.
@@ -35,7 +36,7 @@ mod admin;
 mod db;
 mod error;
 mod field_cipher;
-mod migrate;
+pub mod migrate;
 mod one_shot;
 pub mod posture;
 mod suppliers;
@@ -52,7 +53,7 @@ pub use field_cipher::{
     DEFAULT_KEY_CACHE_TTL, DEFAULT_MESSAGE_LIMIT, EncryptedColumn, FieldCipher, FieldRef,
     ReencryptProgress,
 };
-pub use migrate::{RuntimeRole, migrate, migrator, runtime_grants};
+pub use migrate::{RuntimeRole, Schema};
 pub use one_shot::{ScopedQuery, ScopedRead};
 pub use posture::{PostureError, PostureFinding};
 pub use suppliers::{

@@ -1,68 +1,415 @@
-//! Migrations (run as the owner role) and the runtime role the server logs in as.
+//! Migrations composed from every crate and the application, run as the owner role, and
+//! the runtime role the server logs in as.
+//!
+//! Each crate owns its tables: it ships its migrations (`sqlx::migrate!`), the runtime
+//! grants those tables need and the columns it encrypts, as one [`Migrations`] value.
+//! The application declares its own tables the same way and composes everything into one
+//! [`Schema`]:
+//!
+//! ```ignore
+//! use procuhelp_tenancy::migrate::{Grant, Migrations, Schema};
+//!
+//! // The application's tables: versions 10000 and up (docs/tenancy.md, "Migrations").
+//! const APP: Migrations = Migrations::new("expenses", sqlx::migrate!("./migrations"))
+//!     .grants(&[Grant::new("app.claims", "SELECT, INSERT, UPDATE")]);
+//!
+//! let schema = Schema::new() // procuhelp-tenancy's own migrations
+//!     .with(procuhelp_auth::MIGRATIONS)
+//!     .with(procuhelp_audit::MIGRATIONS)
+//!     .with(APP);
+//! schema.migrate(&owner_pool, &RuntimeRole::default()).await?;
+//! ```
+//!
+//! [`Schema::migrate`] refuses two parts declaring the same version, runs every migration
+//! in version order in one sqlx migrator, and then sets the runtime role's privileges to
+//! exactly the composed grants. A database whose applied history does not match (a
+//! migration changed after it was applied, one no part declares, or the layout from
+//! before each crate owned its migrations) is refused before anything runs.
+
+use std::collections::BTreeMap;
 
 use sqlx::Executor as _;
 use sqlx::PgPool;
 use sqlx::migrate::Migrator;
 
-use crate::{Error, Result};
+use crate::{EncryptedColumn, Error, Result};
 
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
-
-/// The embedded migrations.
-pub fn migrator() -> &'static Migrator {
-    &MIGRATOR
+/// One crate's (or the application's) part of the schema: its migrations, the runtime
+/// grants its tables need, and the columns it encrypts (for key rotation).
+///
+/// Built in a `const`, so a crate can export it:
+///
+/// ```ignore
+/// pub const MIGRATIONS: Migrations = Migrations::new("procuhelp-audit", sqlx::migrate!("./migrations"))
+///     .grants(&[Grant::new("app.audit_events", "SELECT, INSERT")]);
+/// ```
+#[derive(Debug)]
+pub struct Migrations {
+    name: &'static str,
+    migrator: Migrator,
+    grants: &'static [Grant],
+    encrypted_columns: &'static [EncryptedColumn],
 }
 
-/// The privileges the runtime role gets, table by table, and nothing else.
-///
-/// `migrate` revokes everything in schema `app` from the runtime role and grants exactly
-/// these, so a privilege added by hand is removed at the next migration. A test checks
-/// that every table in `app` is listed here.
-pub fn runtime_grants() -> &'static [(&'static str, &'static str)] {
-    &[
+impl Migrations {
+    /// `name` (a crate or application, for error messages) and its migrations, usually
+    /// `sqlx::migrate!("./migrations")`. No grants and no encrypted columns yet.
+    pub const fn new(name: &'static str, migrator: Migrator) -> Self {
+        Self {
+            name,
+            migrator,
+            grants: &[],
+            encrypted_columns: &[],
+        }
+    }
+
+    /// The privileges the runtime role needs on this part's tables.
+    pub const fn grants(mut self, grants: &'static [Grant]) -> Self {
+        self.grants = grants;
+        self
+    }
+
+    /// The columns this part stores sealed by the [`FieldCipher`](crate::FieldCipher):
+    /// key rotation re-encrypts them.
+    pub const fn encrypted_columns(mut self, columns: &'static [EncryptedColumn]) -> Self {
+        self.encrypted_columns = columns;
+        self
+    }
+
+    /// The part's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The part's migrations.
+    pub fn migrator(&self) -> &Migrator {
+        &self.migrator
+    }
+
+    /// The part's runtime grants.
+    pub fn grant_list(&self) -> &'static [Grant] {
+        self.grants
+    }
+
+    /// The part's encrypted columns.
+    pub fn encrypted_column_list(&self) -> &'static [EncryptedColumn] {
+        self.encrypted_columns
+    }
+}
+
+/// A privilege the runtime role gets on a table: `GRANT {privileges} ON {table}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    /// Schema-qualified table, e.g. `app.users`.
+    pub table: &'static str,
+    /// Privileges, e.g. `SELECT, INSERT` or `UPDATE (mfa_required)`.
+    pub privileges: &'static str,
+}
+
+impl Grant {
+    /// `GRANT privileges ON table TO <runtime role>`.
+    pub const fn new(table: &'static str, privileges: &'static str) -> Self {
+        Self { table, privileges }
+    }
+
+    /// Both go into SQL (they are `'static` code, never input): the table must be
+    /// `schema.table` in `[a-z0-9_]`, the privileges keywords, column lists and commas.
+    fn is_well_formed(&self) -> bool {
+        let ident = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        };
+        let table_ok = matches!(self.table.split_once('.'), Some((s, t)) if ident(s) && ident(t));
+        let privileges_ok = !self.privileges.trim().is_empty()
+            && self.privileges.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b' ' | b',' | b'(' | b')' | b'_')
+            });
+        table_ok && privileges_ok
+    }
+}
+
+/// procuhelp-tenancy's own part: the tenancy foundation (`app` schema, `app.current_org`,
+/// `app.enter_org`, `app.declare_tenant_table`), organisations and data keys. Every
+/// [`Schema`] starts with it.
+pub const MIGRATIONS: Migrations =
+    Migrations::new("procuhelp-tenancy", sqlx::migrate!("./migrations")).grants(&[
         // Organisations are created by administrators (owner role), never by the server.
-        ("app.organisations", "SELECT"),
-        ("app.suppliers", "SELECT, INSERT, UPDATE, DELETE"),
+        Grant::new("app.organisations", "SELECT"),
         // Keys are never deleted by the server: destruction erases the wrapped key.
-        ("app.data_keys", "SELECT, INSERT, UPDATE"),
-        ("app.key_events", "SELECT, INSERT"),
-        // Admins change their org's sign-in policy; nothing else of the row.
-        (
-            "app.organisations",
-            "UPDATE (mfa_required, elevation_needs_second_admin)",
-        ),
-        // Users are disabled, never deleted by the server (their audit trail refers to them).
-        ("app.users", "SELECT, INSERT, UPDATE"),
-        ("app.recovery_codes", "SELECT, INSERT, DELETE"),
-        ("app.sessions", "SELECT, INSERT, UPDATE"),
-        ("app.api_tokens", "SELECT, INSERT, UPDATE"),
-        ("app.elevations", "SELECT, INSERT, UPDATE"),
-        // Policy changes waiting for a second admin (0013): decided, never deleted.
-        ("app.policy_changes", "SELECT, INSERT, UPDATE"),
-        ("app.purchase_requests", "SELECT, INSERT, UPDATE"),
-        ("app.login_throttle", "SELECT, INSERT, UPDATE, DELETE"),
-        // The audit trail is append-only (triggers refuse UPDATE, DELETE and TRUNCATE
-        // even for the owner); person keys are created, re-wrapped and erased, never deleted.
-        ("app.audit_events", "SELECT, INSERT"),
-        // SCIM (0008): tokens are revoked, never deleted; groups and memberships follow
-        // the identity provider; the role mapping is replaced by admins.
-        ("app.organisations", "UPDATE (sso_jit_provisioning)"),
-        ("app.scim_tokens", "SELECT, INSERT, UPDATE"),
-        ("app.scim_groups", "SELECT, INSERT, UPDATE, DELETE"),
-        ("app.scim_group_members", "SELECT, INSERT, DELETE"),
-        ("app.scim_role_mappings", "SELECT, INSERT, DELETE"),
-        ("app.audit_checkpoints", "SELECT, INSERT"),
-        (
-            "app.audit_person_keys",
-            "SELECT, INSERT, UPDATE (wrapped, kek_version, erased_at)",
-        ),
-        // SSO: admins configure connections; identities are linked, never re-pointed;
-        // sign-ins in flight are used once; seen assertion ids expire.
-        ("app.sso_connections", "SELECT, INSERT, UPDATE, DELETE"),
-        ("app.sso_identities", "SELECT, INSERT, DELETE"),
-        ("app.sso_login_requests", "SELECT, INSERT, DELETE"),
-        ("app.sso_assertion_replay", "SELECT, INSERT, DELETE"),
-    ]
+        Grant::new("app.data_keys", "SELECT, INSERT, UPDATE"),
+        Grant::new("app.key_events", "SELECT, INSERT"),
+    ]);
+
+/// Why a composed schema was refused. Nothing has been applied when one is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SchemaError {
+    /// Two parts declare the same migration version.
+    #[error(
+        "migration version {version} is declared by both {first} and {second}: versions \
+         1-8999 belong to the SDK crates, 9000-9999 to its testkit, 10000 and up to \
+         applications (docs/tenancy.md, \"Migrations\")"
+    )]
+    DuplicateVersion {
+        /// The version.
+        version: i64,
+        /// The part composed first.
+        first: &'static str,
+        /// The part composed later.
+        second: &'static str,
+    },
+    /// A grant's table or privileges are not plain SQL names.
+    #[error("{part}: the runtime grant on {table:?} is not of the form schema.table / privileges")]
+    InvalidGrant {
+        /// The part declaring it.
+        part: &'static str,
+        /// The table as declared.
+        table: &'static str,
+    },
+    /// The database was migrated with the layout from before each crate owned its
+    /// migrations (issue #12): its 0004/0005 no longer match.
+    #[error(
+        "this database was migrated before each crate owned its migrations (its migration \
+         {version} is the old combined one); it is refused rather than half-migrated. The \
+         layout changed before any release: re-create the database (drop it, create it \
+         empty, run `migrate` again) and reload its data from a logical dump if you need \
+         it (docs/tenancy.md, \"Databases migrated before the split\")"
+    )]
+    PreSplitDatabase {
+        /// The first old-layout migration found.
+        version: i64,
+    },
+    /// A migration applied to the database differs from the one composed now.
+    #[error(
+        "migration {version} applied to this database differs from the one in this build \
+         (migrations are never edited once applied: add a new one)"
+    )]
+    AppliedMigrationChanged {
+        /// The version.
+        version: i64,
+    },
+    /// A migration applied to the database is declared by no composed part.
+    #[error(
+        "migration {version} was applied to this database but no composed part declares \
+         it: compose every crate and application that migrated this database \
+         (Schema::with)"
+    )]
+    AppliedMigrationUnknown {
+        /// The version.
+        version: i64,
+    },
+}
+
+/// SHA-384 checksums of the combined 0004 and 0005 of the layout before each crate owned
+/// its migrations (they also created the example's supplier column and purchase
+/// requests). A database with either applied is refused with
+/// [`SchemaError::PreSplitDatabase`].
+const PRE_SPLIT_CHECKSUMS: &[(i64, &str)] = &[
+    (
+        4,
+        "8c8a77f0cbb87d52964cd395da5045dbf05b861748009770c081389c90d88154c3921b9c15732c6ac2a983b8fb9b3c96",
+    ),
+    (
+        5,
+        "3fd31c7b651071bf9356674564c53b5b2973074334b3ae28458fd09b0dccfd1aeb4a0db1df17cf39ec88b8d8f07d2833",
+    ),
+];
+
+/// The whole database schema: procuhelp-tenancy's migrations and every part composed
+/// with [`Schema::with`], applied by one migrator in version order.
+#[derive(Debug)]
+pub struct Schema {
+    parts: Vec<Migrations>,
+}
+
+impl Default for Schema {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Schema {
+    /// procuhelp-tenancy's own migrations ([`MIGRATIONS`]) and nothing else.
+    pub fn new() -> Self {
+        Self {
+            parts: vec![MIGRATIONS],
+        }
+    }
+
+    /// Adds a crate's or the application's part.
+    #[must_use]
+    pub fn with(mut self, part: Migrations) -> Self {
+        self.parts.push(part);
+        self
+    }
+
+    /// The composed parts, in the order they were added.
+    pub fn parts(&self) -> &[Migrations] {
+        &self.parts
+    }
+
+    /// One migrator with every part's migrations in version order; refuses a version two
+    /// parts declare.
+    pub fn migrator(&self) -> Result<Migrator, SchemaError> {
+        let mut owners: BTreeMap<i64, &'static str> = BTreeMap::new();
+        let mut migrations = Vec::new();
+        for part in &self.parts {
+            for m in part.migrator.iter() {
+                if !m.migration_type.is_down_migration() {
+                    if let Some(first) = owners.insert(m.version, part.name) {
+                        return Err(SchemaError::DuplicateVersion {
+                            version: m.version,
+                            first,
+                            second: part.name,
+                        });
+                    }
+                }
+                migrations.push(m.clone());
+            }
+        }
+        migrations.sort_by_key(|m| m.version);
+        Ok(Migrator {
+            migrations: migrations.into(),
+            ..Migrator::DEFAULT
+        })
+    }
+
+    /// Every part's runtime grants, in composition order.
+    pub fn grants(&self) -> impl Iterator<Item = &Grant> + '_ {
+        self.parts.iter().flat_map(|p| p.grants.iter())
+    }
+
+    /// Every part's encrypted columns: what key rotation re-encrypts.
+    pub fn encrypted_columns(&self) -> Vec<EncryptedColumn> {
+        self.parts
+            .iter()
+            .flat_map(|p| p.encrypted_columns.iter().copied())
+            .collect()
+    }
+
+    /// Runs the composed migrations on `owner` (a pool logged in as the role that owns
+    /// the schema), then creates or updates `runtime` and sets its privileges in schema
+    /// `app` to exactly [`Schema::grants`].
+    ///
+    /// Refused before anything runs: duplicate versions, malformed grants, and a database
+    /// whose applied history does not match ([`SchemaError`]). The owner needs CREATEROLE
+    /// (or to be superuser) to create the runtime role.
+    pub async fn migrate(&self, owner: &PgPool, runtime: &RuntimeRole) -> Result<()> {
+        let migrator = self.migrator()?;
+        for part in &self.parts {
+            if let Some(bad) = part.grants.iter().find(|g| !g.is_well_formed()) {
+                return Err(SchemaError::InvalidGrant {
+                    part: part.name,
+                    table: bad.table,
+                }
+                .into());
+            }
+        }
+        check_history(owner, &migrator).await?;
+        migrator.run(owner).await?;
+        apply_runtime_role(owner, runtime, self.grants()).await?;
+        tracing::info!(
+            runtime_role = runtime.name(),
+            parts = self.parts.len(),
+            "migrations applied, runtime role up to date"
+        );
+        Ok(())
+    }
+}
+
+/// Compares the database's applied migrations with `migrator` before anything runs.
+async fn check_history(owner: &PgPool, migrator: &Migrator) -> Result<()> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(owner)
+        .await?;
+    if !exists {
+        return Ok(());
+    }
+    let applied: Vec<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT version, checksum FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(owner)
+            .await?;
+    for (version, checksum) in &applied {
+        let hex: String = checksum.iter().map(|b| format!("{b:02x}")).collect();
+        if PRE_SPLIT_CHECKSUMS.contains(&(*version, hex.as_str())) {
+            return Err(SchemaError::PreSplitDatabase { version: *version }.into());
+        }
+    }
+    for (version, checksum) in applied {
+        match migrator
+            .iter()
+            .find(|m| m.version == version && !m.migration_type.is_down_migration())
+        {
+            None => return Err(SchemaError::AppliedMigrationUnknown { version }.into()),
+            Some(m) if *m.checksum != *checksum => {
+                return Err(SchemaError::AppliedMigrationChanged { version }.into());
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Creates or updates `runtime` and grants it exactly `grants` in schema `app`.
+async fn apply_runtime_role(
+    owner: &PgPool,
+    runtime: &RuntimeRole,
+    grants: impl Iterator<Item = &Grant>,
+) -> Result<()> {
+    let mut tx = owner.begin().await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
+            .bind(runtime.name())
+            .fetch_one(&mut *tx)
+            .await?;
+    // Statements are built by the server's format(%I), which quotes identifiers
+    // correctly; the name was also validated above.
+    // A non-superuser owner may not even *clear* SUPERUSER/BYPASSRLS/REPLICATION on an
+    // existing role, so those are set at creation and verified afterwards.
+    let create = "CREATE ROLE %1$I LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT";
+    let alter = "ALTER ROLE %1$I LOGIN NOCREATEDB NOCREATEROLE NOINHERIT";
+    let mut statements = vec![
+        (if exists { alter } else { create }).to_owned(),
+        "GRANT CONNECT ON DATABASE %2$I TO %1$I".to_owned(),
+        // Tenant predicates compare against a run-time InitPlan parameter in every plan,
+        // so custom plans gain nothing for tenant queries, while PostgreSQL's `auto` mode
+        // kept re-planning the one-shot reads on every execution (~65 µs each, measured).
+        "ALTER ROLE %1$I IN DATABASE %2$I SET plan_cache_mode = force_generic_plan".to_owned(),
+        // A privilege added by hand is removed at the next migration.
+        "REVOKE ALL ON ALL TABLES IN SCHEMA app FROM %1$I".to_owned(),
+        "REVOKE ALL ON ALL SEQUENCES IN SCHEMA app FROM %1$I".to_owned(),
+        "GRANT USAGE ON SCHEMA app TO %1$I".to_owned(),
+    ];
+    for grant in grants {
+        // Checked by Grant::is_well_formed; `%` would be read by format().
+        statements.push(format!(
+            "GRANT {} ON {} TO %1$I",
+            grant.privileges, grant.table
+        ));
+    }
+    for template in statements {
+        let sql: String = sqlx::query_scalar("SELECT format($1, $2::text, current_database())")
+            .bind(&template)
+            .bind(runtime.name())
+            .fetch_one(&mut *tx)
+            .await?;
+        (&mut *tx).execute(sql.as_str()).await?;
+    }
+    let (is_super, bypass): (bool, bool) =
+        sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1")
+            .bind(runtime.name())
+            .fetch_one(&mut *tx)
+            .await?;
+    if is_super || bypass {
+        return Err(Error::Config(format!(
+            "runtime role {} is SUPERUSER or BYPASSRLS; a superuser must run ALTER ROLE {} NOSUPERUSER NOBYPASSRLS",
+            runtime.name(),
+            runtime.name()
+        )));
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The role the server logs in as: not superuser, NOBYPASSRLS, owns nothing.
@@ -107,67 +454,6 @@ impl Default for RuntimeRole {
     }
 }
 
-/// Runs the embedded migrations on `owner` (a pool logged in as the role that owns the
-/// schema), then creates or updates `runtime` and sets its privileges to exactly
-/// [`runtime_grants`].
-///
-/// The owner needs CREATEROLE (or to be superuser) to create the runtime role.
-pub async fn migrate(owner: &PgPool, runtime: &RuntimeRole) -> Result<()> {
-    MIGRATOR.run(owner).await?;
-    let mut tx = owner.begin().await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)")
-            .bind(runtime.name())
-            .fetch_one(&mut *tx)
-            .await?;
-    // Statements are built by the server's format(%I), which quotes identifiers
-    // correctly; the name was also validated above.
-    // A non-superuser owner may not even *clear* SUPERUSER/BYPASSRLS/REPLICATION on an
-    // existing role, so those are set at creation and verified afterwards.
-    let create = "CREATE ROLE %1$I LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOREPLICATION NOINHERIT";
-    let alter = "ALTER ROLE %1$I LOGIN NOCREATEDB NOCREATEROLE NOINHERIT";
-    let mut statements = vec![
-        (if exists { alter } else { create }).to_owned(),
-        "GRANT CONNECT ON DATABASE %2$I TO %1$I".to_owned(),
-        // Tenant predicates compare against a run-time InitPlan parameter in every plan,
-        // so custom plans gain nothing for tenant queries, while PostgreSQL's `auto` mode
-        // kept re-planning the one-shot reads on every execution (~65 µs each, measured).
-        "ALTER ROLE %1$I IN DATABASE %2$I SET plan_cache_mode = force_generic_plan".to_owned(),
-        "REVOKE ALL ON ALL TABLES IN SCHEMA app FROM %1$I".to_owned(),
-        "REVOKE ALL ON ALL SEQUENCES IN SCHEMA app FROM %1$I".to_owned(),
-        "GRANT USAGE ON SCHEMA app TO %1$I".to_owned(),
-    ];
-    for (table, privileges) in runtime_grants() {
-        statements.push(format!("GRANT {privileges} ON {table} TO %1$I"));
-    }
-    for template in statements {
-        let sql: String = sqlx::query_scalar("SELECT format($1, $2::text, current_database())")
-            .bind(&template)
-            .bind(runtime.name())
-            .fetch_one(&mut *tx)
-            .await?;
-        (&mut *tx).execute(sql.as_str()).await?;
-    }
-    let (is_super, bypass): (bool, bool) =
-        sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1")
-            .bind(runtime.name())
-            .fetch_one(&mut *tx)
-            .await?;
-    if is_super || bypass {
-        return Err(Error::Config(format!(
-            "runtime role {} is SUPERUSER or BYPASSRLS; a superuser must run ALTER ROLE {} NOSUPERUSER NOBYPASSRLS",
-            runtime.name(),
-            runtime.name()
-        )));
-    }
-    tx.commit().await?;
-    tracing::info!(
-        runtime_role = runtime.name(),
-        "migrations applied, runtime role up to date"
-    );
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +471,39 @@ mod tests {
             &"a".repeat(64),
         ] {
             assert!(RuntimeRole::new(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn duplicate_versions_are_refused_and_order_is_by_version() {
+        // The same part twice declares every version twice.
+        let err = Schema::new().with(MIGRATIONS).migrator().unwrap_err();
+        assert_eq!(
+            err,
+            SchemaError::DuplicateVersion {
+                version: 1,
+                first: "procuhelp-tenancy",
+                second: "procuhelp-tenancy"
+            }
+        );
+        let m = Schema::new().migrator().unwrap();
+        let versions: Vec<i64> = m.iter().map(|m| m.version).collect();
+        let mut sorted = versions.clone();
+        sorted.sort_unstable();
+        assert_eq!(versions, sorted);
+    }
+
+    #[test]
+    fn grants_are_plain_names() {
+        assert!(Grant::new("app.users", "SELECT, UPDATE (mfa_required)").is_well_formed());
+        for bad in [
+            Grant::new("users", "SELECT"),
+            Grant::new("app.users; DROP TABLE x", "SELECT"),
+            Grant::new("app.users", "SELECT; DROP TABLE x"),
+            Grant::new("app.users", "SELECT %s"),
+            Grant::new("app.users", " "),
+        ] {
+            assert!(!bad.is_well_formed(), "{bad:?} accepted");
         }
     }
 }

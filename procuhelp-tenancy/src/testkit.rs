@@ -13,7 +13,22 @@ use sqlx::Executor as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
+use crate::migrate::{Grant, Migrations, Schema};
 use crate::{Error, Result, RuntimeRole};
+
+/// The testkit's tenant table `app.test_records` (`org_id`, `id`, `name`, `country`,
+/// `status`, `created_by`, `created_at`, `secret_sealed`), declared with
+/// `app.declare_tenant_table` like any embedder's table, for tests of the SDK itself.
+/// Version 9001 (9000-9999 are the testkit's).
+pub const MIGRATIONS: Migrations =
+    Migrations::new("procuhelp-tenancy testkit", sqlx::migrate!("./testkit/migrations"))
+        .grants(&[Grant::new("app.test_records", "SELECT, INSERT, UPDATE, DELETE")])
+        .encrypted_columns(&[crate::EncryptedColumn {
+            table: "app.test_records",
+            column: "secret_sealed",
+            field_table: "test_records",
+            field_column: "secret",
+        }]);
 
 /// The default admin URL for tests.
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -35,10 +50,19 @@ fn admin_options() -> Result<PgConnectOptions> {
 }
 
 impl ScratchDb {
-    /// Creates the database and roles and runs the migrations.
+    /// Creates the database and roles and runs procuhelp-tenancy's migrations with the
+    /// testkit's tenant table ([`MIGRATIONS`]).
     pub async fn migrated() -> Result<Self> {
+        Self::migrated_with(&Schema::new().with(MIGRATIONS)).await
+    }
+
+    /// Creates the database and roles and runs `schema` (e.g. the application's composed
+    /// schema), as the owner, with the scratch runtime role.
+    pub async fn migrated_with(schema: &Schema) -> Result<Self> {
         let db = Self::empty().await?;
-        crate::migrate(&db.owner_pool(2).await?, &db.runtime).await?;
+        let owner = db.owner_pool(2).await?;
+        schema.migrate(&owner, &db.runtime).await?;
+        owner.close().await;
         Ok(db)
     }
 

@@ -8,6 +8,14 @@ use procuhelp_tenancy::{EncryptedColumn, FieldCipher, TenantDb};
 
 use crate::cli::DatabaseArgs;
 
+/// The server's own encrypted columns (supplier bank details).
+pub const SUPPLIER_ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[EncryptedColumn {
+    table: "app.suppliers",
+    column: "iban_sealed",
+    field_table: "suppliers",
+    field_column: "iban",
+}];
+
 /// Every encrypted column the server stores, for re-encryption and retirement.
 pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[
     EncryptedColumn {
