@@ -36,25 +36,19 @@ const REQUEST_ID: &str = "_0123456789abcdef0123456789abcdef";
 fn service_provider() -> &'static ServiceProvider {
     static SP: OnceLock<ServiceProvider> = OnceLock::new();
     SP.get_or_init(|| {
-        let conn = SamlConnection {
-            idp_entity_id: "https://sts.windows.net/f7393f3e-c33d-4dfe-b4a8-f473310e7bf5/".into(),
-            idp_sso_url:
-                "https://login.microsoftonline.com/f7393f3e-c33d-4dfe-b4a8-f473310e7bf5/saml2"
-                    .into(),
-            idp_certificates: vec![
-                include_str!("../../procuhelp-auth/tests/data/saml/unit-test-idp.crt")
-                    .to_owned(),
+        let mut conn = SamlConnection::new(
+            "https://sts.windows.net/f7393f3e-c33d-4dfe-b4a8-f473310e7bf5/",
+            "https://login.microsoftonline.com/f7393f3e-c33d-4dfe-b4a8-f473310e7bf5/saml2",
+            vec![
+                include_str!("../../procuhelp-auth/tests/data/saml/unit-test-idp.crt").to_owned(),
                 include_str!("../data/saml-idp.crt").to_owned(),
             ],
-            sp_entity_id: "https://sp.procuhelp.test/saml".into(),
-            acs_url: "https://sp.procuhelp.test/sso/saml/acs".into(),
-            allow_sha1: false,
-            // So that `Expected::Unsolicited` gets past the first check.
-            allow_idp_initiated: true,
-            mfa_authn_contexts: vec!["http://schemas.microsoft.com/claims/multipleauthn".into()],
-            max_clock_skew_secs: 120,
-            attributes: Default::default(),
-        };
+            "https://sp.procuhelp.test/saml",
+            "https://sp.procuhelp.test/sso/saml/acs",
+        );
+        // So that `Expected::Unsolicited` gets past the first check.
+        conn.dangerous().set_allow_idp_initiated(true);
+        conn.mfa_authn_contexts = vec!["http://schemas.microsoft.com/claims/multipleauthn".into()];
         match ServiceProvider::new(conn) {
             Ok(sp) => sp,
             Err(e) => panic!("fuzz harness: the test SamlConnection is refused: {e}"),

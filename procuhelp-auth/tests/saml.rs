@@ -120,20 +120,15 @@ impl Idp {
     }
 
     fn connection(&self) -> SamlConnection {
-        SamlConnection {
-            idp_entity_id: IDP_ENTITY_ID.into(),
-            idp_sso_url:
-                "https://login.microsoftonline.com/f7393f3e-c33d-4dfe-b4a8-f473310e7bf5/saml2"
-                    .into(),
-            idp_certificates: vec![self.cert("idp")],
-            sp_entity_id: SP_ENTITY_ID.into(),
-            acs_url: ACS_URL.into(),
-            allow_sha1: false,
-            allow_idp_initiated: false,
-            mfa_authn_contexts: vec![MFA.into()],
-            max_clock_skew_secs: 120,
-            attributes: Default::default(),
-        }
+        let mut c = SamlConnection::new(
+            IDP_ENTITY_ID,
+            "https://login.microsoftonline.com/f7393f3e-c33d-4dfe-b4a8-f473310e7bf5/saml2",
+            vec![self.cert("idp")],
+            SP_ENTITY_ID,
+            ACS_URL,
+        );
+        c.mfa_authn_contexts = vec![MFA.into()];
+        c
     }
 
     fn der(&self, name: &str) -> CertificateDer {
@@ -320,7 +315,7 @@ fn unsolicited_only_when_allowed_and_without_in_response_to() {
         SamlError::UnsolicitedNotAllowed
     );
     let mut conn = idp.connection();
-    conn.allow_idp_initiated = true;
+    conn.dangerous().set_allow_idp_initiated(true);
     assert_alice(&check_with(conn.clone(), &xml, Expected::Unsolicited).unwrap());
     // A solicited response offered as unsolicited (its request was never ours here).
     let solicited = idp.xml(&["--sign-assertion", "--in-response-to", REQUEST_ID]);
@@ -354,7 +349,7 @@ fn assertion_issue_instant(xml: &str) -> OffsetDateTime {
 fn unsolicited_assertion_at_five_minutes_and_a_second_is_refused() {
     let idp = idp_or_skip!();
     let mut conn = idp.connection();
-    conn.allow_idp_initiated = true;
+    conn.dangerous().set_allow_idp_initiated(true);
     // The largest skew a connection may have: it must still not extend the lifetime.
     conn.max_clock_skew_secs = 300;
     let sp = ServiceProvider::new(conn).unwrap();
@@ -378,7 +373,7 @@ fn unsolicited_assertion_at_five_minutes_and_a_second_is_refused() {
 fn unsolicited_assertions_live_five_minutes() {
     let idp = idp_or_skip!();
     let mut conn = idp.connection();
-    conn.allow_idp_initiated = true;
+    conn.dangerous().set_allow_idp_initiated(true);
     let sp = ServiceProvider::new(conn).unwrap();
     // Conditions would allow an hour; the unsolicited lifetime does not.
     let xml = STANDARD.encode(idp.xml(&["--sign-assertion", "--not-on-or-after", "+3600"]));
@@ -435,7 +430,7 @@ fn sha1_only_when_allowed() {
         SamlError::Sha1NotAllowed
     );
     let mut conn = idp.connection();
-    conn.allow_sha1 = true;
+    conn.dangerous().set_allow_sha1(true);
     assert_alice(&check_with(conn, &xml, Expected::InResponseTo(REQUEST_ID)).unwrap());
 }
 

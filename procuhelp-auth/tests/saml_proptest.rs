@@ -11,19 +11,16 @@ use proptest::prelude::*;
 use time::OffsetDateTime;
 
 fn sp(allow_idp_initiated: bool) -> ServiceProvider {
-    ServiceProvider::new(SamlConnection {
-        idp_entity_id: "https://idp.example.test/".into(),
-        idp_sso_url: "https://idp.example.test/saml2".into(),
-        idp_certificates: vec![include_str!("data/saml/unit-test-idp.crt").into()],
-        sp_entity_id: "https://sp.example.test/saml".into(),
-        acs_url: "https://sp.example.test/acs".into(),
-        allow_sha1: false,
-        allow_idp_initiated,
-        mfa_authn_contexts: vec![],
-        max_clock_skew_secs: 120,
-        attributes: Default::default(),
-    })
-    .unwrap()
+    let mut conn = SamlConnection::new(
+        "https://idp.example.test/",
+        "https://idp.example.test/saml2",
+        vec![include_str!("data/saml/unit-test-idp.crt").into()],
+        "https://sp.example.test/saml",
+        "https://sp.example.test/acs",
+    );
+    conn.dangerous()
+        .set_allow_idp_initiated(allow_idp_initiated);
+    ServiceProvider::new(conn).unwrap()
 }
 
 /// A response with the right shape (so the signature layer is reached) around

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod logging;
 pub mod request_body;
 pub mod serve;
+pub mod suppliers;
 pub mod tls;
 
 use std::os::unix::fs::OpenOptionsExt as _;
@@ -314,9 +315,8 @@ async fn seed_demo(
     runtime_role: &procuhelp_tenancy::RuntimeRole,
     vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
 ) -> anyhow::Result<Vec<String>> {
-    use procuhelp_tenancy::{
-        FieldRef, NewSupplier, PgSupplierRepository, SupplierRepository as _, TenantDb,
-    };
+    use crate::suppliers::{NewSupplier, PgSupplierRepository, SupplierRepository as _};
+    use procuhelp_tenancy::{FieldRef, TenantDb};
     let owner = db.owner_pool().await?;
     // Up front, before migrating: the demo data is tenant work.
     database::refuse_rls_bypass(&owner, "seed-demo").await?;

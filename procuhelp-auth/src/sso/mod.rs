@@ -26,4 +26,4 @@ mod roles;
 pub mod store;
 
 pub use federated::{FederatedError, FederatedIdentity, FederatedSignIn, Method, Refusal};
-pub use roles::{GroupClaim, RoleMapping};
+pub use roles::{BadMapping, GroupClaim, RoleMapping};

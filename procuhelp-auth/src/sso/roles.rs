@@ -45,8 +45,66 @@ impl RoleMapping {
         }
     }
 
+    /// The mapping an organisation stored (group id → role name), checked: group ids of
+    /// 1 to 256 characters, known role names.
+    pub fn parse(stored: &BTreeMap<String, String>) -> Result<Self, BadMapping> {
+        let mut groups = BTreeMap::new();
+        for (group, role) in stored {
+            if group.is_empty() || group.len() > 256 {
+                return Err(BadMapping::GroupId);
+            }
+            let role: Role = role.parse().map_err(|_| BadMapping::UnknownRole {
+                group: group.clone(),
+                role: role.clone(),
+            })?;
+            groups.insert(group.clone(), role);
+        }
+        Ok(Self { groups })
+    }
+
     /// The mapped groups and their roles.
     pub fn iter(&self) -> impl Iterator<Item = (&str, Role)> {
         self.groups.iter().map(|(g, r)| (g.as_str(), *r))
+    }
+}
+
+/// Why a stored group → role mapping is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadMapping {
+    /// A group id is empty or longer than 256 characters.
+    #[error("group ids must be 1 to 256 characters")]
+    GroupId,
+    /// A role name is not one of the roles.
+    #[error("group {group}: unknown role {role:?}")]
+    UnknownRole {
+        /// The group id.
+        group: String,
+        /// The role name as stored.
+        role: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_mapping_is_checked() {
+        let stored = |g: &str, r: &str| BTreeMap::from([(g.to_owned(), r.to_owned())]);
+        let m = RoleMapping::parse(&stored("admins", "admin")).unwrap();
+        assert_eq!(m, RoleMapping::new([("admins", Role::Admin)]));
+        assert_eq!(
+            RoleMapping::parse(&stored("", "admin")),
+            Err(BadMapping::GroupId)
+        );
+        assert_eq!(
+            RoleMapping::parse(&stored(&"g".repeat(257), "admin")),
+            Err(BadMapping::GroupId)
+        );
+        assert!(matches!(
+            RoleMapping::parse(&stored("g", "root")),
+            Err(BadMapping::UnknownRole { .. })
+        ));
     }
 }

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query};
 use procuhelp_audit::{Action, Outcome};
 use procuhelp_auth::{AuthError, Permission};
 use procuhelp_core::{SupplierId, UserId};
-use procuhelp_tenancy::{NewSupplier, PgSupplierRepository, SupplierRepository as _};
+use crate::suppliers::{NewSupplier, PgSupplierRepository, SupplierRepository as _};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;

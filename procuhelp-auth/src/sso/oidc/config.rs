@@ -6,7 +6,6 @@ use procuhelp_core::OutboundPolicy;
 use serde::{Deserialize, Serialize};
 
 use super::OidcError;
-use crate::Role;
 use crate::sso::RoleMapping;
 
 /// Entra's multi-tenant issuer placeholder, resolved with the token's `tid`.
@@ -97,17 +96,7 @@ impl OidcConnection {
                 "max_clock_skew_secs must be at most {MAX_SKEW_SECS}"
             ));
         }
-        let mut pairs = Vec::with_capacity(self.group_roles.len());
-        for (group, role) in &self.group_roles {
-            if group.is_empty() || group.len() > 256 {
-                return bad("group ids must be 1 to 256 characters".to_owned());
-            }
-            let role: Role = role
-                .parse()
-                .map_err(|_| OidcError::Config(format!("group {group}: unknown role {role:?}")))?;
-            pairs.push((group.clone(), role));
-        }
-        Ok(RoleMapping::new(pairs))
+        RoleMapping::parse(&self.group_roles).map_err(|e| OidcError::Config(e.to_string()))
     }
 
     /// Whether `policy` lets the server fetch this connection's discovery document

@@ -21,6 +21,25 @@ const DEFAULT_GROUPS_OVERAGE_ATTRIBUTE: &str = "http://schemas.microsoft.com/cla
 /// Deserialised with unknown fields refused, so a typo (`allow_sha_1`) is an error rather
 /// than a silently ignored setting. Call [`SamlConnection::validate`] when saving it;
 /// [`ServiceProvider::new`](super::ServiceProvider::new) validates again.
+///
+/// The two settings that weaken verification (SHA-1, unsolicited responses) are not
+/// public fields: they are set through [`SamlConnection::dangerous`] (or the stored
+/// document's `allow_sha1` / `allow_idp_initiated`) and read with
+/// [`SamlConnection::allows_sha1`] and [`SamlConnection::allows_idp_initiated`].
+///
+/// ```
+/// use procuhelp_auth::sso::saml::SamlConnection;
+/// let mut c = SamlConnection::new(
+///     "https://idp.example.test/",
+///     "https://idp.example.test/saml2",
+///     vec![/* the IdP's PEM certificates */],
+///     "https://sp.example.test/saml",
+///     "https://sp.example.test/acs",
+/// );
+/// assert!(!c.allows_sha1() && !c.allows_idp_initiated());
+/// c.dangerous().set_allow_idp_initiated(true);
+/// assert!(c.allows_idp_initiated());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SamlConnection {
@@ -36,13 +55,15 @@ pub struct SamlConnection {
     /// Our AssertionConsumerService URL (HTTP-POST binding).
     pub acs_url: String,
     /// Accept RSA-SHA1 signatures and SHA-1 digests (legacy IdPs only). Default false.
+    /// Set through [`DangerousSamlConnection::set_allow_sha1`].
     #[serde(default)]
-    pub allow_sha1: bool,
+    allow_sha1: bool,
     /// Accept IdP-initiated (unsolicited) responses. Default false: they cannot be tied to
     /// a request of ours, so only a short lifetime and the replay cache stand against
-    /// replays and login CSRF.
+    /// replays and login CSRF. Set through
+    /// [`DangerousSamlConnection::set_allow_idp_initiated`].
     #[serde(default)]
-    pub allow_idp_initiated: bool,
+    allow_idp_initiated: bool,
     /// AuthnContextClassRef values that mean the user passed multi-factor
     /// authentication (for Entra: `http://schemas.microsoft.com/claims/multipleauthn`).
     #[serde(default)]
@@ -87,7 +108,69 @@ impl Default for AttributeNames {
     }
 }
 
+/// The settings of a [`SamlConnection`] that weaken verification, behind a name that
+/// shows in review ([`SamlConnection::dangerous`], the `rustls` habit).
+#[derive(Debug)]
+pub struct DangerousSamlConnection<'a> {
+    connection: &'a mut SamlConnection,
+}
+
+impl DangerousSamlConnection<'_> {
+    /// Accept RSA-SHA1 signatures and SHA-1 digests (for a legacy IdP that cannot sign
+    /// with SHA-256). SHA-1 collisions are practical; ask the IdP for SHA-256 instead.
+    pub fn set_allow_sha1(&mut self, allow: bool) -> &mut Self {
+        self.connection.allow_sha1 = allow;
+        self
+    }
+
+    /// Accept IdP-initiated (unsolicited) responses: nothing ties them to a sign-in this
+    /// browser started (login CSRF), only their short lifetime and the replay cache stand
+    /// against replays.
+    pub fn set_allow_idp_initiated(&mut self, allow: bool) -> &mut Self {
+        self.connection.allow_idp_initiated = allow;
+        self
+    }
+}
+
 impl SamlConnection {
+    /// A connection with the safe defaults: SHA-256 or better only, SP-initiated only,
+    /// no MFA context, 120 s of clock skew, Entra's attribute names.
+    pub fn new(
+        idp_entity_id: impl Into<String>,
+        idp_sso_url: impl Into<String>,
+        idp_certificates: Vec<String>,
+        sp_entity_id: impl Into<String>,
+        acs_url: impl Into<String>,
+    ) -> Self {
+        Self {
+            idp_entity_id: idp_entity_id.into(),
+            idp_sso_url: idp_sso_url.into(),
+            idp_certificates,
+            sp_entity_id: sp_entity_id.into(),
+            acs_url: acs_url.into(),
+            allow_sha1: false,
+            allow_idp_initiated: false,
+            mfa_authn_contexts: Vec::new(),
+            max_clock_skew_secs: default_skew(),
+            attributes: AttributeNames::default(),
+        }
+    }
+
+    /// The settings that weaken verification.
+    pub fn dangerous(&mut self) -> DangerousSamlConnection<'_> {
+        DangerousSamlConnection { connection: self }
+    }
+
+    /// Whether RSA-SHA1 signatures and SHA-1 digests are accepted.
+    pub fn allows_sha1(&self) -> bool {
+        self.allow_sha1
+    }
+
+    /// Whether IdP-initiated (unsolicited) responses are accepted.
+    pub fn allows_idp_initiated(&self) -> bool {
+        self.allow_idp_initiated
+    }
+
     /// Refuses a connection that cannot be used safely: no certificate (never "skip
     /// verification"), a certificate that does not parse or has a weak key, a URL that
     /// is not https (http only for loopback hosts, for tests), an empty entity ID, or an
@@ -259,7 +342,15 @@ mod tests {
             "acs_url": "https://sp.example.test/acs",
         });
         let c: SamlConnection = serde_json::from_value(json.clone()).unwrap();
-        assert!(!c.allow_sha1 && !c.allow_idp_initiated);
+        assert!(!c.allows_sha1() && !c.allows_idp_initiated());
+        let mut weak = json.clone();
+        weak["allow_sha1"] = true.into();
+        weak["allow_idp_initiated"] = true.into();
+        let c: SamlConnection = serde_json::from_value(weak).unwrap();
+        assert!(
+            c.allows_sha1() && c.allows_idp_initiated(),
+            "stored documents keep their names"
+        );
         assert_eq!(c.max_clock_skew_secs, 120);
         assert_eq!(c.attributes, AttributeNames::default());
         let mut typo = json;

@@ -33,10 +33,12 @@ mod error;
 mod replay;
 mod response;
 mod service_provider;
+mod settings;
 mod xml;
 
-pub use config::{AttributeNames, MAX_CLOCK_SKEW_SECS, SamlConnection};
+pub use config::{AttributeNames, DangerousSamlConnection, MAX_CLOCK_SKEW_SECS, SamlConnection};
 pub use error::{ConnectionError, SamlError};
 pub use replay::ReplayCache;
 pub use response::{Expected, UNSOLICITED_LIFETIME, VerifiedAssertion};
 pub use service_provider::{AuthnRequest, ServiceProvider};
+pub use settings::{SamlSettings, Weakness, weak_settings};

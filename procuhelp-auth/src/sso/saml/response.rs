@@ -135,7 +135,7 @@ impl ServiceProvider {
         now: OffsetDateTime,
     ) -> Result<VerifiedAssertion, SamlError> {
         match expected {
-            Expected::Unsolicited if !self.conn.allow_idp_initiated => {
+            Expected::Unsolicited if !self.conn.allows_idp_initiated() => {
                 return Err(SamlError::UnsolicitedNotAllowed);
             }
             // An empty expected ID would match an empty InResponseTo: a caller bug, refused.
@@ -232,7 +232,7 @@ impl ServiceProvider {
         if list.contains(&uri) {
             Ok(())
         } else if uri == sha1 {
-            if self.conn.allow_sha1 {
+            if self.conn.allows_sha1() {
                 Ok(())
             } else {
                 Err(SamlError::Sha1NotAllowed)
@@ -245,7 +245,7 @@ impl ServiceProvider {
     /// Verifies every signature against the configured certificates (any one may have
     /// signed) and returns the document reduced to what the signatures cover.
     fn reduce_to_signed(&self, xml: &str) -> Result<String, SamlError> {
-        let allowed = if self.conn.allow_sha1 {
+        let allowed = if self.conn.allows_sha1() {
             None
         } else {
             Some(SAMAEL_ALLOWED)
@@ -624,20 +624,13 @@ mod tests {
     use crate::sso::saml::SamlConnection;
 
     fn sp() -> ServiceProvider {
-        ServiceProvider::new(SamlConnection {
-            idp_entity_id: "https://idp.example.test/".into(),
-            idp_sso_url: "https://idp.example.test/saml2".into(),
-            idp_certificates: vec![
-                include_str!("../../../tests/data/saml/unit-test-idp.crt").into(),
-            ],
-            sp_entity_id: "https://sp.example.test/saml".into(),
-            acs_url: "https://sp.example.test/acs".into(),
-            allow_sha1: false,
-            allow_idp_initiated: false,
-            mfa_authn_contexts: vec![],
-            max_clock_skew_secs: 120,
-            attributes: Default::default(),
-        })
+        ServiceProvider::new(SamlConnection::new(
+            "https://idp.example.test/",
+            "https://idp.example.test/saml2",
+            vec![include_str!("../../../tests/data/saml/unit-test-idp.crt").into()],
+            "https://sp.example.test/saml",
+            "https://sp.example.test/acs",
+        ))
         .unwrap()
     }
 

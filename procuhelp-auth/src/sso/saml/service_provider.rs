@@ -196,20 +196,13 @@ pub(crate) mod tests {
 
     /// A valid connection for unit tests (the IdP URL carries a query on purpose).
     pub(crate) fn connection() -> SamlConnection {
-        SamlConnection {
-            idp_entity_id: "https://idp.example.test/".into(),
-            idp_sso_url: "https://idp.example.test/saml2?tenant=a".into(),
-            idp_certificates: vec![
-                include_str!("../../../tests/data/saml/unit-test-idp.crt").into(),
-            ],
-            sp_entity_id: "https://sp.example.test/saml".into(),
-            acs_url: "https://sp.example.test/sso/saml/acs".into(),
-            allow_sha1: false,
-            allow_idp_initiated: false,
-            mfa_authn_contexts: vec![],
-            max_clock_skew_secs: 120,
-            attributes: Default::default(),
-        }
+        SamlConnection::new(
+            "https://idp.example.test/",
+            "https://idp.example.test/saml2?tenant=a",
+            vec![include_str!("../../../tests/data/saml/unit-test-idp.crt").into()],
+            "https://sp.example.test/saml",
+            "https://sp.example.test/sso/saml/acs",
+        )
     }
 
     fn query(url: &url::Url, name: &str) -> Option<String> {
