@@ -1,13 +1,13 @@
-//! Fuzz target `scim_bodies`: the parsers of SCIM 2.0 requests (`procuhelp_auth::scim`
-//! and `procuhelp_auth::scim_patch`), which take the bodies and query parameters an
+//! Fuzz target `scim_bodies`: the parsers of SCIM 2.0 requests (`procuhelp_auth::scim`,
+//! including `procuhelp_auth::scim::patch`), which take the bodies and query parameters an
 //! identity provider (or anyone holding a SCIM token) sends.
 //!
 //! The first byte chooses the parser, the rest is its input:
 //!
 //! | byte % 9 | parser |
 //! |---|---|
-//! | 0 | `scim_patch::parse_user_patch` (PATCH /Users/{id} body) |
-//! | 1 | `scim_patch::parse_group_patch` (PATCH /Groups/{id} body) |
+//! | 0 | `scim::patch::parse_user_patch` (PATCH /Users/{id} body) |
+//! | 1 | `scim::patch::parse_group_patch` (PATCH /Groups/{id} body) |
 //! | 2 | `scim::model::parse_user` (POST/PUT /Users body) |
 //! | 3 | `scim::model::parse_group` (POST/PUT /Groups body) |
 //! | 4 | `scim::model::parse_search` (POST /.search body) |
@@ -26,7 +26,7 @@ use procuhelp_auth::scim::filter::parse_filter;
 use procuhelp_auth::scim::model::{
     Page, Projection, ResourceKind, parse_group, parse_search, parse_user,
 };
-use procuhelp_auth::scim_patch::{parse_group_patch, parse_user_patch};
+use procuhelp_auth::scim::patch::{parse_group_patch, parse_user_patch};
 
 /// The string input split in two at the first NUL (the second part `None` if there is none).
 fn two_params(s: &str) -> (Option<&str>, Option<&str>) {
@@ -57,7 +57,11 @@ fuzz_target!(|data: &[u8]| {
             let _ = parse_search(body);
         }
         5 | 6 => {
-            let kind = if selector % 9 == 5 { ResourceKind::User } else { ResourceKind::Group };
+            let kind = if selector % 9 == 5 {
+                ResourceKind::User
+            } else {
+                ResourceKind::Group
+            };
             if let Ok(raw) = std::str::from_utf8(body) {
                 let _ = parse_filter(raw, kind);
             }

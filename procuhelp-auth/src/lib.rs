@@ -34,7 +34,6 @@ mod principal;
 pub mod recovery;
 mod schema;
 pub mod scim;
-pub mod scim_patch;
 pub mod session;
 /// The former path of the session store's functions and types, kept while callers move
 /// to [`session`] (where everything about sessions now lives).

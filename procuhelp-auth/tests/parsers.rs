@@ -77,8 +77,8 @@ proptest! {
 
     #[test]
     fn scim_patch_parsers_never_panic(input in proptest::collection::vec(any::<u8>(), 0..400)) {
-        let _ = procuhelp_auth::scim_patch::parse_user_patch(&input);
-        let _ = procuhelp_auth::scim_patch::parse_group_patch(&input);
+        let _ = procuhelp_auth::scim::patch::parse_user_patch(&input);
+        let _ = procuhelp_auth::scim::patch::parse_group_patch(&input);
     }
 
     #[test]
@@ -98,15 +98,15 @@ proptest! {
         ],
     ) {
         let body = serde_json::json!({
-            "schemas": [procuhelp_auth::scim_patch::PATCH_OP_SCHEMA],
+            "schemas": [procuhelp_auth::scim::patch::PATCH_OP_SCHEMA],
             "Operations": [{ "op": op, "path": path, "value": value }],
         })
         .to_string();
-        let _ = procuhelp_auth::scim_patch::parse_user_patch(body.as_bytes());
-        if let Ok(changes) = procuhelp_auth::scim_patch::parse_group_patch(body.as_bytes()) {
+        let _ = procuhelp_auth::scim::patch::parse_user_patch(body.as_bytes());
+        if let Ok(changes) = procuhelp_auth::scim::patch::parse_group_patch(body.as_bytes()) {
             // Nothing parses into "remove every member".
             for c in changes {
-                if let procuhelp_auth::scim_patch::GroupChange::RemoveMembers(ids) = c {
+                if let procuhelp_auth::scim::patch::GroupChange::RemoveMembers(ids) = c {
                     prop_assert!(!ids.is_empty());
                 }
             }

@@ -1,9 +1,10 @@
 //! SCIM errors (RFC 7644 §3.12): an HTTP status, a `scimType` and a fixed detail string.
+//!
+//! The bottom of the `scim` module order: it depends on no other `scim` module.
 
 use serde_json::{Value, json};
 
 use crate::AuthError;
-use crate::scim_patch::PatchError;
 
 /// The SCIM error message schema.
 pub const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
@@ -137,17 +138,6 @@ impl ScimError {
             obj.insert("scimType".to_owned(), Value::from(t));
         }
         body
-    }
-}
-
-impl From<PatchError> for ScimError {
-    fn from(e: PatchError) -> Self {
-        let status = 400;
-        Self {
-            status,
-            scim_type: Some(e.scim_type),
-            detail: e.detail,
-        }
     }
 }
 

@@ -12,22 +12,26 @@
 //! Entra-style removal can never remove every member by mistake.
 //!
 //! ```
-//! use procuhelp_auth::scim_patch::{UserChange, parse_user_patch};
+//! use procuhelp_auth::scim::patch::{UserChange, parse_user_patch};
 //!
 //! let body = br#"{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
 //!   "Operations":[{"op":"Replace","path":"active","value":"False"}]}"#;
 //! assert_eq!(parse_user_patch(body)?, vec![UserChange::Active(false)]);
-//! # Ok::<(), procuhelp_auth::scim_patch::PatchError>(())
+//! # Ok::<(), procuhelp_auth::scim::patch::PatchError>(())
 //! ```
+//!
+//! Depends on [`super::model`] (the attribute vocabulary and limits) and [`super::error`]
+//! (a [`PatchError`] becomes a 400 [`ScimError`]); neither depends on this module.
 
 use serde_json::{Map, Value};
+
+use super::error::ScimError;
+use super::model::{IGNORED_USER_ATTRIBUTES, MAX_VALUE_CHARS};
 
 /// The PatchOp message schema.
 pub const PATCH_OP_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 /// Most operations in one body.
 pub const MAX_OPERATIONS: usize = 1000;
-/// Longest string value (ids, names, emails).
-pub const MAX_VALUE_CHARS: usize = 512;
 
 /// Why a PATCH body was refused (RFC 7644 §3.12 `scimType`, with the operation index).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -39,6 +43,12 @@ pub struct PatchError {
     pub detail: &'static str,
     /// The index of the offending operation, if one.
     pub op: Option<usize>,
+}
+
+impl From<PatchError> for ScimError {
+    fn from(e: PatchError) -> Self {
+        Self::bad_request(e.scim_type, e.detail)
+    }
 }
 
 fn err(scim_type: &'static str, detail: &'static str, op: Option<usize>) -> PatchError {
@@ -281,7 +291,7 @@ fn ignored_attribute(path: &str) -> bool {
         return true;
     }
     let head = path.split(['.', '[']).next().unwrap_or(path);
-    crate::scim::model::IGNORED_USER_ATTRIBUTES.contains(&head)
+    IGNORED_USER_ATTRIBUTES.contains(&head)
 }
 
 /// The attribute a user `remove` names; `userName`, `active` and unknown paths are refused.

@@ -22,18 +22,18 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use procuhelp_audit::{Action, Actor, AuditEvent, Outcome};
+use procuhelp_auth::ClientInfo;
 use procuhelp_auth::scim::filter::parse_filter;
 use procuhelp_auth::scim::model::{self, Page, Projection, ResourceKind};
 use procuhelp_auth::scim::store::{self, Effects};
-use procuhelp_auth::scim::{ScimError, discovery, token};
-use procuhelp_auth::{ClientInfo, scim_patch};
+use procuhelp_auth::scim::{ScimError, discovery, patch as scim_patch, token};
 use procuhelp_core::OrgId;
 use procuhelp_tenancy::TenantTx;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::authed::Client;
 use crate::app::AppState;
+use procuhelp_axum::Client;
 
 /// The SCIM media type (RFC 7644 §8.1).
 pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
@@ -230,12 +230,12 @@ impl FromRequestParts<AppState> for ScimCtx {
         let unauthorized = || ScimFailure(ScimError::unauthorized());
         let org = org_from_path(parts.uri.path()).ok_or_else(unauthorized)?;
         let presented = bearer(parts).ok_or_else(unauthorized)?;
-        let mut tx = match state.tenants.begin(org).await {
+        let mut tx = match state.sdk.tenants().begin(org).await {
             Ok(tx) => tx,
             Err(procuhelp_tenancy::Error::UnknownOrg(_)) => return Err(unauthorized()),
             Err(e) => return Err(ScimError::from(e).into()),
         };
-        let now = state.auth.now();
+        let now = state.sdk.now();
         let token = match token::authenticate(&mut tx, presented, now).await {
             Ok(id) => id,
             Err(procuhelp_auth::AuthError::Unauthenticated) => {
@@ -261,7 +261,7 @@ impl Drop for ScimCtx {
     /// background rather than closing a pooled connection per failed SCIM request.
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
-            super::authed::roll_back_in_background(tx);
+            procuhelp_axum::roll_back_in_background(tx);
         }
     }
 }
@@ -274,7 +274,7 @@ impl ScimCtx {
     }
 
     fn now(&self) -> time::OffsetDateTime {
-        self.state.auth.now()
+        self.state.sdk.now()
     }
 
     fn event(&self, action: Action, target: String, context: Value) -> AuditEvent {
@@ -310,11 +310,11 @@ impl ScimCtx {
 
     /// Records `event` before the commit; on failure nothing of the request is kept.
     async fn record(&mut self, event: AuditEvent) -> ScimResult<()> {
-        if let Err(e) = self.state.auth.record(event).await {
+        if let Err(e) = self.state.sdk.audit().record(event).await {
             if let Some(tx) = self.tx.take() {
                 let _ = tx.rollback().await;
             }
-            return Err(ScimError::from(e).into());
+            return Err(ScimError::from(procuhelp_auth::AuthError::Audit(e)).into());
         }
         Ok(())
     }
@@ -339,8 +339,8 @@ impl ScimCtx {
             target,
             json!({ "op": op, "reason": reason }),
         );
-        if let Err(e) = self.state.auth.record(event).await {
-            return ScimError::from(e).into();
+        if let Err(e) = self.state.sdk.audit().record(event).await {
+            return ScimError::from(procuhelp_auth::AuthError::Audit(e)).into();
         }
         error.into()
     }
