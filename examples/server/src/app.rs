@@ -1,98 +1,72 @@
 //! The router and its layers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{FromRef, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json};
-use procuhelp_core::http::{CspNonce, SecurityHeadersLayer};
-use procuhelp_tenancy::TenantDb;
+use procuhelp_axum::{CspNonce, SecurityHeadersLayer, error_response};
 use serde_json::json;
-use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
 
-use crate::client_addr::TrustedProxies;
+pub use procuhelp_axum::{Limits, behind_proxies, harden};
 
-/// Shared state of the handlers.
+/// Shared state of the handlers: the SDK's, and the server's SSO clients.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// Tenant-scoped data access.
-    pub tenants: TenantDb,
-    /// Field encryption (supplier bank details, stored credentials).
-    pub cipher: std::sync::Arc<procuhelp_tenancy::FieldCipher>,
-    /// Where the server's secrets live.
-    pub vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
-    /// Sign-in, sessions and account security (records to the audit log).
-    pub auth: procuhelp_auth::Authenticator,
-    /// The append-only audit log in PostgreSQL, for reading and export.
-    pub audit_log: Option<procuhelp_audit::PgAuditSink>,
+    /// What the SDK's extractor and routers need (tenants, authenticator, audit sink and
+    /// clock, cipher, vault, audit log).
+    pub sdk: procuhelp_axum::Sdk,
     /// SSO clients per organisation (discovery and key caches).
-    pub sso: std::sync::Arc<crate::api::sso::SsoClients>,
+    pub sso: Arc<crate::api::sso::SsoClients>,
+}
+
+impl FromRef<AppState> for procuhelp_axum::Sdk {
+    fn from_ref(state: &AppState) -> Self {
+        state.sdk.clone()
+    }
 }
 
 impl AppState {
+    /// The server's state around `sdk`.
+    pub fn new(sdk: procuhelp_axum::Sdk) -> Self {
+        Self {
+            sdk,
+            sso: Default::default(),
+        }
+    }
+
     /// The same state, with `log` for the audit API (reads and exports).
     pub fn with_audit_log(mut self, log: procuhelp_audit::PgAuditSink) -> Self {
-        self.audit_log = Some(log);
+        self.sdk = self.sdk.with_audit_log(log);
         self
     }
 
     /// The same state, with the SSO clients' fetches held to `policy` (the default is
     /// [`procuhelp_core::OutboundPolicy::public_only`]).
     pub fn with_outbound_policy(mut self, policy: procuhelp_core::OutboundPolicy) -> Self {
-        self.sso = std::sync::Arc::new(crate::api::sso::SsoClients::new(policy));
+        self.sso = Arc::new(crate::api::sso::SsoClients::new(policy));
         self
     }
 
     /// Assembles the state from the runtime role's pool and the server's parts.
     pub fn assemble(
         runtime: sqlx::PgPool,
-        cipher: std::sync::Arc<procuhelp_tenancy::FieldCipher>,
-        vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
-        audit: std::sync::Arc<dyn procuhelp_audit::AuditSink>,
-        clock: std::sync::Arc<dyn procuhelp_core::Clock>,
+        cipher: Arc<procuhelp_tenancy::FieldCipher>,
+        vault: Arc<dyn procuhelp_core::vault::SecretProvider>,
+        audit: Arc<dyn procuhelp_audit::AuditSink>,
+        clock: Arc<dyn procuhelp_core::Clock>,
         hasher: procuhelp_auth::password::PasswordHasher,
     ) -> Self {
-        let tenants = TenantDb::new(runtime.clone());
-        let auth = procuhelp_auth::Authenticator::new(
-            tenants.clone(),
-            std::sync::Arc::new(hasher),
-            procuhelp_auth::throttle::LoginThrottle::new(runtime, Default::default()),
-            procuhelp_auth::totp::Totp::new("ProcuHelp"),
-            cipher.clone(),
-            audit,
-            clock,
-            Default::default(),
-        );
-        Self {
-            tenants,
-            cipher,
-            vault,
-            auth,
-            audit_log: None,
-            sso: Default::default(),
-        }
-    }
-}
-
-/// Limits applied to every request.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Largest accepted request body.
-    pub max_body_bytes: usize,
-    /// Time allowed for one request.
-    pub request_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            max_body_bytes: 1024 * 1024,
-            request_timeout: Duration::from_secs(30),
-        }
+        Self::new(
+            procuhelp_axum::Sdk::builder(runtime, cipher, vault, audit)
+                .clock(clock)
+                .password_hasher(hasher)
+                .build(),
+        )
     }
 }
 
@@ -109,37 +83,6 @@ pub fn routes(state: AppState) -> Router {
         .merge(crate::api::routes())
         .fallback(not_found)
         .with_state(state)
-}
-
-/// Believes `X-Forwarded-For` from `proxies` (see [`crate::client_addr`]); without this
-/// layer, the TCP peer is the client.
-pub fn behind_proxies(router: Router, proxies: TrustedProxies) -> Router {
-    router.layer(Extension(proxies))
-}
-
-/// Wraps `router` in the layers every response passes through. Security headers are
-/// outermost so that 413s, 408s and 500s from the inner layers carry them too. Bodies
-/// are read whole (within the limit, within the request timeout) before any route runs:
-/// see [`crate::request_body`].
-pub fn harden(router: Router, limits: Limits) -> Router {
-    let max_body_bytes = limits.max_body_bytes;
-    router
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn(move |request, next| {
-            crate::request_body::read_whole(max_body_bytes, request, next)
-        }))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            limits.request_timeout,
-        ))
-        .layer(CatchPanicLayer::custom(
-            |_panic: Box<dyn std::any::Any + Send>| {
-                // The panic payload may hold internal detail: it is not echoed.
-                tracing::error!("handler panicked");
-                error_response(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
-            },
-        ))
-        .layer(SecurityHeadersLayer::strict())
 }
 
 /// The plain-HTTP app: every request is permanently redirected to the same path on
@@ -166,11 +109,6 @@ pub fn redirect_app(host: String, https_port: u16) -> Router {
         .layer(SecurityHeadersLayer::strict())
 }
 
-/// A JSON error body with a fixed, non-revealing message.
-pub fn error_response(status: StatusCode, message: &'static str) -> Response {
-    (status, Json(json!({ "error": message }))).into_response()
-}
-
 async fn home(Extension(nonce): Extension<CspNonce>) -> Html<String> {
     let nonce = nonce.as_str();
     Html(format!(
@@ -184,12 +122,16 @@ async fn home(Extension(nonce): Extension<CspNonce>) -> Html<String> {
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(Duration::from_secs(2), state.tenants.ping()).await {
+    match tokio::time::timeout(Duration::from_secs(2), state.sdk.tenants().ping()).await {
         Ok(Ok(())) => Json(json!({ "status": "ok" })).into_response(),
-        _ => error_response(StatusCode::SERVICE_UNAVAILABLE, "database unavailable"),
+        _ => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "database unavailable",
+        ),
     }
 }
 
 async fn not_found() -> Response {
-    error_response(StatusCode::NOT_FOUND, "not found")
+    error_response(StatusCode::NOT_FOUND, "not_found", "not found")
 }

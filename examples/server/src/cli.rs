@@ -311,7 +311,7 @@ pub struct NetworkArgs {
     /// right-most entry that is not itself a trusted proxy. Repeatable. Without any,
     /// forwarded headers are ignored and the TCP peer is the client.
     #[arg(long = "trusted-proxy", value_name = "CIDR")]
-    pub trusted_proxies: Vec<crate::client_addr::Cidr>,
+    pub trusted_proxies: Vec<procuhelp_axum::client_addr::Cidr>,
 
     /// Seconds a client has to complete its TLS handshake.
     #[arg(long, default_value_t = 10, value_name = "SECS")]

@@ -10,7 +10,7 @@ use procuhelp_tenancy::{RuntimeRole, TenantDb};
 
 use crate::app::{self, AppState, Limits};
 use crate::cli::ServeArgs;
-use crate::client_addr::TrustedProxies;
+use procuhelp_axum::client_addr::TrustedProxies;
 use crate::connections::{self, ConnectionLimits};
 use crate::database::Database;
 use crate::{keys, tls};

@@ -87,7 +87,7 @@ async fn admins_read_filter_and_export_the_trail_and_reading_is_recorded() {
 
     // Export, verify offline (library and CLI), then tamper.
     let export = w.export(&admin).await;
-    let log = w.state.audit_log.clone().unwrap();
+    let log = w.state.sdk.audit_log().cloned().unwrap();
     let keys = log.signing_keys().await.unwrap();
     let trust = procuhelp_audit::Trust::pinned(keys.clone()).unwrap();
     let report = procuhelp_audit::verify_export(std::io::Cursor::new(&export), &trust).unwrap();

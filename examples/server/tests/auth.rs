@@ -369,7 +369,7 @@ async fn enumeration_same_answer_and_no_timing_gap() {
             r,
             &(
                 StatusCode::UNAUTHORIZED,
-                json!({ "error": "invalid credentials" })
+                json!({ "code": "invalid_credentials", "error": "invalid credentials" })
             )
         );
     }
@@ -391,7 +391,7 @@ async fn enumeration_same_answer_and_no_timing_gap() {
         .unwrap();
     let id = w.users[&(0, Role::ReadOnly)];
     let stored_hash = || async {
-        let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+        let mut tx = w.state.sdk.tenants().begin(w.orgs[0]).await.unwrap();
         let stored: String =
             sqlx::query_scalar("SELECT password_hash FROM app.users WHERE id = $1")
                 .bind(id.as_uuid())
@@ -401,7 +401,7 @@ async fn enumeration_same_answer_and_no_timing_gap() {
         tx.commit().await.unwrap();
         stored
     };
-    let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+    let mut tx = w.state.sdk.tenants().begin(w.orgs[0]).await.unwrap();
     sqlx::query("UPDATE app.users SET password_hash = $1 WHERE id = $2")
         .bind(&weak)
         .bind(id.as_uuid())
@@ -689,7 +689,7 @@ async fn csrf_is_required_for_cookie_changes_and_nothing_changes_without_it() {
     let count = |w: &World| {
         let pool = w.runtime.clone();
         let org = w.orgs[0];
-        let db = w.state.tenants.clone();
+        let db = w.state.sdk.tenants().clone();
         async move {
             let _ = pool;
             let mut tx = db.begin(org).await.unwrap();
@@ -1019,7 +1019,7 @@ async fn mfa_enrolment_sign_in_replay_recovery_and_org_policy() {
     );
     // The secret is stored only encrypted.
     let secret = totp_rs::TOTP::from_url_unchecked(&uri).unwrap().secret;
-    let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+    let mut tx = w.state.sdk.tenants().begin(w.orgs[0]).await.unwrap();
     let sealed: Vec<u8> = sqlx::query_scalar("SELECT totp_sealed FROM app.users WHERE id = $1")
         .bind(w.users[&(0, Role::Approver)].as_uuid())
         .fetch_one(tx.conn())

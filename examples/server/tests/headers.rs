@@ -212,7 +212,10 @@ async fn database_down_is_503_with_headers() {
     let (status, headers, body) = send(test_app(), get_req("/healthz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_protected(&headers, "503");
-    assert_eq!(body, r#"{"error":"database unavailable"}"#);
+    assert_eq!(
+        body,
+        r#"{"code":"database_unavailable","error":"database unavailable"}"#
+    );
 }
 
 #[tokio::test]

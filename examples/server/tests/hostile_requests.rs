@@ -19,7 +19,7 @@ use procuhelp_auth::Role;
 use procuhelp_auth::password::PasswordHasher;
 use procuhelp_auth::session::Credential;
 use procuhelp_server::app::{AppState, Limits};
-use procuhelp_server::client_addr::TrustedProxies;
+use procuhelp_axum::client_addr::TrustedProxies;
 use procuhelp_server::connections::ConnectionLimits;
 use procuhelp_tenancy::TenantDb;
 use serde_json::json;
@@ -45,9 +45,19 @@ async fn counted_state(w: &World, size: u32) -> (AppState, Arc<AtomicUsize>) {
         .connect_with(w.scratch.options_for(w.scratch.runtime_role().name()))
         .await
         .unwrap();
-    let mut state = w.state.clone();
-    state.tenants = TenantDb::new(pool);
-    (state, opened)
+    // The same audit sink, clock, cipher and vault; every database access of the
+    // requests through the counted pool.
+    let sdk = &w.state.sdk;
+    let counted = procuhelp_axum::Sdk::builder(
+        pool,
+        sdk.cipher().clone(),
+        sdk.vault().clone(),
+        sdk.audit().clone(),
+    )
+    .clock(sdk.clock().clone())
+    .password_hasher(PasswordHasher::for_tests())
+    .build();
+    (AppState::new(counted), opened)
 }
 
 /// Sessions PostgreSQL has ever started on the scratch database (`pg_stat_database`),
@@ -103,7 +113,7 @@ async fn a_thousand_refused_credentials_open_no_postgresql_session() {
         started <= i64::from(POOL) + 2,
         "PostgreSQL started {started} sessions for 1,000 refused credentials"
     );
-    state.tenants.close().await;
+    state.sdk.tenants().close().await;
     w.close().await;
 }
 
@@ -118,13 +128,13 @@ async fn failed_authenticated_requests_give_their_connection_back() {
     let reader = w.login(0, Role::ReadOnly).await;
     let reader = format!("{}={}", procuhelp_auth::session::COOKIE_NAME, reader.cookie);
     let scim_bearer = {
-        let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+        let mut tx = w.state.sdk.tenants().begin(w.orgs[0]).await.unwrap();
         let (_, secret) = procuhelp_auth::scim::token::issue(
             &mut tx,
             "entra",
             time::Duration::days(1),
             None,
-            w.state.auth.now(),
+            w.state.sdk.now(),
         )
         .await
         .unwrap();
@@ -167,7 +177,7 @@ async fn failed_authenticated_requests_give_their_connection_back() {
         opened <= POOL as usize,
         "100 failed requests opened {opened} PostgreSQL sessions (pool of {POOL})"
     );
-    state.tenants.close().await;
+    state.sdk.tenants().close().await;
     w.close().await;
 }
 
@@ -228,7 +238,7 @@ async fn slow_uploads_hold_no_database_connection() {
     assert_eq!(res.status(), 200);
     assert!(started.elapsed() < Duration::from_secs(5));
     drop(stalled);
-    state.tenants.close().await;
+    state.sdk.tenants().close().await;
     w.close().await;
 }
 
@@ -633,7 +643,7 @@ async fn an_oversized_http2_upload_ends_cleanly_with_its_413() {
     );
     // Beyond what is worth discarding: answered at once, the rest refused by a reset that
     // comes after the answer (the answer still arrives whole).
-    let huge = 1024 + procuhelp_server::request_body::DISCARD_LIMIT as usize + 1;
+    let huge = 1024 + procuhelp_axum::body::DISCARD_LIMIT as usize + 1;
     let (status, sent) = h2_upload(addr, huge).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert!(

@@ -29,13 +29,13 @@ async fn fresh() -> World {
 
 /// Issues a SCIM token for organisation `org` (as an admin would, through the library).
 async fn scim_token(w: &World, org: usize, days: i64) -> String {
-    let mut tx = w.state.tenants.begin(w.orgs[org]).await.unwrap();
+    let mut tx = w.state.sdk.tenants().begin(w.orgs[org]).await.unwrap();
     let (_, secret) = token::issue(
         &mut tx,
         "entra",
         time::Duration::days(days),
         None,
-        w.state.auth.now(),
+        w.state.sdk.now(),
     )
     .await
     .unwrap();
@@ -117,7 +117,7 @@ fn patch(ops: Value) -> String {
 }
 
 async fn user_row(w: &World, org: usize, id: &str) -> (String, String, bool) {
-    let mut tx = w.state.tenants.begin(w.orgs[org]).await.unwrap();
+    let mut tx = w.state.sdk.tenants().begin(w.orgs[org]).await.unwrap();
     let row: (String, String, bool) = sqlx::query_as(
         "SELECT role, status, deprovisioned_by_scim FROM app.users WHERE id = $1::uuid",
     )
@@ -773,7 +773,7 @@ async fn entra_patch_bodies_and_deprovisioning_end_sessions_at_once() {
     );
     assert_eq!(user_row(&w, 0, &id).await.1, "disabled");
     assert!(user_row(&w, 0, &id).await.2, "marked deprovisioned_by_scim");
-    let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+    let mut tx = w.state.sdk.tenants().begin(w.orgs[0]).await.unwrap();
     let addr = procuhelp_auth::directory::Email::parse(&who).unwrap();
     assert!(
         procuhelp_auth::scim::is_deprovisioned_by_scim(&mut tx, &addr)
@@ -1044,7 +1044,7 @@ async fn group_membership_sets_roles_through_the_mapping() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+    let mut tx = w.state.sdk.tenants().begin(w.orgs[0]).await.unwrap();
     assert!(
         procuhelp_auth::scim::sso_jit_provisioning(&mut tx)
             .await
@@ -1236,7 +1236,7 @@ async fn tokens_are_per_organisation_and_every_refusal_looks_the_same() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     // Revocation of t0 (issued through the library).
-    let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+    let mut tx = w.state.sdk.tenants().begin(w.orgs[0]).await.unwrap();
     let ids: Vec<uuid::Uuid> =
         sqlx::query_scalar("SELECT id FROM app.scim_tokens WHERE revoked_at IS NULL")
             .fetch_all(tx.conn())
@@ -1628,7 +1628,7 @@ async fn scim2_cli_conformance_checker_passes() {
 
 /// The SCIM-relevant columns of a user, read around SCIM (as the server's runtime role).
 async fn ownership_row(w: &World, id: &str) -> (String, bool, Option<String>, String) {
-    let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+    let mut tx = w.state.sdk.tenants().begin(w.orgs[0]).await.unwrap();
     let row = sqlx::query_as(
         "SELECT email, scim_managed, scim_external_id, status FROM app.users WHERE id = $1::uuid",
     )

@@ -659,7 +659,7 @@ async fn the_client_secret_reaches_the_vault_only_after_its_audit_event() {
         .await;
     w.audit.set_failing(false);
     assert!(!reply.status.is_success(), "{}", reply.text);
-    let stored = w.state.vault.get(&name).await.unwrap();
+    let stored = w.state.sdk.vault().get(&name).await.unwrap();
     assert_eq!(stored.value.expose(), b"first-secret");
     w.close().await;
 }
@@ -723,7 +723,7 @@ async fn scim_cannot_point_a_local_admins_external_id_at_an_attackers_oid() {
 
     // Defence in depth: the state the old adoption left behind (SCIM-managed, externalId
     // = the attacker's oid, no handover) still links nobody to a local admin.
-    let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+    let mut tx = w.state.sdk.tenants().begin(w.orgs[0]).await.unwrap();
     sqlx::query(
         "UPDATE app.users SET scim_managed = true, scim_external_id = $2 WHERE id = $1::uuid",
     )
@@ -737,7 +737,7 @@ async fn scim_cannot_point_a_local_admins_external_id_at_an_attackers_oid() {
     assert_eq!(attacker.status, StatusCode::FORBIDDEN, "{}", attacker.body);
     assert_eq!(attacker.body["error"], json!("sso_no_account"));
     assert!(attacker.session.is_none());
-    let mut tx = w.state.tenants.begin(w.orgs[0]).await.unwrap();
+    let mut tx = w.state.sdk.tenants().begin(w.orgs[0]).await.unwrap();
     let links: i64 = sqlx::query_scalar("SELECT count(*) FROM app.sso_identities")
         .fetch_one(tx.conn())
         .await

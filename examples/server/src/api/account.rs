@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::authed::{Authed, Client};
-use super::error::{ApiError, ApiResult};
+use procuhelp_axum::{Authed, Client};
+use procuhelp_axum::{Error as ApiError, Result as ApiResult};
 use crate::app::AppState;
 
 /// The response that hands out a new session: cookie plus the CSRF token to echo.
@@ -51,13 +51,15 @@ pub(crate) async fn login(
     // A malformed org id is answered like an unknown one.
     let Ok(org) = body.org.parse::<OrgId>() else {
         let _ = state
-            .auth
+            .sdk
+            .auth()
             .login(OrgId::new(), &body.email, password, &client)
             .await;
         return Err(AuthError::InvalidCredentials.into());
     };
     let signed_in = state
-        .auth
+        .sdk
+        .auth()
         .login(org, &body.email, password, &client)
         .await?;
     Ok(issued(&signed_in, json!({})))
@@ -75,7 +77,7 @@ pub(crate) async fn login_second_factor(
     Json(body): Json<CodeBody>,
 ) -> ApiResult<Response> {
     let session = authed.principal.session()?.clone();
-    let auth = authed.state().auth.clone();
+    let auth = authed.sdk().auth().clone();
     let client = authed.client.clone();
     // The request's transaction ends before the attempt is reserved: no connection is
     // held while the throttle takes one (the authenticator opens its own transaction).
@@ -89,8 +91,8 @@ pub(crate) async fn login_second_factor(
 /// `POST /api/logout`: revokes this session.
 pub(crate) async fn logout(mut authed: Authed) -> ApiResult<Response> {
     let session = authed.principal.session()?.session;
-    let now = authed.state().auth.now();
-    session_store::revoke(authed.tx()?, session, None, now).await?;
+    let now = authed.sdk().now();
+    session_store::revoke(authed.tx().await?, session, None, now).await?;
     let event = authed.event(Action::Logout, Outcome::Success);
     authed.record(event).await?;
     authed.commit().await?;
@@ -131,8 +133,8 @@ pub(crate) async fn whoami(mut authed: Authed) -> ApiResult<Json<serde_json::Val
 pub(crate) async fn list_sessions(mut authed: Authed) -> ApiResult<Json<serde_json::Value>> {
     authed.require_signed_in().await?;
     let session = authed.principal.session()?.clone();
-    let now = authed.state().auth.now();
-    let list = session_store::list(authed.tx()?, session.user, now).await?;
+    let now = authed.sdk().now();
+    let list = session_store::list(authed.tx().await?, session.user, now).await?;
     authed.commit().await?;
     Ok(Json(
         json!({ "current": session.session, "sessions": list }),
@@ -146,8 +148,8 @@ pub(crate) async fn revoke_session(
 ) -> ApiResult<Json<serde_json::Value>> {
     authed.require_signed_in().await?;
     let user = authed.principal.session()?.user;
-    let now = authed.state().auth.now();
-    if !session_store::revoke(authed.tx()?, id, Some(user), now).await? {
+    let now = authed.sdk().now();
+    if !session_store::revoke(authed.tx().await?, id, Some(user), now).await? {
         return Err(AuthError::NotFound.into());
     }
     let event = authed
@@ -164,8 +166,8 @@ pub(crate) async fn revoke_other_sessions(
 ) -> ApiResult<Json<serde_json::Value>> {
     authed.require_signed_in().await?;
     let s = authed.principal.session()?.clone();
-    let now = authed.state().auth.now();
-    let n = session_store::revoke_all(authed.tx()?, s.user, Some(s.session), now).await?;
+    let now = authed.sdk().now();
+    let n = session_store::revoke_all(authed.tx().await?, s.user, Some(s.session), now).await?;
     let event = authed
         .event(Action::SessionRevokedAll, Outcome::Success)
         .context(json!({ "revoked": n, "kept_current": true }));
@@ -181,10 +183,10 @@ pub(crate) async fn mfa_enrol(mut authed: Authed) -> ApiResult<Response> {
     if session.stage == session_store::SessionStage::SecondFactor {
         return Err(AuthError::SecondFactorRequired.into());
     }
-    let auth = authed.state().auth.clone();
+    let auth = authed.sdk().auth().clone();
     let client = authed.client.clone();
     let enrolment = auth
-        .start_enrolment(authed.tx()?, &session, &client)
+        .start_enrolment(authed.tx().await?, &session, &client)
         .await?;
     authed.commit().await?;
     Ok(Json(json!({
@@ -204,10 +206,10 @@ pub(crate) async fn mfa_confirm(
     if session.stage == session_store::SessionStage::SecondFactor {
         return Err(AuthError::SecondFactorRequired.into());
     }
-    let auth = authed.state().auth.clone();
+    let auth = authed.sdk().auth().clone();
     let client = authed.client.clone();
     let (new, codes) = auth
-        .confirm_enrolment(authed.tx()?, &session, &body.code, &client)
+        .confirm_enrolment(authed.tx().await?, &session, &body.code, &client)
         .await?;
     authed.commit().await?;
     let codes: Vec<&str> = codes.codes.iter().map(|c| c.expose()).collect();
@@ -228,7 +230,7 @@ pub(crate) async fn mfa_disable(
 ) -> ApiResult<Json<serde_json::Value>> {
     authed.require_signed_in().await?;
     let session = authed.principal.session()?.clone();
-    let auth = authed.state().auth.clone();
+    let auth = authed.sdk().auth().clone();
     let client = authed.client.clone();
     // Re-checks are throttled like sign-in: the authenticator runs its own transactions.
     authed.commit().await?;
@@ -250,7 +252,7 @@ pub(crate) async fn mfa_recovery_codes(
 ) -> ApiResult<Json<serde_json::Value>> {
     authed.require_signed_in().await?;
     let session = authed.principal.session()?.clone();
-    let auth = authed.state().auth.clone();
+    let auth = authed.sdk().auth().clone();
     let client = authed.client.clone();
     authed.commit().await?;
     let codes = auth
@@ -281,7 +283,7 @@ pub(crate) async fn change_password(
 ) -> ApiResult<Response> {
     authed.require_signed_in().await?;
     let session = authed.principal.session()?.clone();
-    let auth = authed.state().auth.clone();
+    let auth = authed.sdk().auth().clone();
     let client = authed.client.clone();
     authed.commit().await?;
     let new = auth

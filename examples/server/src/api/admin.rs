@@ -22,8 +22,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::authed::Authed;
-use super::error::{ApiError, ApiResult};
+use procuhelp_axum::Authed;
+use procuhelp_axum::{Error as ApiError, Result as ApiResult};
 
 fn user_json(u: &directory::UserRecord) -> Value {
     json!({
@@ -74,7 +74,7 @@ pub(crate) async fn lasting_change_needs_base_role(
 /// `GET /api/users`.
 pub(crate) async fn list_users(mut authed: Authed) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageUsers).await?;
-    let users = directory::list(authed.tx()?).await?;
+    let users = directory::list(authed.tx().await?).await?;
     authed.commit().await?;
     Ok(Json(
         json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() }),
@@ -108,16 +108,16 @@ pub(crate) async fn create_user(
     let password_hash = match body.password {
         Some(p) => Some(
             authed
-                .state()
-                .auth
+                .sdk()
+                .auth()
                 .hash_new_password(SecretText::new(p))
                 .await?,
         ),
         None => None,
     };
-    let now = authed.state().auth.now();
+    let now = authed.sdk().now();
     let id = directory::create(
-        authed.tx()?,
+        authed.tx().await?,
         NewUser {
             email: email.clone(),
             display_name: body.display_name,
@@ -127,7 +127,7 @@ pub(crate) async fn create_user(
         now,
     )
     .await?;
-    let user = directory::get(authed.tx()?, id).await?;
+    let user = directory::get(authed.tx().await?, id).await?;
     let event = authed
         .event(Action::UserCreated, Outcome::Success)
         .target(format!("user:{id}"))
@@ -170,11 +170,11 @@ pub(crate) async fn set_role(
         return Err(AuthError::Conflict("admins cannot change their own role").into());
     }
     within_base_role(&authed, role)?;
-    let now = authed.state().auth.now();
-    let before = directory::get(authed.tx()?, id).await?;
+    let now = authed.sdk().now();
+    let before = directory::get(authed.tx().await?, id).await?;
     may_manage(&authed, &before)?;
-    directory::set_role(authed.tx()?, id, role, now).await?;
-    let revoked = session_store::revoke_all(authed.tx()?, id, None, now).await?;
+    directory::set_role(authed.tx().await?, id, role, now).await?;
+    let revoked = session_store::revoke_all(authed.tx().await?, id, None, now).await?;
     let event = authed
         .event(Action::UserRoleChanged, Outcome::Success)
         .target(format!("user:{id}"))
@@ -195,15 +195,15 @@ async fn set_status(mut authed: Authed, id: UserId, status: UserStatus) -> ApiRe
     if authed.principal.acting_user() == id {
         return Err(AuthError::Conflict("admins cannot disable themselves").into());
     }
-    let now = authed.state().auth.now();
-    let target = directory::get(authed.tx()?, id).await?;
+    let now = authed.sdk().now();
+    let target = directory::get(authed.tx().await?, id).await?;
     may_manage(&authed, &target)?;
     if status == UserStatus::Active
-        && procuhelp_auth::scim::user_deprovisioned_by_scim(authed.tx()?, id).await?
+        && procuhelp_auth::scim::user_deprovisioned_by_scim(authed.tx().await?, id).await?
     {
         // Disabled by both: the admin lifts their own disable (else SCIM could never
         // re-activate the user); the user stays disabled until SCIM does.
-        if procuhelp_auth::scim::lift_admin_disable(authed.tx()?, id, now).await? {
+        if procuhelp_auth::scim::lift_admin_disable(authed.tx().await?, id, now).await? {
             let event = authed
                 .event(Action::UserEnabled, Outcome::Success)
                 .target(format!("user:{id}"))
@@ -220,11 +220,11 @@ async fn set_status(mut authed: Authed, id: UserId, status: UserStatus) -> ApiRe
         )
         .into());
     }
-    directory::set_status(authed.tx()?, id, status, now).await?;
+    directory::set_status(authed.tx().await?, id, status, now).await?;
     let (action, revoked) = match status {
         UserStatus::Disabled => (
             Action::UserDisabled,
-            session_store::revoke_all(authed.tx()?, id, None, now).await?,
+            session_store::revoke_all(authed.tx().await?, id, None, now).await?,
         ),
         UserStatus::Active => (Action::UserEnabled, 0),
     };
@@ -255,9 +255,9 @@ pub(crate) async fn revoke_user_sessions(
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageUsers).await?;
-    let now = authed.state().auth.now();
-    directory::get(authed.tx()?, id).await?;
-    let revoked = session_store::revoke_all(authed.tx()?, id, None, now).await?;
+    let now = authed.sdk().now();
+    directory::get(authed.tx().await?, id).await?;
+    let revoked = session_store::revoke_all(authed.tx().await?, id, None, now).await?;
     let event = authed
         .event(Action::SessionRevokedAll, Outcome::Success)
         .target(format!("user:{id}"))
@@ -273,17 +273,17 @@ pub(crate) async fn unlock_user(
     Path(id): Path<UserId>,
 ) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageUsers).await?;
-    let user = directory::get(authed.tx()?, id).await?;
+    let user = directory::get(authed.tx().await?, id).await?;
     let email = Email::parse(&user.email)?;
     let org = authed.org();
     // In the admin's transaction: the unlock takes effect with its audit event. Both the
     // password's and the second factor's locks are lifted.
-    let throttle = authed.state().auth.throttle().clone();
+    let throttle = authed.sdk().auth().throttle().clone();
     let keys = [
         ThrottleKey::Account(org, &email),
         ThrottleKey::SecondFactor(org, id),
     ];
-    let unlocked = throttle.unlock(authed.tx()?.conn(), &keys).await?;
+    let unlocked = throttle.unlock(authed.tx().await?.conn(), &keys).await?;
     let event = authed
         .event(Action::AccountUnlocked, Outcome::Success)
         .target(format!("user:{id}"))
@@ -296,7 +296,7 @@ pub(crate) async fn unlock_user(
 /// `GET /api/org/policy`.
 pub(crate) async fn get_policy(mut authed: Authed) -> ApiResult<Json<OrgPolicy>> {
     authed.require(Permission::ManageUsers).await?;
-    let policy = directory::org_policy(authed.tx()?).await?;
+    let policy = directory::org_policy(authed.tx().await?).await?;
     authed.commit().await?;
     Ok(Json(policy))
 }
@@ -309,7 +309,7 @@ pub(crate) async fn set_policy(
     Json(wanted): Json<OrgPolicy>,
 ) -> ApiResult<Response> {
     let grant = authed.require(Permission::ManageUsers).await?;
-    let current = directory::org_policy(authed.tx()?).await?;
+    let current = directory::org_policy(authed.tx().await?).await?;
     if wanted != current {
         // The sign-in policy (MFA required, the second-admin rule) outlives any elevation.
         lasting_change_needs_base_role(&mut authed, &grant, Action::OrgPolicyChanged).await?;
@@ -324,7 +324,7 @@ pub(crate) async fn set_policy(
         ..wanted
     };
     if applied != current {
-        directory::set_org_policy(authed.tx()?, applied).await?;
+        directory::set_org_policy(authed.tx().await?, applied).await?;
         let event = authed
             .event(Action::OrgPolicyChanged, Outcome::Success)
             .target("org:policy")
@@ -335,9 +335,9 @@ pub(crate) async fn set_policy(
         authed.commit().await?;
         return Ok(Json(applied).into_response());
     }
-    let now = authed.state().auth.now();
+    let now = authed.sdk().now();
     let by = authed.principal.acting_user();
-    let change = policy_change::propose(authed.tx()?, by, now).await?;
+    let change = policy_change::propose(authed.tx().await?, by, now).await?;
     let event = authed
         .event(Action::OrgPolicyChangeRequested, Outcome::Success)
         .target(format!("policy_change:{}", change.id))
@@ -351,8 +351,8 @@ pub(crate) async fn set_policy(
 /// `GET /api/org/policy/changes`: proposals waiting for a second admin.
 pub(crate) async fn list_policy_changes(mut authed: Authed) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageUsers).await?;
-    let now = authed.state().auth.now();
-    let changes = policy_change::pending(authed.tx()?, now).await?;
+    let now = authed.sdk().now();
+    let changes = policy_change::pending(authed.tx().await?, now).await?;
     authed.commit().await?;
     Ok(Json(json!({ "changes": changes })))
 }
@@ -374,8 +374,8 @@ pub(crate) async fn approve_policy_change(
     };
     let result = match (refusal, approver) {
         (None, Some(by)) => {
-            let now = authed.state().auth.now();
-            policy_change::approve(authed.tx()?, id, by, now).await
+            let now = authed.sdk().now();
+            policy_change::approve(authed.tx().await?, id, by, now).await
         }
         _ => Err(AuthError::Forbidden),
     };
@@ -388,7 +388,7 @@ pub(crate) async fn approve_policy_change(
                 .event(Action::OrgPolicyChangeRefused, Outcome::Denied)
                 .target(format!("policy_change:{id}"))
                 .context(json!({ "reason": reason }));
-            authed.state().auth.record(event).await?;
+            authed.sdk().record(event).await?;
             return Err(e.into());
         }
         Err(e) => return Err(e.into()),
@@ -421,7 +421,7 @@ async fn refuse_chained_elevation(
         .event(Action::ElevationRefused, Outcome::Denied)
         .target(target)
         .context(json!({ "reason": "an elevation cannot grant or approve another" }));
-    authed.state().auth.record(event).await?;
+    authed.sdk().record(event).await?;
     Err(AuthError::Forbidden.into())
 }
 
@@ -437,8 +437,8 @@ pub(crate) struct ElevationBody {
 /// `GET /api/elevations`.
 pub(crate) async fn list_elevations(mut authed: Authed) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageElevation).await?;
-    let now = authed.state().auth.now();
-    let (list, expired) = elevation::list(authed.tx()?, now).await?;
+    let now = authed.sdk().now();
+    let (list, expired) = elevation::list(authed.tx().await?, now).await?;
     for id in expired {
         let event = authed
             .event(Action::ElevationExpired, Outcome::Success)
@@ -466,8 +466,8 @@ pub(crate) async fn request_elevation(
         }
         .into());
     }
-    let now = authed.state().auth.now();
-    let policy = directory::org_policy(authed.tx()?).await?;
+    let now = authed.sdk().now();
+    let policy = directory::org_policy(authed.tx().await?).await?;
     let request = ElevationRequest {
         user: body.user,
         role,
@@ -475,7 +475,7 @@ pub(crate) async fn request_elevation(
         duration: time::Duration::minutes(body.minutes),
     };
     let e = elevation::request(
-        authed.tx()?,
+        authed.tx().await?,
         by,
         request,
         policy.elevation_needs_second_admin,
@@ -508,8 +508,8 @@ async fn record_elevation(
 /// An elevation took effect: the user's privileges changed, so their sessions are
 /// revoked (they sign in again and get a new session id).
 async fn activated(authed: &mut Authed, e: &elevation::Elevation) -> ApiResult<()> {
-    let now = authed.state().auth.now();
-    session_store::revoke_all(authed.tx()?, e.user, None, now).await?;
+    let now = authed.sdk().now();
+    session_store::revoke_all(authed.tx().await?, e.user, None, now).await?;
     record_elevation(authed, e, Action::ElevationGranted).await
 }
 
@@ -522,8 +522,8 @@ pub(crate) async fn approve_elevation(
     let grant = authed.require(Permission::ManageElevation).await?;
     refuse_chained_elevation(&mut authed, grant, format!("elevation:{id}")).await?;
     let by = acting_user(&authed).ok_or(AuthError::Forbidden)?;
-    let now = authed.state().auth.now();
-    let result = elevation::approve(authed.tx()?, id, by, now).await;
+    let now = authed.sdk().now();
+    let result = elevation::approve(authed.tx().await?, id, by, now).await;
     let e = match result {
         Ok(e) => e,
         Err(AuthError::SelfApproval) => {
@@ -532,7 +532,7 @@ pub(crate) async fn approve_elevation(
                 .event(Action::ElevationRefused, Outcome::Denied)
                 .target(format!("elevation:{id}"))
                 .context(json!({ "reason": "self-approval" }));
-            authed.state().auth.record(event).await?;
+            authed.sdk().record(event).await?;
             return Err(AuthError::SelfApproval.into());
         }
         Err(e) => return Err(e.into()),
@@ -549,8 +549,8 @@ pub(crate) async fn revoke_elevation(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageElevation).await?;
-    let now = authed.state().auth.now();
-    let e = elevation::revoke(authed.tx()?, id, now).await?;
+    let now = authed.sdk().now();
+    let e = elevation::revoke(authed.tx().await?, id, now).await?;
     record_elevation(&mut authed, &e, Action::ElevationRevoked).await?;
     authed.commit().await?;
     Ok(Json(json!(e)))
@@ -587,9 +587,9 @@ pub(crate) async fn create_token(
     if !(1..=365).contains(&body.days) {
         return Err(ApiError::Invalid("days"));
     }
-    let now = authed.state().auth.now();
+    let now = authed.sdk().now();
     let (id, credential) = api_token::issue(
-        authed.tx()?,
+        authed.tx().await?,
         &body.name,
         role,
         time::Duration::days(body.days),
@@ -618,8 +618,8 @@ pub(crate) async fn revoke_token(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageUsers).await?;
-    let now = authed.state().auth.now();
-    if !api_token::revoke(authed.tx()?, id, now).await? {
+    let now = authed.sdk().now();
+    if !api_token::revoke(authed.tx().await?, id, now).await? {
         return Err(AuthError::NotFound.into());
     }
     let event = authed

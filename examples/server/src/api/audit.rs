@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::authed::Authed;
-use super::error::{ApiError, ApiResult};
+use procuhelp_axum::Authed;
+use procuhelp_axum::{Error as ApiError, Result as ApiResult};
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -90,9 +90,9 @@ fn hex(bytes: &[u8]) -> String {
 
 fn audit_log(authed: &Authed) -> ApiResult<procuhelp_audit::PgAuditSink> {
     Ok(authed
-        .state()
-        .audit_log
-        .clone()
+        .sdk()
+        .audit_log()
+        .cloned()
         .ok_or(AuthError::Conflict("no audit database configured"))?)
 }
 

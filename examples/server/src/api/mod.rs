@@ -6,10 +6,7 @@
 mod account;
 mod admin;
 mod audit;
-pub mod authed;
-pub mod error;
 mod procurement;
-mod route_table;
 pub mod scim;
 mod scim_admin;
 pub mod sso;
@@ -21,14 +18,14 @@ use axum::Router;
 use procuhelp_auth::Permission;
 
 use crate::app::AppState;
-pub use route_table::{Access, Endpoint, RouteTable};
+pub use procuhelp_axum::{Access, Endpoint, RouteTable};
 
 /// Every route but SCIM's, each with who may call it: the router is built from this table
 /// and nothing else ([`routes`]), and the permission test walks the same entries
 /// ([`endpoints`], [`ENDPOINTS`]), so a route cannot be served without being in the
 /// role × organisation matrix. Add a route here, never with `Router::route` elsewhere.
 /// Path parameters are named after what they point at (the test fills them by name).
-fn table() -> RouteTable {
+fn table() -> RouteTable<AppState> {
     use Access::{Needs, Public, SignedIn};
     use Permission as P;
     RouteTable::new()

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::authed::Authed;
-use super::error::{ApiError, ApiResult};
+use procuhelp_axum::Authed;
+use procuhelp_axum::{Error as ApiError, Result as ApiResult};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,7 +27,7 @@ pub(crate) async fn list_suppliers(
 ) -> ApiResult<Json<Value>> {
     authed.require(Permission::ReadSuppliers).await?;
     let limit = page.limit.unwrap_or(100).clamp(1, 500);
-    let suppliers = PgSupplierRepository.list(authed.tx()?, None, limit).await?;
+    let suppliers = PgSupplierRepository.list(authed.tx().await?, None, limit).await?;
     authed.commit().await?;
     Ok(Json(json!({ "suppliers": suppliers })))
 }
@@ -38,7 +38,7 @@ pub(crate) async fn get_supplier(
     Path(id): Path<SupplierId>,
 ) -> ApiResult<Json<Value>> {
     authed.require(Permission::ReadSuppliers).await?;
-    let supplier = PgSupplierRepository.get(authed.tx()?, id).await?;
+    let supplier = PgSupplierRepository.get(authed.tx().await?, id).await?;
     authed.commit().await?;
     Ok(Json(json!(supplier)))
 }
@@ -64,7 +64,7 @@ pub(crate) async fn create_supplier(
     authed.require(Permission::ManageSuppliers).await?;
     let new = NewSupplier::new(&body.name, &body.country)?;
     let by = acting_id(&authed);
-    let supplier = PgSupplierRepository.create(authed.tx()?, new, by).await?;
+    let supplier = PgSupplierRepository.create(authed.tx().await?, new, by).await?;
     let event = authed
         .event(Action::SupplierInvited, Outcome::Success)
         .target(format!("supplier:{}", supplier.id))
@@ -80,7 +80,7 @@ pub(crate) async fn delete_supplier(
     Path(id): Path<SupplierId>,
 ) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageSuppliers).await?;
-    PgSupplierRepository.delete(authed.tx()?, id).await?;
+    PgSupplierRepository.delete(authed.tx().await?, id).await?;
     let event = authed
         .event(Action::SupplierDeleted, Outcome::Success)
         .target(format!("supplier:{id}"));
@@ -106,7 +106,7 @@ pub(crate) async fn list_requests(mut authed: Authed) -> ApiResult<Json<Value>> 
         "SELECT id, title, amount_cents, requested_by, status, approved_by
          FROM app.purchase_requests ORDER BY created_at DESC LIMIT 200",
     )
-    .fetch_all(authed.tx()?.conn())
+    .fetch_all(authed.tx().await?.conn())
     .await?;
     authed.commit().await?;
     Ok(Json(
@@ -147,7 +147,7 @@ pub(crate) async fn create_request(
     .bind(&title)
     .bind(body.amount_cents)
     .bind(by.as_uuid())
-    .fetch_one(authed.tx()?.conn())
+    .fetch_one(authed.tx().await?.conn())
     .await?;
     let event = authed
         .event(Action::RequestCreated, Outcome::Success)
@@ -169,7 +169,7 @@ pub(crate) async fn approve_request(
         "SELECT requested_by, status FROM app.purchase_requests WHERE id = $1 FOR UPDATE",
     )
     .bind(id)
-    .fetch_optional(authed.tx()?.conn())
+    .fetch_optional(authed.tx().await?.conn())
     .await?;
     let (requested_by, status) = requested_by.ok_or(AuthError::NotFound)?;
     let requester = UserId::from_uuid(requested_by).map_err(|_| AuthError::Internal)?;
@@ -179,7 +179,7 @@ pub(crate) async fn approve_request(
             .event(Action::RequestApprovalRefused, Outcome::Denied)
             .target(format!("request:{id}"))
             .context(json!({ "reason": "segregation of duties" }));
-        authed.state().auth.record(event).await?;
+        authed.sdk().record(event).await?;
         return Err(AuthError::SelfApproval.into());
     }
     if status != "open" {
@@ -191,7 +191,7 @@ pub(crate) async fn approve_request(
     )
     .bind(id)
     .bind(by.as_uuid())
-    .fetch_one(authed.tx()?.conn())
+    .fetch_one(authed.tx().await?.conn())
     .await?;
     let event = authed
         .event(Action::RequestApproved, Outcome::Success)

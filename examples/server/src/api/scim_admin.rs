@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::authed::Authed;
-use super::error::{ApiError, ApiResult};
+use procuhelp_axum::Authed;
+use procuhelp_axum::{Error as ApiError, Result as ApiResult};
 
 fn scim(e: procuhelp_auth::scim::ScimError) -> ApiError {
     match e.status {
@@ -33,7 +33,7 @@ fn scim(e: procuhelp_auth::scim::ScimError) -> ApiError {
 /// `GET /api/scim/tokens`: the organisation's SCIM tokens (never their secrets).
 pub(crate) async fn list_tokens(mut authed: Authed) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageSso).await?;
-    let tokens = token::list(authed.tx()?).await?;
+    let tokens = token::list(authed.tx().await?).await?;
     authed.commit().await?;
     Ok(Json(json!({ "tokens": tokens })))
 }
@@ -55,9 +55,9 @@ pub(crate) async fn issue_token(
         return Err(ApiError::Invalid("days"));
     }
     let by = authed.principal.session().ok().map(|s| s.user);
-    let now = authed.state().auth.now();
+    let now = authed.sdk().now();
     let (id, secret) = token::issue(
-        authed.tx()?,
+        authed.tx().await?,
         &body.name,
         time::Duration::days(body.days),
         by,
@@ -84,8 +84,8 @@ pub(crate) async fn revoke_token(
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageSso).await?;
-    let now = authed.state().auth.now();
-    if !token::revoke(authed.tx()?, id, now).await? {
+    let now = authed.sdk().now();
+    if !token::revoke(authed.tx().await?, id, now).await? {
         return Err(AuthError::NotFound.into());
     }
     let event = authed
@@ -99,7 +99,7 @@ pub(crate) async fn revoke_token(
 /// `GET /api/scim/settings`.
 pub(crate) async fn get_settings(mut authed: Authed) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageSso).await?;
-    let settings = store::settings(authed.tx()?).await.map_err(scim)?;
+    let settings = store::settings(authed.tx().await?).await.map_err(scim)?;
     authed.commit().await?;
     Ok(Json(json!(settings)))
 }
@@ -127,9 +127,9 @@ pub(crate) async fn set_settings(
     {
         return Err(AuthError::Forbidden.into());
     }
-    let now = authed.state().auth.now();
+    let now = authed.sdk().now();
     let changes = store::set_settings(
-        authed.tx()?,
+        authed.tx().await?,
         &body.role_mappings,
         body.sso_jit_provisioning,
         now,
@@ -183,15 +183,15 @@ pub(crate) async fn hand_over(
         return Err(AuthError::Conflict("admins cannot hand themselves over to SCIM").into());
     }
     // SCIM may demote and disable whom it manages: never someone above the caller.
-    let target = directory::get(authed.tx()?, id).await?;
+    let target = directory::get(authed.tx().await?, id).await?;
     super::admin::may_manage(&authed, &target)?;
     let by = match authed.principal.actor() {
         Actor::User { id } => id.as_uuid(),
         Actor::ServiceAccount { id } => id,
         _ => return Err(AuthError::Internal.into()),
     };
-    let now = authed.state().auth.now();
-    let done = store::hand_over(authed.tx()?, id, by, now)
+    let now = authed.sdk().now();
+    let done = store::hand_over(authed.tx().await?, id, by, now)
         .await
         .map_err(scim)?;
     let event = authed

@@ -30,8 +30,8 @@ use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use zeroize::Zeroizing;
 
-use super::authed::{Authed, Client};
-use super::error::{ApiError, ApiResult};
+use procuhelp_axum::{Authed, Client};
+use procuhelp_axum::{Error as ApiError, Result as ApiResult};
 use crate::app::AppState;
 
 /// The browser-binding cookie of a sign-in in flight. SameSite=Lax: the provider brings
@@ -81,8 +81,8 @@ pub(crate) struct OidcSettingsBody {
 /// `GET /api/sso`: the organisation's connections (never their secrets).
 pub(crate) async fn get_settings(mut authed: Authed) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageSso).await?;
-    let oidc = store::connection(authed.tx()?, Protocol::Oidc).await?;
-    let saml = store::connection(authed.tx()?, Protocol::Saml).await?;
+    let oidc = store::connection(authed.tx().await?, Protocol::Oidc).await?;
+    let saml = store::connection(authed.tx().await?, Protocol::Saml).await?;
     authed.commit().await?;
     Ok(Json(json!({
         "oidc": oidc.map(|c| json!({ "settings": c.settings })),
@@ -94,12 +94,13 @@ pub(crate) async fn get_settings(mut authed: Authed) -> ApiResult<Json<Value>> {
 /// the vault. The audit event is durable before anything changes: the vault write
 /// (which no transaction rolls back) comes after it, the settings' commit last.
 pub(crate) async fn put_oidc(
+    State(state): State<AppState>,
     mut authed: Authed,
     Json(body): Json<OidcSettingsBody>,
 ) -> ApiResult<Json<Value>> {
     authed.require(Permission::ManageSso).await?;
     let org = authed.org();
-    let outbound = authed.state().sso.outbound;
+    let outbound = state.sso.outbound;
     let checked = body
         .settings
         .validate()
@@ -113,7 +114,7 @@ pub(crate) async fn put_oidc(
         authed.commit().await?;
         return Err(ApiError::Invalid("settings"));
     }
-    let vault = authed.state().vault.clone();
+    let vault = authed.sdk().vault().clone();
     let name = client_secret_name(org)?;
     let new_secret = match body.client_secret {
         Some(secret) if !secret.is_empty() && secret.len() <= 1024 => {
@@ -148,8 +149,8 @@ pub(crate) async fn put_oidc(
             .await
             .map_err(|_| ApiError::Unavailable)?;
     }
-    let now = authed.state().auth.now();
-    store::save_connection(authed.tx()?, Protocol::Oidc, &settings, now).await?;
+    let now = authed.sdk().now();
+    store::save_connection(authed.tx().await?, Protocol::Oidc, &settings, now).await?;
     authed.commit().await?;
     Ok(Json(json!({ "settings": settings })))
 }
@@ -165,7 +166,7 @@ pub(crate) async fn delete_connection(
     protocol: Protocol,
 ) -> ApiResult<StatusCode> {
     authed.require(Permission::ManageSso).await?;
-    let removed = store::delete_connection(authed.tx()?, protocol).await?;
+    let removed = store::delete_connection(authed.tx().await?, protocol).await?;
     let event = authed
         .event(Action::SsoConfigured, Outcome::Success)
         .target(format!("sso:{}", protocol.as_str()))
@@ -266,13 +267,13 @@ pub(crate) async fn record_refusal(
         Action::LoginFailed,
         Outcome::Failure,
     )
-    .at(state.auth.now())
+    .at(state.sdk.now())
     .source(client.source, client.user_agent.as_deref())
     .context(json!({ "method": method, "reason": refusal.code, "detail": refusal.detail }));
     if let Some(id) = &client.request_id {
         event = event.request_id(id.clone());
     }
-    if let Err(e) = state.auth.record(event).await {
+    if let Err(e) = state.sdk.record(event).await {
         tracing::error!(error = %e, "could not record an SSO refusal");
     }
 }
@@ -298,7 +299,7 @@ pub(crate) async fn stored_connection(
 ) -> Result<store::StoredConnection, Refusal> {
     let not_configured =
         || Refusal::new(StatusCode::NOT_FOUND, "sso_not_configured", "no connection");
-    let mut tx = match state.tenants.begin(org).await {
+    let mut tx = match state.sdk.tenants().begin(org).await {
         Ok(tx) => tx,
         Err(procuhelp_tenancy::Error::UnknownOrg(_)) => return Err(not_configured()),
         Err(e) => return Err(unavailable(e.to_string())),
@@ -343,7 +344,8 @@ async fn oidc_client(state: &AppState, org: OrgId) -> Result<Arc<OidcClient>, Re
         .map_err(|e| unavailable(format!("stored settings: {e}")))?;
     let name = client_secret_name(org).map_err(|_| unavailable("secret name".to_owned()))?;
     let secret = state
-        .vault
+        .sdk
+        .vault()
         .get(&name)
         .await
         .map_err(|e| unavailable(format!("client secret: {e}")))?;
@@ -420,9 +422,10 @@ pub(crate) async fn redirect_to_idp(
     to: &str,
 ) -> Result<Response, Refusal> {
     let browser = browser_secret()?;
-    let now = state.auth.now();
+    let now = state.sdk.now();
     let mut tx = state
-        .tenants
+        .sdk
+        .tenants()
         .begin(org)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
@@ -488,10 +491,11 @@ async fn callback(
         .ok_or_else(|| bad("sso_state_mismatch", "no state"))?;
     let browser = browser_cookie(headers)
         .ok_or_else(|| bad("sso_state_mismatch", "no browser binding cookie"))?;
-    let now = state.auth.now();
+    let now = state.sdk.now();
     // Taken in its own transaction: the sign-in is used up whatever happens next.
     let mut tx = state
-        .tenants
+        .sdk
+        .tenants()
         .begin(org)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
@@ -525,7 +529,8 @@ async fn callback(
         .map_err(|e| Refusal::from_oidc(&e))?;
 
     let mut tx = state
-        .tenants
+        .sdk
+        .tenants()
         .begin(org)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
@@ -580,7 +585,7 @@ pub(crate) async fn sign_in(
     client_info: &ClientInfo,
 ) -> Result<Response, Refusal> {
     let forbidden = |code: &'static str, d: String| Refusal::new(StatusCode::FORBIDDEN, code, d);
-    let now = state.auth.now();
+    let now = state.sdk.now();
     let key = identity.subject_key.clone();
     let mapped = mapping.role_for(&identity.groups);
     let manages_roles = mapping.iter().next().is_some();
@@ -725,7 +730,8 @@ pub(crate) async fn sign_in(
     }
     amr.push("fed");
     let issued = state
-        .auth
+        .sdk
+        .auth()
         .open_full_session(tx, user.id, &amr, client_info)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
@@ -762,13 +768,13 @@ async fn record(
     context: Value,
 ) -> Result<(), Refusal> {
     let mut event = AuditEvent::new(Some(org), actor, action, Outcome::Success)
-        .at(state.auth.now())
+        .at(state.sdk.now())
         .source(client.source, client.user_agent.as_deref())
         .context(context);
     if let Some(id) = &client.request_id {
         event = event.request_id(id.clone());
     }
-    state.auth.record(event).await.map_err(|e| {
+    state.sdk.record(event).await.map_err(|e| {
         Refusal::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "audit_unavailable",
@@ -787,7 +793,7 @@ pub(crate) async fn login_page(
     let Ok(org) = org.parse::<OrgId>() else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    let Ok(mut tx) = state.tenants.begin(org).await else {
+    let Ok(mut tx) = state.sdk.tenants().begin(org).await else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let oidc = store::connection(&mut tx, Protocol::Oidc).await;

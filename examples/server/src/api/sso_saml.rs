@@ -22,8 +22,8 @@ use procuhelp_core::OrgId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::authed::{Authed, Client};
-use super::error::{ApiError, ApiResult};
+use procuhelp_axum::{Authed, Client};
+use procuhelp_axum::{Error as ApiError, Result as ApiResult};
 use super::sso::{
     Federated, Refusal, answer, named_cookie, parse_org, redirect_to_idp, sign_in,
     stored_connection, unavailable,
@@ -84,8 +84,8 @@ pub(crate) async fn put_saml(
             return Err(ApiError::Invalid("settings"));
         }
     };
-    let now = authed.state().auth.now();
-    store::save_connection(authed.tx()?, Protocol::Saml, &body, now).await?;
+    let now = authed.sdk().now();
+    store::save_connection(authed.tx().await?, Protocol::Saml, &body, now).await?;
     let event = authed
         .event(Action::SsoConfigured, Outcome::Success)
         .target("sso:saml")
@@ -147,7 +147,7 @@ pub(crate) async fn start(
 
 async fn start_inner(state: &AppState, org: OrgId) -> Result<Response, Refusal> {
     let s = settings(state, org).await?;
-    let now = state.auth.now();
+    let now = state.sdk.now();
     let sp = ServiceProvider::new(s.connection).map_err(|e| unavailable(e.to_string()))?;
     let request = sp
         .authn_request(now, None)
@@ -207,7 +207,7 @@ async fn acs_inner(
 ) -> Result<Response, Refusal> {
     let s = settings(state, org).await?;
     let roles = s.roles().map_err(unavailable)?;
-    let now = state.auth.now();
+    let now = state.sdk.now();
     // SP-initiated: the RelayState names our request, which this browser started.
     let request_id = match form.relay_state.filter(|r| !r.is_empty()) {
         None => None,
@@ -220,7 +220,8 @@ async fn acs_inner(
                 )
             })?;
             let mut tx = state
-                .tenants
+                .sdk
+                .tenants()
                 .begin(org)
                 .await
                 .map_err(|e| unavailable(e.to_string()))?;
@@ -257,7 +258,8 @@ async fn acs_inner(
     // The assertion id is used up once verified, whether the sign-in then succeeds or not:
     // recorded in a transaction of its own, committed before the sign-in's.
     let mut tx = state
-        .tenants
+        .sdk
+        .tenants()
         .begin(org)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
@@ -293,7 +295,8 @@ async fn acs_inner(
         amr,
     };
     let mut tx = state
-        .tenants
+        .sdk
+        .tenants()
         .begin(org)
         .await
         .map_err(|e| unavailable(e.to_string()))?;

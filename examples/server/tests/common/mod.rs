@@ -95,7 +95,7 @@ pub async fn world(hasher: PasswordHasher) -> World {
     .with_audit_log(audit_log);
     let mut users = HashMap::new();
     for (i, org) in [a, b].into_iter().enumerate() {
-        let mut tx = state.tenants.begin(org).await.unwrap();
+        let mut tx = state.sdk.tenants().begin(org).await.unwrap();
         for role in Role::ALL {
             let id = directory::create(
                 &mut tx,
@@ -289,7 +289,7 @@ impl World {
     pub async fn second_instance(&self) -> Router {
         let runtime = self.scratch.runtime_pool(4).await.unwrap();
         let key_pool = self.scratch.runtime_pool(2).await.unwrap();
-        let vault = self.state.vault.clone();
+        let vault = self.state.sdk.vault().clone();
         let cipher = Arc::new(procuhelp_server::keys::field_cipher(
             TenantDb::new(key_pool),
             vault.clone(),

@@ -8,7 +8,6 @@ use axum::handler::Handler;
 use axum::routing::{MethodRouter, delete, get, post, put};
 use procuhelp_auth::Permission;
 
-use crate::app::AppState;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,20 +31,32 @@ pub struct Endpoint {
     pub access: Access,
 }
 
-/// The router under construction and the entries it was built from.
-#[derive(Debug)]
-pub struct RouteTable {
-    router: Router<AppState>,
+/// The router under construction and the entries it was built from. Each SDK router is
+/// one ([`crate::account::table`], ...); an app merges them with its own
+/// ([`RouteTable::merge`]) and walks [`RouteTable::endpoints`] in its permission test.
+///
+/// The table records who may call a route; the handler enforces it
+/// ([`Authed::require`](crate::Authed::require)), and the test proves the two agree.
+pub struct RouteTable<S = ()> {
+    router: Router<S>,
     endpoints: Vec<Endpoint>,
 }
 
-impl Default for RouteTable {
+impl<S> std::fmt::Debug for RouteTable<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteTable")
+            .field("endpoints", &self.endpoints)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Clone + Send + Sync + 'static> Default for RouteTable<S> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl RouteTable {
+impl<S: Clone + Send + Sync + 'static> RouteTable<S> {
     /// An empty table.
     pub fn new() -> Self {
         Self {
@@ -59,7 +70,7 @@ impl RouteTable {
         method: &'static str,
         path: &'static str,
         access: Access,
-        route: MethodRouter<AppState>,
+        route: MethodRouter<S>,
     ) -> Self {
         // Two methods on one path are merged by the router.
         self.router = self.router.route(path, route);
@@ -72,7 +83,7 @@ impl RouteTable {
     }
 
     /// `GET path` served by `handler`.
-    pub fn get<H: Handler<T, AppState>, T: 'static>(
+    pub fn get<H: Handler<T, S>, T: 'static>(
         self,
         path: &'static str,
         access: Access,
@@ -82,7 +93,7 @@ impl RouteTable {
     }
 
     /// `POST path` served by `handler`.
-    pub fn post<H: Handler<T, AppState>, T: 'static>(
+    pub fn post<H: Handler<T, S>, T: 'static>(
         self,
         path: &'static str,
         access: Access,
@@ -92,7 +103,7 @@ impl RouteTable {
     }
 
     /// `PUT path` served by `handler`.
-    pub fn put<H: Handler<T, AppState>, T: 'static>(
+    pub fn put<H: Handler<T, S>, T: 'static>(
         self,
         path: &'static str,
         access: Access,
@@ -102,7 +113,7 @@ impl RouteTable {
     }
 
     /// `DELETE path` served by `handler`.
-    pub fn delete<H: Handler<T, AppState>, T: 'static>(
+    pub fn delete<H: Handler<T, S>, T: 'static>(
         self,
         path: &'static str,
         access: Access,
@@ -111,13 +122,22 @@ impl RouteTable {
         self.add("DELETE", path, access, delete(handler))
     }
 
+    /// This table followed by `other` (its routes and its entries). Two tables serving
+    /// the same method and path panic here, as [`Router::merge`] does: a programming
+    /// error found by the first test.
+    pub fn merge(mut self, other: RouteTable<S>) -> Self {
+        self.router = self.router.merge(other.router);
+        self.endpoints.extend(other.endpoints);
+        self
+    }
+
     /// The entries, in declaration order.
     pub fn endpoints(&self) -> &[Endpoint] {
         &self.endpoints
     }
 
     /// The router serving exactly the entries.
-    pub fn into_router(self) -> Router<AppState> {
+    pub fn into_router(self) -> Router<S> {
         self.router
     }
 }

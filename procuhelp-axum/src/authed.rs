@@ -1,10 +1,10 @@
 //! The authenticated request: the credential comes from the session cookie or an API
 //! token, the tenant comes from that credential only (never from a header, path or body
-//! parameter), and the tenant transaction is opened with it before the handler runs.
+//! parameter), and the handler gets the verified principal and the tenant transaction.
 
 use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use procuhelp_audit::{Action, AuditEvent, Outcome};
@@ -14,9 +14,9 @@ use procuhelp_core::OrgId;
 use procuhelp_tenancy::TenantTx;
 use serde_json::json;
 
-use super::error::{ApiError, ApiResult};
-use crate::app::AppState;
 use crate::client_addr::{TrustedProxies, client_addr};
+use crate::error::{Error, Result};
+use crate::state::Sdk;
 
 /// The anti-CSRF header a browser client echoes on every state-changing request.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -99,7 +99,31 @@ fn presented(headers: &HeaderMap) -> Result<Presented<'_>, AuthError> {
         .ok_or(AuthError::Unauthenticated)
 }
 
-/// An authenticated request with its open tenant transaction.
+/// An authenticated request: the verified principal, its credential, where it came from,
+/// and the request's tenant transaction (in the credential's organisation).
+///
+/// As an extractor it refuses, before any handler runs: a missing, malformed, expired,
+/// revoked or other-organisation credential (401 `unauthenticated`, the same answer for
+/// each), two session cookies (401), and a cookie-authenticated change without the
+/// anti-CSRF header [`CSRF_HEADER`] (403 `csrf`, checked before the database is asked).
+///
+/// ```
+/// use axum::Json;
+/// use procuhelp_auth::Permission;
+/// use procuhelp_axum::{Authed, Result};
+///
+/// async fn list_things(mut authed: Authed) -> Result<Json<Vec<String>>> {
+///     authed.require(Permission::ReadSuppliers).await?;
+///     let rows: Vec<(String,)> = sqlx::query_as("SELECT name FROM app.suppliers")
+///         .fetch_all(authed.tx().await?.conn())
+///         .await?;
+///     authed.commit().await?;
+///     Ok(Json(rows.into_iter().map(|r| r.0).collect()))
+/// }
+/// ```
+///
+/// A transaction left open (a handler returning early with `?`) is rolled back in the
+/// background when the `Authed` is dropped: nothing of a failed request is kept.
 #[derive(Debug)]
 pub struct Authed {
     /// Who is asking.
@@ -108,14 +132,29 @@ pub struct Authed {
     pub credential: Credential,
     /// Where from.
     pub client: ClientInfo,
-    state: AppState,
-    tx: Option<TenantTx>,
+    sdk: Sdk,
+    tx: Tx,
 }
 
-impl FromRequestParts<AppState> for Authed {
-    type Rejection = ApiError;
+/// Where the request's transaction is.
+#[derive(Debug)]
+enum Tx {
+    /// Not begun yet: [`Authed::tx`] begins it.
+    Pending,
+    /// Open.
+    Open(TenantTx),
+    /// Committed or rolled back: the request's changes are decided.
+    Ended,
+}
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+impl<S> FromRequestParts<S> for Authed
+where
+    Sdk: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
         let client = client_info(parts);
         let presented = presented(&parts.headers)?;
         let (raw, is_cookie) = match presented {
@@ -134,10 +173,11 @@ impl FromRequestParts<AppState> for Authed {
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| credential.csrf_matches(v));
             if !ok {
-                return Err(ApiError::Csrf);
+                return Err(Error::Csrf);
             }
         }
-        let mut tx = match state.tenants.begin(credential.org).await {
+        let sdk = Sdk::from_ref(state);
+        let mut tx = match sdk.tenants().begin(credential.org).await {
             Ok(tx) => tx,
             Err(procuhelp_tenancy::Error::UnknownOrg(_)) => {
                 return Err(AuthError::Unauthenticated.into());
@@ -145,14 +185,12 @@ impl FromRequestParts<AppState> for Authed {
             Err(e) => return Err(e.into()),
         };
         let verified = if is_cookie {
-            state
-                .auth
+            sdk.auth()
                 .session(&mut tx, &credential, &client)
                 .await
                 .map(Principal::User)
         } else {
-            let now = state.auth.now();
-            api_token::authenticate(&mut tx, &credential, now)
+            api_token::authenticate(&mut tx, &credential, sdk.now())
                 .await
                 .map(Principal::Service)
         };
@@ -169,8 +207,8 @@ impl FromRequestParts<AppState> for Authed {
             principal,
             credential,
             client,
-            state: state.clone(),
-            tx: Some(tx),
+            sdk,
+            tx: Tx::Open(tx),
         })
     }
 }
@@ -181,14 +219,22 @@ impl Authed {
         self.credential.org
     }
 
-    /// The request's tenant transaction.
-    pub fn tx(&mut self) -> ApiResult<&mut TenantTx> {
-        self.tx.as_mut().ok_or(ApiError::Auth(AuthError::Internal))
+    /// The request's tenant transaction, begun on first use. After [`Authed::commit`] or
+    /// [`Authed::abandon`] there is none (an internal error: the request's changes were
+    /// already decided).
+    pub async fn tx(&mut self) -> Result<&mut TenantTx> {
+        if matches!(self.tx, Tx::Pending) {
+            self.tx = Tx::Open(self.sdk.tenants().begin(self.org()).await?);
+        }
+        match &mut self.tx {
+            Tx::Open(tx) => Ok(tx),
+            _ => Err(Error::Auth(AuthError::Internal)),
+        }
     }
 
     /// Checks `permission`; on refusal the transaction is rolled back (nothing of this
     /// request is kept). A permission that only an elevation grants records its use.
-    pub async fn require(&mut self, permission: Permission) -> ApiResult<Grant> {
+    pub async fn require(&mut self, permission: Permission) -> Result<Grant> {
         match self.principal.require(permission) {
             Ok(grant) => {
                 if let Some(elevation) = grant.via_elevation {
@@ -208,7 +254,7 @@ impl Authed {
     }
 
     /// Passes any fully signed-in principal.
-    pub async fn require_signed_in(&mut self) -> ApiResult<()> {
+    pub async fn require_signed_in(&mut self) -> Result<()> {
         if let Err(e) = self.principal.require_signed_in() {
             self.abandon().await;
             return Err(e.into());
@@ -218,7 +264,7 @@ impl Authed {
 
     /// Rolls back and releases the connection.
     pub async fn abandon(&mut self) {
-        if let Some(tx) = self.tx.take() {
+        if let Tx::Open(tx) = std::mem::replace(&mut self.tx, Tx::Ended) {
             let _ = tx.rollback().await;
         }
     }
@@ -226,7 +272,7 @@ impl Authed {
     /// An audit event with this request's organisation, actor, time and client.
     pub fn event(&self, action: Action, outcome: Outcome) -> AuditEvent {
         let mut event = AuditEvent::new(Some(self.org()), self.principal.actor(), action, outcome)
-            .at(self.state.auth.now())
+            .at(self.sdk.now())
             .source(self.client.source, self.client.user_agent.as_deref());
         if let Some(id) = &self.client.request_id {
             event = event.request_id(id.clone());
@@ -234,26 +280,28 @@ impl Authed {
         event
     }
 
-    /// Records `event` durably before the action is committed (fail closed).
-    pub async fn record(&mut self, event: AuditEvent) -> ApiResult<()> {
-        if let Err(e) = self.state.auth.record(event).await {
+    /// Records `event` durably before the action is committed (fail closed: if the trail
+    /// refuses, the request's transaction is rolled back).
+    pub async fn record(&mut self, event: AuditEvent) -> Result<()> {
+        if let Err(e) = self.sdk.record(event).await {
             self.abandon().await;
-            return Err(e.into());
+            return Err(e);
         }
         Ok(())
     }
 
-    /// Commits the request's changes.
-    pub async fn commit(&mut self) -> ApiResult<()> {
-        match self.tx.take() {
-            Some(tx) => Ok(tx.commit().await?),
-            None => Err(ApiError::Auth(AuthError::Internal)),
+    /// Commits the request's changes (nothing to commit if no transaction was begun).
+    pub async fn commit(&mut self) -> Result<()> {
+        match std::mem::replace(&mut self.tx, Tx::Ended) {
+            Tx::Open(tx) => Ok(tx.commit().await?),
+            Tx::Pending => Ok(()),
+            Tx::Ended => Err(Error::Auth(AuthError::Internal)),
         }
     }
 
-    /// The state, for handlers.
-    pub fn state(&self) -> &AppState {
-        &self.state
+    /// The SDK's state (tenants, authenticator, audit sink, clock, cipher, vault).
+    pub fn sdk(&self) -> &Sdk {
+        &self.sdk
     }
 }
 
@@ -268,7 +316,7 @@ impl Drop for Authed {
     /// instead. If that does not finish in time, or no runtime is left to run it, the
     /// transaction is dropped after all and its connection closed: never reused mid-way.
     fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
+        if let Tx::Open(tx) = std::mem::replace(&mut self.tx, Tx::Ended) {
             roll_back_in_background(tx);
         }
     }
@@ -278,7 +326,7 @@ impl Drop for Authed {
 /// [`ROLLBACK_GRACE`], or with no runtime left, the transaction is dropped and its
 /// connection closed instead (never reused mid-transaction). For request contexts that
 /// hold a transaction a handler may leave behind (`Authed`, SCIM's context).
-pub(crate) fn roll_back_in_background(tx: TenantTx) {
+pub fn roll_back_in_background(tx: TenantTx) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(async move {
             let _ = tokio::time::timeout(ROLLBACK_GRACE, tx.rollback()).await;

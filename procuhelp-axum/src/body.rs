@@ -24,7 +24,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use http_body_util::BodyExt as _;
 
-use crate::app::error_response;
+use crate::error::error_response;
 
 /// How many bytes of an oversized body are read and discarded so that its sender gets a
 /// clean 413 rather than a reset stream. Reading costs no memory (nothing is kept) and is
@@ -51,7 +51,11 @@ pub async fn read_whole(max_bytes: usize, request: Request, next: Next) -> Respo
         let Ok(frame) = frame else {
             // The client broke off (or sent a malformed chunk): nobody is left to read
             // the answer, but it is a fixed one all the same.
-            return error_response(StatusCode::BAD_REQUEST, "incomplete request body");
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "incomplete_body",
+                "incomplete request body",
+            );
         };
         // Trailers carry nothing any route reads.
         let Ok(data) = frame.into_data() else {
@@ -69,7 +73,11 @@ pub async fn read_whole(max_bytes: usize, request: Request, next: Next) -> Respo
         bytes.extend_from_slice(&data);
     }
     if received > max || declared.is_some_and(|n| n > max) {
-        return error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+        return error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "request body too large",
+        );
     }
     next.run(Request::from_parts(parts, Body::from(Bytes::from(bytes))))
         .await
@@ -78,7 +86,11 @@ pub async fn read_whole(max_bytes: usize, request: Request, next: Next) -> Respo
 /// The 413 for a body too large even to discard, carrying its unread rest along until the
 /// response has been sent (see the module documentation).
 fn too_large(unread: Body) -> Response {
-    let response = error_response(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
+    let response = error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "request body too large",
+        );
     // (HTTP/1: hyper closes the connection after a response to an unread body itself.)
     let (parts, body) = response.into_parts();
     let body = body.map_frame(move |frame| {
