@@ -71,6 +71,8 @@ mod key_file;
 #[cfg(feature = "postgres")]
 mod pg;
 #[cfg(feature = "postgres")]
+mod pipeline;
+#[cfg(feature = "postgres")]
 mod schema;
 mod sink;
 mod sinks;
@@ -104,6 +106,8 @@ pub use pg::{
     MAX_READ, PersonalView, PgAuditConfig, PgAuditSink, StoredEvent, unattributed_subject,
     verify_live,
 };
+#[cfg(feature = "postgres")]
+pub use pipeline::{AuditPipeline, AuditPipelineBuilder, CheckpointSchedule, PipelineStats};
 #[cfg(feature = "postgres")]
 pub use schema::MIGRATIONS;
 pub use sink::{AuditSink, Receipt};

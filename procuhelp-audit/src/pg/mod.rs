@@ -131,6 +131,25 @@ impl PgAuditSink {
         Ok(self)
     }
 
+    /// Chooses `signer` for this sink (and its clones) unless one is chosen already, in
+    /// which case it must be this very signer: two signers for one trail would publish
+    /// checkpoints under keys nobody pinned.
+    pub(crate) fn use_signer(
+        &self,
+        signer: Arc<dyn crate::checkpoint::CheckpointSigner>,
+    ) -> Result<()> {
+        if self.inner.signer.set(signer.clone()).is_ok() {
+            return Ok(());
+        }
+        match self.inner.signer.get() {
+            Some(current) if Arc::ptr_eq(current, &signer) => Ok(()),
+            _ => Err(AuditError::Invalid {
+                field: "signer",
+                reason: "the sink already signs checkpoints with another signer",
+            }),
+        }
+    }
+
     pub(crate) fn inner(&self) -> &Arc<Inner> {
         &self.inner
     }
