@@ -35,6 +35,7 @@ pub mod recovery;
 mod schema;
 pub mod scim;
 pub mod session;
+pub mod session_read;
 /// The former path of the session store's functions and types, kept while callers move
 /// to [`session`] (where everything about sessions now lives).
 #[doc(hidden)]

@@ -12,7 +12,7 @@
 //! LEFT JOIN LATERAL (SELECT i.*, true AS ph_row FROM (<your query>) AS i) AS q ON true
 //! ```
 //!
-//! `app.enter_session` decides exactly what [`session_store::authenticate`] and
+//! `app.enter_session` decides exactly what [`session::authenticate`] and
 //! [`Principal::require`] decide, in the same order: unknown, revoked, expired or idle
 //! sessions and disabled users are refused (401), a session that is not fully signed in
 //! and a role without the permission too (403). A refusal is an exception, so the read
@@ -41,7 +41,7 @@
 //! # Ok(()) }
 //! ```
 //!
-//! [`session_store::authenticate`]: crate::session_store::authenticate
+//! [`session::authenticate`]: crate::session::authenticate
 //! [`Principal::require`]: crate::Principal::require
 
 use procuhelp_core::UserId;
@@ -52,7 +52,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::session::Credential;
-use crate::session_store::{ActiveElevation, SessionPrincipal, SessionStage};
+use crate::session::{ActiveElevation, SessionPrincipal, SessionStage};
 use crate::{AuthError, AuthResult, Permission, Principal, Role};
 
 /// The columns `app.enter_session` returns, after the read's own and its row marker.
