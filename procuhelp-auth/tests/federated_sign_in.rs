@@ -431,7 +431,11 @@ async fn the_orgs_mfa_rule_needs_mfa_from_the_provider() {
     let users = fx.users().await;
     let without = oidc("oid-carol", Some("carol@a.test"), &[], false);
     fx.refused(org, &without, Refusal::MfaRequired).await;
-    assert_eq!(fx.users().await, users, "the JIT user was rolled back");
+    assert_eq!(
+        fx.users().await,
+        users,
+        "nobody was created (and no false user.created)"
+    );
     let with = oidc("oid-carol", Some("carol@a.test"), &[], true);
     fx.sign_in(org, &with).await.unwrap();
     // The other organisation does not require it.

@@ -43,9 +43,7 @@ async fn fx_with(
     configure: impl FnOnce(Authenticator) -> Authenticator,
 ) -> Fx {
     let scratch = ScratchDb::migrated_with(
-        &procuhelp_tenancy::migrate::Schema::new()
-            .with(procuhelp_auth::MIGRATIONS)
-            .with(procuhelp_audit::MIGRATIONS),
+        &procuhelp_tenancy::migrate::Schema::new().with(procuhelp_auth::MIGRATIONS),
     )
     .await
     .unwrap();

@@ -3,18 +3,19 @@
 //! [`super::saml`]) is, whether they may come in, with which role — and the session.
 //!
 //! The rules, in order:
-//! 1. **Linking** by the provider's immutable identifier ([`FederatedIdentity::subject_key`]),
+//! 1. The organisation's **MFA rule**: with `mfa_required`, the provider must assert MFA
+//!    ([`Refusal::MfaRequired`]); checked first, so a refused sign-in links and creates
+//!    nobody.
+//! 2. **Linking** by the provider's immutable identifier ([`FederatedIdentity::subject_key`]),
 //!    never by e-mail address. An identity not linked yet is linked once to a user SCIM
 //!    provisioned for the same person (Entra `externalId` = `oid`, or SCIM `userName` =
 //!    SAML NameID), only where [`crate::scim::LINKABLE`] allows.
-//! 2. **Just-in-time provisioning** (the organisation's `sso_jit_provisioning`, default
+//! 3. **Just-in-time provisioning** (the organisation's `sso_jit_provisioning`, default
 //!    off) creates the user otherwise; with it off the sign-in is refused
 //!    ([`Refusal::NotLinked`]). A new user's e-mail address that another user already has
 //!    is refused, never linked ([`Refusal::EmailInUse`], the "nOAuth" attack).
-//! 3. A **disabled or deprovisioned** user is refused ([`Refusal::AccountDisabled`]) and,
+//! 4. A **disabled or deprovisioned** user is refused ([`Refusal::AccountDisabled`]) and,
 //!    being linked, never created again.
-//! 4. The organisation's **MFA rule**: with `mfa_required`, the provider must assert MFA
-//!    ([`Refusal::MfaRequired`]).
 //! 5. **Roles**: with a group → role mapping, the user's role follows the groups (no
 //!    mapped group: the least privileged role; groups overage: unchanged) — except for
 //!    users SCIM manages, whose roles SCIM owns.
@@ -293,6 +294,12 @@ impl FederatedSignIn {
                     .unwrap_or(Role::least_privileged()),
             ),
         };
+        // First: a sign-in the organisation would refuse anyway neither links nor
+        // creates anyone (a user created and rolled back would leave a false
+        // `user.created` in the trail).
+        if directory::org_policy(tx).await?.mfa_required && !identity.mfa {
+            return Ok(Err(Refusal::MfaRequired));
+        }
         let user = match self.linked_or_linkable(tx, identity, now).await? {
             Some(user) => user,
             None if !scim::sso_jit_provisioning(tx).await? => return Ok(Err(Refusal::NotLinked)),
@@ -304,9 +311,6 @@ impl FederatedSignIn {
         let user = directory::get(tx, user).await?;
         if user.status != UserStatus::Active {
             return Ok(Err(Refusal::AccountDisabled));
-        }
-        if directory::org_policy(tx).await?.mfa_required && !identity.mfa {
-            return Ok(Err(Refusal::MfaRequired));
         }
         // SCIM is authoritative for the roles of the users it manages.
         if let Some(role) = wanted_role
