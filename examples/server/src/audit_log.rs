@@ -1,15 +1,12 @@
-//! The server's audit log: the PostgreSQL chain, with a signed checkpoint per active
-//! organisation at a fixed interval (what an auditor checks an export against), signed by
-//! a key the runtime's vault does not hold ([`checkpoint_signer`]), and how a verifier
-//! says which keys it trusts ([`trust`]).
+//! The server's audit wiring: the library's pipeline ([`pipeline`]: PostgreSQL chain →
+//! periodic signed checkpoints → refusal aggregation → alerting), checkpoints signed by a
+//! key the runtime's vault does not hold ([`checkpoint_signer`]), and how a verifier says
+//! which keys it trusts ([`trust`]).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::Context as _;
-use procuhelp_audit::{AuditEvent, AuditSink, CheckpointSigner, PgAuditSink, Receipt, Trust};
-use procuhelp_core::OrgId;
+use procuhelp_audit::{AuditPipeline, CheckpointSchedule, CheckpointSigner, PgAuditSink, Trust};
 
 use crate::cli::DatabaseArgs;
 
@@ -45,26 +42,21 @@ pub async fn checkpoint_signer(args: &DatabaseArgs) -> anyhow::Result<Arc<dyn Ch
     Ok(Arc::new(signer))
 }
 
-/// Every `every`, records the summaries of refusal windows that have ended (until the
-/// task is aborted; call `flush_all` at shutdown).
-pub fn spawn_refusal_flush<S: AuditSink + 'static>(
-    refusals: &Arc<procuhelp_audit::RefusalAggregator<S>>,
-    every: Duration,
-) -> tokio::task::JoinHandle<()> {
-    let refusals = refusals.clone();
-    tokio::spawn(async move {
-        let mut timer = tokio::time::interval(every);
-        timer.tick().await;
-        loop {
-            timer.tick().await;
-            if let Err(e) = refusals
-                .flush_expired(time::OffsetDateTime::now_utc())
-                .await
-            {
-                tracing::error!(error = %e, "refusal counts not recorded; retrying");
-            }
-        }
-    })
+/// The server's audit pipeline over `log`: checkpoints signed by `signer` on the
+/// library's default schedule (every ten minutes, or every 10,000 events of a chain),
+/// unauthenticated refusals aggregated, alerts by `alerting` (`--alerts`). Call
+/// [`AuditPipeline::shutdown`] after the server stopped.
+pub fn pipeline(
+    log: PgAuditSink,
+    signer: Arc<dyn CheckpointSigner>,
+    alerting: crate::alerting::Alerting,
+    clock: Arc<dyn procuhelp_core::Clock>,
+) -> anyhow::Result<AuditPipeline> {
+    Ok(AuditPipeline::builder(log)
+        .checkpoints(signer, CheckpointSchedule::default())
+        .alerts(alerting.detectors, alerting.sink)
+        .clock(clock)
+        .build()?)
 }
 
 /// A public key as the 64 lowercase hex digits `--trusted-key` takes.
@@ -104,77 +96,6 @@ pub fn trust(keys: &[String], dangerously_trust_embedded_keys: bool) -> anyhow::
         }
     }
     Ok(Trust::pinned(pinned)?)
-}
-
-/// Records into the chain and remembers which organisations wrote since the last
-/// checkpoint.
-#[derive(Debug, Clone)]
-pub struct CheckpointingSink {
-    log: PgAuditSink,
-    active: Arc<Mutex<HashSet<OrgId>>>,
-}
-
-impl CheckpointingSink {
-    /// Wraps `log`.
-    pub fn new(log: PgAuditSink) -> Self {
-        Self {
-            log,
-            active: Arc::default(),
-        }
-    }
-
-    /// Signs a checkpoint for every organisation that wrote since the last call.
-    pub async fn checkpoint_active(&self) -> usize {
-        let orgs: Vec<OrgId> = self
-            .active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .collect();
-        let mut signed = 0;
-        for org in orgs {
-            match self.log.checkpoint(org).await {
-                Ok(_) => signed += 1,
-                Err(e) => {
-                    tracing::error!(%org, error = %e, "audit checkpoint failed");
-                    // Try again next time.
-                    self.active
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(org);
-                }
-            }
-        }
-        signed
-    }
-
-    /// Checkpoints every `every` until the task is aborted.
-    pub fn spawn_checkpoints(&self, every: Duration) -> tokio::task::JoinHandle<()> {
-        let sink = self.clone();
-        tokio::spawn(async move {
-            let mut timer = tokio::time::interval(every);
-            timer.tick().await;
-            loop {
-                timer.tick().await;
-                sink.checkpoint_active().await;
-            }
-        })
-    }
-}
-
-#[async_trait::async_trait]
-impl AuditSink for CheckpointingSink {
-    async fn record(&self, event: AuditEvent) -> procuhelp_audit::Result<Receipt> {
-        let org = event.org;
-        let receipt = self.log.record(event).await?;
-        if let Some(org) = org {
-            self.active
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(org);
-        }
-        Ok(receipt)
-    }
 }
 
 #[cfg(test)]

@@ -85,9 +85,10 @@ async fn serve_on(
     // transactions (which record their events before they commit).
     let audit_pool = db.runtime_pool(&role, 4).await?;
     // Checkpoints are signed by a key the vault does not hold (Transit or its own file).
+    let signer = crate::audit_log::checkpoint_signer(&args.db).await?;
     let audit_log =
         procuhelp_audit::PgAuditSink::new(TenantDb::new(audit_pool.clone()), vault.clone())
-            .with_signer(crate::audit_log::checkpoint_signer(&args.db).await?)?;
+            .with_signer(signer.clone())?;
     // Secrets the server reads from the vault at start-up: each is a secret access. The
     // database URL was read to get here; the webhook URL is recorded before it is read.
     let secrets_read = [
@@ -125,29 +126,17 @@ async fn serve_on(
         procuhelp_core::OutboundPolicy::public_only()
     };
     let alerting = alerts.build(vault.as_ref(), outbound).await?;
-    let checkpointing = crate::audit_log::CheckpointingSink::new(audit_log.clone());
-    let checkpoints = checkpointing.spawn_checkpoints(Duration::from_secs(600));
-    // Unauthenticated refusals: the first per source, reason and hour in full, then counts
-    // (summaries each minute after a window ends, and at shutdown); alerting sees all.
-    let refusals = std::sync::Arc::new(procuhelp_audit::RefusalAggregator::new(
-        checkpointing.clone(),
-    ));
-    let refusal_flush = crate::audit_log::spawn_refusal_flush(&refusals, Duration::from_secs(60));
+    let clock: std::sync::Arc<dyn procuhelp_core::Clock> =
+        std::sync::Arc::new(procuhelp_core::SystemClock);
+    // The one audit path: chain → signed checkpoints → refusal aggregation → alerting.
+    let audit = crate::audit_log::pipeline(audit_log.clone(), signer, alerting, clock.clone())?;
     let app = app::app(
         AppState::assemble(
             runtime.clone(),
             cipher,
             vault,
-            // Detectors watch every event (failed sign-ins per account, address and org,
-            // lockouts, traffic and error spikes) and report to the log and the webhook
-            // (`--alerts`); the event is durable before it is looked at.
-            std::sync::Arc::new(procuhelp_audit::AlertingSink::new(
-                refusals.clone(),
-                alerting.detectors,
-                alerting.sink,
-                1024,
-            )),
-            std::sync::Arc::new(procuhelp_core::SystemClock),
+            audit.sink(),
+            clock,
             procuhelp_auth::password::PasswordHasher::default(),
         )
         .with_audit_log(audit_log)
@@ -200,12 +189,8 @@ async fn serve_on(
     if let Some(task) = redirect {
         let _ = task.await;
     }
-    refusal_flush.abort();
-    if let Err(e) = refusals.flush_all().await {
-        tracing::error!(error = %e, "refusal counts not recorded at shutdown");
-    }
-    checkpoints.abort();
-    checkpointing.checkpoint_active().await;
+    // Records the open refusal counts and signs every chain with unsigned events.
+    audit.shutdown().await;
     runtime.close().await;
     key_pool.close().await;
     audit_pool.close().await;
