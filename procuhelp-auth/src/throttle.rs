@@ -229,6 +229,15 @@ pub struct Reserved {
     pub locks_if_failed: bool,
 }
 
+/// An attempt the throttle refused without counting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    /// How long until the next attempt is considered (the longest wait of the keys).
+    pub retry_after: Duration,
+    /// A key was locked (repeated failures or the daily cap), not only backing off.
+    pub locked: bool,
+}
+
 type Row = (
     Vec<u8>,
     i32,
@@ -272,6 +281,21 @@ impl LoginThrottle {
         keys: &[ThrottleKey<'_>],
         now: OffsetDateTime,
     ) -> AuthResult<Vec<Reserved>> {
+        self.try_reserve(keys, now)
+            .await?
+            .map_err(|refused| AuthError::Throttled {
+                retry_after: refused.retry_after,
+            })
+    }
+
+    /// [`reserve`](Self::reserve), telling a refusal apart from a storage failure: the
+    /// inner `Err` says how long to wait and whether a lock (rather than a back-off)
+    /// refused the attempt, for the caller's audit event.
+    pub async fn try_reserve(
+        &self,
+        keys: &[ThrottleKey<'_>],
+        now: OffsetDateTime,
+    ) -> AuthResult<Result<Vec<Reserved>, Refused>> {
         let hashes: Vec<Vec<u8>> = keys.iter().map(|k| k.hash().to_vec()).collect();
         let mut tx = self.pool.begin().await?;
         // Creates missing rows and locks every row in key order (no two reservations
@@ -291,6 +315,7 @@ impl LoginThrottle {
         let mut reserved = Vec::with_capacity(keys.len());
         let mut updates = Vec::with_capacity(keys.len());
         let mut wait = Duration::ZERO;
+        let mut locked = false;
         for (key, hash) in keys.iter().zip(&hashes) {
             let Some(row) = rows.iter().find(|r| &r.0 == hash) else {
                 return Err(AuthError::Internal);
@@ -310,12 +335,19 @@ impl LoginThrottle {
                         updates.push((hash, next));
                     }
                 }
-                Err(w) => wait = wait.max(w),
+                Err(w) => {
+                    wait = wait.max(w);
+                    // Refused while locked: the lock (not a back-off) is what is in force.
+                    locked |= counters.locked;
+                }
             }
         }
         if wait > Duration::ZERO {
             tx.rollback().await?;
-            return Err(AuthError::Throttled { retry_after: wait });
+            return Ok(Err(Refused {
+                retry_after: wait,
+                locked,
+            }));
         }
         for (hash, c) in updates {
             sqlx::query(
@@ -334,7 +366,7 @@ impl LoginThrottle {
             .await?;
         }
         tx.commit().await?;
-        Ok(reserved)
+        Ok(Ok(reserved))
     }
 
     /// Gives the reservations of a successful attempt back, on `conn` (the caller's

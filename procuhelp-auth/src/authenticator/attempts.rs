@@ -54,23 +54,19 @@ impl Authenticator {
         Ok((hashed?, permit))
     }
 
-    /// Reserves an attempt on `keys` before anything is verified. A refusal is recorded
-    /// (as `event` would, denied, with the reason added to `detail`) and returned; a
-    /// lock that had run out is recorded as lifted. Call it holding no pooled connection.
+    /// Reserves an attempt of `method` on `keys` before anything is verified. A refusal
+    /// is recorded (as `event` would, denied, with `detail`, the method, the reason and
+    /// whether a lock refused it) and returned; a lock that had run out is recorded as
+    /// lifted. Call it holding no pooled connection.
     pub(super) async fn reserve(
         &self,
         keys: &[ThrottleKey<'_>],
+        method: Method,
         event: impl Fn(Action, Outcome) -> AuditEvent,
         detail: serde_json::Value,
     ) -> AuthResult<Vec<Reserved>> {
-        let because = |reason: &str| {
-            let mut context = detail.clone();
-            if let Some(fields) = context.as_object_mut() {
-                fields.insert("reason".to_owned(), json!(reason));
-            }
-            context
-        };
-        match self.throttle.reserve(keys, self.now()).await {
+        let because = |reason: &str| context(&detail, method, reason);
+        match self.throttle.try_reserve(keys, self.now()).await? {
             Ok(reserved) => {
                 if reserved.iter().any(|r| r.lock_lifted) {
                     self.record(
@@ -81,33 +77,47 @@ impl Authenticator {
                 }
                 Ok(reserved)
             }
-            Err(e @ AuthError::Throttled { .. }) => {
-                self.record(
-                    event(Action::LoginFailed, Outcome::Denied).context(because("throttled")),
-                )
-                .await?;
-                Err(e)
+            Err(refused) => {
+                let mut detail = because("throttled");
+                if let Some(fields) = detail.as_object_mut() {
+                    fields.insert("locked".to_owned(), json!(refused.locked));
+                }
+                self.record(event(Action::LoginFailed, Outcome::Denied).context(detail))
+                    .await?;
+                Err(AuthError::Throttled {
+                    retry_after: refused.retry_after,
+                })
             }
-            Err(e) => Err(e),
         }
     }
 
-    /// Records a failed attempt (and the lock it caused, if any) and returns `error`, or
-    /// the audit failure that stopped the recording. `context` says what failed.
+    /// Records a failed attempt of `method` (and the lock it caused, if any) and returns
+    /// `error`, or the audit failure that stopped the recording. Every refusal after a
+    /// reservation ends here, so each counted attempt leaves a trace: `reason` says why
+    /// (for the audit log only, never the caller), `detail` adds what the attempt was for.
     pub(super) async fn attempt_failed(
         &self,
         event: impl Fn(Action, Outcome) -> AuditEvent,
         reserved: Reserved,
-        context: serde_json::Value,
+        method: Method,
+        reason: &'static str,
+        detail: serde_json::Value,
         error: AuthError,
     ) -> AuthError {
         let recorded = async {
-            self.record(event(Action::LoginFailed, Outcome::Failure).context(context))
-                .await?;
+            self.record(
+                event(Action::LoginFailed, Outcome::Failure)
+                    .context(context(&detail, method, reason)),
+            )
+            .await?;
             if reserved.locks_if_failed {
-                self.record(event(Action::AccountLocked, Outcome::Success).context(
-                    json!({ "failures": reserved.failures, "today": reserved.day_failures }),
-                ))
+                self.record(
+                    event(Action::AccountLocked, Outcome::Success).context(json!({
+                        "method": method.as_str(),
+                        "failures": reserved.failures,
+                        "today": reserved.day_failures,
+                    })),
+                )
                 .await?;
             }
             Ok::<(), AuthError>(())
@@ -118,4 +128,35 @@ impl Authenticator {
             Err(e) => e,
         }
     }
+}
+
+/// What an attempt checks: recorded with every refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Method {
+    /// The account's password (sign-in or a re-check inside a session).
+    Password,
+    /// A TOTP or recovery code.
+    SecondFactor,
+}
+
+impl Method {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            Method::Password => "password",
+            Method::SecondFactor => "second_factor",
+        }
+    }
+}
+
+/// `detail` with the method and the reason added.
+fn context(detail: &serde_json::Value, method: Method, reason: &str) -> serde_json::Value {
+    let mut context = detail.clone();
+    if !context.is_object() {
+        context = json!({});
+    }
+    if let Some(fields) = context.as_object_mut() {
+        fields.insert("method".to_owned(), json!(method.as_str()));
+        fields.insert("reason".to_owned(), json!(reason));
+    }
+    context
 }

@@ -9,6 +9,7 @@
 use procuhelp_core::SecretText;
 use serde_json::json;
 
+use super::attempts::Method;
 use super::{Authenticator, ClientInfo, Issued, commit_if_ok};
 use crate::directory::{self, Email, UserRecord};
 use crate::hash_limiter::HashPermit;
@@ -42,12 +43,26 @@ impl Authenticator {
         let keys = [ThrottleKey::Account(org, &email)];
         let event = |action, outcome| self.user_event(Some(org), &user, action, outcome, client);
         let reserved = self
-            .reserve(&keys, event, json!({ "during": during }))
+            .reserve(&keys, Method::Password, event, json!({ "during": during }))
             .await?
             .first()
             .copied()
             .ok_or(AuthError::Internal)?;
-        let (mut tx, principal, current) = self.session_user(credential, expected, client).await?;
+        let (mut tx, principal, current) =
+            match self.session_user(credential, expected, client).await {
+                Ok(found) => found,
+                // The session ended since the caller looked: the attempt was counted, so
+                // it is recorded.
+                Err(AuthError::Unauthenticated) => {
+                    let detail = json!({ "during": during });
+                    let (method, reason) = (Method::Password, "session ended");
+                    let error = AuthError::Unauthenticated;
+                    return Err(self
+                        .attempt_failed(event, reserved, method, reason, detail, error)
+                        .await);
+                }
+                Err(e) => return Err(e),
+            };
         let checked = async {
             let (verification, permit) = self
                 .verify_with(permit, password, current.password_hash.clone())
@@ -66,13 +81,14 @@ impl Authenticator {
                 if !matches!(e, AuthError::InvalidCredentials) {
                     return Err(e);
                 }
-                let context = json!({
-                    "reason": "invalid credentials",
+                let detail = json!({
                     "during": during,
                     "account_failures": reserved.failures,
                 });
+                let (method, reason) = (Method::Password, "invalid credentials");
+                let error = AuthError::InvalidCredentials;
                 Err(self
-                    .attempt_failed(event, reserved, context, AuthError::InvalidCredentials)
+                    .attempt_failed(event, reserved, method, reason, detail, error)
                     .await)
             }
         }

@@ -10,11 +10,17 @@
 //!
 //! The second factor has a throttle key of its own per user, which no password success
 //! resets (a correct password cannot buy more code guesses), with a daily cap.
+//!
+//! Every attempt that was reserved ends in a recorded outcome: a success, or an
+//! `auth.login_failed` naming the method and the reason (wrong password, unusable stored
+//! hash, account changed during the sign-in, session ended, wrong code) and, when the
+//! failure locks the key, an `auth.account_locked`.
 
 use procuhelp_audit::{Action, Actor, Outcome};
 use procuhelp_core::{OrgId, SecretText};
 use serde_json::json;
 
+use super::attempts::Method;
 use super::{Authenticator, ClientInfo, Issued, commit_if_ok};
 use crate::directory::{self, Email, UserRecord, UserStatus};
 use crate::hash_limiter::HashPermit;
@@ -60,57 +66,90 @@ impl Authenticator {
         let anonymous =
             |action, outcome| self.event(event_org, Actor::System, action, outcome, client);
         let reserved = self
-            .reserve(&keys, anonymous, json!({}))
+            .reserve(&keys, Method::Password, anonymous, json!({}))
             .await?
             .first()
             .copied()
             .ok_or(AuthError::Internal)?;
         let usable = user.as_ref().filter(|u| u.status == UserStatus::Active);
         let stored = usable.and_then(|u| u.password_hash.clone());
-        let (verification, permit) = self
+        let verified = self
             .verify_with(
                 permit,
                 SecretText::new(password.expose().to_owned()),
                 stored,
             )
-            .await?;
+            .await;
+        let (verification, permit) = match verified {
+            Ok(done) => done,
+            // The stored hash cannot be parsed: a failed sign-in like any other.
+            Err(AuthError::InvalidCredentials) => {
+                let reason = "unusable password hash";
+                return Err(self
+                    .login_failed(event_org, org, user.as_ref(), reserved, reason, client)
+                    .await);
+            }
+            Err(e) => return Err(e),
+        };
         match usable.filter(|_| verification.ok) {
             Some(user) => {
-                self.signed_in(org, &keys, user, verification, password, permit, client)
-                    .await
+                let verified = Verified {
+                    user,
+                    verification,
+                    password,
+                    permit,
+                    reserved,
+                };
+                self.signed_in(org, &keys, verified, client).await
             }
-            None => Err(self
-                .login_failed(event_org, org, user.as_ref(), reserved, client)
-                .await),
+            None => {
+                let reason = "invalid credentials";
+                Err(self
+                    .login_failed(event_org, org, user.as_ref(), reserved, reason, client)
+                    .await)
+            }
         }
     }
 
     /// The password was right: re-reads the user (it must not have changed since it was
     /// verified), rehashes a weak hash, opens the session, gives the reservation back.
-    #[allow(clippy::too_many_arguments)]
     async fn signed_in(
         &self,
         org: OrgId,
         keys: &[ThrottleKey<'_>],
-        verified: &UserRecord,
-        verification: Verification,
-        password: SecretText,
-        permit: HashPermit,
+        verified: Verified<'_>,
         client: &ClientInfo,
     ) -> AuthResult<Issued> {
+        let Verified {
+            user: checked,
+            verification,
+            password,
+            permit,
+            reserved,
+        } = verified;
         let now = self.now();
+        let email = Email::parse(&checked.email)?;
         let mut tx = self.db.begin(org).await?;
+        let current = match directory::find_by_email(&mut tx, &email).await {
+            Ok(current) => current,
+            Err(e) => {
+                let _ = tx.rollback().await;
+                return Err(e);
+            }
+        };
+        // A password change or a disabled user between the check and now: refuse.
+        let Some(user) = current.filter(|u| {
+            u.id == checked.id
+                && u.status == UserStatus::Active
+                && u.password_hash == checked.password_hash
+        }) else {
+            tx.rollback().await?;
+            let reason = "account changed during sign-in";
+            return Err(self
+                .login_failed(Some(org), org, Some(checked), reserved, reason, client)
+                .await);
+        };
         let done = async {
-            let email = Email::parse(&verified.email)?;
-            let current = directory::find_by_email(&mut tx, &email).await?;
-            // A password change or a disabled user between the check and now: refuse.
-            let Some(user) = current.filter(|u| {
-                u.id == verified.id
-                    && u.status == UserStatus::Active
-                    && u.password_hash == verified.password_hash
-            }) else {
-                return Err(AuthError::InvalidCredentials);
-            };
             if verification.needs_rehash {
                 let (phc, _) = self.hash_with(permit, password).await?;
                 directory::set_password_hash(&mut tx, user.id, &phc, now).await?;
@@ -146,25 +185,27 @@ impl Authenticator {
         commit_if_ok(tx, done).await
     }
 
-    /// Records a failed password sign-in; returns [`AuthError::InvalidCredentials`].
+    /// Records a failed password sign-in for `reason`; returns
+    /// [`AuthError::InvalidCredentials`].
     async fn login_failed(
         &self,
         event_org: Option<OrgId>,
         org: OrgId,
         user: Option<&UserRecord>,
         reserved: Reserved,
+        reason: &'static str,
         client: &ClientInfo,
     ) -> AuthError {
         let event = |action, outcome| match user {
             Some(u) => self.user_event(event_org, u, action, outcome, client),
             None => self.event(event_org, Actor::System, action, outcome, client),
         };
-        let context = json!({
-            "reason": "invalid credentials",
+        let detail = json!({
             "account_failures": reserved.failures,
             "org": org.to_string(),
         });
-        self.attempt_failed(event, reserved, context, AuthError::InvalidCredentials)
+        let error = AuthError::InvalidCredentials;
+        self.attempt_failed(event, reserved, Method::Password, reason, detail, error)
             .await
     }
 
@@ -216,17 +257,33 @@ impl Authenticator {
         let org = credential.org;
         let key = [ThrottleKey::SecondFactor(org, expected.user)];
         let actor = Actor::User { id: expected.user };
+        let event = |action, outcome| self.event(Some(org), actor, action, outcome, client);
         let reserved = self
             .reserve(
                 &key,
-                |action, outcome| self.event(Some(org), actor, action, outcome, client),
+                Method::SecondFactor,
+                event,
                 json!({ "factor": "second", "during": during }),
             )
             .await?
             .first()
             .copied()
             .ok_or(AuthError::Internal)?;
-        let (mut tx, principal, user) = self.session_user(credential, expected, client).await?;
+        let (mut tx, principal, user) = match self.session_user(credential, expected, client).await
+        {
+            Ok(found) => found,
+            // The session ended (expired, revoked, stepped up) since the caller looked:
+            // the attempt was counted, so it is recorded.
+            Err(AuthError::Unauthenticated) => {
+                let detail = json!({ "during": during });
+                let error = AuthError::Unauthenticated;
+                let reason = "session ended";
+                return Err(self
+                    .attempt_failed(event, reserved, Method::SecondFactor, reason, detail, error)
+                    .await);
+            }
+            Err(e) => return Err(e),
+        };
         let checked = async {
             let method = self.second_factor(&mut tx, &user, code, client).await?;
             self.throttle.succeeded(tx.conn(), &key).await?;
@@ -242,16 +299,32 @@ impl Authenticator {
                 }
                 let event =
                     |action, outcome| self.user_event(Some(org), &user, action, outcome, client);
-                let context = json!({
-                    "reason": "invalid second factor",
+                let detail = json!({
                     "during": during,
                     "second_factor_failures": reserved.failures,
                     "second_factor_failures_today": reserved.day_failures,
                 });
+                let (method, reason) = (Method::SecondFactor, "invalid second factor");
                 Err(self
-                    .attempt_failed(event, reserved, context, AuthError::InvalidCode)
+                    .attempt_failed(
+                        event,
+                        reserved,
+                        method,
+                        reason,
+                        detail,
+                        AuthError::InvalidCode,
+                    )
                     .await)
             }
         }
     }
+}
+
+/// A password that verified, with what the sign-in needs to finish.
+struct Verified<'a> {
+    user: &'a UserRecord,
+    verification: Verification,
+    password: SecretText,
+    permit: HashPermit,
+    reserved: Reserved,
 }
