@@ -17,9 +17,10 @@
 //! }
 //! ```
 //!
-//! Alerts always go to the log. With `webhook`, they are also POSTed (retried, at least
-//! once) to the URL kept in the vault under `url_secret` — the URL often carries a token,
-//! so it is neither in the file nor in the process's arguments or environment. An
+//! Alerts always go to the log (the audit pipeline sends them there). With `webhook`, they
+//! are also POSTed (retried, at least once) to the URL kept in the vault under
+//! `url_secret` — the URL often carries a token, so it is neither in the file nor in the
+//! process's arguments or environment. An
 //! `https` URL needs `ca_file` (the receiver's CA: no built-in roots). The webhook is held
 //! to the outbound policy of every fetch the server makes
 //! ([`procuhelp_core::OutboundPolicy`]): a public address only (also after DNS
@@ -31,8 +32,8 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use procuhelp_audit::{
-    AlertConfig, AlertSink, Detectors, FanOutAlertSink, LogAlertSink, SpikeRule, WebhookAlertSink,
-    WebhookConfig, WindowRule,
+    AlertConfig, AlertSink, Detectors, FanOutAlertSink, SpikeRule, WebhookAlertSink, WebhookConfig,
+    WindowRule,
 };
 use procuhelp_core::OutboundPolicy;
 use procuhelp_core::vault::{SecretName, SecretProvider};
@@ -82,12 +83,12 @@ struct Webhook {
     ca_file: Option<PathBuf>,
 }
 
-/// What `serve` runs alerting with.
+/// What `serve` runs alerting with (the pipeline also sends every alert to the log).
 #[derive(Debug)]
 pub struct Alerting {
     /// The detectors, configured.
     pub detectors: Detectors,
-    /// The log, and the webhook when configured.
+    /// The webhook when configured (else no sink at all).
     pub sink: Arc<dyn AlertSink>,
 }
 
@@ -176,7 +177,8 @@ impl AlertsFile {
     ) -> anyhow::Result<Alerting> {
         let config = self.config();
         let detectors = Detectors::new(config).context("alert thresholds")?;
-        let mut sinks: Vec<Arc<dyn AlertSink>> = vec![Arc::new(LogAlertSink)];
+        // The log is added by the pipeline: alerts always go there.
+        let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
         if let Some(webhook) = &self.webhook {
             sinks.push(Arc::new(webhook.sink(vault, outbound).await?));
         }

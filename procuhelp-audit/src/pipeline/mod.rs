@@ -15,7 +15,8 @@
 //!    recorded once in full, then as counts per window (its summaries go through stage
 //!    2, so they are signed too);
 //! 4. [`AlertingSink`]: every event — also each refusal the aggregator only counts — is
-//!    shown to the [`Detectors`] after it was recorded; alerts go to an [`AlertSink`].
+//!    shown to the [`Detectors`] after it was recorded; alerts go to the log and to the
+//!    application's [`AlertSink`] (a webhook, say), never delaying or failing a record.
 //!
 //! Events appended inside a caller's transaction (`PgAuditSink::append_in_tx`) bypass
 //! the pipeline: no stage sees them until the chain's next event through it.
@@ -34,7 +35,8 @@ pub use schedule::CheckpointSchedule;
 
 use crate::{
     AggregationConfig, AlertConfig, AlertSink, AlertingSink, AuditError, AuditSink,
-    CheckpointSigner, Detectors, LogAlertSink, PgAuditSink, RefusalAggregator, Result,
+    CheckpointSigner, Detectors, FanOutAlertSink, LogAlertSink, PgAuditSink, RefusalAggregator,
+    Result,
 };
 use checkpointing::CheckpointingSink;
 
@@ -196,8 +198,10 @@ impl AuditPipelineBuilder {
         self
     }
 
-    /// The detectors and where their alerts go (default: [`AlertConfig`]'s thresholds,
-    /// alerts to the log only).
+    /// The detectors, and where their alerts go besides the log (default:
+    /// [`AlertConfig`]'s thresholds, alerts to the log only). Alerts always go to the log
+    /// ([`LogAlertSink`]); `sink` (say, a `WebhookAlertSink`, or a [`FanOutAlertSink`] of
+    /// several) receives them too.
     #[must_use]
     pub fn alerts(mut self, detectors: Detectors, sink: Arc<dyn AlertSink>) -> Self {
         self.alerts = Some((detectors, sink));
@@ -216,12 +220,14 @@ impl AuditPipelineBuilder {
         })?;
         schedule.validate()?;
         self.log.use_signer(signer)?;
+        // Alerts always go to the log, whatever else receives them.
+        let log_alerts: Arc<dyn AlertSink> = Arc::new(LogAlertSink);
         let (detectors, alert_sink) = match self.alerts {
-            Some(alerts) => alerts,
-            None => (
-                Detectors::new(AlertConfig::default())?,
-                Arc::new(LogAlertSink) as Arc<dyn AlertSink>,
+            Some((detectors, sink)) => (
+                detectors,
+                Arc::new(FanOutAlertSink::new(vec![log_alerts, sink])) as Arc<dyn AlertSink>,
             ),
+            None => (Detectors::new(AlertConfig::default())?, log_alerts),
         };
         let checkpointing = Arc::new(CheckpointingSink::new(
             self.log.clone(),
