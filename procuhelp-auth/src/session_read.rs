@@ -34,9 +34,12 @@
 //! );
 //! let now = time::OffsetDateTime::now_utc();
 //! let query = LIST.query_as::<(String,)>().bind_int(50);
-//! match session_read::fetch_all(&db, &credential, Permission::ReadSuppliers, now, query).await? {
+//! match session_read::fetch_all(&db, &credential, Permission::ReadSuppliers, now, &query).await? {
 //!     ReadOnce::Read(read) => { let _names = read.rows; let _who = read.principal; }
-//!     ReadOnce::NeedsTransaction => { /* TenantDb::begin, Authenticator::session, … */ }
+//!     ReadOnce::NeedsTransaction => {
+//!         // TenantDb::begin, Authenticator::session, Principal::require (recording what
+//!         // they record), then session_read::fetch_all_in_tx(&mut tx, &query).
+//!     }
 //! }
 //! # Ok(()) }
 //! ```
@@ -45,7 +48,7 @@
 //! [`Principal::require`]: crate::Principal::require
 
 use procuhelp_core::UserId;
-use procuhelp_tenancy::TenantDb;
+use procuhelp_tenancy::{TenantDb, TenantTx};
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 use time::OffsetDateTime;
@@ -132,6 +135,20 @@ enum Arg {
 }
 
 impl<O> AuthenticatedQuery<O> {
+    fn bind_args<'q>(
+        &self,
+        mut q: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        for arg in &self.args {
+            q = match arg {
+                Arg::Uuid(v) => q.bind(*v),
+                Arg::Int(v) => q.bind(*v),
+                Arg::Text(v) => q.bind(v.clone()),
+            };
+        }
+        q
+    }
+
     /// Binds the next UUID argument.
     pub fn bind(mut self, value: Uuid) -> Self {
         self.args.push(Arg::Uuid(value));
@@ -183,7 +200,7 @@ pub async fn fetch_all<O>(
     credential: &Credential,
     permission: Permission,
     now: OffsetDateTime,
-    query: AuthenticatedQuery<O>,
+    query: &AuthenticatedQuery<O>,
 ) -> AuthResult<ReadOnce<O>>
 where
     O: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
@@ -201,13 +218,7 @@ where
         .bind(now)
         .bind(holders)
         .bind(permission.elevation_may_grant());
-    for arg in query.args {
-        q = match arg {
-            Arg::Uuid(v) => q.bind(v),
-            Arg::Int(v) => q.bind(v),
-            Arg::Text(v) => q.bind(v),
-        };
-    }
+    q = query.bind_args(q);
     let rows = match db.fetch_all_self_entering(q).await {
         Ok(rows) => rows,
         Err(e) => return refusal(e),
@@ -238,6 +249,33 @@ where
         principal,
         rows: out,
     }))
+}
+
+/// Runs `query` in a tenant transaction that has already authenticated its caller (the
+/// transactional path, taken after [`ReadOnce::NeedsTransaction`] or for API tokens):
+/// `tenant.org` is the transaction's organisation, `$1`–`$5` are bound but unused.
+pub async fn fetch_all_in_tx<O>(
+    tx: &mut TenantTx,
+    query: &AuthenticatedQuery<O>,
+) -> AuthResult<Vec<O>>
+where
+    O: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+{
+    query.read.check()?;
+    let statement = format!(
+        "SELECT q.* FROM (SELECT app.enter_org($1) AS org, $2::bytea AS ph_token, \
+         $3::timestamptz AS ph_at, $4::text[] AS ph_holders, $5::boolean AS ph_grant) AS tenant \
+         CROSS JOIN LATERAL ({}) AS q",
+        query.read.inner
+    );
+    let q = sqlx::query(&statement)
+        .bind(tx.org().as_uuid())
+        .bind(None::<Vec<u8>>)
+        .bind(None::<OffsetDateTime>)
+        .bind(None::<Vec<String>>)
+        .bind(None::<bool>);
+    let rows = query.bind_args(q).fetch_all(tx.conn()).await?;
+    rows.iter().map(|row| Ok(O::from_row(row)?)).collect()
 }
 
 fn principal(row: &PgRow) -> AuthResult<SessionPrincipal> {

@@ -115,7 +115,7 @@ impl World {
             credential,
             permission,
             at,
-            EMAILS.query_as::<(String,)>(),
+            &EMAILS.query_as::<(String,)>(),
         )
         .await
     }
@@ -234,7 +234,7 @@ async fn a_valid_session_reads_its_own_organisations_rows_and_is_touched() {
         &credential,
         Permission::ReadSuppliers,
         w.now,
-        NONE.query_as::<(String,)>(),
+        &NONE.query_as::<(String,)>(),
     )
     .await
     .unwrap();
@@ -382,9 +382,15 @@ async fn every_refusal_returns_no_row_and_has_its_own_sqlstate() {
 
     // A query that does not enter through tenant.org is refused before it is sent.
     const BARE: AuthenticatedRead = AuthenticatedRead::new("SELECT email FROM app.users");
-    let e = session_read::fetch_all(&w.db, &b_session, read, w.now, BARE.query_as::<(String,)>())
-        .await
-        .unwrap_err();
+    let e = session_read::fetch_all(
+        &w.db,
+        &b_session,
+        read,
+        w.now,
+        &BARE.query_as::<(String,)>(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(e, AuthError::Invalid { .. }));
     w.done().await;
 }
@@ -454,6 +460,11 @@ async fn what_must_be_audited_first_takes_the_transactional_path() {
     let principal = session::authenticate(&mut tx, &credential, after)
         .await
         .unwrap();
+    // ... and reads the same query in its transaction.
+    let in_tx = session_read::fetch_all_in_tx(&mut tx, &EMAILS.query_as::<(String,)>())
+        .await
+        .unwrap();
+    assert_eq!(in_tx, [("a1@a.test".to_owned(),)]);
     tx.commit().await.unwrap();
     assert_eq!(state, "active");
     assert_eq!(principal.expired_elevations, vec![elevation]);
@@ -545,17 +556,12 @@ async fn an_authenticated_read_is_one_round_trip() {
         .await
         .unwrap();
     let db = TenantDb::new(pool.clone());
-    let read = || {
-        session_read::fetch_all(
-            &db,
-            &credential,
-            Permission::ReadSuppliers,
-            w.now,
-            EMAILS.query_as::<(String,)>(),
-        )
-    };
+    let emails = EMAILS.query_as::<(String,)>();
+    let read =
+        || session_read::fetch_all(&db, &credential, Permission::ReadSuppliers, w.now, &emails);
     // The first use prepares the statement (sqlx caches it per connection).
     rows(read().await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     round_trips(&log);
     assert_eq!(rows(read().await.unwrap()), ["a1@a.test"]);
     // The release ping runs after the caller has its rows: let it finish.
