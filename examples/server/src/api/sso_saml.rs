@@ -92,8 +92,8 @@ pub(crate) async fn put_saml(
         .context(json!({
             "idp_entity_id": settings.connection.idp_entity_id,
             "certificates": settings.connection.idp_certificates.len(),
-            "allow_sha1": settings.connection.allow_sha1,
-            "allow_idp_initiated": settings.connection.allow_idp_initiated,
+            "allow_sha1": settings.connection.allows_sha1(),
+            "allow_idp_initiated": settings.connection.allows_idp_initiated(),
         }));
     authed.record(event).await?;
     authed.commit().await?;
@@ -328,12 +328,12 @@ pub async fn weak_settings(db: &procuhelp_tenancy::TenantDb, orgs: &[OrgId]) -> 
             warnings.push(format!("org {org}: stored SAML settings do not parse"));
             continue;
         };
-        if settings.connection.allow_sha1 {
+        if settings.connection.allows_sha1() {
             warnings.push(format!(
                 "org {org}: SAML accepts SHA-1 signatures and digests (allow_sha1): ask the IdP for SHA-256"
             ));
         }
-        if settings.connection.allow_idp_initiated {
+        if settings.connection.allows_idp_initiated() {
             warnings.push(format!(
                 "org {org}: SAML accepts unsolicited (IdP-initiated) responses (allow_idp_initiated)"
             ));
