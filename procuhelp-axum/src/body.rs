@@ -87,10 +87,10 @@ pub async fn read_whole(max_bytes: usize, request: Request, next: Next) -> Respo
 /// response has been sent (see the module documentation).
 fn too_large(unread: Body) -> Response {
     let response = error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "request body too large",
-        );
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        "request body too large",
+    );
     // (HTTP/1: hyper closes the connection after a response to an unread body itself.)
     let (parts, body) = response.into_parts();
     let body = body.map_frame(move |frame| {

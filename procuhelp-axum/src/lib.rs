@@ -50,6 +50,9 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod account;
+pub mod admin;
+pub mod audit;
 mod authed;
 pub mod body;
 pub mod client_addr;

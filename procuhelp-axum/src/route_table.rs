@@ -8,7 +8,6 @@ use axum::handler::Handler;
 use axum::routing::{MethodRouter, delete, get, post, put};
 use procuhelp_auth::Permission;
 
-
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {

@@ -1,18 +1,46 @@
 //! The procurement API: suppliers and purchase requests, each behind its permission, in
 //! the tenant of the authenticated caller.
 
+use crate::suppliers::{NewSupplier, PgSupplierRepository, SupplierRepository as _};
 use axum::Json;
 use axum::extract::{Path, Query};
 use procuhelp_audit::{Action, Outcome};
 use procuhelp_auth::{AuthError, Permission};
 use procuhelp_core::{SupplierId, UserId};
-use crate::suppliers::{NewSupplier, PgSupplierRepository, SupplierRepository as _};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use procuhelp_axum::Authed;
+use procuhelp_axum::{Access, Authed, RouteTable};
 use procuhelp_axum::{Error as ApiError, Result as ApiResult};
+
+use crate::app::AppState;
+
+/// The procurement routes with the permission each needs.
+pub(crate) fn table() -> RouteTable<AppState> {
+    use Access::Needs;
+    use Permission as P;
+    RouteTable::new()
+        .get("/api/suppliers", Needs(P::ReadSuppliers), list_suppliers)
+        .post("/api/suppliers", Needs(P::ManageSuppliers), create_supplier)
+        .get(
+            "/api/suppliers/{supplier}",
+            Needs(P::ReadSuppliers),
+            get_supplier,
+        )
+        .delete(
+            "/api/suppliers/{supplier}",
+            Needs(P::ManageSuppliers),
+            delete_supplier,
+        )
+        .get("/api/requests", Needs(P::ReadRequests), list_requests)
+        .post("/api/requests", Needs(P::CreateRequest), create_request)
+        .post(
+            "/api/requests/{request}/approve",
+            Needs(P::ApproveRequest),
+            approve_request,
+        )
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,7 +55,9 @@ pub(crate) async fn list_suppliers(
 ) -> ApiResult<Json<Value>> {
     authed.require(Permission::ReadSuppliers).await?;
     let limit = page.limit.unwrap_or(100).clamp(1, 500);
-    let suppliers = PgSupplierRepository.list(authed.tx().await?, None, limit).await?;
+    let suppliers = PgSupplierRepository
+        .list(authed.tx().await?, None, limit)
+        .await?;
     authed.commit().await?;
     Ok(Json(json!({ "suppliers": suppliers })))
 }
@@ -64,7 +94,9 @@ pub(crate) async fn create_supplier(
     authed.require(Permission::ManageSuppliers).await?;
     let new = NewSupplier::new(&body.name, &body.country)?;
     let by = acting_id(&authed);
-    let supplier = PgSupplierRepository.create(authed.tx().await?, new, by).await?;
+    let supplier = PgSupplierRepository
+        .create(authed.tx().await?, new, by)
+        .await?;
     let event = authed
         .event(Action::SupplierInvited, Outcome::Success)
         .target(format!("supplier:{}", supplier.id))

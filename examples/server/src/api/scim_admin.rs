@@ -176,15 +176,19 @@ pub(crate) async fn hand_over(
     let grant = authed.require(Permission::ManageUsers).await?;
     authed.require(Permission::ManageSso).await?;
     // What SCIM manages outlives any elevation, as a new user would.
-    super::admin::lasting_change_needs_base_role(&mut authed, &grant, Action::ScimUserHandedOver)
-        .await?;
+    procuhelp_axum::admin::refuse_under_elevation(
+        &mut authed,
+        &grant,
+        procuhelp_axum::admin::ElevationLimit::LastingChange(Action::ScimUserHandedOver),
+    )
+    .await?;
     // Through a token too: a token acts for its creator.
     if authed.principal.acting_user() == id {
         return Err(AuthError::Conflict("admins cannot hand themselves over to SCIM").into());
     }
     // SCIM may demote and disable whom it manages: never someone above the caller.
     let target = directory::get(authed.tx().await?, id).await?;
-    super::admin::may_manage(&authed, &target)?;
+    procuhelp_axum::admin::may_manage(&authed, &target)?;
     let by = match authed.principal.actor() {
         Actor::User { id } => id.as_uuid(),
         Actor::ServiceAccount { id } => id,

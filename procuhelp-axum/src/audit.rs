@@ -1,8 +1,13 @@
-//! The audit trail, for admins: a filtered JSON API, an export, and a page. Every read
-//! and export is itself recorded (by the audit log, before it answers).
+//! The audit router: the tenant's audit trail for those with `read_audit_log` — a
+//! filtered JSON API (`GET /api/audit`), an export verifiable offline
+//! (`GET /api/audit/export?format=jsonl|csv`) and a page (`GET /audit`). Every read and
+//! export is itself recorded (by the audit log, before it answers). It reads the
+//! [`PgAuditSink`](procuhelp_audit::PgAuditSink) given to
+//! [`SdkBuilder::audit_log`](crate::SdkBuilder::audit_log); without one it answers 409.
 
 use axum::Json;
-use axum::extract::Query;
+use axum::Router;
+use axum::extract::{FromRef, Query};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use procuhelp_audit::{
@@ -14,12 +19,34 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use procuhelp_axum::Authed;
-use procuhelp_axum::{Error as ApiError, Result as ApiResult};
+use crate::{Access, Authed, Error, Result, RouteTable, Sdk};
+
+/// The audit routes with who may call each.
+pub fn table<S>() -> RouteTable<S>
+where
+    Sdk: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    use Access::Needs;
+    use Permission as P;
+    RouteTable::new()
+        .get("/api/audit", Needs(P::ReadAuditLog), list)
+        .get("/api/audit/export", Needs(P::ReadAuditLog), export)
+        .get("/audit", Needs(P::ReadAuditLog), page)
+}
+
+/// The audit router ([`table`]'s routes).
+pub fn routes<S>() -> Router<S>
+where
+    Sdk: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    table().into_router()
+}
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Filter {
+struct Filter {
     from: Option<String>,
     to: Option<String>,
     action: Option<String>,
@@ -29,20 +56,17 @@ pub(crate) struct Filter {
     format: Option<String>,
 }
 
-fn time_param(value: Option<&str>, field: &'static str) -> ApiResult<Option<OffsetDateTime>> {
+fn time_param(value: Option<&str>, field: &'static str) -> Result<Option<OffsetDateTime>> {
     value
         .filter(|v| !v.is_empty())
-        .map(|v| OffsetDateTime::parse(v, &Rfc3339).map_err(|_| ApiError::Invalid(field)))
+        .map(|v| OffsetDateTime::parse(v, &Rfc3339).map_err(|_| Error::Invalid(field)))
         .transpose()
 }
 
 impl Filter {
-    fn query(&self) -> ApiResult<EventQuery> {
+    fn query(&self) -> Result<EventQuery> {
         let action = match self.action.as_deref().filter(|a| !a.is_empty()) {
-            Some(a) => Some(
-                a.parse::<Action>()
-                    .map_err(|_| ApiError::Invalid("action"))?,
-            ),
+            Some(a) => Some(a.parse::<Action>().map_err(|_| Error::Invalid("action"))?),
             None => None,
         };
         Ok(EventQuery {
@@ -88,7 +112,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn audit_log(authed: &Authed) -> ApiResult<procuhelp_audit::PgAuditSink> {
+fn audit_log(authed: &Authed) -> Result<procuhelp_audit::PgAuditSink> {
     Ok(authed
         .sdk()
         .audit_log()
@@ -96,7 +120,7 @@ fn audit_log(authed: &Authed) -> ApiResult<procuhelp_audit::PgAuditSink> {
         .ok_or(AuthError::Conflict("no audit database configured"))?)
 }
 
-async fn read(authed: &mut Authed, filter: &Filter) -> ApiResult<Vec<StoredEvent>> {
+async fn read(authed: &mut Authed, filter: &Filter) -> Result<Vec<StoredEvent>> {
     authed.require(Permission::ReadAuditLog).await?;
     let query = filter.query()?;
     // The request's transaction is not needed: the log reads in its own.
@@ -109,10 +133,7 @@ async fn read(authed: &mut Authed, filter: &Filter) -> ApiResult<Vec<StoredEvent
 }
 
 /// `GET /api/audit`: a page of events, filtered by time, action and actor.
-pub(crate) async fn list(
-    mut authed: Authed,
-    Query(filter): Query<Filter>,
-) -> ApiResult<Json<Value>> {
+async fn list(mut authed: Authed, Query(filter): Query<Filter>) -> Result<Json<Value>> {
     let events = read(&mut authed, &filter).await?;
     Ok(Json(
         json!({ "events": events.iter().map(event_json).collect::<Vec<_>>() }),
@@ -120,16 +141,14 @@ pub(crate) async fn list(
 }
 
 /// `GET /api/audit/export?format=jsonl|csv&from=&to=`: the tenant's chain with its
-/// signed checkpoints, verifiable offline with `procuhelp-server audit verify --file`.
-pub(crate) async fn export(
-    mut authed: Authed,
-    Query(filter): Query<Filter>,
-) -> ApiResult<Response> {
+/// signed checkpoints, verifiable offline (`procuhelp_audit::verify_export`; the example
+/// server's `audit verify --file`).
+async fn export(mut authed: Authed, Query(filter): Query<Filter>) -> Result<Response> {
     authed.require(Permission::ReadAuditLog).await?;
     let format = match filter.format.as_deref() {
         None | Some("jsonl") => ExportFormat::JsonLines,
         Some("csv") => ExportFormat::Csv,
-        Some(_) => return Err(ApiError::Invalid("format")),
+        Some(_) => return Err(Error::Invalid("format")),
     };
     let range = ExportRange {
         from: time_param(filter.from.as_deref(), "from")?,
@@ -174,11 +193,11 @@ fn escape(text: &str) -> String {
 }
 
 /// `GET /audit`: the audit trail as a page, with the same filters.
-pub(crate) async fn page(
+async fn page(
     mut authed: Authed,
     Query(filter): Query<Filter>,
     axum::Extension(nonce): axum::Extension<procuhelp_core::http::CspNonce>,
-) -> ApiResult<Html<String>> {
+) -> Result<Html<String>> {
     let events = read(&mut authed, &filter).await?;
     let mut rows = String::new();
     for stored in &events {

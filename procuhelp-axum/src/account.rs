@@ -1,20 +1,64 @@
-//! Sign-in, second factor, sign-out, the user's sessions, MFA and password.
+//! The account router: sign-in, second factor, sign-out, the user's sessions, MFA
+//! enrolment and recovery codes, and the password. Mount it with [`routes`] (or merge
+//! [`table`] into yours to walk its endpoints in a permission test).
+//!
+//! | route | who |
+//! |---|---|
+//! | `POST /api/login` (org, email, password) | anyone |
+//! | `POST /api/login/mfa` (code) | a session waiting for its second factor |
+//! | `POST /api/logout`, `GET /api/session` | any session |
+//! | `GET /api/sessions`, `DELETE /api/sessions/{session}`, `POST /api/sessions/revoke-others` | signed in |
+//! | `POST /api/password`, `POST /api/mfa/{enrol,confirm,disable,recovery-codes}` | signed in |
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::Router;
+use axum::extract::{FromRef, Path, State};
 use axum::http::header;
 use axum::response::{AppendHeaders, IntoResponse, Response};
 use procuhelp_audit::{Action, Outcome};
-use procuhelp_auth::session::clear_cookie;
-use procuhelp_auth::{AuthError, Issued, session_store};
+use procuhelp_auth::session::{self, SessionStage, clear_cookie};
+use procuhelp_auth::{AuthError, Issued};
 use procuhelp_core::{OrgId, SecretText};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use procuhelp_axum::{Authed, Client};
-use procuhelp_axum::{Error as ApiError, Result as ApiResult};
-use crate::app::AppState;
+use crate::{Access, Authed, Client, Error, Result, RouteTable, Sdk};
+
+/// The account routes with who may call each.
+pub fn table<S>() -> RouteTable<S>
+where
+    Sdk: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    use Access::{Public, SignedIn};
+    RouteTable::new()
+        .post("/api/login", Public, login)
+        .post("/api/login/mfa", Public, login_second_factor)
+        .post("/api/logout", SignedIn, logout)
+        .get("/api/session", SignedIn, whoami)
+        .get("/api/sessions", SignedIn, list_sessions)
+        .delete("/api/sessions/{session}", SignedIn, revoke_session)
+        .post(
+            "/api/sessions/revoke-others",
+            SignedIn,
+            revoke_other_sessions,
+        )
+        .post("/api/password", SignedIn, change_password)
+        .post("/api/mfa/enrol", SignedIn, mfa_enrol)
+        .post("/api/mfa/confirm", SignedIn, mfa_confirm)
+        .post("/api/mfa/disable", SignedIn, mfa_disable)
+        .post("/api/mfa/recovery-codes", SignedIn, mfa_recovery_codes)
+}
+
+/// The account router ([`table`]'s routes).
+pub fn routes<S>() -> Router<S>
+where
+    Sdk: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    table().into_router()
+}
 
 /// The response that hands out a new session: cookie plus the CSRF token to echo.
 fn issued(issued: &Issued, extra: serde_json::Value) -> Response {
@@ -35,30 +79,28 @@ fn issued(issued: &Issued, extra: serde_json::Value) -> Response {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct LoginBody {
+struct LoginBody {
     org: String,
     email: String,
     password: String,
 }
 
 /// `POST /api/login`: organisation, email and password.
-pub(crate) async fn login(
-    State(state): State<AppState>,
+async fn login(
+    State(sdk): State<Sdk>,
     Client(client): Client,
     Json(body): Json<LoginBody>,
-) -> ApiResult<Response> {
+) -> Result<Response> {
     let password = SecretText::new(body.password);
     // A malformed org id is answered like an unknown one.
     let Ok(org) = body.org.parse::<OrgId>() else {
-        let _ = state
-            .sdk
+        let _ = sdk
             .auth()
             .login(OrgId::new(), &body.email, password, &client)
             .await;
         return Err(AuthError::InvalidCredentials.into());
     };
-    let signed_in = state
-        .sdk
+    let signed_in = sdk
         .auth()
         .login(org, &body.email, password, &client)
         .await?;
@@ -67,15 +109,12 @@ pub(crate) async fn login(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct CodeBody {
+struct CodeBody {
     code: String,
 }
 
 /// `POST /api/login/mfa`: the second factor (TOTP or recovery code).
-pub(crate) async fn login_second_factor(
-    mut authed: Authed,
-    Json(body): Json<CodeBody>,
-) -> ApiResult<Response> {
+async fn login_second_factor(mut authed: Authed, Json(body): Json<CodeBody>) -> Result<Response> {
     let session = authed.principal.session()?.clone();
     let auth = authed.sdk().auth().clone();
     let client = authed.client.clone();
@@ -89,10 +128,10 @@ pub(crate) async fn login_second_factor(
 }
 
 /// `POST /api/logout`: revokes this session.
-pub(crate) async fn logout(mut authed: Authed) -> ApiResult<Response> {
+async fn logout(mut authed: Authed) -> Result<Response> {
     let session = authed.principal.session()?.session;
     let now = authed.sdk().now();
-    session_store::revoke(authed.tx().await?, session, None, now).await?;
+    session::revoke(authed.tx().await?, session, None, now).await?;
     let event = authed.event(Action::Logout, Outcome::Success);
     authed.record(event).await?;
     authed.commit().await?;
@@ -104,7 +143,7 @@ pub(crate) async fn logout(mut authed: Authed) -> ApiResult<Response> {
 }
 
 /// `GET /api/session`: who am I, with what role, and the CSRF token to echo.
-pub(crate) async fn whoami(mut authed: Authed) -> ApiResult<Json<serde_json::Value>> {
+async fn whoami(mut authed: Authed) -> Result<Json<serde_json::Value>> {
     let body = match &authed.principal {
         procuhelp_auth::Principal::User(s) => json!({
             "org": authed.org().to_string(),
@@ -130,11 +169,11 @@ pub(crate) async fn whoami(mut authed: Authed) -> ApiResult<Json<serde_json::Val
 }
 
 /// `GET /api/sessions`: the user's live sessions.
-pub(crate) async fn list_sessions(mut authed: Authed) -> ApiResult<Json<serde_json::Value>> {
+async fn list_sessions(mut authed: Authed) -> Result<Json<serde_json::Value>> {
     authed.require_signed_in().await?;
     let session = authed.principal.session()?.clone();
     let now = authed.sdk().now();
-    let list = session_store::list(authed.tx().await?, session.user, now).await?;
+    let list = session::list(authed.tx().await?, session.user, now).await?;
     authed.commit().await?;
     Ok(Json(
         json!({ "current": session.session, "sessions": list }),
@@ -142,14 +181,14 @@ pub(crate) async fn list_sessions(mut authed: Authed) -> ApiResult<Json<serde_js
 }
 
 /// `DELETE /api/sessions/{id}`: revokes one of the user's own sessions.
-pub(crate) async fn revoke_session(
+async fn revoke_session(
     mut authed: Authed,
     Path(id): Path<Uuid>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> Result<Json<serde_json::Value>> {
     authed.require_signed_in().await?;
     let user = authed.principal.session()?.user;
     let now = authed.sdk().now();
-    if !session_store::revoke(authed.tx().await?, id, Some(user), now).await? {
+    if !session::revoke(authed.tx().await?, id, Some(user), now).await? {
         return Err(AuthError::NotFound.into());
     }
     let event = authed
@@ -161,13 +200,11 @@ pub(crate) async fn revoke_session(
 }
 
 /// `POST /api/sessions/revoke-others`: signs out everywhere else.
-pub(crate) async fn revoke_other_sessions(
-    mut authed: Authed,
-) -> ApiResult<Json<serde_json::Value>> {
+async fn revoke_other_sessions(mut authed: Authed) -> Result<Json<serde_json::Value>> {
     authed.require_signed_in().await?;
     let s = authed.principal.session()?.clone();
     let now = authed.sdk().now();
-    let n = session_store::revoke_all(authed.tx().await?, s.user, Some(s.session), now).await?;
+    let n = session::revoke_all(authed.tx().await?, s.user, Some(s.session), now).await?;
     let event = authed
         .event(Action::SessionRevokedAll, Outcome::Success)
         .context(json!({ "revoked": n, "kept_current": true }));
@@ -178,9 +215,9 @@ pub(crate) async fn revoke_other_sessions(
 
 /// `POST /api/mfa/enrol`: starts TOTP enrolment (allowed to a full session, and to a
 /// session whose organisation requires MFA the user does not have yet).
-pub(crate) async fn mfa_enrol(mut authed: Authed) -> ApiResult<Response> {
+async fn mfa_enrol(mut authed: Authed) -> Result<Response> {
     let session = authed.principal.session()?.clone();
-    if session.stage == session_store::SessionStage::SecondFactor {
+    if session.stage == SessionStage::SecondFactor {
         return Err(AuthError::SecondFactorRequired.into());
     }
     let auth = authed.sdk().auth().clone();
@@ -198,12 +235,9 @@ pub(crate) async fn mfa_enrol(mut authed: Authed) -> ApiResult<Response> {
 
 /// `POST /api/mfa/confirm`: confirms enrolment with a code; returns the recovery codes
 /// (shown once) and a new session.
-pub(crate) async fn mfa_confirm(
-    mut authed: Authed,
-    Json(body): Json<CodeBody>,
-) -> ApiResult<Response> {
+async fn mfa_confirm(mut authed: Authed, Json(body): Json<CodeBody>) -> Result<Response> {
     let session = authed.principal.session()?.clone();
-    if session.stage == session_store::SessionStage::SecondFactor {
+    if session.stage == SessionStage::SecondFactor {
         return Err(AuthError::SecondFactorRequired.into());
     }
     let auth = authed.sdk().auth().clone();
@@ -218,16 +252,16 @@ pub(crate) async fn mfa_confirm(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ReauthBody {
+struct ReauthBody {
     password: String,
     code: String,
 }
 
 /// `POST /api/mfa/disable`: fresh password and code required.
-pub(crate) async fn mfa_disable(
+async fn mfa_disable(
     mut authed: Authed,
     Json(body): Json<ReauthBody>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> Result<Json<serde_json::Value>> {
     authed.require_signed_in().await?;
     let session = authed.principal.session()?.clone();
     let auth = authed.sdk().auth().clone();
@@ -246,10 +280,10 @@ pub(crate) async fn mfa_disable(
 }
 
 /// `POST /api/mfa/recovery-codes`: new recovery codes (fresh password and code).
-pub(crate) async fn mfa_recovery_codes(
+async fn mfa_recovery_codes(
     mut authed: Authed,
     Json(body): Json<ReauthBody>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> Result<Json<serde_json::Value>> {
     authed.require_signed_in().await?;
     let session = authed.principal.session()?.clone();
     let auth = authed.sdk().auth().clone();
@@ -270,17 +304,14 @@ pub(crate) async fn mfa_recovery_codes(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PasswordBody {
+struct PasswordBody {
     current: String,
     new: String,
 }
 
 /// `POST /api/password`: changes the password; every session of the user is revoked
 /// and a new one issued.
-pub(crate) async fn change_password(
-    mut authed: Authed,
-    Json(body): Json<PasswordBody>,
-) -> ApiResult<Response> {
+async fn change_password(mut authed: Authed, Json(body): Json<PasswordBody>) -> Result<Response> {
     authed.require_signed_in().await?;
     let session = authed.principal.session()?.clone();
     let auth = authed.sdk().auth().clone();
@@ -295,6 +326,6 @@ pub(crate) async fn change_password(
             &client,
         )
         .await
-        .map_err(ApiError::from)?;
+        .map_err(Error::from)?;
     Ok(issued(&new, json!({})))
 }

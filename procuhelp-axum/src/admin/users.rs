@@ -1,0 +1,246 @@
+//! Users: list, create, role, disable and enable, sign out everywhere, unlock.
+
+use axum::Json;
+use axum::extract::Path;
+use procuhelp_audit::{Action, Outcome};
+use procuhelp_auth::directory::{self, Email, NewUser, UserStatus};
+use procuhelp_auth::session;
+use procuhelp_auth::throttle::ThrottleKey;
+use procuhelp_auth::{AuthError, Permission, Role};
+use procuhelp_core::{SecretText, UserId};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{
+    ElevationLimit, may_manage, parse_role, refuse_under_elevation, user_json, within_base_role,
+};
+use crate::{Authed, Result};
+
+/// `GET /api/users`.
+pub(super) async fn list_users(mut authed: Authed) -> Result<Json<Value>> {
+    authed.require(Permission::ManageUsers).await?;
+    let users = directory::list(authed.tx().await?).await?;
+    authed.commit().await?;
+    Ok(Json(
+        json!({ "users": users.iter().map(user_json).collect::<Vec<_>>() }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewUserBody {
+    email: String,
+    display_name: String,
+    password: Option<String>,
+    role: Option<String>,
+}
+
+/// `POST /api/users`: a new user, with the least role unless one is given (which needs
+/// `manage_roles` too).
+pub(super) async fn create_user(
+    mut authed: Authed,
+    Json(body): Json<NewUserBody>,
+) -> Result<Json<Value>> {
+    let grant = authed.require(Permission::ManageUsers).await?;
+    refuse_under_elevation(
+        &mut authed,
+        &grant,
+        ElevationLimit::LastingChange(Action::UserCreated),
+    )
+    .await?;
+    let role = body.role.as_deref().map(parse_role).transpose()?;
+    if let Some(role) = role.filter(|r| *r != Role::least_privileged()) {
+        let grant = authed.require(Permission::ManageRoles).await?;
+        refuse_under_elevation(
+            &mut authed,
+            &grant,
+            ElevationLimit::LastingChange(Action::UserCreated),
+        )
+        .await?;
+        within_base_role(&authed, role)?;
+    }
+    let email = Email::parse(&body.email)?;
+    let password_hash = match body.password {
+        Some(p) => Some(
+            authed
+                .sdk()
+                .auth()
+                .hash_new_password(SecretText::new(p))
+                .await?,
+        ),
+        None => None,
+    };
+    let now = authed.sdk().now();
+    let id = directory::create(
+        authed.tx().await?,
+        NewUser {
+            email: email.clone(),
+            display_name: body.display_name,
+            role,
+            password_hash,
+        },
+        now,
+    )
+    .await?;
+    let user = directory::get(authed.tx().await?, id).await?;
+    let event = authed
+        .event(Action::UserCreated, Outcome::Success)
+        .target(format!("user:{id}"))
+        .context(json!({ "role": user.role }))
+        .person(id, Some(&user.email), Some(&user.display_name));
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok(Json(user_json(&user)))
+}
+
+/// The signed-in user, for actions only a person in a session takes (elevations, tokens,
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RoleBody {
+    role: String,
+}
+
+/// `PUT /api/users/{id}/role`: changes the base role and revokes the user's sessions.
+pub(super) async fn set_role(
+    mut authed: Authed,
+    Path(id): Path<UserId>,
+    Json(body): Json<RoleBody>,
+) -> Result<Json<Value>> {
+    let grant = authed.require(Permission::ManageRoles).await?;
+    refuse_under_elevation(
+        &mut authed,
+        &grant,
+        ElevationLimit::LastingChange(Action::UserRoleChanged),
+    )
+    .await?;
+    let role = parse_role(&body.role)?;
+    // Through a token too: a token acts for its creator.
+    if authed.principal.acting_user() == id {
+        return Err(AuthError::Conflict("admins cannot change their own role").into());
+    }
+    within_base_role(&authed, role)?;
+    let now = authed.sdk().now();
+    let before = directory::get(authed.tx().await?, id).await?;
+    may_manage(&authed, &before)?;
+    directory::set_role(authed.tx().await?, id, role, now).await?;
+    let revoked = session::revoke_all(authed.tx().await?, id, None, now).await?;
+    let event = authed
+        .event(Action::UserRoleChanged, Outcome::Success)
+        .target(format!("user:{id}"))
+        .context(json!({ "from": before.role, "to": role, "sessions_revoked": revoked }));
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok(Json(
+        json!({ "id": id.to_string(), "role": role, "sessions_revoked": revoked }),
+    ))
+}
+
+async fn set_status(mut authed: Authed, id: UserId, status: UserStatus) -> Result<Json<Value>> {
+    let grant = authed.require(Permission::ManageUsers).await?;
+    if status == UserStatus::Active {
+        // A re-enabled account outlives the elevation as a new one would.
+        refuse_under_elevation(
+            &mut authed,
+            &grant,
+            ElevationLimit::LastingChange(Action::UserEnabled),
+        )
+        .await?;
+    }
+    if authed.principal.acting_user() == id {
+        return Err(AuthError::Conflict("admins cannot disable themselves").into());
+    }
+    let now = authed.sdk().now();
+    let target = directory::get(authed.tx().await?, id).await?;
+    may_manage(&authed, &target)?;
+    if status == UserStatus::Active
+        && procuhelp_auth::scim::user_deprovisioned_by_scim(authed.tx().await?, id).await?
+    {
+        // Disabled by both: the admin lifts their own disable (else SCIM could never
+        // re-activate the user); the user stays disabled until SCIM does.
+        if procuhelp_auth::scim::lift_admin_disable(authed.tx().await?, id, now).await? {
+            let event = authed
+                .event(Action::UserEnabled, Outcome::Success)
+                .target(format!("user:{id}"))
+                .context(json!({ "sessions_revoked": 0, "still_deprovisioned_by_scim": true }));
+            authed.record(event).await?;
+            authed.commit().await?;
+            return Ok(Json(json!({
+                "id": id.to_string(), "sessions_revoked": 0, "status": "disabled",
+                "deprovisioned_by_scim": true,
+            })));
+        }
+        return Err(AuthError::Conflict(
+            "deprovisioned by the identity provider (SCIM): re-activate the user there",
+        )
+        .into());
+    }
+    directory::set_status(authed.tx().await?, id, status, now).await?;
+    let (action, revoked) = match status {
+        UserStatus::Disabled => (
+            Action::UserDisabled,
+            session::revoke_all(authed.tx().await?, id, None, now).await?,
+        ),
+        UserStatus::Active => (Action::UserEnabled, 0),
+    };
+    let event = authed
+        .event(action, Outcome::Success)
+        .target(format!("user:{id}"))
+        .context(json!({ "sessions_revoked": revoked }));
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok(Json(
+        json!({ "id": id.to_string(), "sessions_revoked": revoked }),
+    ))
+}
+
+/// `POST /api/users/{id}/disable`: disables the user and revokes all their sessions.
+pub(super) async fn disable_user(authed: Authed, Path(id): Path<UserId>) -> Result<Json<Value>> {
+    set_status(authed, id, UserStatus::Disabled).await
+}
+
+/// `POST /api/users/{id}/enable`.
+pub(super) async fn enable_user(authed: Authed, Path(id): Path<UserId>) -> Result<Json<Value>> {
+    set_status(authed, id, UserStatus::Active).await
+}
+
+/// `POST /api/users/{id}/sessions/revoke`: signs the user out everywhere.
+pub(super) async fn revoke_user_sessions(
+    mut authed: Authed,
+    Path(id): Path<UserId>,
+) -> Result<Json<Value>> {
+    authed.require(Permission::ManageUsers).await?;
+    let now = authed.sdk().now();
+    directory::get(authed.tx().await?, id).await?;
+    let revoked = session::revoke_all(authed.tx().await?, id, None, now).await?;
+    let event = authed
+        .event(Action::SessionRevokedAll, Outcome::Success)
+        .target(format!("user:{id}"))
+        .context(json!({ "revoked": revoked }));
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok(Json(json!({ "revoked": revoked })))
+}
+
+/// `POST /api/users/{id}/unlock`: lifts a sign-in lock early.
+pub(super) async fn unlock_user(mut authed: Authed, Path(id): Path<UserId>) -> Result<Json<Value>> {
+    authed.require(Permission::ManageUsers).await?;
+    let user = directory::get(authed.tx().await?, id).await?;
+    let email = Email::parse(&user.email)?;
+    let org = authed.org();
+    // In the admin's transaction: the unlock takes effect with its audit event. Both the
+    // password's and the second factor's locks are lifted.
+    let throttle = authed.sdk().auth().throttle().clone();
+    let keys = [
+        ThrottleKey::Account(org, &email),
+        ThrottleKey::SecondFactor(org, id),
+    ];
+    let unlocked = throttle.unlock(authed.tx().await?.conn(), &keys).await?;
+    let event = authed
+        .event(Action::AccountUnlocked, Outcome::Success)
+        .target(format!("user:{id}"))
+        .context(json!({ "was_locked": unlocked }));
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok(Json(json!({ "unlocked": unlocked })))
+}
