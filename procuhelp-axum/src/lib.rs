@@ -58,6 +58,7 @@ pub mod body;
 pub mod client_addr;
 mod error;
 mod harden;
+pub mod read;
 mod route_table;
 mod state;
 
