@@ -60,6 +60,9 @@ mod error;
 mod harden;
 pub mod read;
 mod route_table;
+pub mod scim;
+#[cfg(feature = "sso")]
+pub mod sso;
 mod state;
 
 pub use authed::{Authed, CSRF_HEADER, Client, roll_back_in_background, session_cookie};
