@@ -27,9 +27,10 @@ pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[
 
 /// procuhelp-auth's migrations (0005, 0008, 0009, 0011, 0012, 0013, 0015-0017), the
 /// runtime grants of its tables and its [`ENCRYPTED_COLUMNS`].
-pub const MIGRATIONS: Migrations = Migrations::new("procuhelp-auth", sqlx::migrate!("./migrations"))
-    .grants(GRANTS)
-    .encrypted_columns(ENCRYPTED_COLUMNS);
+pub const MIGRATIONS: Migrations =
+    Migrations::new("procuhelp-auth", sqlx::migrate!("./migrations"))
+        .grants(GRANTS)
+        .encrypted_columns(ENCRYPTED_COLUMNS);
 
 const GRANTS: &[Grant] = &[
     // Admins change their org's sign-in policy; nothing else of the row.

@@ -5,7 +5,13 @@
 
 use std::borrow::Cow;
 
+use procuhelp_tenancy::migrate::Schema;
 use procuhelp_tenancy::testkit::ScratchDb;
+
+/// The schema this migration runs in: tenancy and auth (which owns 0012).
+fn schema() -> Schema {
+    Schema::new().with(procuhelp_auth::MIGRATIONS)
+}
 use sqlx::migrate::Migrator;
 use uuid::Uuid;
 
@@ -37,7 +43,9 @@ struct Row {
 async fn migration_0012_undoes_adoptions_and_records_admin_disables() {
     let scratch = ScratchDb::empty().await.unwrap();
     let owner = scratch.owner_pool(1).await.unwrap();
-    let before: Vec<_> = procuhelp_tenancy::migrator()
+    let before: Vec<_> = schema()
+        .migrator()
+        .unwrap()
         .iter()
         .filter(|m| m.version < 12)
         .cloned()
@@ -117,7 +125,8 @@ async fn migration_0012_undoes_adoptions_and_records_admin_disables() {
         }
     }
 
-    procuhelp_tenancy::migrate(&owner, scratch.runtime_role())
+    schema()
+        .migrate(&owner, scratch.runtime_role())
         .await
         .unwrap();
 

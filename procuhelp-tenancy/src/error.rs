@@ -61,6 +61,10 @@ pub enum Error {
     /// The secret provider (vault) failed.
     #[error("vault: {0}")]
     Vault(#[from] procuhelp_core::vault::VaultError),
+    /// The application's audit hook refused to record a completed key rotation
+    /// ([`RotationAudit`](crate::rotation::RotationAudit)): the run stopped there.
+    #[error("the audit trail refused to record the key rotation: {0}")]
+    AuditRefused(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A role name, URL or other configuration value is unusable.
     #[error("misconfigured: {0}")]
     Config(String),

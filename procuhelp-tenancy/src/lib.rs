@@ -8,25 +8,32 @@
 //!
 //! ```no_run
 //! use procuhelp_core::{OrgId, UserId};
-//! use procuhelp_tenancy::{NewSupplier, PgSupplierRepository, SupplierRepository, TenantDb};
+//! use procuhelp_tenancy::TenantDb;
 //!
 //! # async fn demo(pool: sqlx::PgPool, org: OrgId, me: UserId) -> procuhelp_tenancy::Result<()> {
 //! let db = TenantDb::new(pool);
 //! let mut tx = db.begin(org).await?; // BEGIN + tenant in one round trip
-//! let supplier = PgSupplierRepository
-//!     .create(&mut tx, NewSupplier::new("Acme GmbH", "DE")?, me)
+//! // The application's own tenant table (declared with app.declare_tenant_table):
+//! // org_id comes from the transaction, and WITH CHECK refuses any other.
+//! sqlx::query("INSERT INTO app.claims (org_id, id, title, created_by) VALUES ($1, gen_random_uuid(), $2, $3)")
+//!     .bind(tx.org().as_uuid())
+//!     .bind("Train to Lyon")
+//!     .bind(me.as_uuid())
+//!     .execute(tx.conn())
 //!     .await?;
 //! // Hand-written SQL with no WHERE clause still sees only this org's rows.
-//! let n: i64 = sqlx::query_scalar("SELECT count(*) FROM app.suppliers")
+//! let n: i64 = sqlx::query_scalar("SELECT count(*) FROM app.claims")
 //!     .fetch_one(tx.conn())
 //!     .await?;
 //! tx.commit().await?;
-//! # let _ = (supplier, n); Ok(()) }
+//! # let _ = n; Ok(()) }
 //! ```
 //!
 //! * [`migrate`] composes every crate's and the application's migrations into one
 //!   [`Schema`], runs it as the owner role and creates or updates the runtime role with
 //!   only the grants the composed tables need.
+//! * [`FieldCipher`] seals fields under per-tenant data keys; [`rotation`] rotates every
+//!   organisation's keys and re-encrypts the columns every composed crate declared.
 //! * [`posture::check`] refuses a database where isolation could be bypassed.
 //! * [`embedded::LocalCluster`] (feature `embedded`) runs a private PostgreSQL from the
 //!   system's server binaries, for the no-set-up default.
@@ -39,7 +46,7 @@ mod field_cipher;
 pub mod migrate;
 mod one_shot;
 pub mod posture;
-mod suppliers;
+pub mod rotation;
 
 #[cfg(feature = "embedded")]
 pub mod embedded;
@@ -56,7 +63,3 @@ pub use field_cipher::{
 pub use migrate::{RuntimeRole, Schema};
 pub use one_shot::{ScopedQuery, ScopedRead};
 pub use posture::{PostureError, PostureFinding};
-pub use suppliers::{
-    MAX_SUPPLIER_PAGE, NewSupplier, PgSupplierRepository, Supplier, SupplierRepository,
-    SupplierStatus,
-};

@@ -256,14 +256,14 @@ impl Schema {
         let mut migrations = Vec::new();
         for part in &self.parts {
             for m in part.migrator.iter() {
-                if !m.migration_type.is_down_migration() {
-                    if let Some(first) = owners.insert(m.version, part.name) {
-                        return Err(SchemaError::DuplicateVersion {
-                            version: m.version,
-                            first,
-                            second: part.name,
-                        });
-                    }
+                if !m.migration_type.is_down_migration()
+                    && let Some(first) = owners.insert(m.version, part.name)
+                {
+                    return Err(SchemaError::DuplicateVersion {
+                        version: m.version,
+                        first,
+                        second: part.name,
+                    });
                 }
                 migrations.push(m.clone());
             }

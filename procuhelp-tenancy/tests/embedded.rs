@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use procuhelp_tenancy::embedded::LocalCluster;
-use procuhelp_tenancy::{RuntimeRole, TenantDb, create_organisation, migrate, posture};
+use procuhelp_tenancy::migrate::Schema;
+use procuhelp_tenancy::{RuntimeRole, TenantDb, create_organisation, posture, testkit};
 use sqlx::postgres::PgPoolOptions;
 
 #[tokio::test]
@@ -19,7 +20,11 @@ async fn starts_migrates_passes_posture_and_persists() {
         .connect_with(cluster.connect_options(LocalCluster::DATABASE, LocalCluster::OWNER_ROLE))
         .await
         .unwrap();
-    migrate(&owner, &RuntimeRole::default()).await.unwrap();
+    Schema::new()
+        .with(testkit::MIGRATIONS)
+        .migrate(&owner, &RuntimeRole::default())
+        .await
+        .unwrap();
     let org = create_organisation(&owner, "persisted").await.unwrap();
     owner.close().await;
     let runtime = PgPoolOptions::new()

@@ -7,18 +7,18 @@ use std::sync::Arc;
 use procuhelp_core::OrgId;
 use procuhelp_core::crypto::{CryptoError, RustCryptoAead};
 use procuhelp_core::vault::{FileVault, SecretProvider, WrappedKey};
-use procuhelp_tenancy::testkit::ScratchDb;
+use procuhelp_tenancy::testkit::{ScratchDb, TestRecords};
 use procuhelp_tenancy::{
-    EncryptedColumn, Error, FieldCipher, FieldRef, NewSupplier, PgSupplierRepository,
-    SupplierRepository, TenantDb, create_organisation,
+    EncryptedColumn, Error, FieldCipher, FieldRef, TenantDb, create_organisation,
 };
 use sqlx::PgPool;
 
+/// The testkit table's encrypted column (as `testkit::MIGRATIONS` declares it).
 const IBAN: EncryptedColumn = EncryptedColumn {
-    table: "app.suppliers",
-    column: "iban_sealed",
-    field_table: "suppliers",
-    field_column: "iban",
+    table: "app.test_records",
+    column: "secret_sealed",
+    field_table: "test_records",
+    field_column: "secret",
 };
 
 struct Fx {
@@ -56,8 +56,8 @@ impl Fx {
         FieldCipher::new(self.db.clone(), self.vault.clone(), &RustCryptoAead)
     }
 
-    /// Creates `n` suppliers of `org` with an encrypted IBAN each; returns their ids.
-    async fn suppliers(
+    /// Creates `n` records of `org` with an encrypted IBAN each; returns their ids.
+    async fn records(
         &self,
         cipher: &FieldCipher,
         org: OrgId,
@@ -66,12 +66,8 @@ impl Fx {
         let mut out = Vec::new();
         for i in 0..n {
             let mut tx = self.db.begin(org).await.unwrap();
-            let s = PgSupplierRepository
-                .create(
-                    &mut tx,
-                    NewSupplier::new(&format!("s{i}"), "DE").unwrap(),
-                    procuhelp_core::UserId::new(),
-                )
+            let s = TestRecords
+                .create(&mut tx, &format!("s{i}"), procuhelp_core::UserId::new())
                 .await
                 .unwrap();
             let row = s.id.to_string();
@@ -79,30 +75,31 @@ impl Fx {
             let sealed = cipher
                 .encrypt(
                     org,
-                    FieldRef::new("suppliers", "iban", &row),
+                    FieldRef::new("test_records", "secret", &row),
                     iban.as_bytes(),
                 )
                 .await
                 .unwrap();
-            sqlx::query("UPDATE app.suppliers SET iban_sealed = $1 WHERE id = $2")
+            sqlx::query("UPDATE app.test_records SET secret_sealed = $1 WHERE id = $2")
                 .bind(&sealed)
-                .bind(s.id.as_uuid())
+                .bind(s.id)
                 .execute(tx.conn())
                 .await
                 .unwrap();
             tx.commit().await.unwrap();
-            out.push((s.id.as_uuid(), iban));
+            out.push((s.id, iban));
         }
         out
     }
 
     async fn sealed(&self, org: OrgId, id: uuid::Uuid) -> Vec<u8> {
         let mut tx = self.db.begin(org).await.unwrap();
-        let v: Vec<u8> = sqlx::query_scalar("SELECT iban_sealed FROM app.suppliers WHERE id = $1")
-            .bind(id)
-            .fetch_one(tx.conn())
-            .await
-            .unwrap();
+        let v: Vec<u8> =
+            sqlx::query_scalar("SELECT secret_sealed FROM app.test_records WHERE id = $1")
+                .bind(id)
+                .fetch_one(tx.conn())
+                .await
+                .unwrap();
         tx.commit().await.unwrap();
         v
     }
@@ -112,7 +109,7 @@ impl Fx {
             let row = id.to_string();
             let sealed = self.sealed(org, *id).await;
             let plain = cipher
-                .decrypt(org, FieldRef::new("suppliers", "iban", &row), &sealed)
+                .decrypt(org, FieldRef::new("test_records", "secret", &row), &sealed)
                 .await
                 .unwrap();
             assert_eq!(plain.expose(), iban.as_bytes());
@@ -130,17 +127,17 @@ impl Fx {
 async fn ciphertexts_are_bound_to_row_column_and_tenant() {
     let f = fx().await;
     let cipher = f.cipher();
-    let rows = f.suppliers(&cipher, f.a, 2).await;
+    let rows = f.records(&cipher, f.a, 2).await;
     f.all_readable(&cipher, f.a, &rows).await;
     let sealed0 = f.sealed(f.a, rows[0].0).await;
     let row0 = rows[0].0.to_string();
     let row1 = rows[1].0.to_string();
     // Copied to another row, another column, another tenant: refused.
     for (org, field) in [
-        (f.a, FieldRef::new("suppliers", "iban", &row1)),
-        (f.a, FieldRef::new("suppliers", "vat", &row0)),
-        (f.a, FieldRef::new("contracts", "iban", &row0)),
-        (f.b, FieldRef::new("suppliers", "iban", &row0)),
+        (f.a, FieldRef::new("test_records", "secret", &row1)),
+        (f.a, FieldRef::new("test_records", "vat", &row0)),
+        (f.a, FieldRef::new("contracts", "secret", &row0)),
+        (f.b, FieldRef::new("test_records", "secret", &row0)),
     ] {
         let err = cipher.decrypt(org, field, &sealed0).await.unwrap_err();
         assert!(
@@ -153,7 +150,7 @@ async fn ciphertexts_are_bound_to_row_column_and_tenant() {
         );
     }
     // Tampered, truncated, unknown version: typed errors.
-    let field = FieldRef::new("suppliers", "iban", &row0);
+    let field = FieldRef::new("test_records", "secret", &row0);
     let mut tampered = sealed0.clone();
     *tampered.last_mut().unwrap() ^= 1;
     assert!(matches!(
@@ -179,7 +176,7 @@ async fn ciphertexts_are_bound_to_row_column_and_tenant() {
 async fn data_key_rotation_with_interrupted_reencryption_and_retirement() {
     let f = fx().await;
     let cipher = f.cipher();
-    let rows = f.suppliers(&cipher, f.a, 7).await;
+    let rows = f.records(&cipher, f.a, 7).await;
     assert_eq!(cipher.rotate_data_key(f.a).await.unwrap(), 2);
     // Old rows still open with version 1, decrypt-only.
     f.all_readable(&cipher, f.a, &rows).await;
@@ -209,7 +206,7 @@ async fn data_key_rotation_with_interrupted_reencryption_and_retirement() {
     // Active version cannot be retired.
     assert!(cipher.retire(f.a, 2, &[IBAN]).await.is_err());
     // Tenant B was never touched.
-    let b_rows = f.suppliers(&cipher, f.b, 1).await;
+    let b_rows = f.records(&cipher, f.b, 1).await;
     f.all_readable(&cipher, f.b, &b_rows).await;
     f.done().await;
 }
@@ -241,7 +238,7 @@ async fn retired_version_is_refused() {
 async fn kek_rotation_rewraps_every_data_key_without_touching_data() {
     let f = fx().await;
     let cipher = f.cipher();
-    let rows = f.suppliers(&cipher, f.a, 3).await;
+    let rows = f.records(&cipher, f.a, 3).await;
     cipher.rotate_data_key(f.a).await.unwrap();
     let before: Vec<Vec<u8>> =
         futures_util::future::join_all(rows.iter().map(|(id, _)| f.sealed(f.a, *id))).await;
@@ -267,8 +264,8 @@ async fn kek_rotation_rewraps_every_data_key_without_touching_data() {
 async fn crypto_shredding_makes_data_unrecoverable_even_from_old_backups() {
     let f = fx().await;
     let cipher = f.cipher();
-    let rows = f.suppliers(&cipher, f.a, 2).await;
-    let b_rows = f.suppliers(&cipher, f.b, 1).await;
+    let rows = f.records(&cipher, f.a, 2).await;
+    let b_rows = f.records(&cipher, f.b, 1).await;
     // An "old backup" of A's wrapped keys.
     let mut tx = f.db.begin(f.a).await.unwrap();
     let backup: Vec<(i32, Vec<u8>)> =
@@ -284,7 +281,7 @@ async fn crypto_shredding_makes_data_unrecoverable_even_from_old_backups() {
         let err = c
             .decrypt(
                 f.a,
-                FieldRef::new("suppliers", "iban", &row),
+                FieldRef::new("test_records", "secret", &row),
                 &f.sealed(f.a, rows[0].0).await,
             )
             .await

@@ -6,10 +6,8 @@
 use std::time::Duration;
 
 use procuhelp_core::{OrgId, UserId};
-use procuhelp_tenancy::testkit::ScratchDb;
-use procuhelp_tenancy::{
-    Error, NewSupplier, PgSupplierRepository, SupplierRepository, TenantDb, create_organisation,
-};
+use procuhelp_tenancy::testkit::{ScratchDb, TestRecords};
+use procuhelp_tenancy::{Error, TenantDb, create_organisation};
 use sqlx::{PgPool, Row as _};
 
 struct Fixture {
@@ -31,12 +29,8 @@ async fn fixture() -> Fixture {
     let db = TenantDb::new(pool.clone());
     for org in [a, b] {
         let mut tx = db.begin(org).await.unwrap();
-        PgSupplierRepository
-            .create(
-                &mut tx,
-                NewSupplier::new("only mine", "DE").unwrap(),
-                UserId::new(),
-            )
+        TestRecords
+            .create(&mut tx, "only mine", UserId::new())
             .await
             .unwrap();
         tx.commit().await.unwrap();
@@ -58,7 +52,7 @@ async fn sees_only(db: &TenantDb, org: OrgId) {
         .await
         .unwrap();
     assert_eq!(setting, org.to_string());
-    let orgs: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT org_id FROM app.suppliers")
+    let orgs: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT org_id FROM app.test_records")
         .fetch_all(tx.conn())
         .await
         .unwrap();
@@ -75,7 +69,7 @@ async fn bare_connection_is_clean(pool: &PgPool) {
             .await
             .unwrap();
     assert_eq!(setting, None, "tenant context leaked into the pool");
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM app.suppliers")
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM app.test_records")
         .fetch_one(&mut *conn)
         .await
         .unwrap();
@@ -101,7 +95,7 @@ async fn alternating_tenants_on_one_connection() {
 #[tokio::test]
 async fn one_round_trip_reads_alternating_on_one_connection() {
     let f = fixture().await;
-    let repo = PgSupplierRepository;
+    let repo = TestRecords;
     for _ in 0..25 {
         for org in [f.a, f.b] {
             let page = repo.first_page_once(&f.db, org, 10).await.unwrap();
@@ -170,7 +164,7 @@ async fn after_a_panic_in_the_task_holding_the_handle() {
     let a = f.a;
     let joined = tokio::spawn(async move {
         let mut tx = db.begin(a).await.unwrap();
-        let _: i64 = sqlx::query_scalar("SELECT count(*) FROM app.suppliers")
+        let _: i64 = sqlx::query_scalar("SELECT count(*) FROM app.test_records")
             .fetch_one(tx.conn())
             .await
             .unwrap();
@@ -210,7 +204,7 @@ async fn after_cancellation_mid_statement() {
 async fn no_tenant_means_no_rows_and_no_writes() {
     let f = fixture().await;
     let mut conn = f.pool.acquire().await.unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM app.suppliers")
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM app.test_records")
         .fetch_one(&mut *conn)
         .await
         .unwrap();
@@ -220,18 +214,18 @@ async fn no_tenant_means_no_rows_and_no_writes() {
         .await
         .unwrap();
     assert_eq!(orgs, 0);
-    let err = sqlx::query("INSERT INTO app.suppliers (org_id, id, name, country, status, created_by) VALUES ($1, gen_random_uuid(), 'x', 'DE', 'active', gen_random_uuid())")
+    let err = sqlx::query("INSERT INTO app.test_records (org_id, id, name, country, status, created_by) VALUES ($1, gen_random_uuid(), 'x', 'DE', 'active', gen_random_uuid())")
         .bind(f.a.as_uuid())
         .execute(&mut *conn)
         .await
         .unwrap_err();
     assert!(matches!(Error::from(err), Error::TenantViolation));
-    let updated = sqlx::query("UPDATE app.suppliers SET name = 'x'")
+    let updated = sqlx::query("UPDATE app.test_records SET name = 'x'")
         .execute(&mut *conn)
         .await
         .unwrap();
     assert_eq!(updated.rows_affected(), 0);
-    let deleted = sqlx::query("DELETE FROM app.suppliers")
+    let deleted = sqlx::query("DELETE FROM app.test_records")
         .execute(&mut *conn)
         .await
         .unwrap();
@@ -241,7 +235,7 @@ async fn no_tenant_means_no_rows_and_no_writes() {
         .execute(&mut *conn)
         .await
         .unwrap();
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM app.suppliers")
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM app.test_records")
         .fetch_one(&mut *conn)
         .await
         .unwrap();
@@ -252,7 +246,7 @@ async fn no_tenant_means_no_rows_and_no_writes() {
         .await
         .unwrap();
     assert!(
-        sqlx::query("SELECT count(*) FROM app.suppliers")
+        sqlx::query("SELECT count(*) FROM app.test_records")
             .execute(&mut *conn)
             .await
             .is_err()
@@ -280,10 +274,10 @@ async fn runtime_role_cannot_create_organisations_or_touch_schema() {
     let mut conn = f.pool.acquire().await.unwrap();
     for sql in [
         "INSERT INTO app.organisations (id, name) VALUES (gen_random_uuid(), 'x')",
-        "ALTER TABLE app.suppliers DISABLE ROW LEVEL SECURITY",
-        "DROP POLICY tenant_isolation ON app.suppliers",
+        "ALTER TABLE app.test_records DISABLE ROW LEVEL SECURITY",
+        "DROP POLICY tenant_isolation ON app.test_records",
         "CREATE TABLE app.mine (org_id uuid)",
-        "SET ROLE NONE; SET SESSION AUTHORIZATION DEFAULT; ALTER TABLE app.suppliers NO FORCE ROW LEVEL SECURITY",
+        "SET ROLE NONE; SET SESSION AUTHORIZATION DEFAULT; ALTER TABLE app.test_records NO FORCE ROW LEVEL SECURITY",
     ] {
         assert!(
             sqlx::raw_sql(sql).execute(&mut *conn).await.is_err(),
@@ -370,13 +364,13 @@ async fn a_commit_cancelled_in_flight_returns_no_open_transaction() {
     // The commit is asked for while a statement of the same transaction cannot finish
     // (it waits for a table another session holds), then cancelled mid-way.
     let mut locker = admin.begin().await.unwrap();
-    sqlx::query("LOCK TABLE app.suppliers IN ACCESS EXCLUSIVE MODE")
+    sqlx::query("LOCK TABLE app.test_records IN ACCESS EXCLUSIVE MODE")
         .execute(&mut *locker)
         .await
         .unwrap();
     let blocked = tokio::time::timeout(
         Duration::from_millis(300),
-        sqlx::query("SELECT count(*) FROM app.suppliers").execute(tx.conn()),
+        sqlx::query("SELECT count(*) FROM app.test_records").execute(tx.conn()),
     )
     .await;
     assert!(blocked.is_err());

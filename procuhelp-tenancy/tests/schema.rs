@@ -2,8 +2,9 @@
 //! reads, and the runtime role's exact privileges.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
-use procuhelp_tenancy::testkit::ScratchDb;
-use procuhelp_tenancy::{TenantDb, create_organisation, runtime_grants};
+use procuhelp_tenancy::migrate::Schema;
+use procuhelp_tenancy::testkit::{self, ScratchDb};
+use procuhelp_tenancy::{TenantDb, create_organisation};
 
 #[tokio::test]
 async fn scoped_point_read_uses_the_tenant_index_with_one_initplan() {
@@ -20,20 +21,20 @@ async fn scoped_point_read_uses_the_tenant_index_with_one_initplan() {
     // 20 orgs x 500 rows, loaded as the superuser (RLS does not bind it).
     let admin = scratch.admin_pool(1).await.unwrap();
     sqlx::query(
-        "INSERT INTO app.suppliers (org_id, id, name, country, status, created_by)
-         SELECT o, gen_random_uuid(), 'supplier ' || g, 'DE', 'active', gen_random_uuid()
+        "INSERT INTO app.test_records (org_id, id, name, country, status, created_by)
+         SELECT o, gen_random_uuid(), 'record ' || g, 'DE', 'active', gen_random_uuid()
          FROM unnest($1::uuid[]) AS o, generate_series(1, 500) AS g",
     )
     .bind(orgs.iter().map(|o| o.as_uuid()).collect::<Vec<_>>())
     .execute(&admin)
     .await
     .unwrap();
-    sqlx::query("ANALYZE app.suppliers")
+    sqlx::query("ANALYZE app.test_records")
         .execute(&admin)
         .await
         .unwrap();
     let some_id: uuid::Uuid =
-        sqlx::query_scalar("SELECT id FROM app.suppliers WHERE org_id = $1 LIMIT 1")
+        sqlx::query_scalar("SELECT id FROM app.test_records WHERE org_id = $1 LIMIT 1")
             .bind(orgs[3].as_uuid())
             .fetch_one(&admin)
             .await
@@ -43,13 +44,16 @@ async fn scoped_point_read_uses_the_tenant_index_with_one_initplan() {
     let db = TenantDb::new(db_pool.clone());
     let mut tx = db.begin(orgs[3]).await.unwrap();
     let plan: Vec<String> = sqlx::query_scalar(&format!(
-        "EXPLAIN (COSTS OFF) SELECT * FROM app.suppliers WHERE id = '{some_id}'"
+        "EXPLAIN (COSTS OFF) SELECT * FROM app.test_records WHERE id = '{some_id}'"
     ))
     .fetch_all(tx.conn())
     .await
     .unwrap();
     let plan = plan.join("\n");
-    assert!(plan.contains("Index Scan using suppliers_pkey"), "{plan}");
+    assert!(
+        plan.contains("Index Scan using test_records_pkey"),
+        "{plan}"
+    );
     assert!(
         plan.contains("Index Cond: ((org_id = $0) AND (id = "),
         "tenant predicate is not an index condition:\n{plan}"
@@ -60,13 +64,13 @@ async fn scoped_point_read_uses_the_tenant_index_with_one_initplan() {
         "setting must be evaluated once per statement:\n{plan}"
     );
     let list: Vec<String> = sqlx::query_scalar(
-        "EXPLAIN (COSTS OFF) SELECT * FROM app.suppliers ORDER BY name, id LIMIT 50",
+        "EXPLAIN (COSTS OFF) SELECT * FROM app.test_records ORDER BY name, id LIMIT 50",
     )
     .fetch_all(tx.conn())
     .await
     .unwrap();
     let list = list.join("\n");
-    assert!(list.contains("suppliers_by_name"), "{list}");
+    assert!(list.contains("test_records_by_name"), "{list}");
     tx.rollback().await.unwrap();
 
     // The one-round-trip form: enter_org runs first (outer side of the nested loop), the
@@ -75,7 +79,7 @@ async fn scoped_point_read_uses_the_tenant_index_with_one_initplan() {
     let mut conn = db_pool.acquire().await.unwrap();
     let plan: Vec<String> = sqlx::query_scalar(
         "EXPLAIN (COSTS OFF) SELECT q.* FROM app.enter_org($1) AS tenant(org) CROSS JOIN LATERAL
-         (SELECT * FROM app.suppliers s WHERE s.org_id = tenant.org AND s.id = $2) AS q",
+         (SELECT * FROM app.test_records s WHERE s.org_id = tenant.org AND s.id = $2) AS q",
     )
     .bind(orgs[3].as_uuid())
     .bind(some_id)
@@ -88,7 +92,7 @@ async fn scoped_point_read_uses_the_tenant_index_with_one_initplan() {
         .find("Function Scan on enter_org")
         .expect("enter_org in plan");
     let inner = plan
-        .find("Index Scan using suppliers_pkey")
+        .find("Index Scan using test_records_pkey")
         .expect("pkey index in plan");
     assert!(outer < inner, "enter_org must be the outer side:\n{plan}");
     drop(conn);
@@ -110,11 +114,12 @@ async fn runtime_role_has_exactly_the_declared_grants() {
     .fetch_all(&admin)
     .await
     .unwrap();
-    let declared: Vec<&str> = runtime_grants().iter().map(|(t, _)| *t).collect();
+    let schema = Schema::new().with(testkit::MIGRATIONS);
+    let declared: Vec<&str> = schema.grants().map(|g| g.table).collect();
     for t in &tables {
         assert!(
             declared.contains(&t.as_str()),
-            "table {t} has no entry in runtime_grants()"
+            "table {t} has no runtime grant in the composed schema"
         );
     }
     let role = scratch.runtime_role().name().to_owned();
@@ -126,10 +131,11 @@ async fn runtime_role_has_exactly_the_declared_grants() {
     .fetch_all(&admin)
     .await
     .unwrap();
-    // Expected: the table-level privileges of runtime_grants() (column-level grants such
+    // Expected: the table-level privileges of the grants (column-level grants such
     // as `UPDATE (col)` do not appear in role_table_grants), merged per table and sorted.
     let mut expected: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-    for (table, list) in runtime_grants() {
+    for grant in schema.grants() {
+        let (table, list) = (grant.table, grant.privileges);
         // Split on top-level commas; skip column-level grants such as "UPDATE (a, b)".
         let mut items = vec![String::new()];
         let mut depth = 0;
@@ -153,7 +159,7 @@ async fn runtime_role_has_exactly_the_declared_grants() {
             .filter(|i| !i.is_empty() && !i.contains('('))
         {
             expected
-                .entry((*table).to_owned())
+                .entry(table.to_owned())
                 .or_default()
                 .push(p.to_owned());
         }
@@ -169,41 +175,23 @@ async fn runtime_role_has_exactly_the_declared_grants() {
     assert!(
         expected
             .iter()
-            .any(|(t, p)| t == "app.suppliers" && p == "DELETE, INSERT, SELECT, UPDATE")
+            .any(|(t, p)| t == "app.test_records" && p == "DELETE, INSERT, SELECT, UPDATE")
     );
     assert!(
         expected
             .iter()
             .any(|(t, p)| t == "app.organisations" && p == "SELECT")
     );
-    // SCIM (0008): tokens are revoked, never deleted; memberships follow the IdP.
-    for (table, privileges) in [
-        ("app.scim_tokens", "INSERT, SELECT, UPDATE"),
-        ("app.scim_groups", "DELETE, INSERT, SELECT, UPDATE"),
-        ("app.scim_group_members", "DELETE, INSERT, SELECT"),
-        ("app.scim_role_mappings", "DELETE, INSERT, SELECT"),
-    ] {
-        assert!(
-            expected.iter().any(|(t, p)| t == table && p == privileges),
-            "{table}: {expected:?}"
-        );
-    }
-    // Of the organisation row, the server may change only the policy columns.
-    for (column, allowed) in [
-        ("sso_jit_provisioning", true),
-        ("mfa_required", true),
-        ("name", false),
-    ] {
-        let can: bool = sqlx::query_scalar(
-            "SELECT has_column_privilege($1, 'app.organisations', $2, 'UPDATE')",
-        )
-        .bind(&role)
-        .bind(column)
-        .fetch_one(&admin)
-        .await
-        .unwrap();
-        assert_eq!(can, allowed, "UPDATE organisations.{column}");
-    }
+    // Of the organisation row, the server may change nothing (auth's policy columns are
+    // granted by auth's part, not composed here).
+    let can: bool = sqlx::query_scalar(
+        "SELECT has_column_privilege($1, 'app.organisations', 'name', 'UPDATE')",
+    )
+    .bind(&role)
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert!(!can, "UPDATE organisations.name");
     let (is_super, bypass, owns): (bool, bool, i64) = sqlx::query_as(
         "SELECT r.rolsuper, r.rolbypassrls, (SELECT count(*) FROM pg_class c WHERE c.relowner = r.oid)
          FROM pg_roles r WHERE r.rolname = $1",
@@ -219,12 +207,13 @@ async fn runtime_role_has_exactly_the_declared_grants() {
         .execute(&admin)
         .await
         .unwrap();
-    procuhelp_tenancy::migrate(
-        &scratch.owner_pool(1).await.unwrap(),
-        scratch.runtime_role(),
-    )
-    .await
-    .unwrap();
+    schema
+        .migrate(
+            &scratch.owner_pool(1).await.unwrap(),
+            scratch.runtime_role(),
+        )
+        .await
+        .unwrap();
     let can_update: bool =
         sqlx::query_scalar("SELECT has_table_privilege($1, 'app.organisations', 'UPDATE')")
             .bind(&role)
@@ -265,13 +254,13 @@ async fn scoped_reads_must_reference_the_tenant() {
     let owner = scratch.owner_pool(1).await.unwrap();
     let org = create_organisation(&owner, "o").await.unwrap();
     let db = TenantDb::new(scratch.runtime_pool(1).await.unwrap());
-    const UNCORRELATED: ScopedRead = ScopedRead::new("SELECT count(*) FROM app.suppliers");
+    const UNCORRELATED: ScopedRead = ScopedRead::new("SELECT count(*) FROM app.test_records");
     let err = db
         .fetch_all_once::<(i64,)>(org, UNCORRELATED.query_as())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Invalid { .. }), "{err:?}");
-    const TWO: ScopedRead = ScopedRead::new("SELECT tenant.org; DELETE FROM app.suppliers");
+    const TWO: ScopedRead = ScopedRead::new("SELECT tenant.org; DELETE FROM app.test_records");
     assert!(matches!(
         db.fetch_all_once::<(uuid::Uuid,)>(org, TWO.query_as())
             .await,

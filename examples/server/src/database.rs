@@ -16,12 +16,13 @@ use procuhelp_core::vault::{SecretName, SecretProvider};
 /// The server's own tables (suppliers and purchase requests, `examples/server/migrations`),
 /// declared with `app.declare_tenant_table` as any embedder's are: versions 10000 and up,
 /// except 0002, which kept its number when it left the SDK (docs/tenancy.md).
-pub const MIGRATIONS: Migrations = Migrations::new("procuhelp-server", sqlx::migrate!("./migrations"))
-    .grants(&[
-        Grant::new("app.suppliers", "SELECT, INSERT, UPDATE, DELETE"),
-        Grant::new("app.purchase_requests", "SELECT, INSERT, UPDATE"),
-    ])
-    .encrypted_columns(crate::keys::SUPPLIER_ENCRYPTED_COLUMNS);
+pub const MIGRATIONS: Migrations =
+    Migrations::new("procuhelp-server", sqlx::migrate!("./migrations"))
+        .grants(&[
+            Grant::new("app.suppliers", "SELECT, INSERT, UPDATE, DELETE"),
+            Grant::new("app.purchase_requests", "SELECT, INSERT, UPDATE"),
+        ])
+        .encrypted_columns(crate::suppliers::ENCRYPTED_COLUMNS);
 
 /// The whole schema the server runs on: tenancy, auth and audit, then its own tables.
 pub fn schema() -> Schema {

@@ -4,39 +4,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use procuhelp_core::vault::{FileVault, OpenBao, OpenBaoAuth, SecretProvider};
-use procuhelp_tenancy::{EncryptedColumn, FieldCipher, TenantDb};
+use procuhelp_tenancy::rotation::{OrgRotation, RotationAudit};
+use procuhelp_tenancy::{FieldCipher, TenantDb};
 
 use crate::cli::DatabaseArgs;
-
-/// The server's own encrypted columns (supplier bank details).
-pub const SUPPLIER_ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[EncryptedColumn {
-    table: "app.suppliers",
-    column: "iban_sealed",
-    field_table: "suppliers",
-    field_column: "iban",
-}];
-
-/// Every encrypted column the server stores, for re-encryption and retirement.
-pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[
-    EncryptedColumn {
-        table: "app.suppliers",
-        column: "iban_sealed",
-        field_table: "suppliers",
-        field_column: "iban",
-    },
-    EncryptedColumn {
-        table: "app.users",
-        column: "totp_sealed",
-        field_table: procuhelp_auth::TOTP_FIELD.0,
-        field_column: procuhelp_auth::TOTP_FIELD.1,
-    },
-    EncryptedColumn {
-        table: "app.users",
-        column: "totp_pending_sealed",
-        field_table: procuhelp_auth::TOTP_PENDING_FIELD.0,
-        field_column: procuhelp_auth::TOTP_PENDING_FIELD.1,
-    },
-];
 
 /// Opens the configured secret provider. The server refuses to start without it: a
 /// missing or too-open master key file, or an unreachable or sealed vault, is an error.
@@ -80,9 +51,11 @@ pub fn field_cipher(db: TenantDb, vault: Arc<dyn SecretProvider>) -> FieldCipher
 }
 
 /// `keys rotate`: for every organisation, a new KEK version (re-wrapping its data keys),
-/// a new data key, re-encryption of every encrypted column in batches, and retirement of
-/// the old data-key versions. Interrupting it leaves everything readable; re-running
-/// finishes the job.
+/// a new data key, re-encryption of every column the composed schema declares encrypted
+/// (auth's TOTP secrets, the suppliers' bank details), and retirement of the old
+/// data-key versions, each organisation recorded in the audit trail (`KeysRotated`).
+/// Interrupting it leaves everything readable; re-running finishes the job. The work is
+/// `procuhelp_tenancy::rotation`'s; this wires it.
 pub async fn rotate_all(
     owner: &sqlx::PgPool,
     vault: Arc<dyn SecretProvider>,
@@ -90,52 +63,40 @@ pub async fn rotate_all(
 ) -> anyhow::Result<Vec<String>> {
     // Refused for a role that RLS does not bind, before anything is touched.
     crate::database::refuse_rls_bypass(owner, "keys rotate").await?;
-    // Only the schema owner may list every organisation (refused for any other role,
-    // which would otherwise silently rotate nothing).
-    let orgs = procuhelp_tenancy::organisation_ids(owner).await?;
     let cipher = field_cipher(TenantDb::new(owner.clone()), vault.clone());
-    let audit = procuhelp_audit::PgAuditSink::new(TenantDb::new(owner.clone()), vault);
-    let mut report = Vec::new();
-    for org in orgs {
-        let (kek_version, rewrapped) = cipher.rotate_kek(org).await?;
-        let dek_version = cipher.rotate_data_key(org).await?;
-        let mut moved = 0;
-        for column in ENCRYPTED_COLUMNS {
-            loop {
-                let progress = cipher.reencrypt_batch(org, column, batch).await?;
-                moved += progress.reencrypted;
-                tracing::info!(%org, table = column.table, remaining = progress.remaining, "re-encryption progress");
-                if progress.remaining == 0 {
-                    break;
-                }
-            }
-        }
-        for old in 1..dek_version {
-            // Already retired or destroyed versions are skipped.
-            let _ = cipher.retire(org, old, ENCRYPTED_COLUMNS).await;
-        }
-        {
-            use procuhelp_audit::{Action, Actor, AuditEvent, AuditSink as _, Outcome};
-            audit
-                .record(
-                    AuditEvent::new(
-                        Some(org),
-                        Actor::System,
-                        Action::KeysRotated,
-                        Outcome::Success,
-                    )
-                    .at(time::OffsetDateTime::now_utc())
-                    .context(serde_json::json!({
-                        "kek_version": kek_version, "rewrapped": rewrapped,
-                        "dek_version": dek_version, "reencrypted": moved,
-                    })),
+    let audit = AuditRotations(procuhelp_audit::PgAuditSink::new(
+        TenantDb::new(owner.clone()),
+        vault,
+    ));
+    let columns = crate::database::schema().encrypted_columns();
+    let done = procuhelp_tenancy::rotation::rotate_all(owner, &cipher, &columns, batch, &audit)
+        .await
+        .context("rotating keys")?;
+    Ok(done.iter().map(ToString::to_string).collect())
+}
+
+/// Records each organisation's rotation as a `KeysRotated` audit event.
+struct AuditRotations(procuhelp_audit::PgAuditSink);
+
+#[async_trait::async_trait]
+impl RotationAudit for AuditRotations {
+    async fn rotated(
+        &self,
+        rotation: &OrgRotation,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        use procuhelp_audit::{Action, Actor, AuditEvent, AuditSink as _, Outcome};
+        self.0
+            .record(
+                AuditEvent::new(
+                    Some(rotation.org),
+                    Actor::System,
+                    Action::KeysRotated,
+                    Outcome::Success,
                 )
-                .await
-                .context("recording the rotation in the audit log")?;
-        }
-        report.push(format!(
-            "organisation {org}: KEK v{kek_version} ({rewrapped} data keys re-wrapped), data key v{dek_version}, {moved} values re-encrypted"
-        ));
+                .at(time::OffsetDateTime::now_utc())
+                .context(rotation.to_json()),
+            )
+            .await?;
+        Ok(())
     }
-    Ok(report)
 }

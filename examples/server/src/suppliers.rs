@@ -1,4 +1,6 @@
-//! Suppliers: the first tenant-scoped repository, and the pattern later ones follow.
+//! Suppliers: the server's own tenant table (`examples/server/migrations/0002_suppliers.sql`,
+//! declared with `app.declare_tenant_table` like any embedder's table), and the pattern its
+//! other repositories follow.
 //!
 //! A repository method takes the [`TenantTx`] and never an `OrgId`: the tenant comes from
 //! the handle, so a caller cannot ask for another organisation's rows, and inserts take
@@ -12,7 +14,16 @@ use time::OffsetDateTime;
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
-use crate::{Error, Result, ScopedRead, TenantDb, TenantTx};
+use procuhelp_tenancy::{EncryptedColumn, Error, Result, ScopedRead, TenantDb, TenantTx};
+
+/// The server's encrypted columns: supplier bank details (AAD: org, `suppliers`, `iban`,
+/// row). Part of [`crate::database::MIGRATIONS`], so key rotation re-encrypts them.
+pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[EncryptedColumn {
+    table: "app.suppliers",
+    column: "iban_sealed",
+    field_table: "suppliers",
+    field_column: "iban",
+}];
 
 /// Lifecycle of a supplier.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

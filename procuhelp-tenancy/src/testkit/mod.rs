@@ -5,6 +5,10 @@
 //! The server is the one named by `PROCUHELP_TEST_ADMIN_URL` (a superuser URL; default
 //! `postgres://postgres@127.0.0.1:5432/postgres`). An unreachable server is an error,
 //! never a skipped test.
+//!
+//! [`ScratchDb::migrated`] applies procuhelp-tenancy's migrations and the testkit's own
+//! tenant table `app.test_records` ([`MIGRATIONS`], reached through [`TestRecords`]);
+//! [`ScratchDb::migrated_with`] applies any composed [`Schema`], e.g. an application's.
 
 use std::str::FromStr;
 
@@ -13,6 +17,10 @@ use sqlx::Executor as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
+mod records;
+
+pub use records::{TestRecord, TestRecords};
+
 use crate::migrate::{Grant, Migrations, Schema};
 use crate::{Error, Result, RuntimeRole};
 
@@ -20,15 +28,20 @@ use crate::{Error, Result, RuntimeRole};
 /// `status`, `created_by`, `created_at`, `secret_sealed`), declared with
 /// `app.declare_tenant_table` like any embedder's table, for tests of the SDK itself.
 /// Version 9001 (9000-9999 are the testkit's).
-pub const MIGRATIONS: Migrations =
-    Migrations::new("procuhelp-tenancy testkit", sqlx::migrate!("./testkit/migrations"))
-        .grants(&[Grant::new("app.test_records", "SELECT, INSERT, UPDATE, DELETE")])
-        .encrypted_columns(&[crate::EncryptedColumn {
-            table: "app.test_records",
-            column: "secret_sealed",
-            field_table: "test_records",
-            field_column: "secret",
-        }]);
+pub const MIGRATIONS: Migrations = Migrations::new(
+    "procuhelp-tenancy testkit",
+    sqlx::migrate!("./testkit/migrations"),
+)
+.grants(&[Grant::new(
+    "app.test_records",
+    "SELECT, INSERT, UPDATE, DELETE",
+)])
+.encrypted_columns(&[crate::EncryptedColumn {
+    table: "app.test_records",
+    column: "secret_sealed",
+    field_table: "test_records",
+    field_column: "secret",
+}]);
 
 /// The default admin URL for tests.
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
