@@ -14,7 +14,7 @@ use procuhelp_audit::Action;
 use procuhelp_auth::Role;
 use procuhelp_auth::password::PasswordHasher;
 use procuhelp_auth::scim::token;
-use procuhelp_server::api::scim::{PublicOrigin, SCIM_ENDPOINTS};
+use procuhelp_axum::scim::{PublicOrigin, SCIM_ENDPOINTS};
 use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
