@@ -21,12 +21,18 @@ pub struct AppState {
     /// clock, cipher, vault, audit log).
     pub sdk: procuhelp_axum::Sdk,
     /// SSO clients per organisation (discovery and key caches).
-    pub sso: Arc<crate::api::sso::SsoClients>,
+    pub sso: procuhelp_axum::sso::SsoClients,
 }
 
 impl FromRef<AppState> for procuhelp_axum::Sdk {
     fn from_ref(state: &AppState) -> Self {
         state.sdk.clone()
+    }
+}
+
+impl FromRef<AppState> for procuhelp_axum::sso::SsoClients {
+    fn from_ref(state: &AppState) -> Self {
+        state.sso.clone()
     }
 }
 
@@ -48,7 +54,7 @@ impl AppState {
     /// The same state, with the SSO clients' fetches held to `policy` (the default is
     /// [`procuhelp_core::OutboundPolicy::public_only`]).
     pub fn with_outbound_policy(mut self, policy: procuhelp_core::OutboundPolicy) -> Self {
-        self.sso = Arc::new(crate::api::sso::SsoClients::new(policy));
+        self.sso = procuhelp_axum::sso::SsoClients::new(policy);
         self
     }
 

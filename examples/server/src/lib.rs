@@ -62,7 +62,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             owner.close().await;
             tracing::info!(organisations = orgs.len(), "SSO self-check");
             let tenants = procuhelp_tenancy::TenantDb::new(runtime.clone());
-            for warning in api::sso_saml::weak_settings(&tenants, &orgs).await {
+            for warning in procuhelp_auth::sso::saml::weak_settings(&tenants, &orgs).await {
                 tracing::warn!(%warning, "SSO self-check");
             }
             runtime.close().await;

@@ -276,14 +276,14 @@ async fn saml_sign_in_maps_the_role_and_refuses_forgeries_replays_and_strangers(
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(session.is_none());
     assert!(
-        procuhelp_server::api::sso_saml::weak_settings(w.state.sdk.tenants(), &w.orgs)
+        procuhelp_auth::sso::saml::weak_settings(w.state.sdk.tenants(), &w.orgs)
             .await
             .is_empty()
     );
     // Allowed by the org: accepted once, then the replay cache refuses it.
     let reply = configure(&w, &admin, vec![idp.cert("idp"), idp.cert("idp2")], true).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
-    let warnings = procuhelp_server::api::sso_saml::weak_settings(w.state.sdk.tenants(), &w.orgs).await;
+    let warnings = procuhelp_auth::sso::saml::weak_settings(w.state.sdk.tenants(), &w.orgs).await;
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("allow_idp_initiated"));
     let (status, session, body) = post_acs(&w, 0, None, form(&unsolicited, None)).await;
