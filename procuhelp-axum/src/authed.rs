@@ -139,8 +139,6 @@ pub struct Authed {
 /// Where the request's transaction is.
 #[derive(Debug)]
 enum Tx {
-    /// Not begun yet: [`Authed::tx`] begins it.
-    Pending,
     /// Open.
     Open(TenantTx),
     /// Committed or rolled back: the request's changes are decided.
@@ -219,13 +217,12 @@ impl Authed {
         self.credential.org
     }
 
-    /// The request's tenant transaction, begun on first use. After [`Authed::commit`] or
-    /// [`Authed::abandon`] there is none (an internal error: the request's changes were
-    /// already decided).
+    /// The request's tenant transaction (the one the credential was verified in). After
+    /// [`Authed::commit`] or [`Authed::abandon`] there is none (an internal error: the
+    /// request's changes were already decided).
+    ///
+    /// `async` so that the transaction may begin on first use without changing callers.
     pub async fn tx(&mut self) -> Result<&mut TenantTx> {
-        if matches!(self.tx, Tx::Pending) {
-            self.tx = Tx::Open(self.sdk.tenants().begin(self.org()).await?);
-        }
         match &mut self.tx {
             Tx::Open(tx) => Ok(tx),
             _ => Err(Error::Auth(AuthError::Internal)),
@@ -290,11 +287,10 @@ impl Authed {
         Ok(())
     }
 
-    /// Commits the request's changes (nothing to commit if no transaction was begun).
+    /// Commits the request's changes.
     pub async fn commit(&mut self) -> Result<()> {
         match std::mem::replace(&mut self.tx, Tx::Ended) {
             Tx::Open(tx) => Ok(tx.commit().await?),
-            Tx::Pending => Ok(()),
             Tx::Ended => Err(Error::Auth(AuthError::Internal)),
         }
     }
