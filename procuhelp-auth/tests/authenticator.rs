@@ -303,6 +303,137 @@ async fn an_organisation_that_requires_mfa_sends_users_without_it_to_enrolment()
     fx.close().await;
 }
 
+/// Wrong codes lock the second factor (its own key: a correct password does not reset
+/// it); while locked even the right code is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_codes_lock_the_second_factor() {
+    let fx = Fx::with_throttle(quick_locks()).await;
+    let org = fx.orgs[0];
+    fx.user(org, "u@a.test", Role::Requester).await;
+    let first = fx.login(org, "u@a.test", PASSWORD).await.unwrap();
+    let (uri, _, _) = fx.enrol(&first).await;
+    for _ in 0..2 {
+        // A fresh password sign-in each time: it does not buy more guesses.
+        let half = fx.login(org, "u@a.test", PASSWORD).await.unwrap();
+        let expected = fx.principal(&half.credential).await;
+        let bad = wrong_code(&uri, fx.now());
+        let r = fx
+            .auth
+            .complete_second_factor(&half.credential, &expected, &bad, &client())
+            .await;
+        assert!(matches!(r, Err(AuthError::InvalidCode)), "{r:?}");
+    }
+    let locked = fx.events(Action::AccountLocked);
+    assert_eq!(locked.len(), 1);
+    assert_eq!(locked[0].context["method"], "second_factor");
+    let half = fx.login(org, "u@a.test", PASSWORD).await.unwrap();
+    let expected = fx.principal(&half.credential).await;
+    let r = fx
+        .auth
+        .complete_second_factor(
+            &half.credential,
+            &expected,
+            &totp_for(&uri, fx.now()),
+            &client(),
+        )
+        .await;
+    assert!(matches!(r, Err(AuthError::Throttled { .. })), "{r:?}");
+    let last = fx.events(Action::LoginFailed).pop().unwrap();
+    assert_eq!(
+        (
+            last.context["method"].as_str(),
+            last.context["locked"].as_bool()
+        ),
+        (Some("second_factor"), Some(true))
+    );
+    fx.close().await;
+}
+
+/// New recovery codes and turning MFA off need the password and a code again; the old
+/// codes stop working, and MFA cannot be turned off while the organisation requires it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_recovery_codes_and_mfa_off_need_password_and_code() {
+    let fx = Fx::new().await;
+    let org = fx.orgs[0];
+    fx.user(org, "u@a.test", Role::Requester).await;
+    let first = fx.login(org, "u@a.test", PASSWORD).await.unwrap();
+    let (uri, full, old_codes) = fx.enrol(&first).await;
+    let expected = fx.principal(&full.credential).await;
+    fx.clock.advance(Duration::seconds(30));
+    let fresh = fx
+        .auth
+        .regenerate_recovery_codes(
+            &full.credential,
+            &expected,
+            secret(PASSWORD),
+            &totp_for(&uri, fx.now()),
+            &client(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fx.events(Action::RecoveryCodesRegenerated).len(), 1);
+    // The old codes are gone: one of them is not a second factor any more.
+    let half = fx.login(org, "u@a.test", PASSWORD).await.unwrap();
+    let p = fx.principal(&half.credential).await;
+    let r = fx
+        .auth
+        .complete_second_factor(&half.credential, &p, &old_codes[0], &client())
+        .await;
+    assert!(matches!(r, Err(AuthError::InvalidCode)), "{r:?}");
+    // While the organisation requires MFA, it stays on.
+    let mut tx = fx.tx(org).await;
+    let strict = OrgPolicy {
+        mfa_required: true,
+        elevation_needs_second_admin: false,
+    };
+    directory::set_org_policy(&mut tx, strict).await.unwrap();
+    tx.commit().await.unwrap();
+    let code = fresh.codes[0].expose().to_owned();
+    let r = fx
+        .auth
+        .disable_mfa(
+            &full.credential,
+            &expected,
+            secret(PASSWORD),
+            &code,
+            &client(),
+        )
+        .await;
+    assert!(matches!(r, Err(AuthError::Conflict(_))), "{r:?}");
+    let mut tx = fx.tx(org).await;
+    directory::set_org_policy(&mut tx, OrgPolicy::default())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let r = fx
+        .auth
+        .disable_mfa(
+            &full.credential,
+            &expected,
+            secret("wrong"),
+            &code,
+            &client(),
+        )
+        .await;
+    assert!(matches!(r, Err(AuthError::InvalidCredentials)), "{r:?}");
+    fx.auth
+        .disable_mfa(
+            &full.credential,
+            &expected,
+            secret(PASSWORD),
+            &code,
+            &client(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fx.events(Action::MfaDisabled).len(), 1);
+    assert_eq!(
+        fx.login(org, "u@a.test", PASSWORD).await.unwrap().stage,
+        SessionStage::Full
+    );
+    fx.close().await;
+}
+
 // ---- Every refusal after the attempt was reserved is recorded (method and reason) ----
 
 /// A stored hash that cannot be parsed fails the sign-in like a wrong password: recorded,
