@@ -121,6 +121,15 @@ async fn no_secret_reaches_logs_errors_or_responses() {
         .fetch_all(tx.conn())
         .await
         .unwrap();
+        // The rotation of this organisation is in its audit trail (tenancy's rotation
+        // hands each org to the server's RotationAudit).
+        let rotated: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM app.audit_events WHERE action = 'keys.rotated'",
+        )
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
+        assert_eq!(rotated, 1, "one KeysRotated event for {org}");
         tx.commit().await.unwrap();
         for (kek_version, ciphertext) in keys {
             let kek = format!("tenant-{}", org.as_uuid().simple());
