@@ -20,7 +20,7 @@
 //! # Ok::<(), procuhelp_auth::scim::patch::PatchError>(())
 //! ```
 //!
-//! Depends on [`super::model`] (the attribute vocabulary and limits) and [`super::error`]
+//! Depends on [`super::model`] (the attribute vocabulary and limits) and on `ScimError`
 //! (a [`PatchError`] becomes a 400 [`ScimError`]); neither depends on this module.
 
 use serde_json::{Map, Value};
