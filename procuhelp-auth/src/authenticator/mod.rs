@@ -128,8 +128,9 @@ impl Authenticator {
         &self.limiter
     }
 
-    /// The clock every check uses.
-    pub fn now(&self) -> OffsetDateTime {
+    /// The clock every check uses. Not the application's channel: handlers take the time
+    /// from the application's one clock (`procuhelp_axum::Sdk::now`).
+    pub(crate) fn now(&self) -> OffsetDateTime {
         self.clock.now()
     }
 
@@ -148,8 +149,10 @@ impl Authenticator {
         &self.password_policy
     }
 
-    /// Records `event` durably, or fails (and the caller does not go on).
-    pub async fn record(&self, event: AuditEvent) -> AuthResult<()> {
+    /// Records `event` durably, or fails (and the caller does not go on). Not the
+    /// application's channel: handlers record through the application's one sink
+    /// (`procuhelp_axum::Sdk::record`), the same one this authenticator was given.
+    pub(crate) async fn record(&self, event: AuditEvent) -> AuthResult<()> {
         self.audit.record(event).await?;
         Ok(())
     }
