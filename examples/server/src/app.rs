@@ -1,10 +1,10 @@
-//! The router and its layers.
+//! The router and its layers: the server's pages, the API ([`crate::api`]) and the SDK's
+//! hardening ([`harden`]).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{FromRef, State};
+use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -12,69 +12,8 @@ use axum::{Extension, Json};
 use procuhelp_axum::{CspNonce, SecurityHeadersLayer, error_response};
 use serde_json::json;
 
+pub use crate::state::AppState;
 pub use procuhelp_axum::{Limits, behind_proxies, harden};
-
-/// Shared state of the handlers: the SDK's, and the server's SSO clients.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// What the SDK's extractor and routers need (tenants, authenticator, audit sink and
-    /// clock, cipher, vault, audit log).
-    pub sdk: procuhelp_axum::Sdk,
-    /// SSO clients per organisation (discovery and key caches).
-    pub sso: procuhelp_axum::sso::SsoClients,
-}
-
-impl FromRef<AppState> for procuhelp_axum::Sdk {
-    fn from_ref(state: &AppState) -> Self {
-        state.sdk.clone()
-    }
-}
-
-impl FromRef<AppState> for procuhelp_axum::sso::SsoClients {
-    fn from_ref(state: &AppState) -> Self {
-        state.sso.clone()
-    }
-}
-
-impl AppState {
-    /// The server's state around `sdk`.
-    pub fn new(sdk: procuhelp_axum::Sdk) -> Self {
-        Self {
-            sdk,
-            sso: Default::default(),
-        }
-    }
-
-    /// The same state, with `log` for the audit API (reads and exports).
-    pub fn with_audit_log(mut self, log: procuhelp_audit::PgAuditSink) -> Self {
-        self.sdk = self.sdk.with_audit_log(log);
-        self
-    }
-
-    /// The same state, with the SSO clients' fetches held to `policy` (the default is
-    /// [`procuhelp_core::OutboundPolicy::public_only`]).
-    pub fn with_outbound_policy(mut self, policy: procuhelp_core::OutboundPolicy) -> Self {
-        self.sso = procuhelp_axum::sso::SsoClients::new(policy);
-        self
-    }
-
-    /// Assembles the state from the runtime role's pool and the server's parts.
-    pub fn assemble(
-        runtime: sqlx::PgPool,
-        cipher: Arc<procuhelp_tenancy::FieldCipher>,
-        vault: Arc<dyn procuhelp_core::vault::SecretProvider>,
-        audit: Arc<dyn procuhelp_audit::AuditSink>,
-        clock: Arc<dyn procuhelp_core::Clock>,
-        hasher: procuhelp_auth::password::PasswordHasher,
-    ) -> Self {
-        Self::new(
-            procuhelp_axum::Sdk::builder(runtime, cipher, vault, audit)
-                .clock(clock)
-                .password_hasher(hasher)
-                .build(),
-        )
-    }
-}
 
 /// The complete application: [`routes`] wrapped by [`harden`].
 pub fn app(state: AppState, limits: Limits) -> Router {

@@ -17,6 +17,7 @@ pub mod database;
 pub mod keys;
 pub mod logging;
 pub mod serve;
+pub mod state;
 pub mod suppliers;
 pub mod tls;
 

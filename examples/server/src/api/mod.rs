@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use axum::Router;
 use procuhelp_auth::Permission;
 
-use crate::app::AppState;
+use crate::state::AppState;
 pub use procuhelp_axum::{Access, Endpoint, RouteTable};
 
 /// Every route but SCIM's, each with who may call it: the router is built from this table

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use procuhelp_axum::{Access, Authed, RouteTable};
 use procuhelp_axum::{Error as ApiError, Result as ApiResult};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The procurement routes with the permission each needs.
 pub(crate) fn table() -> RouteTable<AppState> {
