@@ -74,6 +74,7 @@ mod pg;
 mod pipeline;
 #[cfg(feature = "postgres")]
 mod schema;
+mod seal;
 mod sink;
 mod sinks;
 #[cfg(feature = "transit")]
@@ -98,7 +99,7 @@ pub use event::{
     MAX_REQUEST_ID_BYTES, MAX_SUBJECT_BYTES, MAX_TARGET_BYTES, MAX_USER_AGENT_CHARS, PersonalData,
     Subject,
 };
-pub use export::{EXPORT_FORMAT, MAX_LINE_BYTES, verify_export};
+pub use export::{EXPORT_FORMAT, EXPORT_VERSION, MAX_LINE_BYTES, verify_export};
 pub use import::{MAX_IMPORT_EVENTS, read_events};
 #[cfg(feature = "postgres")]
 pub use pg::{
@@ -110,6 +111,7 @@ pub use pg::{
 pub use pipeline::{AuditPipeline, AuditPipelineBuilder, CheckpointSchedule, PipelineStats};
 #[cfg(feature = "postgres")]
 pub use schema::MIGRATIONS;
+pub use seal::ExportSeal;
 pub use sink::{AuditSink, Receipt};
 pub use sinks::{
     AggregationConfig, FailingSink, FanOutSink, JsonLinesFileSink, MemorySink, RefusalAggregator,

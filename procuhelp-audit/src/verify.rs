@@ -31,6 +31,10 @@ pub enum ProblemKind {
     /// No checkpoint signed by a pinned key covers the events from here on (an export
     /// always ends at one): they could have been rewritten or appended by anyone.
     Unsigned,
+    /// The export carries no seal signed by a pinned key for this chain (an export of
+    /// version 1, or its seal was removed): events could have been cut at either end, at
+    /// a checkpoint, unseen. The sequence number is the one after the last event.
+    Unsealed,
 }
 
 /// The first problem found.
@@ -85,6 +89,8 @@ pub(crate) struct ChainVerifier {
     last_verified: Option<u64>,
     signing_keys: Vec<PublicKey>,
     untrusted_key: Option<PublicKey>,
+    /// The last event and its hash, as a trusted export seal states them.
+    sealed_end: Option<(u64, Hash)>,
 }
 
 impl ChainVerifier {
@@ -109,6 +115,7 @@ impl ChainVerifier {
             last_verified: None,
             signing_keys: Vec::new(),
             untrusted_key: None,
+            sealed_end: None,
         };
         for cp in checkpoints {
             if cp.org != org || cp.seq < first_seq {
@@ -200,6 +207,16 @@ impl ChainVerifier {
                 return;
             }
         }
+        if let Some((end, head)) = self.sealed_end
+            && end == seq
+        {
+            if &head == stored_hash {
+                self.last_verified = Some(seq);
+            } else {
+                self.fail(seq, ProblemKind::CheckpointMismatch);
+                return;
+            }
+        }
         self.prev = *stored_hash;
         self.events += 1;
         self.expected += 1;
@@ -240,6 +257,26 @@ impl ChainVerifier {
             None => last + 1 - self.events,
         };
         self.fail(first_unsigned, ProblemKind::Unsigned);
+    }
+
+    /// Declares the end a trusted export seal states: event `last_seq` must have `head`
+    /// (a signed end, like a checkpoint there).
+    pub(crate) fn seal_end(&mut self, last_seq: u64, head: Hash) {
+        self.sealed_end = Some((last_seq, head));
+    }
+
+    /// Reports `kind` after the last event checked (a problem of the whole file, found
+    /// once the chain itself was checked: any problem inside it comes first).
+    pub(crate) fn fail_at_end(&mut self, kind: ProblemKind) {
+        self.fail(self.expected, kind);
+    }
+
+    /// [`fail_at_end`](Self::fail_at_end) with [`ProblemKind::UntrustedKey`] for `key`.
+    pub(crate) fn fail_at_end_untrusted(&mut self, key: PublicKey) {
+        if self.problem.is_none() {
+            self.untrusted_key = Some(key);
+        }
+        self.fail_at_end(ProblemKind::UntrustedKey);
     }
 
     /// Declares that the source claims `last_seq` as its end: fewer events is truncation.

@@ -55,9 +55,10 @@ async fn export(f: &Fixture, sink: &procuhelp_audit::PgAuditSink) -> Vec<u8> {
 }
 
 /// What an attacker with write access to the file does: change `supplier:4` in one
-/// event, re-hash every event from there, and replace each checkpoint with one signed by
-/// `attacker` over the new heads (its public key embedded, as the format allows).
-fn forge(file: &[u8], attacker: &Ed25519Signer) -> Vec<u8> {
+/// event, re-hash every event from there, and replace each checkpoint — and the export's
+/// seal — with one signed by `attacker` over the new heads (its public key embedded, as
+/// the format allows).
+async fn forge(file: &[u8], attacker: &Ed25519Signer) -> Vec<u8> {
     use base64::Engine as _;
     let text = String::from_utf8(file.to_vec()).unwrap();
     let mut lines = text.lines();
@@ -110,6 +111,15 @@ fn forge(file: &[u8], attacker: &Ed25519Signer) -> Vec<u8> {
         let forged = attacker.sign_head(org, seq, heads[&seq], time::OffsetDateTime::now_utc());
         *cp = serde_json::json!({ "checkpoint": forged });
     }
+    let mut header = header;
+    if header.get("seal").is_some() {
+        let mut seal: procuhelp_audit::ExportSeal =
+            serde_json::from_value(header["seal"].clone()).unwrap();
+        seal.head = prev;
+        seal.public_key = attacker.public_key();
+        seal.signature = attacker.sign(&seal.signed_bytes()).await.unwrap();
+        header["seal"] = serde_json::to_value(&seal).unwrap();
+    }
     let mut out = vec![header.to_string()];
     out.extend(cps.iter().map(|c| c.to_string()));
     out.extend(events);
@@ -133,7 +143,7 @@ async fn a_rehashed_resigned_forged_export_is_refused() {
     let pinned = common::pinned(&sink).await;
     assert!(verify_export(&file[..], &pinned).unwrap().is_intact());
     let attacker = attacker();
-    let forged = forge(&file, &attacker);
+    let forged = forge(&file, &attacker).await;
     assert_ne!(forged, file);
     let report = verify_export(&forged[..], &pinned).unwrap();
     let problem = report.problem.expect("a forged export must not verify");
@@ -156,7 +166,7 @@ async fn a_forged_export_without_checkpoints_is_unsigned() {
         sink.record(event(f.a, n)).await.unwrap();
     }
     let file = export(&f, &sink).await;
-    let forged = forge(&file, &attacker());
+    let forged = forge(&file, &attacker()).await;
     let text = String::from_utf8(forged).unwrap();
     let mut lines: Vec<&str> = text.lines().collect();
     let header = lines[0].replace("\"checkpoints\":1", "\"checkpoints\":0");

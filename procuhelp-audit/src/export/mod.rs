@@ -1,8 +1,10 @@
 //! The export file formats and offline verification of a JSON-lines export.
 //!
 //! JSON lines (the verifiable format), one object per line:
-//! 1. a header: `{"format":"procuhelp-audit-export","version":1,"chain_version":1,
-//!    "org":…,"first_seq":…,"last_seq":…,"prev_hash":…,"exported_at":…,"checkpoints":N}`;
+//! 1. a header: `{"format":"procuhelp-audit-export","version":2,"chain_version":1,
+//!    "org":…,"first_seq":…,"last_seq":…,"prev_hash":…,"exported_at":…,"checkpoints":N,
+//!    "seal":{…}}` — the seal ([`ExportSeal`](crate::ExportSeal), version 2) signs the
+//!    range and its head hash, so that a cut at either end is found;
 //! 2. `N` lines `{"checkpoint":{…}}` — signed checkpoints within the range, each with its
 //!    public key (before the events, so cutting the file's tail cannot remove them);
 //! 3. one line per event, in sequence order, with every hashed field (`context` verbatim
@@ -33,6 +35,10 @@ pub(crate) use write::{CSV_COLUMNS, b64, format_time, write_csv_row, write_json_
 
 /// The `format` value of an export header.
 pub const EXPORT_FORMAT: &str = "procuhelp-audit-export";
+/// The version of the exports written: 2 carries the [`ExportSeal`](crate::ExportSeal)
+/// (version 1, without it, is still read; a pinned verification reports it
+/// [`Unsealed`](crate::ProblemKind::Unsealed)).
+pub const EXPORT_VERSION: u32 = 2;
 /// The longest line accepted when verifying an export.
 pub const MAX_LINE_BYTES: usize = 256 * 1024;
 
@@ -49,6 +55,9 @@ pub(crate) struct Header {
     #[serde(with = "time::serde::rfc3339")]
     pub(crate) exported_at: OffsetDateTime,
     pub(crate) checkpoints: u64,
+    /// Version 2: the signed statement of the range (absent in version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) seal: Option<crate::ExportSeal>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -5,22 +5,32 @@ use std::io::BufRead;
 use super::decode::hex32;
 use super::line::Scratch;
 use super::parallel::{Chunk, Fill, MAX_WORKERS, parse_chunk};
-use super::{CheckpointLine, Classify as _, EXPORT_FORMAT, Header, bad, read_line, utf8};
-use crate::Result;
+use procuhelp_core::OrgId;
+
+use super::{
+    CheckpointLine, Classify as _, EXPORT_FORMAT, EXPORT_VERSION, Header, bad, read_line, utf8,
+};
 use crate::chain::{CHAIN_VERSION, GENESIS};
 use crate::checkpoint::Trust;
 use crate::verify::{ChainVerifier, VerifyReport};
+use crate::{ExportSeal, ProblemKind, Result};
 
 /// Verifies a JSON-lines export against `trust`: the deployment's pinned public key(s)
 /// ([`Trust::Pinned`]), or — only for diagnostics — whatever keys the file names.
 ///
 /// Returns the report with the first bad sequence number for any modified, deleted,
 /// inserted, reordered or truncated event, any checkpoint signed by a key not pinned
-/// ([`ProblemKind::UntrustedKey`](crate::ProblemKind::UntrustedKey)), and — with pinned
-/// keys — events after the last trusted checkpoint
-/// ([`ProblemKind::Unsigned`](crate::ProblemKind::Unsigned); an export always ends at a
-/// checkpoint). Malformed input (invalid UTF-8, unknown action, a corrupt or oversized
-/// line) is an [`AuditError::BadInput`] naming the line.
+/// ([`ProblemKind::UntrustedKey`]), and — with pinned keys — events after the last
+/// trusted checkpoint ([`ProblemKind::Unsigned`]; an export always ends at a checkpoint).
+///
+/// The range the file must hold is the one its [`ExportSeal`] signs, when a key `trust`
+/// accepts signed it: events missing at either end are [`ProblemKind::Missing`] or
+/// [`ProblemKind::Truncated`] whatever the (unsigned) header says. With pinned keys, an
+/// export without such a seal (version 1, or the seal removed) is
+/// [`ProblemKind::Unsealed`], and a seal by another key [`ProblemKind::UntrustedKey`];
+/// these are reported after any problem inside the chain. Malformed input (invalid
+/// UTF-8, unknown action, a corrupt or oversized line) is an
+/// [`AuditError::BadInput`](crate::AuditError::BadInput) naming the line.
 ///
 /// The input is read in bounded chunks (at most 4 MiB of lines plus one line), whose
 /// lines are parsed and hashed on up to 8 threads (`std::thread::scope`); the chain is
@@ -33,14 +43,31 @@ pub fn verify_export<R: BufRead>(mut reader: R, trust: &Trust) -> Result<VerifyR
     }
     let header: Header = serde_json::from_str(utf8(&buf, line)?)
         .map_err(|e| bad(line, format!("not an export header: {}", e.classify_str())))?;
-    if header.format != EXPORT_FORMAT
-        || header.version != 1
-        || header.chain_version != CHAIN_VERSION
-    {
+    // Version 1 has no seal; version 2 always has one (a version 2 header without its
+    // seal was edited, which is malformed input rather than a chain problem).
+    let versioned = matches!(
+        (header.version, &header.seal),
+        (1, None) | (EXPORT_VERSION, Some(_))
+    );
+    if header.format != EXPORT_FORMAT || !versioned || header.chain_version != CHAIN_VERSION {
         return Err(bad(line, "unsupported export format or version"));
     }
-    let prev = hex32(&header.prev_hash, line, "prev_hash")?;
-    if header.first_seq == 1 && prev != GENESIS {
+    let org = header.org;
+    // A seal counts when a trusted key signed it for this chain: then its range and
+    // hashes, not the unsigned header's, say what the file must hold.
+    let seal = header
+        .seal
+        .as_ref()
+        .map(|s| (s, seal_status(s, org, trust)));
+    let (first_seq, last_seq, prev) = match seal {
+        Some((s, SealStatus::Trusted)) => (s.first_seq, s.last_seq, s.prev_hash),
+        _ => (
+            header.first_seq,
+            header.last_seq,
+            hex32(&header.prev_hash, line, "prev_hash")?,
+        ),
+    };
+    if first_seq == 1 && prev != GENESIS {
         return Err(bad(
             line,
             "a chain starting at seq 1 must start from the genesis hash",
@@ -56,8 +83,10 @@ pub fn verify_export<R: BufRead>(mut reader: R, trust: &Trust) -> Result<VerifyR
             .map_err(|e| bad(line, format!("not a checkpoint: {}", e.classify_str())))?;
         checkpoints.push(cp.checkpoint);
     }
-    let org = header.org;
-    let mut verifier = ChainVerifier::new(org, header.first_seq, prev, checkpoints, trust);
+    let mut verifier = ChainVerifier::new(org, first_seq, prev, checkpoints, trust);
+    if let Some((s, SealStatus::Trusted)) = seal {
+        verifier.seal_end(s.last_seq, s.head);
+    }
     let workers = std::thread::available_parallelism()
         .map_or(1, std::num::NonZeroUsize::get)
         .clamp(1, MAX_WORKERS);
@@ -79,11 +108,42 @@ pub fn verify_export<R: BufRead>(mut reader: R, trust: &Trust) -> Result<VerifyR
             Fill::Failed(e) => return Err(e),
         }
     }
-    verifier.expect_end(header.last_seq);
-    if matches!(trust, Trust::Pinned(_)) {
+    verifier.expect_end(last_seq);
+    let pinned = matches!(trust, Trust::Pinned(_));
+    if pinned {
         verifier.require_signed_end();
     }
+    // Last, so that a problem inside the chain is the one reported: a seal that does
+    // not count, or (pinned) none at all, leaves the range unproven.
+    match seal {
+        Some((_, SealStatus::Trusted)) => {}
+        Some((s, SealStatus::UntrustedKey)) => verifier.fail_at_end_untrusted(s.public_key),
+        Some((_, SealStatus::BadSignature)) => verifier.fail_at_end(ProblemKind::BadSignature),
+        Some((_, SealStatus::OtherChain)) => verifier.fail_at_end(ProblemKind::Unsealed),
+        None if pinned => verifier.fail_at_end(ProblemKind::Unsealed),
+        None => {}
+    }
     Ok(verifier.finish())
+}
+
+/// Whether a seal counts for a verification of `org`'s chain under `trust`.
+enum SealStatus {
+    Trusted,
+    UntrustedKey,
+    BadSignature,
+    OtherChain,
+}
+
+fn seal_status(seal: &ExportSeal, org: OrgId, trust: &Trust) -> SealStatus {
+    if !trust.accepts(&seal.public_key) {
+        SealStatus::UntrustedKey
+    } else if !seal.signature_is_valid() {
+        SealStatus::BadSignature
+    } else if seal.org != org {
+        SealStatus::OtherChain
+    } else {
+        SealStatus::Trusted
+    }
 }
 
 #[cfg(test)]
@@ -114,6 +174,7 @@ mod tests {
             prev_hash: hex::encode(GENESIS),
             exported_at: OffsetDateTime::UNIX_EPOCH,
             checkpoints: 0,
+            seal: None,
         };
         lines.push(serde_json::to_string(&header).unwrap_or_default());
         for seq in 1..=n {

@@ -52,7 +52,7 @@ pub(super) async fn load_checkpoints(
 }
 
 impl PgAuditSink {
-    async fn signer(&self) -> Result<&dyn CheckpointSigner> {
+    pub(super) async fn signer(&self) -> Result<&dyn CheckpointSigner> {
         let inner = self.inner();
         let signer = inner
             .signer

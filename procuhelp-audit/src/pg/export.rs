@@ -11,10 +11,10 @@ use super::checkpoint::load_checkpoints;
 use super::storage::{RawRow, SELECT_ROWS, db_err, tenancy_err};
 use crate::chain::{CHAIN_VERSION, GENESIS, hash_from_slice};
 use crate::export::{
-    CSV_COLUMNS, CheckpointLine, EXPORT_FORMAT, Header, LineOut, b64, format_time, write_csv_row,
-    write_json_line,
+    CSV_COLUMNS, CheckpointLine, EXPORT_FORMAT, EXPORT_VERSION, Header, LineOut, b64, format_time,
+    write_csv_row, write_json_line,
 };
-use crate::{Action, AuditError, AuditEvent, AuditSink as _, Result};
+use crate::{Action, AuditError, AuditEvent, AuditSink as _, Result, seal};
 
 /// Which events to export: those of the contiguous sequence range from the first event at
 /// or after `from` to the last event before `to` (events between them are included even
@@ -125,18 +125,37 @@ impl PgAuditSink {
         let n_checkpoints = checkpoints.len() as u64;
         match format {
             ExportFormat::JsonLines => {
+                // The seal signs the range and its head: a file cut at either end (say,
+                // at a periodic checkpoint, the header adjusted) no longer verifies.
+                let head = match checkpoints.last() {
+                    Some(cp) if cp.seq == last => cp.head,
+                    Some(_) => {
+                        return Err(AuditError::Internal("the export's end is not checkpointed"));
+                    }
+                    None => prev,
+                };
+                let exported_at = OffsetDateTime::now_utc();
+                let range = seal::Range {
+                    org,
+                    first_seq: first,
+                    last_seq: last,
+                    prev_hash: prev,
+                    head,
+                };
+                let seal = seal::seal(self.signer().await?, range, exported_at).await?;
                 write_json_line(
                     &mut out,
                     &Header {
                         format: EXPORT_FORMAT.to_owned(),
-                        version: 1,
+                        version: EXPORT_VERSION,
                         chain_version: CHAIN_VERSION,
                         org,
                         first_seq: first,
                         last_seq: last,
                         prev_hash: hex::encode(prev),
-                        exported_at: OffsetDateTime::now_utc(),
+                        exported_at: seal.at,
                         checkpoints: n_checkpoints,
+                        seal: Some(seal),
                     },
                 )?;
                 for checkpoint in checkpoints {
