@@ -319,7 +319,7 @@ impl Drop for Authed {
 }
 
 /// Rolls `tx` back on a spawned task, so its pooled connection is kept; after
-/// [`ROLLBACK_GRACE`], or with no runtime left, the transaction is dropped and its
+/// two seconds, or with no runtime left, the transaction is dropped and its
 /// connection closed instead (never reused mid-transaction). For request contexts that
 /// hold a transaction a handler may leave behind (`Authed`, SCIM's context).
 pub fn roll_back_in_background(tx: TenantTx) {

@@ -10,9 +10,27 @@
 //!   is the permission check.
 //! - [`Error`]: one error type; its response has a stable JSON `code` and no internal
 //!   detail.
-//! - Routers, each a [`RouteTable`] listing who may call each route.
+//! - Routers, each independently mountable as a `Router<S>` for any state `S` the
+//!   [`Sdk`] can be taken from, and each a [`RouteTable`] listing who may call each
+//!   route (merge them into yours and walk [`RouteTable::endpoints`] in a permission
+//!   test): [`account`] (sign-in, second factor, sessions, password, MFA), [`admin`]
+//!   (users, roles, elevation, API tokens, the sign-in policy), [`audit`] (read, export,
+//!   page), `sso` (feature `sso`) and [`scim`].
 //! - [`harden`]: security headers (CSP with a per-response nonce), the body limit,
 //!   whole-body reads, the request timeout and panics answered as a plain 500.
+//!
+//! # The walk of a request
+//!
+//! [`harden`] reads the body whole (within the limit and the timeout) before any route
+//! runs, so a slow upload holds no database connection. [`Authed`] then refuses a
+//! missing or malformed credential, two session cookies, or a cookie-authenticated
+//! change without the anti-CSRF header before it asks the database anything; otherwise
+//! it opens the tenant transaction of the credential's organisation and looks the
+//! credential up in it (row-level security scopes the lookup): an unknown, expired,
+//! revoked or other-organisation credential is the same 401, and the transaction is
+//! rolled back at once (the connection goes back to the pool). Only a verified principal
+//! reaches the handler, with that transaction. Read-only routes can do all of this in
+//! one statement with [`read::ReadAuth`].
 //!
 //! # Mounting
 //!
@@ -44,7 +62,11 @@
 //! }
 //!
 //! fn app(sdk: Sdk) -> Router {
-//!     let routes = Router::new().route("/claims", get(claims));
+//!     let routes = Router::new()
+//!         .route("/claims", get(claims))
+//!         .merge(procuhelp_axum::account::routes())
+//!         .merge(procuhelp_axum::admin::routes())
+//!         .merge(procuhelp_axum::audit::routes());
 //!     harden(routes.with_state(AppState { sdk }), Limits::default())
 //! }
 //! ```

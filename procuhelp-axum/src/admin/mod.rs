@@ -4,7 +4,7 @@
 //!
 //! An elevation lets its holder act, never hand out more than they hold without it
 //! (issue #11, finding 5): roles granted, new users and tokens are capped at the actor's
-//! base role ([`may_manage`] and the checks in [`users`]); new users, role grants,
+//! base role ([`may_manage`] and the checks of the user routes); new users, role grants,
 //! re-enabled users and the sign-in policy need the permission by base role, a chain of
 //! elevations is refused ([`refuse_under_elevation`]); a token minted under an elevation
 //! ends with it; and switching off the second-admin rule for elevations waits for a
