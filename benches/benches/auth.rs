@@ -3,7 +3,7 @@
 //! * Argon2id with OWASP parameters (m = 19 MiB, t = 2, p = 1): our `PasswordHasher`
 //!   against the `argon2` crate called directly, and against PyPI `argon2-cffi` (the
 //!   reference C implementation) timed by its own process in the same run.
-//! * Session lookup per request: `session_store::authenticate` (hash lookup, expiry,
+//! * Session lookup per request: `session::authenticate` (hash lookup, expiry,
 //!   user status, elevation, last-seen update in one statement) against a bare
 //!   `SELECT user_id FROM app.sessions WHERE token_hash = $1`, both in a tenant
 //!   transaction.
@@ -20,8 +20,7 @@ use argon2::password_hash::{PasswordHasher as _, SaltString, rand_core::OsRng};
 use criterion::{Criterion, criterion_group, criterion_main};
 use procuhelp_auth::directory::{self, Email, NewUser};
 use procuhelp_auth::password::PasswordHasher;
-use procuhelp_auth::session::SessionPolicy;
-use procuhelp_auth::session_store::{self, NewSession, SessionStage};
+use procuhelp_auth::session::{self, NewSession, SessionPolicy, SessionStage};
 use procuhelp_core::SecretText;
 use procuhelp_tenancy::TenantDb;
 use procuhelp_tenancy::testkit::ScratchDb;
@@ -103,7 +102,7 @@ fn session_lookup(c: &mut Criterion) {
             )
             .await
             .unwrap();
-            let (_, credential) = session_store::open(
+            let (_, credential) = session::open(
                 &mut tx,
                 NewSession {
                     user,
@@ -132,13 +131,9 @@ fn session_lookup(c: &mut Criterion) {
             let db = db.clone();
             async move {
                 let mut tx = db.begin(org).await.unwrap();
-                let p = session_store::authenticate(
-                    &mut tx,
-                    credential,
-                    time::OffsetDateTime::now_utc(),
-                )
-                .await
-                .unwrap();
+                let p = session::authenticate(&mut tx, credential, time::OffsetDateTime::now_utc())
+                    .await
+                    .unwrap();
                 tx.commit().await.unwrap();
                 p
             }

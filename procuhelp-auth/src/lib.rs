@@ -36,15 +36,6 @@ mod schema;
 pub mod scim;
 pub mod session;
 pub mod session_read;
-/// The former path of the session store's functions and types, kept while callers move
-/// to [`session`] (where everything about sessions now lives).
-#[doc(hidden)]
-pub mod session_store {
-    pub use crate::session::{
-        ActiveElevation, NewSession, SessionPrincipal, SessionStage, SessionSummary,
-        authenticate, list, open, revoke, revoke_all,
-    };
-}
 pub mod sso;
 pub mod throttle;
 pub mod totp;
