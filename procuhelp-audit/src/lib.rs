@@ -41,6 +41,11 @@
 //!   `PgAuditSink`: append-only (grants and triggers), row-level security per tenant, a
 //!   SHA-256 hash chain per organisation ([`ChainedEvent`]), group commit, appends inside
 //!   the caller's transaction, per-person encryption and erasure of personal data.
+//! * The pipeline (feature `postgres`): `AuditPipeline::builder(pg_sink)
+//!   .checkpoints(signer, CheckpointSchedule::default()).alerts(detectors, sink).build()`
+//!   gives the one `Arc<dyn AuditSink>` an application holds — PostgreSQL chain →
+//!   checkpoints signed after N events and/or T (injected `Clock`) → refusal aggregation
+//!   → alerting — and a background task with a graceful `shutdown`.
 //! * [`RefusalAggregator`]: repeated unauthenticated refusals from one source are
 //!   recorded once in full and then as counts per window, so nobody can grow the
 //!   append-only trail without bound.
@@ -49,7 +54,8 @@
 //!   Transit, `TransitSigner`, whose key the process can never export).
 //! * Export (JSON lines, CSV) and verification: [`verify_export`] offline, `verify_live`
 //!   on the database, both against the verifier's pinned keys ([`Trust`]); a
-//!   [`VerifyReport`] names the first bad sequence number.
+//!   [`VerifyReport`] names the first bad sequence number. A JSON-lines export carries an
+//!   [`ExportSeal`] (its signed range and head), so a file cut at either end is found.
 //! * Alerting: [`Detectors`] over the event stream (failed sign-ins per account, address
 //!   and organisation, lockouts, traffic and error spikes), [`AlertSink`] with
 //!   [`LogAlertSink`] and, with the `webhook` feature, `WebhookAlertSink`; the

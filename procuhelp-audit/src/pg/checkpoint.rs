@@ -70,7 +70,7 @@ impl PgAuditSink {
     }
 
     /// The public keys that sign this deployment's checkpoints (every version the signer
-    /// knows), for publishing: verifiers pin them ([`Trust::Pinned`]).
+    /// knows), for publishing: verifiers pin them ([`Trust::Pinned`](crate::Trust::Pinned)).
     pub async fn signing_keys(&self) -> Result<Vec<PublicKey>> {
         self.signer().await?.public_keys().await
     }

@@ -47,7 +47,13 @@ const ALERT_QUEUE: usize = 1024;
 
 type Refusals = RefusalAggregator<Arc<CheckpointingSink>>;
 
-/// The audit pipeline and its background task (see the [module docs](self)).
+/// The audit pipeline and its background task: PostgreSQL chain → checkpoints signed by
+/// a [`CheckpointSchedule`] → [`RefusalAggregator`] → [`AlertingSink`] (alerts to the log
+/// and the application's [`AlertSink`]), held by the application as one
+/// `Arc<dyn AuditSink>` ([`sink`](Self::sink)). A signer that fails is logged, counted
+/// ([`PipelineStats::checkpoint_failures`]) and retried; events are never held back or
+/// lost for it. Events appended inside a caller's transaction
+/// (`PgAuditSink::append_in_tx`) bypass it.
 ///
 /// ```no_run
 /// # async fn demo(log: procuhelp_audit::PgAuditSink) -> procuhelp_audit::Result<()> {
