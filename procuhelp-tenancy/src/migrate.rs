@@ -85,16 +85,6 @@ impl Migrations {
     pub fn migrator(&self) -> &Migrator {
         &self.migrator
     }
-
-    /// The part's runtime grants.
-    pub fn grant_list(&self) -> &'static [Grant] {
-        self.grants
-    }
-
-    /// The part's encrypted columns.
-    pub fn encrypted_column_list(&self) -> &'static [EncryptedColumn] {
-        self.encrypted_columns
-    }
 }
 
 /// A privilege the runtime role gets on a table: `GRANT {privileges} ON {table}`.
