@@ -42,7 +42,7 @@ CREATE FUNCTION app.enter_session(
 DECLARE
     current_org uuid := app.current_org();
     s record;
-    user_status text;
+    e record;
     effective text;
 BEGIN
     IF org IS NULL OR presented IS NULL OR at IS NULL THEN
@@ -51,13 +51,17 @@ BEGIN
     IF current_org IS NOT NULL AND current_org <> org THEN
         RAISE EXCEPTION 'this transaction already belongs to another organisation' USING ERRCODE = 'PH409';
     END IF;
-    -- The tenant first: row-level security scopes the lookup to this organisation.
+    -- The tenant first: row-level security scopes every lookup below to this organisation.
     PERFORM set_config('procuhelp.org_id', org::text, true);
 
+    -- The session and its user in one query; LEFT JOIN, so a missing user is told
+    -- apart from a missing session (both refused).
     SELECT t.id, t.user_id, t.stage, t.amr, t.last_seen_at, t.idle_secs, t.expires_at,
-           t.revoked_at
+           t.revoked_at, u.role, u.status
       INTO s
-      FROM app.sessions t WHERE t.org_id = org AND t.token_hash = presented;
+      FROM app.sessions t
+      LEFT JOIN app.users u ON u.org_id = org AND u.id = t.user_id
+      WHERE t.org_id = org AND t.token_hash = presented;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'no such session' USING ERRCODE = 'PHA01';
     END IF;
@@ -70,39 +74,39 @@ BEGIN
     IF NOT s.last_seen_at + make_interval(secs => s.idle_secs) > at THEN
         RAISE EXCEPTION 'session idle' USING ERRCODE = 'PHA04';
     END IF;
-
-    SELECT u.role, u.status INTO ph_role, user_status
-      FROM app.users u WHERE u.org_id = org AND u.id = s.user_id;
-    IF NOT FOUND OR user_status <> 'active' THEN
+    IF s.status IS DISTINCT FROM 'active' THEN
         RAISE EXCEPTION 'user not active' USING ERRCODE = 'PHA05';
     END IF;
-
-    -- Elevations that ran out are marked and their expiry recorded by the transactional
-    -- path (the audit event is written before anything else happens).
-    PERFORM 1 FROM app.elevations e
-      WHERE e.org_id = org AND e.user_id = s.user_id AND e.state = 'active' AND e.expires_at <= at;
-    IF FOUND THEN
-        RAISE EXCEPTION 'an elevation ran out: record its expiry first' USING ERRCODE = 'PHA08';
-    END IF;
-
-    SELECT e.id, e.role, e.expires_at INTO ph_elevation, ph_elevation_role, ph_elevation_expires_at
-      FROM app.elevations e
-      WHERE e.org_id = org AND e.user_id = s.user_id AND e.state = 'active' AND e.starts_at <= at AND e.expires_at > at
-      ORDER BY CASE e.role WHEN 'admin' THEN 0 WHEN 'approver' THEN 1 ELSE 2 END, e.expires_at DESC
-      LIMIT 1;
+    -- The user's active elevations (usually none): one that ran out must have its
+    -- expiry recorded first, by the transactional path (which marks it and writes the
+    -- audit event before anything else happens); of those in force, the highest role
+    -- counts, the latest to end among equals (as the transactional lookup orders them).
+    FOR e IN SELECT y.id, y.role, y.starts_at, y.expires_at FROM app.elevations y
+             WHERE y.org_id = org AND y.user_id = s.user_id AND y.state = 'active' LOOP
+        IF e.expires_at <= at THEN
+            RAISE EXCEPTION 'an elevation ran out: record its expiry first' USING ERRCODE = 'PHA08';
+        END IF;
+        IF e.starts_at <= at AND (ph_elevation IS NULL
+                OR app.role_rank(e.role) < app.role_rank(ph_elevation_role)
+                OR (e.role = ph_elevation_role AND e.expires_at > ph_elevation_expires_at)) THEN
+            ph_elevation := e.id;
+            ph_elevation_role := e.role;
+            ph_elevation_expires_at := e.expires_at;
+        END IF;
+    END LOOP;
 
     -- The permission, as Principal::require decides it.
     IF s.stage <> 'full' THEN
         RAISE EXCEPTION 'second factor required' USING ERRCODE = 'PHA06';
     END IF;
-    effective := ph_role;
-    IF ph_elevation IS NOT NULL AND app.role_rank(ph_elevation_role) < app.role_rank(ph_role) THEN
+    effective := s.role;
+    IF ph_elevation IS NOT NULL AND app.role_rank(ph_elevation_role) < app.role_rank(s.role) THEN
         effective := ph_elevation_role;
     END IF;
     IF NOT effective = ANY (holders) THEN
         RAISE EXCEPTION 'permission denied' USING ERRCODE = 'PHA07';
     END IF;
-    IF NOT ph_role = ANY (holders) THEN
+    IF NOT s.role = ANY (holders) THEN
         IF NOT elevation_may_grant THEN
             RAISE EXCEPTION 'permission denied' USING ERRCODE = 'PHA07';
         END IF;
@@ -121,4 +125,5 @@ BEGIN
     ph_user := s.user_id;
     ph_stage := s.stage;
     ph_amr := s.amr;
+    ph_role := s.role;
 END $$;

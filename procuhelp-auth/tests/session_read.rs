@@ -477,6 +477,49 @@ async fn what_must_be_audited_first_takes_the_transactional_path() {
     w.done().await;
 }
 
+#[tokio::test]
+async fn the_elevation_in_force_is_the_one_the_transactional_lookup_picks() {
+    let w = world().await;
+    let me = w.user(w.a, "a1@a.test", Role::ReadOnly).await;
+    let (_, credential) = w
+        .session(w.a, me, SessionStage::Full, SessionPolicy::default())
+        .await;
+    let started = w.now - Duration::minutes(1);
+    w.elevation(w.a, me, "approver", started, w.now + Duration::hours(2))
+        .await;
+    let admin_soon = w
+        .elevation(w.a, me, "admin", started, w.now + Duration::minutes(20))
+        .await;
+    let admin_later = w
+        .elevation(w.a, me, "admin", started, w.now + Duration::minutes(40))
+        .await;
+    // Not started yet: never in force.
+    w.elevation(
+        w.a,
+        me,
+        "admin",
+        w.now + Duration::minutes(5),
+        w.now + Duration::hours(3),
+    )
+    .await;
+    let ReadOnce::Read(read) = w
+        .read(&credential, Permission::ReadSuppliers, w.now)
+        .await
+        .unwrap()
+    else {
+        panic!("NeedsTransaction");
+    };
+    let mut tx = w.db.begin(w.a).await.unwrap();
+    let looked_up = session::authenticate(&mut tx, &credential, w.now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(read.principal.elevation, looked_up.elevation);
+    assert_eq!(read.principal.elevation.map(|e| e.id), Some(admin_later));
+    assert_ne!(admin_soon, admin_later);
+    w.done().await;
+}
+
 /// A proxy between the pool and PostgreSQL that logs the kind of every frontend message.
 async fn logging_proxy(target: (String, u16)) -> (u16, Arc<Mutex<Vec<u8>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
