@@ -209,6 +209,20 @@ async fn shutdown_records_refusal_counts_and_signs_every_chain() {
     let audit = pipeline.sink();
     audit.record(event(f.a, 1)).await.unwrap();
     audit.record(event(f.b, 1)).await.unwrap();
+    // A system-wide event: the system chain is signed too.
+    audit
+        .record(
+            AuditEvent::new(
+                None,
+                Actor::System,
+                Action::SecretAccessed,
+                Outcome::Success,
+            )
+            .at(start())
+            .target("secret:db/runtime-url"),
+        )
+        .await
+        .unwrap();
     // Throttled sign-ins from one address: one row in full, the rest counted.
     let refusal = || {
         AuditEvent::new(
@@ -227,8 +241,13 @@ async fn shutdown_records_refusal_counts_and_signs_every_chain() {
     assert!(checkpoints(&f, f.a).await.is_empty());
     let stats = pipeline.shutdown().await;
     assert_eq!(stats.unsigned_chains, 0, "{stats:?}");
-    assert_eq!(stats.checkpoints_signed, 2);
+    assert_eq!(stats.checkpoints_signed, 3);
     assert_eq!(checkpoints(&f, f.a).await.len(), 1);
+    assert!(
+        !checkpoints(&f, procuhelp_audit::system_chain_org())
+            .await
+            .is_empty()
+    );
     // Org B: its event, the first refusal and the summary of the other nine — signed.
     let cps = checkpoints(&f, f.b).await;
     assert_eq!(cps.iter().map(|c| c.0).collect::<Vec<_>>(), [3]);
