@@ -1,5 +1,5 @@
 //! procuhelp-audit's part of the database schema (feature `postgres`): the trail's
-//! migrations (0006, 0007, 0010, 0018) and the runtime grants its tables need. An
+//! migrations (0006, 0007, 0010) and the runtime grants its tables need. An
 //! application composes it with
 //! `procuhelp_tenancy::migrate::Schema::new().with(procuhelp_audit::MIGRATIONS)`.
 
