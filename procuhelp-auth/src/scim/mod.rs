@@ -53,3 +53,33 @@ pub use status::{
     LINKABLE, is_deprovisioned_by_scim, lift_admin_disable, sso_jit_provisioning,
     user_by_external_id, user_by_user_name, user_deprovisioned_by_scim, user_is_scim_managed,
 };
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::filter::parse_filter;
+    use super::model::{ResourceKind, USER_SCHEMA, parse_group, parse_search, parse_user};
+    use super::patch::{parse_group_patch, parse_user_patch};
+
+    proptest::proptest! {
+        // Untrusted input: every parser answers Ok or a typed 400, never panics.
+        #[test]
+        fn parsers_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            for e in [parse_user(&bytes).err(), parse_search(&bytes).err()].into_iter().flatten() {
+                proptest::prop_assert_eq!(e.status, 400);
+            }
+            if let Err(e) = parse_group(&bytes) { proptest::prop_assert_eq!(e.status, 400); }
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = parse_filter(&text, ResourceKind::User);
+            let _ = parse_user_patch(&bytes);
+            let _ = parse_group_patch(&bytes);
+        }
+
+        #[test]
+        fn user_like_json_never_panics(user_name in ".{0,40}", active in ".{0,8}", key in "[a-zA-Z$]{1,12}") {
+            let body = json!({ "schemas": [USER_SCHEMA], "userName": user_name, "active": active, key: [{"value": user_name}] });
+            let _ = parse_user(body.to_string().as_bytes());
+        }
+    }
+}
