@@ -109,11 +109,13 @@ impl CheckpointingSink {
     }
 
     /// Signs a checkpoint of every chain that is due (every chain with unsigned events
-    /// when `all`). A failure is logged and counted, and the chain stays due: its events
-    /// are durable, only their signature waits.
+    /// when `all`). A failure is counted and the chain stays due: its events are durable,
+    /// only their signature waits. One error per round is logged (with the first cause),
+    /// not one per chain: a signer that is down must not flood the log.
     pub(crate) async fn checkpoint_due(&self, all: bool) -> Round {
         let now = self.clock.now();
         let mut round = Round::default();
+        let mut first_error = None;
         for (org, taken) in self.take_due(now, all) {
             match self.log.checkpoint_at(org, None, self.clock.now()).await {
                 Ok(_) => {
@@ -123,11 +125,8 @@ impl CheckpointingSink {
                 Err(e) => {
                     round.failed += 1;
                     self.failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(
-                        %org, error = %e, unsigned_events = taken.events,
-                        "audit checkpoint not signed; the events are recorded, their \
-                         checkpoint is retried"
-                    );
+                    tracing::debug!(%org, error = %e, unsigned_events = taken.events, "audit checkpoint not signed");
+                    first_error.get_or_insert(e);
                     let retry_at = Some(self.clock.now() + RETRY_AFTER);
                     self.lock()
                         .entry(org)
@@ -139,6 +138,13 @@ impl CheckpointingSink {
                         .or_insert(Unsigned { retry_at, ..taken });
                 }
             }
+        }
+        if let Some(e) = first_error {
+            tracing::error!(
+                chains = round.failed, signed = round.signed, error = %e,
+                "audit checkpoints not signed; the events are recorded, their checkpoints \
+                 are retried"
+            );
         }
         round
     }
