@@ -24,8 +24,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // a bench: set-up failures stop it, results go to stdout
 #![allow(missing_docs)]
 
-use std::fmt::Write as _;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -44,6 +42,9 @@ use procuhelp_auth::session::{
 use procuhelp_auth::session_read::{self, AuthenticatedRead, ReadOnce};
 use procuhelp_axum::read::ReadAuth;
 use procuhelp_axum::{Authed, Sdk};
+use procuhelp_benches::http_load::{
+    Load, Rotated, Run, lua_script, median, perf_report, perf_start, wrk,
+};
 use procuhelp_core::OrgId;
 use procuhelp_tenancy::TenantDb;
 use procuhelp_tenancy::migrate::Schema;
@@ -381,132 +382,27 @@ async fn fixture(o: &Options) -> Fixture {
     }
 }
 
-/// wrk's Lua script for one side: rotate over the 16 organisations per request, and
-/// print the results on one machine-readable line.
-fn lua(side: &str, f: &Fixture) -> String {
-    let mut s = String::from("local reqs = {\n");
-    for (org, cookie) in f.orgs.iter().zip(&f.cookies) {
-        let (path, cookie) = match side {
-            "peer" => (format!("/peer/{org}/items"), None),
-            "sdk" => ("/sdk/items".to_owned(), Some(cookie)),
-            _ => ("/sdk-tx/items".to_owned(), Some(cookie)),
-        };
-        match cookie {
-            Some(c) => writeln!(s, "  {{ \"{path}\", {{ [\"Cookie\"] = \"{c}\" }} }},").unwrap(),
-            None => writeln!(s, "  {{ \"{path}\", {{}} }},").unwrap(),
-        }
-    }
-    s.push_str(
-        r#"}
-local i = 0
-request = function()
-  i = i % #reqs + 1
-  return wrk.format("GET", reqs[i][1], reqs[i][2])
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format("RESULT %d %d %d %d %d %d %d %d\n", summary.requests,
-    summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
-    latency:percentile(50), latency:percentile(99), latency:percentile(99.9), latency.mean))
-end
-"#,
-    );
-    s
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Run {
-    rps: f64,
-    p50_us: f64,
-    p99_us: f64,
-    p999_us: f64,
-    mean_us: f64,
-}
-
-fn wrk(o: &Options, port: u16, script: &std::path::Path, seconds: u32) -> Run {
-    let out = Command::new("wrk")
-        .arg(format!("-t{}", o.threads))
-        .arg(format!("-c{}", o.connections))
-        .arg(format!("-d{seconds}s"))
-        .arg("--timeout")
-        .arg("5s")
-        .arg("-s")
-        .arg(script)
-        .arg(format!("http://127.0.0.1:{port}"))
-        .output()
-        .expect("wrk is missing: scripts/setup.sh installs it");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("RESULT "))
-        .unwrap_or_else(|| panic!("wrk printed no result: {stdout}"));
-    let v: Vec<f64> = line
-        .split_whitespace()
-        .map(|x| x.parse().unwrap())
-        .collect();
-    assert_eq!(
-        (v[2], v[3]),
-        (0.0, 0.0),
-        "wrk saw socket errors or non-2xx answers: {stdout}"
-    );
-    Run {
-        rps: v[0] / (v[1] / 1e6),
-        p50_us: v[4],
-        p99_us: v[5],
-        p999_us: v[6],
-        mean_us: v[7],
-    }
-}
-
-fn perf_start(
-    o: &Options,
-    side: &str,
-    round: u32,
-) -> Option<(std::process::Child, std::path::PathBuf)> {
-    let dir = o.perf.as_ref()?;
-    std::fs::create_dir_all(dir).unwrap();
-    let data = dir.join(format!("{side}-{round}.data"));
-    // Skip the first and last second of the window.
-    let child = Command::new("sh")
-        .arg("-c")
-        .arg(format!(
-            "sleep 1; exec perf record -q -F 499 -a -g -o {} -- sleep {}",
-            data.display(),
-            o.seconds.saturating_sub(2).max(1)
-        ))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    Some((child, data))
-}
-
-fn perf_report(data: &std::path::Path) {
-    for (sort, file) in [("comm", "comm"), ("comm,dso", "dso"), ("sym", "sym")] {
-        let out = Command::new("perf")
-            .args([
-                "report",
-                "--stdio",
-                "--no-children",
-                "-g",
-                "none",
-                "--percent-limit",
-                "0.5",
-                "--sort",
-                sort,
-                "-i",
-            ])
-            .arg(data)
-            .output();
-        if let Ok(out) = out {
-            std::fs::write(data.with_extension(file), &out.stdout).ok();
-        }
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
+/// The rotation of one side over the 16 organisations.
+fn rotation(side: &str, f: &Fixture) -> Vec<Rotated> {
+    f.orgs
+        .iter()
+        .zip(&f.cookies)
+        .map(|(org, cookie)| match side {
+            "peer" => Rotated {
+                path: format!("/peer/{org}/items"),
+                headers: vec![],
+            },
+            _ => Rotated {
+                path: if side == "sdk" {
+                    "/sdk/items"
+                } else {
+                    "/sdk-tx/items"
+                }
+                .to_owned(),
+                headers: vec![("Cookie".to_owned(), cookie.clone())],
+            },
+        })
+        .collect()
 }
 
 fn main() {
@@ -553,7 +449,7 @@ fn main() {
         .iter()
         .map(|side| {
             let path = dir.join(format!("{side}.lua"));
-            std::fs::write(&path, lua(side, &f)).unwrap();
+            std::fs::write(&path, lua_script(&rotation(side, &f))).unwrap();
             (side.clone(), path)
         })
         .collect();
@@ -562,8 +458,13 @@ fn main() {
         "request bench: {} connections, {} wrk threads, pool {} per side, ping on acquire {}, {} s per side per round, {} round(s)",
         o.connections, o.threads, o.pool, o.ping, o.seconds, o.rounds
     );
+    let load = |seconds| Load {
+        threads: o.threads,
+        connections: o.connections,
+        seconds,
+    };
     for (_, script) in &scripts {
-        wrk(&o, port, script, o.warmup);
+        wrk(load(o.warmup), port, script);
     }
     state.phases_peer.take();
     state.phases_sdk.take();
@@ -573,8 +474,14 @@ fn main() {
     let mut phase_means: Vec<(String, (u64, [f64; 5]))> = Vec::new();
     for round in 0..o.rounds {
         for (i, (side, script)) in scripts.iter().enumerate() {
-            let perf = perf_start(&o, side, round);
-            let run = wrk(&o, port, script, o.seconds);
+            let perf = o.perf.as_ref().and_then(|dir| {
+                perf_start(
+                    dir,
+                    &format!("{side}-{round}"),
+                    o.seconds.saturating_sub(2).max(1),
+                )
+            });
+            let run = wrk(load(o.seconds), port, script);
             if let Some((mut child, data)) = perf {
                 child.wait().ok();
                 perf_report(&data);
@@ -621,11 +528,15 @@ fn main() {
             _ => println!("{side:7} {rps:>9.0} req/s  p50 {p50:>7.0} µs  p99 {p99:>7.0} µs"),
         }
     }
-    println!("\nmean wall time per request inside the handler, round 0 (µs):");
-    println!("side     requests  credential+begin  auth        read(+commit)  json   ");
+    // Wall time, so under load it includes waiting for a pooled connection and for a
+    // core: it says where a request spends its life, not only CPU.
+    println!("\nmean wall time per request from routing to response body, round 0 (µs):");
+    println!(
+        "side      requests  extractor  database  commit  json  (sdk: ReadAuth, then the one statement; sdk_tx: Authed = BEGIN + lookup, then require + read)"
+    );
     for (side, (n, m)) in &phase_means {
         println!(
-            "{side:7} {n:>9}  {:>8.1}  {:>8.1}  {:>8.1}  {:>8.1}",
+            "{side:7} {n:>10} {:>10.1} {:>9.1} {:>7.1} {:>5.1}",
             m[0], m[1], m[2], m[3]
         );
     }
