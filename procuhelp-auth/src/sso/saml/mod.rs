@@ -34,6 +34,7 @@ mod replay;
 mod response;
 mod service_provider;
 mod settings;
+mod signature;
 mod xml;
 
 pub use config::{AttributeNames, DangerousSamlConnection, MAX_CLOCK_SKEW_SECS, SamlConnection};
