@@ -70,3 +70,94 @@ pub(super) fn apply_user_change(next: &mut UserInput, change: &UserChange) -> Sc
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ada() -> UserInput {
+        UserInput {
+            user_name: "ada@contoso.com".into(),
+            external_id: Some("oid".into()),
+            display_name: Some("Ada".into()),
+            given_name: Some("Ada".into()),
+            family_name: Some("L".into()),
+            emails: vec![EmailEntry {
+                value: "home@contoso.com".into(),
+                kind: Some("home".into()),
+                primary: Some(true),
+            }],
+            active: None,
+        }
+    }
+
+    fn apply(changes: &[UserChange]) -> ScimResult<UserInput> {
+        let mut next = ada();
+        for c in changes {
+            apply_user_change(&mut next, c)?;
+        }
+        Ok(next)
+    }
+
+    #[test]
+    fn a_work_address_is_added_once_then_replaced_never_stealing_primary() {
+        let u = apply(&[UserChange::WorkEmail(" ada@work.example ".into())]).unwrap();
+        assert_eq!(u.emails.len(), 2);
+        assert_eq!(u.emails[1].value, "ada@work.example");
+        assert_eq!(u.emails[1].primary, Some(false));
+        let u = apply(&[
+            UserChange::WorkEmail("a@work.example".into()),
+            UserChange::WorkEmail("b@work.example".into()),
+        ])
+        .unwrap();
+        assert_eq!(u.emails.len(), 2);
+        assert_eq!(u.emails[1].value, "b@work.example");
+        assert_eq!(
+            apply(&[UserChange::WorkEmail("not an address".into())]).unwrap_err(),
+            ScimError::invalid_value("invalid e-mail address")
+        );
+    }
+
+    #[test]
+    fn emails_add_merges_by_address_and_replace_replaces() {
+        let add = UserChange::Emails {
+            replace: false,
+            value: json!([{"value": "HOME@contoso.com", "type": "other"}, {"value": "x@contoso.com"}]),
+        };
+        let u = apply(&[add]).unwrap();
+        assert_eq!(u.emails.len(), 2);
+        assert_eq!(u.emails[0].kind.as_deref(), Some("other"));
+        let replace = UserChange::Emails {
+            replace: true,
+            value: json!([{"value": "only@contoso.com"}]),
+        };
+        assert_eq!(apply(&[replace]).unwrap().emails.len(), 1);
+        // Two primaries after a merge: refused.
+        let add = UserChange::Emails {
+            replace: false,
+            value: json!([{"value": "second@contoso.com", "primary": true}]),
+        };
+        assert_eq!(
+            apply(&[add]).unwrap_err(),
+            ScimError::invalid_value("at most one primary e-mail")
+        );
+    }
+
+    #[test]
+    fn removals_clear_only_optional_attributes() {
+        let u = apply(&[
+            UserChange::Remove(UserAttribute::Name),
+            UserChange::Remove(UserAttribute::ExternalId),
+            UserChange::Remove(UserAttribute::Emails),
+        ])
+        .unwrap();
+        assert_eq!(
+            (u.given_name, u.family_name, u.external_id),
+            (None, None, None)
+        );
+        assert!(u.emails.is_empty());
+        assert_eq!(u.user_name, "ada@contoso.com");
+        assert_eq!(u.display_name.as_deref(), Some("Ada"));
+        assert_eq!(u.active, None);
+    }
+}
