@@ -81,12 +81,12 @@
 //! let routes: Router<Sdk> = account::routes()
 //!     .merge(audit::routes())
 //!     .route("/api/claims", post(create_claim));
-//! let app = harden(routes.with_state(sdk), Limits::default());
+//! let app: Router = harden(routes.with_state(sdk), Limits::default());
 //! # let _ = app; Ok(()) }
 //! ```
 //!
 //! `examples/minimal` in the repository is a complete application built this way (SSO
-//! and SCIM included), in under 40 lines of wiring; `docs/embedding.md` explains each
+//! and SCIM included), in 40 lines of wiring; `docs/embedding.md` explains each
 //! piece, the order to mount them and what an embedder must never do.
 #![forbid(unsafe_code)]
 
