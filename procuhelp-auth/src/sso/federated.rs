@@ -1,6 +1,6 @@
 //! The federated sign-in decision: who an identity asserted by an organisation's own
-//! provider (OpenID Connect or SAML, already verified by [`super::oidc`] or
-//! [`super::saml`]) is, whether they may come in, with which role — and the session.
+//! provider (OpenID Connect or SAML, already verified by `sso::oidc` or
+//! `sso::saml`) is, whether they may come in, with which role — and the session.
 //!
 //! The rules, in order:
 //! 1. The organisation's **MFA rule**: with `mfa_required`, the provider must assert MFA
@@ -57,7 +57,7 @@ impl Method {
 }
 
 /// An identity a provider asserted, protocol aside. Build it from a verified token or
-/// assertion ([`FederatedIdentity::from_oidc`], [`FederatedIdentity::from_saml`]).
+/// assertion (`FederatedIdentity::from_oidc`, `FederatedIdentity::from_saml`).
 #[derive(Clone)]
 pub struct FederatedIdentity {
     /// How it was asserted.
