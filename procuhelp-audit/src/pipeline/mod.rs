@@ -119,7 +119,10 @@ impl AuditPipeline {
         }
     }
 
-    /// The sink the application records every event through.
+    /// The sink the application records every event through. Checkpoints are signed by
+    /// the background task, which runs as long as this `AuditPipeline` lives: keep it for
+    /// as long as the sink is used, and [`shutdown`](Self::shutdown) it at the end
+    /// (dropping it stops the task after a last flush).
     pub fn sink(&self) -> Arc<dyn AuditSink> {
         self.sink.clone()
     }
