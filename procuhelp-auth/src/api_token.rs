@@ -9,7 +9,7 @@
 //! elevation, whose revocation ends it too.
 
 use procuhelp_core::UserId;
-use procuhelp_tenancy::TenantTx;
+use procuhelp_tenancy::{TenantDb, TenantTx};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -127,6 +127,57 @@ pub async fn authenticate(
         id,
         role: lower(parse(role)?, parse(creator_role)?),
         created_by: UserId::from_uuid(created_by).map_err(|_| AuthError::Internal)?,
+    })
+}
+
+/// [`authenticate`] in one autocommit statement, before any tenant transaction: the
+/// organisation is entered (`app.enter_org`) and the token read LATERAL to it, with the
+/// same conditions. Nothing is written. An unknown organisation is
+/// [`AuthError::Unauthenticated`] like an unknown token.
+///
+/// `OFFSET 0` keeps the planner from pulling the subquery up into a join whose inner side
+/// could be scanned before `app.enter_org` has run (row-level security would then see no
+/// tenant: no row, a valid token refused — fail closed, but wrong).
+pub async fn authenticate_once(
+    db: &TenantDb,
+    credential: &Credential,
+    now: OffsetDateTime,
+) -> AuthResult<TokenPrincipal> {
+    use sqlx::Row as _;
+    let query = sqlx::query(
+        "SELECT q.* FROM app.enter_org($1) AS tenant(org) CROSS JOIN LATERAL (
+             SELECT t.id, t.role, t.created_by, u.role AS creator_role
+             FROM app.api_tokens t
+             JOIN app.users u ON u.org_id = tenant.org AND u.id = t.created_by
+             WHERE t.org_id = tenant.org AND t.token_hash = $2 AND t.revoked_at IS NULL
+               AND t.expires_at > $3 AND u.status = 'active'
+               AND (t.elevation_id IS NULL OR EXISTS (
+                    SELECT 1 FROM app.elevations e
+                    WHERE e.org_id = tenant.org AND e.id = t.elevation_id
+                      AND e.state = 'active' AND e.expires_at > $3))
+             OFFSET 0
+         ) AS q",
+    )
+    .bind(credential.org.as_uuid())
+    .bind(credential.token.hash().as_slice().to_vec())
+    .bind(now);
+    let rows = match db.fetch_all_self_entering(query).await {
+        Ok(rows) => rows,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("PH404") => {
+            return Err(AuthError::Unauthenticated);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let row = rows.first().ok_or(AuthError::Unauthenticated)?;
+    let parse = |r: String| r.parse::<Role>().map_err(|_| AuthError::Internal);
+    Ok(TokenPrincipal {
+        id: row.try_get("id")?,
+        role: lower(
+            parse(row.try_get("role")?)?,
+            parse(row.try_get("creator_role")?)?,
+        ),
+        created_by: UserId::from_uuid(row.try_get("created_by")?)
+            .map_err(|_| AuthError::Internal)?,
     })
 }
 

@@ -8,7 +8,7 @@ use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, header};
 use procuhelp_audit::{Action, AuditEvent, Outcome};
-use procuhelp_auth::session::{COOKIE_NAME, Credential};
+use procuhelp_auth::session::{self, COOKIE_NAME, Credential, Verified};
 use procuhelp_auth::{AuthError, ClientInfo, Grant, Permission, Principal, api_token};
 use procuhelp_core::OrgId;
 use procuhelp_tenancy::TenantTx;
@@ -100,12 +100,18 @@ fn presented(headers: &HeaderMap) -> Result<Presented<'_>, AuthError> {
 }
 
 /// An authenticated request: the verified principal, its credential, where it came from,
-/// and the request's tenant transaction (in the credential's organisation).
+/// and the request's tenant transaction (in the credential's organisation, begun on first
+/// use by [`Authed::tx`]).
 ///
-/// As an extractor it refuses, before any handler runs: a missing, malformed, expired,
-/// revoked or other-organisation credential (401 `unauthenticated`, the same answer for
-/// each), two session cookies (401), and a cookie-authenticated change without the
-/// anti-CSRF header [`CSRF_HEADER`] (403 `csrf`, checked before the database is asked).
+/// As an extractor it refuses, before any handler runs: no credential, a malformed one,
+/// two session cookies (401 `unauthenticated`) and a cookie-authenticated change without
+/// the anti-CSRF header [`CSRF_HEADER`] (403 `csrf`) before the database is asked; then
+/// it verifies the credential in **one autocommit statement** (the organisation entered
+/// and the session or token read in it), so an unknown, expired, revoked or
+/// other-organisation credential is the same 401 with no transaction opened. A session
+/// whose lookup must write first (an elevation of its user ran out, to be recorded; its
+/// last use to be touched, once a minute) is verified in a tenant transaction instead,
+/// which the handler then gets.
 ///
 /// ```
 /// use axum::Json;
@@ -139,6 +145,8 @@ pub struct Authed {
 /// Where the request's transaction is.
 #[derive(Debug)]
 enum Tx {
+    /// Not begun yet: [`Authed::tx`] begins it.
+    Pending,
     /// Open.
     Open(TenantTx),
     /// Committed or rolled back: the request's changes are decided.
@@ -175,6 +183,28 @@ where
             }
         }
         let sdk = Sdk::from_ref(state);
+        // Verified in one autocommit statement first: a refused credential opens no
+        // transaction, and a verified one begins the request's on first use.
+        let verified = if is_cookie {
+            match session::verify_once(sdk.tenants(), &credential, sdk.now()).await? {
+                Verified::Session(principal) => Some(Principal::User(principal)),
+                // The lookup writes first (an elevation ran out: its expiry is recorded
+                // before anything else; or the use is touched): the transactional path.
+                _ => None,
+            }
+        } else {
+            let token = api_token::authenticate_once(sdk.tenants(), &credential, sdk.now()).await?;
+            Some(Principal::Service(token))
+        };
+        if let Some(principal) = verified {
+            return Ok(Authed {
+                principal,
+                credential,
+                client,
+                sdk,
+                tx: Tx::Pending,
+            });
+        }
         let mut tx = match sdk.tenants().begin(credential.org).await {
             Ok(tx) => tx,
             Err(procuhelp_tenancy::Error::UnknownOrg(_)) => {
@@ -182,18 +212,8 @@ where
             }
             Err(e) => return Err(e.into()),
         };
-        let verified = if is_cookie {
-            sdk.auth()
-                .session(&mut tx, &credential, &client)
-                .await
-                .map(Principal::User)
-        } else {
-            api_token::authenticate(&mut tx, &credential, sdk.now())
-                .await
-                .map(Principal::Service)
-        };
-        let principal = match verified {
-            Ok(principal) => principal,
+        let principal = match sdk.auth().session(&mut tx, &credential, &client).await {
+            Ok(principal) => Principal::User(principal),
             Err(e) => {
                 // Ended explicitly: a transaction dropped unfinished closes its connection,
                 // and a refused credential must not cost the pool a PostgreSQL session.
@@ -217,12 +237,14 @@ impl Authed {
         self.credential.org
     }
 
-    /// The request's tenant transaction (the one the credential was verified in). After
+    /// The request's tenant transaction, in the credential's organisation, begun on first
+    /// use (a handler that never asks for it costs no transaction). After
     /// [`Authed::commit`] or [`Authed::abandon`] there is none (an internal error: the
     /// request's changes were already decided).
-    ///
-    /// `async` so that the transaction may begin on first use without changing callers.
     pub async fn tx(&mut self) -> Result<&mut TenantTx> {
+        if matches!(self.tx, Tx::Pending) {
+            self.tx = Tx::Open(self.sdk.tenants().begin(self.org()).await?);
+        }
         match &mut self.tx {
             Tx::Open(tx) => Ok(tx),
             _ => Err(Error::Auth(AuthError::Internal)),
@@ -291,6 +313,8 @@ impl Authed {
     pub async fn commit(&mut self) -> Result<()> {
         match std::mem::replace(&mut self.tx, Tx::Ended) {
             Tx::Open(tx) => Ok(tx.commit().await?),
+            // Nothing was read or written in a transaction: nothing to commit.
+            Tx::Pending => Ok(()),
             Tx::Ended => Err(Error::Auth(AuthError::Internal)),
         }
     }

@@ -25,6 +25,7 @@ mod cookie;
 mod policy;
 mod store;
 mod token;
+mod verify;
 
 pub use cookie::{COOKIE_NAME, clear_cookie};
 pub use policy::SessionPolicy;
@@ -33,6 +34,7 @@ pub use store::{
     list, open, revoke, revoke_all,
 };
 pub use token::{Credential, SessionToken};
+pub use verify::{Verified, verify_once};
 
 /// Why a session is not usable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

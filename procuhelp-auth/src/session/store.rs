@@ -31,7 +31,7 @@ impl SessionStage {
         }
     }
 
-    fn parse(s: &str) -> AuthResult<Self> {
+    pub(super) fn parse(s: &str) -> AuthResult<Self> {
         match s {
             "mfa" => Ok(SessionStage::SecondFactor),
             "enrol" => Ok(SessionStage::Enrolment),
