@@ -30,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
     let data = PathBuf::from(env("DATA_DIR", "minimal-data"));
     let (app, pipeline) = procuhelp_minimal::app(&runtime, &data)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+    eprintln!("serving http://127.0.0.1:3000/ (Ctrl-C stops)");
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
