@@ -25,12 +25,12 @@
 //! runs, so a slow upload holds no database connection. [`Authed`] then refuses a
 //! missing or malformed credential, two session cookies, or a cookie-authenticated
 //! change without the anti-CSRF header before it asks the database anything; otherwise
-//! it opens the tenant transaction of the credential's organisation and looks the
-//! credential up in it (row-level security scopes the lookup): an unknown, expired,
-//! revoked or other-organisation credential is the same 401, and the transaction is
-//! rolled back at once (the connection goes back to the pool). Only a verified principal
-//! reaches the handler, with that transaction. Read-only routes can do all of this in
-//! one statement with [`read::ReadAuth`].
+//! it verifies the credential in one autocommit statement that enters the credential's
+//! organisation (row-level security scopes the lookup): an unknown, expired, revoked or
+//! other-organisation credential is the same 401, with no transaction opened. Only a
+//! verified principal reaches the handler; its tenant transaction begins on the first
+//! `authed.tx().await`. Read-only routes can do all of this in one statement with
+//! [`read::ReadAuth`].
 //!
 //! # Mounting
 //!
