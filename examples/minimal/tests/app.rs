@@ -376,6 +376,36 @@ async fn permissions_credentials_and_csrf_are_the_sdks() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_routes_answer_as_their_table_says() {
+    let w = world().await;
+    let table = procuhelp_minimal::claims::table::<procuhelp_minimal::AppState>();
+    let missing = uuid::Uuid::new_v4();
+    for role in [Role::Admin, Role::Requester, Role::ReadOnly] {
+        let session = w.login(1, role).await;
+        for e in table.endpoints() {
+            let path = e.path.replace("{id}", &missing.to_string());
+            let method: Method = e.method.parse().unwrap();
+            let body =
+                (method == Method::POST).then(|| json!({ "title": "Taxi", "amount_cents": 900 }));
+            let r = w.call(method, &path, Some(&session), body).await;
+            let Access::Needs(permission) = e.access else {
+                panic!("every claim route needs a permission: {e:?}");
+            };
+            if role.allows(permission) {
+                assert!(
+                    r.status.is_success() || r.status == StatusCode::NOT_FOUND,
+                    "{role} {e:?}: {}",
+                    r.status
+                );
+            } else {
+                assert_eq!(r.status, StatusCode::FORBIDDEN, "{role} {e:?}");
+            }
+        }
+    }
+    w.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sso_and_scim_are_mounted_and_every_response_is_hardened() {
     let w = world().await;
     let admin = w.login(0, Role::Admin).await;
