@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
+use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use http_body_util::BodyExt as _;
 use procuhelp_audit::{Action, MemorySink};
@@ -280,7 +280,7 @@ async fn read_auth_answers_as_authed_does_in_one_statement() {
     .unwrap();
     tx.commit().await.unwrap();
     let bearer = ("authorization", format!("Bearer {}", token.expose()));
-    let (status, body) = call(&app, "GET", &[bearer.clone()]).await;
+    let (status, body) = call(&app, "GET", std::slice::from_ref(&bearer)).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, r#"["a1@a.test","a2@a.test"]"#);
     let (status, _) = call_path(&app, "GET", "/admin/users", &[bearer]).await;
