@@ -10,8 +10,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use procuhelp_core::{OrgId, SupplierId};
-use procuhelp_tenancy::testkit::ScratchDb;
 use procuhelp_server::suppliers::{PgSupplierRepository, Supplier, SupplierRepository};
+use procuhelp_tenancy::testkit::ScratchDb;
 use procuhelp_tenancy::{FieldCipher, FieldRef, TenantDb, create_organisation};
 use rand::Rng;
 use sqlx::PgPool;

@@ -10,10 +10,10 @@ use procuhelp_tenancy::{RuntimeRole, TenantDb};
 
 use crate::app::{self, AppState, Limits};
 use crate::cli::ServeArgs;
-use procuhelp_axum::client_addr::TrustedProxies;
 use crate::connections::{self, ConnectionLimits};
 use crate::database::Database;
 use crate::{keys, tls};
+use procuhelp_axum::client_addr::TrustedProxies;
 
 /// Serves until SIGINT/SIGTERM (or until `handle` is told to shut down).
 ///
