@@ -23,8 +23,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::chain::{Hash, unix_micros};
-use crate::checkpoint::{CheckpointSigner, PublicKey, hex_array};
-use crate::{AuditError, Result};
+use crate::checkpoint::{PublicKey, hex_array};
 
 const DOMAIN: &[u8] = b"procuhelp.audit.export.v1";
 
@@ -84,40 +83,57 @@ impl ExportSeal {
     }
 }
 
-/// What an export seals: its chain, range, and the hashes at both ends.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Range {
-    pub(crate) org: OrgId,
-    pub(crate) first_seq: u64,
-    pub(crate) last_seq: u64,
-    pub(crate) prev_hash: Hash,
-    pub(crate) head: Hash,
-}
+// Sealing is the PostgreSQL export's (feature `postgres`); the seal's format and its
+// verification are always built, for offline verifiers.
+#[cfg(any(feature = "postgres", test))]
+pub(crate) use sealing::{Range, seal};
 
-/// Seals `range` at `at` with `signer`, checking the signature before returning (a
-/// remote signer that answered with anything else is an error, never a seal).
-pub(crate) async fn seal(
-    signer: &dyn CheckpointSigner,
-    range: Range,
-    at: OffsetDateTime,
-) -> Result<ExportSeal> {
-    let mut seal = ExportSeal {
-        org: range.org,
-        first_seq: range.first_seq,
-        last_seq: range.last_seq,
-        prev_hash: range.prev_hash,
-        head: range.head,
-        at: crate::event::normalise_time(at),
-        public_key: signer.public_key(),
-        signature: [0; 64],
-    };
-    seal.signature = signer.sign(&seal.signed_bytes()).await?;
-    if !seal.signature_is_valid() {
-        return Err(AuditError::Signature(
-            "the signer's signature does not verify under its public key",
-        ));
+#[cfg(any(feature = "postgres", test))]
+mod sealing {
+    use procuhelp_core::OrgId;
+    use time::OffsetDateTime;
+
+    use super::ExportSeal;
+    use crate::chain::Hash;
+    use crate::checkpoint::CheckpointSigner;
+    use crate::{AuditError, Result};
+
+    /// What an export seals: its chain, range, and the hashes at both ends (the PostgreSQL
+    /// export is the one sealer).
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Range {
+        pub(crate) org: OrgId,
+        pub(crate) first_seq: u64,
+        pub(crate) last_seq: u64,
+        pub(crate) prev_hash: Hash,
+        pub(crate) head: Hash,
     }
-    Ok(seal)
+
+    /// Seals `range` at `at` with `signer`, checking the signature before returning (a
+    /// remote signer that answered with anything else is an error, never a seal).
+    pub(crate) async fn seal(
+        signer: &dyn CheckpointSigner,
+        range: Range,
+        at: OffsetDateTime,
+    ) -> Result<ExportSeal> {
+        let mut seal = ExportSeal {
+            org: range.org,
+            first_seq: range.first_seq,
+            last_seq: range.last_seq,
+            prev_hash: range.prev_hash,
+            head: range.head,
+            at: crate::event::normalise_time(at),
+            public_key: signer.public_key(),
+            signature: [0; 64],
+        };
+        seal.signature = signer.sign(&seal.signed_bytes()).await?;
+        if !seal.signature_is_valid() {
+            return Err(AuditError::Signature(
+                "the signer's signature does not verify under its public key",
+            ));
+        }
+        Ok(seal)
+    }
 }
 
 #[cfg(test)]
