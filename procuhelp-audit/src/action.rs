@@ -1,34 +1,44 @@
 //! What happened ([`Action`]) and how it ended ([`Outcome`]), with stable string forms.
 //!
 //! The dotted strings are part of the hash-chain encoding and of every export: they never
-//! change once released. New actions are added; old ones are never renamed.
+//! change once released. New actions are added; old ones are never renamed. An embedding
+//! application names its own actions with [`Action::App`] (see [`AppAction`]), always
+//! under the `app.` namespace, which no SDK action uses.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::app_action::{AppAction, AppActionError};
 use crate::error::{UnknownAction, UnknownOutcome};
 
 // One table drives the enum, `as_str` and `ALL`, so the string form of a variant cannot
 // drift from the parser.
 macro_rules! actions {
     ($($(#[doc = $doc:literal])* $variant:ident => $text:literal,)+) => {
-        /// An audited action, with a stable dotted string form (`auth.login_failed`).
+        /// An audited action, with a stable dotted string form (`auth.login_failed`):
+        /// one of the SDK's, or the embedding application's own ([`Action::App`],
+        /// `app.claim.created`).
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[non_exhaustive]
         pub enum Action {
             $($(#[doc = $doc])* $variant,)+
+            /// An action of the embedding application, recorded as `app.` + its name
+            /// (build it with [`Action::app`] or [`app_action!`](crate::app_action)).
+            App(AppAction),
         }
 
         impl Action {
-            /// Every action, in declaration order.
+            /// Every SDK action, in declaration order (application actions are open-ended
+            /// and not listed).
             pub const ALL: &'static [Action] = &[$(Action::$variant,)+];
 
             /// The stable string form.
-            pub const fn as_str(self) -> &'static str {
+            pub fn as_str(&self) -> &str {
                 match self {
                     $(Action::$variant => $text,)+
+                    Action::App(app) => app.as_str(),
                 }
             }
 
@@ -168,6 +178,27 @@ actions! {
 }
 
 impl Action {
+    /// The embedding application's action `name` (recorded as `app.` + `name`), if the
+    /// name has the allowed shape (see [`AppAction`]). `const`; in a `const` item,
+    /// [`app_action!`](crate::app_action) checks the name at compile time.
+    ///
+    /// ```
+    /// use procuhelp_audit::{Action, AppActionError};
+    ///
+    /// let approved = Action::app("claim.approved")?;
+    /// assert_eq!(approved.as_str(), "app.claim.approved");
+    /// // Never an SDK action: the application's names live under `app.`.
+    /// assert_ne!(Action::app("auth.login_succeeded")?, Action::LoginSucceeded);
+    /// assert_eq!(Action::app("auth/login"), Err(AppActionError::InvalidByte { at: 4 }));
+    /// # Ok::<(), AppActionError>(())
+    /// ```
+    pub const fn app(name: &str) -> Result<Action, AppActionError> {
+        match AppAction::new(name) {
+            Ok(app) => Ok(Action::App(app)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether this action is an authentication failure (for detectors).
     pub const fn is_auth_failure(self) -> bool {
         matches!(self, Action::LoginFailed)
@@ -184,7 +215,9 @@ impl FromStr for Action {
     type Err = UnknownAction;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Action::from_text(s).ok_or(UnknownAction { len: s.len() })
+        Action::from_text(s)
+            .or_else(|| AppAction::from_stored(s).map(Action::App))
+            .ok_or(UnknownAction { len: s.len() })
     }
 }
 
@@ -267,6 +300,8 @@ mod tests {
         for a in Action::ALL {
             assert_eq!(a.as_str().parse::<Action>(), Ok(*a));
             assert!(seen.insert(a.as_str()), "duplicate {}", a.as_str());
+            // The application namespace is never the SDK's.
+            assert!(!a.as_str().starts_with(AppAction::PREFIX), "{}", a.as_str());
             let (area, name) = a.as_str().split_once('.').unwrap_or(("", ""));
             assert!(!area.is_empty() && !name.is_empty(), "{}", a.as_str());
             assert!(
@@ -344,7 +379,17 @@ mod tests {
 
     #[test]
     fn unknown_strings_are_typed_errors_without_echo() {
-        for s in ["", "auth", "AUTH.LOGIN_FAILED", "auth.login_failed ", "x.y"] {
+        for s in [
+            "",
+            "auth",
+            "AUTH.LOGIN_FAILED",
+            "auth.login_failed ",
+            "x.y",
+            "app.",
+            "app.claim",
+            "app.Claim.created",
+            "app.claim.created ",
+        ] {
             assert_eq!(s.parse::<Action>(), Err(UnknownAction { len: s.len() }));
         }
         assert_eq!("ok".parse::<Outcome>(), Err(UnknownOutcome { len: 2 }));
@@ -362,6 +407,13 @@ mod tests {
             "\"auth.mfa_step_up\""
         );
         assert!(serde_json::from_str::<Action>("\"nope.nope\"").is_err());
+        let app = Action::app("claim.created");
+        let json = app.map(|a| serde_json::to_string(&a).unwrap_or_default());
+        assert_eq!(json.as_deref(), Ok("\"app.claim.created\""));
+        assert_eq!(
+            serde_json::from_str::<Action>("\"app.claim.created\"").ok(),
+            app.ok()
+        );
         assert_eq!(
             serde_json::from_str::<Outcome>("\"denied\"").ok(),
             Some(Outcome::Denied)

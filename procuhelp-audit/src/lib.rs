@@ -33,6 +33,8 @@
 //! ```
 //!
 //! * [`Action`] and [`Outcome`] have stable string forms (they are hashed and exported).
+//!   The embedding application names its own actions with [`Action::app`] or
+//!   [`app_action!`] (`app.claim.created`: the `app.` namespace is never an SDK action's).
 //! * Personal data (e-mail, display name, source address, user agent) sits in
 //!   [`PersonalData`], apart from the rest, so the PostgreSQL sink can encrypt it under a
 //!   per-person key and erase it by destroying that key.
@@ -65,6 +67,7 @@
 #![forbid(unsafe_code)]
 
 mod action;
+mod app_action;
 mod alert;
 mod canonical;
 mod chain;
@@ -88,6 +91,7 @@ mod transit;
 mod verify;
 
 pub use action::{Action, Outcome};
+pub use app_action::{AppAction, AppActionError};
 pub use alert::{
     Alert, AlertConfig, AlertKey, AlertKind, AlertSink, AlertingSink, Detectors, FanOutAlertSink,
     LogAlertSink, SpikeRule, WindowRule,

@@ -86,7 +86,7 @@ impl PgAuditSink {
             .bind(i64::try_from(query.after_seq).unwrap_or(i64::MAX))
             .bind(query.from)
             .bind(query.to)
-            .bind(query.action.map(Action::as_str))
+            .bind(query.action.as_ref().map(Action::as_str))
             .bind(query.actor_id)
             .bind(limit)
             .fetch_all(tx.conn())
