@@ -6,15 +6,55 @@
 //!
 //! ```sql
 //! SELECT q.* FROM app.enter_org($1) AS tenant(org)
-//! CROSS JOIN LATERAL (<your query, referencing tenant.org>) AS q
+//! CROSS JOIN LATERAL (
+//!     SELECT i.* FROM (<your query, referencing tenant.org>
+//!     ) AS i WHERE tenant.org IS NOT NULL OFFSET 0
+//! ) AS q
 //! ```
 //!
 //! In autocommit, that statement is its own transaction, so the transaction-local tenant
 //! lives exactly as long as the statement; every value is a bind parameter and the plan is
-//! cached like any prepared statement. The query must reference `tenant.org` (checked):
-//! the lateral reference orders it after `enter_org`. Row-level security still filters
-//! it — and were it ever evaluated before the tenant was set, it would see no tenant and
-//! return nothing (fail closed), never another tenant's rows.
+//! cached like any prepared statement. Row-level security still filters the query; were
+//! any tenant table ever read before the tenant was set, it would see no tenant and return
+//! nothing (fail closed), never another tenant's rows.
+//!
+//! # Why the wrapper: the tenant is entered before any tenant row is read
+//!
+//! A bare `CROSS JOIN LATERAL (<query>) AS q` is *not* enough. PostgreSQL pulls a simple
+//! lateral subquery (no ORDER BY, LIMIT, aggregate, …) up into the outer join, and the
+//! lateral reference then is an ordinary join clause: the join order is free. Worse, with
+//! two tenant tables joined on `org_id`, `tenant.org`, both `org_id` columns and both
+//! row-level-security sub-selects `(SELECT app.current_org())` form one equivalence
+//! class, and the planner gates the whole statement on a one-time filter comparing the
+//! two sub-selects — evaluated before `enter_org` runs, when there is no tenant, so the
+//! read returned **no rows** on every plan (tests/one_shot_planner.rs reproduces it).
+//!
+//! The wrapper closes this by construction:
+//!
+//! * `OFFSET 0` is PostgreSQL's optimisation fence: a subquery with a LIMIT/OFFSET clause
+//!   is never pulled up, so `q` stays one subquery scan and nothing of your query is
+//!   planned at the outer level.
+//! * `WHERE tenant.org IS NOT NULL` (always true: `enter_org` returns its argument or
+//!   raises) makes `q` depend on `tenant` even if your query's reference is only textual.
+//!   A lateral subquery that depends on another relation can only be the inner side of a
+//!   nested loop with that relation outer; a nested loop reads its outer row — running
+//!   `enter_org`, which sets the tenant — before it starts the inner side, and every
+//!   one-time filter and row-level-security sub-select of your query is evaluated inside
+//!   the inner side, at first use.
+//! * Your query stays intact inside `( … ) AS i`, so its ORDER BY, LIMIT and OFFSET keep
+//!   their meaning (appending `OFFSET 0` to your query instead fails on one with its own
+//!   OFFSET and binds to the whole of a UNION). The rows come
+//!   out in your query's order: the wrapper neither joins, sorts nor aggregates, and the
+//!   nested loop emits its single outer row's inner rows in the inner order. (SQL promises
+//!   order only for an outermost ORDER BY; PostgreSQL's executor keeps a subquery's order
+//!   through a scan, a filter and a nested loop, which the tests check under forced and
+//!   generic plans.)
+//! * The closing parenthesis is on its own line, so a trailing `--` comment in your query
+//!   cannot swallow the wrapper.
+//!
+//! The query must reference `tenant.org` (checked): it is how it names its organisation.
+//! Parallel query cannot reorder this either: `enter_org` is `PARALLEL UNSAFE`, which
+//! keeps the whole statement in one process.
 //!
 //! `enter_org` refuses to switch a transaction that already belongs to another
 //! organisation, so a one-shot query cannot hop tenants inside a `TenantTx`.
@@ -49,10 +89,13 @@ impl ScopedRead {
         Self { inner }
     }
 
-    /// The full statement.
+    /// The full statement: the query inside an optimisation fence that runs it after
+    /// `app.enter_org`, whatever plan PostgreSQL picks (see the
+    /// [module documentation](self) for why this shape is correct).
     pub fn statement(&self) -> String {
         format!(
-            "SELECT q.* FROM app.enter_org($1) AS tenant(org) CROSS JOIN LATERAL ({}) AS q",
+            "SELECT q.* FROM app.enter_org($1) AS tenant(org) CROSS JOIN LATERAL \
+             (SELECT i.* FROM ({}\n) AS i WHERE tenant.org IS NOT NULL OFFSET 0) AS q",
             self.inner
         )
     }
@@ -175,9 +218,12 @@ impl TenantDb {
     /// [`fetch_all_once`](Self::fetch_all_once) instead.
     ///
     /// The statement must set the tenant (through `app.enter_org` or a function calling
-    /// it) before it reads any tenant table, from a LATERAL reference as [`ScopedRead`]
-    /// does. If it does not, row-level security sees no tenant and returns nothing: fail
-    /// closed, never another tenant's rows. The raw [`sqlx::Error`] is returned so the
+    /// it) before it reads any tenant table: put the read in a LATERAL subquery **fenced
+    /// with `OFFSET 0`** that references the entry function's output, as
+    /// [`ScopedRead::statement`] does (the [module documentation](self) explains why; a
+    /// bare lateral subquery can be pulled up and read first). If it does not, row-level
+    /// security sees no tenant and returns nothing: fail closed, never another tenant's
+    /// rows. The raw [`sqlx::Error`] is returned so the
     /// caller can branch on the SQLSTATEs its entry function raises.
     pub async fn fetch_all_self_entering<'q>(
         &self,
