@@ -48,6 +48,8 @@
 //!   gives the one `Arc<dyn AuditSink>` an application holds — PostgreSQL chain →
 //!   checkpoints signed after N events and/or T (injected `Clock`) → refusal aggregation
 //!   → alerting — and a background task with a graceful `shutdown`.
+//! * Key rotation (feature `postgres`): `RotationAuditor` records each organisation's
+//!   rotation by `procuhelp_tenancy::rotation::rotate_all` as a `keys.rotated` event.
 //! * [`RefusalAggregator`]: repeated unauthenticated refusals from one source are
 //!   recorded once in full and then as counts per window, so nobody can grow the
 //!   append-only trail without bound.
@@ -81,6 +83,8 @@ mod key_file;
 mod pg;
 #[cfg(feature = "postgres")]
 mod pipeline;
+#[cfg(feature = "postgres")]
+mod rotation;
 #[cfg(feature = "postgres")]
 mod schema;
 mod seal;
@@ -119,6 +123,8 @@ pub use pg::{
 };
 #[cfg(feature = "postgres")]
 pub use pipeline::{AuditPipeline, AuditPipelineBuilder, CheckpointSchedule, PipelineStats};
+#[cfg(feature = "postgres")]
+pub use rotation::RotationAuditor;
 #[cfg(feature = "postgres")]
 pub use schema::MIGRATIONS;
 pub use seal::ExportSeal;

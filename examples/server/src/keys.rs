@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use procuhelp_audit::RotationAuditor;
 use procuhelp_core::vault::{FileVault, OpenBao, OpenBaoAuth, SecretProvider};
-use procuhelp_tenancy::rotation::{OrgRotation, RotationAudit};
 use procuhelp_tenancy::{FieldCipher, TenantDb};
 
 use crate::cli::DatabaseArgs;
@@ -53,7 +53,8 @@ pub fn field_cipher(db: TenantDb, vault: Arc<dyn SecretProvider>) -> FieldCipher
 /// `keys rotate`: for every organisation, a new KEK version (re-wrapping its data keys),
 /// a new data key, re-encryption of every column the composed schema declares encrypted
 /// (auth's TOTP secrets, the suppliers' bank details), and retirement of the old
-/// data-key versions, each organisation recorded in the audit trail (`KeysRotated`).
+/// data-key versions, each organisation recorded in the audit trail (`KeysRotated`, by
+/// `procuhelp_audit::RotationAuditor`).
 /// Interrupting it leaves everything readable; re-running finishes the job. The work is
 /// `procuhelp_tenancy::rotation`'s; this wires it.
 pub async fn rotate_all(
@@ -64,39 +65,11 @@ pub async fn rotate_all(
     // Refused for a role that RLS does not bind, before anything is touched.
     crate::database::refuse_rls_bypass(owner, "keys rotate").await?;
     let cipher = field_cipher(TenantDb::new(owner.clone()), vault.clone());
-    let audit = AuditRotations(procuhelp_audit::PgAuditSink::new(
-        TenantDb::new(owner.clone()),
-        vault,
-    ));
+    let sink = procuhelp_audit::PgAuditSink::new(TenantDb::new(owner.clone()), vault);
+    let audit = RotationAuditor::new(Arc::new(sink), Arc::new(procuhelp_core::SystemClock));
     let columns = crate::database::schema().encrypted_columns();
     let done = procuhelp_tenancy::rotation::rotate_all(owner, &cipher, &columns, batch, &audit)
         .await
         .context("rotating keys")?;
     Ok(done.iter().map(ToString::to_string).collect())
-}
-
-/// Records each organisation's rotation as a `KeysRotated` audit event.
-struct AuditRotations(procuhelp_audit::PgAuditSink);
-
-#[async_trait::async_trait]
-impl RotationAudit for AuditRotations {
-    async fn rotated(
-        &self,
-        rotation: &OrgRotation,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        use procuhelp_audit::{Action, Actor, AuditEvent, AuditSink as _, Outcome};
-        self.0
-            .record(
-                AuditEvent::new(
-                    Some(rotation.org),
-                    Actor::System,
-                    Action::KeysRotated,
-                    Outcome::Success,
-                )
-                .at(time::OffsetDateTime::now_utc())
-                .context(rotation.to_json()),
-            )
-            .await?;
-        Ok(())
-    }
 }
