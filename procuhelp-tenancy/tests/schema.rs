@@ -77,15 +77,17 @@ async fn scoped_point_read_uses_the_tenant_index_with_one_initplan() {
     // lateral query uses the tenant index, and the runtime role's cached generic plan is
     // the one explained.
     let mut conn = db_pool.acquire().await.unwrap();
-    let plan: Vec<String> = sqlx::query_scalar(
-        "EXPLAIN (COSTS OFF) SELECT q.* FROM app.enter_org($1) AS tenant(org) CROSS JOIN LATERAL
-         (SELECT * FROM app.test_records s WHERE s.org_id = tenant.org AND s.id = $2) AS q",
-    )
-    .bind(orgs[3].as_uuid())
-    .bind(some_id)
-    .fetch_all(&mut *conn)
-    .await
-    .unwrap();
+    // The statement actually sent (with its planner fence), not a copy of it.
+    const BY_ID: procuhelp_tenancy::ScopedRead = procuhelp_tenancy::ScopedRead::new(
+        "SELECT * FROM app.test_records s WHERE s.org_id = tenant.org AND s.id = $2",
+    );
+    let explain = format!("EXPLAIN (COSTS OFF) {}", BY_ID.statement());
+    let plan: Vec<String> = sqlx::query_scalar(&explain)
+        .bind(orgs[3].as_uuid())
+        .bind(some_id)
+        .fetch_all(&mut *conn)
+        .await
+        .unwrap();
     let plan = plan.join("\n");
     assert!(plan.starts_with("Nested Loop"), "{plan}");
     let outer = plan
