@@ -180,6 +180,10 @@ printf '<== httpobs scan: %ss (exit %s)\n' "$(($(date +%s) - start))" "$scan_rc"
 # Hostile load, short (scripts/load.sh --quick): login storm, slowloris, PostgreSQL
 # restart mid-load, two server processes on one database; the debug binary built above.
 phase "hostile load (quick)" "$PROCUHELP_ROOT/scripts/load.sh" --quick
+# The price of the SDK per request as a smoke test (scripts/bench-request.sh --quick, about
+# 30 s after building the bench on the dev profile): peer, one-round-trip read and Authed
+# under wrk, every answer a 200. Numbers are not judged here (BENCHMARKS.md: release run).
+phase "request bench (quick smoke)" "$PROCUHELP_ROOT/scripts/bench-request.sh" --quick
 
 if ((${#failed[@]})); then
     printf '\ntest.sh: FAILED: %s\n' "${failed[*]}" >&2
