@@ -63,6 +63,10 @@ pub struct Claim {
 
 const COLUMNS: &str = "id, title, amount_cents, claimed_by";
 
+/// The app's own audit action, recorded as `app.claim.created` (the SDK keeps the `app.`
+/// namespace for applications; a malformed name would not compile).
+pub const CLAIM_CREATED: Action = procuhelp::audit::app_action!("claim.created");
+
 /// `POST /api/claims`: the claim and its audit event commit together, or neither does.
 async fn create(
     mut authed: Authed,
@@ -89,10 +93,9 @@ async fn create(
     .bind(claimant.as_uuid())
     .fetch_one(authed.tx().await?.conn())
     .await?;
-    // The SDK's vocabulary has no "expense claim": a claim is a request, and the target
-    // says which kind. Recorded before the commit: if the trail refuses, nothing is kept.
+    // Recorded before the commit: if the trail refuses, nothing is kept.
     let event = authed
-        .event(Action::RequestCreated, Outcome::Success)
+        .event(CLAIM_CREATED, Outcome::Success)
         .target(format!("expense_claim:{}", claim.id))
         .context(serde_json::json!({ "amount_cents": claim.amount_cents }));
     authed.record(event).await?;

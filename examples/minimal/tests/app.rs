@@ -280,11 +280,12 @@ async fn a_claim_is_signed_in_with_totp_isolated_per_org_and_audited() {
     let list = w.call(Method::GET, "/api/claims", Some(&alice), None).await;
     assert_eq!(list.body.as_array().unwrap().len(), 1, "{:?}", list.body);
 
-    // The trail has the claim, by its claimant, in org A's chain only.
+    // The trail has the claim, under the app's own action, by its claimant, in org A's
+    // chain only.
     let trail = w
         .call(
             Method::GET,
-            "/api/audit?action=request.created",
+            "/api/audit?action=app.claim.created",
             Some(&alice),
             None,
         )
@@ -292,13 +293,14 @@ async fn a_claim_is_signed_in_with_totp_isolated_per_org_and_audited() {
     assert_eq!(trail.status, StatusCode::OK, "{:?}", trail.body);
     let events = trail.body["events"].as_array().unwrap();
     assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["action"], "app.claim.created");
     assert_eq!(events[0]["target"], format!("expense_claim:{id}"));
     assert_eq!(events[0]["outcome"], "success");
     assert_eq!(events[0]["actor"]["id"], created.body["claimed_by"]);
     let other = w
         .call(
             Method::GET,
-            "/api/audit?action=request.created",
+            "/api/audit?action=app.claim.created",
             Some(&bob),
             None,
         )
