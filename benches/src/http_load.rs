@@ -164,7 +164,7 @@ mod tests {
                 headers: vec![("Cookie".into(), "k=v".into())],
             },
         ]);
-        assert!(s.contains("{ \"/a\", {  } },"));
+        assert!(s.contains("{ \"/a\", { } },"), "{s}");
         assert!(s.contains("{ \"/b\", { [\"Cookie\"] = \"k=v\", } },"));
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
     }
