@@ -10,8 +10,9 @@
 //!   permission checked, the session touched and the rows read by RLS in **one**
 //!   statement, as the runtime role (NOSUPERUSER, NOBYPASSRLS), from `bench.items` (a
 //!   table declared with `app.declare_tenant_table`, holding the same rows).
-//! * **sdk_tx** — the transactional path the naive extractor takes: BEGIN with the
-//!   tenant, session lookup, the read, COMMIT (four round trips).
+//! * **sdk_tx** — the transactional path, `procuhelp_axum::Authed`: the credential
+//!   verified by the extractor, then BEGIN with the tenant, the read, COMMIT (four round
+//!   trips).
 //!
 //! Each handler serialises its rows to JSON with the same code. 16 organisations, each
 //! with a user, a full session and 50 rows (plus 984 more organisations' rows in the same
@@ -235,8 +236,8 @@ async fn sdk(
     Ok(json_response(body))
 }
 
-/// The transactional path: `procuhelp_axum::Authed` (BEGIN + tenant and the session
-/// lookup in the extractor), the permission, the read, COMMIT.
+/// The transactional path: `procuhelp_axum::Authed` (the credential verified in the
+/// extractor), the permission, BEGIN + tenant on `tx()`, the read, COMMIT.
 async fn sdk_tx(
     State(s): State<AppState>,
     axum::Extension(Arrived(t0)): axum::Extension<Arrived>,
