@@ -9,8 +9,15 @@
 //!
 //! ```sql
 //! SELECT q.*, tenant.* FROM app.enter_session($1, $2, $3, $4, $5) AS tenant(org, …)
-//! LEFT JOIN LATERAL (SELECT i.*, true AS ph_row FROM (<your query>) AS i) AS q ON true
+//! LEFT JOIN LATERAL (SELECT i.*, true AS ph_row FROM (<your query>) AS i
+//!                    WHERE tenant.org IS NOT NULL OFFSET 0) AS q ON true
 //! ```
+//!
+//! The fence is the one [`ScopedRead`](procuhelp_tenancy::ScopedRead) uses: `OFFSET 0`
+//! keeps the planner from pulling the read up into a join whose row-level-security checks
+//! would run before `app.enter_session` (no tenant yet: zero rows), and the always-true
+//! `tenant.org IS NOT NULL` makes the read a real lateral dependent of the entry, so it
+//! runs only after it. The newline keeps a trailing `--` comment from eating the wrapper.
 //!
 //! `app.enter_session` decides exactly what [`session::authenticate`] and
 //! [`Principal::require`] decide, in the same order: unknown, revoked, expired or idle
@@ -85,7 +92,8 @@ impl AuthenticatedRead {
             "SELECT q.*, tenant.* FROM app.enter_session($1, $2, $3, $4, $5) \
              AS tenant(org, ph_session, ph_user, ph_stage, ph_amr, ph_role, ph_elevation, \
                        ph_elevation_role, ph_elevation_expires_at) \
-             LEFT JOIN LATERAL (SELECT i.*, true AS ph_row FROM ({}) AS i) AS q ON true",
+             LEFT JOIN LATERAL (SELECT i.*, true AS ph_row FROM ({}\n) AS i \
+             WHERE tenant.org IS NOT NULL OFFSET 0) AS q ON true",
             self.inner
         )
     }
@@ -265,7 +273,7 @@ where
     let statement = format!(
         "SELECT q.* FROM (SELECT app.enter_org($1) AS org, $2::bytea AS ph_token, \
          $3::timestamptz AS ph_at, $4::text[] AS ph_holders, $5::boolean AS ph_grant) AS tenant \
-         CROSS JOIN LATERAL ({}) AS q",
+         CROSS JOIN LATERAL (SELECT i.* FROM ({}\n) AS i WHERE tenant.org IS NOT NULL OFFSET 0) AS q",
         query.read.inner
     );
     let q = sqlx::query(&statement)

@@ -654,3 +654,41 @@ async fn an_authenticated_read_is_one_round_trip() {
     db.close().await;
     w.done().await;
 }
+
+/// A flat join of two tenant tables, with no ORDER BY or LIMIT of its own, is the shape
+/// PostgreSQL pulls up into the outer join; unfenced, its row-level-security checks ran
+/// before `app.enter_session` (no tenant yet) and the read came back empty
+/// (procuhelp-tenancy/tests/one_shot_planner.rs shows the hazard on scoped reads).
+#[tokio::test]
+async fn a_flat_join_of_tenant_tables_reads_after_the_session_is_entered() {
+    const JOINED: AuthenticatedRead = AuthenticatedRead::new(
+        "SELECT u.email FROM app.users u JOIN app.sessions s
+           ON s.org_id = u.org_id AND s.user_id = u.id
+         WHERE u.org_id = tenant.org",
+    );
+    let w = world().await;
+    let me = w.user(w.a, "a1@a.test", Role::ReadOnly).await;
+    let other = w.user(w.b, "b1@b.test", Role::Admin).await;
+    w.session(w.b, other, SessionStage::Full, SessionPolicy::default())
+        .await;
+    let (_, credential) = w
+        .session(w.a, me, SessionStage::Full, SessionPolicy::default())
+        .await;
+    for _ in 0..7 {
+        // Seven runs on a small pool: from the sixth, a cached generic plan is used.
+        let read = session_read::fetch_all(
+            &w.db,
+            &credential,
+            Permission::ReadSuppliers,
+            w.now,
+            &JOINED.query_as::<(String,)>(),
+        )
+        .await
+        .unwrap();
+        let ReadOnce::Read(read) = read else {
+            panic!("NeedsTransaction")
+        };
+        let emails: Vec<String> = read.rows.into_iter().map(|(e,)| e).collect();
+        assert_eq!(emails, ["a1@a.test"]);
+    }
+}
