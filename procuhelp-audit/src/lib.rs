@@ -69,8 +69,8 @@
 #![forbid(unsafe_code)]
 
 mod action;
-mod app_action;
 mod alert;
+mod app_action;
 mod canonical;
 mod chain;
 mod checkpoint;
@@ -95,13 +95,13 @@ mod transit;
 mod verify;
 
 pub use action::{Action, Outcome};
-pub use app_action::{AppAction, AppActionError};
 pub use alert::{
     Alert, AlertConfig, AlertKey, AlertKind, AlertSink, AlertingSink, Detectors, FanOutAlertSink,
     LogAlertSink, SpikeRule, WindowRule,
 };
 #[cfg(feature = "webhook")]
 pub use alert::{WebhookAlertSink, WebhookConfig, WebhookStats};
+pub use app_action::{AppAction, AppActionError};
 pub use chain::{CHAIN_VERSION, ChainedEvent, GENESIS, Hash};
 pub use checkpoint::{
     Checkpoint, CheckpointSigner, Ed25519Signer, PublicKey, SIGNING_KEY_NAME, Trust,

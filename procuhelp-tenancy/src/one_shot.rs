@@ -91,7 +91,7 @@ impl ScopedRead {
 
     /// The full statement: the query inside an optimisation fence that runs it after
     /// `app.enter_org`, whatever plan PostgreSQL picks (see the
-    /// [module documentation](self) for why this shape is correct).
+    /// the notes at the top of `src/one_shot.rs` for why this shape is correct).
     pub fn statement(&self) -> String {
         format!(
             "SELECT q.* FROM app.enter_org($1) AS tenant(org) CROSS JOIN LATERAL \
@@ -220,7 +220,7 @@ impl TenantDb {
     /// The statement must set the tenant (through `app.enter_org` or a function calling
     /// it) before it reads any tenant table: put the read in a LATERAL subquery **fenced
     /// with `OFFSET 0`** that references the entry function's output, as
-    /// [`ScopedRead::statement`] does (the [module documentation](self) explains why; a
+    /// [`ScopedRead::statement`] does (the the notes at the top of `src/one_shot.rs` explains why; a
     /// bare lateral subquery can be pulled up and read first). If it does not, row-level
     /// security sees no tenant and returns nothing: fail closed, never another tenant's
     /// rows. The raw [`sqlx::Error`] is returned so the

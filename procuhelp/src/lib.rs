@@ -46,13 +46,16 @@
 //! use procuhelp::core::vault::FileVault;
 //! use procuhelp::prelude::*;
 //!
+//! /// Your own audit vocabulary, checked at compile time (stored as `app.claim.created`).
+//! const CLAIM_CREATED: Action = procuhelp::audit::app_action!("claim.created");
+//!
 //! async fn create_claim(mut authed: Authed) -> Result<()> {
 //!     authed.require(Permission::CreateRequest).await?;
 //!     sqlx::query("INSERT INTO app.expense_claims (org_id, id, title) VALUES ($1, gen_random_uuid(), 'Taxi')")
 //!         .bind(authed.org().as_uuid())
 //!         .execute(authed.tx().await?.conn())
 //!         .await?;
-//!     let event = authed.event(Action::RequestCreated, Outcome::Success);
+//!     let event = authed.event(CLAIM_CREATED, Outcome::Success);
 //!     authed.record(event).await?; // durable before the claim commits
 //!     authed.commit().await
 //! }
