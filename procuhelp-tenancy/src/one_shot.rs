@@ -90,7 +90,7 @@ impl ScopedRead {
     }
 
     /// The full statement: the query inside an optimisation fence that runs it after
-    /// `app.enter_org`, whatever plan PostgreSQL picks (see the
+    /// `app.enter_org`, whatever plan PostgreSQL picks (see
     /// the notes at the top of `src/one_shot.rs` for why this shape is correct).
     pub fn statement(&self) -> String {
         format!(
