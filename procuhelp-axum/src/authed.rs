@@ -99,6 +99,33 @@ fn presented(headers: &HeaderMap) -> Result<Presented<'_>, AuthError> {
         .ok_or(AuthError::Unauthenticated)
 }
 
+/// The credential a request presents and whether it came in the session cookie, with
+/// the shape checks shared by [`Authed`] and [`crate::read::ReadAuth`]: no credential,
+/// a malformed one or two session cookies is 401; a cookie-authenticated change without
+/// the anti-CSRF header is 403. The database is not asked.
+pub(crate) fn presented_credential(parts: &Parts) -> Result<(Credential, bool)> {
+    let (raw, is_cookie) = match presented(&parts.headers)? {
+        Presented::Cookie(v) => (v, true),
+        Presented::Bearer(v) => (v, false),
+    };
+    let credential = Credential::parse(raw).map_err(|_| AuthError::Unauthenticated)?;
+    // Cookie-authenticated changes need the anti-CSRF header (SameSite=Strict is the
+    // first line; this is the second). Bearer tokens are never sent by a browser on
+    // its own, so they need none.
+    let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if is_cookie && !safe {
+        let ok = parts
+            .headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| credential.csrf_matches(v));
+        if !ok {
+            return Err(Error::Csrf);
+        }
+    }
+    Ok((credential, is_cookie))
+}
+
 /// An authenticated request: the verified principal, its credential, where it came from,
 /// and the request's tenant transaction (in the credential's organisation, begun on first
 /// use by [`Authed::tx`]).
@@ -162,26 +189,7 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
         let client = client_info(parts);
-        let presented = presented(&parts.headers)?;
-        let (raw, is_cookie) = match presented {
-            Presented::Cookie(v) => (v, true),
-            Presented::Bearer(v) => (v, false),
-        };
-        let credential = Credential::parse(raw).map_err(|_| AuthError::Unauthenticated)?;
-        // Cookie-authenticated changes need the anti-CSRF header (SameSite=Strict is the
-        // first line; this is the second). Bearer tokens are never sent by a browser on
-        // its own, so they need none.
-        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if is_cookie && !safe {
-            let ok = parts
-                .headers
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| credential.csrf_matches(v));
-            if !ok {
-                return Err(Error::Csrf);
-            }
-        }
+        let (credential, is_cookie) = presented_credential(parts)?;
         let sdk = Sdk::from_ref(state);
         // Verified in one autocommit statement first: a refused credential opens no
         // transaction, and a verified one begins the request's on first use.

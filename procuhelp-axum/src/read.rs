@@ -35,14 +35,14 @@
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{Method, header};
 use procuhelp_auth::session::Credential;
 use procuhelp_auth::session_read::{self, AuthenticatedQuery, ReadOnce};
-use procuhelp_auth::{AuthError, Permission, Principal};
+use procuhelp_auth::{Permission, Principal};
 use procuhelp_core::OrgId;
 use sqlx::postgres::PgRow;
 
-use crate::{Authed, CSRF_HEADER, Error, Result, Sdk, session_cookie};
+use crate::authed::presented_credential;
+use crate::{Authed, Error, Result, Sdk};
 
 /// The credential of a read-only request, verified by [`ReadAuth::fetch_all`] in the
 /// read's own statement.
@@ -77,31 +77,7 @@ where
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self> {
-        let (raw, is_cookie) = match parts.headers.get(header::AUTHORIZATION) {
-            Some(auth) => {
-                let value = auth.to_str().map_err(|_| AuthError::Unauthenticated)?;
-                let token = value
-                    .strip_prefix("Bearer ")
-                    .ok_or(AuthError::Unauthenticated)?;
-                (token.trim(), false)
-            }
-            None => (
-                session_cookie(&parts.headers)?.ok_or(AuthError::Unauthenticated)?,
-                true,
-            ),
-        };
-        let credential = Credential::parse(raw).map_err(|_| AuthError::Unauthenticated)?;
-        let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if is_cookie && !safe {
-            let ok = parts
-                .headers
-                .get(CSRF_HEADER)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| credential.csrf_matches(v));
-            if !ok {
-                return Err(Error::Csrf);
-            }
-        }
+        let (credential, is_cookie) = presented_credential(parts)?;
         Ok(ReadAuth {
             credential,
             is_cookie,
