@@ -128,20 +128,47 @@ pub async fn approve(
     if current.state != ElevationState::Pending {
         return Err(AuthError::Conflict("elevation is not pending"));
     }
-    let done = sqlx::query(
+    approve_once(
+        tx,
         "UPDATE app.elevations SET state = 'active', approved_by = $2, starts_at = $3,
                 expires_at = $3 + make_interval(secs => duration_secs)
          WHERE id = $1 AND state = 'pending'",
+        id,
+        approver,
+        now,
+        "elevation is not pending",
     )
-    .bind(id)
-    .bind(approver.as_uuid())
-    .bind(now)
-    .execute(tx.conn())
     .await?;
-    if done.rows_affected() != 1 {
-        return Err(AuthError::Conflict("elevation is not pending"));
-    }
     get(tx, id).await
+}
+
+/// Runs a second admin's conditional approval `sql` (`$1` the record's id, `$2` the
+/// approver, `$3` now): exactly one row must change, so of two concurrent approvals only
+/// one applies; otherwise it is [`AuthError::Conflict`] with `not_pending`. Shared with
+/// [`crate::policy_change`], the other two-admin record.
+pub(crate) async fn approve_once(
+    tx: &mut TenantTx,
+    sql: &'static str,
+    id: Uuid,
+    approver: UserId,
+    now: OffsetDateTime,
+    not_pending: &'static str,
+) -> AuthResult<()> {
+    let done = sqlx::query(sql)
+        .bind(id)
+        .bind(approver.as_uuid())
+        .bind(now)
+        .execute(tx.conn())
+        .await?;
+    if done.rows_affected() != 1 {
+        return Err(AuthError::Conflict(not_pending));
+    }
+    Ok(())
+}
+
+/// A user id read back from the database: a malformed one is [`AuthError::Internal`].
+pub(crate) fn stored_user(id: Uuid) -> AuthResult<UserId> {
+    UserId::from_uuid(id).map_err(|_| AuthError::Internal)
 }
 
 /// Ends a pending or active elevation now.
@@ -176,10 +203,9 @@ const COLUMNS: &str = "id, user_id, role, reason, state, requested_by, approved_
 
 fn elevation(row: ElevationRow) -> AuthResult<Elevation> {
     let (id, user, role, reason, state, requested_by, approved_by, expires_at) = row;
-    let uid = |u: Uuid| UserId::from_uuid(u).map_err(|_| AuthError::Internal);
     Ok(Elevation {
         id,
-        user: uid(user)?,
+        user: stored_user(user)?,
         role: role.parse().map_err(|_| AuthError::Internal)?,
         reason,
         state: match state.as_str() {
@@ -189,8 +215,8 @@ fn elevation(row: ElevationRow) -> AuthResult<Elevation> {
             "expired" => ElevationState::Expired,
             _ => return Err(AuthError::Internal),
         },
-        requested_by: uid(requested_by)?,
-        approved_by: approved_by.map(uid).transpose()?,
+        requested_by: stored_user(requested_by)?,
+        approved_by: approved_by.map(stored_user).transpose()?,
         expires_at,
     })
 }

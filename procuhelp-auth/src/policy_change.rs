@@ -10,6 +10,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::directory::OrgPolicy;
+use crate::elevation::{approve_once, stored_user};
 use crate::{AuthError, AuthResult};
 
 /// How long a proposal waits for its second admin before it lapses.
@@ -92,18 +93,16 @@ pub async fn approve(
         return Err(AuthError::SelfApproval);
     }
     // Conditional update: of two concurrent approvals only one applies it.
-    let done = sqlx::query(
+    approve_once(
+        tx,
         "UPDATE app.policy_changes SET state = 'applied', approved_by = $2, decided_at = $3
          WHERE id = $1 AND state = 'pending' AND expires_at > $3",
+        id,
+        approver,
+        now,
+        "policy change is not pending",
     )
-    .bind(id)
-    .bind(approver.as_uuid())
-    .bind(now)
-    .execute(tx.conn())
     .await?;
-    if done.rows_affected() != 1 {
-        return Err(AuthError::Conflict("policy change is not pending"));
-    }
     sqlx::query(
         "UPDATE app.organisations SET elevation_needs_second_admin = $1
          WHERE id = app.current_org()",
@@ -146,7 +145,6 @@ const COLUMNS: &str = "id, setting, value, state, requested_by, approved_by, exp
 
 fn change(row: ChangeRow) -> AuthResult<PolicyChange> {
     let (id, setting, value, state, requested_by, approved_by, expires_at) = row;
-    let uid = |u: Uuid| UserId::from_uuid(u).map_err(|_| AuthError::Internal);
     Ok(PolicyChange {
         id,
         setting: match setting.as_str() {
@@ -160,8 +158,8 @@ fn change(row: ChangeRow) -> AuthResult<PolicyChange> {
             "expired" => ChangeState::Expired,
             _ => return Err(AuthError::Internal),
         },
-        requested_by: uid(requested_by)?,
-        approved_by: approved_by.map(uid).transpose()?,
+        requested_by: stored_user(requested_by)?,
+        approved_by: approved_by.map(stored_user).transpose()?,
         expires_at,
     })
 }
