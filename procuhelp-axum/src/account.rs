@@ -16,8 +16,9 @@ use axum::extract::{FromRef, Path, State};
 use axum::http::header;
 use axum::response::{AppendHeaders, IntoResponse, Response};
 use procuhelp_audit::{Action, Outcome};
-use procuhelp_auth::session::{self, SessionStage, clear_cookie};
-use procuhelp_auth::{AuthError, Issued};
+use procuhelp_auth::recovery::RecoveryCodes;
+use procuhelp_auth::session::{self, SessionPrincipal, SessionStage, clear_cookie};
+use procuhelp_auth::{AuthError, Authenticator, ClientInfo, Issued};
 use procuhelp_core::{OrgId, SecretText};
 use serde::Deserialize;
 use serde_json::json;
@@ -246,8 +247,25 @@ async fn mfa_confirm(mut authed: Authed, Json(body): Json<CodeBody>) -> Result<R
         .confirm_enrolment(authed.tx().await?, &session, &body.code, &client)
         .await?;
     authed.commit().await?;
+    Ok(issued(&new, recovery_codes(&codes)))
+}
+
+/// `{"recovery_codes": [...]}`: the codes shown to the user once.
+fn recovery_codes(codes: &RecoveryCodes) -> serde_json::Value {
     let codes: Vec<&str> = codes.codes.iter().map(|c| c.expose()).collect();
-    Ok(issued(&new, json!({ "recovery_codes": codes })))
+    json!({ "recovery_codes": codes })
+}
+
+/// What a signed-in user's re-check of their password (and code) needs: the session, the
+/// authenticator and the client. The request's transaction is committed first: re-checks
+/// are throttled like sign-in, and the authenticator runs its own transactions.
+async fn recheck(authed: &mut Authed) -> Result<(SessionPrincipal, Authenticator, ClientInfo)> {
+    authed.require_signed_in().await?;
+    let session = authed.principal.session()?.clone();
+    let auth = authed.sdk().auth().clone();
+    let client = authed.client.clone();
+    authed.commit().await?;
+    Ok((session, auth, client))
 }
 
 #[derive(Deserialize)]
@@ -262,12 +280,7 @@ async fn mfa_disable(
     mut authed: Authed,
     Json(body): Json<ReauthBody>,
 ) -> Result<Json<serde_json::Value>> {
-    authed.require_signed_in().await?;
-    let session = authed.principal.session()?.clone();
-    let auth = authed.sdk().auth().clone();
-    let client = authed.client.clone();
-    // Re-checks are throttled like sign-in: the authenticator runs its own transactions.
-    authed.commit().await?;
+    let (session, auth, client) = recheck(&mut authed).await?;
     auth.disable_mfa(
         &authed.credential,
         &session,
@@ -284,11 +297,7 @@ async fn mfa_recovery_codes(
     mut authed: Authed,
     Json(body): Json<ReauthBody>,
 ) -> Result<Json<serde_json::Value>> {
-    authed.require_signed_in().await?;
-    let session = authed.principal.session()?.clone();
-    let auth = authed.sdk().auth().clone();
-    let client = authed.client.clone();
-    authed.commit().await?;
+    let (session, auth, client) = recheck(&mut authed).await?;
     let codes = auth
         .regenerate_recovery_codes(
             &authed.credential,
@@ -298,8 +307,7 @@ async fn mfa_recovery_codes(
             &client,
         )
         .await?;
-    let codes: Vec<&str> = codes.codes.iter().map(|c| c.expose()).collect();
-    Ok(Json(json!({ "recovery_codes": codes })))
+    Ok(Json(recovery_codes(&codes)))
 }
 
 #[derive(Deserialize)]
@@ -312,11 +320,7 @@ struct PasswordBody {
 /// `POST /api/password`: changes the password; every session of the user is revoked
 /// and a new one issued.
 async fn change_password(mut authed: Authed, Json(body): Json<PasswordBody>) -> Result<Response> {
-    authed.require_signed_in().await?;
-    let session = authed.principal.session()?.clone();
-    let auth = authed.sdk().auth().clone();
-    let client = authed.client.clone();
-    authed.commit().await?;
+    let (session, auth, client) = recheck(&mut authed).await?;
     let new = auth
         .change_password(
             &authed.credential,
