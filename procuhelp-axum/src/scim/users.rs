@@ -6,8 +6,9 @@ use axum::extract::{Path, Request};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use procuhelp_audit::Action;
+use procuhelp_auth::scim::ScimError;
 use procuhelp_auth::scim::filter::parse_filter;
-use procuhelp_auth::scim::model::{self, ResourceKind};
+use procuhelp_auth::scim::model::{self, Projection, ResourceKind};
 use procuhelp_auth::scim::patch::parse_user_patch;
 use procuhelp_auth::scim::store::{self, Effects, ScimUser};
 use serde_json::json;
@@ -91,12 +92,19 @@ pub(super) async fn create_user(
     ))
 }
 
+/// Answers a replace or patch (`op`) of user `id`: a refusal is recorded as such; an
+/// update is recorded with its effects, committed, and the user returned.
 async fn user_updated(
-    ctx: &mut ScimCtx,
-    user: &ScimUser,
-    op: &str,
-    effects: &Effects,
-) -> ScimResult<()> {
+    mut ctx: ScimCtx,
+    p: Projection,
+    op: &'static str,
+    id: &str,
+    done: Result<(ScimUser, Effects), ScimError>,
+) -> ScimResult<ScimReply> {
+    let (user, effects) = match done {
+        Ok(done) => done,
+        Err(e) => return Err(ctx.user_failure(e, op, id).await),
+    };
     let e = ctx
         .event(
             Action::ScimUserUpdated,
@@ -105,7 +113,10 @@ async fn user_updated(
         )
         .person(user.id, Some(&user.email), user.display_name.as_deref());
     ctx.record(e).await?;
-    ctx.record_effects(Some(user.id.to_string()), effects).await
+    ctx.record_effects(Some(user.id.to_string()), &effects)
+        .await?;
+    ctx.commit().await?;
+    Ok(ScimReply::ok(p.apply(user.to_json(&ctx.base))))
 }
 
 pub(super) async fn replace_user(
@@ -117,13 +128,8 @@ pub(super) async fn replace_user(
     let p = projection(&uri, ResourceKind::User)?;
     let input = model::parse_user(&body(request).await?)?;
     let now = ctx.now();
-    let (user, effects) = match store::replace_user(ctx.tx()?, &id, input, now).await {
-        Ok(done) => done,
-        Err(e) => return Err(ctx.user_failure(e, "replace", &id).await),
-    };
-    user_updated(&mut ctx, &user, "replace", &effects).await?;
-    ctx.commit().await?;
-    Ok(ScimReply::ok(p.apply(user.to_json(&ctx.base))))
+    let done = store::replace_user(ctx.tx()?, &id, input, now).await;
+    user_updated(ctx, p, "replace", &id, done).await
 }
 
 pub(super) async fn patch_user(
@@ -135,13 +141,8 @@ pub(super) async fn patch_user(
     let p = projection(&uri, ResourceKind::User)?;
     let changes = parse_user_patch(&body(request).await?)?;
     let now = ctx.now();
-    let (user, effects) = match store::patch_user(ctx.tx()?, &id, &changes, now).await {
-        Ok(done) => done,
-        Err(e) => return Err(ctx.user_failure(e, "patch", &id).await),
-    };
-    user_updated(&mut ctx, &user, "patch", &effects).await?;
-    ctx.commit().await?;
-    Ok(ScimReply::ok(p.apply(user.to_json(&ctx.base))))
+    let done = store::patch_user(ctx.tx()?, &id, &changes, now).await;
+    user_updated(ctx, p, "patch", &id, done).await
 }
 
 pub(super) async fn delete_user(
