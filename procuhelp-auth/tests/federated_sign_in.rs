@@ -4,21 +4,22 @@
 //! rule, the group → role mapping and SCIM's ownership of roles.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+#[path = "support/auth_fx.rs"]
+mod auth_fx;
+
 use std::sync::Arc;
 
 use procuhelp_audit::{Action, AuditEvent, MemorySink};
-use procuhelp_auth::directory::{self, Email, NewUser, OrgPolicy, UserStatus};
+use procuhelp_auth::directory::{self, OrgPolicy, UserStatus};
 use procuhelp_auth::password::PasswordHasher;
 use procuhelp_auth::sso::{
     FederatedError, FederatedIdentity, FederatedSignIn, GroupClaim, Method, Refusal, RoleMapping,
 };
 use procuhelp_auth::throttle::{LoginThrottle, ThrottlePolicy};
 use procuhelp_auth::{Authenticator, ClientInfo, Issued, Role};
-use procuhelp_core::crypto::RustCryptoAead;
-use procuhelp_core::vault::FileVault;
 use procuhelp_core::{ManualClock, OrgId, UserId};
+use procuhelp_tenancy::TenantDb;
 use procuhelp_tenancy::testkit::ScratchDb;
-use procuhelp_tenancy::{FieldCipher, TenantDb, create_organisation};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -39,22 +40,11 @@ struct Fx {
 }
 
 async fn fx() -> Fx {
-    let scratch = ScratchDb::migrated_with(
-        &procuhelp_tenancy::migrate::Schema::new().with(procuhelp_auth::MIGRATIONS),
-    )
-    .await
-    .unwrap();
-    let owner = scratch.owner_pool(1).await.unwrap();
-    let a = create_organisation(&owner, "A").await.unwrap();
-    let b = create_organisation(&owner, "B").await.unwrap();
-    owner.close().await;
+    let (scratch, [a, b]) = auth_fx::two_orgs().await;
     let pool = scratch.runtime_pool(4).await.unwrap();
     let admin = scratch.admin_pool(1).await.unwrap();
-    let vault_dir =
-        std::env::temp_dir().join(format!("ph-federated-{}", uuid::Uuid::new_v4().simple()));
-    let vault = Arc::new(FileVault::open_or_create(&vault_dir).unwrap());
     let db = TenantDb::new(pool.clone());
-    let cipher = Arc::new(FieldCipher::new(db.clone(), vault, &RustCryptoAead));
+    let (vault_dir, cipher) = auth_fx::file_cipher("ph-federated", db.clone());
     let audit = Arc::new(MemorySink::new());
     let clock = Arc::new(ManualClock::new(NOW));
     let auth = Authenticator::new(
@@ -112,39 +102,13 @@ impl Fx {
 
     /// A local user (with a password: never linked implicitly).
     async fn local_user(&self, org: OrgId, email: &str, role: Role) -> UserId {
-        let mut tx = self.db.begin(org).await.unwrap();
-        let id = directory::create(
-            &mut tx,
-            NewUser {
-                email: Email::parse(email).unwrap(),
-                display_name: "Local".into(),
-                role: Some(role),
-                password_hash: Some("$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g".into()),
-            },
-            NOW,
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        id
+        let phc = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2g";
+        auth_fx::create_user(&self.db, org, email, "Local", role, Some(phc.into()), NOW).await
     }
 
     /// A user SCIM provisioned (no password), with its externalId and userName.
     async fn scim_user(&self, org: OrgId, email: &str, external_id: &str, role: Role) -> UserId {
-        let mut tx = self.db.begin(org).await.unwrap();
-        let id = directory::create(
-            &mut tx,
-            NewUser {
-                email: Email::parse(email).unwrap(),
-                display_name: "Provisioned".into(),
-                role: Some(role),
-                password_hash: None,
-            },
-            NOW,
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
+        let id = auth_fx::create_user(&self.db, org, email, "Provisioned", role, None, NOW).await;
         sqlx::query(
             "UPDATE app.users SET scim_managed = true, scim_external_id = $1, scim_user_name = $2
              WHERE id = $3",

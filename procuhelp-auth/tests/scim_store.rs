@@ -7,17 +7,20 @@
 //! that leaves a trace).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
-use procuhelp_auth::directory::{self, Email, NewUser, UserStatus};
+#[path = "support/auth_fx.rs"]
+mod auth_fx;
+
+use procuhelp_auth::directory::{self, Email, UserStatus};
 use procuhelp_auth::scim::filter::parse_filter;
 use procuhelp_auth::scim::model::{Page, ResourceKind, parse_group, parse_user};
 use procuhelp_auth::scim::patch::{GroupChange, UserChange, parse_group_patch, parse_user_patch};
 use procuhelp_auth::scim::store::{self, RoleMapping};
 use procuhelp_auth::scim::{ScimError, token};
-use procuhelp_auth::session::{self, Credential, NewSession, SessionPolicy, SessionStage};
+use procuhelp_auth::session::{self, Credential, SessionPolicy, SessionStage};
 use procuhelp_auth::{AuthError, Role};
 use procuhelp_core::{OrgId, UserId};
 use procuhelp_tenancy::testkit::ScratchDb;
-use procuhelp_tenancy::{TenantDb, TenantTx, create_organisation};
+use procuhelp_tenancy::{TenantDb, TenantTx};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
@@ -33,15 +36,7 @@ struct Fx {
 
 impl Fx {
     async fn new() -> Self {
-        let scratch = ScratchDb::migrated_with(
-            &procuhelp_tenancy::migrate::Schema::new().with(procuhelp_auth::MIGRATIONS),
-        )
-        .await
-        .unwrap();
-        let owner = scratch.owner_pool(1).await.unwrap();
-        let a = create_organisation(&owner, "A").await.unwrap();
-        let b = create_organisation(&owner, "B").await.unwrap();
-        owner.close().await;
+        let (scratch, [a, b]) = auth_fx::two_orgs().await;
         let pool = scratch.runtime_pool(2).await.unwrap();
         let db = TenantDb::new(pool.clone());
         Self {
@@ -100,42 +95,14 @@ async fn provision_at(
 
 /// Creates a local (not SCIM) user and commits.
 async fn local_user(fx: &Fx, org: usize, email: &str, role: Role) -> UserId {
-    let mut tx = fx.tx(org).await;
-    let id = directory::create(
-        &mut tx,
-        NewUser {
-            email: Email::parse(email).unwrap(),
-            display_name: "Local".into(),
-            role: Some(role),
-            password_hash: None,
-        },
-        NOW,
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    id
+    auth_fx::create_user(&fx.db, fx.orgs[org], email, "Local", role, None, NOW).await
 }
 
-/// Opens a full session for `user` and commits.
 async fn sign_in(fx: &Fx, org: usize, user: UserId) -> Credential {
-    let mut tx = fx.tx(org).await;
-    let (_, credential) = session::open(
-        &mut tx,
-        NewSession {
-            user,
-            stage: SessionStage::Full,
-            amr: &["pwd"],
-            policy: SessionPolicy::default(),
-            source: None,
-            user_agent: None,
-        },
-        NOW,
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    credential
+    let (stage, policy) = (SessionStage::Full, SessionPolicy::default());
+    auth_fx::open_session(&fx.db, fx.orgs[org], user, stage, policy, NOW)
+        .await
+        .1
 }
 
 async fn session_works(fx: &Fx, org: usize, credential: &Credential) -> bool {

@@ -6,18 +6,18 @@
 //! is one round trip on the wire (counted by a proxy between the pool and PostgreSQL).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/auth_fx.rs"]
+mod fx;
+
 use std::sync::Arc;
 use std::sync::Mutex;
 
-use procuhelp_auth::directory::{self, Email, NewUser, UserStatus};
-use procuhelp_auth::session::{
-    self, Credential, NewSession, SessionPolicy, SessionStage, SessionToken,
-};
+use procuhelp_auth::directory::{self, UserStatus};
+use procuhelp_auth::session::{self, Credential, SessionPolicy, SessionStage, SessionToken};
 use procuhelp_auth::session_read::{self, AuthenticatedRead, ReadOnce};
 use procuhelp_auth::{AuthError, Permission, Role};
 use procuhelp_core::{OrgId, UserId};
 use procuhelp_tenancy::TenantDb;
-use procuhelp_tenancy::migrate::Schema;
 use procuhelp_tenancy::testkit::ScratchDb;
 use sqlx::postgres::{PgPoolOptions, PgSslMode};
 use time::{Duration, OffsetDateTime};
@@ -38,17 +38,7 @@ struct World {
 }
 
 async fn world() -> World {
-    let scratch = ScratchDb::migrated_with(&Schema::new().with(procuhelp_auth::MIGRATIONS))
-        .await
-        .unwrap();
-    let owner = scratch.owner_pool(1).await.unwrap();
-    let a = procuhelp_tenancy::create_organisation(&owner, "A")
-        .await
-        .unwrap();
-    let b = procuhelp_tenancy::create_organisation(&owner, "B")
-        .await
-        .unwrap();
-    owner.close().await;
+    let (scratch, [a, b]) = fx::two_orgs().await;
     let db = TenantDb::new(scratch.runtime_pool(2).await.unwrap());
     World {
         scratch,
@@ -61,21 +51,7 @@ async fn world() -> World {
 
 impl World {
     async fn user(&self, org: OrgId, email: &str, role: Role) -> UserId {
-        let mut tx = self.db.begin(org).await.unwrap();
-        let user = directory::create(
-            &mut tx,
-            NewUser {
-                email: Email::parse(email).unwrap(),
-                display_name: "u".into(),
-                role: Some(role),
-                password_hash: None,
-            },
-            self.now,
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        user
+        fx::create_user(&self.db, org, email, "u", role, None, self.now).await
     }
 
     async fn session(
@@ -85,23 +61,7 @@ impl World {
         stage: SessionStage,
         policy: SessionPolicy,
     ) -> (Uuid, Credential) {
-        let mut tx = self.db.begin(org).await.unwrap();
-        let opened = session::open(
-            &mut tx,
-            NewSession {
-                user,
-                stage,
-                amr: &["pwd"],
-                policy,
-                source: None,
-                user_agent: None,
-            },
-            self.now,
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        opened
+        fx::open_session(&self.db, org, user, stage, policy, self.now).await
     }
 
     async fn read(

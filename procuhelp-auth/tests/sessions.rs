@@ -9,7 +9,7 @@
 #[path = "support/auth_fx.rs"]
 mod fx;
 
-use fx::{Fx, client};
+use fx::{Fx, client, unauthenticated};
 use procuhelp_audit::Action;
 use procuhelp_auth::api_token::{self, MintedUnder};
 use procuhelp_auth::directory::{self, UserStatus};
@@ -54,10 +54,6 @@ async fn lookup(
     let found = session::authenticate(&mut tx, credential, fx.now()).await;
     tx.commit().await.unwrap();
     found
-}
-
-fn unauthenticated<T: std::fmt::Debug>(r: Result<T, AuthError>) {
-    assert!(matches!(r, Err(AuthError::Unauthenticated)), "{r:?}");
 }
 
 /// The database's own answer: how many rows of `table` with `id` the transaction sees.

@@ -3,24 +3,24 @@
 //! exceed the throttle's allowance, and a saturated password hasher answers at once.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+#[path = "support/auth_fx.rs"]
+mod auth_fx;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use procuhelp_audit::MemorySink;
-use procuhelp_auth::directory::{self, Email, NewUser};
 use procuhelp_auth::hash_limiter::HashLimiter;
 use procuhelp_auth::password::PasswordHasher;
 use procuhelp_auth::throttle::{LoginThrottle, ThrottlePolicy};
 use procuhelp_auth::{AuthError, Authenticator, ClientInfo, Role};
-use procuhelp_core::crypto::RustCryptoAead;
-use procuhelp_core::vault::FileVault;
 use procuhelp_core::{ManualClock, OrgId, SecretText};
+use procuhelp_tenancy::TenantDb;
 use procuhelp_tenancy::testkit::ScratchDb;
-use procuhelp_tenancy::{FieldCipher, TenantDb, create_organisation};
 use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 
-const PASSWORD: &str = "correct horse battery staple";
+use auth_fx::PASSWORD;
 
 struct Fx {
     scratch: ScratchDb,
@@ -42,15 +42,7 @@ async fn fx_with(
     hasher: PasswordHasher,
     configure: impl FnOnce(Authenticator) -> Authenticator,
 ) -> Fx {
-    let scratch = ScratchDb::migrated_with(
-        &procuhelp_tenancy::migrate::Schema::new().with(procuhelp_auth::MIGRATIONS),
-    )
-    .await
-    .unwrap();
-    let owner = scratch.owner_pool(1).await.unwrap();
-    let a = create_organisation(&owner, "A").await.unwrap();
-    let b = create_organisation(&owner, "B").await.unwrap();
-    owner.close().await;
+    let (scratch, [a, b]) = auth_fx::two_orgs().await;
     let pool = PgPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(acquire_timeout)
@@ -59,29 +51,20 @@ async fn fx_with(
         .unwrap();
     // Key management has a pool of its own, as in the server.
     let key_pool = scratch.runtime_pool(2).await.unwrap();
-    let vault_dir = std::env::temp_dir().join(format!("ph-pool-{}", uuid::Uuid::new_v4().simple()));
-    let vault = Arc::new(FileVault::open_or_create(&vault_dir).unwrap());
-    let cipher = Arc::new(FieldCipher::new(
-        TenantDb::new(key_pool.clone()),
-        vault,
-        &RustCryptoAead,
-    ));
+    let (vault_dir, cipher) = auth_fx::file_cipher("ph-pool", TenantDb::new(key_pool.clone()));
     let db = TenantDb::new(pool.clone());
     let phc = hasher.hash(&SecretText::new(PASSWORD.to_owned())).unwrap();
-    let mut tx = db.begin(a).await.unwrap();
-    directory::create(
-        &mut tx,
-        NewUser {
-            email: Email::parse("user@a.test").unwrap(),
-            display_name: "User".into(),
-            role: Some(Role::Requester),
-            password_hash: Some(phc),
-        },
-        time::OffsetDateTime::now_utc(),
+    let now = time::OffsetDateTime::now_utc();
+    auth_fx::create_user(
+        &db,
+        a,
+        "user@a.test",
+        "User",
+        Role::Requester,
+        Some(phc),
+        now,
     )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
+    .await;
     let audit = Arc::new(MemorySink::new());
     let auth = configure(Authenticator::new(
         db.clone(),

@@ -7,37 +7,18 @@
 #[path = "support/auth_fx.rs"]
 mod fx;
 
-use fx::Fx;
+use fx::{Fx, unauthenticated};
 use procuhelp_auth::api_token;
-use procuhelp_auth::session::{
-    self, Credential, NewSession, SessionPolicy, SessionStage, Verified,
-};
-use procuhelp_auth::{AuthError, Role};
+use procuhelp_auth::session::{self, Credential, SessionPolicy, SessionStage, Verified};
+use procuhelp_auth::Role;
 use procuhelp_core::{OrgId, UserId};
 use time::Duration;
 
 async fn open(fx: &Fx, org: OrgId, user: UserId) -> Credential {
-    let mut tx = fx.tx(org).await;
-    let (_, credential) = session::open(
-        &mut tx,
-        NewSession {
-            user,
-            stage: SessionStage::Full,
-            amr: &["pwd"],
-            policy: SessionPolicy::default(),
-            source: None,
-            user_agent: None,
-        },
-        fx.now(),
-    )
-    .await
-    .unwrap();
-    tx.commit().await.unwrap();
-    credential
-}
-
-fn unauthenticated<T: std::fmt::Debug>(r: Result<T, AuthError>) {
-    assert!(matches!(r, Err(AuthError::Unauthenticated)), "{r:?}");
+    let policy = SessionPolicy::default();
+    fx::open_session(&fx.db, org, user, SessionStage::Full, policy, fx.now())
+        .await
+        .1
 }
 
 /// `credential` with its organisation replaced by `org`.

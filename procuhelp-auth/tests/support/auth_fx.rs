@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use procuhelp_audit::{Action, AuditEvent, AuditSink, MemorySink, Receipt};
 use procuhelp_auth::directory::{self, Email, NewUser};
 use procuhelp_auth::password::PasswordHasher;
-use procuhelp_auth::session::Credential;
+use procuhelp_auth::session::{self, Credential, NewSession, SessionPolicy, SessionStage};
 use procuhelp_auth::throttle::{LoginThrottle, ThrottlePolicy};
 use procuhelp_auth::totp::Totp;
 use procuhelp_auth::{Authenticator, ClientInfo, Issued, Role};
@@ -118,27 +118,11 @@ impl Fx {
     }
 
     pub async fn with_throttle(policy: ThrottlePolicy) -> Fx {
-        let scratch = ScratchDb::migrated_with(
-            // Auth's tables only: the audit events go to the in-memory sink.
-            &procuhelp_tenancy::migrate::Schema::new().with(procuhelp_auth::MIGRATIONS),
-        )
-        .await
-        .unwrap();
-        let owner = scratch.owner_pool(1).await.unwrap();
-        let a = create_organisation(&owner, "A").await.unwrap();
-        let b = create_organisation(&owner, "B").await.unwrap();
-        owner.close().await;
+        let (scratch, [a, b]) = two_orgs().await;
         let pool = scratch.runtime_pool(8).await.unwrap();
         let key_pool = scratch.runtime_pool(2).await.unwrap();
         let admin = scratch.admin_pool(2).await.unwrap();
-        let vault_dir =
-            std::env::temp_dir().join(format!("ph-auth-{}", uuid::Uuid::new_v4().simple()));
-        let vault = Arc::new(FileVault::open_or_create(&vault_dir).unwrap());
-        let cipher = Arc::new(FieldCipher::new(
-            TenantDb::new(key_pool.clone()),
-            vault,
-            &RustCryptoAead,
-        ));
+        let (vault_dir, cipher) = file_cipher("ph-auth", TenantDb::new(key_pool.clone()));
         let db = TenantDb::new(pool.clone());
         let audit = Arc::new(HookSink::default());
         let clock = Arc::new(ManualClock::new(T0));
@@ -189,21 +173,7 @@ impl Fx {
         let phc = PasswordHasher::for_tests()
             .hash(&SecretText::new(PASSWORD.to_owned()))
             .unwrap();
-        let mut tx = self.tx(org).await;
-        let id = directory::create(
-            &mut tx,
-            NewUser {
-                email: Email::parse(email).unwrap(),
-                display_name: "Someone".into(),
-                role: Some(role),
-                password_hash: Some(phc),
-            },
-            self.now(),
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        id
+        create_user(&self.db, org, email, "Someone", role, Some(phc), self.now()).await
     }
 
     pub async fn login(
@@ -269,6 +239,95 @@ impl Fx {
     pub async fn as_superuser(&self, sql: &str) {
         sqlx::query(sql).execute(&self.admin).await.unwrap();
     }
+}
+
+/// A scratch database migrated with auth's schema (auth's tables only: the audit events
+/// go to an in-memory sink) and two organisations, "A" and "B".
+pub async fn two_orgs() -> (ScratchDb, [OrgId; 2]) {
+    let scratch = ScratchDb::migrated_with(
+        &procuhelp_tenancy::migrate::Schema::new().with(procuhelp_auth::MIGRATIONS),
+    )
+    .await
+    .unwrap();
+    let owner = scratch.owner_pool(1).await.unwrap();
+    let a = create_organisation(&owner, "A").await.unwrap();
+    let b = create_organisation(&owner, "B").await.unwrap();
+    owner.close().await;
+    (scratch, [a, b])
+}
+
+/// A file vault in a fresh temporary directory (named after `prefix`; the caller removes
+/// it) and a field cipher whose key management runs on `key_db`.
+pub fn file_cipher(prefix: &str, key_db: TenantDb) -> (std::path::PathBuf, Arc<FieldCipher>) {
+    let vault_dir =
+        std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+    let vault = Arc::new(FileVault::open_or_create(&vault_dir).unwrap());
+    let cipher = Arc::new(FieldCipher::new(key_db, vault, &RustCryptoAead));
+    (vault_dir, cipher)
+}
+
+/// Creates an active user in `org` at `at` (committed).
+pub async fn create_user(
+    db: &TenantDb,
+    org: OrgId,
+    email: &str,
+    display_name: &str,
+    role: Role,
+    password_hash: Option<String>,
+    at: time::OffsetDateTime,
+) -> UserId {
+    let mut tx = db.begin(org).await.unwrap();
+    let id = directory::create(
+        &mut tx,
+        NewUser {
+            email: Email::parse(email).unwrap(),
+            display_name: display_name.into(),
+            role: Some(role),
+            password_hash,
+        },
+        at,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+/// Opens a password session of `user` in `org` at `at`, with no source or user agent
+/// (committed).
+pub async fn open_session(
+    db: &TenantDb,
+    org: OrgId,
+    user: UserId,
+    stage: SessionStage,
+    policy: SessionPolicy,
+    at: time::OffsetDateTime,
+) -> (uuid::Uuid, Credential) {
+    let mut tx = db.begin(org).await.unwrap();
+    let opened = session::open(
+        &mut tx,
+        NewSession {
+            user,
+            stage,
+            amr: &["pwd"],
+            policy,
+            source: None,
+            user_agent: None,
+        },
+        at,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    opened
+}
+
+/// Asserts that `r` is the refusal of an unknown, expired or revoked credential.
+pub fn unauthenticated<T: std::fmt::Debug>(r: Result<T, procuhelp_auth::AuthError>) {
+    assert!(
+        matches!(r, Err(procuhelp_auth::AuthError::Unauthenticated)),
+        "{r:?}"
+    );
 }
 
 pub fn client() -> ClientInfo {
