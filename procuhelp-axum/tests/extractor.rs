@@ -9,8 +9,7 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -37,20 +36,7 @@ async fn refused_credentials_get_one_401_and_leave_no_transaction_or_closed_conn
     let w = world().await;
     // Request transactions through a pool that counts the PostgreSQL sessions it opens.
     const POOL: u32 = 2;
-    let opened = Arc::new(AtomicUsize::new(0));
-    let counter = opened.clone();
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(POOL)
-        .after_connect(move |_, _| {
-            let counter = counter.clone();
-            Box::pin(async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            })
-        })
-        .connect_with(w.scratch.options_for(w.scratch.runtime_role().name()))
-        .await
-        .unwrap();
+    let (pool, opened) = w.counting_pool(POOL).await;
     let counted = app(sdk_on(pool.clone(), &w.sdk));
 
     let [a, b] = w.orgs;

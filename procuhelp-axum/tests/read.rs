@@ -6,6 +6,8 @@
 //! recorded in the audit trail (the transactional path); API tokens through that path too.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -14,10 +16,7 @@ use axum::http::{Request, StatusCode};
 use axum::routing::get;
 use http_body_util::BodyExt as _;
 use procuhelp_audit::{Action, MemorySink};
-use procuhelp_auth::directory::{self, Email, NewUser};
-use procuhelp_auth::session::{
-    self, COOKIE_NAME, Credential, NewSession, SessionPolicy, SessionStage,
-};
+use procuhelp_auth::session::{self, COOKIE_NAME, Credential};
 use procuhelp_auth::session_read::AuthenticatedRead;
 use procuhelp_auth::{Permission, Role, api_token};
 use procuhelp_axum::read::ReadAuth;
@@ -104,57 +103,18 @@ struct World {
 
 impl World {
     async fn user(&self, org: OrgId, email: &str, role: Role) -> UserId {
-        let mut tx = self.db.begin(org).await.unwrap();
-        let user = directory::create(
-            &mut tx,
-            NewUser {
-                email: Email::parse(email).unwrap(),
-                display_name: "u".into(),
-                role: Some(role),
-                password_hash: None,
-            },
-            self.now,
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        user
+        common::create_user(&self.db, org, email, role, self.now).await
     }
 
     async fn session(&self, org: OrgId, user: UserId) -> (Uuid, Credential) {
-        let mut tx = self.db.begin(org).await.unwrap();
-        let opened = session::open(
-            &mut tx,
-            NewSession {
-                user,
-                stage: SessionStage::Full,
-                amr: &["pwd"],
-                policy: SessionPolicy::default(),
-                source: None,
-                user_agent: None,
-            },
-            self.now,
-        )
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        opened
+        common::open_session(&self.db, org, user, self.now).await
     }
 }
 
 #[tokio::test]
 async fn read_auth_answers_as_authed_does_in_one_statement() {
-    let scratch = ScratchDb::migrated_with(&Schema::new().with(procuhelp_auth::MIGRATIONS))
-        .await
-        .unwrap();
-    let owner = scratch.owner_pool(1).await.unwrap();
-    let a = procuhelp_tenancy::create_organisation(&owner, "A")
-        .await
-        .unwrap();
-    let b = procuhelp_tenancy::create_organisation(&owner, "B")
-        .await
-        .unwrap();
-    owner.close().await;
+    let schema = Schema::new().with(procuhelp_auth::MIGRATIONS);
+    let (scratch, [a, b]) = common::scratch_with_orgs(&schema, ["A", "B"]).await;
     let pool = scratch.runtime_pool(4).await.unwrap();
     let w = World {
         db: TenantDb::new(pool.clone()),

@@ -8,13 +8,12 @@
 
 mod common;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
-use common::{EmbedderState, Session, World, request, sdk_on, send, world};
+use common::{EmbedderState, World, request, sdk_on, send, world};
 use procuhelp_audit::{Action, Actor, Outcome};
 use procuhelp_auth::{Permission, Role};
 use procuhelp_axum::scim::{self, SCIM_CONTENT_TYPE};
@@ -33,33 +32,9 @@ fn scim_app(sdk: Sdk) -> Router {
         })
 }
 
-async fn login(app: &Router, w: &World, org: usize, role: Role) -> Session {
-    let reply = send(
-        app,
-        request(
-            Method::POST,
-            "/api/login",
-            None,
-            Some(json!({
-                "org": w.orgs[org].to_string(),
-                "email": common::email(org, role),
-                "password": common::PASSWORD,
-            })),
-        ),
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-    let set = reply.headers[header::SET_COOKIE].to_str().unwrap();
-    let value = set.split(';').next().unwrap().split_once('=').unwrap().1;
-    Session {
-        cookie: value.to_owned(),
-        csrf: reply.body["csrf_token"].as_str().unwrap().to_owned(),
-    }
-}
-
 /// An admin of `org` issues a SCIM token: (token id, secret, tenant URL path).
 async fn issue_token(app: &Router, w: &World, org: usize) -> (String, String, String) {
-    let admin = login(app, w, org, Role::Admin).await;
+    let admin = w.login_on(app, org, Role::Admin).await;
     let reply = send(
         app,
         request(
@@ -102,7 +77,7 @@ async fn an_embedders_state_serves_scim_and_records_through_the_sdk() {
     let app = scim_app(w.sdk.clone());
 
     // Only a holder of manage_sso issues tokens.
-    let approver = login(&app, &w, 0, Role::Approver).await;
+    let approver = w.login_on(&app, 0, Role::Approver).await;
     let reply = send(
         &app,
         request(
@@ -219,20 +194,7 @@ async fn failed_scim_requests_give_their_connection_back() {
     let (_, secret, tenant) = issue_token(&scim_app(w.sdk.clone()), &w, 0).await;
     // SCIM's transactions through a pool that counts the PostgreSQL sessions it opens.
     const POOL: u32 = 2;
-    let opened = Arc::new(AtomicUsize::new(0));
-    let counter = opened.clone();
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(POOL)
-        .after_connect(move |_, _| {
-            let counter = counter.clone();
-            Box::pin(async move {
-                counter.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            })
-        })
-        .connect_with(w.scratch.options_for(w.scratch.runtime_role().name()))
-        .await
-        .unwrap();
+    let (pool, opened) = w.counting_pool(POOL).await;
     let app = scim_app(sdk_on(pool.clone(), &w.sdk));
 
     // Each fails after its transaction is open: unknown ids, a malformed PATCH, a user

@@ -69,30 +69,6 @@ fn saml_settings(w: &World, org: usize) -> Value {
     })
 }
 
-async fn login(app: &Router, w: &World, org: usize, role: Role) -> Session {
-    let reply = send(
-        app,
-        request(
-            Method::POST,
-            "/api/login",
-            None,
-            Some(json!({
-                "org": w.orgs[org].to_string(),
-                "email": common::email(org, role),
-                "password": common::PASSWORD,
-            })),
-        ),
-    )
-    .await;
-    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
-    let set = reply.headers[header::SET_COOKIE].to_str().unwrap();
-    let value = set.split(';').next().unwrap().split_once('=').unwrap().1;
-    Session {
-        cookie: value.to_owned(),
-        csrf: reply.body["csrf_token"].as_str().unwrap().to_owned(),
-    }
-}
-
 /// A plain GET, with the raw body as text.
 async fn get(app: &Router, path: &str) -> (StatusCode, axum::http::HeaderMap, String) {
     use http_body_util::BodyExt as _;
@@ -121,8 +97,8 @@ async fn acs(app: &Router, org: &str, form: &str, cookie: Option<&str>) -> Reply
 async fn the_connection_admin_needs_manage_sso_and_is_recorded_through_the_sdk() {
     let w = world().await;
     let app = app(w.sdk.clone());
-    let admin = login(&app, &w, 0, Role::Admin).await;
-    let approver = login(&app, &w, 0, Role::Approver).await;
+    let admin = w.login_on(&app, 0, Role::Admin).await;
+    let approver = w.login_on(&app, 0, Role::Approver).await;
     let put = |s: &Session, body: Value| request(Method::PUT, "/api/sso/saml", Some(s), Some(body));
     let reply = send(&app, put(&approver, saml_settings(&w, 0))).await;
     assert_eq!(reply.status, StatusCode::FORBIDDEN);
@@ -189,7 +165,7 @@ async fn the_connection_admin_needs_manage_sso_and_is_recorded_through_the_sdk()
 async fn a_saml_sign_in_is_bound_to_the_browser_that_started_it_and_used_once() {
     let w = world().await;
     let app = app(w.sdk.clone());
-    let admin = login(&app, &w, 0, Role::Admin).await;
+    let admin = w.login_on(&app, 0, Role::Admin).await;
     let reply = send(
         &app,
         request(

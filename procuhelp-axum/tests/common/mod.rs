@@ -4,6 +4,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::body::Body;
@@ -14,9 +15,10 @@ use http_body_util::BodyExt as _;
 use procuhelp_audit::MemorySink;
 use procuhelp_auth::directory::{self, Email, NewUser};
 use procuhelp_auth::password::PasswordHasher;
+use procuhelp_auth::session::{self, Credential, NewSession, SessionPolicy, SessionStage};
 use procuhelp_auth::{Permission, Role};
 use procuhelp_axum::{Authed, Limits, Result, Sdk, harden};
-use procuhelp_core::{ManualClock, OrgId, SecretText};
+use procuhelp_core::{ManualClock, OrgId, SecretText, UserId};
 use procuhelp_tenancy::migrate::Schema;
 use procuhelp_tenancy::testkit::ScratchDb;
 use procuhelp_tenancy::{FieldCipher, TenantDb};
@@ -108,19 +110,77 @@ pub fn sdk_on(pool: sqlx::PgPool, sdk: &Sdk) -> Sdk {
     .build()
 }
 
+/// A scratch database migrated with `schema` and two organisations named `names`.
+pub async fn scratch_with_orgs(schema: &Schema, names: [&str; 2]) -> (ScratchDb, [OrgId; 2]) {
+    let scratch = ScratchDb::migrated_with(schema).await.unwrap();
+    let owner = scratch.owner_pool(1).await.unwrap();
+    let mut orgs = Vec::new();
+    for name in names {
+        let org = procuhelp_tenancy::create_organisation(&owner, name)
+            .await
+            .unwrap();
+        orgs.push(org);
+    }
+    owner.close().await;
+    (scratch, [orgs[0], orgs[1]])
+}
+
+/// Creates a user without a password in `org` at `at` (committed).
+pub async fn create_user(
+    db: &TenantDb,
+    org: OrgId,
+    email: &str,
+    role: Role,
+    at: time::OffsetDateTime,
+) -> UserId {
+    let mut tx = db.begin(org).await.unwrap();
+    let user = directory::create(
+        &mut tx,
+        NewUser {
+            email: Email::parse(email).unwrap(),
+            display_name: "u".into(),
+            role: Some(role),
+            password_hash: None,
+        },
+        at,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    user
+}
+
+/// Opens a full password session of `user` in `org` at `at` (committed).
+pub async fn open_session(
+    db: &TenantDb,
+    org: OrgId,
+    user: UserId,
+    at: time::OffsetDateTime,
+) -> (uuid::Uuid, Credential) {
+    let mut tx = db.begin(org).await.unwrap();
+    let opened = session::open(
+        &mut tx,
+        NewSession {
+            user,
+            stage: SessionStage::Full,
+            amr: &["pwd"],
+            policy: SessionPolicy::default(),
+            source: None,
+            user_agent: None,
+        },
+        at,
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    opened
+}
+
 pub async fn world() -> World {
     let schema = Schema::new()
         .with(procuhelp_auth::MIGRATIONS)
         .with(procuhelp_audit::MIGRATIONS);
-    let scratch = ScratchDb::migrated_with(&schema).await.unwrap();
-    let owner = scratch.owner_pool(1).await.unwrap();
-    let a = procuhelp_tenancy::create_organisation(&owner, "Org A")
-        .await
-        .unwrap();
-    let b = procuhelp_tenancy::create_organisation(&owner, "Org B")
-        .await
-        .unwrap();
-    owner.close().await;
+    let (scratch, [a, b]) = scratch_with_orgs(&schema, ["Org A", "Org B"]).await;
     let runtime = scratch.runtime_pool(4).await.unwrap();
     let vault_dir =
         std::env::temp_dir().join(format!("ph-axum-vault-{}", uuid::Uuid::new_v4().simple()));
@@ -224,8 +284,14 @@ pub fn request(
 
 impl World {
     pub async fn login(&self, org: usize, role: Role) -> Session {
+        self.login_on(&self.app, org, role).await
+    }
+
+    /// Signs the user of `org` with `role` in through `app` (whose routes include the
+    /// account routes): the session cookie's value and its CSRF token.
+    pub async fn login_on(&self, app: &Router, org: usize, role: Role) -> Session {
         let reply = send(
-            &self.app,
+            app,
             request(
                 Method::POST,
                 "/api/login",
@@ -257,6 +323,26 @@ impl World {
             cookie: value,
             csrf: reply.body["csrf_token"].as_str().unwrap().to_owned(),
         }
+    }
+
+    /// A runtime-role pool of `size` connections that counts the PostgreSQL sessions it
+    /// opens.
+    pub async fn counting_pool(&self, size: u32) -> (sqlx::PgPool, Arc<AtomicUsize>) {
+        let opened = Arc::new(AtomicUsize::new(0));
+        let counter = opened.clone();
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(size)
+            .after_connect(move |_, _| {
+                let counter = counter.clone();
+                Box::pin(async move {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+            })
+            .connect_with(self.scratch.options_for(self.scratch.runtime_role().name()))
+            .await
+            .unwrap();
+        (pool, opened)
     }
 
     pub async fn close(self) {
