@@ -300,14 +300,7 @@ fn principal(row: &PgRow) -> AuthResult<SessionPrincipal> {
     let e_id: Option<Uuid> = row.try_get(at(6))?;
     let e_role: Option<String> = row.try_get(at(7))?;
     let e_expires: Option<OffsetDateTime> = row.try_get(at(8))?;
-    let elevation = match (e_id, e_role, e_expires) {
-        (Some(id), Some(role), Some(expires_at)) => Some(ActiveElevation {
-            id,
-            role: role.parse().map_err(|_| AuthError::Internal)?,
-            expires_at,
-        }),
-        _ => None,
-    };
+    let elevation = ActiveElevation::from_columns(e_id, e_role, e_expires)?;
     Ok(SessionPrincipal {
         session: row.try_get(at(1))?,
         user: UserId::from_uuid(row.try_get(at(2))?).map_err(|_| AuthError::Internal)?,

@@ -101,6 +101,26 @@ pub struct ActiveElevation {
     pub expires_at: OffsetDateTime,
 }
 
+impl ActiveElevation {
+    /// The elevation of a session row's left-joined elevation columns (id, role, expiry):
+    /// none unless all three are there; a role that does not parse is
+    /// [`AuthError::Internal`].
+    pub(crate) fn from_columns(
+        id: Option<Uuid>,
+        role: Option<String>,
+        expires_at: Option<OffsetDateTime>,
+    ) -> AuthResult<Option<Self>> {
+        Ok(match (id, role, expires_at) {
+            (Some(id), Some(role), Some(expires_at)) => Some(ActiveElevation {
+                id,
+                role: role.parse().map_err(|_| AuthError::Internal)?,
+                expires_at,
+            }),
+            _ => None,
+        })
+    }
+}
+
 /// The authenticated user of a request, from a valid session.
 #[derive(Debug, Clone)]
 pub struct SessionPrincipal {
@@ -194,14 +214,7 @@ pub async fn authenticate(
     if status != "active" {
         return Err(AuthError::Unauthenticated);
     }
-    let elevation = match (e_id, e_role, e_expires) {
-        (Some(id), Some(role), Some(expires_at)) => Some(ActiveElevation {
-            id,
-            role: role.parse().map_err(|_| AuthError::Internal)?,
-            expires_at,
-        }),
-        _ => None,
-    };
+    let elevation = ActiveElevation::from_columns(e_id, e_role, e_expires)?;
     Ok(SessionPrincipal {
         session,
         user: UserId::from_uuid(user).map_err(|_| AuthError::Internal)?,

@@ -15,7 +15,6 @@ use procuhelp_core::UserId;
 use procuhelp_tenancy::TenantDb;
 use sqlx::Row as _;
 use time::{Duration, OffsetDateTime};
-use uuid::Uuid;
 
 use super::{ActiveElevation, Credential, SessionPrincipal, SessionStage};
 use crate::{AuthError, AuthResult};
@@ -91,18 +90,11 @@ pub async fn verify_once(
     if ran_out || last_seen < now - TOUCH_AFTER {
         return Ok(Verified::NeedsTransaction);
     }
-    let elevation = match (
-        row.try_get::<Option<Uuid>, _>("e_id")?,
-        row.try_get::<Option<String>, _>("e_role")?,
-        row.try_get::<Option<OffsetDateTime>, _>("e_expires")?,
-    ) {
-        (Some(id), Some(role), Some(expires_at)) => Some(ActiveElevation {
-            id,
-            role: role.parse().map_err(|_| AuthError::Internal)?,
-            expires_at,
-        }),
-        _ => None,
-    };
+    let elevation = ActiveElevation::from_columns(
+        row.try_get("e_id")?,
+        row.try_get("e_role")?,
+        row.try_get("e_expires")?,
+    )?;
     let role: String = row.try_get("role")?;
     let stage: String = row.try_get("stage")?;
     Ok(Verified::Session(SessionPrincipal {
