@@ -8,9 +8,9 @@
 mod fx;
 
 use fx::{Fx, unauthenticated};
+use procuhelp_auth::Role;
 use procuhelp_auth::api_token;
 use procuhelp_auth::session::{self, Credential, SessionPolicy, SessionStage, Verified};
-use procuhelp_auth::Role;
 use procuhelp_core::{OrgId, UserId};
 use time::Duration;
 
