@@ -211,6 +211,19 @@ async fn a_saml_sign_in_is_bound_to_the_browser_that_started_it_and_used_once() 
     let forged = acs(&app, &org, &form, Some(browser)).await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{:?}", forged.body);
     assert_eq!(forged.body, json!({ "error": "sso_rejected" }));
+    // A refusal ends the browser's binding: both SSO cookies are cleared.
+    let cleared: Vec<&str> = forged
+        .headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    assert!(
+        cleared
+            .iter()
+            .any(|c| c.starts_with(&format!("{SAML_COOKIE}=;")) && c.contains("Max-Age=0")),
+        "{cleared:?}"
+    );
     // Used up: the same browser cannot try again.
     let again = acs(&app, &org, &form, Some(browser)).await;
     assert_eq!(again.status, StatusCode::BAD_REQUEST);

@@ -75,8 +75,11 @@ impl Refusal {
 
     pub(super) fn into_response(self) -> Response {
         let mut response = (self.status, Json(json!({ "error": self.code }))).into_response();
-        if let Ok(v) = clear_cookie(OIDC_COOKIE).parse() {
-            response.headers_mut().append(header::SET_COOKIE, v);
+        // A refused sign-in ends the browser's binding, whichever protocol it started.
+        for cookie in [OIDC_COOKIE, SAML_COOKIE] {
+            if let Ok(v) = clear_cookie(cookie).parse() {
+                response.headers_mut().append(header::SET_COOKIE, v);
+            }
         }
         response
     }
