@@ -496,6 +496,58 @@ async fn filters_and_paging() {
     fx.done().await;
 }
 
+/// `authenticate_once` (one autocommit statement, before any transaction) answers as
+/// `authenticate` does inside the organisation's transaction, case by case.
+#[tokio::test]
+async fn authenticate_once_agrees_with_authenticate() {
+    let fx = Fx::new().await;
+    let mut tx = fx.tx(0).await;
+    let (token_id, secret) = token::issue(&mut tx, "Entra", Duration::days(30), None, NOW)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let unknown_org = OrgId::new();
+    let other_secret = session::SessionToken::generate().unwrap();
+    // (organisation, presented, at, expected id): both functions must agree on each.
+    let cases = [
+        (fx.orgs[0], secret.expose(), NOW, Some(token_id)),
+        (fx.orgs[1], secret.expose(), NOW, None),
+        (unknown_org, secret.expose(), NOW, None),
+        (fx.orgs[0], other_secret.expose(), NOW, None),
+        (fx.orgs[0], "not a token", NOW, None),
+        (fx.orgs[0], secret.expose(), NOW + Duration::days(30), None),
+    ];
+    let check = |org: OrgId, presented: &str, at: OffsetDateTime, want: Option<_>| {
+        let fx = &fx;
+        let presented = presented.to_owned();
+        async move {
+            let once = token::authenticate_once(&fx.db, org, &presented, at).await;
+            match want {
+                Some(id) => assert_eq!(once.unwrap(), id, "{org}"),
+                None => assert!(
+                    matches!(once, Err(AuthError::Unauthenticated)),
+                    "{org}: {once:?}"
+                ),
+            }
+            if org != unknown_org {
+                let mut tx = fx.db.begin(org).await.unwrap();
+                let inside = token::authenticate(&mut tx, &presented, at).await;
+                assert_eq!(inside.ok(), want, "{org}");
+                tx.rollback().await.unwrap();
+            }
+        }
+    };
+    for (org, presented, at, want) in cases {
+        check(org, presented, at, want).await;
+    }
+    // Revoked: refused by both.
+    let mut tx = fx.tx(0).await;
+    assert!(token::revoke(&mut tx, token_id, NOW).await.unwrap());
+    tx.commit().await.unwrap();
+    check(fx.orgs[0], secret.expose(), NOW, None).await;
+    fx.done().await;
+}
+
 #[tokio::test]
 async fn tokens_and_resources_stay_in_their_organisation() {
     let fx = Fx::new().await;

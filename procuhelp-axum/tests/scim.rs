@@ -245,6 +245,82 @@ async fn failed_scim_requests_give_their_connection_back() {
     w.close().await;
 }
 
+/// A refused SCIM token (well-formed but unknown, another organisation's, for an unknown
+/// organisation) is refused by one autocommit statement: no transaction is opened (none
+/// begun and rolled back in `pg_stat_database`) and none is left open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_scim_tokens_open_no_transaction() {
+    let w = world().await;
+    let (_, secret_a, tenant_a) = issue_token(&scim_app(w.sdk.clone()), &w, 0).await;
+    let (_, secret_b, _) = issue_token(&scim_app(w.sdk.clone()), &w, 1).await;
+    let (pool, _) = w.counting_pool(2).await;
+    let app = scim_app(sdk_on(pool.clone(), &w.sdk));
+    // Flush every other session's statistics first (a closed session's are flushed as it
+    // ends), then count.
+    w.runtime.close().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let before = rollbacks(&w).await;
+    let unknown = procuhelp_auth::session::SessionToken::generate().unwrap();
+    const N: usize = 5;
+    for _ in 0..N {
+        for token in [unknown.expose(), secret_b.as_str()] {
+            let reply = send(
+                &app,
+                scim_request(Method::GET, &format!("{tenant_a}/Users"), token, None),
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{:?}", reply.body);
+        }
+    }
+    // An unknown organisation: its one failed statement is the only rollback counted.
+    let reply = send(
+        &app,
+        scim_request(
+            Method::GET,
+            &format!("/scim/v2/{}/Users", procuhelp_core::OrgId::new()),
+            &secret_a,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    // The right token still works.
+    let reply = send(
+        &app,
+        scim_request(Method::GET, &format!("{tenant_a}/Users"), &secret_a, None),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    pool.close().await;
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(
+        rollbacks(&w).await - before,
+        1,
+        "refused SCIM tokens opened (and rolled back) transactions; only the unknown \
+         organisation's failed statement counts"
+    );
+    w.close().await;
+}
+
+/// Transactions rolled back in the scratch database so far (`pg_stat_database`).
+async fn rollbacks(w: &World) -> i64 {
+    let owner = w.scratch.owner_pool(1).await.unwrap();
+    let mut conn = owner.acquire().await.unwrap();
+    sqlx::query("SELECT pg_stat_clear_snapshot()")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let n = sqlx::query_scalar(
+        "SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    drop(conn);
+    owner.close().await;
+    n
+}
+
 #[test]
 fn the_admin_routes_are_in_the_permission_table() {
     let table = scim::admin_table::<EmbedderState>();

@@ -4,8 +4,8 @@
 //! `/scim/v2/{org}/...`. The token is looked up by its hash inside the organisation named
 //! by the path (row-level security), so a token of another organisation finds nothing.
 
-use procuhelp_core::UserId;
-use procuhelp_tenancy::TenantTx;
+use procuhelp_core::{OrgId, UserId};
+use procuhelp_tenancy::{TenantDb, TenantTx};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -89,6 +89,44 @@ pub async fn authenticate(
     .fetch_optional(tx.conn())
     .await?;
     id.ok_or(AuthError::Unauthenticated)
+}
+
+/// [`authenticate`] in one autocommit statement, before any transaction: the id of the
+/// live token `presented` in organisation `org`, or [`AuthError::Unauthenticated`] — also
+/// for an unknown organisation and for another organisation's token (one answer for all).
+/// A refused token costs one statement and opens no transaction, so a client guessing
+/// tokens holds no pooled connection; begin the tenant transaction after it succeeds.
+///
+/// The statement enters `org` through `app.enter_org` and reads in a LATERAL subquery
+/// fenced with `OFFSET 0`, so row-level security applies to the lookup.
+pub async fn authenticate_once(
+    db: &TenantDb,
+    org: OrgId,
+    presented: &str,
+    now: OffsetDateTime,
+) -> AuthResult<Uuid> {
+    use sqlx::Row as _;
+    let token = SessionToken::parse(presented).map_err(|_| AuthError::Unauthenticated)?;
+    let query = sqlx::query(
+        "SELECT q.id FROM app.enter_org($1) AS tenant(org) CROSS JOIN LATERAL (
+             SELECT t.id FROM app.scim_tokens t
+             WHERE t.org_id = tenant.org AND t.token_hash = $2 AND t.revoked_at IS NULL
+               AND t.expires_at > $3
+             OFFSET 0
+         ) AS q",
+    )
+    .bind(org.as_uuid())
+    .bind(token.hash().as_slice().to_vec())
+    .bind(now);
+    let rows = match db.fetch_all_self_entering(query).await {
+        Ok(rows) => rows,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("PH404") => {
+            return Err(AuthError::Unauthenticated);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let row = rows.first().ok_or(AuthError::Unauthenticated)?;
+    Ok(row.try_get("id")?)
 }
 
 /// Revokes a token. True if it was live.

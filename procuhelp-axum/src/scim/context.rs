@@ -1,6 +1,7 @@
 //! The SCIM request context: the organisation from the path, a live SCIM token of that
-//! organisation (verified inside the organisation's tenant transaction, so another
-//! organisation's token finds nothing), and that open transaction.
+//! organisation (verified first in one autocommit statement that enters the organisation,
+//! so another organisation's token finds nothing and a refused token opens no
+//! transaction), and the organisation's tenant transaction, begun only after.
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header;
@@ -82,18 +83,21 @@ where
         let org = org_from_path(parts.uri.path()).ok_or_else(unauthorized)?;
         let presented = bearer(parts).ok_or_else(unauthorized)?;
         let sdk = Sdk::from_ref(state);
-        let mut tx = match sdk.tenants().begin(org).await {
-            Ok(tx) => tx,
-            Err(procuhelp_tenancy::Error::UnknownOrg(_)) => return Err(unauthorized()),
-            Err(e) => return Err(ScimError::from(e).into()),
-        };
-        let token = match token::authenticate(&mut tx, presented, sdk.now()).await {
+        // Verified first, in one autocommit statement: a refused token (or an unknown
+        // org) opens no transaction and holds no pooled connection.
+        let token = match token::authenticate_once(sdk.tenants(), org, presented, sdk.now()).await {
             Ok(id) => id,
             Err(procuhelp_auth::AuthError::Unauthenticated) => {
-                let _ = tx.rollback().await;
                 tracing::info!(%org, "scim request with an invalid token");
                 return Err(unauthorized());
             }
+            Err(e) => return Err(ScimError::from(e).into()),
+        };
+        // Nothing can fail after this but `begin` itself: the open transaction goes
+        // straight into the context, whose Drop rolls it back.
+        let tx = match sdk.tenants().begin(org).await {
+            Ok(tx) => tx,
+            Err(procuhelp_tenancy::Error::UnknownOrg(_)) => return Err(unauthorized()),
             Err(e) => return Err(ScimError::from(e).into()),
         };
         Ok(ScimCtx {
