@@ -10,7 +10,7 @@
 //! use procuhelp_tenancy::migrate::{Grant, Migrations, Schema};
 //!
 //! // The application's tables: versions 10000 and up (docs/tenancy.md, "Migrations").
-//! const APP: Migrations = Migrations::new("expenses", sqlx::migrate!("./migrations"))
+//! const APP: Migrations = Migrations::app("expenses", sqlx::migrate!("./migrations"))
 //!     .grants(&[Grant::new("app.claims", "SELECT, INSERT, UPDATE")]);
 //!
 //! let schema = Schema::new() // procuhelp-tenancy's own migrations
@@ -20,9 +20,10 @@
 //! schema.migrate(&owner_pool, &RuntimeRole::default()).await?;
 //! ```
 //!
-//! [`Schema::migrate`] refuses two parts declaring the same version, runs every migration
-//! in version order in one sqlx migrator, and then sets the runtime role's privileges to
-//! exactly the composed grants. A database whose applied history does not match (a
+//! [`Schema::migrate`] refuses two parts declaring the same version, an application
+//! migration below 10000 and an application's grant on a table another part grants; it
+//! runs every migration in version order in one sqlx migrator, and then sets the runtime
+//! role's privileges to exactly the composed grants. A database whose applied history does not match (a
 //! migration changed after it was applied, one no part declares, or the layout from
 //! before each crate owned its migrations) is refused before anything runs.
 
@@ -40,23 +41,67 @@ use crate::{EncryptedColumn, Error, Result};
 /// Built in a `const`, so a crate can export it:
 ///
 /// ```ignore
-/// pub const MIGRATIONS: Migrations = Migrations::new("procuhelp-audit", sqlx::migrate!("./migrations"))
-///     .grants(&[Grant::new("app.audit_events", "SELECT, INSERT")]);
+/// pub const MIGRATIONS: Migrations = Migrations::app("expenses", sqlx::migrate!("./migrations"))
+///     .grants(&[Grant::new("app.claims", "SELECT, INSERT")]);
 /// ```
+///
+/// Each part's versions must lie in its range (docs/tenancy.md, "Migrations"): an
+/// application's ([`Migrations::app`]) are 10000 and up, so they run after every SDK
+/// migration and never collide with a future one.
 #[derive(Debug)]
 pub struct Migrations {
     name: &'static str,
+    range: VersionRange,
     migrator: Migrator,
     grants: &'static [Grant],
     encrypted_columns: &'static [EncryptedColumn],
 }
 
+/// Which versions a part may declare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VersionRange {
+    /// The SDK crates: 1..=8999.
+    Sdk,
+    /// The SDK's test scaffolding: 9000..=9999.
+    Testkit,
+    /// Applications: 10000 and up.
+    App,
+}
+
+impl VersionRange {
+    fn contains(self, version: i64) -> bool {
+        match self {
+            Self::Sdk => (1..=8999).contains(&version),
+            Self::Testkit => (9000..=9999).contains(&version),
+            Self::App => version >= 10_000,
+        }
+    }
+}
+
 impl Migrations {
-    /// `name` (a crate or application, for error messages) and its migrations, usually
-    /// `sqlx::migrate!("./migrations")`. No grants and no encrypted columns yet.
+    /// An application's part: `name` (for error messages) and its migrations, usually
+    /// `sqlx::migrate!("./migrations")`, versions 10000 and up. No grants and no
+    /// encrypted columns yet.
+    pub const fn app(name: &'static str, migrator: Migrator) -> Self {
+        Self::in_range(name, VersionRange::App, migrator)
+    }
+
+    /// An SDK crate's part (versions 1..=8999). Applications use [`Migrations::app`].
+    #[doc(hidden)]
     pub const fn new(name: &'static str, migrator: Migrator) -> Self {
+        Self::in_range(name, VersionRange::Sdk, migrator)
+    }
+
+    /// The SDK's test scaffolding (versions 9000..=9999).
+    #[doc(hidden)]
+    pub const fn testkit(name: &'static str, migrator: Migrator) -> Self {
+        Self::in_range(name, VersionRange::Testkit, migrator)
+    }
+
+    const fn in_range(name: &'static str, range: VersionRange, migrator: Migrator) -> Self {
         Self {
             name,
+            range,
             migrator,
             grants: &[],
             encrypted_columns: &[],
@@ -149,6 +194,32 @@ pub enum SchemaError {
         /// The part composed later.
         second: &'static str,
     },
+    /// A part declares a version outside its range (SDK crates 1-8999, testkit
+    /// 9000-9999, applications 10000 and up).
+    #[error(
+        "{part}: migration version {version} is outside its range: versions 1-8999 belong \
+         to the SDK crates, 9000-9999 to its testkit, 10000 and up to applications \
+         (docs/tenancy.md, \"Migrations\")"
+    )]
+    VersionOutOfRange {
+        /// The part declaring it.
+        part: &'static str,
+        /// The version.
+        version: i64,
+    },
+    /// A part grants the runtime role privileges on a table another part grants (owns).
+    #[error(
+        "{part}: the runtime grant on {table} is refused: that table belongs to {owner}, \
+         and a part may grant only on its own tables"
+    )]
+    GrantOnForeignTable {
+        /// The part declaring the grant.
+        part: &'static str,
+        /// The table.
+        table: &'static str,
+        /// The part that grants on it first.
+        owner: &'static str,
+    },
     /// A grant's table or privileges are not plain SQL names.
     #[error("{part}: the runtime grant on {table:?} is not of the form schema.table / privileges")]
     InvalidGrant {
@@ -239,13 +310,19 @@ impl Schema {
         &self.parts
     }
 
-    /// One migrator with every part's migrations in version order; refuses a version two
-    /// parts declare.
+    /// One migrator with every part's migrations in version order; refuses a version
+    /// outside its part's range and a version two parts declare.
     pub fn migrator(&self) -> Result<Migrator, SchemaError> {
         let mut owners: BTreeMap<i64, &'static str> = BTreeMap::new();
         let mut migrations = Vec::new();
         for part in &self.parts {
             for m in part.migrator.iter() {
+                if !part.range.contains(m.version) {
+                    return Err(SchemaError::VersionOutOfRange {
+                        part: part.name,
+                        version: m.version,
+                    });
+                }
                 if !m.migration_type.is_down_migration()
                     && let Some(first) = owners.insert(m.version, part.name)
                 {
@@ -265,6 +342,36 @@ impl Schema {
         })
     }
 
+    /// Refuses a malformed grant, and an application's (or the testkit's) grant on a
+    /// table another part grants on. SDK crates may grant on each other's tables (auth
+    /// grants columns it adds to `app.organisations`); they are one reviewed sequence.
+    fn check_grants(&self) -> Result<(), SchemaError> {
+        for part in &self.parts {
+            for grant in part.grants {
+                if !grant.is_well_formed() {
+                    return Err(SchemaError::InvalidGrant {
+                        part: part.name,
+                        table: grant.table,
+                    });
+                }
+                if part.range == VersionRange::Sdk {
+                    continue;
+                }
+                let other = self.parts.iter().find(|o| {
+                    o.name != part.name && o.grants.iter().any(|g| g.table == grant.table)
+                });
+                if let Some(owner) = other {
+                    return Err(SchemaError::GrantOnForeignTable {
+                        part: part.name,
+                        table: grant.table,
+                        owner: owner.name,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Every part's runtime grants, in composition order.
     pub fn grants(&self) -> impl Iterator<Item = &Grant> + '_ {
         self.parts.iter().flat_map(|p| p.grants.iter())
@@ -282,20 +389,14 @@ impl Schema {
     /// the schema), then creates or updates `runtime` and sets its privileges in schema
     /// `app` to exactly [`Schema::grants`].
     ///
-    /// Refused before anything runs: duplicate versions, malformed grants, and a database
+    /// Refused before anything runs: duplicate or out-of-range versions, malformed grants,
+    /// an application's grant on a table another part grants (an application grants only
+    /// on its own tables; each SDK part lists every table it owns), and a database
     /// whose applied history does not match ([`SchemaError`]). The owner needs CREATEROLE
     /// (or to be superuser) to create the runtime role.
     pub async fn migrate(&self, owner: &PgPool, runtime: &RuntimeRole) -> Result<()> {
         let migrator = self.migrator()?;
-        for part in &self.parts {
-            if let Some(bad) = part.grants.iter().find(|g| !g.is_well_formed()) {
-                return Err(SchemaError::InvalidGrant {
-                    part: part.name,
-                    table: bad.table,
-                }
-                .into());
-            }
-        }
+        self.check_grants()?;
         check_history(owner, &migrator).await?;
         migrator.run(owner).await?;
         apply_runtime_role(owner, runtime, self.grants()).await?;

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use procuhelp_core::UserId;
-use procuhelp_tenancy::migrate::{Migrations, Schema, SchemaError};
+use procuhelp_tenancy::migrate::{Grant, Migrations, Schema, SchemaError};
 use procuhelp_tenancy::posture::{self, Problem};
 use procuhelp_tenancy::testkit::{self, ScratchDb, TestRecords};
 use procuhelp_tenancy::{Error, TenantDb, create_organisation};
@@ -17,7 +17,7 @@ fn app_schema() -> Schema {
 /// A part with the same versions as the testkit's (as if an application reused 9001).
 fn clashing() -> Migrations {
     let migrations: Vec<_> = testkit::MIGRATIONS.migrator().iter().cloned().collect();
-    Migrations::new(
+    Migrations::testkit(
         "clashing-app",
         sqlx::migrate::Migrator {
             migrations: migrations.into(),
@@ -184,6 +184,91 @@ async fn mismatched_histories_are_refused_with_the_fix_named() {
         msg.contains("re-create the database") && msg.contains("docs/tenancy.md"),
         "{msg}"
     );
+    owner.close().await;
+    scratch.drop_all().await.unwrap();
+}
+
+/// An application part with the testkit's migrations renumbered to `version`.
+fn app_at(version: i64) -> Migrations {
+    let migrations: Vec<_> = testkit::MIGRATIONS
+        .migrator()
+        .iter()
+        .cloned()
+        .map(|mut m| {
+            m.version = version;
+            m
+        })
+        .collect();
+    Migrations::app(
+        "early-app",
+        sqlx::migrate::Migrator {
+            migrations: migrations.into(),
+            ..sqlx::migrate::Migrator::DEFAULT
+        },
+    )
+}
+
+#[tokio::test]
+async fn an_application_version_below_10000_is_refused_before_anything_runs() {
+    let err = Schema::new().with(app_at(5)).migrator().unwrap_err();
+    assert_eq!(
+        err,
+        SchemaError::VersionOutOfRange {
+            part: "early-app",
+            version: 5,
+        }
+    );
+    assert!(Schema::new().with(app_at(10_000)).migrator().is_ok());
+    let scratch = ScratchDb::empty().await.unwrap();
+    let owner = scratch.owner_pool(1).await.unwrap();
+    let err = Schema::new()
+        .with(app_at(5))
+        .migrate(&owner, scratch.runtime_role())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Schema(SchemaError::VersionOutOfRange { version: 5, .. })
+        ),
+        "{err:?}"
+    );
+    let touched: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    assert!(!touched, "nothing may be applied");
+    owner.close().await;
+    scratch.drop_all().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_application_grant_on_an_sdk_table_is_refused_before_anything_runs() {
+    const WIDENING: &[Grant] = &[Grant::new("app.organisations", "INSERT, UPDATE")];
+    let widening = app_at(10_000).grants(WIDENING);
+    let scratch = ScratchDb::empty().await.unwrap();
+    let owner = scratch.owner_pool(1).await.unwrap();
+    let err = Schema::new()
+        .with(widening)
+        .migrate(&owner, scratch.runtime_role())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Schema(SchemaError::GrantOnForeignTable {
+                part: "early-app",
+                table: "app.organisations",
+                owner: "procuhelp-tenancy",
+            })
+        ),
+        "{err:?}"
+    );
+    let touched: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+        .fetch_one(&owner)
+        .await
+        .unwrap();
+    assert!(!touched, "nothing may be applied");
     owner.close().await;
     scratch.drop_all().await.unwrap();
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 /// The app's part of the schema: `app.expense_claims` (migration 10001, declared with
 /// `app.declare_tenant_table`) and the privileges the runtime role needs on it.
 pub const MIGRATIONS: Migrations =
-    Migrations::new("procuhelp-minimal", sqlx::migrate!("./migrations"))
+    Migrations::app("procuhelp-minimal", sqlx::migrate!("./migrations"))
         .grants(&[Grant::new("app.expense_claims", "SELECT, INSERT")]);
 
 /// The claim routes with who may call each (claims map onto the SDK's request

@@ -14,10 +14,10 @@ use crate::cli::DatabaseArgs;
 use procuhelp_core::vault::{SecretName, SecretProvider};
 
 /// The server's own tables (suppliers and purchase requests, `examples/server/migrations`),
-/// declared with `app.declare_tenant_table` as any embedder's are: versions 10000 and up,
-/// except 0002, which kept its number when it left the SDK (docs/tenancy.md).
+/// declared with `app.declare_tenant_table` as any embedder's are: versions 10000 and up
+/// (docs/tenancy.md).
 pub const MIGRATIONS: Migrations =
-    Migrations::new("procuhelp-server", sqlx::migrate!("./migrations"))
+    Migrations::app("procuhelp-server", sqlx::migrate!("./migrations"))
         .grants(&[
             Grant::new("app.suppliers", "SELECT, INSERT, UPDATE, DELETE"),
             Grant::new("app.purchase_requests", "SELECT, INSERT, UPDATE"),

@@ -1,4 +1,4 @@
-//! Suppliers: the server's own tenant table (`examples/server/migrations/0002_suppliers.sql`,
+//! Suppliers: the server's own tenant table (`examples/server/migrations/10000_suppliers.sql`,
 //! declared with `app.declare_tenant_table` like any embedder's table), and the pattern its
 //! other repositories follow.
 //!

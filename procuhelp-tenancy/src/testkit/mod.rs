@@ -28,7 +28,7 @@ use crate::{Error, Result, RuntimeRole};
 /// `status`, `created_by`, `created_at`, `secret_sealed`), declared with
 /// `app.declare_tenant_table` like any embedder's table, for tests of the SDK itself.
 /// Version 9001 (9000-9999 are the testkit's).
-pub const MIGRATIONS: Migrations = Migrations::new(
+pub const MIGRATIONS: Migrations = Migrations::testkit(
     "procuhelp-tenancy testkit",
     sqlx::migrate!("./testkit/migrations"),
 )
