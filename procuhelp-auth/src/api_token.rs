@@ -161,14 +161,7 @@ pub async fn authenticate_once(
     .bind(credential.org.as_uuid())
     .bind(credential.token.hash().as_slice().to_vec())
     .bind(now);
-    let rows = match db.fetch_all_self_entering(query).await {
-        Ok(rows) => rows,
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("PH404") => {
-            return Err(AuthError::Unauthenticated);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let row = rows.first().ok_or(AuthError::Unauthenticated)?;
+    let row = crate::credential_row::verified_row(db, query).await?;
     let parse = |r: String| r.parse::<Role>().map_err(|_| AuthError::Internal);
     Ok(TokenPrincipal {
         id: row.try_get("id")?,

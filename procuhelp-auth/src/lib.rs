@@ -23,6 +23,7 @@
 
 pub mod api_token;
 mod authenticator;
+mod credential_row;
 pub mod directory;
 pub mod elevation;
 mod error;

@@ -70,17 +70,7 @@ pub async fn verify_once(
         .bind(credential.org.as_uuid())
         .bind(credential.token.hash().as_slice().to_vec())
         .bind(now);
-    let rows = match db.fetch_all_self_entering(query).await {
-        Ok(rows) => rows,
-        // `app.enter_org`: no such organisation.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("PH404") => {
-            return Err(AuthError::Unauthenticated);
-        }
-        Err(e) => return Err(e.into()),
-    };
-    let Some(row) = rows.first() else {
-        return Err(AuthError::Unauthenticated);
-    };
+    let row = crate::credential_row::verified_row(db, query).await?;
     let status: String = row.try_get("status")?;
     if status != "active" {
         return Err(AuthError::Unauthenticated);
