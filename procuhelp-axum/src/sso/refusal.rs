@@ -191,6 +191,11 @@ mod tests {
             .get_all(header::SET_COOKIE)
             .iter()
             .collect();
-        assert_eq!(cookies.len(), 1, "the binding cookie is cleared");
+        assert_eq!(cookies.len(), 2, "both binding cookies are cleared");
+        for (cookie, name) in cookies.iter().zip([OIDC_COOKIE, SAML_COOKIE]) {
+            let cookie = cookie.to_str().unwrap_or_default();
+            assert!(cookie.starts_with(&format!("{name}=;")), "{cookie}");
+            assert!(cookie.contains("Max-Age=0"), "{cookie}");
+        }
     }
 }
