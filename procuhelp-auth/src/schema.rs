@@ -25,7 +25,7 @@ pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[
     },
 ];
 
-/// procuhelp-auth's migrations (0005, 0008, 0009, 0011, 0012, 0013, 0015-0017), the
+/// procuhelp-auth's migrations (0005, 0008, 0009, 0011, 0012, 0013, 0015, 0016), the
 /// runtime grants of its tables and its [`ENCRYPTED_COLUMNS`].
 pub const MIGRATIONS: Migrations =
     Migrations::new("procuhelp-auth", sqlx::migrate!("./migrations"))
@@ -44,6 +44,8 @@ const GRANTS: &[Grant] = &[
     Grant::new("app.sessions", "SELECT, INSERT, UPDATE"),
     Grant::new("app.api_tokens", "SELECT, INSERT, UPDATE"),
     Grant::new("app.elevations", "SELECT, INSERT, UPDATE"),
+    // Bumped by the triggers of 0016 in the changing transaction; never deleted.
+    Grant::new("app.session_epochs", "SELECT, INSERT, UPDATE"),
     // Policy changes waiting for a second admin (0013): decided, never deleted.
     Grant::new("app.policy_changes", "SELECT, INSERT, UPDATE"),
     Grant::new("app.login_throttle", "SELECT, INSERT, UPDATE, DELETE"),

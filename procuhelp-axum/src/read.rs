@@ -10,6 +10,11 @@
 //! expired credential, 403 for a missing permission or an unfinished sign-in, and no row
 //! is ever returned to a caller who was refused.
 //!
+//! A session verified in full is remembered for a few seconds
+//! ([`Sdk::verified_sessions`]): its next reads are one plain statement that enters the
+//! organisation and checks, in the read's own snapshot, that nothing the answer depended
+//! on (the session, its user's role or status, elevations) changed since.
+//!
 //! When something must be written to the audit trail before the read (an elevation that
 //! ran out, or a permission only an elevation grants), and for API tokens, the read takes
 //! the transactional path through [`Authed`] instead, with the same query.
@@ -106,8 +111,9 @@ impl ReadAuth {
         O: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
     {
         if self.is_cookie {
-            let once = session_read::fetch_all(
+            let once = session_read::fetch_all_cached(
                 self.sdk.tenants(),
+                self.sdk.verified_sessions(),
                 &self.credential,
                 permission,
                 self.sdk.now(),

@@ -9,6 +9,7 @@ use procuhelp_auth::Authenticator;
 use procuhelp_auth::hash_limiter::HashLimiter;
 use procuhelp_auth::password::PasswordHasher;
 use procuhelp_auth::session::SessionPolicy;
+use procuhelp_auth::session_read::VerifiedSessions;
 use procuhelp_auth::throttle::{LoginThrottle, ThrottlePolicy};
 use procuhelp_auth::totp::Totp;
 use procuhelp_core::vault::SecretProvider;
@@ -55,6 +56,7 @@ struct Inner {
     cipher: Arc<FieldCipher>,
     vault: Arc<dyn SecretProvider>,
     audit_log: Option<PgAuditSink>,
+    verified_sessions: Arc<VerifiedSessions>,
 }
 
 impl fmt::Debug for Sdk {
@@ -88,6 +90,7 @@ impl Sdk {
             throttle: ThrottlePolicy::default(),
             hash_limiter: None,
             audit_log: None,
+            verified_sessions: VerifiedSessions::default(),
         }
     }
 
@@ -138,6 +141,12 @@ impl Sdk {
         self.inner.audit_log.as_ref()
     }
 
+    /// The verified-session answers [`ReadAuth`](crate::read::ReadAuth) reads with (see
+    /// [`SdkBuilder::verified_sessions`]).
+    pub fn verified_sessions(&self) -> &VerifiedSessions {
+        &self.inner.verified_sessions
+    }
+
     /// The same SDK, with `log` for the audit router (see [`SdkBuilder::audit_log`]).
     pub fn with_audit_log(self, log: PgAuditSink) -> Self {
         let mut inner = Arc::unwrap_or_clone(self.inner);
@@ -161,6 +170,7 @@ pub struct SdkBuilder {
     throttle: ThrottlePolicy,
     hash_limiter: Option<HashLimiter>,
     audit_log: Option<PgAuditSink>,
+    verified_sessions: VerifiedSessions,
 }
 
 impl fmt::Debug for SdkBuilder {
@@ -214,6 +224,17 @@ impl SdkBuilder {
         self
     }
 
+    /// Where [`ReadAuth`](crate::read::ReadAuth) remembers verified sessions (default:
+    /// [`VerifiedSessions::default`], 15 s, 10,000 sessions;
+    /// [`VerifiedSessions::disabled`] checks every read's session in full). A remembered
+    /// session is still refused by the read that follows a revocation, role change or
+    /// elevation change: the database compares the user's session epoch in the
+    /// read's own snapshot (`procuhelp_auth::session_read`).
+    pub fn verified_sessions(mut self, cache: VerifiedSessions) -> Self {
+        self.verified_sessions = cache;
+        self
+    }
+
     /// The [`Sdk`]. The authenticator records to the same sink and reads the same clock.
     pub fn build(self) -> Sdk {
         let tenants = TenantDb::new(self.runtime.clone());
@@ -239,6 +260,7 @@ impl SdkBuilder {
                 cipher: self.cipher,
                 vault: self.vault,
                 audit_log: self.audit_log,
+                verified_sessions: Arc::new(self.verified_sessions),
             }),
         }
     }

@@ -32,6 +32,12 @@
 //! answer is [`ReadOnce::NeedsTransaction`]: the caller takes the transactional path,
 //! which records the event and reads in a tenant transaction.
 //!
+//! A server that keeps a [`VerifiedSessions`] reads with [`fetch_all_cached`]: while an
+//! answer of `app.enter_session` is remembered, the read is one plain statement that
+//! enters the organisation and compares the user's session epoch (migration 0016) in the same
+//! snapshot as the rows — no session check, and still refused the moment the session,
+//! its user or an elevation changed. See [`cache`](VerifiedSessions).
+//!
 //! ```no_run
 //! # async fn demo(db: procuhelp_tenancy::TenantDb, credential: procuhelp_auth::session::Credential) -> procuhelp_auth::AuthResult<()> {
 //! use procuhelp_auth::Permission;
@@ -54,6 +60,11 @@
 //! [`session::authenticate`]: crate::session::authenticate
 //! [`Principal::require`]: crate::Principal::require
 
+mod cache;
+
+pub use cache::VerifiedSessions;
+
+use cache::{Key, Remembered};
 use procuhelp_core::UserId;
 use procuhelp_tenancy::{TenantDb, TenantTx};
 use sqlx::Row as _;
@@ -65,8 +76,9 @@ use crate::session::Credential;
 use crate::session::{ActiveElevation, SessionPrincipal, SessionStage};
 use crate::{AuthError, AuthResult, Permission, Principal, Role};
 
-/// The columns `app.enter_session` returns, after the read's own and its row marker.
-const PRINCIPAL_COLUMNS: usize = 9;
+/// The columns `app.enter_session` returns (0016), after the read's own and its row
+/// marker.
+const PRINCIPAL_COLUMNS: usize = 11;
 
 /// A read query to run in the statement that authenticates the request.
 ///
@@ -91,9 +103,29 @@ impl AuthenticatedRead {
         format!(
             "SELECT q.*, tenant.* FROM app.enter_session($1, $2, $3, $4, $5) \
              AS tenant(org, ph_session, ph_user, ph_stage, ph_amr, ph_role, ph_elevation, \
-                       ph_elevation_role, ph_elevation_expires_at) \
+                       ph_elevation_role, ph_elevation_expires_at, ph_valid_until, \
+                       ph_epoch) \
              LEFT JOIN LATERAL (SELECT i.*, true AS ph_row FROM ({}\n) AS i \
              WHERE tenant.org IS NOT NULL OFFSET 0) AS q ON true",
+            self.inner
+        )
+    }
+
+    /// The statement of a remembered session ([`fetch_all_cached`]): enters the
+    /// organisation (`$1`) and reads only if the session epoch of user `$3` is still `$2`,
+    /// in one snapshot; `$4` and `$5` are unused. Plain SQL, no function call: the tenant is set by
+    /// `set_config` in a fenced sub-select that the read is LATERAL to.
+    fn remembered_statement(&self) -> String {
+        format!(
+            "SELECT q.*, tenant.ph_fresh FROM \
+             (SELECT s.org, coalesce((SELECT x.epoch FROM app.session_epochs x \
+                                      WHERE x.org_id = s.org AND x.user_id = s.ph_user), 0) \
+                            = $2 AS ph_fresh \
+              FROM (SELECT set_config('procuhelp.org_id', $1::uuid::text, true)::uuid AS org, \
+                           $3::uuid AS ph_user, $4::text[] AS ph_holders, \
+                           $5::boolean AS ph_grant OFFSET 0) AS s) AS tenant \
+             LEFT JOIN LATERAL (SELECT i.*, true AS ph_row FROM ({}\n) AS i \
+             WHERE tenant.ph_fresh OFFSET 0) AS q ON true",
             self.inner
         )
     }
@@ -213,6 +245,97 @@ pub async fn fetch_all<O>(
 where
     O: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
 {
+    Ok(
+        match verify_and_read(db, credential, permission, now, query).await? {
+            Some((read, _)) => ReadOnce::Read(read),
+            None => ReadOnce::NeedsTransaction,
+        },
+    )
+}
+
+/// As [`fetch_all`], answering from `cache` when it remembers this session: then the
+/// read is one plain statement that also checks, in the read's own snapshot, that
+/// nothing the remembered answer depended on has changed since (else the session is
+/// checked in full, as by [`fetch_all`], and the new answer remembered).
+///
+/// The answers are those of [`fetch_all`]: a revocation, role change or elevation
+/// committed before the read began is honoured. Only answers that allow come from the
+/// cache; a refusal is always decided by the full check.
+pub async fn fetch_all_cached<O>(
+    db: &TenantDb,
+    cache: &VerifiedSessions,
+    credential: &Credential,
+    permission: Permission,
+    now: OffsetDateTime,
+    query: &AuthenticatedQuery<O>,
+) -> AuthResult<ReadOnce<O>>
+where
+    O: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+{
+    query.read.check()?;
+    let key = Key::of(credential);
+    if let Some(remembered) = cache.get(&key, now) {
+        if allows_by_own_role(&remembered.principal, permission) {
+            match read_remembered(db, &remembered, credential, query).await? {
+                Some(rows) => {
+                    cache.count_served();
+                    return Ok(ReadOnce::Read(AuthenticatedRows {
+                        principal: remembered.principal,
+                        rows,
+                    }));
+                }
+                None => cache.forget(&key),
+            }
+        }
+    }
+    Ok(
+        match verify_and_read(db, credential, permission, now, query).await? {
+            Some((read, remembered)) => {
+                cache.remember(key, remembered.with(read.principal.clone()), now);
+                ReadOnce::Read(read)
+            }
+            None => ReadOnce::NeedsTransaction,
+        },
+    )
+}
+
+/// Whether `principal` holds `permission` without an elevation's help (whose use must be
+/// recorded first).
+fn allows_by_own_role(principal: &SessionPrincipal, permission: Permission) -> bool {
+    matches!(
+        Principal::User(principal.clone()).require(permission),
+        Ok(grant) if grant.via_elevation.is_none()
+    )
+}
+
+/// What `app.enter_session` said besides the principal.
+struct Bounds {
+    epoch: i64,
+    valid_until: OffsetDateTime,
+}
+
+impl Bounds {
+    fn with(self, principal: SessionPrincipal) -> Remembered {
+        Remembered {
+            principal,
+            epoch: self.epoch,
+            valid_until: self.valid_until,
+        }
+    }
+}
+
+/// The full check and the read, in one statement; `None` when the transactional path
+/// must serve the request.
+async fn verify_and_read<O>(
+    db: &TenantDb,
+    credential: &Credential,
+    permission: Permission,
+    now: OffsetDateTime,
+    query: &AuthenticatedQuery<O>,
+) -> AuthResult<Option<(AuthenticatedRows<O>, Bounds)>>
+where
+    O: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+{
     query.read.check()?;
     let statement = query.read.statement();
     let holders: Vec<&'static str> = Role::ALL
@@ -229,34 +352,69 @@ where
     q = query.bind_args(q);
     let rows = match db.fetch_all_self_entering(q).await {
         Ok(rows) => rows,
-        Err(e) => return refusal(e),
+        Err(e) => return refusal(e).map(|()| None),
     };
     let Some(first) = rows.first() else {
         // enter_session returns one row or raises: an empty answer is not a valid one.
         return Err(AuthError::Internal);
     };
-    let principal = principal(first)?;
+    let (principal, bounds) = principal(first)?;
     // Belt and braces: the statement checked the permission; check it again here with
     // the matrix itself, and refuse (dropping the rows) if the two ever disagree.
-    match Principal::User(principal.clone()).require(permission) {
-        Ok(grant) if grant.via_elevation.is_none() => {}
-        _ => {
-            tracing::error!("app.enter_session and Principal::require disagree; refused");
-            return Err(AuthError::Internal);
-        }
+    if !allows_by_own_role(&principal, permission) {
+        tracing::error!("app.enter_session and Principal::require disagree; refused");
+        return Err(AuthError::Internal);
     }
     let marker = first.len() - PRINCIPAL_COLUMNS - 1;
+    let rows = present_rows(&rows, marker)?;
+    Ok(Some((AuthenticatedRows { principal, rows }, bounds)))
+}
+
+/// The read of a remembered session; `None` when its user's session epoch moved
+/// (nothing was read).
+async fn read_remembered<O>(
+    db: &TenantDb,
+    remembered: &Remembered,
+    credential: &Credential,
+    query: &AuthenticatedQuery<O>,
+) -> AuthResult<Option<Vec<O>>>
+where
+    O: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
+{
+    let statement = query.read.remembered_statement();
+    let q = sqlx::query(&statement)
+        .bind(credential.org.as_uuid())
+        .bind(remembered.epoch)
+        .bind(remembered.principal.user.as_uuid())
+        .bind(None::<Vec<String>>)
+        .bind(None::<bool>);
+    let rows = db.fetch_all_self_entering(query.bind_args(q)).await?;
+    let Some(first) = rows.first() else {
+        // The tenant row always exists (LEFT JOIN): no row is not a valid answer.
+        return Err(AuthError::Internal);
+    };
+    let fresh_at = first.len() - 1;
+    let fresh: bool = first.try_get(fresh_at)?;
+    if !fresh {
+        return Ok(None);
+    }
+    Ok(Some(present_rows(&rows, fresh_at - 1)?))
+}
+
+/// The read's rows: those whose marker column (`ph_row`) is true (a LEFT JOIN that
+/// found nothing gives one row of NULLs).
+fn present_rows<O>(rows: &[PgRow], marker: usize) -> AuthResult<Vec<O>>
+where
+    O: for<'r> sqlx::FromRow<'r, PgRow>,
+{
     let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
+    for row in rows {
         let present: Option<bool> = row.try_get(marker)?;
         if present == Some(true) {
             out.push(O::from_row(row)?);
         }
     }
-    Ok(ReadOnce::Read(AuthenticatedRows {
-        principal,
-        rows: out,
-    }))
+    Ok(out)
 }
 
 /// Runs `query` in a tenant transaction that has already authenticated its caller (the
@@ -286,7 +444,7 @@ where
     rows.iter().map(|row| Ok(O::from_row(row)?)).collect()
 }
 
-fn principal(row: &PgRow) -> AuthResult<SessionPrincipal> {
+fn principal(row: &PgRow) -> AuthResult<(SessionPrincipal, Bounds)> {
     let n = row.len();
     if n < PRINCIPAL_COLUMNS + 1 {
         return Err(AuthError::Internal);
@@ -301,7 +459,11 @@ fn principal(row: &PgRow) -> AuthResult<SessionPrincipal> {
     let e_role: Option<String> = row.try_get(at(7))?;
     let e_expires: Option<OffsetDateTime> = row.try_get(at(8))?;
     let elevation = ActiveElevation::from_columns(e_id, e_role, e_expires)?;
-    Ok(SessionPrincipal {
+    let bounds = Bounds {
+        valid_until: row.try_get(at(9))?,
+        epoch: row.try_get(at(10))?,
+    };
+    let principal = SessionPrincipal {
         session: row.try_get(at(1))?,
         user: UserId::from_uuid(row.try_get(at(2))?).map_err(|_| AuthError::Internal)?,
         stage: SessionStage::Full,
@@ -309,11 +471,13 @@ fn principal(row: &PgRow) -> AuthResult<SessionPrincipal> {
         base_role: role.parse().map_err(|_| AuthError::Internal)?,
         elevation,
         expired_elevations: Vec::new(),
-    })
+    };
+    Ok((principal, bounds))
 }
 
-/// Maps `app.enter_session`'s refusals; the cause goes to the log, never to the client.
-fn refusal<O>(e: sqlx::Error) -> AuthResult<ReadOnce<O>> {
+/// Maps `app.enter_session`'s refusals (`Ok` when the transactional path must serve the
+/// request); the cause goes to the log, never to the client.
+fn refusal(e: sqlx::Error) -> AuthResult<()> {
     let code = match &e {
         sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
         _ => None,
@@ -326,7 +490,7 @@ fn refusal<O>(e: sqlx::Error) -> AuthResult<ReadOnce<O>> {
         Some("PHA05") => "user not active",
         Some("PHA06") => return Err(AuthError::SecondFactorRequired),
         Some("PHA07") => return Err(AuthError::Forbidden),
-        Some("PHA08") => return Ok(ReadOnce::NeedsTransaction),
+        Some("PHA08") => return Ok(()),
         _ => return Err(e.into()),
     };
     tracing::debug!(cause, "session refused");
