@@ -10,6 +10,11 @@
 //!   permission checked, the session touched and the rows read by RLS in **one**
 //!   statement, as the runtime role (NOSUPERUSER, NOBYPASSRLS), from `bench.items` (a
 //!   table declared with `app.declare_tenant_table`, holding the same rows).
+//! * **sdk_full** — the same one-statement read with the verified-session cache off
+//!   (`VerifiedSessions::disabled`): every request checks its session in full. On the
+//!   **sdk** side the session's answer is remembered (`VerifiedSessions`, the default),
+//!   so a request is one plain statement that enters the organisation, compares the
+//!   user's session epoch and reads.
 //! * **sdk_tx** — the transactional path, `procuhelp_axum::Authed`: the credential
 //!   verified by the extractor, then BEGIN with the tenant, the read, COMMIT (four round
 //!   trips).
@@ -40,7 +45,7 @@ use procuhelp_auth::directory::{self, Email, NewUser};
 use procuhelp_auth::session::{
     self, COOKIE_NAME, Credential, NewSession, SessionPolicy, SessionStage,
 };
-use procuhelp_auth::session_read::{self, AuthenticatedRead, ReadOnce};
+use procuhelp_auth::session_read::{self, AuthenticatedRead, ReadOnce, VerifiedSessions};
 use procuhelp_axum::read::ReadAuth;
 use procuhelp_axum::{Authed, Sdk};
 use procuhelp_benches::http_load::{
@@ -102,7 +107,12 @@ fn options() -> Options {
         pool: 8,
         ping: true,
         perf: None,
-        sides: vec!["peer".into(), "sdk".into(), "sdk_tx".into()],
+        sides: vec![
+            "peer".into(),
+            "sdk".into(),
+            "sdk_full".into(),
+            "sdk_tx".into(),
+        ],
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -172,6 +182,7 @@ struct AppState {
     phases_peer: Arc<Phases>,
     phases_sdk: Arc<Phases>,
     phases_tx: Arc<Phases>,
+    phases_full: Arc<Phases>,
 }
 
 impl FromRef<AppState> for Sdk {
@@ -394,10 +405,10 @@ fn rotation(side: &str, f: &Fixture) -> Vec<Rotated> {
                 headers: vec![],
             },
             _ => Rotated {
-                path: if side == "sdk" {
-                    "/sdk/items"
-                } else {
-                    "/sdk-tx/items"
+                path: match side {
+                    "sdk" => "/sdk/items",
+                    "sdk_full" => "/sdk-full/items",
+                    _ => "/sdk-tx/items",
                 }
                 .to_owned(),
                 headers: vec![("Cookie".to_owned(), cookie.clone())],
@@ -430,13 +441,33 @@ fn main() {
         phases_peer: Arc::default(),
         phases_sdk: Arc::default(),
         phases_tx: Arc::default(),
+        phases_full: Arc::default(),
+    };
+    // The sdk_full side: the same handler on an Sdk that checks every session in full
+    // (its phases are counted apart).
+    let full_state = AppState {
+        sdk: Sdk::builder(
+            f.runtime.clone(),
+            state.sdk.cipher().clone(),
+            state.sdk.vault().clone(),
+            state.sdk.audit().clone(),
+        )
+        .verified_sessions(VerifiedSessions::disabled())
+        .build(),
+        phases_sdk: state.phases_full.clone(),
+        ..state.clone()
     };
     let app = Router::new()
         .route("/peer/{org}/items", get(peer))
         .route("/sdk/items", get(sdk))
         .route("/sdk-tx/items", get(sdk_tx))
-        .layer(middleware::from_fn(stamp))
-        .with_state(state.clone());
+        .with_state(state.clone())
+        .merge(
+            Router::new()
+                .route("/sdk-full/items", get(sdk))
+                .with_state(full_state),
+        )
+        .layer(middleware::from_fn(stamp));
     let listener = rt
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .unwrap();
@@ -470,6 +501,7 @@ fn main() {
     state.phases_peer.take();
     state.phases_sdk.take();
     state.phases_tx.take();
+    state.phases_full.take();
     let mut results: Vec<(String, Vec<Run>)> =
         o.sides.iter().map(|s| (s.clone(), Vec::new())).collect();
     let mut phase_means: Vec<(String, (u64, [f64; 5]))> = Vec::new();
@@ -495,6 +527,7 @@ fn main() {
             let phases = match side.as_str() {
                 "peer" => &state.phases_peer,
                 "sdk" => &state.phases_sdk,
+                "sdk_full" => &state.phases_full,
                 _ => &state.phases_tx,
             };
             if round == 0 {
@@ -560,7 +593,8 @@ fn main() {
         const SESSION_ONLY: AuthenticatedRead =
             AuthenticatedRead::new("SELECT 1 AS one WHERE tenant.org IS NOT NULL");
         let n = 300;
-        let mut best = [f64::MAX; 4];
+        let mut best = [f64::MAX; 5];
+        let cache = VerifiedSessions::default();
         for _ in 0..5 {
             let t = Instant::now();
             for _ in 0..n {
@@ -606,17 +640,35 @@ fn main() {
                 assert!(matches!(read, ReadOnce::Read(ref r) if r.rows.len() == 50));
             }
             best[3] = best[3].min(t.elapsed().as_secs_f64() * 1e6 / f64::from(n));
+            let t = Instant::now();
+            for _ in 0..n {
+                let read = session_read::fetch_all_cached(
+                    &f.db,
+                    &cache,
+                    &credential,
+                    Permission::ReadSuppliers,
+                    OffsetDateTime::now_utc(),
+                    &SDK_READ.query_as::<Item>(),
+                )
+                .await
+                .unwrap();
+                assert!(matches!(read, ReadOnce::Read(ref r) if r.rows.len() == 50));
+            }
+            best[4] = best[4].min(t.elapsed().as_secs_f64() * 1e6 / f64::from(n));
         }
         println!(
             "\none client, database call only (µs, best of 5 × {n}): peer {:.0}; \
              tenant one-shot read (enter_org + the read, no session) {:.0}; \
              session check alone (enter_session, one row) {:.0}; \
-             sdk one-round-trip read {:.0} (+{:.0} over the peer)",
+             sdk one-round-trip read {:.0} (+{:.0} over the peer); \
+             the same, session remembered {:.0} (+{:.0})",
             best[0],
             best[1],
             best[2],
             best[3],
-            best[3] - best[0]
+            best[3] - best[0],
+            best[4],
+            best[4] - best[0]
         );
         f.peer.close().await;
         f.db.close().await;

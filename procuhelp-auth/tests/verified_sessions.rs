@@ -553,3 +553,36 @@ async fn over_a_random_run_the_cached_answer_is_the_full_checks_answer() {
     );
     w.done().await;
 }
+
+/// The remembered statement sets the tenant before any row-level-security check runs,
+/// also for a flat join the planner could reorder and once a generic plan is cached.
+#[tokio::test]
+async fn a_remembered_flat_join_reads_after_the_tenant_is_entered() {
+    const JOINED: AuthenticatedRead = AuthenticatedRead::new(
+        "SELECT u.email FROM app.users u JOIN app.sessions s
+           ON s.org_id = u.org_id AND s.user_id = u.id
+         WHERE u.org_id = tenant.org",
+    );
+    let w = World::new().await;
+    let me = w.user(w.a, "a1@a.test", Role::ReadOnly).await;
+    let other = w.user(w.b, "b1@b.test", Role::Admin).await;
+    w.session(w.b, other, SessionPolicy::default()).await;
+    let (_, credential) = w.session(w.a, me, SessionPolicy::default()).await;
+    let cache = VerifiedSessions::default();
+    for _ in 0..8 {
+        // Seven remembered runs on a small pool: from the sixth, a generic plan.
+        let read = session_read::fetch_all_cached(
+            &w.db,
+            &cache,
+            &credential,
+            Permission::ReadSuppliers,
+            w.now,
+            &JOINED.query_as::<(String,)>(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer(Ok(read)), Answer::Rows(vec!["a1@a.test".into()]));
+    }
+    assert_eq!(cache.served(), 7);
+    w.done().await;
+}

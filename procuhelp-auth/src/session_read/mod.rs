@@ -113,19 +113,27 @@ impl AuthenticatedRead {
 
     /// The statement of a remembered session ([`fetch_all_cached`]): enters the
     /// organisation (`$1`) and reads only if the session epoch of user `$3` is still `$2`,
-    /// in one snapshot; `$4` and `$5` are unused. Plain SQL, no function call: the tenant is set by
-    /// `set_config` in a fenced sub-select that the read is LATERAL to.
+    /// in one snapshot; `$4` and `$5` are unused. Plain SQL, no PL/pgSQL call.
+    ///
+    /// Order, as for the other entries: `set_config` runs once, as a function scan (a
+    /// volatile call in a sub-select's target list may be copied into the plan's
+    /// conditions and run out of order); the epoch check and the read are fenced
+    /// (`OFFSET 0`) LATERAL dependents of it, so their row-level-security checks run
+    /// after the tenant is set. The check counts the organisation's own row, which RLS
+    /// shows only once the tenant is entered: if it ever ran before, it finds no row and
+    /// answers "not fresh" (a full check), never "fresh" on an epoch it could not see.
     fn remembered_statement(&self) -> String {
         format!(
-            "SELECT q.*, tenant.ph_fresh FROM \
-             (SELECT s.org, coalesce((SELECT x.epoch FROM app.session_epochs x \
-                                      WHERE x.org_id = s.org AND x.user_id = s.ph_user), 0) \
-                            = $2 AS ph_fresh \
-              FROM (SELECT set_config('procuhelp.org_id', $1::uuid::text, true)::uuid AS org, \
-                           $3::uuid AS ph_user, $4::text[] AS ph_holders, \
-                           $5::boolean AS ph_grant OFFSET 0) AS s) AS tenant \
+            "SELECT q.*, e.ph_fresh \
+             FROM set_config('procuhelp.org_id', $1::uuid::text, true) AS entered(org_text) \
+             CROSS JOIN LATERAL (SELECT entered.org_text::uuid AS org, $4::text[] AS ph_holders, \
+                                        $5::boolean AS ph_grant OFFSET 0) AS tenant \
+             CROSS JOIN LATERAL (SELECT count(o.id) = 1 AND coalesce(max(x.epoch), 0) = $2 AS ph_fresh \
+                                 FROM app.organisations o \
+                                 LEFT JOIN app.session_epochs x ON x.org_id = o.id AND x.user_id = $3::uuid \
+                                 WHERE o.id = tenant.org OFFSET 0) AS e \
              LEFT JOIN LATERAL (SELECT i.*, true AS ph_row FROM ({}\n) AS i \
-             WHERE tenant.ph_fresh OFFSET 0) AS q ON true",
+             WHERE e.ph_fresh OFFSET 0) AS q ON true",
             self.inner
         )
     }
