@@ -282,18 +282,18 @@ where
 {
     query.read.check()?;
     let key = Key::of(credential);
-    if let Some(remembered) = cache.get(&key, now) {
-        if allows_by_own_role(&remembered.principal, permission) {
-            match read_remembered(db, &remembered, credential, query).await? {
-                Some(rows) => {
-                    cache.count_served();
-                    return Ok(ReadOnce::Read(AuthenticatedRows {
-                        principal: remembered.principal,
-                        rows,
-                    }));
-                }
-                None => cache.forget(&key),
+    if let Some(remembered) = cache.get(&key, now)
+        && allows_by_own_role(&remembered.principal, permission)
+    {
+        match read_remembered(db, &remembered, credential, query).await? {
+            Some(rows) => {
+                cache.count_served();
+                return Ok(ReadOnce::Read(AuthenticatedRows {
+                    principal: remembered.principal,
+                    rows,
+                }));
             }
+            None => cache.forget(&key),
         }
     }
     Ok(
