@@ -1,16 +1,20 @@
 //! The procurement API: suppliers and purchase requests, each behind its permission, in
 //! the tenant of the authenticated caller.
 
-use crate::suppliers::{NewSupplier, PgSupplierRepository, SupplierRepository as _};
+use crate::suppliers::{
+    MAX_SUPPLIER_PAGE, NewSupplier, PgSupplierRepository, Supplier, SupplierRepository as _,
+};
 use axum::Json;
 use axum::extract::{Path, Query};
 use procuhelp_audit::{Action, Outcome};
+use procuhelp_auth::session_read::AuthenticatedRead;
 use procuhelp_auth::{AuthError, Permission};
 use procuhelp_core::{SupplierId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use procuhelp_axum::read::ReadAuth;
 use procuhelp_axum::{Access, Authed, RouteTable};
 use procuhelp_axum::{Error as ApiError, Result as ApiResult};
 
@@ -48,18 +52,28 @@ pub(crate) struct Page {
     limit: Option<u32>,
 }
 
-/// `GET /api/suppliers`.
+/// The first page of suppliers, read with the session check (`ReadAuth`): RLS scopes it.
+const LIST_SUPPLIERS: AuthenticatedRead = AuthenticatedRead::new(
+    "SELECT s.org_id, s.id, s.name, s.country, s.vat_id, s.status, s.created_by,
+            s.created_at, s.updated_at
+     FROM app.suppliers s WHERE s.org_id = tenant.org ORDER BY s.name, s.id LIMIT $6",
+);
+
+/// `GET /api/suppliers`: one round trip (a remembered session: one plain statement).
 pub(crate) async fn list_suppliers(
-    mut authed: Authed,
+    auth: ReadAuth,
     Query(page): Query<Page>,
 ) -> ApiResult<Json<Value>> {
-    authed.require(Permission::ReadSuppliers).await?;
-    let limit = page.limit.unwrap_or(100).clamp(1, 500);
-    let suppliers = PgSupplierRepository
-        .list(authed.tx().await?, None, limit)
+    let limit = page.limit.unwrap_or(100).clamp(1, MAX_SUPPLIER_PAGE);
+    let read = auth
+        .fetch_all(
+            Permission::ReadSuppliers,
+            &LIST_SUPPLIERS
+                .query_as::<Supplier>()
+                .bind_int(i64::from(limit)),
+        )
         .await?;
-    authed.commit().await?;
-    Ok(Json(json!({ "suppliers": suppliers })))
+    Ok(Json(json!({ "suppliers": read.rows })))
 }
 
 /// `GET /api/suppliers/{id}`.
@@ -131,18 +145,23 @@ fn request_json(r: RequestRow) -> Value {
     })
 }
 
-/// `GET /api/requests`.
-pub(crate) async fn list_requests(mut authed: Authed) -> ApiResult<Json<Value>> {
-    authed.require(Permission::ReadRequests).await?;
-    let rows: Vec<RequestRow> = sqlx::query_as(
-        "SELECT id, title, amount_cents, requested_by, status, approved_by
-         FROM app.purchase_requests ORDER BY created_at DESC LIMIT 200",
-    )
-    .fetch_all(authed.tx().await?.conn())
-    .await?;
-    authed.commit().await?;
+/// The latest purchase requests, read with the session check (`ReadAuth`).
+const LIST_REQUESTS: AuthenticatedRead = AuthenticatedRead::new(
+    "SELECT r.id, r.title, r.amount_cents, r.requested_by, r.status, r.approved_by
+     FROM app.purchase_requests r WHERE r.org_id = tenant.org
+     ORDER BY r.created_at DESC LIMIT 200",
+);
+
+/// `GET /api/requests`: one round trip, as `GET /api/suppliers`.
+pub(crate) async fn list_requests(auth: ReadAuth) -> ApiResult<Json<Value>> {
+    let read = auth
+        .fetch_all(
+            Permission::ReadRequests,
+            &LIST_REQUESTS.query_as::<RequestRow>(),
+        )
+        .await?;
     Ok(Json(
-        json!({ "requests": rows.into_iter().map(request_json).collect::<Vec<_>>() }),
+        json!({ "requests": read.rows.into_iter().map(request_json).collect::<Vec<_>>() }),
     ))
 }
 
