@@ -148,24 +148,29 @@ impl World {
         at: OffsetDateTime,
         secs: i64,
     ) -> Uuid {
-        let id = Uuid::now_v7();
+        fx::active_elevation(&self.db, org, user, role, at, at + Duration::seconds(secs)).await
+    }
+
+    async fn set_role(&self, org: OrgId, user: UserId, role: Role, at: OffsetDateTime) {
         let mut tx = self.db.begin(org).await.unwrap();
-        sqlx::query(
-            "INSERT INTO app.elevations (org_id, id, user_id, role, reason, state, requested_by,
-                                         duration_secs, created_at, starts_at, expires_at)
-             VALUES ($1, $2, $3, $4, 'incident 42', 'active', $3, 3600, $5, $5, $6)",
-        )
-        .bind(org.as_uuid())
-        .bind(id)
-        .bind(user.as_uuid())
-        .bind(role)
-        .bind(at)
-        .bind(at + Duration::seconds(secs))
-        .execute(tx.conn())
-        .await
-        .unwrap();
+        directory::set_role(&mut tx, user, role, at).await.unwrap();
         tx.commit().await.unwrap();
-        id
+    }
+
+    async fn set_status(&self, org: OrgId, user: UserId, status: UserStatus, at: OffsetDateTime) {
+        let mut tx = self.db.begin(org).await.unwrap();
+        directory::set_status(&mut tx, user, status, at)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+
+    /// Revokes session `id` of `org` at `at` (committed); whether it was live.
+    async fn revoke(&self, org: OrgId, id: Uuid, at: OffsetDateTime) -> bool {
+        let mut tx = self.db.begin(org).await.unwrap();
+        let revoked = session::revoke(&mut tx, id, None, at).await.unwrap();
+        tx.commit().await.unwrap();
+        revoked
     }
 
     async fn done(self) {
@@ -219,9 +224,7 @@ async fn a_remembered_session_reads_without_the_session_check_until_its_epoch_mo
     w.elevation(w.a, colleague, "admin", w.now, 600).await;
     let them = w.user(w.b, "b1@b.test", Role::Admin).await;
     let (theirs, _) = w.session(w.b, them, SessionPolicy::default()).await;
-    let mut tx = w.db.begin(w.b).await.unwrap();
-    assert!(session::revoke(&mut tx, theirs, None, w.now).await.unwrap());
-    tx.commit().await.unwrap();
+    assert!(w.revoke(w.b, theirs, w.now).await);
     assert_eq!(w.epoch(w.a, colleague).await, 1);
     assert_eq!(w.epoch(w.b, them).await, 1);
     assert_eq!(w.epoch(w.a, me).await, 0);
@@ -282,9 +285,7 @@ async fn every_change_that_can_take_access_away_is_seen_by_the_next_read() {
         w.cached(&cache, &c, Permission::ManageUsers, w.now).await,
         Answer::Rows(_)
     ));
-    let mut tx = w.db.begin(w.a).await.unwrap();
-    session::revoke(&mut tx, id, None, w.now).await.unwrap();
-    tx.commit().await.unwrap();
+    assert!(w.revoke(w.a, id, w.now).await);
     assert_eq!(
         w.cached(&cache, &c, Permission::ManageUsers, w.now).await,
         unauthenticated
@@ -315,11 +316,7 @@ async fn every_change_that_can_take_access_away_is_seen_by_the_next_read() {
         w.cached(&cache, &c, Permission::ManageUsers, w.now).await,
         Answer::Rows(_)
     ));
-    let mut tx = w.db.begin(w.a).await.unwrap();
-    directory::set_role(&mut tx, admin, Role::ReadOnly, w.now)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    w.set_role(w.a, admin, Role::ReadOnly, w.now).await;
     assert_eq!(
         w.cached(&cache, &c, Permission::ManageUsers, w.now).await,
         forbidden
@@ -328,11 +325,7 @@ async fn every_change_that_can_take_access_away_is_seen_by_the_next_read() {
         w.cached(&cache, &c, Permission::ReadSuppliers, w.now).await,
         Answer::Rows(_)
     ));
-    let mut tx = w.db.begin(w.a).await.unwrap();
-    directory::set_status(&mut tx, admin, UserStatus::Disabled, w.now)
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    w.set_status(w.a, admin, UserStatus::Disabled, w.now).await;
     assert_eq!(
         w.cached(&cache, &c, Permission::ReadSuppliers, w.now).await,
         unauthenticated
@@ -370,9 +363,7 @@ async fn every_change_that_can_take_access_away_is_seen_by_the_next_read() {
             Answer::Rows(_)
         ));
     }
-    let mut tx = w.db.begin(w.a).await.unwrap();
-    session::revoke(&mut tx, id, None, w.now).await.unwrap();
-    tx.commit().await.unwrap();
+    assert!(w.revoke(w.a, id, w.now).await);
     for cache in [&cache, &other_server] {
         assert_eq!(
             w.cached(cache, &c, Permission::ManageUsers, w.now).await,
@@ -480,35 +471,17 @@ async fn over_a_random_run_the_cached_answer_is_the_full_checks_answer() {
         let (user, session, _) = users[who];
         match dice.roll(30) {
             0 => {
-                let mut tx = w.db.begin(w.a).await.unwrap();
-                session::revoke(&mut tx, session, None, at).await.unwrap();
-                tx.commit().await.unwrap();
+                w.revoke(w.a, session, at).await;
             }
             1 => {
                 // A new session at the current time (this run's clock runs ahead).
-                let mut tx = w.db.begin(w.a).await.unwrap();
-                let opened = session::open(
-                    &mut tx,
-                    session::NewSession {
-                        user,
-                        stage: SessionStage::Full,
-                        amr: &["pwd"],
-                        policy,
-                        source: None,
-                        user_agent: None,
-                    },
-                    at,
-                )
-                .await
-                .unwrap();
-                tx.commit().await.unwrap();
+                let opened =
+                    fx::open_session(&w.db, w.a, user, SessionStage::Full, policy, at).await;
                 users[who] = (user, opened.0, opened.1);
             }
             2 => {
                 let role = roles[dice.roll(4) as usize];
-                let mut tx = w.db.begin(w.a).await.unwrap();
-                directory::set_role(&mut tx, user, role, at).await.unwrap();
-                tx.commit().await.unwrap();
+                w.set_role(w.a, user, role, at).await;
             }
             3 => {
                 let status = if dice.roll(3) == 0 {
@@ -516,11 +489,7 @@ async fn over_a_random_run_the_cached_answer_is_the_full_checks_answer() {
                 } else {
                     UserStatus::Active
                 };
-                let mut tx = w.db.begin(w.a).await.unwrap();
-                directory::set_status(&mut tx, user, status, at)
-                    .await
-                    .unwrap();
-                tx.commit().await.unwrap();
+                w.set_status(w.a, user, status, at).await;
             }
             4 => {
                 let role = ["admin", "approver", "requester"][dice.roll(3) as usize];
@@ -551,38 +520,5 @@ async fn over_a_random_run_the_cached_answer_is_the_full_checks_answer() {
         served > 25,
         "the run exercised the cache: {served} reads served from it"
     );
-    w.done().await;
-}
-
-/// The remembered statement sets the tenant before any row-level-security check runs,
-/// also for a flat join the planner could reorder and once a generic plan is cached.
-#[tokio::test]
-async fn a_remembered_flat_join_reads_after_the_tenant_is_entered() {
-    const JOINED: AuthenticatedRead = AuthenticatedRead::new(
-        "SELECT u.email FROM app.users u JOIN app.sessions s
-           ON s.org_id = u.org_id AND s.user_id = u.id
-         WHERE u.org_id = tenant.org",
-    );
-    let w = World::new().await;
-    let me = w.user(w.a, "a1@a.test", Role::ReadOnly).await;
-    let other = w.user(w.b, "b1@b.test", Role::Admin).await;
-    w.session(w.b, other, SessionPolicy::default()).await;
-    let (_, credential) = w.session(w.a, me, SessionPolicy::default()).await;
-    let cache = VerifiedSessions::default();
-    for _ in 0..8 {
-        // Seven remembered runs on a small pool: from the sixth, a generic plan.
-        let read = session_read::fetch_all_cached(
-            &w.db,
-            &cache,
-            &credential,
-            Permission::ReadSuppliers,
-            w.now,
-            &JOINED.query_as::<(String,)>(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(answer(Ok(read)), Answer::Rows(vec!["a1@a.test".into()]));
-    }
-    assert_eq!(cache.served(), 7);
     w.done().await;
 }

@@ -354,3 +354,34 @@ pub fn wrong_code(uri: &str, at: time::OffsetDateTime) -> String {
         .find(|c| !near.contains(c))
         .unwrap()
 }
+
+/// Inserts an elevation of `user` to `role`, active from `starts` to `expires`
+/// (committed), as if requested and granted; returns its id.
+#[allow(dead_code)] // not every test binary that includes this module uses it
+pub async fn active_elevation(
+    db: &TenantDb,
+    org: OrgId,
+    user: UserId,
+    role: &str,
+    starts: time::OffsetDateTime,
+    expires: time::OffsetDateTime,
+) -> uuid::Uuid {
+    let id = uuid::Uuid::now_v7();
+    let mut tx = db.begin(org).await.unwrap();
+    sqlx::query(
+        "INSERT INTO app.elevations (org_id, id, user_id, role, reason, state, requested_by,
+                                     duration_secs, created_at, starts_at, expires_at)
+         VALUES ($1, $2, $3, $4, 'incident 42', 'active', $3, 3600, $5, $5, $6)",
+    )
+    .bind(org.as_uuid())
+    .bind(id)
+    .bind(user.as_uuid())
+    .bind(role)
+    .bind(starts)
+    .bind(expires)
+    .execute(tx.conn())
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
