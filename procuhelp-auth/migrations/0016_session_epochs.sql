@@ -18,9 +18,14 @@
 -- sessions, users or elevations made without entering the organisation fails instead of
 -- skipping the bump (fail closed). Changes that cannot take access away do not bump: the
 -- once-a-minute `last_seen_at` touch, and any change to a session not yet fully signed
--- in (it was never remembered). No foreign key: a deleted user's epoch must outlive it.
+-- in (it was never remembered). Every user has a row from their creation (users created
+-- before this migration get theirs at their first full check); a missing row is never
+-- "fresh". No foreign keys: a deleted user's (or organisation's) epoch must outlive it,
+-- and the remembered read checks the organisation's row itself. An epoch only goes up.
+-- The triggers fire also in replica mode (ENABLE ALWAYS), and TRUNCATE, which fires no
+-- row trigger, is refused on the three tables.
 CREATE TABLE app.session_epochs (
-    org_id  uuid NOT NULL REFERENCES app.organisations (id) ON DELETE CASCADE,
+    org_id  uuid NOT NULL,
     user_id uuid NOT NULL,
     epoch   bigint NOT NULL CHECK (epoch > 0),
     PRIMARY KEY (org_id, user_id)
@@ -47,6 +52,26 @@ BEGIN
     RETURN NULL;
 END $$;
 
+CREATE FUNCTION app.session_epoch_only_rises() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.org_id <> OLD.org_id OR NEW.user_id <> OLD.user_id OR NEW.epoch <= OLD.epoch THEN
+        RAISE EXCEPTION 'a session epoch only rises' USING ERRCODE = 'PH423';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER only_rises BEFORE UPDATE ON app.session_epochs FOR EACH ROW
+    EXECUTE FUNCTION app.session_epoch_only_rises();
+
+CREATE FUNCTION app.refuse_truncate_of_access() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION 'TRUNCATE of % would bypass the session epochs: DELETE instead', TG_TABLE_NAME
+        USING ERRCODE = 'PH423';
+END $$;
+
 CREATE TRIGGER session_epoch_on_change AFTER UPDATE ON app.sessions FOR EACH ROW
     WHEN (OLD.stage = 'full'
           AND (to_jsonb(OLD) - 'last_seen_at') IS DISTINCT FROM (to_jsonb(NEW) - 'last_seen_at'))
@@ -54,13 +79,31 @@ CREATE TRIGGER session_epoch_on_change AFTER UPDATE ON app.sessions FOR EACH ROW
 CREATE TRIGGER session_epoch_on_delete AFTER DELETE ON app.sessions FOR EACH ROW
     WHEN (OLD.stage = 'full')
     EXECUTE FUNCTION app.bump_session_epoch('user_id');
-CREATE TRIGGER session_epoch_on_change AFTER UPDATE OF role, status ON app.users FOR EACH ROW
-    WHEN (OLD.role IS DISTINCT FROM NEW.role OR OLD.status IS DISTINCT FROM NEW.status)
+CREATE TRIGGER session_epoch_on_change AFTER UPDATE ON app.users FOR EACH ROW
+    WHEN ((OLD.role, OLD.status, OLD.org_id, OLD.id) IS DISTINCT FROM (NEW.role, NEW.status, NEW.org_id, NEW.id))
+    EXECUTE FUNCTION app.bump_session_epoch('id');
+CREATE TRIGGER session_epoch_on_insert AFTER INSERT ON app.users FOR EACH ROW
     EXECUTE FUNCTION app.bump_session_epoch('id');
 CREATE TRIGGER session_epoch_on_delete AFTER DELETE ON app.users FOR EACH ROW
     EXECUTE FUNCTION app.bump_session_epoch('id');
 CREATE TRIGGER session_epoch_on_change AFTER INSERT OR UPDATE OR DELETE ON app.elevations
     FOR EACH ROW EXECUTE FUNCTION app.bump_session_epoch('user_id');
+ALTER TABLE app.sessions ENABLE ALWAYS TRIGGER session_epoch_on_change;
+ALTER TABLE app.sessions ENABLE ALWAYS TRIGGER session_epoch_on_delete;
+ALTER TABLE app.users ENABLE ALWAYS TRIGGER session_epoch_on_change;
+ALTER TABLE app.users ENABLE ALWAYS TRIGGER session_epoch_on_insert;
+ALTER TABLE app.users ENABLE ALWAYS TRIGGER session_epoch_on_delete;
+ALTER TABLE app.elevations ENABLE ALWAYS TRIGGER session_epoch_on_change;
+ALTER TABLE app.session_epochs ENABLE ALWAYS TRIGGER only_rises;
+CREATE TRIGGER no_truncate BEFORE TRUNCATE ON app.sessions
+    FOR EACH STATEMENT EXECUTE FUNCTION app.refuse_truncate_of_access();
+CREATE TRIGGER no_truncate BEFORE TRUNCATE ON app.users
+    FOR EACH STATEMENT EXECUTE FUNCTION app.refuse_truncate_of_access();
+CREATE TRIGGER no_truncate BEFORE TRUNCATE ON app.elevations
+    FOR EACH STATEMENT EXECUTE FUNCTION app.refuse_truncate_of_access();
+ALTER TABLE app.sessions ENABLE ALWAYS TRIGGER no_truncate;
+ALTER TABLE app.users ENABLE ALWAYS TRIGGER no_truncate;
+ALTER TABLE app.elevations ENABLE ALWAYS TRIGGER no_truncate;
 
 -- app.enter_session as in 0015, returning two more columns: ph_valid_until (the answer
 -- holds until then by the clock) and ph_epoch (the user's session epoch, read with the
@@ -96,8 +139,8 @@ BEGIN
            t.revoked_at, u.role, u.status,
            -- The user's session epoch, in this query's snapshot: each later query of this
            -- function takes a newer one, and whatever committed in between bumped past it.
-           coalesce((SELECT x.epoch FROM app.session_epochs x
-                     WHERE x.org_id = org AND x.user_id = t.user_id), 0) AS epoch
+           (SELECT x.epoch FROM app.session_epochs x
+             WHERE x.org_id = org AND x.user_id = t.user_id) AS epoch
       INTO s
       FROM app.sessions t
       LEFT JOIN app.users u ON u.org_id = org AND u.id = t.user_id
@@ -161,7 +204,9 @@ BEGIN
     IF s.last_seen_at < at - interval '1 minute' THEN
         UPDATE app.sessions t SET last_seen_at = at
           WHERE t.org_id = org AND t.id = s.id AND t.last_seen_at < at - interval '1 minute';
-        s.last_seen_at := at;
+        IF FOUND THEN
+            s.last_seen_at := at;
+        END IF;
     END IF;
     -- Least ignores NULL: no elevation, no bound from elevations.
     ph_valid_until := least(s.expires_at, s.last_seen_at + make_interval(secs => s.idle_secs),
@@ -174,4 +219,10 @@ BEGIN
     ph_amr := s.amr;
     ph_role := s.role;
     ph_epoch := s.epoch;
+    -- A user created before 0016 has no epoch yet: give them one (once), and answer
+    -- without it, so this answer is not remembered; the next full check reads it.
+    IF s.epoch IS NULL THEN
+        INSERT INTO app.session_epochs (org_id, user_id, epoch) VALUES (org, s.user_id, 1)
+            ON CONFLICT (org_id, user_id) DO NOTHING;
+    END IF;
 END $$;

@@ -128,6 +128,7 @@ impl World {
         owner.close().await;
     }
 
+    /// The user's session epoch (0: no row).
     async fn epoch(&self, org: OrgId, user: UserId) -> i64 {
         let mut tx = self.db.begin(org).await.unwrap();
         let epoch: Option<i64> =
@@ -202,7 +203,7 @@ async fn a_remembered_session_reads_without_the_session_check_until_its_epoch_mo
     w.exec(w.a, AGE_LAST_SEEN, session).await;
     assert_eq!(
         w.epoch(w.a, me).await,
-        0,
+        1,
         "the touch column does not move the epoch"
     );
     assert_eq!(
@@ -225,9 +226,13 @@ async fn a_remembered_session_reads_without_the_session_check_until_its_epoch_mo
     let them = w.user(w.b, "b1@b.test", Role::Admin).await;
     let (theirs, _) = w.session(w.b, them, SessionPolicy::default()).await;
     assert!(w.revoke(w.b, theirs, w.now).await);
-    assert_eq!(w.epoch(w.a, colleague).await, 1);
-    assert_eq!(w.epoch(w.b, them).await, 1);
-    assert_eq!(w.epoch(w.a, me).await, 0);
+    assert_eq!(w.epoch(w.a, colleague).await, 2, "created, then elevated");
+    assert_eq!(
+        w.epoch(w.b, them).await,
+        2,
+        "created, then a session revoked"
+    );
+    assert_eq!(w.epoch(w.a, me).await, 1, "created");
     assert_eq!(
         w.cached(&cache, &mine, Permission::ReadSuppliers, w.now)
             .await,
@@ -238,7 +243,7 @@ async fn a_remembered_session_reads_without_the_session_check_until_its_epoch_mo
     // My epoch moves (an elevation of mine): the remembered answer is not used, the full
     // check runs and refuses the aged session, and the answer is forgotten.
     w.elevation(w.a, me, "requester", w.now, 600).await;
-    assert_eq!(w.epoch(w.a, me).await, 1);
+    assert_eq!(w.epoch(w.a, me).await, 2);
     assert_eq!(
         w.cached(&cache, &mine, Permission::ReadSuppliers, w.now)
             .await,
@@ -519,6 +524,96 @@ async fn over_a_random_run_the_cached_answer_is_the_full_checks_answer() {
     assert!(
         served > 25,
         "the run exercised the cache: {served} reads served from it"
+    );
+    w.done().await;
+}
+
+/// The epochs cannot be walked back or bypassed by the runtime role or the owner: an epoch
+/// only rises, TRUNCATE is refused on the tables that bump it, a user without an epoch row
+/// is checked in full (and gets one), and a read may not depend on the full check's
+/// principal columns (the remembered statement does not have them).
+#[tokio::test]
+async fn the_epochs_only_rise_and_a_missing_epoch_is_never_fresh() {
+    let w = World::new().await;
+    let me = w.user(w.a, "a1@a.test", Role::ReadOnly).await;
+    let (_, mine) = w.session(w.a, me, SessionPolicy::default()).await;
+    let sqlstate = |e: sqlx::Error| {
+        e.as_database_error()
+            .and_then(|d| d.code())
+            .map(|c| c.into_owned())
+    };
+
+    let mut tx = w.db.begin(w.a).await.unwrap();
+    let err = sqlx::query("UPDATE app.session_epochs SET epoch = 1")
+        .execute(tx.conn())
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(err).as_deref(), Some("PH423"));
+    tx.rollback().await.unwrap();
+    let owner = w.scratch.owner_pool(1).await.unwrap();
+    for table in ["app.sessions", "app.users", "app.elevations"] {
+        let err = sqlx::query(&format!("TRUNCATE {table} CASCADE"))
+            .execute(&owner)
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(err).as_deref(), Some("PH423"), "{table}");
+    }
+    owner.close().await;
+
+    // A user whose epoch row is missing (created before migration 0016): the first read
+    // is checked in full and not remembered, and gives the user an epoch; the next is
+    // remembered.
+    w.exec_as_owner(
+        w.a,
+        "DELETE FROM app.session_epochs WHERE user_id = $1",
+        me.as_uuid(),
+    )
+    .await;
+    assert_eq!(w.epoch(w.a, me).await, 0);
+    let cache = VerifiedSessions::default();
+    let rows = Answer::Rows(vec!["a1@a.test".into()]);
+    assert_eq!(
+        w.cached(&cache, &mine, Permission::ReadSuppliers, w.now)
+            .await,
+        rows
+    );
+    assert!(cache.is_empty(), "no epoch, not remembered");
+    assert_eq!(w.epoch(w.a, me).await, 1);
+    assert_eq!(
+        w.cached(&cache, &mine, Permission::ReadSuppliers, w.now)
+            .await,
+        rows
+    );
+    assert_eq!(cache.len(), 1);
+    // Its row deleted again: the remembered answer is not fresh.
+    w.exec_as_owner(
+        w.a,
+        "DELETE FROM app.session_epochs WHERE user_id = $1",
+        me.as_uuid(),
+    )
+    .await;
+    assert_eq!(
+        w.cached(&cache, &mine, Permission::ReadSuppliers, w.now)
+            .await,
+        rows
+    );
+    assert_eq!(cache.served(), 0, "a missing epoch is never fresh");
+
+    const USES_ROLE: AuthenticatedRead = AuthenticatedRead::new(
+        "SELECT u.email FROM app.users u WHERE tenant.org IS NOT NULL AND tenant.ph_role = 'admin'",
+    );
+    let refused = session_read::fetch_all_cached(
+        &w.db,
+        &cache,
+        &mine,
+        Permission::ReadSuppliers,
+        w.now,
+        &USES_ROLE.query_as::<(String,)>(),
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(AuthError::Invalid { .. })),
+        "{refused:?}"
     );
     w.done().await;
 }

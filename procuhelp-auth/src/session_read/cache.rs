@@ -139,8 +139,9 @@ impl VerifiedSessions {
     }
 
     /// Keeps `answer` for `key` until the earlier of its own bound and `now + ttl`. When
-    /// full, answers that ran out are dropped first; if none did, `answer` is not kept
-    /// (the next read checks in full, as without a cache).
+    /// full, answers that ran out are dropped first; if none did, one other answer is
+    /// dropped (its next read checks in full): one account opening many sessions churns
+    /// the cache but cannot freeze others out of it.
     pub(super) fn remember(&self, key: Key, mut answer: Remembered, now: OffsetDateTime) {
         if self.capacity == 0 {
             return;
@@ -152,8 +153,10 @@ impl VerifiedSessions {
         let mut entries = self.lock();
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
             entries.retain(|_, r| r.valid_until > now);
-            if entries.len() >= self.capacity {
-                return;
+            if entries.len() >= self.capacity
+                && let Some(other) = entries.keys().next().copied()
+            {
+                entries.remove(&other);
             }
         }
         entries.insert(key, answer);
@@ -238,19 +241,20 @@ mod tests {
     }
 
     #[test]
-    fn a_full_cache_drops_what_ran_out_and_otherwise_keeps_nothing_new() {
+    fn a_full_cache_drops_what_ran_out_first_then_makes_way() {
         let now = OffsetDateTime::now_utc();
         let cache = VerifiedSessions::new(Duration::seconds(15), 2);
         cache.remember(key(1), answer(now + Duration::seconds(1)), now);
         cache.remember(key(2), answer(now + Duration::seconds(10)), now);
-        cache.remember(key(3), answer(now + Duration::seconds(10)), now);
-        assert!(cache.get(&key(3), now).is_none(), "full: not kept");
         let later = now + Duration::seconds(2);
         cache.remember(key(3), answer(later + Duration::seconds(10)), later);
         assert!(cache.get(&key(3), later).is_some(), "room made from key 1");
         assert!(cache.get(&key(2), later).is_some());
-        cache.forget(&key(2));
-        assert!(cache.get(&key(2), later).is_none());
+        cache.remember(key(4), answer(later + Duration::seconds(10)), later);
+        assert_eq!(cache.len(), 2, "full of live answers: one made way");
+        assert!(cache.get(&key(4), later).is_some());
+        cache.forget(&key(4));
+        assert!(cache.get(&key(4), later).is_none());
         let off = VerifiedSessions::disabled();
         off.remember(key(1), answer(now + Duration::hours(1)), now);
         assert!(off.is_empty());

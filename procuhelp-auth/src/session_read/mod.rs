@@ -93,7 +93,8 @@ pub struct AuthenticatedRead {
 }
 
 impl AuthenticatedRead {
-    /// Wraps `inner`, a single SELECT referencing `tenant.org`, parameters from `$6`.
+    /// Wraps `inner`, a single SELECT referencing `tenant.org` (and no other column of
+    /// `tenant`), parameters from `$6`.
     pub const fn new(inner: &'static str) -> Self {
         Self { inner }
     }
@@ -119,16 +120,18 @@ impl AuthenticatedRead {
     /// volatile call in a sub-select's target list may be copied into the plan's
     /// conditions and run out of order); the epoch check and the read are fenced
     /// (`OFFSET 0`) LATERAL dependents of it, so their row-level-security checks run
-    /// after the tenant is set. The check counts the organisation's own row, which RLS
-    /// shows only once the tenant is entered: if it ever ran before, it finds no row and
-    /// answers "not fresh" (a full check), never "fresh" on an epoch it could not see.
+    /// after the tenant is set. The check counts the organisation's row and the user's
+    /// epoch row, which RLS shows only once the tenant is entered: if it ever ran before,
+    /// it finds no row and answers "not fresh" (a full check), never "fresh" on an epoch
+    /// it could not see. The read sees `tenant.org` only ([`AuthenticatedRead::new`]).
     fn remembered_statement(&self) -> String {
         format!(
             "SELECT q.*, e.ph_fresh \
              FROM set_config('procuhelp.org_id', $1::uuid::text, true) AS entered(org_text) \
              CROSS JOIN LATERAL (SELECT entered.org_text::uuid AS org, $4::text[] AS ph_holders, \
                                         $5::boolean AS ph_grant OFFSET 0) AS tenant \
-             CROSS JOIN LATERAL (SELECT count(o.id) = 1 AND coalesce(max(x.epoch), 0) = $2 AS ph_fresh \
+             CROSS JOIN LATERAL (SELECT count(o.id) = 1 AND count(x.epoch) = 1 \
+                                        AND max(x.epoch) = $2 AS ph_fresh \
                                  FROM app.organisations o \
                                  LEFT JOIN app.session_epochs x ON x.org_id = o.id AND x.user_id = $3::uuid \
                                  WHERE o.id = tenant.org OFFSET 0) AS e \
@@ -155,6 +158,14 @@ impl AuthenticatedRead {
             return Err(AuthError::Invalid {
                 field: "authenticated read",
                 problem: "must reference tenant.org",
+            });
+        }
+        if self.inner.contains("tenant.ph_") {
+            // The remembered statement's tenant has only `org`: the two paths must read
+            // the same query the same way.
+            return Err(AuthError::Invalid {
+                field: "authenticated read",
+                problem: "may reference tenant.org only",
             });
         }
         if self.inner.contains(';') {
@@ -299,7 +310,9 @@ where
     Ok(
         match verify_and_read(db, credential, permission, now, query).await? {
             Some((read, remembered)) => {
-                cache.remember(key, remembered.with(read.principal.clone()), now);
+                if let Some(remembered) = remembered.with(read.principal.clone()) {
+                    cache.remember(key, remembered, now);
+                }
                 ReadOnce::Read(read)
             }
             None => ReadOnce::NeedsTransaction,
@@ -318,17 +331,18 @@ fn allows_by_own_role(principal: &SessionPrincipal, permission: Permission) -> b
 
 /// What `app.enter_session` said besides the principal.
 struct Bounds {
-    epoch: i64,
+    /// `None` for a user with no epoch row yet (then the answer is not remembered).
+    epoch: Option<i64>,
     valid_until: OffsetDateTime,
 }
 
 impl Bounds {
-    fn with(self, principal: SessionPrincipal) -> Remembered {
-        Remembered {
+    fn with(self, principal: SessionPrincipal) -> Option<Remembered> {
+        Some(Remembered {
             principal,
-            epoch: self.epoch,
+            epoch: self.epoch?,
             valid_until: self.valid_until,
-        }
+        })
     }
 }
 
