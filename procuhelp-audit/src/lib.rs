@@ -84,8 +84,9 @@ mod pg;
 #[cfg(feature = "postgres")]
 mod pipeline;
 #[cfg(feature = "postgres")]
-mod rotation;
+mod register;
 #[cfg(feature = "postgres")]
+mod rotation;
 mod schema;
 mod seal;
 mod sink;

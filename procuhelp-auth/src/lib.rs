@@ -33,6 +33,7 @@ mod permission;
 pub mod policy_change;
 mod principal;
 pub mod recovery;
+mod register;
 mod schema;
 pub mod scim;
 pub mod session;

@@ -30,7 +30,8 @@ pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[
 pub const MIGRATIONS: Migrations =
     Migrations::new("procuhelp-auth", sqlx::migrate!("./migrations"))
         .grants(GRANTS)
-        .encrypted_columns(ENCRYPTED_COLUMNS);
+        .encrypted_columns(ENCRYPTED_COLUMNS)
+        .personal_data(crate::register::PERSONAL_DATA);
 
 const GRANTS: &[Grant] = &[
     // Admins change their org's sign-in policy; nothing else of the row.

@@ -43,6 +43,9 @@ pub enum Error {
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+    /// The personal-data register and the live schema disagree.
+    #[error(transparent)]
+    Register(Box<crate::personal_data::RegisterError>),
     /// A migration failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

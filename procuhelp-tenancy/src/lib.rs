@@ -45,6 +45,7 @@ mod error;
 mod field_cipher;
 pub mod migrate;
 mod one_shot;
+pub mod personal_data;
 pub mod posture;
 pub mod rotation;
 

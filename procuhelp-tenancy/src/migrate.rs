@@ -27,6 +27,7 @@
 //! migration changed after it was applied, one no part declares, or the layout from
 //! before each crate owned its migrations) is refused before anything runs.
 
+use crate::personal_data::PersonalTable;
 use std::collections::BTreeMap;
 
 use sqlx::Executor as _;
@@ -55,6 +56,7 @@ pub struct Migrations {
     migrator: Migrator,
     grants: &'static [Grant],
     encrypted_columns: &'static [EncryptedColumn],
+    personal_data: &'static [PersonalTable],
 }
 
 /// Which versions a part may declare.
@@ -105,6 +107,7 @@ impl Migrations {
             migrator,
             grants: &[],
             encrypted_columns: &[],
+            personal_data: &[],
         }
     }
 
@@ -118,6 +121,13 @@ impl Migrations {
     /// key rotation re-encrypts them.
     pub const fn encrypted_columns(mut self, columns: &'static [EncryptedColumn]) -> Self {
         self.encrypted_columns = columns;
+        self
+    }
+
+    /// The register of the tables this part creates: whom their rows are about, why and
+    /// how long they are kept, what each column holds ([`crate::personal_data`]).
+    pub const fn personal_data(mut self, tables: &'static [PersonalTable]) -> Self {
+        self.personal_data = tables;
         self
     }
 
@@ -168,13 +178,15 @@ impl Grant {
 /// `app.enter_org`, `app.declare_tenant_table`), organisations and data keys. Every
 /// [`Schema`] starts with it.
 pub const MIGRATIONS: Migrations =
-    Migrations::new("procuhelp-tenancy", sqlx::migrate!("./migrations")).grants(&[
-        // Organisations are created by administrators (owner role), never by the server.
-        Grant::new("app.organisations", "SELECT"),
-        // Keys are never deleted by the server: destruction erases the wrapped key.
-        Grant::new("app.data_keys", "SELECT, INSERT, UPDATE"),
-        Grant::new("app.key_events", "SELECT, INSERT"),
-    ]);
+    Migrations::new("procuhelp-tenancy", sqlx::migrate!("./migrations"))
+        .grants(&[
+            // Organisations are created by administrators (owner role), never by the server.
+            Grant::new("app.organisations", "SELECT"),
+            // Keys are never deleted by the server: destruction erases the wrapped key.
+            Grant::new("app.data_keys", "SELECT, INSERT, UPDATE"),
+            Grant::new("app.key_events", "SELECT, INSERT"),
+        ])
+        .personal_data(crate::personal_data::TENANCY);
 
 /// Why a composed schema was refused. Nothing has been applied when one is returned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -375,6 +387,11 @@ impl Schema {
     /// Every part's runtime grants, in composition order.
     pub fn grants(&self) -> impl Iterator<Item = &Grant> + '_ {
         self.parts.iter().flat_map(|p| p.grants.iter())
+    }
+
+    /// Every part's register of personal data ([`crate::personal_data`]).
+    pub fn personal_data(&self) -> impl Iterator<Item = &PersonalTable> + '_ {
+        self.parts.iter().flat_map(|p| p.personal_data.iter())
     }
 
     /// Every part's encrypted columns: what key rotation re-encrypts.

@@ -1,5 +1,7 @@
 //! Opening the database: the embedded cluster by default, a configured server otherwise.
 
+use procuhelp_tenancy::personal_data::Class::{Identifier, NotPersonal, Personal, Sealed};
+use procuhelp_tenancy::personal_data::{PersonalTable, Retention};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -22,7 +24,47 @@ pub const MIGRATIONS: Migrations =
             Grant::new("app.suppliers", "SELECT, INSERT, UPDATE, DELETE"),
             Grant::new("app.purchase_requests", "SELECT, INSERT, UPDATE"),
         ])
-        .encrypted_columns(crate::suppliers::ENCRYPTED_COLUMNS);
+        .encrypted_columns(crate::suppliers::ENCRYPTED_COLUMNS)
+        .personal_data(PERSONAL_DATA);
+
+/// The register of the server's own tables (`procuhelp_tenancy::personal_data`).
+const PERSONAL_DATA: &[PersonalTable] = &[
+    PersonalTable {
+        table: "app.suppliers",
+        subject: None,
+        purpose: "suppliers and their bank details",
+        retention: Retention::Organisation,
+        columns: &[
+            ("org_id", NotPersonal),
+            ("id", NotPersonal),
+            ("name", NotPersonal),
+            ("country", NotPersonal),
+            ("vat_id", NotPersonal),
+            ("status", NotPersonal),
+            ("created_by", Identifier),
+            ("created_at", NotPersonal),
+            ("updated_at", NotPersonal),
+            // A sole trader's IBAN is personal data: sealed by the field cipher.
+            ("iban_sealed", Sealed),
+        ],
+    },
+    PersonalTable {
+        table: "app.purchase_requests",
+        subject: Some("requested_by"),
+        purpose: "purchase requests and their approval",
+        retention: Retention::Organisation,
+        columns: &[
+            ("org_id", NotPersonal),
+            ("id", NotPersonal),
+            ("title", Personal),
+            ("amount_cents", NotPersonal),
+            ("requested_by", Identifier),
+            ("status", NotPersonal),
+            ("approved_by", Identifier),
+            ("created_at", Personal),
+        ],
+    },
+];
 
 /// The whole schema the server runs on: tenancy, auth and audit, then its own tables.
 pub fn schema() -> Schema {

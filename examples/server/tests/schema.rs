@@ -86,3 +86,35 @@ async fn every_table_has_its_owners_grant_and_posture_passes() {
     admin.close().await;
     scratch.drop_all().await.unwrap();
 }
+
+/// The personal-data register covers every column of every table after all migrations
+/// (a new column fails this test until it is classified), and docs/retention.md is the
+/// register rendered (`PROCUHELP_WRITE_DOCS=1` rewrites it).
+#[tokio::test]
+async fn every_column_is_in_the_personal_data_register_and_the_record_is_current() {
+    use procuhelp_tenancy::personal_data;
+    let schema = procuhelp_server::database::schema();
+    let scratch = ScratchDb::migrated_with(&schema).await.unwrap();
+    let admin = scratch.admin_pool(1).await.unwrap();
+    personal_data::check(&admin, &schema).await.unwrap();
+    // A column added by hand is caught.
+    sqlx::query("ALTER TABLE app.users ADD COLUMN nickname text")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let err = personal_data::check(&admin, &schema).await.unwrap_err();
+    assert!(err.to_string().contains("app.users.nickname"), "{err}");
+    admin.close().await;
+    scratch.drop_all().await.unwrap();
+
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/retention.md");
+    let expected = personal_data::markdown(&schema);
+    if std::env::var_os("PROCUHELP_WRITE_DOCS").is_some() {
+        std::fs::write(&path, &expected).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == expected,
+        "docs/retention.md is not the register: run with PROCUHELP_WRITE_DOCS=1"
+    );
+}
