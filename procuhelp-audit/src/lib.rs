@@ -87,6 +87,7 @@ mod pipeline;
 mod register;
 #[cfg(feature = "postgres")]
 mod rotation;
+#[cfg(feature = "postgres")]
 mod schema;
 mod seal;
 mod sink;
