@@ -81,20 +81,7 @@ impl Principal {
     /// Passes only a fully signed-in principal whose role in force grants `permission`.
     pub fn require(&self, permission: Permission) -> AuthResult<Grant> {
         match self {
-            Principal::User(s) => {
-                if s.stage != SessionStage::Full {
-                    return Err(AuthError::SecondFactorRequired);
-                }
-                if !s.effective_role().allows(permission) {
-                    return Err(AuthError::Forbidden);
-                }
-                let from_elevation = !s.base_role.allows(permission);
-                if from_elevation && !permission.elevation_may_grant() {
-                    return Err(AuthError::Forbidden);
-                }
-                let via_elevation = s.elevation.filter(|_| from_elevation).map(|e| e.id);
-                Ok(Grant { via_elevation })
-            }
+            Principal::User(s) => s.require(permission),
             Principal::Service(t) if t.role.allows(permission) => Ok(Grant {
                 via_elevation: None,
             }),

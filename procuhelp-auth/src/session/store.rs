@@ -142,6 +142,24 @@ pub struct SessionPrincipal {
 }
 
 impl SessionPrincipal {
+    /// The user's side of [`Principal::require`](crate::Principal::require): fully
+    /// signed in, and the role in force holds `permission` (saying whether an elevation
+    /// granted it).
+    pub fn require(&self, permission: crate::Permission) -> crate::AuthResult<crate::Grant> {
+        if self.stage != SessionStage::Full {
+            return Err(crate::AuthError::SecondFactorRequired);
+        }
+        if !self.effective_role().allows(permission) {
+            return Err(crate::AuthError::Forbidden);
+        }
+        let from_elevation = !self.base_role.allows(permission);
+        if from_elevation && !permission.elevation_may_grant() {
+            return Err(crate::AuthError::Forbidden);
+        }
+        let via_elevation = self.elevation.filter(|_| from_elevation).map(|e| e.id);
+        Ok(crate::Grant { via_elevation })
+    }
+
     /// The role in force: the base role, raised by an elevation in force.
     pub fn effective_role(&self) -> Role {
         match self.elevation {

@@ -51,7 +51,7 @@ pub struct VerifiedSessions {
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(super) struct Key {
     org: OrgId,
-    token_hash: [u8; 32],
+    pub(super) token_hash: [u8; 32],
 }
 
 impl Key {

@@ -74,7 +74,7 @@ use uuid::Uuid;
 
 use crate::session::Credential;
 use crate::session::{ActiveElevation, SessionPrincipal, SessionStage};
-use crate::{AuthError, AuthResult, Permission, Principal, Role};
+use crate::{AuthError, AuthResult, Permission, Role};
 
 /// The columns `app.enter_session` returns (0016), after the read's own and its row
 /// marker.
@@ -264,8 +264,10 @@ pub async fn fetch_all<O>(
 where
     O: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
 {
+    query.read.check()?;
+    let token_hash = credential.token.hash();
     Ok(
-        match verify_and_read(db, credential, permission, now, query).await? {
+        match verify_and_read(db, credential, &token_hash, permission, now, query).await? {
             Some((read, _)) => ReadOnce::Read(read),
             None => ReadOnce::NeedsTransaction,
         },
@@ -308,7 +310,7 @@ where
         }
     }
     Ok(
-        match verify_and_read(db, credential, permission, now, query).await? {
+        match verify_and_read(db, credential, &key.token_hash, permission, now, query).await? {
             Some((read, remembered)) => {
                 if let Some(remembered) = remembered.with(read.principal.clone()) {
                     cache.remember(key, remembered, now);
@@ -324,7 +326,7 @@ where
 /// recorded first).
 fn allows_by_own_role(principal: &SessionPrincipal, permission: Permission) -> bool {
     matches!(
-        Principal::User(principal.clone()).require(permission),
+        principal.require(permission),
         Ok(grant) if grant.via_elevation.is_none()
     )
 }
@@ -347,10 +349,11 @@ impl Bounds {
 }
 
 /// The full check and the read, in one statement; `None` when the transactional path
-/// must serve the request.
+/// must serve the request. The caller has checked the query and hashed the token.
 async fn verify_and_read<O>(
     db: &TenantDb,
     credential: &Credential,
+    token_hash: &[u8; 32],
     permission: Permission,
     now: OffsetDateTime,
     query: &AuthenticatedQuery<O>,
@@ -358,7 +361,6 @@ async fn verify_and_read<O>(
 where
     O: for<'r> sqlx::FromRow<'r, PgRow> + Send + Unpin,
 {
-    query.read.check()?;
     let statement = query.read.statement();
     let holders: Vec<&'static str> = Role::ALL
         .into_iter()
@@ -367,7 +369,7 @@ where
         .collect();
     let mut q = sqlx::query(&statement)
         .bind(credential.org.as_uuid())
-        .bind(credential.token.hash().as_slice().to_vec())
+        .bind(token_hash.as_slice().to_vec())
         .bind(now)
         .bind(holders)
         .bind(permission.elevation_may_grant());
