@@ -146,6 +146,16 @@ actions! {
     SecretAccessed => "secret.accessed",
     /// Keys were rotated.
     KeysRotated => "keys.rotated",
+    /// A backup was taken (context: label, sizes) or failed (context: the cause).
+    BackupTaken => "backup.taken",
+    /// Backups the retention policy no longer keeps were removed (context: labels).
+    BackupExpired => "backup.expired",
+    /// A backup was restored into a database (context: label, database).
+    BackupRestored => "backup.restored",
+    /// A restore drill ran (context: label, the report's digest, each failed check).
+    BackupDrilled => "backup.drilled",
+    /// The last good backup or the last passing drill is older than its schedule allows.
+    BackupOverdue => "backup.overdue",
     /// Single sign-on was configured.
     SsoConfigured => "sso.configured",
     /// SCIM provisioned a user.

@@ -162,6 +162,16 @@ impl LocalCluster {
             .database(database)
     }
 
+    /// Where `initdb`, `pg_ctl`, `pg_dump` and `pg_restore` of this cluster's version are.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin_dir
+    }
+
+    /// The cluster's data directory (`PGDATA`).
+    pub fn pgdata(&self) -> &Path {
+        &self.pgdata
+    }
+
     /// Stops the cluster (fast shutdown: open transactions roll back, nothing
     /// committed is lost).
     pub async fn stop(self) -> Result<(), EmbeddedError> {

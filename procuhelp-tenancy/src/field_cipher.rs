@@ -175,6 +175,22 @@ impl KeyCache {
     }
 }
 
+/// Whether an organisation's encrypted fields can be read ([`FieldCipher::key_state`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyState {
+    /// Every usable data-key version unwraps.
+    Readable {
+        /// How many versions.
+        versions: usize,
+    },
+    /// The organisation's KEK is gone from the vault (crypto-shredded): its fields are
+    /// unrecoverable, here and in every backup.
+    Shredded,
+    /// It never had a data key (nothing encrypted yet).
+    NoKeys,
+}
+
 fn kek_name(org: OrgId) -> String {
     format!("tenant-{}", org.as_uuid().simple())
 }
@@ -564,6 +580,50 @@ impl FieldCipher {
         .await?;
         tx.commit().await?;
         Ok((kek_version, count))
+    }
+
+    /// Whether `org`'s data keys still open: every usable version is unwrapped by the
+    /// vault (nothing is cached or decrypted). A restore drill uses it to tell an
+    /// organisation shredded after the backup (its KEK is gone: [`KeyState::Shredded`],
+    /// as intended) from a vault that does not match the database (an error).
+    pub async fn key_state(&self, org: OrgId) -> Result<KeyState> {
+        let rows: Vec<(String, Option<i32>, Option<Vec<u8>>)> = {
+            let mut tx = self.db.begin(org).await?;
+            let rows = sqlx::query_as(
+                "SELECT state, kek_version, wrapped FROM app.data_keys WHERE org_id = $1 ORDER BY version",
+            )
+            .bind(org.as_uuid())
+            .fetch_all(tx.conn())
+            .await?;
+            tx.rollback().await?;
+            rows
+        };
+        if rows.is_empty() {
+            return Ok(KeyState::NoKeys);
+        }
+        let mut usable = 0usize;
+        for (state, kek_version, wrapped) in rows {
+            let (Some(kek_version), Some(ciphertext)) = (kek_version, wrapped) else {
+                continue;
+            };
+            if !matches!(state.as_str(), "active" | "decrypt_only") {
+                continue;
+            }
+            let wrapped = WrappedKey {
+                kek_version: u32::try_from(kek_version).unwrap_or(0),
+                ciphertext,
+            };
+            match self.vault.unwrap_key(&kek_name(org), &wrapped).await {
+                Ok(_) => usable += 1,
+                Err(VaultError::NotFound(_)) => return Ok(KeyState::Shredded),
+                Err(e) => return Err(Error::Vault(e)),
+            }
+        }
+        Ok(if usable == 0 {
+            KeyState::Shredded
+        } else {
+            KeyState::Readable { versions: usable }
+        })
     }
 
     /// Crypto-shredding: erases every wrapped DEK of `org`, destroys its KEK in the vault

@@ -49,6 +49,8 @@ pub mod personal_data;
 pub mod posture;
 pub mod rotation;
 
+#[cfg(feature = "backup")]
+pub mod backup;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 #[cfg(feature = "testkit")]
@@ -58,7 +60,7 @@ pub use admin::{create_organisation, organisation_ids};
 pub use db::{TenantDb, TenantTx};
 pub use error::{Error, Result};
 pub use field_cipher::{
-    DEFAULT_KEY_CACHE_TTL, DEFAULT_MESSAGE_LIMIT, EncryptedColumn, FieldCipher, FieldRef,
+    DEFAULT_KEY_CACHE_TTL, DEFAULT_MESSAGE_LIMIT, EncryptedColumn, FieldCipher, FieldRef, KeyState,
     ReencryptProgress,
 };
 pub use migrate::{RuntimeRole, Schema};

@@ -30,7 +30,7 @@ pub enum Command {
     /// Apply migrations and create/update the runtime role (run as the schema owner).
     Migrate(MigrateArgs),
     /// Check the database's isolation posture as the runtime role; exit 1 on any problem.
-    Posture(DatabaseArgs),
+    Posture(PostureArgs),
     /// Create two demo organisations with a few suppliers each and print their ids.
     SeedDemo(MigrateArgs),
     /// Key management.
@@ -39,6 +39,183 @@ pub enum Command {
     Secrets(SecretsArgs),
     /// Export or verify an organisation's audit trail.
     Audit(AuditArgs),
+    /// Encrypted backups, restores and restore drills (docs/backups.md).
+    Backup(BackupArgs),
+}
+
+/// `backup` subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    /// Which operation.
+    #[command(subcommand)]
+    pub command: BackupCommand,
+}
+
+/// Backup operations. Each is recorded in the audit trail's system chain. On the embedded
+/// default only `--repo` is needed: the data directory defaults as for `serve`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum BackupCommand {
+    /// Take a backup now: `pg_dump` of one snapshot, sealed with AES-256-GCM under a key
+    /// the vault wraps, plus the manifest of that snapshot; then apply the retention.
+    Run {
+        /// The repository.
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// What to keep.
+        #[command(flatten)]
+        retention: RetentionArgs,
+        /// Where the database and vault are.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// List the backups (complete and interrupted) and the last drill.
+    List {
+        /// The repository.
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Where the database and vault are.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Restore the latest (or `--label`) backup into a scratch database, prove it (tables
+    /// equal the manifest, migrations, posture, audit chains, keys), drop it; write a
+    /// signed report to REPO/drills/. Exit 1 when the drill fails.
+    Drill {
+        /// The repository.
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// The backup to drill (default: the latest complete one).
+        #[arg(long)]
+        label: Option<String>,
+        /// Where the database and vault are.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Restore the latest (or `--label`) backup into a new database. The whole backup is
+    /// authenticated first; the database appears under its name only once complete.
+    Restore {
+        /// The repository.
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// The backup to restore (default: the latest complete one).
+        #[arg(long)]
+        label: Option<String>,
+        /// The database to restore into (default: the live one, which needs --force).
+        #[arg(long, value_name = "NAME")]
+        into_database: Option<String>,
+        /// Replace an existing database (it is kept, renamed `<name>_replaced_<random>`).
+        /// Stop the server first.
+        #[arg(long)]
+        force: bool,
+        /// Where the database and vault are.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+/// Where backups go.
+#[derive(Debug, Clone, Args)]
+pub struct RepoArgs {
+    /// The backup repository: a directory on another filesystem than the data directory
+    /// (created 0700).
+    #[arg(long = "repo", value_name = "DIR")]
+    pub repo: PathBuf,
+    /// Accept a repository on the data directory's filesystem (never inside it): say so
+    /// only when that filesystem is itself replicated elsewhere.
+    #[arg(long)]
+    pub allow_repo_on_same_filesystem: bool,
+    /// With a configured database: a file (0600) holding the URL of a role that row-level
+    /// security does not bind (superuser, or BYPASSRLS + pg_read_all_data + CREATEDB),
+    /// which backups and restores need; the embedded cluster uses its own superuser.
+    #[arg(long, value_name = "FILE")]
+    pub backup_database_url_file: Option<PathBuf>,
+}
+
+/// The retention policy.
+#[derive(Debug, Clone, Args)]
+pub struct RetentionArgs {
+    /// Keep the newest backup of each of this many days.
+    #[arg(long, default_value_t = 7, value_name = "N")]
+    pub keep_daily: usize,
+    /// Keep the newest backup of each of this many weeks.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub keep_weekly: usize,
+    /// Keep the newest backup of each of this many months.
+    #[arg(long, default_value_t = 12, value_name = "N")]
+    pub keep_monthly: usize,
+}
+
+impl RetentionArgs {
+    /// As a policy.
+    pub fn policy(&self) -> procuhelp_tenancy::backup::Retention {
+        procuhelp_tenancy::backup::Retention {
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+        }
+    }
+}
+
+impl Default for RetentionArgs {
+    fn default() -> Self {
+        let r = procuhelp_tenancy::backup::Retention::default();
+        Self {
+            keep_daily: r.daily,
+            keep_weekly: r.weekly,
+            keep_monthly: r.monthly,
+        }
+    }
+}
+
+/// `serve`'s backup schedule.
+#[derive(Debug, Clone, Args)]
+pub struct ScheduleArgs {
+    /// Take backups on a schedule into this repository (see `backup run`). Without it no
+    /// backups are taken, and `posture --backup-repo` reports that.
+    #[arg(long, value_name = "DIR")]
+    pub backup_repo: Option<PathBuf>,
+    /// Accept a backup repository on the data directory's filesystem.
+    #[arg(long, requires = "backup_repo")]
+    pub allow_backup_repo_on_same_filesystem: bool,
+    /// Hours between backups.
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    pub backup_every_hours: u64,
+    /// Hours between restore drills.
+    #[arg(long, default_value_t = 168, value_name = "HOURS")]
+    pub drill_every_hours: u64,
+    /// What to keep.
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+impl Default for ScheduleArgs {
+    /// The same values as the command line's defaults: no repository.
+    fn default() -> Self {
+        Self {
+            backup_repo: None,
+            allow_backup_repo_on_same_filesystem: false,
+            backup_every_hours: 24,
+            drill_every_hours: 168,
+            retention: RetentionArgs::default(),
+        }
+    }
+}
+
+/// Arguments of `posture`.
+#[derive(Debug, Clone, Args)]
+pub struct PostureArgs {
+    /// Where the database is.
+    #[command(flatten)]
+    pub db: DatabaseArgs,
+    /// Also fail when this repository's last backup or last passing drill is overdue.
+    #[arg(long, value_name = "DIR")]
+    pub backup_repo: Option<PathBuf>,
+    /// The oldest acceptable last backup, in hours.
+    #[arg(long, default_value_t = 36, value_name = "HOURS")]
+    pub backup_max_age_hours: u64,
+    /// The oldest acceptable last passing drill, in hours.
+    #[arg(long, default_value_t = 252, value_name = "HOURS")]
+    pub drill_max_age_hours: u64,
 }
 
 /// `audit` subcommands.
@@ -301,6 +478,10 @@ pub struct ServeArgs {
     /// Connection limits and the load balancers in front.
     #[command(flatten)]
     pub network: NetworkArgs,
+
+    /// Backups on a schedule.
+    #[command(flatten)]
+    pub backups: ScheduleArgs,
 }
 
 /// Connection limits (see `docs/hardening.md`) and trusted proxies.

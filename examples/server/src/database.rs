@@ -160,6 +160,57 @@ impl Database {
         }
     }
 
+    /// The server backups are taken from and restored into, and the local data directory
+    /// the repository must stay apart from: the embedded cluster's superuser over its
+    /// private socket, or — for a configured database — the role in `url_file` (one that
+    /// row-level security does not bind; `--backup-database-url-file`).
+    pub fn backup_server(
+        &self,
+        args: &DatabaseArgs,
+        url_file: Option<&Path>,
+    ) -> anyhow::Result<(procuhelp_tenancy::backup::PgServer, Option<std::path::PathBuf>)> {
+        use procuhelp_tenancy::backup::PgServer;
+        match &self.target {
+            Target::Embedded(c) => Ok((
+                PgServer::new(
+                    c.bin_dir(),
+                    c.connect_options(LocalCluster::DATABASE, LocalCluster::SUPERUSER),
+                    None,
+                    None,
+                ),
+                Some(args.data_dir.clone()),
+            )),
+            Target::External(_) => {
+                let file = url_file.context(
+                    "backups of a configured database need --backup-database-url-file: the URL \
+                     of a role that row-level security does not bind (docs/backups.md)",
+                )?;
+                let text = zeroize::Zeroizing::new(read_private_file(file)?);
+                let parsed = url::Url::parse(text.trim())
+                    .map_err(|_| anyhow::anyhow!("{}: not a valid URL", file.display()))?;
+                let password = parsed.password().map(|p| {
+                    procuhelp_core::SecretText::new(
+                        percent_encoding::percent_decode_str(p)
+                            .decode_utf8_lossy()
+                            .into_owned(),
+                    )
+                });
+                let root_cert = parsed
+                    .query_pairs()
+                    .find(|(k, _)| k == "sslrootcert")
+                    .map(|(_, v)| std::path::PathBuf::from(v.into_owned()));
+                let opts = PgConnectOptions::from_str(text.trim())
+                    .map_err(|_| anyhow::anyhow!("{}: not a valid PostgreSQL URL", file.display()))?;
+                check_transport(&opts, args.dangerous_database_without_verified_tls)?;
+                let bin_dir = match &args.pg_bin_dir {
+                    Some(dir) => dir.clone(),
+                    None => pg_tools_dir()?,
+                };
+                Ok((PgServer::new(&bin_dir, opts, password, root_cert), None))
+            }
+        }
+    }
+
     /// Stops the embedded cluster, if any (after the pools are closed).
     pub async fn close(self) -> anyhow::Result<()> {
         if let Target::Embedded(cluster) = self.target {
@@ -170,6 +221,21 @@ impl Database {
         }
         Ok(())
     }
+}
+
+/// The newest `/usr/lib/postgresql/*/bin` holding `pg_dump` and `pg_restore`.
+fn pg_tools_dir() -> anyhow::Result<std::path::PathBuf> {
+    let mut dirs: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, d): &(u32, std::path::PathBuf)| d.join("pg_dump").is_file() && d.join("pg_restore").is_file())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+        .map(|(_, d)| d)
+        .context("pg_dump and pg_restore not found under /usr/lib/postgresql/*/bin: install the PostgreSQL client (Debian: postgresql-client) or pass --pg-bin-dir")
 }
 
 async fn connect(opts: PgConnectOptions, size: u32) -> anyhow::Result<PgPool> {

@@ -11,6 +11,7 @@ pub mod alerting;
 pub mod api;
 pub mod app;
 pub mod audit_log;
+pub mod backups;
 pub mod cli;
 pub mod connections;
 pub mod database;
@@ -43,7 +44,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(role = runtime_role.name(), "migrations applied");
             Ok(())
         }
-        Command::Posture(args) => {
+        Command::Posture(posture) => {
+            if let Some(repo) = &posture.backup_repo {
+                // Checked first and apart: it needs no database.
+                report(&backups::posture(&posture, repo).await?);
+            }
+            let args = posture.db;
             let (_vault, db) = open(&args).await?;
             let runtime = db
                 .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 1)
@@ -113,6 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit(cli::AuditArgs { command }) => audit_command(command).await,
+        Command::Backup(cli::BackupArgs { command }) => backups::command(command).await,
     }
 }
 
@@ -297,7 +304,7 @@ fn report_lines(r: &procuhelp_audit::VerifyReport) {
 }
 
 /// The data directory, the vault (first: no keys, no work) and the database.
-async fn open(
+pub(crate) async fn open(
     args: &cli::DatabaseArgs,
 ) -> anyhow::Result<(
     std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
@@ -414,7 +421,7 @@ fn demo_password() -> anyhow::Result<procuhelp_core::SecretText> {
     clippy::print_stdout,
     reason = "seed-demo's and keys' output is for the operator"
 )]
-fn report(lines: &[String]) {
+pub(crate) fn report(lines: &[String]) {
     for line in lines {
         println!("{line}");
     }

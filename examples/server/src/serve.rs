@@ -51,6 +51,26 @@ async fn serve_on(
         Some(path) => crate::alerting::AlertsFile::read(path)?,
         None => crate::alerting::AlertsFile::default(),
     };
+    // A misplaced backup repository, or a configured database without a backup role,
+    // refuses the start-up too.
+    let backups = match &args.backups.backup_repo {
+        Some(repo) => {
+            let repo_args = crate::cli::RepoArgs {
+                repo: repo.clone(),
+                allow_repo_on_same_filesystem: args.backups.allow_backup_repo_on_same_filesystem,
+                backup_database_url_file: None,
+            };
+            let (server, data_dir) = db.backup_server(&args.db, None)?;
+            if args.backups.backup_every_hours == 0 || args.backups.drill_every_hours == 0 {
+                anyhow::bail!("--backup-every-hours and --drill-every-hours must be at least 1");
+            }
+            Some((crate::backups::repository(&repo_args, data_dir.as_deref())?, server))
+        }
+        None => {
+            tracing::warn!("no --backup-repo: this server takes no backups");
+            None
+        }
+    };
     let role = RuntimeRole::default();
     if db.is_embedded() {
         let owner = db.owner_pool().await?;
@@ -129,7 +149,28 @@ async fn serve_on(
     let clock: std::sync::Arc<dyn procuhelp_core::Clock> =
         std::sync::Arc::new(procuhelp_core::SystemClock);
     // The one audit path: chain → signed checkpoints → refusal aggregation → alerting.
-    let audit = crate::audit_log::pipeline(audit_log.clone(), signer, alerting, clock.clone())?;
+    let audit = crate::audit_log::pipeline(
+        audit_log.clone(),
+        signer.clone(),
+        alerting,
+        clock.clone(),
+    )?;
+    let schedule = backups.map(|(repo, server)| {
+        let hours = |h: u64| Duration::from_secs(h.saturating_mul(3600));
+        tokio::spawn(
+            crate::backups::Schedule {
+                repo,
+                server: std::sync::Arc::new(server),
+                vault: vault.clone(),
+                signer: signer.clone(),
+                audit: audit.sink(),
+                backup_every: hours(args.backups.backup_every_hours),
+                drill_every: hours(args.backups.drill_every_hours),
+                retention: args.backups.retention.policy(),
+            }
+            .run(),
+        )
+    });
     let app = app::app(
         AppState::assemble(
             runtime.clone(),
@@ -185,6 +226,11 @@ async fn serve_on(
         .await
         .with_context(|| format!("serving HTTPS on {}", args.https_addr));
     signals.abort();
+    if let Some(schedule) = schedule {
+        // A backup or drill in flight is abandoned: its directory stays incomplete (never
+        // restored, removed by retention) and a scratch database is left to drop by hand.
+        schedule.abort();
+    }
     redirect_handle.graceful_shutdown(Some(Duration::from_secs(1)));
     if let Some(task) = redirect {
         let _ = task.await;

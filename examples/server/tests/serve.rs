@@ -38,6 +38,7 @@ fn args(data_dir: PathBuf, database_url_file: Option<PathBuf>) -> ServeArgs {
         request_timeout_secs: 10,
         alerts: None,
         network: Default::default(),
+        backups: Default::default(),
     }
 }
 

@@ -276,6 +276,20 @@ impl Detectors {
                 last_at: s.at,
             });
         }
+        if s.backup_problem {
+            alerts.push(Alert {
+                id: Uuid::now_v7(),
+                kind: AlertKind::BackupProblem,
+                org: s.org,
+                key: AlertKey::Org,
+                window_secs: 0,
+                count: 1,
+                threshold: 1,
+                baseline: None,
+                first_at: s.at,
+                last_at: s.at,
+            });
+        }
         if c.traffic.enabled
             && let Some(a) = self.traffic.entry(s.org).hit(c.traffic, s.at)
         {
@@ -302,6 +316,7 @@ pub(super) struct Signal {
     failed_login: bool,
     locked: bool,
     error: bool,
+    backup_problem: bool,
 }
 
 impl Signal {
@@ -323,6 +338,12 @@ impl Signal {
             failed_login: e.action.is_auth_failure() && failed,
             locked: e.action == Action::AccountLocked,
             error: failed,
+            backup_problem: e.action == Action::BackupOverdue
+                || (failed
+                    && matches!(
+                        e.action,
+                        Action::BackupTaken | Action::BackupDrilled | Action::BackupRestored
+                    )),
         }
     }
 }

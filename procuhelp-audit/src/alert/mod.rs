@@ -58,6 +58,10 @@ pub enum AlertKind {
     /// An organisation's failed or denied events in one minute far exceed their baseline.
     #[serde(rename = "errors.spike")]
     ErrorSpike,
+    /// A backup or a restore drill failed, or one is overdue: the promise "tested
+    /// backups" is at risk. Always on.
+    #[serde(rename = "backup.problem")]
+    BackupProblem,
 }
 
 impl AlertKind {
@@ -70,6 +74,7 @@ impl AlertKind {
             AlertKind::AccountLocked => "auth.account_locked",
             AlertKind::TrafficSpike => "traffic.spike",
             AlertKind::ErrorSpike => "errors.spike",
+            AlertKind::BackupProblem => "backup.problem",
         }
     }
 }

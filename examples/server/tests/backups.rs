@@ -1,0 +1,312 @@
+//! Backups on the embedded default, end to end through the CLI: backup → more writes →
+//! restore equals the source at backup time row for row; the drill passes on a good
+//! backup, reports a shredded organisation, fails naming the table on a corrupted copy;
+//! damaged, truncated and wrongly keyed backups restore nothing and say which part is
+//! bad; the repository holds no plaintext; a repository beside the data is refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Parser;
+use procuhelp_core::vault::{FileVault, SecretProvider};
+use procuhelp_server::cli::Cli;
+use procuhelp_tenancy::backup::{
+    self, BackupError, CheckOutcome, DrillChecks, Findings, Manifest, PgServer, Placement,
+    Repository, ScratchCopy,
+};
+use procuhelp_tenancy::embedded::LocalCluster;
+use procuhelp_tenancy::{RuntimeRole, TenantDb};
+use sqlx::PgPool;
+
+async fn run(args: &[&str]) -> anyhow::Result<()> {
+    let mut argv = vec!["procuhelp-server"];
+    argv.extend_from_slice(args);
+    procuhelp_server::run(Cli::parse_from(argv)).await
+}
+
+/// A data directory under /tmp, and a repository on /dev/shm: another filesystem here.
+fn dirs() -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let dir = std::env::temp_dir().join(format!("ph-backup-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
+    (dir.join("data"), PathBuf::from(format!("/dev/shm/ph-repo-{id}")))
+}
+
+/// Every table's rows as sorted text, read as the superuser (RLS does not hide rows).
+async fn contents(pool: &PgPool) -> BTreeMap<String, Vec<String>> {
+    sqlx::raw_sql("SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET extra_float_digits = 3")
+        .execute(pool)
+        .await
+        .unwrap();
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind = 'r' AND n.nspname IN ('app', 'public') ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut out = BTreeMap::new();
+    for table in tables {
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT t::text FROM {table} t ORDER BY 1"))
+                .fetch_all(pool)
+                .await
+                .unwrap();
+        out.insert(table, rows);
+    }
+    out
+}
+
+async fn superuser(cluster: &LocalCluster, database: &str) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(cluster.connect_options(database, LocalCluster::SUPERUSER))
+        .await
+        .unwrap()
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(files_under(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+struct NoChecks;
+#[async_trait::async_trait]
+impl DrillChecks for NoChecks {
+    async fn check(&self, _: &ScratchCopy, _: &Manifest) -> Findings {
+        Findings {
+            outcomes: vec![CheckOutcome::pass("none", "")],
+            shredded: Vec::new(),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_restore_drill_and_every_kind_of_damage() {
+    procuhelp_server::tls::install_crypto_provider();
+    let (data, repo_dir) = dirs();
+    let d = data.to_str().unwrap().to_owned();
+    let r = repo_dir.to_str().unwrap().to_owned();
+    run(&["seed-demo", "--data-dir", &d]).await.unwrap();
+
+    // A repository beside the data (one filesystem) is refused, and nothing is left there.
+    let beside = data.parent().unwrap().join("repo");
+    let err = run(&["backup", "run", "--data-dir", &d, "--repo", beside.to_str().unwrap()])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("same filesystem"), "{err:#}");
+    assert!(!beside.exists());
+    let inside = data.join("backups");
+    let err = run(&["backup", "run", "--data-dir", &d, "--repo", inside.to_str().unwrap(), "--allow-repo-on-same-filesystem"])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("overlaps the data directory"), "{err:#}");
+
+    // The database as it is (nothing writes until the backup's snapshot), then the backup.
+    let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
+    let live = superuser(&cluster, LocalCluster::DATABASE).await;
+    let at_backup = contents(&live).await;
+    assert!(at_backup["app.suppliers"].len() == 4 && at_backup["app.users"].len() >= 8);
+    live.close().await;
+    cluster.stop().await.unwrap();
+    run(&["backup", "run", "--data-dir", &d, "--repo", &r]).await.unwrap();
+    let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
+    let live = superuser(&cluster, LocalCluster::DATABASE).await;
+    // More writes after it (the `backup.taken` event itself is one).
+    sqlx::query("UPDATE app.suppliers SET name = name || ' (renamed)'")
+        .execute(&live)
+        .await
+        .unwrap();
+    live.close().await;
+    cluster.stop().await.unwrap();
+
+    // No plaintext in the repository: names, IBANs, e-mail addresses.
+    let needles: [&[u8]; 4] = [b"Acme GmbH", b"DE89370400440532013000", b"demo.procuhelp.test", b"Cobalt Ltd"];
+    for file in files_under(&repo_dir) {
+        let bytes = std::fs::read(&file).unwrap();
+        for needle in needles {
+            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{} holds plaintext", file.display());
+        }
+    }
+
+    // Restore over the live database is refused without --force.
+    let err = run(&["backup", "restore", "--data-dir", &d, "--repo", &r]).await.unwrap_err();
+    assert!(format!("{err:#}").contains("--force"), "{err:#}");
+    // Restore into a new database equals the source at backup time, row for row.
+    run(&["backup", "restore", "--data-dir", &d, "--repo", &r, "--into-database", "restored"])
+        .await
+        .unwrap();
+    let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
+    let restored = superuser(&cluster, "restored").await;
+    let copy = contents(&restored).await;
+    restored.close().await;
+    assert_eq!(copy.keys().collect::<Vec<_>>(), at_backup.keys().collect::<Vec<_>>());
+    for (table, rows) in &at_backup {
+        assert_eq!(&copy[table], rows, "table {table} differs from the source at backup time");
+    }
+
+    // Pieces for the library-level checks below.
+    let server = Arc::new(PgServer::new(
+        cluster.bin_dir(),
+        cluster.connect_options(LocalCluster::DATABASE, LocalCluster::SUPERUSER),
+        None,
+        None,
+    ));
+    let vault = Arc::new(FileVault::open_or_create(&data.join("vault")).unwrap());
+    let repo = Repository::open(&repo_dir, Some(&data), Placement::Apart).unwrap();
+    let info = repo.find(None).unwrap();
+
+    // The drill fails, naming the table, on a copy corrupted on purpose.
+    let copy = ScratchCopy::restore(server.clone(), &repo, vault.as_ref(), None).await.unwrap();
+    assert_ne!(copy.database(), LocalCluster::DATABASE);
+    let scratch = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(copy.connect_options())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE app.suppliers SET country = 'XX' WHERE name = 'Acme GmbH'")
+        .execute(&scratch)
+        .await
+        .unwrap();
+    scratch.close().await;
+    let expected = procuhelp_server::backups::expected_migrations().unwrap();
+    let report = copy.check(&expected, &NoChecks, time::OffsetDateTime::now_utc()).await;
+    assert!(!report.passed);
+    let tables = report.checks.iter().find(|c| c.check == "tables").unwrap();
+    assert!(!tables.passed && tables.detail.contains("app.suppliers"), "{tables:?}");
+    copy.discard().await.unwrap();
+
+    // Another vault cannot open the backup.
+    let other = FileVault::open_or_create(&data.parent().unwrap().join("other-vault")).unwrap();
+    let err = backup::verify(&repo, &info, &other).await.unwrap_err();
+    assert!(matches!(err, BackupError::KeyUnavailable(_)), "{err}");
+    cluster.stop().await.unwrap();
+
+    // The drill through the CLI passes on the good backup, with a signed report and the
+    // event in the system chain.
+    run(&["backup", "drill", "--data-dir", &d, "--repo", &r]).await.unwrap();
+    let drills = files_under(&repo_dir.join(backup::DRILLS_DIR));
+    assert_eq!(drills.len(), 1);
+    let signed: procuhelp_server::backups::SignedReport =
+        serde_json::from_slice(&std::fs::read(&drills[0]).unwrap()).unwrap();
+    assert!(signed.report.passed, "{:?}", signed.report.checks);
+    let names: Vec<&str> = signed.report.checks.iter().map(|c| c.check.as_str()).collect();
+    for check in ["tables", "migrations", "organisations", "posture", "audit chains", "keys"] {
+        assert!(names.contains(&check), "{check} missing from {names:?}");
+    }
+    let key: [u8; 32] = hex::decode(&signed.public_key).unwrap().try_into().unwrap();
+    assert!(procuhelp_server::backups::verify_report(&signed, &[key]));
+    let mut forged = signed.clone();
+    forged.report.rows += 1;
+    assert!(!procuhelp_server::backups::verify_report(&forged, &[key]));
+
+    // An organisation shredded after the backup: the drill reports it, and passes.
+    let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
+    let runtime = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(cluster.connect_options(LocalCluster::DATABASE, RuntimeRole::DEFAULT_NAME))
+        .await
+        .unwrap();
+    let su = superuser(&cluster, LocalCluster::DATABASE).await;
+    let org: uuid::Uuid = sqlx::query_scalar("SELECT id FROM app.organisations WHERE name = 'Demo Org A'")
+        .fetch_one(&su)
+        .await
+        .unwrap();
+    // The system chain holds the backup's and the drill's events.
+    let events: Vec<String> = sqlx::query_scalar(
+        "SELECT action FROM app.audit_events WHERE action LIKE 'backup.%' ORDER BY seq",
+    )
+    .fetch_all(&su)
+    .await
+    .unwrap();
+    for action in ["backup.taken", "backup.restored", "backup.drilled"] {
+        assert!(events.iter().any(|e| e == action), "{action} not in {events:?}");
+    }
+    su.close().await;
+    let vault_dyn: Arc<dyn SecretProvider> = vault.clone();
+    procuhelp_server::keys::field_cipher(TenantDb::new(runtime.clone()), vault_dyn)
+        .shred(procuhelp_core::OrgId::from_uuid(org).unwrap())
+        .await
+        .unwrap();
+    runtime.close().await;
+    cluster.stop().await.unwrap();
+    run(&["backup", "drill", "--data-dir", &d, "--repo", &r]).await.unwrap();
+    let newest = files_under(&repo_dir.join(backup::DRILLS_DIR)).into_iter().max().unwrap();
+    let signed: procuhelp_server::backups::SignedReport =
+        serde_json::from_slice(&std::fs::read(newest).unwrap()).unwrap();
+    assert!(signed.report.passed, "{:?}", signed.report.checks);
+    assert_eq!(signed.report.shredded_organisations, vec![org]);
+
+    // One byte changed: restore and drill name the damaged chunk; nothing is restored.
+    let dump = repo_dir.join(&info.label).join(backup::DUMP_FILE);
+    let original = std::fs::read(&dump).unwrap();
+    let mut damaged = original.clone();
+    let at = damaged.len() / 2;
+    damaged[at] ^= 0x01;
+    std::fs::write(&dump, &damaged).unwrap();
+    let err = run(&["backup", "restore", "--data-dir", &d, "--repo", &r, "--into-database", "damaged"])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("fails authentication"), "{err:#}");
+    let err = run(&["backup", "drill", "--data-dir", &d, "--repo", &r]).await.unwrap_err();
+    assert!(format!("{err:#}").contains("FAILED"), "{err:#}");
+    // Truncated at any point.
+    std::fs::write(&dump, &original[..original.len() - 7]).unwrap();
+    let err = run(&["backup", "restore", "--data-dir", &d, "--repo", &r, "--into-database", "damaged"])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("truncated") || format!("{err:#}").contains("damaged"), "{err:#}");
+    std::fs::write(&dump, &original).unwrap();
+    let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
+    let su = superuser(&cluster, "postgres").await;
+    let leftovers: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database WHERE datname LIKE 'damaged%' OR datname LIKE 'procuhelp_drill%'",
+    )
+    .fetch_all(&su)
+    .await
+    .unwrap();
+    assert!(leftovers.is_empty(), "half-restored databases left: {leftovers:?}");
+    su.close().await;
+    cluster.stop().await.unwrap();
+
+    // An interrupted backup (no completion record) is listed as such and never chosen.
+    let partial = repo_dir.join("20200101T000000Z-0000");
+    std::fs::create_dir(&partial).unwrap();
+    std::fs::write(partial.join(backup::DUMP_FILE), b"half").unwrap();
+    assert_eq!(repo.find(None).unwrap().label, info.label);
+    assert!(repo.list().unwrap().iter().any(|e| matches!(e, backup::Entry::Incomplete { label } if label == "20200101T000000Z-0000")));
+    // A second backup, then retention keeping one daily only: the older complete one and
+    // the stale interrupted one go.
+    run(&["backup", "run", "--data-dir", &d, "--repo", &r, "--keep-daily", "1", "--keep-weekly", "0", "--keep-monthly", "0"])
+        .await
+        .unwrap();
+    let left: Vec<String> = repo.list().unwrap().iter().map(|e| e.label().to_owned()).collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_ne!(left[0], info.label);
+
+    // posture --backup-repo reports the ages and passes once the newest drill passed...
+    let err = run(&["posture", "--data-dir", &d, "--backup-repo", &r]).await.unwrap_err();
+    assert!(format!("{err:#}").contains("FAILED"), "{err:#}");
+    run(&["backup", "drill", "--data-dir", &d, "--repo", &r]).await.unwrap();
+    run(&["posture", "--data-dir", &d, "--backup-repo", &r]).await.unwrap();
+    // ...and fails when the last drill is older than allowed.
+    let err = run(&["posture", "--data-dir", &d, "--backup-repo", &r, "--drill-max-age-hours", "0"])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("overdue"), "{err:#}");
+
+    std::fs::remove_dir_all(&repo_dir).ok();
+    std::fs::remove_dir_all(data.parent().unwrap()).ok();
+}

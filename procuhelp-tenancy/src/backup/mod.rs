@@ -1,0 +1,823 @@
+//! Encrypted backups, restores and restore drills (feature `backup`).
+//!
+//! The engine is PostgreSQL's own `pg_dump`/`pg_restore` (custom format); what this
+//! module adds is what no backup tool does for you:
+//! - the dump is sealed as it is written, in authenticated AES-256-GCM chunks under a
+//!   data key only the vault's `backup` KEK unwraps ([`sealed`]): the repository never
+//!   holds plaintext, and any changed, missing or reordered byte is found and named;
+//! - a [`Manifest`] from the *same snapshot* as the dump (per-table rows and a content
+//!   digest, migrations, organisations), sealed beside it;
+//! - a repository kept apart from the data ([`Repository`], [`Placement`]) with a
+//!   completion record written last, and retention ([`Retention`]);
+//! - restores that verify the whole backup before touching a database, restore into a
+//!   new database and only then rename it into place ([`restore`]);
+//! - a drill ([`Scratch`]) that restores into a scratch database that is never the live
+//!   one and proves the copy: the manifest matches table by table, migrations are at the
+//!   expected version, and the embedder's own [`DrillChecks`] pass (posture, audit chains,
+//!   keys).
+//!
+//! Why logical dumps and not pgBackRest: docs/backups.md.
+//!
+//! ```no_run
+//! # async fn demo(server: procuhelp_tenancy::backup::PgServer,
+//! #     vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>)
+//! #     -> Result<(), procuhelp_tenancy::backup::BackupError> {
+//! use procuhelp_tenancy::backup::{self, Placement, Repository};
+//! let repo = Repository::open("/mnt/backups/procuhelp".as_ref(), Some("./data".as_ref()), Placement::Apart)?;
+//! let info = backup::take(&server, &repo, vault.as_ref()).await?;
+//! println!("backup {} of {} bytes", info.label, info.dump_bytes);
+//! # Ok(()) }
+//! ```
+
+mod pg;
+mod repo;
+mod retention;
+pub mod sealed;
+
+use std::sync::Arc;
+
+use procuhelp_core::vault::{SecretProvider, VaultError};
+use serde::{Deserialize, Serialize};
+use sqlx::Connection as _;
+use time::OffsetDateTime;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+pub use pg::{Manifest, PgServer, TableDigest};
+pub use repo::{
+    BackupInfo, COMPLETE_FILE, DRILLS_DIR, DUMP_FILE, Entry, MANIFEST_FILE, Placement,
+    Repository, check_label, label_time,
+};
+pub use retention::Retention;
+use sealed::{FileKind, SealedWriter};
+
+/// Why a backup, restore or drill failed. Never carries key material or row data, and
+/// never a tool's raw output (a tool reading a wrongly-keyed file can print its bytes).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackupError {
+    /// The repository is where it must not be.
+    #[error("backup repository {repo} refused: {problem}")]
+    Placement {
+        /// The repository.
+        repo: String,
+        /// Why.
+        problem: String,
+    },
+    /// A backup file is damaged, truncated or not what it claims.
+    #[error("backup file {file} is damaged: {part}; nothing was restored from it")]
+    Corrupt {
+        /// The file.
+        file: String,
+        /// Which part.
+        part: String,
+    },
+    /// The key that opens backups is not in the vault.
+    #[error("the backup cannot be decrypted: {0}")]
+    KeyUnavailable(String),
+    /// The vault failed.
+    #[error("vault: {0}")]
+    Vault(#[from] VaultError),
+    /// Encryption failed.
+    #[error("encryption: {0}")]
+    Crypto(procuhelp_core::crypto::CryptoError),
+    /// `pg_dump` or `pg_restore` failed.
+    #[error("{tool} failed ({status}): {detail}")]
+    Tool {
+        /// The tool.
+        tool: &'static str,
+        /// Its exit status.
+        status: String,
+        /// The last lines of its message (printable characters only).
+        detail: String,
+    },
+    /// No such backup.
+    #[error("no complete backup {0} in the repository")]
+    NotFound(String),
+    /// Refused before anything was changed.
+    #[error("{0}")]
+    Refused(String),
+    /// The database.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Local I/O (a full disk, an unreachable mount).
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl BackupError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+const READ_BUF: usize = 1 << 20;
+
+/// Takes a backup of `server`'s live database into `repo`: `pg_dump` of one exported
+/// snapshot, sealed as it streams, then the manifest of that same snapshot, then the
+/// completion record. On any failure the partial directory is removed (and were the
+/// process killed, what is left has no completion record: never listed as a backup).
+pub async fn take(
+    server: &PgServer,
+    repo: &Repository,
+    vault: &dyn SecretProvider,
+) -> Result<BackupInfo, BackupError> {
+    let label = repo::new_label(OffsetDateTime::now_utc())?;
+    let dir = repo.dir(&label)?;
+    std::fs::create_dir(&dir)
+        .map_err(|e| BackupError::io(format!("creating {}", dir.display()), e))?;
+    let result = take_into(server, &dir, &label, vault).await;
+    if result.is_err() {
+        let _ = repo.remove(&label);
+    }
+    result
+}
+
+async fn take_into(
+    server: &PgServer,
+    dir: &std::path::Path,
+    label: &str,
+    vault: &dyn SecretProvider,
+) -> Result<BackupInfo, BackupError> {
+    let database = server.database().to_owned();
+    let mut conn = server.connect(&database).await?;
+    // A role that RLS binds would dump only what its policies show: a backup that looks
+    // whole and silently lacks every organisation's rows. Refused.
+    let unbound: bool = sqlx::query_scalar(
+        "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    if !unbound {
+        let _ = conn.close().await;
+        return Err(BackupError::Refused(
+            "the backup role is bound by row-level security, so it would see no tenant's rows: \
+             use a superuser, or a role with BYPASSRLS and pg_read_all_data"
+                .to_owned(),
+        ));
+    }
+    let snapshot = pg::begin_snapshot(&mut conn).await?;
+
+    let dump_path = dir.join(DUMP_FILE);
+    let file = create_private(&dump_path).await?;
+    let writer = SealedWriter::create(
+        tokio::io::BufWriter::with_capacity(READ_BUF, file),
+        FileKind::Dump,
+        label,
+        vault,
+    )
+    .await?;
+    let (mut cmd, _passfile) = server.command("pg_dump", &database)?;
+    cmd.args([
+        "--format=custom",
+        "--compress=1",
+        "--no-password",
+        &format!("--snapshot={snapshot}"),
+    ])
+    .stdout(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| BackupError::io("starting pg_dump", e))?;
+    let stdout = child.stdout.take();
+    let stderr = tokio::spawn(pg::collect_stderr(
+        child.stderr.take().ok_or_else(|| BackupError::Refused("pg_dump has no stderr".to_owned()))?,
+    ));
+    // The manifest is computed on the snapshot's own connection while pg_dump streams.
+    let (sealed, manifest) = tokio::join!(
+        seal_stream(stdout, writer),
+        pg::manifest(&mut conn, label)
+    );
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| BackupError::io("waiting for pg_dump", e))?;
+    let detail = stderr.await.unwrap_or_default();
+    let _ = pg::exec("ROLLBACK").execute(&mut conn).await;
+    let _ = conn.close().await;
+    if !status.success() {
+        return Err(BackupError::Tool {
+            tool: "pg_dump",
+            status: status.to_string(),
+            detail,
+        });
+    }
+    let (mut file, dump_bytes, plain_bytes) = sealed?;
+    sync_file(&mut file, &dump_path).await?;
+    let manifest = manifest?;
+
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let file = create_private(&manifest_path).await?;
+    let mut writer = SealedWriter::create(file, FileKind::Manifest, label, vault).await?;
+    let json = serde_json::to_vec(&manifest)
+        .map_err(|e| BackupError::Refused(format!("encoding the manifest: {e}")))?;
+    writer.write(&json).await?;
+    let (mut file, _) = writer.finish().await?;
+    sync_file(&mut file, &manifest_path).await?;
+    repo::sync_dir(dir)?;
+
+    let info = BackupInfo {
+        label: label.to_owned(),
+        taken_at: manifest.taken_at,
+        finished_at: OffsetDateTime::now_utc(),
+        database,
+        dump_bytes,
+        plain_bytes,
+    };
+    let record = serde_json::to_vec_pretty(&info)
+        .map_err(|e| BackupError::Refused(format!("encoding the record: {e}")))?;
+    Repository::write_atomically(dir, COMPLETE_FILE, &record)?;
+    Ok(info)
+}
+
+async fn seal_stream(
+    stdout: Option<tokio::process::ChildStdout>,
+    mut writer: SealedWriter<tokio::io::BufWriter<tokio::fs::File>>,
+) -> Result<(tokio::fs::File, u64, u64), BackupError> {
+    let mut stdout =
+        stdout.ok_or_else(|| BackupError::Refused("pg_dump has no stdout".to_owned()))?;
+    let mut buf = vec![0u8; READ_BUF];
+    let mut plain = 0u64;
+    loop {
+        let n = stdout
+            .read(&mut buf)
+            .await
+            .map_err(|e| BackupError::io("reading pg_dump's output", e))?;
+        if n == 0 {
+            break;
+        }
+        plain += n as u64;
+        writer.write(&buf[..n]).await?;
+    }
+    let (out, size) = writer.finish().await?;
+    Ok((out.into_inner(), size, plain))
+}
+
+async fn create_private(path: &std::path::Path) -> Result<tokio::fs::File, BackupError> {
+    tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .await
+        .map_err(|e| BackupError::io(format!("creating {}", path.display()), e))
+}
+
+async fn sync_file(file: &mut tokio::fs::File, path: &std::path::Path) -> Result<(), BackupError> {
+    file.flush()
+        .await
+        .map_err(|e| BackupError::io(format!("writing {}", path.display()), e))?;
+    file.sync_all()
+        .await
+        .map_err(|e| BackupError::io(format!("syncing {}", path.display()), e))
+}
+
+/// Reads and authenticates backup `info`'s files whole, and returns its manifest.
+/// Nothing is restored from a backup that fails this.
+pub async fn verify(
+    repo: &Repository,
+    info: &BackupInfo,
+    vault: &dyn SecretProvider,
+) -> Result<Manifest, BackupError> {
+    let dir = repo.dir(&info.label)?;
+    let manifest = read_manifest(&dir, &info.label, vault).await?;
+    sealed::open_file(&dir.join(DUMP_FILE), FileKind::Dump, &info.label, vault)
+        .await?
+        .verify_all()
+        .await?;
+    Ok(manifest)
+}
+
+async fn read_manifest(
+    dir: &std::path::Path,
+    label: &str,
+    vault: &dyn SecretProvider,
+) -> Result<Manifest, BackupError> {
+    let path = dir.join(MANIFEST_FILE);
+    let mut reader = sealed::open_file(&path, FileKind::Manifest, label, vault).await?;
+    let mut json = Vec::new();
+    while let Some(chunk) = reader.next_chunk().await? {
+        json.extend_from_slice(&chunk);
+    }
+    let manifest: Manifest = serde_json::from_slice(&json).map_err(|_| BackupError::Corrupt {
+        file: path.display().to_string(),
+        part: "the manifest does not parse".to_owned(),
+    })?;
+    if manifest.label != label {
+        return Err(BackupError::Corrupt {
+            file: path.display().to_string(),
+            part: "the manifest names another backup".to_owned(),
+        });
+    }
+    Ok(manifest)
+}
+
+/// Progress of a restore: plaintext bytes fed to `pg_restore` so far, of the total.
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Send + Sync);
+
+/// Where a restore goes.
+#[derive(Debug, Clone)]
+pub struct RestoreTarget {
+    /// The database to create on the server.
+    pub database: String,
+    /// Replace it if it exists (the old one is kept, renamed `<name>_replaced_<time>`).
+    /// Without it an existing database is refused before anything is done.
+    pub replace_existing: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Restored {
+    /// The backup restored.
+    pub label: String,
+    /// The database now holding it.
+    pub database: String,
+    /// The database it replaced, renamed, if any.
+    pub replaced: Option<String>,
+    /// Plaintext bytes restored.
+    pub bytes: u64,
+}
+
+/// Restores backup `label` (or the latest complete one) into `target` on `server`.
+///
+/// The whole backup is authenticated first; then it is restored into a new database
+/// under a temporary name, which gets the target's name only when `pg_restore` has
+/// succeeded. A failed or interrupted restore leaves no database under the target's name
+/// (the temporary one is dropped; one left by a killed process is named `*_restoring_*`).
+pub async fn restore(
+    server: &PgServer,
+    repo: &Repository,
+    vault: &dyn SecretProvider,
+    label: Option<&str>,
+    target: &RestoreTarget,
+    progress: Progress<'_>,
+) -> Result<Restored, BackupError> {
+    check_database_name(&target.database)?;
+    let info = repo.find(label)?;
+    let mut admin = server.connect("postgres").await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&target.database)
+            .fetch_one(&mut admin)
+            .await?;
+    if exists && !target.replace_existing {
+        return Err(BackupError::Refused(format!(
+            "database {} exists; restoring over it needs --force (it is kept, renamed)",
+            target.database
+        )));
+    }
+    let manifest = verify(repo, &info, vault).await?;
+    let temp = temp_name(&target.database, "restoring")?;
+    restore_into(server, &mut admin, repo, vault, &info, &manifest, &temp, progress).await?;
+    let mut replaced = None;
+    if exists {
+        let old = temp_name(&target.database, "replaced")?;
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+            .bind(&target.database)
+            .execute(&mut admin)
+            .await?;
+        pg::exec(&format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            pg::ident(&target.database),
+            pg::ident(&old)
+        ))
+        .execute(&mut admin)
+        .await?;
+        replaced = Some(old);
+    }
+    pg::exec(&format!(
+        "ALTER DATABASE {} RENAME TO {}",
+        pg::ident(&temp),
+        pg::ident(&target.database)
+    ))
+    .execute(&mut admin)
+    .await?;
+    let _ = admin.close().await;
+    Ok(Restored {
+        label: info.label,
+        database: target.database.clone(),
+        replaced,
+        bytes: info.plain_bytes,
+    })
+}
+
+fn check_database_name(name: &str) -> Result<(), BackupError> {
+    if name.is_empty()
+        || name.len() > 40
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    {
+        return Err(BackupError::Refused(
+            "a database to restore into is 1-40 characters of a-z 0-9 _".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+fn temp_name(base: &str, what: &str) -> Result<String, BackupError> {
+    let mut rnd = [0u8; 4];
+    getrandom::fill(&mut rnd)
+        .map_err(|_| BackupError::Crypto(procuhelp_core::crypto::CryptoError::Rng))?;
+    Ok(format!("{base}_{what}_{}", hex::encode(rnd)))
+}
+
+/// Creates `database` (owned as the source was) and restores `info` into it; drops it on
+/// any failure.
+#[allow(clippy::too_many_arguments)]
+async fn restore_into(
+    server: &PgServer,
+    admin: &mut sqlx::PgConnection,
+    repo: &Repository,
+    vault: &dyn SecretProvider,
+    info: &BackupInfo,
+    manifest: &Manifest,
+    database: &str,
+    progress: Progress<'_>,
+) -> Result<(), BackupError> {
+    pg::exec(&format!(
+        "CREATE DATABASE {} OWNER {} TEMPLATE template0",
+        pg::ident(database),
+        pg::ident(&manifest.owner)
+    ))
+    .execute(&mut *admin)
+    .await?;
+    let result = async {
+        let mut grants = String::new();
+        for role in &manifest.connect_roles {
+            grants.push_str(&format!(
+                "GRANT CONNECT ON DATABASE {} TO {};",
+                pg::ident(database),
+                // Already quoted where needed by ::regrole::text.
+                role
+            ));
+        }
+        if !grants.is_empty() {
+            for grant in grants.split_terminator(';') {
+                pg::exec(grant).execute(&mut *admin).await?;
+            }
+        }
+        run_pg_restore(server, repo, vault, info, database, progress).await
+    }
+    .await;
+    if result.is_err() {
+        let _ = pg::exec(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg::ident(database)))
+            .execute(&mut *admin)
+            .await;
+    }
+    result
+}
+
+async fn run_pg_restore(
+    server: &PgServer,
+    repo: &Repository,
+    vault: &dyn SecretProvider,
+    info: &BackupInfo,
+    database: &str,
+    progress: Progress<'_>,
+) -> Result<(), BackupError> {
+    let dir = repo.dir(&info.label)?;
+    let mut reader = sealed::open_file(&dir.join(DUMP_FILE), FileKind::Dump, &info.label, vault).await?;
+    let (mut cmd, _passfile) = server.command("pg_restore", database)?;
+    cmd.args([
+        "--exit-on-error",
+        "--single-transaction",
+        "--no-password",
+        &format!("--dbname={database}"),
+    ])
+    .stdin(std::process::Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| BackupError::io("starting pg_restore", e))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| BackupError::Refused("pg_restore has no stdin".to_owned()))?;
+    let stderr = tokio::spawn(pg::collect_stderr(
+        child.stderr.take().ok_or_else(|| BackupError::Refused("pg_restore has no stderr".to_owned()))?,
+    ));
+    let mut done = 0u64;
+    let fed: Result<(), BackupError> = async {
+        while let Some(chunk) = reader.next_chunk().await? {
+            // A write error means pg_restore stopped: its status says why.
+            if stdin.write_all(&chunk).await.is_err() {
+                break;
+            }
+            done += chunk.len() as u64;
+            progress(done, info.plain_bytes);
+        }
+        Ok(())
+    }
+    .await;
+    drop(stdin);
+    if let Err(e) = fed {
+        let _ = child.kill().await;
+        return Err(e);
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| BackupError::io("waiting for pg_restore", e))?;
+    let detail = stderr.await.unwrap_or_default();
+    if !status.success() {
+        return Err(BackupError::Tool {
+            tool: "pg_restore",
+            status: status.to_string(),
+            detail,
+        });
+    }
+    Ok(())
+}
+
+/// The checks of a drill that the embedding application owns (posture, audit chains,
+/// keys): run against the restored copy.
+#[async_trait::async_trait]
+pub trait DrillChecks: Send + Sync {
+    /// Checks `copy` (restored from a backup whose manifest is `manifest`).
+    async fn check(&self, copy: &ScratchCopy, manifest: &Manifest) -> Findings;
+}
+
+/// What [`DrillChecks`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Findings {
+    /// Each check run.
+    pub outcomes: Vec<CheckOutcome>,
+    /// Organisations found crypto-shredded (reported, not failed).
+    pub shredded: Vec<uuid::Uuid>,
+}
+
+/// One check of a drill.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckOutcome {
+    /// What was checked.
+    pub check: String,
+    /// Whether it passed.
+    pub passed: bool,
+    /// What was found.
+    pub detail: String,
+}
+
+impl CheckOutcome {
+    /// A passed check.
+    pub fn pass(check: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            check: check.into(),
+            passed: true,
+            detail: detail.into(),
+        }
+    }
+    /// A failed check.
+    pub fn fail(check: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            check: check.into(),
+            passed: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The result of a drill (signed and recorded by the caller).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrillReport {
+    /// The backup drilled.
+    pub label: String,
+    /// When that backup's snapshot was taken.
+    #[serde(with = "time::serde::rfc3339")]
+    pub backup_taken_at: OffsetDateTime,
+    /// When the drill started.
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    /// Milliseconds it took (verify, restore, checks).
+    pub duration_ms: u64,
+    /// Whether every check passed.
+    pub passed: bool,
+    /// Every check, in order.
+    pub checks: Vec<CheckOutcome>,
+    /// Organisations whose keys are gone from the vault (crypto-shredded after the
+    /// backup): their rows are restored, unreadable as intended; not a failure.
+    pub shredded_organisations: Vec<uuid::Uuid>,
+    /// Tables compared.
+    pub tables: usize,
+    /// Rows compared.
+    pub rows: i64,
+}
+
+/// A restored copy in a scratch database that is never the live one; dropped by
+/// [`ScratchCopy::discard`].
+#[derive(Debug)]
+pub struct ScratchCopy {
+    server: Arc<PgServer>,
+    database: String,
+    manifest: Manifest,
+    info: BackupInfo,
+}
+
+impl ScratchCopy {
+    /// Authenticates backup `label` (or the latest) whole, then restores it into a new
+    /// scratch database `procuhelp_drill_<random>` on `server`.
+    pub async fn restore(
+        server: Arc<PgServer>,
+        repo: &Repository,
+        vault: &dyn SecretProvider,
+        label: Option<&str>,
+    ) -> Result<Self, BackupError> {
+        let info = repo.find(label)?;
+        let manifest = verify(repo, &info, vault).await?;
+        let database = temp_name("procuhelp_drill", "copy")?;
+        if database == server.database() {
+            return Err(BackupError::Refused("a drill never restores into the live database".to_owned()));
+        }
+        let mut admin = server.connect("postgres").await?;
+        restore_into(&server, &mut admin, repo, vault, &info, &manifest, &database, &|_, _| {}).await?;
+        let _ = admin.close().await;
+        Ok(Self {
+            server,
+            database,
+            manifest,
+            info,
+        })
+    }
+
+    /// The scratch database's name.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Connection options for the copy (as the backup role).
+    pub fn connect_options(&self) -> sqlx::postgres::PgConnectOptions {
+        self.server.connect_options(&self.database)
+    }
+
+    /// The backup's manifest.
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Proves the copy: the manifest (every table's rows and digest, migrations,
+    /// organisations), migrations at `expected_migrations`, then `checks`.
+    pub async fn check(
+        &self,
+        expected_migrations: &[i64],
+        checks: &dyn DrillChecks,
+        started_at: OffsetDateTime,
+    ) -> DrillReport {
+        let clock = std::time::Instant::now();
+        let mut outcomes = Vec::new();
+        let restored = pg::manifest_of(&self.server, &self.database, &self.manifest.label).await;
+        match restored {
+            Ok(copy) => {
+                outcomes.push(compare_tables(&self.manifest, &copy));
+                outcomes.push(if copy.migrations == self.manifest.migrations
+                    && copy.migrations == expected_migrations
+                {
+                    CheckOutcome::pass(
+                        "migrations",
+                        format!("{} applied, the version this server expects", copy.migrations.len()),
+                    )
+                } else {
+                    CheckOutcome::fail(
+                        "migrations",
+                        format!(
+                            "copy has {:?}, the backup recorded {:?}, this server expects {:?}",
+                            copy.migrations.last(),
+                            self.manifest.migrations.last(),
+                            expected_migrations.last()
+                        ),
+                    )
+                });
+                outcomes.push(if copy.organisations == self.manifest.organisations {
+                    CheckOutcome::pass("organisations", format!("{} present", copy.organisations.len()))
+                } else {
+                    CheckOutcome::fail("organisations", "the copy's organisations differ from the backup's")
+                });
+            }
+            Err(e) => outcomes.push(CheckOutcome::fail("manifest", format!("reading the copy: {e}"))),
+        }
+        let findings = checks.check(self, &self.manifest).await;
+        outcomes.extend(findings.outcomes);
+        let shredded = findings.shredded;
+        DrillReport {
+            label: self.info.label.clone(),
+            backup_taken_at: self.info.taken_at,
+            started_at,
+            duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+            passed: outcomes.iter().all(|o| o.passed),
+            tables: self.manifest.tables.len(),
+            rows: self.manifest.tables.values().map(|t| t.rows).sum(),
+            checks: outcomes,
+            shredded_organisations: shredded,
+        }
+    }
+
+    /// Drops the scratch database.
+    pub async fn discard(self) -> Result<(), BackupError> {
+        let mut admin = self.server.connect("postgres").await?;
+        pg::exec(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            pg::ident(&self.database)
+        ))
+        .execute(&mut admin)
+        .await?;
+        let _ = admin.close().await;
+        Ok(())
+    }
+}
+
+fn compare_tables(backup: &Manifest, copy: &Manifest) -> CheckOutcome {
+    for (name, expected) in &backup.tables {
+        match copy.tables.get(name) {
+            None => return CheckOutcome::fail("tables", format!("table {name} is missing from the copy")),
+            Some(got) if got.rows != expected.rows => {
+                return CheckOutcome::fail(
+                    "tables",
+                    format!("table {name}: {} rows in the copy, {} in the backup", got.rows, expected.rows),
+                );
+            }
+            Some(got) if got.digest != expected.digest => {
+                return CheckOutcome::fail(
+                    "tables",
+                    format!("table {name}: content differs from the backup (same row count)"),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    if let Some(extra) = copy.tables.keys().find(|k| !backup.tables.contains_key(*k)) {
+        return CheckOutcome::fail("tables", format!("table {extra} is in the copy but not the backup"));
+    }
+    CheckOutcome::pass(
+        "tables",
+        format!(
+            "{} tables, {} rows: counts and content digests equal the manifest",
+            backup.tables.len(),
+            backup.tables.values().map(|t| t.rows).sum::<i64>()
+        ),
+    )
+}
+
+/// Restores backup `label` (or the latest) into a scratch database, proves it (see
+/// [`ScratchCopy::check`]) and drops it. A backup that cannot even be verified or
+/// restored gives a failed report naming why, not an error: a drill's job is to say.
+pub async fn drill(
+    server: Arc<PgServer>,
+    repo: &Repository,
+    vault: &dyn SecretProvider,
+    label: Option<&str>,
+    expected_migrations: &[i64],
+    checks: &dyn DrillChecks,
+) -> Result<DrillReport, BackupError> {
+    let started_at = OffsetDateTime::now_utc();
+    let clock = std::time::Instant::now();
+    let info = repo.find(label)?;
+    match ScratchCopy::restore(server, repo, vault, Some(&info.label)).await {
+        Ok(copy) => {
+            let mut report = copy.check(expected_migrations, checks, started_at).await;
+            copy.discard().await?;
+            report.duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+            Ok(report)
+        }
+        Err(e) => Ok(DrillReport {
+            label: info.label.clone(),
+            backup_taken_at: info.taken_at,
+            started_at,
+            duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+            passed: false,
+            checks: vec![CheckOutcome::fail("restore", e.to_string())],
+            shredded_organisations: Vec::new(),
+            tables: 0,
+            rows: 0,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod send_tests {
+    use super::*;
+
+    /// Every future is `Send`, so it can run on a spawned task.
+    #[allow(dead_code)]
+    fn futures_are_send(
+        server: Arc<PgServer>,
+        repo: &Repository,
+        vault: &dyn SecretProvider,
+        conn: &mut sqlx::PgConnection,
+        checks: &dyn DrillChecks,
+    ) {
+        fn send<T: Send>(_: T) {}
+        send(pg::begin_snapshot(conn));
+        send(pg::manifest(conn, "l"));
+        send(pg::manifest_of(&server, "d", "l"));
+        send(take(&server, repo, vault));
+        send(verify(repo, &repo.find(None).unwrap(), vault));
+        send(restore(&server, repo, vault, None, &RestoreTarget { database: String::new(), replace_existing: false }, &|_, _| {}));
+        send(ScratchCopy::restore(server.clone(), repo, vault, None));
+        send(drill(server, repo, vault, None, &[], checks));
+    }
+}

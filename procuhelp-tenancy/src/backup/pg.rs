@@ -1,0 +1,318 @@
+//! The PostgreSQL side: running `pg_dump`/`pg_restore` without secrets in argv or the
+//! environment, and the manifest of a snapshot.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use procuhelp_core::SecretText;
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection as _, PgConnection};
+use time::OffsetDateTime;
+use tokio::io::AsyncReadExt as _;
+use tokio::process::Command;
+
+use super::BackupError;
+
+/// A PostgreSQL server that backups are taken from and restored into, reached as a role
+/// that row-level security does not bind (a superuser, or `BYPASSRLS` with
+/// `pg_read_all_data` for backups and `CREATEDB` for restores): a backup must hold every
+/// organisation's rows, which no tenant-bound role can read. On the embedded cluster this
+/// is its bootstrap superuser over the private socket.
+pub struct PgServer {
+    bin_dir: PathBuf,
+    opts: PgConnectOptions,
+    password: Option<SecretText>,
+    ssl_root_cert: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PgServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgServer")
+            .field("bin_dir", &self.bin_dir)
+            .field("host", &self.opts.get_host())
+            .field("database", &self.database())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Session settings that fix the text form of every type, so a digest computed here and
+/// one computed on a restored copy agree.
+const STABLE_TEXT: &str = "SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL TimeZone = 'UTC'; \
+     SET LOCAL extra_float_digits = 3; SET LOCAL bytea_output = 'hex'; \
+     SET LOCAL IntervalStyle = 'iso_8601'";
+
+impl PgServer {
+    /// The server at `opts` (whose database is the live one), with `pg_dump` and
+    /// `pg_restore` of the server's major version in `bin_dir`. `password` and
+    /// `ssl_root_cert` are what `opts` cannot give back to a child process.
+    pub fn new(
+        bin_dir: &Path,
+        opts: PgConnectOptions,
+        password: Option<SecretText>,
+        ssl_root_cert: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            bin_dir: bin_dir.to_path_buf(),
+            opts,
+            password,
+            ssl_root_cert,
+        }
+    }
+
+    /// The live database.
+    pub fn database(&self) -> &str {
+        self.opts.get_database().unwrap_or("postgres")
+    }
+
+    /// Connection options for `database` on this server, as this role.
+    pub fn connect_options(&self, database: &str) -> PgConnectOptions {
+        let opts = self.opts.clone().database(database);
+        match &self.password {
+            Some(p) => opts.password(p.expose()),
+            None => opts,
+        }
+    }
+
+    pub(crate) async fn connect(&self, database: &str) -> Result<PgConnection, BackupError> {
+        Ok(PgConnection::connect_with(&self.connect_options(database)).await?)
+    }
+
+    /// A `pg_dump`/`pg_restore` command for `database`: a clean environment with only
+    /// where to connect; a password goes through an inherited in-memory file
+    /// (`PGPASSFILE=/proc/self/fd/N`), never argv, the environment or the disk.
+    pub(crate) fn command(
+        &self,
+        tool: &str,
+        database: &str,
+    ) -> Result<(Command, Option<std::os::fd::OwnedFd>), BackupError> {
+        let mut cmd = Command::new(self.bin_dir.join(tool));
+        cmd.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("LC_ALL", "C.UTF-8")
+            .env("PGDATABASE", database)
+            .env("PGUSER", self.opts.get_username())
+            .env("PGPORT", self.opts.get_port().to_string())
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGAPPNAME", "procuhelp-backup");
+        match self.opts.get_socket() {
+            Some(dir) => cmd.env("PGHOST", dir),
+            None => cmd.env("PGHOST", self.opts.get_host()),
+        };
+        let mode = match self.opts.get_ssl_mode() {
+            sqlx::postgres::PgSslMode::Disable => "disable",
+            sqlx::postgres::PgSslMode::Allow => "allow",
+            sqlx::postgres::PgSslMode::Prefer => "prefer",
+            sqlx::postgres::PgSslMode::Require => "require",
+            sqlx::postgres::PgSslMode::VerifyCa => "verify-ca",
+            sqlx::postgres::PgSslMode::VerifyFull => "verify-full",
+        };
+        cmd.env("PGSSLMODE", mode);
+        if let Some(ca) = &self.ssl_root_cert {
+            cmd.env("PGSSLROOTCERT", ca);
+        }
+        let passfile = match &self.password {
+            Some(p) => {
+                let fd = passfile(p)?;
+                use std::os::fd::AsRawFd as _;
+                cmd.env("PGPASSFILE", format!("/proc/self/fd/{}", fd.as_raw_fd()));
+                Some(fd)
+            }
+            None => None,
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        Ok((cmd, passfile))
+    }
+}
+
+/// An in-memory `.pgpass` (mode 0600) that child processes inherit.
+fn passfile(password: &SecretText) -> Result<std::os::fd::OwnedFd, BackupError> {
+    use rustix::fs::{MemfdFlags, Mode, fchmod, memfd_create};
+    let io = |e: rustix::io::Errno| BackupError::io("creating the password file", e.into());
+    // No CLOEXEC: the child must inherit it.
+    let fd = memfd_create("procuhelp-pgpass", MemfdFlags::empty()).map_err(io)?;
+    fchmod(&fd, Mode::from_raw_mode(0o600)).map_err(io)?;
+    let escaped = password.expose().replace('\\', "\\\\").replace(':', "\\:");
+    let line = zeroize::Zeroizing::new(format!("*:*:*:*:{escaped}\n"));
+    let mut file = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut file, line.as_bytes())
+        .map_err(|e| BackupError::io("writing the password file", e))?;
+    Ok(file.into())
+}
+
+/// Collects a child's stderr, bounded, keeping only printable text: a tool's message can
+/// hold bytes of whatever it failed to read.
+pub(crate) async fn collect_stderr(mut stderr: tokio::process::ChildStderr) -> String {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stderr.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        if kept.len() < 16 * 1024 {
+            kept.extend_from_slice(&buf[..n]);
+        }
+    }
+    let text: String = String::from_utf8_lossy(&kept)
+        .chars()
+        .map(|c| if c == '\n' || (' '..='~').contains(&c) { c } else { '?' })
+        .collect();
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .rev()
+        .take(3)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
+/// What a backup held when it was taken, from the same snapshot as its dump: the proof
+/// a restored copy is compared with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The backup's label.
+    pub label: String,
+    /// The snapshot's time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub taken_at: OffsetDateTime,
+    /// The database it is of.
+    pub database: String,
+    /// The database's owner role.
+    pub owner: String,
+    /// Roles granted CONNECT on the database (restored onto the copy).
+    pub connect_roles: Vec<String>,
+    /// `server_version` of the source.
+    pub server_version: String,
+    /// Applied migration versions (`_sqlx_migrations`), ascending.
+    pub migrations: Vec<i64>,
+    /// The organisations (`app.organisations`).
+    pub organisations: Vec<uuid::Uuid>,
+    /// Per table (`schema.table`): rows and an order-independent digest of their text.
+    pub tables: BTreeMap<String, TableDigest>,
+}
+
+/// A table's row count and content digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableDigest {
+    /// Rows.
+    pub rows: i64,
+    /// The sum of a 64-bit hash of each row's text form (order-independent).
+    pub digest: String,
+}
+
+/// Begins the snapshot a backup is taken from; returns its id for `pg_dump --snapshot`.
+pub(crate) async fn begin_snapshot(conn: &mut PgConnection) -> Result<String, BackupError> {
+    exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *conn)
+        .await?;
+    for statement in STABLE_TEXT.split(';') {
+        exec(statement).execute(&mut *conn).await?;
+    }
+    Ok(sqlx::query_scalar("SELECT pg_export_snapshot()")
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
+/// The manifest of what `conn`'s transaction sees (call inside a snapshot).
+pub(crate) async fn manifest(
+    conn: &mut PgConnection,
+    label: &str,
+) -> Result<Manifest, BackupError> {
+    let (taken_at, database, owner, server_version): (OffsetDateTime, String, String, String) =
+        sqlx::query_as(
+            "SELECT transaction_timestamp(), current_database()::text,
+                    pg_get_userbyid(d.datdba)::text, current_setting('server_version')
+             FROM pg_database d WHERE d.datname = current_database()",
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+    let connect_roles: Vec<String> = sqlx::query_scalar(
+        "SELECT a.grantee::regrole::text FROM pg_database d, aclexplode(d.datacl) a
+         WHERE d.datname = current_database() AND a.privilege_type = 'CONNECT'
+           AND a.grantee <> 0 AND a.grantee <> d.datdba ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let migrations: Vec<i64> = if table_exists(conn, "public._sqlx_migrations").await? {
+        sqlx::query_scalar("SELECT version FROM public._sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&mut *conn)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let organisations: Vec<uuid::Uuid> = if table_exists(conn, "app.organisations").await? {
+        sqlx::query_scalar("SELECT id FROM app.organisations ORDER BY id")
+            .fetch_all(&mut *conn)
+            .await?
+    } else {
+        Vec::new()
+    };
+    let names: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+         ORDER BY 1",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut tables = BTreeMap::new();
+    for name in names {
+        // `name` comes from format('%I.%I'): quoted identifiers.
+        let (rows, digest): (i64, String) = sqlx::query_as(&format!(
+            "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM {name} t"
+        ))
+        .fetch_one(&mut *conn)
+        .await?;
+        tables.insert(name, TableDigest { rows, digest });
+    }
+    Ok(Manifest {
+        label: label.to_owned(),
+        taken_at,
+        database,
+        owner,
+        connect_roles,
+        server_version,
+        migrations,
+        organisations,
+        tables,
+    })
+}
+
+async fn table_exists(conn: &mut PgConnection, name: &str) -> Result<bool, BackupError> {
+    Ok(sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(name)
+        .fetch_one(&mut *conn)
+        .await?)
+}
+
+/// The manifest of database `database` now (a snapshot of its own).
+pub(crate) async fn manifest_of(
+    server: &PgServer,
+    database: &str,
+    label: &str,
+) -> Result<Manifest, BackupError> {
+    let mut conn = server.connect(database).await?;
+    begin_snapshot(&mut conn).await?;
+    let m = manifest(&mut conn, label).await;
+    let _ = exec("ROLLBACK").execute(&mut conn).await;
+    let _ = conn.close().await;
+    m
+}
+
+/// One statement, unprepared (DDL and session settings; `raw_sql`'s future is not `Send`
+/// across a spawned task with a borrowed connection).
+pub(crate) fn exec(sql: &str) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    sqlx::query(sql).persistent(false)
+}
+
+/// Quotes an identifier for SQL.
+pub(crate) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
