@@ -310,3 +310,77 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
     std::fs::remove_dir_all(&repo_dir).ok();
     std::fs::remove_dir_all(data.parent().unwrap()).ok();
 }
+
+/// `serve --backup-repo` takes a backup and runs a drill on its own (the repository is
+/// empty, so both are due at start), and records them in the system chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_the_schedule() {
+    use axum_server::Handle;
+    use procuhelp_server::cli::{DatabaseArgs, ScheduleArgs, ServeArgs};
+    use std::net::SocketAddr;
+    use std::time::Duration;
+    procuhelp_server::tls::install_crypto_provider();
+    let (data, repo_dir) = dirs();
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let args = ServeArgs {
+        db: DatabaseArgs {
+            data_dir: data.clone(),
+            database_url_file: None,
+            database_url_secret: None,
+            pg_bin_dir: None,
+            dangerous_database_without_verified_tls: false,
+            vault: Default::default(),
+        },
+        https_addr: SocketAddr::from(([127, 0, 0, 1], port())),
+        dangerous_allow_loopback_fetch: false,
+        http_redirect_addr: None,
+        public_host: None,
+        max_body_bytes: 1024 * 1024,
+        request_timeout_secs: 10,
+        alerts: None,
+        network: Default::default(),
+        backups: ScheduleArgs {
+            backup_repo: Some(repo_dir.clone()),
+            ..ScheduleArgs::default()
+        },
+    };
+    let handle: Handle<SocketAddr> = Handle::new();
+    let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
+    let drills = repo_dir.join(backup::DRILLS_DIR);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !(drills.exists() && std::fs::read_dir(&drills).unwrap().count() > 0) {
+        assert!(std::time::Instant::now() < deadline, "no drill report within 120 s");
+        assert!(!server.is_finished(), "serve stopped: {:?}", server.await);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let signed: procuhelp_server::backups::SignedReport = serde_json::from_slice(
+        &std::fs::read(files_under(&drills).pop().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert!(signed.report.passed, "{:?}", signed.report.checks);
+    let repo = Repository::open(&repo_dir, Some(&data), Placement::Apart).unwrap();
+    assert_eq!(repo.find(None).unwrap().label, signed.report.label);
+    handle.graceful_shutdown(Some(Duration::from_secs(5)));
+    server.await.unwrap().unwrap();
+    // Both are in the system chain.
+    let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
+    let su = superuser(&cluster, LocalCluster::DATABASE).await;
+    let events: Vec<(String, String)> = sqlx::query_as(
+        "SELECT action, outcome FROM app.audit_events WHERE action LIKE 'backup.%' ORDER BY seq",
+    )
+    .fetch_all(&su)
+    .await
+    .unwrap();
+    su.close().await;
+    cluster.stop().await.unwrap();
+    assert!(events.contains(&("backup.taken".to_owned(), "success".to_owned())), "{events:?}");
+    assert!(events.contains(&("backup.drilled".to_owned(), "success".to_owned())), "{events:?}");
+    std::fs::remove_dir_all(&repo_dir).ok();
+    std::fs::remove_dir_all(data.parent().unwrap()).ok();
+}

@@ -595,6 +595,26 @@ mod tests {
     }
 
     #[test]
+    fn backup_failures_and_overdue_backups_alert_at_once_and_successes_do_not() {
+        let mut d = Detectors::new(AlertConfig::default()).unwrap();
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let event = |action, outcome| AuditEvent::new(None, Actor::System, action, outcome).at(at);
+        for (action, outcome, alerts) in [
+            (Action::BackupTaken, Outcome::Success, false),
+            (Action::BackupDrilled, Outcome::Success, false),
+            (Action::BackupExpired, Outcome::Success, false),
+            (Action::BackupTaken, Outcome::Failure, true),
+            (Action::BackupDrilled, Outcome::Failure, true),
+            (Action::BackupRestored, Outcome::Failure, true),
+            (Action::BackupOverdue, Outcome::Failure, true),
+        ] {
+            let raised = d.observe(&event(action, outcome));
+            let backup: Vec<_> = raised.iter().filter(|a| a.kind == AlertKind::BackupProblem).collect();
+            assert_eq!(backup.len(), usize::from(alerts), "{action:?} {outcome:?}");
+        }
+    }
+
+    #[test]
     fn bad_configs_are_refused() {
         let mut c = AlertConfig::default();
         c.traffic.factor = f64::NAN;
