@@ -46,6 +46,7 @@ pub fn expected_migrations() -> anyhow::Result<Vec<i64>> {
 /// What the drill checks that the tenancy crate cannot: the posture as the runtime role,
 /// every organisation's (and the system's) audit chain against the deployment's
 /// checkpoint keys, and every organisation's keys (shredded ones reported).
+#[derive(Debug)]
 pub struct ServerChecks {
     /// The vault (for keys).
     pub vault: Arc<dyn SecretProvider>,

@@ -376,29 +376,16 @@ pub async fn restore(
     let manifest = verify(repo, &info, vault).await?;
     let temp = temp_name(&target.database, "restoring")?;
     restore_into(server, &mut admin, repo, vault, &info, &manifest, &temp, progress).await?;
-    let mut replaced = None;
-    if exists {
-        let old = temp_name(&target.database, "replaced")?;
-        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
-            .bind(&target.database)
-            .execute(&mut admin)
-            .await?;
-        pg::exec(&format!(
-            "ALTER DATABASE {} RENAME TO {}",
-            pg::ident(&target.database),
-            pg::ident(&old)
-        ))
-        .execute(&mut admin)
-        .await?;
-        replaced = Some(old);
-    }
-    pg::exec(&format!(
-        "ALTER DATABASE {} RENAME TO {}",
-        pg::ident(&temp),
-        pg::ident(&target.database)
-    ))
-    .execute(&mut admin)
-    .await?;
+    let renamed = rename_into_place(&mut admin, &temp, &target.database, exists).await;
+    let replaced = match renamed {
+        Ok(replaced) => replaced,
+        Err(e) => {
+            let _ = pg::exec(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg::ident(&temp)))
+                .execute(&mut admin)
+                .await;
+            return Err(e);
+        }
+    };
     let _ = admin.close().await;
     Ok(Restored {
         label: info.label,
@@ -406,6 +393,40 @@ pub async fn restore(
         replaced,
         bytes: info.plain_bytes,
     })
+}
+
+/// Moves the restored `temp` to `target`, the existing `target` (if any) aside first.
+async fn rename_into_place(
+    admin: &mut sqlx::PgConnection,
+    temp: &str,
+    target: &str,
+    exists: bool,
+) -> Result<Option<String>, BackupError> {
+    let mut replaced = None;
+    if exists {
+        let old = temp_name(target, "replaced")?;
+        sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
+            .bind(target)
+            .execute(&mut *admin)
+            .await?;
+        pg::exec(&format!("ALTER DATABASE {} RENAME TO {}", pg::ident(target), pg::ident(&old)))
+            .execute(&mut *admin)
+            .await?;
+        replaced = Some(old);
+    }
+    let moved = pg::exec(&format!("ALTER DATABASE {} RENAME TO {}", pg::ident(temp), pg::ident(target)))
+        .execute(&mut *admin)
+        .await;
+    if let Err(e) = moved {
+        // Put the old database back under its name: never leave the name empty.
+        if let Some(old) = &replaced {
+            let _ = pg::exec(&format!("ALTER DATABASE {} RENAME TO {}", pg::ident(old), pg::ident(target)))
+                .execute(&mut *admin)
+                .await;
+        }
+        return Err(e.into());
+    }
+    Ok(replaced)
 }
 
 fn check_database_name(name: &str) -> Result<(), BackupError> {

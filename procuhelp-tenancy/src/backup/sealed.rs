@@ -478,6 +478,47 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// A writer whose disk fills after `room` bytes.
+    struct FullDisk {
+        room: usize,
+    }
+
+    impl tokio::io::AsyncWrite for FullDisk {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            if self.room == 0 {
+                // ENOSPC
+                return std::task::Poll::Ready(Err(std::io::Error::from_raw_os_error(28)));
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_an_error_naming_it() {
+        let dir = std::env::temp_dir().join(format!("phbk-{}", uuid::Uuid::new_v4()));
+        let vault = FileVault::open_or_create(&dir).unwrap();
+        let mut w = SealedWriter::create(FullDisk { room: 5000 }, FileKind::Dump, "l1", &vault)
+            .await
+            .unwrap();
+        let data = vec![7u8; CHUNK + 1];
+        let err = w.write(&data).await.unwrap_err();
+        assert!(matches!(&err, BackupError::Io { source, .. } if source.raw_os_error() == Some(28)), "{err}");
+        assert!(err.to_string().contains("No space left on device"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
         /// The header parser refuses or accepts, never panics, on any bytes.
