@@ -38,10 +38,11 @@ async fn contents(pool: &PgPool) -> BTreeMap<String, Vec<String>> {
     .unwrap();
     let mut out = BTreeMap::new();
     for table in tables {
-        let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM {table} t ORDER BY 1"))
-            .fetch_all(pool)
-            .await
-            .unwrap();
+        let rows: Vec<String> =
+            sqlx::query_scalar(&format!("SELECT t::text FROM {table} t ORDER BY 1"))
+                .fetch_all(pool)
+                .await
+                .unwrap();
         out.insert(table, rows);
     }
     out
@@ -70,7 +71,10 @@ async fn a_server_over_tcp_is_backed_up_restored_and_drilled() {
     for (org, n) in [(a, 30), (b, 20)] {
         let mut tx = db.begin(org).await.unwrap();
         for i in 0..n {
-            TestRecords.create(&mut tx, &format!("record {i} <'\"\\>"), UserId::new()).await.unwrap();
+            TestRecords
+                .create(&mut tx, &format!("record {i} <'\"\\>"), UserId::new())
+                .await
+                .unwrap();
         }
         tx.commit().await.unwrap();
     }
@@ -81,20 +85,32 @@ async fn a_server_over_tcp_is_backed_up_restored_and_drilled() {
     let id = uuid::Uuid::new_v4().simple().to_string();
     let repo_dir = std::path::PathBuf::from(format!("/dev/shm/ph-ext-repo-{id}"));
     let repo = Repository::open(&repo_dir, None, Placement::Apart).unwrap();
-    let vault = FileVault::open_or_create(&std::env::temp_dir().join(format!("ph-ext-vault-{id}"))).unwrap();
+    let vault = FileVault::open_or_create(&std::env::temp_dir().join(format!("ph-ext-vault-{id}")))
+        .unwrap();
     let superuser = scratch.options_for(&scratch_admin_user());
     let server = Arc::new(PgServer::new(&pg_bin(), superuser, None, None));
 
     // A role that RLS binds is refused: its dump would hold no tenant's rows.
-    let bound = PgServer::new(&pg_bin(), scratch.options_for(scratch.runtime_role().name()), None, None);
+    let bound = PgServer::new(
+        &pg_bin(),
+        scratch.options_for(scratch.runtime_role().name()),
+        None,
+        None,
+    );
     let err = backup::take(&bound, &repo, &vault).await.unwrap_err();
     assert!(matches!(err, BackupError::Refused(_)), "{err}");
-    assert!(repo.list().unwrap().is_empty(), "a refused backup leaves nothing");
+    assert!(
+        repo.list().unwrap().is_empty(),
+        "a refused backup leaves nothing"
+    );
 
     let info = backup::take(&server, &repo, &vault).await.unwrap();
     // Written after the backup: not in it.
     let mut tx = db.begin(a).await.unwrap();
-    TestRecords.create(&mut tx, "after the backup", UserId::new()).await.unwrap();
+    TestRecords
+        .create(&mut tx, "after the backup", UserId::new())
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     runtime.close().await;
 
@@ -104,7 +120,10 @@ async fn a_server_over_tcp_is_backed_up_restored_and_drilled() {
         &repo,
         &vault,
         Some(&info.label),
-        &RestoreTarget { database: target.clone(), replace_existing: false },
+        &RestoreTarget {
+            database: target.clone(),
+            replace_existing: false,
+        },
         &|_, _| {},
     )
     .await
@@ -117,25 +136,53 @@ async fn a_server_over_tcp_is_backed_up_restored_and_drilled() {
         .unwrap();
     let copy = contents(&copy_pool).await;
     copy_pool.close().await;
-    assert_eq!(copy, before, "the copy equals the source at backup time, row for row");
+    assert_eq!(
+        copy, before,
+        "the copy equals the source at backup time, row for row"
+    );
     // A second restore to the same name is refused without replace_existing.
-    let err = backup::restore(&server, &repo, &vault, None, &RestoreTarget { database: target.clone(), replace_existing: false }, &|_, _| {})
-        .await
-        .unwrap_err();
+    let err = backup::restore(
+        &server,
+        &repo,
+        &vault,
+        None,
+        &RestoreTarget {
+            database: target.clone(),
+            replace_existing: false,
+        },
+        &|_, _| {},
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, BackupError::Refused(_)), "{err}");
 
     let manifest = backup::verify(&repo, &info, &vault).await.unwrap();
-    let report = backup::drill(server.clone(), &repo, &vault, None, &manifest.migrations, &NoChecks)
-        .await
-        .unwrap();
+    let report = backup::drill(
+        server.clone(),
+        &repo,
+        &vault,
+        None,
+        &manifest.migrations,
+        &NoChecks,
+    )
+    .await
+    .unwrap();
     assert!(report.passed, "{:?}", report.checks);
-    assert_eq!(report.rows, before.values().map(|r| r.len() as i64).sum::<i64>());
-    let left: Vec<String> = sqlx::query_scalar("SELECT datname::text FROM pg_database WHERE datname LIKE 'procuhelp_drill%'")
-        .fetch_all(&admin)
+    assert_eq!(
+        report.rows,
+        before.values().map(|r| r.len() as i64).sum::<i64>()
+    );
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT datname::text FROM pg_database WHERE datname LIKE 'procuhelp_drill%'",
+    )
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert!(left.iter().all(|d| !d.contains(&report.label)), "{left:?}");
+    sqlx::query(&format!("DROP DATABASE {target} WITH (FORCE)"))
+        .execute(&admin)
         .await
         .unwrap();
-    assert!(left.iter().all(|d| !d.contains(&report.label)), "{left:?}");
-    sqlx::query(&format!("DROP DATABASE {target} WITH (FORCE)")).execute(&admin).await.unwrap();
     admin.close().await;
     scratch.drop_all().await.unwrap();
     std::fs::remove_dir_all(&repo_dir).ok();

@@ -64,24 +64,36 @@ impl DrillChecks for ServerChecks {
         // (`-c role=…`, as SET ROLE): RLS binds it exactly as it binds the server.
         let pool = sqlx::postgres::PgPoolOptions::new()
             .max_connections(2)
-            .connect_with(copy.connect_options().options([("role", self.runtime.name())]))
+            .connect_with(
+                copy.connect_options()
+                    .options([("role", self.runtime.name())]),
+            )
             .await;
         let pool = match pool {
             Ok(pool) => pool,
             Err(e) => {
-                findings
-                    .outcomes
-                    .push(CheckOutcome::fail("posture", format!("connecting as the runtime role: {e}")));
+                findings.outcomes.push(CheckOutcome::fail(
+                    "posture",
+                    format!("connecting as the runtime role: {e}"),
+                ));
                 return findings;
             }
         };
-        findings.outcomes.push(match procuhelp_tenancy::posture::check(&pool).await {
-            Ok(()) => CheckOutcome::pass("posture", "row-level security posture holds on the copy"),
-            Err(e) => CheckOutcome::fail("posture", e.to_string()),
-        });
+        findings
+            .outcomes
+            .push(match procuhelp_tenancy::posture::check(&pool).await {
+                Ok(()) => {
+                    CheckOutcome::pass("posture", "row-level security posture holds on the copy")
+                }
+                Err(e) => CheckOutcome::fail("posture", e.to_string()),
+            });
         let tenants = TenantDb::new(pool.clone());
         let log = procuhelp_audit::PgAuditSink::new(tenants.clone(), self.vault.clone());
-        let cipher = FieldCipher::new(tenants, self.vault.clone(), &procuhelp_core::crypto::AwsLcAead);
+        let cipher = FieldCipher::new(
+            tenants,
+            self.vault.clone(),
+            &procuhelp_core::crypto::AwsLcAead,
+        );
         let mut chains = 0usize;
         let mut events = 0u64;
         let mut broken = Vec::new();
@@ -108,13 +120,19 @@ impl DrillChecks for ServerChecks {
             }
         }
         findings.outcomes.push(if broken.is_empty() {
-            CheckOutcome::pass("audit chains", format!("{chains} chains, {events} events verified against the checkpoint keys"))
+            CheckOutcome::pass(
+                "audit chains",
+                format!("{chains} chains, {events} events verified against the checkpoint keys"),
+            )
         } else {
             CheckOutcome::fail("audit chains", broken.join("; "))
         });
         let mut unreadable = Vec::new();
         let mut readable = 0usize;
-        for org in orgs.iter().filter(|o| **o != procuhelp_audit::system_chain_org()) {
+        for org in orgs
+            .iter()
+            .filter(|o| **o != procuhelp_audit::system_chain_org())
+        {
             match cipher.key_state(*org).await {
                 Ok(KeyState::Readable { .. } | KeyState::NoKeys) => readable += 1,
                 Ok(KeyState::Shredded) => findings.shredded.push(org.as_uuid()),
@@ -209,7 +227,9 @@ pub fn last_drill(
     let mut names: Vec<PathBuf> = read.flatten().map(|d| d.path()).collect();
     names.sort();
     for path in names.iter().rev() {
-        let Ok(bytes) = std::fs::read(path) else { continue };
+        let Ok(bytes) = std::fs::read(path) else {
+            continue;
+        };
         let Ok(signed) = serde_json::from_slice::<SignedReport>(&bytes) else {
             continue;
         };
@@ -303,16 +323,30 @@ impl Schedule {
         }
     }
 
-    async fn tick(&self, last_overdue_alert: &mut Option<std::time::Instant>) -> anyhow::Result<()> {
+    async fn tick(
+        &self,
+        last_overdue_alert: &mut Option<std::time::Instant>,
+    ) -> anyhow::Result<()> {
         let keys = self.signer.public_keys().await?;
         let now = OffsetDateTime::now_utc();
         let fresh = freshness(&self.repo, &keys, now)?;
         if fresh.backup_age.is_none_or(|a| a >= self.backup_every) {
-            run_backup(&self.server, &self.repo, self.vault.as_ref(), self.audit.as_ref(), "schedule").await.ok();
+            run_backup(
+                &self.server,
+                &self.repo,
+                self.vault.as_ref(),
+                self.audit.as_ref(),
+                "schedule",
+            )
+            .await
+            .ok();
             expire(&self.repo, self.retention, self.audit.as_ref()).await?;
         }
         let fresh = freshness(&self.repo, &keys, OffsetDateTime::now_utc())?;
-        if fresh.backup_age.is_some() && fresh.drill_age.is_none_or(|a| a >= self.drill_every) && !fresh.last_drill_failed {
+        if fresh.backup_age.is_some()
+            && fresh.drill_age.is_none_or(|a| a >= self.drill_every)
+            && !fresh.last_drill_failed
+        {
             run_drill(
                 self.server.clone(),
                 &self.repo,
@@ -325,8 +359,10 @@ impl Schedule {
             .ok();
         }
         let fresh = freshness(&self.repo, &keys, OffsetDateTime::now_utc())?;
-        let late = |age: Option<Duration>, every: Duration| age.is_none_or(|a| a > every + every / 2);
-        let overdue = late(fresh.backup_age, self.backup_every) || late(fresh.drill_age, self.drill_every);
+        let late =
+            |age: Option<Duration>, every: Duration| age.is_none_or(|a| a > every + every / 2);
+        let overdue =
+            late(fresh.backup_age, self.backup_every) || late(fresh.drill_age, self.drill_every);
         if overdue && last_overdue_alert.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
             *last_overdue_alert = Some(std::time::Instant::now());
             record(
@@ -346,7 +382,12 @@ impl Schedule {
     }
 }
 
-async fn record(audit: &dyn AuditSink, action: Action, outcome: Outcome, context: serde_json::Value) {
+async fn record(
+    audit: &dyn AuditSink,
+    action: Action,
+    outcome: Outcome,
+    context: serde_json::Value,
+) {
     let event = AuditEvent::new(None, Actor::System, action, outcome)
         .at(OffsetDateTime::now_utc())
         .context(context);
@@ -378,7 +419,13 @@ pub async fn run_backup(
         }
         Err(e) => {
             tracing::error!(error = %e, "backup failed");
-            record(audit, Action::BackupTaken, Outcome::Failure, serde_json::json!({ "via": via, "error": e.to_string() })).await;
+            record(
+                audit,
+                Action::BackupTaken,
+                Outcome::Failure,
+                serde_json::json!({ "via": via, "error": e.to_string() }),
+            )
+            .await;
             Err(e.into())
         }
     }
@@ -386,7 +433,11 @@ pub async fn run_backup(
 
 /// Removes what `retention` no longer keeps (and interrupted backups older than a day),
 /// recording the labels removed.
-pub async fn expire(repo: &Repository, retention: Retention, audit: &dyn AuditSink) -> anyhow::Result<Vec<String>> {
+pub async fn expire(
+    repo: &Repository,
+    retention: Retention,
+    audit: &dyn AuditSink,
+) -> anyhow::Result<Vec<String>> {
     let entries = repo.list()?;
     let complete: Vec<(String, OffsetDateTime)> = entries
         .iter()
@@ -395,7 +446,11 @@ pub async fn expire(repo: &Repository, retention: Retention, audit: &dyn AuditSi
             Entry::Incomplete { .. } => None,
         })
         .collect();
-    let mut removed: Vec<String> = retention.expired(&complete).into_iter().map(str::to_owned).collect();
+    let mut removed: Vec<String> = retention
+        .expired(&complete)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     let day_ago = OffsetDateTime::now_utc() - time::Duration::days(1);
     for e in &entries {
         if let Entry::Incomplete { label } = e
@@ -409,7 +464,13 @@ pub async fn expire(repo: &Repository, retention: Retention, audit: &dyn AuditSi
     }
     if !removed.is_empty() {
         tracing::info!(?removed, "expired backups removed");
-        record(audit, Action::BackupExpired, Outcome::Success, serde_json::json!({ "labels": removed })).await;
+        record(
+            audit,
+            Action::BackupExpired,
+            Outcome::Success,
+            serde_json::json!({ "labels": removed }),
+        )
+        .await;
     }
     Ok(removed)
 }
@@ -429,13 +490,25 @@ pub async fn run_drill(
         trust: Trust::pinned(signer.public_keys().await?)?,
         runtime: RuntimeRole::default(),
     };
-    let report = backup::drill(server, repo, vault.as_ref(), label, &expected_migrations()?, &checks).await?;
+    let report = backup::drill(
+        server,
+        repo,
+        vault.as_ref(),
+        label,
+        &expected_migrations()?,
+        &checks,
+    )
+    .await?;
     let (path, digest) = write_report(repo, &report, signer.as_ref()).await?;
     let failed: Vec<&CheckOutcome> = report.checks.iter().filter(|c| !c.passed).collect();
     record(
         audit,
         Action::BackupDrilled,
-        if report.passed { Outcome::Success } else { Outcome::Failure },
+        if report.passed {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        },
         serde_json::json!({
             "label": report.label,
             "report_sha256": digest,
@@ -552,7 +625,9 @@ async fn run_command(
                         i.dump_bytes,
                         (now - i.taken_at).whole_hours()
                     ),
-                    Entry::Incomplete { label } => format!("{label}  INCOMPLETE (interrupted; never restored)"),
+                    Entry::Incomplete { label } => {
+                        format!("{label}  INCOMPLETE (interrupted; never restored)")
+                    }
                 });
             }
             let keys = signer.public_keys().await?;
@@ -562,7 +637,13 @@ async fn run_command(
                     if s.report.passed { "PASSED" } else { "FAILED" },
                     s.report.label,
                     s.report.started_at,
-                    s.report.checks.iter().filter(|c| !c.passed).map(|c| c.detail.as_str()).collect::<Vec<_>>().join("; "),
+                    s.report
+                        .checks
+                        .iter()
+                        .filter(|c| !c.passed)
+                        .map(|c| c.detail.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
                     s.report.duration_ms
                 )),
                 None => lines.push("last drill: none".to_owned()),
@@ -576,10 +657,19 @@ async fn run_command(
             let mut lines: Vec<String> = report
                 .checks
                 .iter()
-                .map(|c| format!("{} {}: {}", if c.passed { "ok  " } else { "FAIL" }, c.check, c.detail))
+                .map(|c| {
+                    format!(
+                        "{} {}: {}",
+                        if c.passed { "ok  " } else { "FAIL" },
+                        c.check,
+                        c.detail
+                    )
+                })
                 .collect();
             for org in &report.shredded_organisations {
-                lines.push(format!("shredded organisation {org}: restored, unreadable (its keys are gone)"));
+                lines.push(format!(
+                    "shredded organisation {org}: restored, unreadable (its keys are gone)"
+                ));
             }
             lines.push(format!("signed report: {}", path.display()));
             crate::report(&lines);
@@ -599,7 +689,15 @@ async fn run_command(
                 replace_existing: force,
             };
             let progress = progress_reporter();
-            let result = backup::restore(server, repo, vault.as_ref(), label.as_deref(), &target, &progress).await;
+            let result = backup::restore(
+                server,
+                repo,
+                vault.as_ref(),
+                label.as_deref(),
+                &target,
+                &progress,
+            )
+            .await;
             match result {
                 Ok(done) => {
                     record(
@@ -613,12 +711,20 @@ async fn run_command(
                         "restored {} into database {}{}; run `procuhelp-server migrate` before serving it",
                         done.label,
                         done.database,
-                        done.replaced.map(|r| format!(" (the previous one is kept as {r})")).unwrap_or_default()
+                        done.replaced
+                            .map(|r| format!(" (the previous one is kept as {r})"))
+                            .unwrap_or_default()
                     )]);
                     Ok(())
                 }
                 Err(e) => {
-                    record(audit, Action::BackupRestored, Outcome::Failure, serde_json::json!({ "error": e.to_string() })).await;
+                    record(
+                        audit,
+                        Action::BackupRestored,
+                        Outcome::Failure,
+                        serde_json::json!({ "error": e.to_string() }),
+                    )
+                    .await;
                     Err(e.into())
                 }
             }
@@ -628,19 +734,40 @@ async fn run_command(
 
 /// `posture --backup-repo`: the ages of the last backup and the last passing drill;
 /// an error when either is older than allowed or absent.
-pub async fn posture(args: &crate::cli::PostureArgs, repo_dir: &Path) -> anyhow::Result<Vec<String>> {
+pub async fn posture(
+    args: &crate::cli::PostureArgs,
+    repo_dir: &Path,
+) -> anyhow::Result<Vec<String>> {
     let repo = Repository::open(repo_dir, None, Placement::AllowSameFilesystem)?;
     let signer = crate::audit_log::checkpoint_signer(&args.db).await?;
     let keys = signer.public_keys().await?;
     let fresh = freshness(&repo, &keys, OffsetDateTime::now_utc())?;
-    let hours = |d: Option<Duration>| d.map(|d| format!("{:.1} h", d.as_secs_f64() / 3600.0)).unwrap_or_else(|| "never".to_owned());
+    let hours = |d: Option<Duration>| {
+        d.map(|d| format!("{:.1} h", d.as_secs_f64() / 3600.0))
+            .unwrap_or_else(|| "never".to_owned())
+    };
     let lines = vec![
-        format!("last backup: {} ({})", hours(fresh.backup_age), fresh.backup_label.clone().unwrap_or_default()),
-        format!("last passing restore drill: {}{}", hours(fresh.drill_age), if fresh.last_drill_failed { "; the latest drill FAILED" } else { "" }),
+        format!(
+            "last backup: {} ({})",
+            hours(fresh.backup_age),
+            fresh.backup_label.clone().unwrap_or_default()
+        ),
+        format!(
+            "last passing restore drill: {}{}",
+            hours(fresh.drill_age),
+            if fresh.last_drill_failed {
+                "; the latest drill FAILED"
+            } else {
+                ""
+            }
+        ),
     ];
     let max_backup = Duration::from_secs(args.backup_max_age_hours * 3600);
     let max_drill = Duration::from_secs(args.drill_max_age_hours * 3600);
-    if fresh.backup_age.is_none_or(|a| a > max_backup) || fresh.drill_age.is_none_or(|a| a > max_drill) || fresh.last_drill_failed {
+    if fresh.backup_age.is_none_or(|a| a > max_backup)
+        || fresh.drill_age.is_none_or(|a| a > max_drill)
+        || fresh.last_drill_failed
+    {
         anyhow::bail!("backups are overdue or failing: {}", lines.join("; "));
     }
     Ok(lines)

@@ -168,7 +168,10 @@ impl Database {
         &self,
         args: &DatabaseArgs,
         url_file: Option<&Path>,
-    ) -> anyhow::Result<(procuhelp_tenancy::backup::PgServer, Option<std::path::PathBuf>)> {
+    ) -> anyhow::Result<(
+        procuhelp_tenancy::backup::PgServer,
+        Option<std::path::PathBuf>,
+    )> {
         use procuhelp_tenancy::backup::PgServer;
         match &self.target {
             Target::Embedded(c) => Ok((
@@ -199,8 +202,9 @@ impl Database {
                     .query_pairs()
                     .find(|(k, _)| k == "sslrootcert")
                     .map(|(_, v)| std::path::PathBuf::from(v.into_owned()));
-                let opts = PgConnectOptions::from_str(text.trim())
-                    .map_err(|_| anyhow::anyhow!("{}: not a valid PostgreSQL URL", file.display()))?;
+                let opts = PgConnectOptions::from_str(text.trim()).map_err(|_| {
+                    anyhow::anyhow!("{}: not a valid PostgreSQL URL", file.display())
+                })?;
                 check_transport(&opts, args.dangerous_database_without_verified_tls)?;
                 let bin_dir = match &args.pg_bin_dir {
                     Some(dir) => dir.clone(),
@@ -230,7 +234,9 @@ fn pg_tools_dir() -> anyhow::Result<std::path::PathBuf> {
         .flatten()
         .flatten()
         .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-        .filter(|(_, d): &(u32, std::path::PathBuf)| d.join("pg_dump").is_file() && d.join("pg_restore").is_file())
+        .filter(|(_, d): &(u32, std::path::PathBuf)| {
+            d.join("pg_dump").is_file() && d.join("pg_restore").is_file()
+        })
         .collect();
     dirs.sort();
     dirs.pop()

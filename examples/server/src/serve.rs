@@ -64,7 +64,10 @@ async fn serve_on(
             if args.backups.backup_every_hours == 0 || args.backups.drill_every_hours == 0 {
                 anyhow::bail!("--backup-every-hours and --drill-every-hours must be at least 1");
             }
-            Some((crate::backups::repository(&repo_args, data_dir.as_deref())?, server))
+            Some((
+                crate::backups::repository(&repo_args, data_dir.as_deref())?,
+                server,
+            ))
         }
         None => {
             tracing::warn!("no --backup-repo: this server takes no backups");
@@ -149,12 +152,8 @@ async fn serve_on(
     let clock: std::sync::Arc<dyn procuhelp_core::Clock> =
         std::sync::Arc::new(procuhelp_core::SystemClock);
     // The one audit path: chain → signed checkpoints → refusal aggregation → alerting.
-    let audit = crate::audit_log::pipeline(
-        audit_log.clone(),
-        signer.clone(),
-        alerting,
-        clock.clone(),
-    )?;
+    let audit =
+        crate::audit_log::pipeline(audit_log.clone(), signer.clone(), alerting, clock.clone())?;
     let schedule = backups.map(|(repo, server)| {
         let hours = |h: u64| Duration::from_secs(h.saturating_mul(3600));
         tokio::spawn(

@@ -33,7 +33,10 @@ fn dirs() -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("ph-backup-{id}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).unwrap();
-    (dir.join("data"), PathBuf::from(format!("/dev/shm/ph-repo-{id}")))
+    (
+        dir.join("data"),
+        PathBuf::from(format!("/dev/shm/ph-repo-{id}")),
+    )
 }
 
 /// Every table's rows as sorted text, read as the superuser (RLS does not hide rows).
@@ -103,16 +106,34 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
 
     // A repository beside the data (one filesystem) is refused, and nothing is left there.
     let beside = data.parent().unwrap().join("repo");
-    let err = run(&["backup", "run", "--data-dir", &d, "--repo", beside.to_str().unwrap()])
-        .await
-        .unwrap_err();
+    let err = run(&[
+        "backup",
+        "run",
+        "--data-dir",
+        &d,
+        "--repo",
+        beside.to_str().unwrap(),
+    ])
+    .await
+    .unwrap_err();
     assert!(format!("{err:#}").contains("same filesystem"), "{err:#}");
     assert!(!beside.exists());
     let inside = data.join("backups");
-    let err = run(&["backup", "run", "--data-dir", &d, "--repo", inside.to_str().unwrap(), "--allow-repo-on-same-filesystem"])
-        .await
-        .unwrap_err();
-    assert!(format!("{err:#}").contains("overlaps the data directory"), "{err:#}");
+    let err = run(&[
+        "backup",
+        "run",
+        "--data-dir",
+        &d,
+        "--repo",
+        inside.to_str().unwrap(),
+        "--allow-repo-on-same-filesystem",
+    ])
+    .await
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("overlaps the data directory"),
+        "{err:#}"
+    );
 
     // The database as it is (nothing writes until the backup's snapshot), then the backup.
     let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
@@ -121,7 +142,9 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
     assert!(at_backup["app.suppliers"].len() == 4 && at_backup["app.users"].len() >= 8);
     live.close().await;
     cluster.stop().await.unwrap();
-    run(&["backup", "run", "--data-dir", &d, "--repo", &r]).await.unwrap();
+    run(&["backup", "run", "--data-dir", &d, "--repo", &r])
+        .await
+        .unwrap();
     let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
     let live = superuser(&cluster, LocalCluster::DATABASE).await;
     // More writes after it (the `backup.taken` event itself is one).
@@ -133,28 +156,54 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
     cluster.stop().await.unwrap();
 
     // No plaintext in the repository: names, IBANs, e-mail addresses.
-    let needles: [&[u8]; 4] = [b"Acme GmbH", b"DE89370400440532013000", b"demo.procuhelp.test", b"Cobalt Ltd"];
+    let needles: [&[u8]; 4] = [
+        b"Acme GmbH",
+        b"DE89370400440532013000",
+        b"demo.procuhelp.test",
+        b"Cobalt Ltd",
+    ];
     for file in files_under(&repo_dir) {
         let bytes = std::fs::read(&file).unwrap();
         for needle in needles {
-            assert!(!bytes.windows(needle.len()).any(|w| w == needle), "{} holds plaintext", file.display());
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds plaintext",
+                file.display()
+            );
         }
     }
 
     // Restore over the live database is refused without --force.
-    let err = run(&["backup", "restore", "--data-dir", &d, "--repo", &r]).await.unwrap_err();
+    let err = run(&["backup", "restore", "--data-dir", &d, "--repo", &r])
+        .await
+        .unwrap_err();
     assert!(format!("{err:#}").contains("--force"), "{err:#}");
     // Restore into a new database equals the source at backup time, row for row.
-    run(&["backup", "restore", "--data-dir", &d, "--repo", &r, "--into-database", "restored"])
-        .await
-        .unwrap();
+    run(&[
+        "backup",
+        "restore",
+        "--data-dir",
+        &d,
+        "--repo",
+        &r,
+        "--into-database",
+        "restored",
+    ])
+    .await
+    .unwrap();
     let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
     let restored = superuser(&cluster, "restored").await;
     let copy = contents(&restored).await;
     restored.close().await;
-    assert_eq!(copy.keys().collect::<Vec<_>>(), at_backup.keys().collect::<Vec<_>>());
+    assert_eq!(
+        copy.keys().collect::<Vec<_>>(),
+        at_backup.keys().collect::<Vec<_>>()
+    );
     for (table, rows) in &at_backup {
-        assert_eq!(&copy[table], rows, "table {table} differs from the source at backup time");
+        assert_eq!(
+            &copy[table], rows,
+            "table {table} differs from the source at backup time"
+        );
     }
 
     // Pieces for the library-level checks below.
@@ -169,7 +218,9 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
     let info = repo.find(None).unwrap();
 
     // The drill fails, naming the table, on a copy corrupted on purpose.
-    let copy = ScratchCopy::restore(server.clone(), &repo, vault.as_ref(), None).await.unwrap();
+    let copy = ScratchCopy::restore(server.clone(), &repo, vault.as_ref(), None)
+        .await
+        .unwrap();
     assert_ne!(copy.database(), LocalCluster::DATABASE);
     let scratch = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
@@ -182,10 +233,15 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
         .unwrap();
     scratch.close().await;
     let expected = procuhelp_server::backups::expected_migrations().unwrap();
-    let report = copy.check(&expected, &NoChecks, time::OffsetDateTime::now_utc()).await;
+    let report = copy
+        .check(&expected, &NoChecks, time::OffsetDateTime::now_utc())
+        .await;
     assert!(!report.passed);
     let tables = report.checks.iter().find(|c| c.check == "tables").unwrap();
-    assert!(!tables.passed && tables.detail.contains("app.suppliers"), "{tables:?}");
+    assert!(
+        !tables.passed && tables.detail.contains("app.suppliers"),
+        "{tables:?}"
+    );
     copy.discard().await.unwrap();
 
     // Another vault cannot open the backup.
@@ -196,14 +252,28 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
 
     // The drill through the CLI passes on the good backup, with a signed report and the
     // event in the system chain.
-    run(&["backup", "drill", "--data-dir", &d, "--repo", &r]).await.unwrap();
+    run(&["backup", "drill", "--data-dir", &d, "--repo", &r])
+        .await
+        .unwrap();
     let drills = files_under(&repo_dir.join(backup::DRILLS_DIR));
     assert_eq!(drills.len(), 1);
     let signed: procuhelp_server::backups::SignedReport =
         serde_json::from_slice(&std::fs::read(&drills[0]).unwrap()).unwrap();
     assert!(signed.report.passed, "{:?}", signed.report.checks);
-    let names: Vec<&str> = signed.report.checks.iter().map(|c| c.check.as_str()).collect();
-    for check in ["tables", "migrations", "organisations", "posture", "audit chains", "keys"] {
+    let names: Vec<&str> = signed
+        .report
+        .checks
+        .iter()
+        .map(|c| c.check.as_str())
+        .collect();
+    for check in [
+        "tables",
+        "migrations",
+        "organisations",
+        "posture",
+        "audit chains",
+        "keys",
+    ] {
         assert!(names.contains(&check), "{check} missing from {names:?}");
     }
     let key: [u8; 32] = hex::decode(&signed.public_key).unwrap().try_into().unwrap();
@@ -220,10 +290,11 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
         .await
         .unwrap();
     let su = superuser(&cluster, LocalCluster::DATABASE).await;
-    let org: uuid::Uuid = sqlx::query_scalar("SELECT id FROM app.organisations WHERE name = 'Demo Org A'")
-        .fetch_one(&su)
-        .await
-        .unwrap();
+    let org: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM app.organisations WHERE name = 'Demo Org A'")
+            .fetch_one(&su)
+            .await
+            .unwrap();
     // The system chain holds the backup's and the drill's events.
     let events: Vec<String> = sqlx::query_scalar(
         "SELECT action FROM app.audit_events WHERE action LIKE 'backup.%' ORDER BY seq",
@@ -232,7 +303,10 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
     .await
     .unwrap();
     for action in ["backup.taken", "backup.restored", "backup.drilled"] {
-        assert!(events.iter().any(|e| e == action), "{action} not in {events:?}");
+        assert!(
+            events.iter().any(|e| e == action),
+            "{action} not in {events:?}"
+        );
     }
     su.close().await;
     let vault_dyn: Arc<dyn SecretProvider> = vault.clone();
@@ -242,8 +316,13 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
         .unwrap();
     runtime.close().await;
     cluster.stop().await.unwrap();
-    run(&["backup", "drill", "--data-dir", &d, "--repo", &r]).await.unwrap();
-    let newest = files_under(&repo_dir.join(backup::DRILLS_DIR)).into_iter().max().unwrap();
+    run(&["backup", "drill", "--data-dir", &d, "--repo", &r])
+        .await
+        .unwrap();
+    let newest = files_under(&repo_dir.join(backup::DRILLS_DIR))
+        .into_iter()
+        .max()
+        .unwrap();
     let signed: procuhelp_server::backups::SignedReport =
         serde_json::from_slice(&std::fs::read(newest).unwrap()).unwrap();
     assert!(signed.report.passed, "{:?}", signed.report.checks);
@@ -256,18 +335,44 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
     let at = damaged.len() / 2;
     damaged[at] ^= 0x01;
     std::fs::write(&dump, &damaged).unwrap();
-    let err = run(&["backup", "restore", "--data-dir", &d, "--repo", &r, "--into-database", "damaged"])
+    let err = run(&[
+        "backup",
+        "restore",
+        "--data-dir",
+        &d,
+        "--repo",
+        &r,
+        "--into-database",
+        "damaged",
+    ])
+    .await
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("fails authentication"),
+        "{err:#}"
+    );
+    let err = run(&["backup", "drill", "--data-dir", &d, "--repo", &r])
         .await
         .unwrap_err();
-    assert!(format!("{err:#}").contains("fails authentication"), "{err:#}");
-    let err = run(&["backup", "drill", "--data-dir", &d, "--repo", &r]).await.unwrap_err();
     assert!(format!("{err:#}").contains("FAILED"), "{err:#}");
     // Truncated at any point.
     std::fs::write(&dump, &original[..original.len() - 7]).unwrap();
-    let err = run(&["backup", "restore", "--data-dir", &d, "--repo", &r, "--into-database", "damaged"])
-        .await
-        .unwrap_err();
-    assert!(format!("{err:#}").contains("truncated") || format!("{err:#}").contains("damaged"), "{err:#}");
+    let err = run(&[
+        "backup",
+        "restore",
+        "--data-dir",
+        &d,
+        "--repo",
+        &r,
+        "--into-database",
+        "damaged",
+    ])
+    .await
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("truncated") || format!("{err:#}").contains("damaged"),
+        "{err:#}"
+    );
     std::fs::write(&dump, &original).unwrap();
     let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
     let su = superuser(&cluster, "postgres").await;
@@ -277,7 +382,10 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
     .fetch_all(&su)
     .await
     .unwrap();
-    assert!(leftovers.is_empty(), "half-restored databases left: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "half-restored databases left: {leftovers:?}"
+    );
     su.close().await;
     cluster.stop().await.unwrap();
 
@@ -286,25 +394,59 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
     std::fs::create_dir(&partial).unwrap();
     std::fs::write(partial.join(backup::DUMP_FILE), b"half").unwrap();
     assert_eq!(repo.find(None).unwrap().label, info.label);
-    assert!(repo.list().unwrap().iter().any(|e| matches!(e, backup::Entry::Incomplete { label } if label == "20200101T000000Z-0000")));
+    assert!(repo.list().unwrap().iter().any(
+        |e| matches!(e, backup::Entry::Incomplete { label } if label == "20200101T000000Z-0000")
+    ));
     // A second backup, then retention keeping one daily only: the older complete one and
     // the stale interrupted one go.
-    run(&["backup", "run", "--data-dir", &d, "--repo", &r, "--keep-daily", "1", "--keep-weekly", "0", "--keep-monthly", "0"])
-        .await
-        .unwrap();
-    let left: Vec<String> = repo.list().unwrap().iter().map(|e| e.label().to_owned()).collect();
+    run(&[
+        "backup",
+        "run",
+        "--data-dir",
+        &d,
+        "--repo",
+        &r,
+        "--keep-daily",
+        "1",
+        "--keep-weekly",
+        "0",
+        "--keep-monthly",
+        "0",
+    ])
+    .await
+    .unwrap();
+    let left: Vec<String> = repo
+        .list()
+        .unwrap()
+        .iter()
+        .map(|e| e.label().to_owned())
+        .collect();
     assert_eq!(left.len(), 1, "{left:?}");
     assert_ne!(left[0], info.label);
 
     // posture --backup-repo reports the ages and passes once the newest drill passed...
-    let err = run(&["posture", "--data-dir", &d, "--backup-repo", &r]).await.unwrap_err();
-    assert!(format!("{err:#}").contains("FAILED"), "{err:#}");
-    run(&["backup", "drill", "--data-dir", &d, "--repo", &r]).await.unwrap();
-    run(&["posture", "--data-dir", &d, "--backup-repo", &r]).await.unwrap();
-    // ...and fails when the last drill is older than allowed.
-    let err = run(&["posture", "--data-dir", &d, "--backup-repo", &r, "--drill-max-age-hours", "0"])
+    let err = run(&["posture", "--data-dir", &d, "--backup-repo", &r])
         .await
         .unwrap_err();
+    assert!(format!("{err:#}").contains("FAILED"), "{err:#}");
+    run(&["backup", "drill", "--data-dir", &d, "--repo", &r])
+        .await
+        .unwrap();
+    run(&["posture", "--data-dir", &d, "--backup-repo", &r])
+        .await
+        .unwrap();
+    // ...and fails when the last drill is older than allowed.
+    let err = run(&[
+        "posture",
+        "--data-dir",
+        &d,
+        "--backup-repo",
+        &r,
+        "--drill-max-age-hours",
+        "0",
+    ])
+    .await
+    .unwrap_err();
     assert!(format!("{err:#}").contains("overdue"), "{err:#}");
 
     std::fs::remove_dir_all(&repo_dir).ok();
@@ -355,14 +497,16 @@ async fn serve_runs_the_schedule() {
     let drills = repo_dir.join(backup::DRILLS_DIR);
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !(drills.exists() && std::fs::read_dir(&drills).unwrap().count() > 0) {
-        assert!(std::time::Instant::now() < deadline, "no drill report within 120 s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no drill report within 120 s"
+        );
         assert!(!server.is_finished(), "serve stopped: {:?}", server.await);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let signed: procuhelp_server::backups::SignedReport = serde_json::from_slice(
-        &std::fs::read(files_under(&drills).pop().unwrap()).unwrap(),
-    )
-    .unwrap();
+    let signed: procuhelp_server::backups::SignedReport =
+        serde_json::from_slice(&std::fs::read(files_under(&drills).pop().unwrap()).unwrap())
+            .unwrap();
     assert!(signed.report.passed, "{:?}", signed.report.checks);
     let repo = Repository::open(&repo_dir, Some(&data), Placement::Apart).unwrap();
     assert_eq!(repo.find(None).unwrap().label, signed.report.label);
@@ -379,8 +523,14 @@ async fn serve_runs_the_schedule() {
     .unwrap();
     su.close().await;
     cluster.stop().await.unwrap();
-    assert!(events.contains(&("backup.taken".to_owned(), "success".to_owned())), "{events:?}");
-    assert!(events.contains(&("backup.drilled".to_owned(), "success".to_owned())), "{events:?}");
+    assert!(
+        events.contains(&("backup.taken".to_owned(), "success".to_owned())),
+        "{events:?}"
+    );
+    assert!(
+        events.contains(&("backup.drilled".to_owned(), "success".to_owned())),
+        "{events:?}"
+    );
     std::fs::remove_dir_all(&repo_dir).ok();
     std::fs::remove_dir_all(data.parent().unwrap()).ok();
 }

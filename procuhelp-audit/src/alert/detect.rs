@@ -609,7 +609,10 @@ mod tests {
             (Action::BackupOverdue, Outcome::Failure, true),
         ] {
             let raised = d.observe(&event(action, outcome));
-            let backup: Vec<_> = raised.iter().filter(|a| a.kind == AlertKind::BackupProblem).collect();
+            let backup: Vec<_> = raised
+                .iter()
+                .filter(|a| a.kind == AlertKind::BackupProblem)
+                .collect();
             assert_eq!(backup.len(), usize::from(alerts), "{action:?} {outcome:?}");
         }
     }

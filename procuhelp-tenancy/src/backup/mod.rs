@@ -11,7 +11,7 @@
 //!   completion record written last, and retention ([`Retention`]);
 //! - restores that verify the whole backup before touching a database, restore into a
 //!   new database and only then rename it into place ([`restore`]);
-//! - a drill ([`Scratch`]) that restores into a scratch database that is never the live
+//! - a drill ([`ScratchCopy`], [`drill`]) that restores into a scratch database that is never the live
 //!   one and proves the copy: the manifest matches table by table, migrations are at the
 //!   expected version, and the embedder's own [`DrillChecks`] pass (posture, audit chains,
 //!   keys).
@@ -44,8 +44,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 pub use pg::{Manifest, PgServer, TableDigest};
 pub use repo::{
-    BackupInfo, COMPLETE_FILE, DRILLS_DIR, DUMP_FILE, Entry, MANIFEST_FILE, Placement,
-    Repository, check_label, label_time,
+    BackupInfo, COMPLETE_FILE, DRILLS_DIR, DUMP_FILE, Entry, MANIFEST_FILE, Placement, Repository,
+    check_label, label_time,
 };
 pub use retention::Retention;
 use sealed::{FileKind, SealedWriter};
@@ -187,14 +187,13 @@ async fn take_into(
         .spawn()
         .map_err(|e| BackupError::io("starting pg_dump", e))?;
     let stdout = child.stdout.take();
-    let stderr = tokio::spawn(pg::collect_stderr(
-        child.stderr.take().ok_or_else(|| BackupError::Refused("pg_dump has no stderr".to_owned()))?,
-    ));
+    let stderr =
+        tokio::spawn(pg::collect_stderr(child.stderr.take().ok_or_else(
+            || BackupError::Refused("pg_dump has no stderr".to_owned()),
+        )?));
     // The manifest is computed on the snapshot's own connection while pg_dump streams.
-    let (sealed, manifest) = tokio::join!(
-        seal_stream(stdout, writer),
-        pg::manifest(&mut conn, label)
-    );
+    let (sealed, manifest) =
+        tokio::join!(seal_stream(stdout, writer), pg::manifest(&mut conn, label));
     let status = child
         .wait()
         .await
@@ -375,14 +374,20 @@ pub async fn restore(
     }
     let manifest = verify(repo, &info, vault).await?;
     let temp = temp_name(&target.database, "restoring")?;
-    restore_into(server, &mut admin, repo, vault, &info, &manifest, &temp, progress).await?;
+    restore_into(
+        server, &mut admin, repo, vault, &info, &manifest, &temp, progress,
+    )
+    .await?;
     let renamed = rename_into_place(&mut admin, &temp, &target.database, exists).await;
     let replaced = match renamed {
         Ok(replaced) => replaced,
         Err(e) => {
-            let _ = pg::exec(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg::ident(&temp)))
-                .execute(&mut admin)
-                .await;
+            let _ = pg::exec(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                pg::ident(&temp)
+            ))
+            .execute(&mut admin)
+            .await;
             return Err(e);
         }
     };
@@ -409,20 +414,32 @@ async fn rename_into_place(
             .bind(target)
             .execute(&mut *admin)
             .await?;
-        pg::exec(&format!("ALTER DATABASE {} RENAME TO {}", pg::ident(target), pg::ident(&old)))
-            .execute(&mut *admin)
-            .await?;
+        pg::exec(&format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            pg::ident(target),
+            pg::ident(&old)
+        ))
+        .execute(&mut *admin)
+        .await?;
         replaced = Some(old);
     }
-    let moved = pg::exec(&format!("ALTER DATABASE {} RENAME TO {}", pg::ident(temp), pg::ident(target)))
-        .execute(&mut *admin)
-        .await;
+    let moved = pg::exec(&format!(
+        "ALTER DATABASE {} RENAME TO {}",
+        pg::ident(temp),
+        pg::ident(target)
+    ))
+    .execute(&mut *admin)
+    .await;
     if let Err(e) = moved {
         // Put the old database back under its name: never leave the name empty.
         if let Some(old) = &replaced {
-            let _ = pg::exec(&format!("ALTER DATABASE {} RENAME TO {}", pg::ident(old), pg::ident(target)))
-                .execute(&mut *admin)
-                .await;
+            let _ = pg::exec(&format!(
+                "ALTER DATABASE {} RENAME TO {}",
+                pg::ident(old),
+                pg::ident(target)
+            ))
+            .execute(&mut *admin)
+            .await;
         }
         return Err(e.into());
     }
@@ -489,9 +506,12 @@ async fn restore_into(
     }
     .await;
     if result.is_err() {
-        let _ = pg::exec(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg::ident(database)))
-            .execute(&mut *admin)
-            .await;
+        let _ = pg::exec(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            pg::ident(database)
+        ))
+        .execute(&mut *admin)
+        .await;
     }
     result
 }
@@ -505,7 +525,8 @@ async fn run_pg_restore(
     progress: Progress<'_>,
 ) -> Result<(), BackupError> {
     let dir = repo.dir(&info.label)?;
-    let mut reader = sealed::open_file(&dir.join(DUMP_FILE), FileKind::Dump, &info.label, vault).await?;
+    let mut reader =
+        sealed::open_file(&dir.join(DUMP_FILE), FileKind::Dump, &info.label, vault).await?;
     let (mut cmd, _passfile) = server.command("pg_restore", database)?;
     cmd.args([
         "--exit-on-error",
@@ -521,9 +542,10 @@ async fn run_pg_restore(
         .stdin
         .take()
         .ok_or_else(|| BackupError::Refused("pg_restore has no stdin".to_owned()))?;
-    let stderr = tokio::spawn(pg::collect_stderr(
-        child.stderr.take().ok_or_else(|| BackupError::Refused("pg_restore has no stderr".to_owned()))?,
-    ));
+    let stderr =
+        tokio::spawn(pg::collect_stderr(child.stderr.take().ok_or_else(
+            || BackupError::Refused("pg_restore has no stderr".to_owned()),
+        )?));
     let mut done = 0u64;
     let fed: Result<(), BackupError> = async {
         while let Some(chunk) = reader.next_chunk().await? {
@@ -653,10 +675,22 @@ impl ScratchCopy {
         let manifest = verify(repo, &info, vault).await?;
         let database = temp_name("procuhelp_drill", "copy")?;
         if database == server.database() {
-            return Err(BackupError::Refused("a drill never restores into the live database".to_owned()));
+            return Err(BackupError::Refused(
+                "a drill never restores into the live database".to_owned(),
+            ));
         }
         let mut admin = server.connect("postgres").await?;
-        restore_into(&server, &mut admin, repo, vault, &info, &manifest, &database, &|_, _| {}).await?;
+        restore_into(
+            &server,
+            &mut admin,
+            repo,
+            vault,
+            &info,
+            &manifest,
+            &database,
+            &|_, _| {},
+        )
+        .await?;
         let _ = admin.close().await;
         Ok(Self {
             server,
@@ -695,31 +729,45 @@ impl ScratchCopy {
         match restored {
             Ok(copy) => {
                 outcomes.push(compare_tables(&self.manifest, &copy));
-                outcomes.push(if copy.migrations == self.manifest.migrations
-                    && copy.migrations == expected_migrations
-                {
+                outcomes.push(
+                    if copy.migrations == self.manifest.migrations
+                        && copy.migrations == expected_migrations
+                    {
+                        CheckOutcome::pass(
+                            "migrations",
+                            format!(
+                                "{} applied, the version this server expects",
+                                copy.migrations.len()
+                            ),
+                        )
+                    } else {
+                        CheckOutcome::fail(
+                            "migrations",
+                            format!(
+                                "copy has {:?}, the backup recorded {:?}, this server expects {:?}",
+                                copy.migrations.last(),
+                                self.manifest.migrations.last(),
+                                expected_migrations.last()
+                            ),
+                        )
+                    },
+                );
+                outcomes.push(if copy.organisations == self.manifest.organisations {
                     CheckOutcome::pass(
-                        "migrations",
-                        format!("{} applied, the version this server expects", copy.migrations.len()),
+                        "organisations",
+                        format!("{} present", copy.organisations.len()),
                     )
                 } else {
                     CheckOutcome::fail(
-                        "migrations",
-                        format!(
-                            "copy has {:?}, the backup recorded {:?}, this server expects {:?}",
-                            copy.migrations.last(),
-                            self.manifest.migrations.last(),
-                            expected_migrations.last()
-                        ),
+                        "organisations",
+                        "the copy's organisations differ from the backup's",
                     )
                 });
-                outcomes.push(if copy.organisations == self.manifest.organisations {
-                    CheckOutcome::pass("organisations", format!("{} present", copy.organisations.len()))
-                } else {
-                    CheckOutcome::fail("organisations", "the copy's organisations differ from the backup's")
-                });
             }
-            Err(e) => outcomes.push(CheckOutcome::fail("manifest", format!("reading the copy: {e}"))),
+            Err(e) => outcomes.push(CheckOutcome::fail(
+                "manifest",
+                format!("reading the copy: {e}"),
+            )),
         }
         let findings = checks.check(self, &self.manifest).await;
         outcomes.extend(findings.outcomes);
@@ -754,11 +802,19 @@ impl ScratchCopy {
 fn compare_tables(backup: &Manifest, copy: &Manifest) -> CheckOutcome {
     for (name, expected) in &backup.tables {
         match copy.tables.get(name) {
-            None => return CheckOutcome::fail("tables", format!("table {name} is missing from the copy")),
+            None => {
+                return CheckOutcome::fail(
+                    "tables",
+                    format!("table {name} is missing from the copy"),
+                );
+            }
             Some(got) if got.rows != expected.rows => {
                 return CheckOutcome::fail(
                     "tables",
-                    format!("table {name}: {} rows in the copy, {} in the backup", got.rows, expected.rows),
+                    format!(
+                        "table {name}: {} rows in the copy, {} in the backup",
+                        got.rows, expected.rows
+                    ),
                 );
             }
             Some(got) if got.digest != expected.digest => {
@@ -771,7 +827,10 @@ fn compare_tables(backup: &Manifest, copy: &Manifest) -> CheckOutcome {
         }
     }
     if let Some(extra) = copy.tables.keys().find(|k| !backup.tables.contains_key(*k)) {
-        return CheckOutcome::fail("tables", format!("table {extra} is in the copy but not the backup"));
+        return CheckOutcome::fail(
+            "tables",
+            format!("table {extra} is in the copy but not the backup"),
+        );
     }
     CheckOutcome::pass(
         "tables",
@@ -837,7 +896,17 @@ mod send_tests {
         send(pg::manifest_of(&server, "d", "l"));
         send(take(&server, repo, vault));
         send(verify(repo, &repo.find(None).unwrap(), vault));
-        send(restore(&server, repo, vault, None, &RestoreTarget { database: String::new(), replace_existing: false }, &|_, _| {}));
+        send(restore(
+            &server,
+            repo,
+            vault,
+            None,
+            &RestoreTarget {
+                database: String::new(),
+                replace_existing: false,
+            },
+            &|_, _| {},
+        ));
         send(ScratchCopy::restore(server.clone(), repo, vault, None));
         send(drill(server, repo, vault, None, &[], checks));
     }

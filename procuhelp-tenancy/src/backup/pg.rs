@@ -159,13 +159,23 @@ pub(crate) async fn collect_stderr(mut stderr: tokio::process::ChildStderr) -> S
     }
     let text: String = String::from_utf8_lossy(&kept)
         .chars()
-        .map(|c| if c == '\n' || (' '..='~').contains(&c) { c } else { '?' })
+        .map(|c| {
+            if c == '\n' || (' '..='~').contains(&c) {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     // DETAIL, CONTEXT and COPY lines can quote row values (a duplicate key's e-mail
     // address): never carried into an error or a log.
     text.lines()
         .filter(|l| !l.trim().is_empty())
-        .filter(|l| !["DETAIL", "CONTEXT", "COPY ", "LINE "].iter().any(|k| l.contains(k)))
+        .filter(|l| {
+            !["DETAIL", "CONTEXT", "COPY ", "LINE "]
+                .iter()
+                .any(|k| l.contains(k))
+        })
         .rev()
         .take(3)
         .collect::<Vec<_>>()
@@ -243,9 +253,11 @@ pub(crate) async fn manifest(
     .fetch_all(&mut *conn)
     .await?;
     let migrations: Vec<i64> = if table_exists(conn, "public._sqlx_migrations").await? {
-        sqlx::query_scalar("SELECT version FROM public._sqlx_migrations WHERE success ORDER BY version")
-            .fetch_all(&mut *conn)
-            .await?
+        sqlx::query_scalar(
+            "SELECT version FROM public._sqlx_migrations WHERE success ORDER BY version",
+        )
+        .fetch_all(&mut *conn)
+        .await?
     } else {
         Vec::new()
     };
@@ -290,7 +302,9 @@ pub(crate) async fn manifest(
 /// with a column type that has no hash function falls back to hashing the pinned text
 /// form; the method is part of the digest, so both sides always compare like with like.
 async fn table_digest(conn: &mut PgConnection, name: &str) -> Result<TableDigest, BackupError> {
-    exec("SAVEPOINT procuhelp_digest").execute(&mut *conn).await?;
+    exec("SAVEPOINT procuhelp_digest")
+        .execute(&mut *conn)
+        .await?;
     let by_record: Result<(i64, String), sqlx::Error> = sqlx::query_as(&format!(
         "SELECT count(*), coalesce(sum(hash_record_extended(t, 0)::numeric), 0)::text FROM {name} t"
     ))
@@ -298,11 +312,15 @@ async fn table_digest(conn: &mut PgConnection, name: &str) -> Result<TableDigest
     .await;
     let (rows, digest) = match by_record {
         Ok((rows, sum)) => {
-            exec("RELEASE SAVEPOINT procuhelp_digest").execute(&mut *conn).await?;
+            exec("RELEASE SAVEPOINT procuhelp_digest")
+                .execute(&mut *conn)
+                .await?;
             (rows, format!("record:{sum}"))
         }
         Err(_) => {
-            exec("ROLLBACK TO SAVEPOINT procuhelp_digest").execute(&mut *conn).await?;
+            exec("ROLLBACK TO SAVEPOINT procuhelp_digest")
+                .execute(&mut *conn)
+                .await?;
             let (rows, sum): (i64, String) = sqlx::query_as(&format!(
                 "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM {name} t"
             ))
@@ -337,7 +355,9 @@ pub(crate) async fn manifest_of(
 
 /// One statement, unprepared (DDL and session settings; `raw_sql`'s future is not `Send`
 /// across a spawned task with a borrowed connection).
-pub(crate) fn exec(sql: &str) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+pub(crate) fn exec(
+    sql: &str,
+) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
     sqlx::query(sql).persistent(false)
 }
 

@@ -97,18 +97,20 @@ impl Repository {
             .recursive(true)
             .mode(0o700)
             .create(root)
-            .map_err(|e| BackupError::io(format!("creating the repository {}", root.display()), e))?;
+            .map_err(|e| {
+                BackupError::io(format!("creating the repository {}", root.display()), e)
+            })?;
         let root = root
             .canonicalize()
             .map_err(|e| BackupError::io(format!("resolving {}", root.display()), e))?;
-        if let Some(data_dir) = data_dir {
-            if let Err(e) = check_apart(&root, data_dir, placement) {
-                if !existed {
-                    // Leave nothing behind where we were told not to write.
-                    let _ = std::fs::remove_dir(&root);
-                }
-                return Err(e);
+        if let Some(data_dir) = data_dir
+            && let Err(e) = check_apart(&root, data_dir, placement)
+        {
+            if !existed {
+                // Leave nothing behind where we were told not to write.
+                let _ = std::fs::remove_dir(&root);
             }
+            return Err(e);
         }
         Ok(Self { root })
     }
@@ -155,7 +157,7 @@ impl Repository {
 
     /// The complete backup `label`, or the latest complete one.
     pub fn find(&self, label: Option<&str>) -> Result<BackupInfo, BackupError> {
-        let complete = self.list()?.into_iter().filter_map(|e| match e {
+        let mut complete = self.list()?.into_iter().filter_map(|e| match e {
             Entry::Complete(info) => Some(info),
             Entry::Incomplete { .. } => None,
         });
@@ -165,7 +167,7 @@ impl Repository {
                 .find(|i| i.label == label)
                 .ok_or_else(|| BackupError::NotFound(label.to_owned())),
             None => complete
-                .last()
+                .next_back()
                 .ok_or_else(|| BackupError::NotFound("(any complete backup)".to_owned())),
         }
     }
@@ -221,7 +223,9 @@ pub fn check_label(label: &str) -> Result<(), BackupError> {
         && b[9..15].iter().all(u8::is_ascii_digit)
         && b[15] == b'Z'
         && b[16] == b'-'
-        && b[17..].iter().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
+        && b[17..]
+            .iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c));
     if ok {
         Ok(())
     } else {
@@ -321,7 +325,13 @@ mod tests {
         let label = new_label(at).unwrap();
         assert!(label.starts_with("20261203T174605Z-"), "{label}");
         assert_eq!(label_time(&label), Some(at));
-        for bad in ["../x", "", "20261203T174605Z-3f2", "20261203T174605Z/3f2a", "x".repeat(21).as_str()] {
+        for bad in [
+            "../x",
+            "",
+            "20261203T174605Z-3f2",
+            "20261203T174605Z/3f2a",
+            "x".repeat(21).as_str(),
+        ] {
             assert!(check_label(bad).is_err(), "{bad}");
         }
     }
@@ -331,16 +341,22 @@ mod tests {
         let base = std::env::temp_dir().join(format!("phrepo-{}", uuid::Uuid::new_v4()));
         let data = base.join("data");
         std::fs::create_dir_all(&data).unwrap();
-        let inside = Repository::open(&data.join("backups"), Some(&data), Placement::AllowSameFilesystem)
-            .unwrap_err()
-            .to_string();
+        let inside = Repository::open(
+            &data.join("backups"),
+            Some(&data),
+            Placement::AllowSameFilesystem,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(inside.contains("overlaps the data directory"), "{inside}");
         // /tmp and the data directory share a filesystem here unless /tmp is its own mount.
         let beside = base.join("repo");
-        let same_fs = std::fs::metadata(&base).unwrap().dev()
-            == std::fs::metadata(&data).unwrap().dev();
+        let same_fs =
+            std::fs::metadata(&base).unwrap().dev() == std::fs::metadata(&data).unwrap().dev();
         if same_fs {
-            let err = Repository::open(&beside, Some(&data), Placement::Apart).unwrap_err().to_string();
+            let err = Repository::open(&beside, Some(&data), Placement::Apart)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("same filesystem"), "{err}");
         }
         Repository::open(&beside, Some(&data), Placement::AllowSameFilesystem).unwrap();

@@ -53,7 +53,9 @@ impl Retention {
             let (y, w, _) = t.to_iso_week_date();
             (y, u32::from(w))
         });
-        bucket(self.monthly, &|t| (t.year(), u32::from(u8::from(t.month()))));
+        bucket(self.monthly, &|t| {
+            (t.year(), u32::from(u8::from(t.month())))
+        });
         backups
             .iter()
             .map(|(l, _)| l.as_str())
@@ -84,7 +86,11 @@ mod tests {
             .filter(|(l, _)| !expired.contains(&l.as_str()))
             .collect();
         // 7 days, plus older week-ends, plus older month-ends; overlaps counted once.
-        assert!(kept.len() >= 12 && kept.len() <= 7 + 4 + 12, "{}", kept.len());
+        assert!(
+            kept.len() >= 12 && kept.len() <= 7 + 4 + 12,
+            "{}",
+            kept.len()
+        );
         // The last 7 days are all kept.
         for (l, _) in &backups[backups.len() - 7..] {
             assert!(!expired.contains(&l.as_str()), "{l}");

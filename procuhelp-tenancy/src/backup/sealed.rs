@@ -70,7 +70,10 @@ impl Header {
         out
     }
 
-    async fn read<R: AsyncRead + Unpin>(r: &mut R, file: &str) -> Result<(Self, Vec<u8>), BackupError> {
+    async fn read<R: AsyncRead + Unpin>(
+        r: &mut R,
+        file: &str,
+    ) -> Result<(Self, Vec<u8>), BackupError> {
         let bad = |what: &str| BackupError::Corrupt {
             file: file.to_owned(),
             part: format!("header: {what}"),
@@ -208,7 +211,9 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
         vault: &dyn SecretProvider,
     ) -> Result<Self, BackupError> {
         if label.is_empty() || label.len() > MAX_LABEL {
-            return Err(BackupError::Refused("a backup label is 1-64 bytes".to_owned()));
+            return Err(BackupError::Refused(
+                "a backup label is 1-64 bytes".to_owned(),
+            ));
         }
         vault.create_kek(BACKUP_KEK).await.map_err(key_err)?;
         let dek = DataKey::generate().map_err(BackupError::Crypto)?;
@@ -251,13 +256,16 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
 
     async fn seal_chunk(&mut self, last: bool) -> Result<(), BackupError> {
         if self.counter == u32::MAX >> 1 {
-            return Err(BackupError::Refused("a backup file is limited to 2^31 chunks".to_owned()));
+            return Err(BackupError::Refused(
+                "a backup file is limited to 2^31 chunks".to_owned(),
+            ));
         }
         let n = nonce(&self.prefix, self.counter, last);
         self.key
             .seal_in_place(&n, &self.aad, &mut self.buf)
             .map_err(BackupError::Crypto)?;
-        let len = u32::try_from(self.buf.len()).unwrap_or(u32::MAX >> 1) | if last { LAST } else { 0 };
+        let len =
+            u32::try_from(self.buf.len()).unwrap_or(u32::MAX >> 1) | if last { LAST } else { 0 };
         self.out
             .write_all(&len.to_be_bytes())
             .await
@@ -354,7 +362,13 @@ impl<R: AsyncRead + Unpin> SealedReader<R> {
             return Err(corrupt(format!("chunk {chunk}: impossible length")));
         }
         let mut buf = vec![0u8; size];
-        read_exact(&mut self.input, &mut buf, &self.file, &format!("chunk {chunk}")).await?;
+        read_exact(
+            &mut self.input,
+            &mut buf,
+            &self.file,
+            &format!("chunk {chunk}"),
+        )
+        .await?;
         let n = nonce(&self.prefix, chunk, last);
         if self.key.open_in_place(&n, &self.aad, &mut buf).is_err() {
             return Err(corrupt(format!(
@@ -446,13 +460,19 @@ mod tests {
         let at = sealed.len() - (4 + 77 + TAG_LEN) - 100;
         flipped[at] ^= 1;
         let err = open(&vault, &flipped).await.unwrap_err().to_string();
-        assert!(err.contains("chunk 1") && err.contains("authentication"), "{err}");
+        assert!(
+            err.contains("chunk 1") && err.contains("authentication"),
+            "{err}"
+        );
 
         // Cut at a chunk boundary: no final chunk.
         let header_len = sealed.len() - 3 * 4 - 2 * (CHUNK + TAG_LEN) - (77 + TAG_LEN);
         let cut = &sealed[..header_len + 2 * (4 + CHUNK + TAG_LEN)];
         let err = open(&vault, cut).await.unwrap_err().to_string();
-        assert!(err.contains("truncated") && err.contains("chunk 2"), "{err}");
+        assert!(
+            err.contains("truncated") && err.contains("chunk 2"),
+            "{err}"
+        );
         // Cut inside a chunk, and trailing garbage.
         assert!(open(&vault, &sealed[..sealed.len() - 5]).await.is_err());
         let mut longer = sealed.clone();
@@ -469,8 +489,16 @@ mod tests {
         let err = open(&vault, &swapped).await.unwrap_err().to_string();
         assert!(err.contains("chunk 0"), "{err}");
         // Another label or kind.
-        assert!(SealedReader::open(&sealed[..], "f", FileKind::Manifest, "l1", &vault).await.is_err());
-        assert!(SealedReader::open(&sealed[..], "f", FileKind::Dump, "l2", &vault).await.is_err());
+        assert!(
+            SealedReader::open(&sealed[..], "f", FileKind::Manifest, "l1", &vault)
+                .await
+                .is_err()
+        );
+        assert!(
+            SealedReader::open(&sealed[..], "f", FileKind::Dump, "l2", &vault)
+                .await
+                .is_err()
+        );
         // Another vault has no key for it.
         let other = FileVault::open_or_create(&dir.join("other")).unwrap();
         let err = open(&other, &sealed).await.unwrap_err();
@@ -497,10 +525,16 @@ mod tests {
             self.room -= n;
             std::task::Poll::Ready(Ok(n))
         }
-        fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
             std::task::Poll::Ready(Ok(()))
         }
-        fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
             std::task::Poll::Ready(Ok(()))
         }
     }
@@ -514,7 +548,10 @@ mod tests {
             .unwrap();
         let data = vec![7u8; CHUNK + 1];
         let err = w.write(&data).await.unwrap_err();
-        assert!(matches!(&err, BackupError::Io { source, .. } if source.raw_os_error() == Some(28)), "{err}");
+        assert!(
+            matches!(&err, BackupError::Io { source, .. } if source.raw_os_error() == Some(28)),
+            "{err}"
+        );
         assert!(err.to_string().contains("No space left on device"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
     }
