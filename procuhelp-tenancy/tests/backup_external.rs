@@ -168,6 +168,19 @@ async fn a_server_over_tcp_is_backed_up_restored_and_drilled() {
     .await
     .unwrap();
     assert!(report.passed, "{:?}", report.checks);
+    // A server with newer migrations than the backup still passes (migrate applies them
+    // after a restore); one that lacks the backup's migrations does not.
+    let mut newer = manifest.migrations.clone();
+    newer.push(i64::MAX);
+    let report = backup::drill(server.clone(), &repo, &vault, None, &newer, &NoChecks)
+        .await
+        .unwrap();
+    assert!(report.passed, "{:?}", report.checks);
+    let older = &manifest.migrations[..manifest.migrations.len() - 1];
+    let report = backup::drill(server.clone(), &repo, &vault, None, older, &NoChecks)
+        .await
+        .unwrap();
+    assert!(!report.passed);
     assert_eq!(
         report.rows,
         before.values().map(|r| r.len() as i64).sum::<i64>()

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use procuhelp_audit::{Action, Actor, AuditEvent, AuditSink, Outcome, Trust};
 use procuhelp_core::vault::SecretProvider;
 use procuhelp_tenancy::backup::{
@@ -135,7 +134,15 @@ impl DrillChecks for ServerChecks {
         {
             match cipher.key_state(*org).await {
                 Ok(KeyState::Readable { .. } | KeyState::NoKeys) => readable += 1,
-                Ok(KeyState::Shredded) => findings.shredded.push(org.as_uuid()),
+                Ok(KeyState::Shredded) => match shredded_in_live(copy, *org).await {
+                    // The live database agrees: shredded after (or before) the backup.
+                    Ok(true) => findings.shredded.push(org.as_uuid()),
+                    Ok(false) => unreadable.push(format!(
+                        "{org}: its keys are missing from this vault, but the live database \
+                         has not shredded it (a vault restored from an older copy?)"
+                    )),
+                    Err(e) => unreadable.push(format!("{org}: checking the live database: {e}")),
+                },
                 Ok(_) => unreadable.push(format!("{org}: unknown key state")),
                 Err(e) => unreadable.push(format!("{org}: {e}")),
             }
@@ -154,6 +161,21 @@ impl DrillChecks for ServerChecks {
         pool.close().await;
         findings
     }
+}
+
+/// Whether the live database shredded `org` (no usable data key left, or the organisation
+/// gone): only then is a copy's missing key what crypto-shredding intends.
+async fn shredded_in_live(copy: &ScratchCopy, org: procuhelp_core::OrgId) -> anyhow::Result<bool> {
+    use sqlx::Connection as _;
+    let mut live = sqlx::PgConnection::connect_with(&copy.live_connect_options()).await?;
+    let usable: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM app.data_keys WHERE org_id = $1 AND state <> 'destroyed'",
+    )
+    .bind(org.as_uuid())
+    .fetch_one(&mut live)
+    .await?;
+    let _ = live.close().await;
+    Ok(usable == 0)
 }
 
 /// A drill report as written to the repository: the report, its Ed25519 signature by the
@@ -187,8 +209,7 @@ pub async fn write_report(
         signature: hex::encode(signature),
         public_key: crate::audit_log::key_hex(&signer.public_key()),
     };
-    let dir = repo.root().join(backup::DRILLS_DIR);
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let dir = repo.subdir(backup::DRILLS_DIR)?;
     let name = format!(
         "{}-{}.json",
         report.started_at.unix_timestamp(),
@@ -215,33 +236,45 @@ pub fn verify_report(signed: &SignedReport, keys: &[procuhelp_audit::PublicKey])
     })
 }
 
-/// The latest drill report in the repository whose signature `keys` accept.
+/// Every drill report in the repository whose signature `keys` accept, oldest first by
+/// their signed start time (never by file name or date: both are the volume's to change).
+pub fn drills(
+    repo: &Repository,
+    keys: &[procuhelp_audit::PublicKey],
+) -> anyhow::Result<Vec<SignedReport>> {
+    let dir = repo.root().join(backup::DRILLS_DIR);
+    let Ok(read) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for path in read.flatten().map(|d| d.path()) {
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        match serde_json::from_slice::<SignedReport>(&bytes) {
+            Ok(signed) if verify_report(&signed, keys) => out.push(signed),
+            _ => tracing::warn!(
+                file = %path.display(),
+                "drill report that no trusted key signed: ignored"
+            ),
+        }
+    }
+    out.sort_by_key(|s| s.report.started_at);
+    Ok(out)
+}
+
+/// The newest drill report (by its signed start time) that `keys` accept.
 pub fn last_drill(
     repo: &Repository,
     keys: &[procuhelp_audit::PublicKey],
 ) -> anyhow::Result<Option<SignedReport>> {
-    let dir = repo.root().join(backup::DRILLS_DIR);
-    let Ok(read) = std::fs::read_dir(&dir) else {
-        return Ok(None);
-    };
-    let mut names: Vec<PathBuf> = read.flatten().map(|d| d.path()).collect();
-    names.sort();
-    for path in names.iter().rev() {
-        let Ok(bytes) = std::fs::read(path) else {
-            continue;
-        };
-        let Ok(signed) = serde_json::from_slice::<SignedReport>(&bytes) else {
-            continue;
-        };
-        if verify_report(&signed, keys) {
-            return Ok(Some(signed));
-        }
-        tracing::warn!(file = %path.display(), "drill report with a signature no trusted key accepts: ignored");
-    }
-    Ok(None)
+    Ok(drills(repo, keys)?.pop())
 }
 
-/// How old the last good backup and the last passing drill are.
+/// How old the last good backup and the last passing drill are. Ages come from this
+/// machine's clock (a backup's `finished_at`, a report's signed start); a time in the
+/// future counts as no backup or drill at all (`None`): a clock that jumped ahead, or a
+/// forged record, never makes a schedule look fresh.
 #[derive(Debug, Clone)]
 pub struct Freshness {
     /// Age of the newest complete backup.
@@ -250,7 +283,9 @@ pub struct Freshness {
     pub backup_label: Option<String>,
     /// Age of the newest drill that passed.
     pub drill_age: Option<Duration>,
-    /// Whether the newest drill (of any outcome) failed.
+    /// Age of the newest drill of any outcome.
+    pub last_drill_age: Option<Duration>,
+    /// Whether the newest drill failed.
     pub last_drill_failed: bool,
 }
 
@@ -264,26 +299,15 @@ pub fn freshness(
         Entry::Complete(info) => Some(info),
         Entry::Incomplete { .. } => None,
     });
-    let age = |t: OffsetDateTime| Duration::try_from(now - t).unwrap_or(Duration::ZERO);
-    let last = last_drill(repo, keys)?;
-    let last_passed = if last.as_ref().is_some_and(|s| s.report.passed) {
-        last.clone()
-    } else {
-        // The newest passing one, if any.
-        let dir = repo.root().join(backup::DRILLS_DIR);
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map(|r| r.flatten().map(|d| d.path()).collect())
-            .unwrap_or_default();
-        names.sort();
-        names.iter().rev().find_map(|p| {
-            let s: SignedReport = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
-            (s.report.passed && verify_report(&s, keys)).then_some(s)
-        })
-    };
+    let age = |t: OffsetDateTime| Duration::try_from(now - t).ok();
+    let reports = drills(repo, keys)?;
+    let last = reports.last();
+    let last_passed = reports.iter().rev().find(|s| s.report.passed);
     Ok(Freshness {
-        backup_age: newest.as_ref().map(|i| age(i.taken_at)),
+        backup_age: newest.as_ref().and_then(|i| age(i.finished_at)),
         backup_label: newest.map(|i| i.label),
-        drill_age: last_passed.map(|s| age(s.report.started_at)),
+        drill_age: last_passed.and_then(|s| age(s.report.started_at)),
+        last_drill_age: last.and_then(|s| age(s.report.started_at)),
         last_drill_failed: last.is_some_and(|s| !s.report.passed),
     })
 }
@@ -327,58 +351,97 @@ impl Schedule {
         &self,
         last_overdue_alert: &mut Option<std::time::Instant>,
     ) -> anyhow::Result<()> {
+        // No step may hold the schedule (and with it the overdue alarm) for ever.
+        const STEP_LIMIT: Duration = Duration::from_secs(6 * 3600);
         let keys = self.signer.public_keys().await?;
-        let now = OffsetDateTime::now_utc();
-        let fresh = freshness(&self.repo, &keys, now)?;
-        if fresh.backup_age.is_none_or(|a| a >= self.backup_every) {
-            run_backup(
+        let fresh = freshness(&self.repo, &keys, OffsetDateTime::now_utc());
+        if let Ok(fresh) = &fresh
+            && fresh.backup_age.is_none_or(|a| a >= self.backup_every)
+        {
+            let backup = run_backup(
                 &self.server,
                 &self.repo,
                 self.vault.as_ref(),
                 self.audit.as_ref(),
                 "schedule",
-            )
-            .await
-            .ok();
-            expire(&self.repo, self.retention, self.audit.as_ref()).await?;
+            );
+            match tokio::time::timeout(STEP_LIMIT, backup).await {
+                Ok(Ok(_)) => {
+                    expire(&self.repo, self.retention, &keys, self.audit.as_ref()).await?;
+                }
+                Ok(Err(_)) => {} // recorded (and alerted) by run_backup
+                Err(_) => {
+                    let context = serde_json::json!({ "via": "schedule", "error": "timed out" });
+                    record(
+                        self.audit.as_ref(),
+                        Action::BackupTaken,
+                        Outcome::Failure,
+                        context,
+                    )
+                    .await;
+                }
+            }
         }
-        let fresh = freshness(&self.repo, &keys, OffsetDateTime::now_utc())?;
-        if fresh.backup_age.is_some()
-            && fresh.drill_age.is_none_or(|a| a >= self.drill_every)
-            && !fresh.last_drill_failed
-        {
-            run_drill(
-                self.server.clone(),
-                &self.repo,
-                self.vault.clone(),
-                self.signer.clone(),
-                self.audit.as_ref(),
-                None,
-            )
-            .await
-            .ok();
+        if let Ok(fresh) = &freshness(&self.repo, &keys, OffsetDateTime::now_utc()) {
+            // A failed drill is retried hourly (it alerted); a passing one is repeated on
+            // its interval.
+            let retry = self.drill_every.min(Duration::from_secs(3600));
+            let due = fresh.backup_age.is_some()
+                && fresh.drill_age.is_none_or(|a| a >= self.drill_every)
+                && fresh.last_drill_age.is_none_or(|a| a >= retry);
+            if due {
+                if let Ok(stale) = backup::sweep_scratch(&self.server).await
+                    && !stale.is_empty()
+                {
+                    tracing::warn!(?stale, "dropped scratch databases of interrupted drills");
+                }
+                let drill = run_drill(
+                    self.server.clone(),
+                    &self.repo,
+                    self.vault.clone(),
+                    self.signer.clone(),
+                    self.audit.as_ref(),
+                    None,
+                );
+                if tokio::time::timeout(STEP_LIMIT, drill).await.is_err() {
+                    let context = serde_json::json!({ "error": "timed out" });
+                    record(
+                        self.audit.as_ref(),
+                        Action::BackupDrilled,
+                        Outcome::Failure,
+                        context,
+                    )
+                    .await;
+                }
+            }
         }
-        let fresh = freshness(&self.repo, &keys, OffsetDateTime::now_utc())?;
+        // What cannot be read counts as overdue: the alarm does not depend on the work.
+        let fresh = freshness(&self.repo, &keys, OffsetDateTime::now_utc());
         let late =
             |age: Option<Duration>, every: Duration| age.is_none_or(|a| a > every + every / 2);
-        let overdue =
-            late(fresh.backup_age, self.backup_every) || late(fresh.drill_age, self.drill_every);
+        let (overdue, context) = match &fresh {
+            Ok(f) => (
+                late(f.backup_age, self.backup_every) || late(f.drill_age, self.drill_every),
+                serde_json::json!({
+                    "last_backup_age_secs": f.backup_age.map(|a| a.as_secs()),
+                    "last_passing_drill_age_secs": f.drill_age.map(|a| a.as_secs()),
+                    "backup_every_secs": self.backup_every.as_secs(),
+                    "drill_every_secs": self.drill_every.as_secs(),
+                }),
+            ),
+            Err(e) => (true, serde_json::json!({ "error": format!("{e:#}") })),
+        };
         if overdue && last_overdue_alert.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
             *last_overdue_alert = Some(std::time::Instant::now());
             record(
                 self.audit.as_ref(),
                 Action::BackupOverdue,
                 Outcome::Failure,
-                serde_json::json!({
-                    "last_backup_age_secs": fresh.backup_age.map(|a| a.as_secs()),
-                    "last_passing_drill_age_secs": fresh.drill_age.map(|a| a.as_secs()),
-                    "backup_every_secs": self.backup_every.as_secs(),
-                    "drill_every_secs": self.drill_every.as_secs(),
-                }),
+                context,
             )
             .await;
         }
-        Ok(())
+        fresh.map(|_| ())
     }
 }
 
@@ -431,11 +494,14 @@ pub async fn run_backup(
     }
 }
 
-/// Removes what `retention` no longer keeps (and interrupted backups older than a day),
-/// recording the labels removed.
+/// Removes what `retention` no longer keeps — but never the newest backup a signed drill
+/// proved — and interrupted backups (no completion record at all) older than a day,
+/// recording the labels removed. A directory whose record does not parse is kept: it may
+/// be a good backup with a damaged or newer record, for a person to look at.
 pub async fn expire(
     repo: &Repository,
     retention: Retention,
+    keys: &[procuhelp_audit::PublicKey],
     audit: &dyn AuditSink,
 ) -> anyhow::Result<Vec<String>> {
     let entries = repo.list()?;
@@ -446,15 +512,22 @@ pub async fn expire(
             Entry::Incomplete { .. } => None,
         })
         .collect();
+    let proven = drills(repo, keys)?
+        .into_iter()
+        .rev()
+        .find(|s| s.report.passed)
+        .map(|s| s.report.label);
     let mut removed: Vec<String> = retention
         .expired(&complete)
         .into_iter()
+        .filter(|l| Some(*l) != proven.as_deref())
         .map(str::to_owned)
         .collect();
     let day_ago = OffsetDateTime::now_utc() - time::Duration::days(1);
     for e in &entries {
         if let Entry::Incomplete { label } = e
             && backup::label_time(label).is_some_and(|t| t < day_ago)
+            && !repo.dir(label)?.join(backup::COMPLETE_FILE).exists()
         {
             removed.push(label.clone());
         }
@@ -464,13 +537,8 @@ pub async fn expire(
     }
     if !removed.is_empty() {
         tracing::info!(?removed, "expired backups removed");
-        record(
-            audit,
-            Action::BackupExpired,
-            Outcome::Success,
-            serde_json::json!({ "labels": removed }),
-        )
-        .await;
+        let context = serde_json::json!({ "labels": removed });
+        record(audit, Action::BackupExpired, Outcome::Success, context).await;
     }
     Ok(removed)
 }
@@ -490,16 +558,22 @@ pub async fn run_drill(
         trust: Trust::pinned(signer.public_keys().await?)?,
         runtime: RuntimeRole::default(),
     };
-    let report = backup::drill(
-        server,
-        repo,
-        vault.as_ref(),
-        label,
-        &expected_migrations()?,
-        &checks,
-    )
-    .await?;
-    let (path, digest) = write_report(repo, &report, signer.as_ref()).await?;
+    let drilled = async {
+        let expected = expected_migrations()?;
+        let report = backup::drill(server, repo, vault.as_ref(), label, &expected, &checks).await?;
+        let written = write_report(repo, &report, signer.as_ref()).await?;
+        anyhow::Ok((report, written))
+    }
+    .await;
+    let (report, (path, digest)) = match drilled {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "restore drill could not run");
+            let context = serde_json::json!({ "error": format!("{e:#}") });
+            record(audit, Action::BackupDrilled, Outcome::Failure, context).await;
+            return Err(e);
+        }
+    };
     let failed: Vec<&CheckOutcome> = report.checks.iter().filter(|c| !c.passed).collect();
     record(
         audit,
@@ -600,7 +674,13 @@ async fn run_command(
     match command {
         BackupCommand::Run { retention, .. } => {
             let info = run_backup(server, repo, vault.as_ref(), audit, "cli").await?;
-            let removed = expire(repo, retention.policy(), audit).await?;
+            let removed = expire(
+                repo,
+                retention.policy(),
+                &signer.public_keys().await?,
+                audit,
+            )
+            .await?;
             crate::report(&[
                 format!(
                     "backup {} taken: {} bytes sealed ({} bytes of dump) in {}",

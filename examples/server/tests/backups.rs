@@ -26,6 +26,16 @@ async fn run(args: &[&str]) -> anyhow::Result<()> {
     procuhelp_server::run(Cli::parse_from(argv)).await
 }
 
+/// Rewrites a field of a backup's (unsealed) completion record.
+fn edit_record(repo_dir: &Path, label: &str, field: &str, value: serde_json::Value) -> Vec<u8> {
+    let path = repo_dir.join(label).join(backup::COMPLETE_FILE);
+    let original = std::fs::read(&path).unwrap();
+    let mut record: serde_json::Value = serde_json::from_slice(&original).unwrap();
+    record[field] = value;
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    original
+}
+
 /// A data directory under /tmp, and a repository on /dev/shm: another filesystem here.
 fn dirs() -> (PathBuf, PathBuf) {
     use std::os::unix::fs::PermissionsExt;
@@ -421,8 +431,10 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
         .iter()
         .map(|e| e.label().to_owned())
         .collect();
-    assert_eq!(left.len(), 1, "{left:?}");
-    assert_ne!(left[0], info.label);
+    // The first backup is past the policy but kept: it is the newest a drill proved.
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(left[0], info.label);
+    let newest = left[1].clone();
 
     // posture --backup-repo reports the ages and passes once the newest drill passed...
     let err = run(&["posture", "--data-dir", &d, "--backup-repo", &r])
@@ -448,6 +460,87 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
     .await
     .unwrap_err();
     assert!(format!("{err:#}").contains("overdue"), "{err:#}");
+
+    // A completion record that says other than the sealed manifest is refused...
+    let original = edit_record(
+        &repo_dir,
+        &newest,
+        "taken_at",
+        serde_json::json!("2020-01-01T00:00:00Z"),
+    );
+    let err = run(&[
+        "backup",
+        "restore",
+        "--data-dir",
+        &d,
+        "--repo",
+        &r,
+        "--label",
+        &newest,
+        "--into-database",
+        "forged",
+    ])
+    .await
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("does not match the sealed manifest"),
+        "{err:#}"
+    );
+    std::fs::write(
+        repo_dir.join(&newest).join(backup::COMPLETE_FILE),
+        &original,
+    )
+    .unwrap();
+    // ...and one from the future never makes the schedule look fresh.
+    edit_record(
+        &repo_dir,
+        &newest,
+        "finished_at",
+        serde_json::json!("2999-01-01T00:00:00Z"),
+    );
+    let err = run(&["posture", "--data-dir", &d, "--backup-repo", &r])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("overdue"), "{err:#}");
+    std::fs::write(
+        repo_dir.join(&newest).join(backup::COMPLETE_FILE),
+        &original,
+    )
+    .unwrap();
+
+    // A vault that lost an organisation's key that the live database never shredded
+    // (an old escrow copy restored, say) fails the drill; it is not "shredded".
+    let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
+    let su = superuser(&cluster, LocalCluster::DATABASE).await;
+    let other_org: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM app.organisations WHERE name = 'Demo Org B'")
+            .fetch_one(&su)
+            .await
+            .unwrap();
+    su.close().await;
+    cluster.stop().await.unwrap();
+    vault
+        .destroy_kek(&format!("tenant-{}", other_org.simple()))
+        .await
+        .unwrap();
+    let err = run(&["backup", "drill", "--data-dir", &d, "--repo", &r])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("FAILED"), "{err:#}");
+    let last = procuhelp_server::backups::drills(&repo, &[key])
+        .unwrap()
+        .pop()
+        .unwrap();
+    let keys = last
+        .report
+        .checks
+        .iter()
+        .find(|c| c.check == "keys")
+        .unwrap();
+    assert!(
+        !keys.passed && keys.detail.contains("has not shredded"),
+        "{keys:?}"
+    );
 
     std::fs::remove_dir_all(&repo_dir).ok();
     std::fs::remove_dir_all(data.parent().unwrap()).ok();

@@ -130,6 +130,7 @@ pub async fn take(
     repo: &Repository,
     vault: &dyn SecretProvider,
 ) -> Result<BackupInfo, BackupError> {
+    repo.recheck()?;
     let label = repo::new_label(OffsetDateTime::now_utc())?;
     let dir = repo.dir(&label)?;
     std::fs::create_dir(&dir)
@@ -180,6 +181,8 @@ async fn take_into(
         "--format=custom",
         "--compress=1",
         "--no-password",
+        // Never queue behind (and in front of) a lock another session waits for.
+        "--lock-wait-timeout=60s",
         &format!("--snapshot={snapshot}"),
     ])
     .stdout(std::process::Stdio::piped());
@@ -287,6 +290,13 @@ pub async fn verify(
 ) -> Result<Manifest, BackupError> {
     let dir = repo.dir(&info.label)?;
     let manifest = read_manifest(&dir, &info.label, vault).await?;
+    // The completion record is not sealed: it must say what the sealed manifest says.
+    if manifest.taken_at != info.taken_at || manifest.database != info.database {
+        return Err(BackupError::Corrupt {
+            file: dir.join(COMPLETE_FILE).display().to_string(),
+            part: "the completion record does not match the sealed manifest".to_owned(),
+        });
+    }
     sealed::open_file(&dir.join(DUMP_FILE), FileKind::Dump, &info.label, vault)
         .await?
         .verify_all()
@@ -410,6 +420,14 @@ async fn rename_into_place(
     let mut replaced = None;
     if exists {
         let old = temp_name(target, "replaced")?;
+        // No new sessions (a pool reconnecting) between the termination and the rename;
+        // the replaced database stays closed until an operator opens it.
+        pg::exec(&format!(
+            "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+            pg::ident(target)
+        ))
+        .execute(&mut *admin)
+        .await?;
         sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()")
             .bind(target)
             .execute(&mut *admin)
@@ -447,6 +465,11 @@ async fn rename_into_place(
 }
 
 fn check_database_name(name: &str) -> Result<(), BackupError> {
+    if matches!(name, "postgres" | "template0" | "template1") {
+        return Err(BackupError::Refused(format!(
+            "{name} is one of PostgreSQL's own databases: never restored into"
+        )));
+    }
     if name.is_empty()
         || name.len() > 40
         || !name
@@ -488,19 +511,13 @@ async fn restore_into(
     .execute(&mut *admin)
     .await?;
     let result = async {
-        let mut grants = String::new();
         for role in &manifest.connect_roles {
-            grants.push_str(&format!(
-                "GRANT CONNECT ON DATABASE {} TO {};",
+            let grant = format!(
+                "GRANT CONNECT ON DATABASE {} TO {}",
                 pg::ident(database),
-                // Already quoted where needed by ::regrole::text.
-                role
-            ));
-        }
-        if !grants.is_empty() {
-            for grant in grants.split_terminator(';') {
-                pg::exec(grant).execute(&mut *admin).await?;
-            }
+                pg::ident(role)
+            );
+            pg::exec(&grant).execute(&mut *admin).await?;
         }
         run_pg_restore(server, repo, vault, info, database, progress).await
     }
@@ -559,11 +576,12 @@ async fn run_pg_restore(
         Ok(())
     }
     .await;
-    drop(stdin);
     if let Err(e) = fed {
+        // Killed before its input ends: it must never see a clean end of a partial dump.
         let _ = child.kill().await;
         return Err(e);
     }
+    drop(stdin);
     let status = child
         .wait()
         .await
@@ -574,6 +592,13 @@ async fn run_pg_restore(
             tool: "pg_restore",
             status: status.to_string(),
             detail,
+        });
+    }
+    if done != info.plain_bytes {
+        return Err(BackupError::Tool {
+            tool: "pg_restore",
+            status: "stopped reading early".to_owned(),
+            detail: format!("it took {done} of {} bytes", info.plain_bytes),
         });
     }
     Ok(())
@@ -710,6 +735,12 @@ impl ScratchCopy {
         self.server.connect_options(&self.database)
     }
 
+    /// Connection options for the live database the backup was taken from (as the backup
+    /// role): what a check compares the copy with, never what it changes.
+    pub fn live_connect_options(&self) -> sqlx::postgres::PgConnectOptions {
+        self.server.connect_options(self.server.database())
+    }
+
     /// The backup's manifest.
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
@@ -731,14 +762,22 @@ impl ScratchCopy {
                 outcomes.push(compare_tables(&self.manifest, &copy));
                 outcomes.push(
                     if copy.migrations == self.manifest.migrations
-                        && copy.migrations == expected_migrations
+                        && expected_migrations.starts_with(&copy.migrations)
                     {
                         CheckOutcome::pass(
                             "migrations",
-                            format!(
-                                "{} applied, the version this server expects",
-                                copy.migrations.len()
-                            ),
+                            if copy.migrations == expected_migrations {
+                                format!(
+                                    "{} applied, the version this server expects",
+                                    copy.migrations.len()
+                                )
+                            } else {
+                                format!(
+                                    "{} applied; this server has {} newer (`migrate` after a restore applies them)",
+                                    copy.migrations.len(),
+                                    expected_migrations.len() - copy.migrations.len()
+                                )
+                            },
                         )
                     } else {
                         CheckOutcome::fail(
@@ -797,6 +836,29 @@ impl ScratchCopy {
         let _ = admin.close().await;
         Ok(())
     }
+}
+
+/// Drops scratch databases of drills that were interrupted (a killed process, an aborted
+/// task): `procuhelp_drill_copy_*` with no session attached. Returns their names.
+pub async fn sweep_scratch(server: &PgServer) -> Result<Vec<String>, BackupError> {
+    let mut admin = server.connect("postgres").await?;
+    let stale: Vec<String> = sqlx::query_scalar(
+        "SELECT d.datname::text FROM pg_database d
+         WHERE d.datname LIKE 'procuhelp\\_drill\\_copy\\_%'
+           AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)",
+    )
+    .fetch_all(&mut admin)
+    .await?;
+    for name in &stale {
+        pg::exec(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            pg::ident(name)
+        ))
+        .execute(&mut admin)
+        .await?;
+    }
+    let _ = admin.close().await;
+    Ok(stale)
 }
 
 fn compare_tables(backup: &Manifest, copy: &Manifest) -> CheckOutcome {
@@ -859,7 +921,15 @@ pub async fn drill(
     match ScratchCopy::restore(server, repo, vault, Some(&info.label)).await {
         Ok(copy) => {
             let mut report = copy.check(expected_migrations, checks, started_at).await;
-            copy.discard().await?;
+            let name = copy.database().to_owned();
+            if let Err(e) = copy.discard().await {
+                // A copy of every tenant's data left on the cluster: the report says so.
+                report.passed = false;
+                report.checks.push(CheckOutcome::fail(
+                    "cleanup",
+                    format!("the scratch database {name} could not be dropped: {e}"),
+                ));
+            }
             report.duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
             Ok(report)
         }

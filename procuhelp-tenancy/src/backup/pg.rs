@@ -227,6 +227,10 @@ pub(crate) async fn begin_snapshot(conn: &mut PgConnection) -> Result<String, Ba
     for statement in STABLE_TEXT.split(';') {
         exec(statement).execute(&mut *conn).await?;
     }
+    // The manifest reads beside pg_dump: it must not queue behind a waiting DDL either.
+    exec("SET LOCAL lock_timeout = '60s'")
+        .execute(&mut *conn)
+        .await?;
     Ok(sqlx::query_scalar("SELECT pg_export_snapshot()")
         .fetch_one(&mut *conn)
         .await?)
@@ -246,9 +250,10 @@ pub(crate) async fn manifest(
         .fetch_one(&mut *conn)
         .await?;
     let connect_roles: Vec<String> = sqlx::query_scalar(
-        "SELECT a.grantee::regrole::text FROM pg_database d, aclexplode(d.datacl) a
+        "SELECT r.rolname::text FROM pg_database d CROSS JOIN LATERAL aclexplode(d.datacl) a
+         JOIN pg_roles r ON r.oid = a.grantee
          WHERE d.datname = current_database() AND a.privilege_type = 'CONNECT'
-           AND a.grantee <> 0 AND a.grantee <> d.datdba ORDER BY 1",
+           AND a.grantee <> d.datdba ORDER BY 1",
     )
     .fetch_all(&mut *conn)
     .await?;

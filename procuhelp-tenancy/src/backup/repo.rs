@@ -80,6 +80,8 @@ impl Entry {
 #[derive(Debug, Clone)]
 pub struct Repository {
     root: PathBuf,
+    data_dir: Option<PathBuf>,
+    placement: Placement,
 }
 
 impl Repository {
@@ -112,7 +114,51 @@ impl Repository {
             }
             return Err(e);
         }
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            data_dir: data_dir.map(Path::to_path_buf),
+            placement,
+        })
+    }
+
+    /// Checks again that the repository is where it was opened and still apart from the
+    /// data: a backup volume that was unmounted leaves an empty directory on the root
+    /// filesystem, which may be the data's.
+    pub fn recheck(&self) -> Result<(), BackupError> {
+        let now = self
+            .root
+            .canonicalize()
+            .map_err(|e| BackupError::io(format!("resolving {}", self.root.display()), e))?;
+        if now != self.root {
+            return Err(BackupError::Placement {
+                repo: self.root.display().to_string(),
+                problem: "it now resolves elsewhere (a changed symlink?)".to_owned(),
+            });
+        }
+        match &self.data_dir {
+            Some(data) => check_apart(&self.root, data, self.placement),
+            None => Ok(()),
+        }
+    }
+
+    /// A sub-directory of the repository (e.g. [`DRILLS_DIR`]), created 0700; refused
+    /// when it is a symlink (it would send our writes elsewhere).
+    pub fn subdir(&self, name: &str) -> Result<PathBuf, BackupError> {
+        let dir = self.root.join(name);
+        match std::fs::symlink_metadata(&dir) {
+            Ok(meta) if meta.file_type().is_symlink() || !meta.is_dir() => {
+                return Err(BackupError::Placement {
+                    repo: self.root.display().to_string(),
+                    problem: format!("{} is not a plain directory", dir.display()),
+                });
+            }
+            Ok(_) => {}
+            Err(_) => std::fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| BackupError::io(format!("creating {}", dir.display()), e))?,
+        }
+        Ok(dir)
     }
 
     /// The repository's directory.
@@ -190,13 +236,17 @@ impl Repository {
     pub fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), BackupError> {
         use std::io::Write as _;
         use std::os::unix::fs::OpenOptionsExt as _;
-        let tmp = dir.join(format!(".{name}.tmp"));
+        // A random temporary name opened with O_EXCL: a symlink planted in a shared
+        // repository is never followed (O_CREAT|O_EXCL refuses any existing name).
+        let mut rnd = [0u8; 8];
+        getrandom::fill(&mut rnd)
+            .map_err(|_| BackupError::Crypto(procuhelp_core::crypto::CryptoError::Rng))?;
+        let tmp = dir.join(format!(".{name}.{}.tmp", hex::encode(rnd)));
         let path = dir.join(name);
         let ctx = |e| BackupError::io(format!("writing {}", path.display()), e);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(&tmp)
             .map_err(ctx)?;
@@ -334,6 +384,26 @@ mod tests {
         ] {
             assert!(check_label(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn planted_symlinks_are_never_followed() {
+        let base = std::env::temp_dir().join(format!("phrepo-{}", uuid::Uuid::new_v4()));
+        let repo = Repository::open(&base.join("repo"), None, Placement::Apart).unwrap();
+        let victim = base.join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        // A symlink where the record goes: replaced, the victim untouched.
+        std::os::unix::fs::symlink(&victim, repo.root().join("r.json")).unwrap();
+        Repository::write_atomically(repo.root(), "r.json", b"{}").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(repo.root().join("r.json")).unwrap(), b"{}");
+        // A symlinked drills directory is refused.
+        std::os::unix::fs::symlink(&base, repo.root().join(DRILLS_DIR)).unwrap();
+        assert!(matches!(
+            repo.subdir(DRILLS_DIR),
+            Err(BackupError::Placement { .. })
+        ));
+        std::fs::remove_dir_all(&base).ok();
     }
 
     #[test]

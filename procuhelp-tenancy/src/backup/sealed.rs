@@ -218,6 +218,12 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
         vault.create_kek(BACKUP_KEK).await.map_err(key_err)?;
         let dek = DataKey::generate().map_err(BackupError::Crypto)?;
         let wrapped = vault.wrap_key(BACKUP_KEK, &dek).await.map_err(key_err)?;
+        if wrapped.ciphertext.is_empty() || wrapped.ciphertext.len() > MAX_WRAPPED {
+            // No reader would accept it: refused now, not at the next drill.
+            return Err(BackupError::Refused(
+                "the vault's wrapped key is larger than a backup header holds".to_owned(),
+            ));
+        }
         let mut prefix = [0u8; PREFIX_LEN];
         getrandom::fill(&mut prefix).map_err(|_| BackupError::Crypto(CryptoError::Rng))?;
         let header = Header {
