@@ -28,24 +28,9 @@ fn pg_bin() -> std::path::PathBuf {
 }
 
 async fn contents(pool: &PgPool) -> BTreeMap<String, Vec<String>> {
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
-         JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relkind = 'r' AND n.nspname IN ('app', 'public') ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    let mut out = BTreeMap::new();
-    for table in tables {
-        let rows: Vec<String> =
-            sqlx::query_scalar(&format!("SELECT t::text FROM {table} t ORDER BY 1"))
-                .fetch_all(pool)
-                .await
-                .unwrap();
-        out.insert(table, rows);
-    }
-    out
+    procuhelp_tenancy::testkit::rows_by_table(pool)
+        .await
+        .unwrap()
 }
 
 struct NoChecks;

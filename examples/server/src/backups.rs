@@ -354,9 +354,11 @@ impl Schedule {
         // No step may hold the schedule (and with it the overdue alarm) for ever.
         const STEP_LIMIT: Duration = Duration::from_secs(6 * 3600);
         let keys = self.signer.public_keys().await?;
-        let fresh = freshness(&self.repo, &keys, OffsetDateTime::now_utc());
-        if let Ok(fresh) = &fresh
-            && fresh.backup_age.is_none_or(|a| a >= self.backup_every)
+        // Read again only after a step changed the repository.
+        let read = || freshness(&self.repo, &keys, OffsetDateTime::now_utc());
+        let mut fresh = read();
+        if let Ok(f) = &fresh
+            && f.backup_age.is_none_or(|a| a >= self.backup_every)
         {
             let backup = run_backup(
                 &self.server,
@@ -381,14 +383,15 @@ impl Schedule {
                     .await;
                 }
             }
+            fresh = read();
         }
-        if let Ok(fresh) = &freshness(&self.repo, &keys, OffsetDateTime::now_utc()) {
+        if let Ok(f) = &fresh {
             // A failed drill is retried hourly (it alerted); a passing one is repeated on
             // its interval.
             let retry = self.drill_every.min(Duration::from_secs(3600));
-            let due = fresh.backup_age.is_some()
-                && fresh.drill_age.is_none_or(|a| a >= self.drill_every)
-                && fresh.last_drill_age.is_none_or(|a| a >= retry);
+            let due = f.backup_age.is_some()
+                && f.drill_age.is_none_or(|a| a >= self.drill_every)
+                && f.last_drill_age.is_none_or(|a| a >= retry);
             if due {
                 if let Ok(stale) = backup::sweep_scratch(&self.server).await
                     && !stale.is_empty()
@@ -413,10 +416,10 @@ impl Schedule {
                     )
                     .await;
                 }
+                fresh = read();
             }
         }
         // What cannot be read counts as overdue: the alarm does not depend on the work.
-        let fresh = freshness(&self.repo, &keys, OffsetDateTime::now_utc());
         let late =
             |age: Option<Duration>, every: Duration| age.is_none_or(|a| a > every + every / 2);
         let (overdue, context) = match &fresh {

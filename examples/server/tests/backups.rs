@@ -49,30 +49,10 @@ fn dirs() -> (PathBuf, PathBuf) {
     )
 }
 
-/// Every table's rows as sorted text, read as the superuser (RLS does not hide rows).
 async fn contents(pool: &PgPool) -> BTreeMap<String, Vec<String>> {
-    sqlx::raw_sql("SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET extra_float_digits = 3")
-        .execute(pool)
+    procuhelp_tenancy::testkit::rows_by_table(pool)
         .await
-        .unwrap();
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c
-         JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relkind = 'r' AND n.nspname IN ('app', 'public') ORDER BY 1",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    let mut out = BTreeMap::new();
-    for table in tables {
-        let rows: Vec<String> =
-            sqlx::query_scalar(&format!("SELECT t::text FROM {table} t ORDER BY 1"))
-                .fetch_all(pool)
-                .await
-                .unwrap();
-        out.insert(table, rows);
-    }
-    out
+        .unwrap()
 }
 
 async fn superuser(cluster: &LocalCluster, database: &str) -> PgPool {

@@ -263,32 +263,10 @@ impl Detectors {
                 (None, Some(address)) => AlertKey::Source { address },
                 (None, None) => AlertKey::Org,
             };
-            alerts.push(Alert {
-                id: Uuid::now_v7(),
-                kind: AlertKind::AccountLocked,
-                org: s.org,
-                key,
-                window_secs: 0,
-                count: 1,
-                threshold: 1,
-                baseline: None,
-                first_at: s.at,
-                last_at: s.at,
-            });
+            alerts.push(immediate(AlertKind::AccountLocked, s, key));
         }
         if s.backup_problem {
-            alerts.push(Alert {
-                id: Uuid::now_v7(),
-                kind: AlertKind::BackupProblem,
-                org: s.org,
-                key: AlertKey::Org,
-                window_secs: 0,
-                count: 1,
-                threshold: 1,
-                baseline: None,
-                first_at: s.at,
-                last_at: s.at,
-            });
+            alerts.push(immediate(AlertKind::BackupProblem, s, AlertKey::Org));
         }
         if c.traffic.enabled
             && let Some(a) = self.traffic.entry(s.org).hit(c.traffic, s.at)
@@ -302,6 +280,22 @@ impl Detectors {
             alerts.push(a.into_alert(AlertKind::ErrorSpike, s.org));
         }
         alerts
+    }
+}
+
+/// An alert raised by one event on its own (no window, no baseline).
+fn immediate(kind: AlertKind, s: &Signal, key: AlertKey) -> Alert {
+    Alert {
+        id: Uuid::now_v7(),
+        kind,
+        org: s.org,
+        key,
+        window_secs: 0,
+        count: 1,
+        threshold: 1,
+        baseline: None,
+        first_at: s.at,
+        last_at: s.at,
     }
 }
 

@@ -34,6 +34,7 @@ mod repo;
 mod retention;
 pub mod sealed;
 
+use std::process::Stdio;
 use std::sync::Arc;
 
 use procuhelp_core::vault::{SecretProvider, VaultError};
@@ -176,41 +177,24 @@ async fn take_into(
         vault,
     )
     .await?;
-    let (mut cmd, _passfile) = server.command("pg_dump", &database)?;
-    cmd.args([
+    let snapshot = format!("--snapshot={snapshot}");
+    let args = [
         "--format=custom",
         "--compress=1",
         "--no-password",
         // Never queue behind (and in front of) a lock another session waits for.
         "--lock-wait-timeout=60s",
-        &format!("--snapshot={snapshot}"),
-    ])
-    .stdout(std::process::Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| BackupError::io("starting pg_dump", e))?;
-    let stdout = child.stdout.take();
-    let stderr =
-        tokio::spawn(pg::collect_stderr(child.stderr.take().ok_or_else(
-            || BackupError::Refused("pg_dump has no stderr".to_owned()),
-        )?));
+        snapshot.as_str(),
+    ];
+    let mut pg_dump = server.spawn("pg_dump", &database, &args, Stdio::null(), Stdio::piped())?;
+    let stdout = pg_dump.child.stdout.take();
     // The manifest is computed on the snapshot's own connection while pg_dump streams.
     let (sealed, manifest) =
         tokio::join!(seal_stream(stdout, writer), pg::manifest(&mut conn, label));
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| BackupError::io("waiting for pg_dump", e))?;
-    let detail = stderr.await.unwrap_or_default();
+    let dumped = pg_dump.finish().await;
     let _ = pg::exec("ROLLBACK").execute(&mut conn).await;
     let _ = conn.close().await;
-    if !status.success() {
-        return Err(BackupError::Tool {
-            tool: "pg_dump",
-            status: status.to_string(),
-            detail,
-        });
-    }
+    dumped?;
     let (mut file, dump_bytes, plain_bytes) = sealed?;
     sync_file(&mut file, &dump_path).await?;
     let manifest = manifest?;
@@ -544,25 +528,20 @@ async fn run_pg_restore(
     let dir = repo.dir(&info.label)?;
     let mut reader =
         sealed::open_file(&dir.join(DUMP_FILE), FileKind::Dump, &info.label, vault).await?;
-    let (mut cmd, _passfile) = server.command("pg_restore", database)?;
-    cmd.args([
+    let dbname = format!("--dbname={database}");
+    let args = [
         "--exit-on-error",
         "--single-transaction",
         "--no-password",
-        &format!("--dbname={database}"),
-    ])
-    .stdin(std::process::Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| BackupError::io("starting pg_restore", e))?;
-    let mut stdin = child
+        dbname.as_str(),
+    ];
+    let mut pg_restore =
+        server.spawn("pg_restore", database, &args, Stdio::piped(), Stdio::null())?;
+    let mut stdin = pg_restore
+        .child
         .stdin
         .take()
         .ok_or_else(|| BackupError::Refused("pg_restore has no stdin".to_owned()))?;
-    let stderr =
-        tokio::spawn(pg::collect_stderr(child.stderr.take().ok_or_else(
-            || BackupError::Refused("pg_restore has no stderr".to_owned()),
-        )?));
     let mut done = 0u64;
     let fed: Result<(), BackupError> = async {
         while let Some(chunk) = reader.next_chunk().await? {
@@ -578,22 +557,11 @@ async fn run_pg_restore(
     .await;
     if let Err(e) = fed {
         // Killed before its input ends: it must never see a clean end of a partial dump.
-        let _ = child.kill().await;
+        let _ = pg_restore.child.kill().await;
         return Err(e);
     }
     drop(stdin);
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| BackupError::io("waiting for pg_restore", e))?;
-    let detail = stderr.await.unwrap_or_default();
-    if !status.success() {
-        return Err(BackupError::Tool {
-            tool: "pg_restore",
-            status: status.to_string(),
-            detail,
-        });
-    }
+    pg_restore.finish().await?;
     if done != info.plain_bytes {
         return Err(BackupError::Tool {
             tool: "pg_restore",

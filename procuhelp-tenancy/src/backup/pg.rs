@@ -79,14 +79,18 @@ impl PgServer {
         Ok(PgConnection::connect_with(&self.connect_options(database)).await?)
     }
 
-    /// A `pg_dump`/`pg_restore` command for `database`: a clean environment with only
-    /// where to connect; a password goes through an inherited in-memory file
-    /// (`PGPASSFILE=/proc/self/fd/N`), never argv, the environment or the disk.
-    pub(crate) fn command(
+    /// Starts `pg_dump`/`pg_restore` with `args` on `database`: a clean environment with
+    /// only where to connect; a password goes through an inherited in-memory file
+    /// (`PGPASSFILE=/proc/self/fd/N`), never argv, the environment or the disk. Its stderr
+    /// is collected ([`collect_stderr`]) for [`Running::finish`].
+    pub(crate) fn spawn(
         &self,
-        tool: &str,
+        tool: &'static str,
         database: &str,
-    ) -> Result<(Command, Option<std::os::fd::OwnedFd>), BackupError> {
+        args: &[&str],
+        stdin: Stdio,
+        stdout: Stdio,
+    ) -> Result<Running, BackupError> {
         let mut cmd = Command::new(self.bin_dir.join(tool));
         cmd.env_clear()
             .env("PATH", "/usr/bin:/bin")
@@ -121,11 +125,56 @@ impl PgServer {
             }
             None => None,
         };
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
+        cmd.args(args)
+            .stdin(stdin)
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .kill_on_drop(true);
-        Ok((cmd, passfile))
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| BackupError::io(format!("starting {tool}"), e))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| BackupError::Refused(format!("{tool} has no stderr")))?;
+        Ok(Running {
+            tool,
+            child,
+            stderr: tokio::spawn(collect_stderr(stderr)),
+            _passfile: passfile,
+        })
+    }
+}
+
+/// A running `pg_dump` or `pg_restore` ([`PgServer::spawn`]).
+pub(crate) struct Running {
+    tool: &'static str,
+    /// The process (its stdin or stdout, when piped, are taken from here).
+    pub(crate) child: tokio::process::Child,
+    stderr: tokio::task::JoinHandle<String>,
+    // The password file stays open until the tool has ended.
+    _passfile: Option<std::os::fd::OwnedFd>,
+}
+
+impl Running {
+    /// Waits for the tool; a failure is [`BackupError::Tool`] with the last lines of its
+    /// message.
+    pub(crate) async fn finish(mut self) -> Result<(), BackupError> {
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(|e| BackupError::io(format!("waiting for {}", self.tool), e))?;
+        let detail = self.stderr.await.unwrap_or_default();
+        if status.success() {
+            Ok(())
+        } else {
+            Err(BackupError::Tool {
+                tool: self.tool,
+                status: status.to_string(),
+                detail,
+            })
+        }
     }
 }
 
@@ -146,7 +195,7 @@ fn passfile(password: &SecretText) -> Result<std::os::fd::OwnedFd, BackupError> 
 
 /// Collects a child's stderr, bounded, keeping only printable text: a tool's message can
 /// hold bytes of whatever it failed to read.
-pub(crate) async fn collect_stderr(mut stderr: tokio::process::ChildStderr) -> String {
+async fn collect_stderr(mut stderr: tokio::process::ChildStderr) -> String {
     let mut kept = Vec::new();
     let mut buf = [0u8; 4096];
     while let Ok(n) = stderr.read(&mut buf).await {

@@ -17,8 +17,10 @@ use sqlx::Executor as _;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
 
+mod contents;
 mod records;
 
+pub use contents::rows_by_table;
 pub use records::{TestRecord, TestRecords};
 
 use crate::migrate::{Grant, Migrations, Schema};
