@@ -139,6 +139,11 @@ actions! {
     AuditPersonErased => "audit.person_erased",
     /// Events were imported into the trail from a file.
     AuditImported => "audit.imported",
+    /// Everything held about one person was exported for them (a data subject access
+    /// request; context: what the export holds, never its content).
+    PersonalDataExported => "personal_data.exported",
+    /// One person was erased (context: counts of what went, never what it was).
+    PersonalDataErased => "personal_data.erased",
     /// Repeated unauthenticated refusals from one source in one window, recorded as a
     /// count (the first of them is recorded in full; see `RefusalAggregator`).
     RefusalsAggregated => "audit.refusals_aggregated",

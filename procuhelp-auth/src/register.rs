@@ -2,7 +2,7 @@
 //! ([`procuhelp_tenancy::personal_data`]): every table its migrations create, whom the
 //! rows are about, why and how long they are kept, and what each column holds.
 
-use procuhelp_tenancy::personal_data::Class::{Identifier, NotPersonal, Personal, Secret};
+use procuhelp_tenancy::personal_data::Class::{Identifier, NotPersonal, Personal, Secret, UserRef};
 use procuhelp_tenancy::personal_data::{PersonalTable, Retention};
 
 /// Sessions, tokens and sign-in requests are kept this many days after they expire (for
@@ -15,10 +15,10 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
         table: "app.users",
         subject: Some("id"),
         purpose: "accounts: sign-in, second factor, role, SCIM provisioning",
-        retention: Retention::Account,
+        retention: Retention::Identity,
         columns: &[
             ("org_id", NotPersonal),
-            ("id", Identifier),
+            ("id", UserRef),
             ("email", Identifier),
             ("display_name", Identifier),
             ("role", Personal),
@@ -40,7 +40,8 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
             ("scim_deleted_at", Personal),
             ("disabled_by_admin", Personal),
             ("scim_handed_over_at", Personal),
-            ("scim_handed_over_by", Identifier),
+            ("scim_handed_over_by", UserRef),
+            ("erased_at", Personal),
         ],
     },
     PersonalTable {
@@ -55,7 +56,7 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
             ("org_id", NotPersonal),
             ("id", NotPersonal),
             ("token_hash", Secret),
-            ("user_id", Identifier),
+            ("user_id", UserRef),
             ("stage", Personal),
             ("amr", Personal),
             ("created_at", Personal),
@@ -70,17 +71,17 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
     PersonalTable {
         table: "app.session_epochs",
         subject: Some("user_id"),
-        purpose: "which remembered session answers still hold",
-        retention: Retention::Account,
+        purpose: "which remembered session answers still hold (kept with the former user)",
+        retention: Retention::Identity,
         columns: &[
             ("org_id", NotPersonal),
-            ("user_id", Identifier),
+            ("user_id", UserRef),
             ("epoch", NotPersonal),
         ],
     },
     PersonalTable {
         table: "app.api_tokens",
-        subject: Some("created_by"),
+        subject: None,
         purpose: "API tokens of service accounts, and who issued them",
         retention: Retention::UntilExpiry {
             column: "expires_at",
@@ -92,7 +93,7 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
             ("token_hash", Secret),
             ("name", NotPersonal),
             ("role", NotPersonal),
-            ("created_by", Identifier),
+            ("created_by", UserRef),
             ("created_at", NotPersonal),
             ("expires_at", NotPersonal),
             ("revoked_at", NotPersonal),
@@ -107,12 +108,12 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
         columns: &[
             ("org_id", NotPersonal),
             ("id", NotPersonal),
-            ("user_id", Identifier),
+            ("user_id", UserRef),
             ("role", Personal),
             ("reason", Personal),
             ("state", Personal),
-            ("requested_by", Identifier),
-            ("approved_by", Identifier),
+            ("requested_by", UserRef),
+            ("approved_by", UserRef),
             ("duration_secs", NotPersonal),
             ("created_at", Personal),
             ("starts_at", Personal),
@@ -127,7 +128,7 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
         retention: Retention::Account,
         columns: &[
             ("org_id", NotPersonal),
-            ("user_id", Identifier),
+            ("user_id", UserRef),
             ("code_hash", Secret),
         ],
     },
@@ -151,7 +152,7 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
     },
     PersonalTable {
         table: "app.policy_changes",
-        subject: Some("requested_by"),
+        subject: None,
         purpose: "organisation policy changes waiting for a second admin",
         retention: Retention::Organisation,
         columns: &[
@@ -160,8 +161,8 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
             ("setting", NotPersonal),
             ("value", NotPersonal),
             ("state", NotPersonal),
-            ("requested_by", Identifier),
-            ("approved_by", Identifier),
+            ("requested_by", UserRef),
+            ("approved_by", UserRef),
             ("created_at", NotPersonal),
             ("expires_at", NotPersonal),
             ("decided_at", NotPersonal),
@@ -169,7 +170,7 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
     },
     PersonalTable {
         table: "app.scim_tokens",
-        subject: Some("created_by"),
+        subject: None,
         purpose: "SCIM provisioning tokens, and who issued them",
         retention: Retention::UntilExpiry {
             column: "expires_at",
@@ -180,7 +181,7 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
             ("id", NotPersonal),
             ("token_hash", Secret),
             ("name", NotPersonal),
-            ("created_by", Identifier),
+            ("created_by", UserRef),
             ("created_at", NotPersonal),
             ("expires_at", NotPersonal),
             ("revoked_at", NotPersonal),
@@ -208,7 +209,7 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
         columns: &[
             ("org_id", NotPersonal),
             ("group_id", NotPersonal),
-            ("user_id", Identifier),
+            ("user_id", UserRef),
         ],
     },
     PersonalTable {
@@ -242,7 +243,7 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
         columns: &[
             ("org_id", NotPersonal),
             ("subject_key", Identifier),
-            ("user_id", Identifier),
+            ("user_id", UserRef),
             ("created_at", Personal),
         ],
     },

@@ -39,10 +39,12 @@ const GRANTS: &[Grant] = &[
         "app.organisations",
         "UPDATE (mfa_required, elevation_needs_second_admin)",
     ),
-    // Users are disabled, never deleted by the server (their audit trail refers to them).
+    // Users are disabled, never deleted by the server (their audit trail refers to them);
+    // an erased user's row stays as "a former user" (0017).
     Grant::new("app.users", "SELECT, INSERT, UPDATE"),
     Grant::new("app.recovery_codes", "SELECT, INSERT, DELETE"),
-    Grant::new("app.sessions", "SELECT, INSERT, UPDATE"),
+    // Deleted when their person is erased (each delete bumps the session epoch, 0016).
+    Grant::new("app.sessions", "SELECT, INSERT, UPDATE, DELETE"),
     Grant::new("app.api_tokens", "SELECT, INSERT, UPDATE"),
     Grant::new("app.elevations", "SELECT, INSERT, UPDATE"),
     // Bumped by the triggers of 0016 in the changing transaction; never deleted.

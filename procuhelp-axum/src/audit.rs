@@ -11,7 +11,7 @@ use axum::extract::{FromRef, Query};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use procuhelp_audit::{
-    Action, EventQuery, ExportFormat, ExportRange, Outcome, PersonalView, StoredEvent,
+    Action, EventQuery, ExportFormat, ExportRange, Outcome, StoredEvent,
 };
 use procuhelp_auth::{AuthError, Permission};
 use serde::Deserialize;
@@ -83,36 +83,9 @@ impl Filter {
     }
 }
 
-fn event_json(stored: &StoredEvent) -> Value {
-    let e = &stored.event;
-    let personal = match &stored.personal {
-        PersonalView::Readable(p) => json!({
-            "email": p.email, "display_name": p.display_name,
-            "source": p.context.source.map(|s| s.to_string()),
-            "user_agent": p.context.user_agent,
-        }),
-        PersonalView::Erased => json!("erased"),
-        _ => Value::Null,
-    };
-    json!({
-        "seq": e.seq,
-        "at": e.at.format(&Rfc3339).ok(),
-        "actor": e.actor,
-        "action": e.action.as_str(),
-        "target": e.target,
-        "outcome": e.outcome.as_str(),
-        "context": serde_json::from_str::<Value>(&e.context).unwrap_or(Value::Null),
-        "request_id": e.request_id,
-        "personal": personal,
-        "hash": hex(&e.hash),
-    })
-}
+use crate::subject_rights::event_json;
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn audit_log(authed: &Authed) -> Result<procuhelp_audit::PgAuditSink> {
+pub(crate) fn audit_log(authed: &Authed) -> Result<procuhelp_audit::PgAuditSink> {
     Ok(authed
         .sdk()
         .audit_log()

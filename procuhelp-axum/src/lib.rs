@@ -86,6 +86,7 @@ pub mod scim;
 #[cfg(feature = "sso")]
 pub mod sso;
 mod state;
+pub mod subject_rights;
 
 pub use authed::{Authed, CSRF_HEADER, Client, roll_back_in_background, session_cookie};
 pub use error::{Error, Result, error_response};

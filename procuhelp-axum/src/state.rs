@@ -14,7 +14,8 @@ use procuhelp_auth::throttle::{LoginThrottle, ThrottlePolicy};
 use procuhelp_auth::totp::Totp;
 use procuhelp_core::vault::SecretProvider;
 use procuhelp_core::{Clock, SystemClock};
-use procuhelp_tenancy::{FieldCipher, TenantDb};
+use procuhelp_tenancy::personal_data::PersonalTable;
+use procuhelp_tenancy::{FieldCipher, Schema, TenantDb};
 use time::OffsetDateTime;
 
 use crate::Result;
@@ -57,6 +58,7 @@ struct Inner {
     vault: Arc<dyn SecretProvider>,
     audit_log: Option<PgAuditSink>,
     verified_sessions: Arc<VerifiedSessions>,
+    personal_data: Arc<[PersonalTable]>,
 }
 
 impl fmt::Debug for Sdk {
@@ -91,6 +93,7 @@ impl Sdk {
             hash_limiter: None,
             audit_log: None,
             verified_sessions: VerifiedSessions::default(),
+            personal_data: Arc::from(Vec::new()),
         }
     }
 
@@ -147,6 +150,12 @@ impl Sdk {
         &self.inner.verified_sessions
     }
 
+    /// The personal-data register given to [`SdkBuilder::personal_data`] (empty if none
+    /// was).
+    pub fn personal_data(&self) -> &[PersonalTable] {
+        &self.inner.personal_data
+    }
+
     /// The same SDK, with `log` for the audit router (see [`SdkBuilder::audit_log`]).
     pub fn with_audit_log(self, log: PgAuditSink) -> Self {
         let mut inner = Arc::unwrap_or_clone(self.inner);
@@ -171,6 +180,7 @@ pub struct SdkBuilder {
     hash_limiter: Option<HashLimiter>,
     audit_log: Option<PgAuditSink>,
     verified_sessions: VerifiedSessions,
+    personal_data: Arc<[PersonalTable]>,
 }
 
 impl fmt::Debug for SdkBuilder {
@@ -224,6 +234,14 @@ impl SdkBuilder {
         self
     }
 
+    /// The personal-data register of the application's whole schema (every crate's and
+    /// the application's own tables): what a data subject's export and erasure
+    /// ([`subject_rights`](crate::subject_rights)) cover. Without it they refuse to run.
+    pub fn personal_data(mut self, schema: &Schema) -> Self {
+        self.personal_data = schema.personal_data().copied().collect();
+        self
+    }
+
     /// Where [`ReadAuth`](crate::read::ReadAuth) remembers verified sessions (default:
     /// [`VerifiedSessions::default`], 15 s, 10,000 sessions;
     /// [`VerifiedSessions::disabled`] checks every read's session in full). A remembered
@@ -261,6 +279,7 @@ impl SdkBuilder {
                 vault: self.vault,
                 audit_log: self.audit_log,
                 verified_sessions: Arc::new(self.verified_sessions),
+                personal_data: self.personal_data,
             }),
         }
     }

@@ -41,6 +41,51 @@ pub enum Command {
     Audit(AuditArgs),
     /// Encrypted backups, restores and restore drills (docs/backups.md).
     Backup(BackupArgs),
+    /// A data subject's requests: export or erase one person (docs/gdpr.md).
+    Gdpr(GdprArgs),
+}
+
+/// `gdpr` subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct GdprArgs {
+    /// Which request.
+    #[command(subcommand)]
+    pub command: GdprCommand,
+}
+
+/// A data subject's requests, for one person of one organisation, recorded in that
+/// organisation's audit trail. On the embedded default no other flag is needed.
+#[derive(Debug, Clone, Subcommand)]
+pub enum GdprCommand {
+    /// Write everything held about the person to one JSON file (manifest, summary, rows,
+    /// audit events with personal fields opened).
+    Export {
+        /// The organisation.
+        #[arg(long)]
+        org: procuhelp_core::OrgId,
+        /// The person's sign-in address.
+        #[arg(long)]
+        email: String,
+        /// Output file (created, mode 0600; never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Where the database and vault are.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Erase the person: their account becomes "a former user", their sessions end, their
+    /// rows go, their personal data in the audit trail is crypto-shredded.
+    Erase {
+        /// The organisation.
+        #[arg(long)]
+        org: procuhelp_core::OrgId,
+        /// The person's sign-in address.
+        #[arg(long)]
+        email: String,
+        /// Where the database and vault are.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 /// `backup` subcommands.

@@ -1,6 +1,6 @@
 //! Opening the database: the embedded cluster by default, a configured server otherwise.
 
-use procuhelp_tenancy::personal_data::Class::{Identifier, NotPersonal, Personal, Sealed};
+use procuhelp_tenancy::personal_data::Class::{NotPersonal, Personal, Sealed, UserRef};
 use procuhelp_tenancy::personal_data::{PersonalTable, Retention};
 use std::path::Path;
 use std::str::FromStr;
@@ -41,7 +41,7 @@ const PERSONAL_DATA: &[PersonalTable] = &[
             ("country", NotPersonal),
             ("vat_id", NotPersonal),
             ("status", NotPersonal),
-            ("created_by", Identifier),
+            ("created_by", UserRef),
             ("created_at", NotPersonal),
             ("updated_at", NotPersonal),
             // A sole trader's IBAN is personal data: sealed by the field cipher.
@@ -58,9 +58,9 @@ const PERSONAL_DATA: &[PersonalTable] = &[
             ("id", NotPersonal),
             ("title", Personal),
             ("amount_cents", NotPersonal),
-            ("requested_by", Identifier),
+            ("requested_by", UserRef),
             ("status", NotPersonal),
-            ("approved_by", Identifier),
+            ("approved_by", UserRef),
             ("created_at", Personal),
         ],
     },

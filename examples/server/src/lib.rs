@@ -15,6 +15,7 @@ pub mod backups;
 pub mod cli;
 pub mod connections;
 pub mod database;
+pub mod gdpr;
 pub mod keys;
 pub mod logging;
 pub mod serve;
@@ -120,6 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audit(cli::AuditArgs { command }) => audit_command(command).await,
         Command::Backup(cli::BackupArgs { command }) => backups::command(command).await,
+        Command::Gdpr(cli::GdprArgs { command }) => gdpr::command(command).await,
     }
 }
 
@@ -256,7 +258,7 @@ async fn audit_command(command: cli::AuditCommand) -> anyhow::Result<()> {
 }
 
 /// The audit log of the configured database, as the runtime role.
-async fn open_audit_log(
+pub(crate) async fn open_audit_log(
     db: &cli::DatabaseArgs,
 ) -> anyhow::Result<(
     procuhelp_audit::PgAuditSink,

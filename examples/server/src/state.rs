@@ -63,6 +63,7 @@ impl AppState {
             procuhelp_axum::Sdk::builder(runtime, cipher, vault, audit)
                 .clock(clock)
                 .password_hasher(hasher)
+                .personal_data(&crate::database::schema())
                 .build(),
         )
     }

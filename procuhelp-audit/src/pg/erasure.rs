@@ -1,6 +1,7 @@
 //! GDPR erasure: destroy a person's keys, record that it happened.
 
 use procuhelp_core::OrgId;
+use procuhelp_tenancy::TenantTx;
 use uuid::Uuid;
 
 use super::storage::{db_err, lock_chain, tenancy_err};
@@ -29,6 +30,22 @@ impl PgAuditSink {
         actor: Actor,
     ) -> Result<Erasure> {
         let mut tx = self.inner().db.begin(org).await.map_err(tenancy_err)?;
+        let erasure = self.erase_person_in_tx(&mut tx, subject, actor).await?;
+        tx.commit().await.map_err(tenancy_err)?;
+        Ok(erasure)
+    }
+
+    /// [`erase_person`](Self::erase_person) in the caller's transaction of the
+    /// organisation, so that erasing the audit trail's part of a person commits or rolls
+    /// back with erasing the rest (a data subject's erasure request). Takes the chain
+    /// lock: call it after locking the person's own rows, as every writer does.
+    pub async fn erase_person_in_tx(
+        &self,
+        tx: &mut TenantTx,
+        subject: &Subject,
+        actor: Actor,
+    ) -> Result<Erasure> {
+        let org = tx.org();
         // Serialise with writers of this chain (they create and use person keys under it).
         lock_chain(tx.conn(), org).await?;
         let erased: Vec<Uuid> = sqlx::query_scalar(
@@ -50,7 +67,8 @@ impl PgAuditSink {
         .context(serde_json::json!({ "keys_erased": erased.len() }));
         let batch = super::Batch::check(org, std::slice::from_ref(&event))?;
         let chained = append_locked(self.inner(), tx.conn(), org, &batch).await?;
-        tx.commit().await.map_err(tenancy_err)?;
+        // Before the commit: harmless if it rolls back (whether a key is live is always
+        // read from the database; the cache only saves unwrapping it again).
         self.inner().persons.forget(&erased);
         let seq = chained
             .first()

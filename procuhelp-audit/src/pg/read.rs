@@ -1,10 +1,14 @@
 //! Reading a page of a chain back, with personal data opened where its key still exists.
 
+use procuhelp_core::{OrgId, UserId};
+use procuhelp_tenancy::TenantTx;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::{PgAuditSink, storage};
-use crate::{Action, AuditError, AuditEvent, AuditSink as _, ChainedEvent, PersonalData, Result};
+use crate::{
+    Action, AuditError, AuditEvent, AuditSink as _, ChainedEvent, PersonalData, Result, Subject,
+};
 
 /// Filters for [`PgAuditSink::read_events`].
 #[derive(Debug, Clone, Default)]
@@ -92,8 +96,58 @@ impl PgAuditSink {
             .fetch_all(tx.conn())
             .await
             .map_err(storage::db_err)?;
+        let out = self.open_rows(&mut tx, org, &rows).await?;
+        tx.commit().await.map_err(storage::tenancy_err)?;
+        Ok(out)
+    }
+
+    /// A page of the events by, about or targeting the user `person` — as actor, as the
+    /// subject of their personal data, or as `user:<id>` target — after `after_seq`,
+    /// oldest first, at most `limit` (capped at [`MAX_READ`]), with personal data opened:
+    /// a data subject's access request. In the caller's transaction of the organisation,
+    /// which records the request before reading.
+    pub async fn person_events_in_tx(
+        &self,
+        tx: &mut TenantTx,
+        person: UserId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>> {
+        let org = tx.org();
+        // Three indexed conditions (migration 0018), joined rather than OR-ed so each
+        // uses its own index; the union removes events that match more than one.
+        let sql = format!(
+            "{select} WHERE org_id = $1 AND seq > $2 AND seq IN (
+                 (SELECT seq FROM app.audit_events WHERE org_id = $1 AND actor_id = $3
+                    AND seq > $2 ORDER BY seq LIMIT $6)
+                 UNION (SELECT seq FROM app.audit_events WHERE org_id = $1 AND subject = $4
+                    AND seq > $2 ORDER BY seq LIMIT $6)
+                 UNION (SELECT seq FROM app.audit_events WHERE org_id = $1 AND target = $5
+                    AND target LIKE 'user:%' AND seq > $2 ORDER BY seq LIMIT $6))
+             ORDER BY seq LIMIT $6",
+            select = storage::SELECT_ROWS
+        );
+        let rows = sqlx::query(&sql)
+            .bind(org.as_uuid())
+            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+            .bind(person.as_uuid())
+            .bind(Subject::from(person).as_str().to_owned())
+            .bind(format!("user:{person}"))
+            .bind(i64::from(limit.clamp(1, MAX_READ)))
+            .fetch_all(tx.conn())
+            .await
+            .map_err(storage::db_err)?;
+        self.open_rows(tx, org, &rows).await
+    }
+
+    async fn open_rows(
+        &self,
+        tx: &mut TenantTx,
+        org: OrgId,
+        rows: &[sqlx::postgres::PgRow],
+    ) -> Result<Vec<StoredEvent>> {
         let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
+        for row in rows {
             let event = storage::RawRow::from_row(row)?.into_event(org)?;
             let personal = match (&event.person_key, &event.personal) {
                 (Some(key), Some(sealed)) => match self
@@ -116,7 +170,6 @@ impl PgAuditSink {
             };
             out.push(StoredEvent { event, personal });
         }
-        tx.commit().await.map_err(storage::tenancy_err)?;
         Ok(out)
     }
 }

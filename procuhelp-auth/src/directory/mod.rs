@@ -6,10 +6,12 @@
 //! organisation's sign-in policy ([`OrgPolicy`]).
 
 mod email;
+mod erasure;
 mod mfa;
 mod policy;
 
 pub use email::Email;
+pub use erasure::{AccountErasure, FORMER_USER, erase_account, former_user_email};
 pub use mfa::{
     advance_totp_step, clear_mfa, confirm_totp, replace_recovery_codes, set_totp_pending,
     totp_pending, use_recovery_code,
@@ -194,7 +196,9 @@ pub async fn set_role(
     now: OffsetDateTime,
 ) -> AuthResult<()> {
     changed(
-        sqlx::query("UPDATE app.users SET role = $3, changed_at = $2 WHERE id = $1")
+        sqlx::query(
+            "UPDATE app.users SET role = $3, changed_at = $2 WHERE id = $1 AND erased_at IS NULL",
+        )
             .bind(id.as_uuid())
             .bind(now)
             .bind(role.as_str())
@@ -216,7 +220,7 @@ pub async fn set_status(
         sqlx::query(
             "UPDATE app.users SET status = $3, disabled_by_admin = ($3 = 'disabled'),
                  changed_at = $2
-             WHERE id = $1",
+             WHERE id = $1 AND erased_at IS NULL",
         )
         .bind(id.as_uuid())
         .bind(now)

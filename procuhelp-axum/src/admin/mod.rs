@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::{Access, Authed, Error, Result, RouteTable, Sdk};
 
 mod elevations;
+mod personal_data;
 mod policy;
 mod tokens;
 mod users;
@@ -60,6 +61,16 @@ where
             "/api/users/{user}/unlock",
             Needs(P::ManageUsers),
             users::unlock_user,
+        )
+        .get(
+            "/api/users/{user}/personal-data",
+            Needs(P::ManageUsers),
+            personal_data::export_user,
+        )
+        .post(
+            "/api/users/{user}/erase",
+            Needs(P::ManageUsers),
+            personal_data::erase_user,
         )
         .get("/api/org/policy", Needs(P::ManageUsers), policy::get_policy)
         .put("/api/org/policy", Needs(P::ManageUsers), policy::set_policy)

@@ -7,7 +7,8 @@
 //! database after the migrations: a column no register classifies, or a register entry
 //! the database does not have, is an error — so a new column cannot slip past the GDPR
 //! tooling (subject export, erasure and retention are built from this register).
-//! [`markdown`] renders it as the record of processing (`docs/retention.md`).
+//! [`markdown`] renders it as the record of processing (`docs/retention.md`), and
+//! [`subject`] reads and erases one person's rows from it.
 //!
 //! ```
 //! use procuhelp_tenancy::personal_data::{Class::*, PersonalTable, Retention};
@@ -20,11 +21,11 @@
 //!     columns: &[
 //!         ("org_id", NotPersonal),
 //!         ("id", NotPersonal),
-//!         ("claimant", Identifier),
+//!         ("claimant", UserRef),
 //!         ("title", Personal),
 //!     ],
 //! };
-//! assert_eq!(CLAIMS.class_of("claimant"), Some(Identifier));
+//! assert_eq!(CLAIMS.class_of("claimant"), Some(UserRef));
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,14 +35,20 @@ use sqlx::PgPool;
 
 use crate::Schema;
 
+pub mod subject;
+
 /// What a column holds, for data protection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Class {
     /// Nothing about a person: ids of things, states, amounts, system times, counters.
     NotPersonal,
-    /// Identifies a person directly or by reference: e-mail, name, a user's id, an
-    /// identity provider's subject.
+    /// Identifies a person directly: e-mail, name, an identity provider's subject, a
+    /// keyed hash of one of these.
     Identifier,
+    /// A user's id (`app.users.id`, type `uuid`): identifies a person by reference.
+    /// Subject access finds a person's rows by these columns; where a record outlives the
+    /// account (an approval), the id stays and points to "a former user".
+    UserRef,
     /// About a person: their role, status, what they did and when, their address or
     /// browser, free text they wrote.
     Personal,
@@ -59,6 +66,7 @@ impl Class {
         match self {
             Class::NotPersonal => "not personal",
             Class::Identifier => "identifier",
+            Class::UserRef => "user id",
             Class::Personal => "personal",
             Class::Sealed => "personal, sealed",
             Class::Secret => "credential",
@@ -73,6 +81,10 @@ pub enum Retention {
     Organisation,
     /// As long as the person's account exists; erased with it.
     Account,
+    /// The person's own account record (and what must outlive it with it): reduced to
+    /// "a former user" on erasure by the crate that owns the table, and kept, so that
+    /// records referring to the id stay whole.
+    Identity,
     /// Until the instant in `column` has passed, then purged (a grace of `grace_days`).
     UntilExpiry {
         /// The column holding the expiry.
@@ -93,10 +105,14 @@ pub enum Retention {
 }
 
 impl Retention {
-    fn describe(self) -> String {
+    /// How long, in words (as in the record of processing).
+    pub fn describe(self) -> String {
         match self {
             Retention::Organisation => "while the organisation is a customer".to_owned(),
             Retention::Account => "while the person's account exists".to_owned(),
+            Retention::Identity => {
+                "while the account exists; reduced to \"a former user\" on erasure".to_owned()
+            }
             Retention::UntilExpiry { column, grace_days } => {
                 format!("until `{column}`, then {}", days(grace_days))
             }
@@ -141,6 +157,14 @@ impl PersonalTable {
             .map(|(_, class)| *class)
     }
 
+    /// The columns holding a user's id ([`Class::UserRef`]).
+    pub fn user_refs(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.columns
+            .iter()
+            .filter(|(_, c)| *c == Class::UserRef)
+            .map(|(name, _)| *name)
+    }
+
     /// Whether any column is about a person.
     pub fn is_personal(&self) -> bool {
         self.columns.iter().any(|(_, c)| *c != Class::NotPersonal)
@@ -159,15 +183,16 @@ pub struct RegisterError {
     /// `table.column` in a register and not in the database.
     pub absent: Vec<String>,
     /// Entries that contradict themselves (a table declared twice, a subject or
-    /// retention column that is not one of the table's columns).
+    /// retention column that is not one of the table's columns, a user id that is not a
+    /// `uuid`, a name that is not a plain SQL identifier).
     pub problems: Vec<String>,
 }
 
 /// Compares `schema`'s register with every column of every table in schema `app` of the
 /// database behind `pool` (after the migrations).
 pub async fn check(pool: &PgPool, schema: &Schema) -> crate::Result<()> {
-    let live: Vec<(String, String)> = sqlx::query_as(
-        "SELECT c.table_schema || '.' || c.table_name, c.column_name::text
+    let live: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT c.table_schema || '.' || c.table_name, c.column_name::text, c.udt_name::text
          FROM information_schema.columns c
          JOIN information_schema.tables t
            ON t.table_schema = c.table_schema AND t.table_name = c.table_name
@@ -176,8 +201,24 @@ pub async fn check(pool: &PgPool, schema: &Schema) -> crate::Result<()> {
     )
     .fetch_all(pool)
     .await?;
-    let live: BTreeSet<String> = live.into_iter().map(|(t, c)| format!("{t}.{c}")).collect();
-    let (registered, problems) = registered_columns(schema);
+    let (registered, mut problems) = registered_columns(schema);
+    for entry in schema.personal_data() {
+        for column in entry.user_refs() {
+            let found = live
+                .iter()
+                .find(|(t, c, _)| t == entry.table && c == column);
+            if let Some((_, _, udt)) = found.filter(|(_, _, udt)| udt != "uuid") {
+                problems.push(format!(
+                    "{}.{column} is a user id but of type {udt}, not uuid",
+                    entry.table
+                ));
+            }
+        }
+    }
+    let live: BTreeSet<String> = live
+        .into_iter()
+        .map(|(t, c, _)| format!("{t}.{c}"))
+        .collect();
     let unclassified: Vec<String> = live.difference(&registered).cloned().collect();
     let absent: Vec<String> = registered.difference(&live).cloned().collect();
     if unclassified.is_empty() && absent.is_empty() && problems.is_empty() {
@@ -198,7 +239,13 @@ fn registered_columns(schema: &Schema) -> (BTreeSet<String>, Vec<String>) {
         if !tables.insert(entry.table) {
             problems.push(format!("{} is declared twice", entry.table));
         }
+        if !subject::is_table_name(entry.table) {
+            problems.push(format!("{} is not a plain schema.table name", entry.table));
+        }
         for (column, _) in entry.columns {
+            if !subject::is_identifier(column) {
+                problems.push(format!("{}.{column} is not a plain column name", entry.table));
+            }
             if !columns.insert(format!("{}.{column}", entry.table)) {
                 problems.push(format!("{}.{column} is declared twice", entry.table));
             }
@@ -231,7 +278,8 @@ pub fn markdown(schema: &Schema) -> String {
          Generated from the personal-data register (`procuhelp_tenancy::personal_data`, \
          each crate's `MIGRATIONS`) by `procuhelp_tenancy::personal_data::markdown`; a test \
          fails when this file, or the live schema, disagrees with it. Do not edit by hand.\n\n\
-         Classes: *identifier* names a person; *personal* is about a person; *sealed* is \
+         Classes: *identifier* names a person; *user id* names a person by reference \
+         (subject access finds their rows by it); *personal* is about a person; *sealed* is \
          personal and stored encrypted (field cipher, or a per-person key that erasure \
          shreds); *credential* is a secret or its hash (never exported).\n\n\
          ## Tables\n\n\
