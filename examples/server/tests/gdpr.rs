@@ -516,3 +516,183 @@ async fn erasure_leaves_a_former_user_and_is_idempotent_atomic_and_confined() {
     }
     w.close().await;
 }
+
+/// `pg_dump` of `database` in plain SQL, as the cluster's superuser.
+async fn plain_dump(cluster: &procuhelp_tenancy::embedded::LocalCluster, database: &str) -> String {
+    use procuhelp_tenancy::embedded::LocalCluster;
+    let opts = cluster.connect_options(database, LocalCluster::SUPERUSER);
+    let out = tokio::process::Command::new(cluster.bin_dir().join("pg_dump"))
+        .arg("--host")
+        .arg(
+            opts.get_socket()
+                .map_or_else(|| opts.get_host().into(), |dir| dir.as_os_str().to_owned()),
+        )
+        .arg("--port")
+        .arg(opts.get_port().to_string())
+        .arg("--username")
+        .arg(LocalCluster::SUPERUSER)
+        .arg("--dbname")
+        .arg(database)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+async fn run(args: &[&str]) -> anyhow::Result<()> {
+    use clap::Parser as _;
+    let mut argv = vec!["procuhelp-server"];
+    argv.extend_from_slice(args);
+    procuhelp_server::run(procuhelp_server::cli::Cli::parse_from(argv)).await
+}
+
+/// The command line on the embedded default: export and erase by address, then neither a
+/// `pg_dump` of the database nor a backup taken afterwards holds the person, and the
+/// restore drill (which verifies every audit chain against the pinned keys) passes.
+#[tokio::test]
+async fn command_line_export_and_erasure_leave_nothing_in_a_dump_or_a_later_backup() {
+    use procuhelp_tenancy::embedded::LocalCluster;
+    procuhelp_server::tls::install_crypto_provider();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let dir = std::env::temp_dir().join(format!("ph-gdpr-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data");
+    let repo = format!("/dev/shm/ph-gdpr-repo-{id}");
+    let d = data.to_str().unwrap().to_owned();
+    run(&["seed-demo", "--data-dir", &d]).await.unwrap();
+    let person = "requester@a.demo.procuhelp.test";
+
+    // The person gets SCIM attributes and an identity provider's subject.
+    let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
+    let live = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(cluster.connect_options(LocalCluster::DATABASE, LocalCluster::SUPERUSER))
+        .await
+        .unwrap();
+    let org: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM app.organisations WHERE name = 'Demo Org A'")
+            .fetch_one(&live)
+            .await
+            .unwrap();
+    sqlx::query(
+        "UPDATE app.users SET scim_user_name = $2, scim_external_id = $3, given_name = $4,
+             family_name = $5
+         WHERE email = $1",
+    )
+    .bind(person)
+    .bind(SCIM_USER_NAME)
+    .bind(EXTERNAL_ID)
+    .bind(GIVEN)
+    .bind(FAMILY)
+    .execute(&live)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO app.sso_identities (org_id, subject_key, user_id)
+         SELECT org_id, $2, id FROM app.users WHERE email = $1",
+    )
+    .bind(person)
+    .bind(IDP_SUBJECT)
+    .execute(&live)
+    .await
+    .unwrap();
+    live.close().await;
+    let dump = plain_dump(&cluster, LocalCluster::DATABASE).await;
+    let identifiers = [person, SCIM_USER_NAME, EXTERNAL_ID, GIVEN, FAMILY, IDP_SUBJECT];
+    for needle in identifiers {
+        assert!(dump.contains(needle), "{needle} is not in the dump before");
+    }
+    cluster.stop().await.unwrap();
+
+    // Export by address: one file, 0600, never over an existing one.
+    let org = org.to_string();
+    let out = dir.join("export.json");
+    let o = out.to_str().unwrap().to_owned();
+    run(&["gdpr", "export", "--data-dir", &d, "--org", &org, "--email", person, "--out", &o])
+        .await
+        .unwrap();
+    let export: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(export["tables"]["app.users"][0]["email"], person);
+    assert_eq!(
+        export["tables"]["app.sso_identities"][0]["subject_key"],
+        IDP_SUBJECT
+    );
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let err = run(&["gdpr", "export", "--data-dir", &d, "--org", &org, "--email", person, "--out", &o])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("creating"), "{err:#}");
+    // An unknown address: a clear error, and no file left behind.
+    let missing = dir.join("missing.json");
+    let err = run(&[
+        "gdpr",
+        "export",
+        "--data-dir",
+        &d,
+        "--org",
+        &org,
+        "--email",
+        "nobody@a.demo.procuhelp.test",
+        "--out",
+        missing.to_str().unwrap(),
+    ])
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("no person"), "{err:#}");
+    assert!(!missing.exists());
+
+    // Erase by address; a second time there is no such person any more.
+    run(&["gdpr", "erase", "--data-dir", &d, "--org", &org, "--email", person])
+        .await
+        .unwrap();
+    let err = run(&["gdpr", "erase", "--data-dir", &d, "--org", &org, "--email", person])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("already erased"), "{err:#}");
+
+    // Neither the database nor a backup taken now holds any of it.
+    let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
+    let dump = plain_dump(&cluster, LocalCluster::DATABASE).await;
+    for needle in identifiers {
+        assert!(!dump.contains(needle), "{needle} is still in the dump");
+    }
+    cluster.stop().await.unwrap();
+    run(&["backup", "run", "--data-dir", &d, "--repo", &repo])
+        .await
+        .unwrap();
+    run(&[
+        "backup",
+        "restore",
+        "--data-dir",
+        &d,
+        "--repo",
+        &repo,
+        "--into-database",
+        "restored",
+    ])
+    .await
+    .unwrap();
+    let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
+    let dump = plain_dump(&cluster, "restored").await;
+    assert!(dump.contains("app.users"), "the restored dump is empty");
+    for needle in identifiers {
+        assert!(!dump.contains(needle), "{needle} is in the backup taken after");
+    }
+    cluster.stop().await.unwrap();
+    // The drill restores the backup and verifies every audit chain against the pinned
+    // checkpoint keys: the erasure broke none.
+    run(&["backup", "drill", "--data-dir", &d, "--repo", &repo])
+        .await
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&repo);
+    let _ = std::fs::remove_dir_all(&dir);
+}
