@@ -144,6 +144,8 @@ actions! {
     PersonalDataExported => "personal_data.exported",
     /// One person was erased (context: counts of what went, never what it was).
     PersonalDataErased => "personal_data.erased",
+    /// What the register says has expired was purged (context: rows per table).
+    PersonalDataPurged => "personal_data.purged",
     /// Repeated unauthenticated refusals from one source in one window, recorded as a
     /// count (the first of them is recorded in full; see `RefusalAggregator`).
     RefusalsAggregated => "audit.refusals_aggregated",

@@ -45,7 +45,8 @@ const GRANTS: &[Grant] = &[
     Grant::new("app.recovery_codes", "SELECT, INSERT, DELETE"),
     // Deleted when their person is erased (each delete bumps the session epoch, 0016).
     Grant::new("app.sessions", "SELECT, INSERT, UPDATE, DELETE"),
-    Grant::new("app.api_tokens", "SELECT, INSERT, UPDATE"),
+    // Tokens, like sessions, are purged 30 days after they expire (retention jobs).
+    Grant::new("app.api_tokens", "SELECT, INSERT, UPDATE, DELETE"),
     Grant::new("app.elevations", "SELECT, INSERT, UPDATE"),
     // Bumped by the triggers of 0016 in the changing transaction; never deleted.
     Grant::new("app.session_epochs", "SELECT, INSERT, UPDATE"),
@@ -55,7 +56,7 @@ const GRANTS: &[Grant] = &[
     // SCIM (0008): tokens are revoked, never deleted; groups and memberships follow
     // the identity provider; the role mapping is replaced by admins.
     Grant::new("app.organisations", "UPDATE (sso_jit_provisioning)"),
-    Grant::new("app.scim_tokens", "SELECT, INSERT, UPDATE"),
+    Grant::new("app.scim_tokens", "SELECT, INSERT, UPDATE, DELETE"),
     Grant::new("app.scim_groups", "SELECT, INSERT, UPDATE, DELETE"),
     Grant::new("app.scim_group_members", "SELECT, INSERT, DELETE"),
     Grant::new("app.scim_role_mappings", "SELECT, INSERT, DELETE"),

@@ -43,6 +43,18 @@ pub enum Command {
     Backup(BackupArgs),
     /// A data subject's requests: export or erase one person (docs/gdpr.md).
     Gdpr(GdprArgs),
+    /// Purge what the personal-data register says has expired, once (`serve` does it on a
+    /// schedule), and record the counts in the audit trail.
+    Retention(PurgeArgs),
+}
+
+/// `retention` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct PurgeArgs {
+    /// Where the database and vault are (the schema owner's connection: only it lists
+    /// every organisation).
+    #[command(flatten)]
+    pub db: DatabaseArgs,
 }
 
 /// `gdpr` subcommands.
@@ -527,6 +539,11 @@ pub struct ServeArgs {
     /// Backups on a schedule.
     #[command(flatten)]
     pub backups: ScheduleArgs,
+
+    /// Hours between runs of the retention purge (what the personal-data register says
+    /// has expired: sessions, sign-in throttles, SSO requests and replay rows, tokens).
+    #[arg(long, default_value_t = 24, value_name = "HOURS")]
+    pub retention_every_hours: u64,
 }
 
 /// Connection limits (see `docs/hardening.md`) and trusted proxies.

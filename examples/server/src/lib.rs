@@ -18,6 +18,7 @@ pub mod database;
 pub mod gdpr;
 pub mod keys;
 pub mod logging;
+pub mod retention;
 pub mod serve;
 pub mod state;
 pub mod suppliers;
@@ -122,6 +123,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(cli::AuditArgs { command }) => audit_command(command).await,
         Command::Backup(cli::BackupArgs { command }) => backups::command(command).await,
         Command::Gdpr(cli::GdprArgs { command }) => gdpr::command(command).await,
+        Command::Retention(args) => {
+            let (log, runtime, database) = open_audit_log(&args.db).await?;
+            let owner = database.owner_pool().await;
+            let purged = match owner {
+                Ok(owner) => {
+                    let purged = retention::run_once(&owner, &runtime, &log).await;
+                    owner.close().await;
+                    purged
+                }
+                Err(e) => Err(e),
+            };
+            runtime.close().await;
+            database.close().await?;
+            let purged = purged?;
+            let mut lines: Vec<String> = purged
+                .rows
+                .iter()
+                .map(|(table, n)| format!("{table}: {n} rows purged"))
+                .collect();
+            if purged.more_left {
+                lines.push("more expired rows are left for the next run".to_owned());
+            }
+            report(&lines);
+            Ok(())
+        }
     }
 }
 

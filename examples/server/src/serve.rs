@@ -170,6 +170,7 @@ async fn serve_on(
             .run(),
         )
     });
+    let retention = retention_schedule(args, db, &runtime, audit.sink()).await?;
     let app = app::app(
         AppState::assemble(
             runtime.clone(),
@@ -225,6 +226,10 @@ async fn serve_on(
         .await
         .with_context(|| format!("serving HTTPS on {}", args.https_addr));
     signals.abort();
+    if let Some(task) = retention {
+        // A purge in flight rolls back (each organisation's batch is one transaction).
+        task.abort();
+    }
     if let Some(schedule) = schedule {
         // A backup or drill in flight is abandoned: its directory stays incomplete (never
         // restored, removed by retention) and a scratch database is left to drop by hand.
@@ -327,4 +332,36 @@ async fn shutdown_signal() {
             }
         }
     }
+}
+
+/// The retention purge on its schedule, when this process can list every organisation
+/// (the embedded default; a configured database whose URL is the schema owner's). With
+/// only the runtime role's URL it cannot: say so once, and leave the job to
+/// `procuhelp-server retention` run by the operator with the owner's URL.
+async fn retention_schedule(
+    args: &ServeArgs,
+    db: &Database,
+    runtime: &sqlx::PgPool,
+    audit: std::sync::Arc<dyn procuhelp_audit::AuditSink>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    if args.retention_every_hours == 0 {
+        anyhow::bail!("--retention-every-hours must be at least 1");
+    }
+    let owner = db.owner_pool().await?;
+    if let Err(e) = procuhelp_tenancy::organisation_ids(&owner).await {
+        owner.close().await;
+        tracing::warn!(
+            error = %e,
+            "retention purge not scheduled: run `procuhelp-server retention` with the schema \
+             owner's URL (cron) to purge expired personal data"
+        );
+        return Ok(None);
+    }
+    let every = Duration::from_secs(args.retention_every_hours.saturating_mul(3600));
+    Ok(Some(tokio::spawn(crate::retention::schedule(
+        owner,
+        runtime.clone(),
+        audit,
+        every,
+    ))))
 }

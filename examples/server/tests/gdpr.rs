@@ -696,3 +696,109 @@ async fn command_line_export_and_erasure_leave_nothing_in_a_dump_or_a_later_back
     let _ = std::fs::remove_dir_all(&repo);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The retention purge deletes exactly what the register says has expired, in every
+/// organisation, and records the counts (issue #14, point 5).
+#[tokio::test]
+async fn retention_purges_exactly_the_expired_rows() {
+    let w = world(hasher()).await;
+    let now = time::OffsetDateTime::now_utc();
+    let days = |d: i64| now - time::Duration::days(d);
+    // In each organisation: sessions that ended 31 days ago (gone: 30 days' grace) and 29
+    // days ago (kept); SSO requests that expired 2 days ago (gone: 1 day) and just now
+    // (kept).
+    for (i, org) in w.orgs.into_iter().enumerate() {
+        let user = w.users[&(i, Role::ReadOnly)].as_uuid();
+        let mut tx = w.state.sdk.tenants().begin(org).await.unwrap();
+        for (ended, n) in [(days(31), 1u8), (days(29), 2)] {
+            sqlx::query(
+                "INSERT INTO app.sessions (org_id, id, token_hash, user_id, stage, created_at,
+                     last_seen_at, idle_secs, expires_at)
+                 VALUES (app.current_org(), gen_random_uuid(), sha256($3), $1, 'full', $2, $2,
+                     600, $2)",
+            )
+            .bind(user)
+            .bind(ended)
+            .bind(vec![n, i as u8])
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        }
+        for (expired, n) in [(days(2), 1u8), (now, 2)] {
+            sqlx::query(
+                "INSERT INTO app.sso_login_requests (org_id, lookup_hash, browser_hash, protocol,
+                     expires_at)
+                 VALUES (app.current_org(), sha256($2), sha256($2), 'oidc', $1)",
+            )
+            .bind(expired)
+            .bind(vec![n, i as u8])
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+    // The sign-in throttle (no organisation): failures 3 days ago (gone: 2 days) and 1.
+    for (last, n) in [(days(3), 1u8), (days(1), 2)] {
+        sqlx::query(
+            "INSERT INTO app.login_throttle (key_hash, failures, last_failure)
+             VALUES (sha256($2), 1, $1)",
+        )
+        .bind(last)
+        .bind(vec![n, 9])
+        .execute(&w.runtime)
+        .await
+        .unwrap();
+    }
+    let superuser = w.scratch.admin_pool(1).await.unwrap();
+    let count = |sql: &'static str| {
+        let superuser = superuser.clone();
+        async move {
+            let n: i64 = sqlx::query_scalar(sql).fetch_one(&superuser).await.unwrap();
+            n
+        }
+    };
+    let sessions_before = count("SELECT count(*) FROM app.sessions").await;
+
+    let purged = procuhelp_server::retention::run_once(
+        &w.owner,
+        &w.runtime,
+        w.state.sdk.audit().as_ref(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(purged.rows["app.sessions"], 2, "{purged:?}");
+    assert_eq!(purged.rows["app.sso_login_requests"], 2, "{purged:?}");
+    assert_eq!(purged.rows["app.login_throttle"], 1, "{purged:?}");
+    assert!(!purged.more_left);
+    assert_eq!(
+        count("SELECT count(*) FROM app.sessions").await,
+        sessions_before - 2
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM app.sessions WHERE expires_at < now() - interval '30 days'")
+            .await,
+        0
+    );
+    assert_eq!(count("SELECT count(*) FROM app.sso_login_requests").await, 2);
+    assert_eq!(count("SELECT count(*) FROM app.login_throttle").await, 1);
+    // A second run finds nothing; each run is recorded with its counts.
+    let again = procuhelp_server::retention::run_once(
+        &w.owner,
+        &w.runtime,
+        w.state.sdk.audit().as_ref(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.total(), 0);
+    let recorded: Vec<_> = w
+        .audit
+        .events()
+        .into_iter()
+        .filter(|e| e.action == Action::PersonalDataPurged)
+        .collect();
+    assert_eq!(recorded.len(), 2);
+    assert_eq!(recorded[0].context["rows"]["app.sessions"], 2, "{}", recorded[0].context);
+    superuser.close().await;
+    w.close().await;
+}

@@ -34,7 +34,10 @@ async fn every_table_has_its_owners_grant_and_posture_passes() {
         ("app.suppliers", "DELETE", true),
         ("app.purchase_requests", "DELETE", false),
         ("app.scim_tokens", "UPDATE", true),
-        ("app.scim_tokens", "DELETE", false),
+        // Expired tokens are purged by the retention job; users never deleted (erasure
+        // leaves "a former user").
+        ("app.scim_tokens", "DELETE", true),
+        ("app.users", "DELETE", false),
         ("app.audit_events", "INSERT", true),
         ("app.audit_events", "UPDATE", false),
         ("app.organisations", "UPDATE", false),

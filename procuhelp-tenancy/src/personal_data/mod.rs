@@ -35,6 +35,7 @@ use sqlx::PgPool;
 
 use crate::Schema;
 
+pub mod retention;
 pub mod subject;
 
 /// What a column holds, for data protection.
@@ -202,6 +203,7 @@ pub async fn check(pool: &PgPool, schema: &Schema) -> crate::Result<()> {
     .fetch_all(pool)
     .await?;
     let (registered, mut problems) = registered_columns(schema);
+    problems.extend(unindexed_user_refs(pool, schema).await?);
     for entry in schema.personal_data() {
         for column in entry.user_refs() {
             let found = live
@@ -229,6 +231,48 @@ pub async fn check(pool: &PgPool, schema: &Schema) -> crate::Result<()> {
         absent,
         problems,
     })))
+}
+
+/// A user id that no index leads with (alone or after `org_id`): finding a person's rows
+/// (export, erasure) would scan the table — or, under row-level security, the whole
+/// organisation's rows. Partial indexes do not count: the lookups have no predicate.
+async fn unindexed_user_refs(pool: &PgPool, schema: &Schema) -> crate::Result<Vec<String>> {
+    let indexes: Vec<(String, Vec<String>)> = sqlx::query_as(
+        "SELECT format('%s.%s', n.nspname, t.relname),
+                array_agg(a.attname::text ORDER BY k.ord)
+         FROM pg_index i
+         JOIN pg_class t ON t.oid = i.indrelid
+         JOIN pg_namespace n ON n.oid = t.relnamespace
+         CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum
+         WHERE n.nspname = 'app' AND i.indpred IS NULL
+         GROUP BY i.indexrelid, n.nspname, t.relname",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut problems = Vec::new();
+    for entry in schema.personal_data() {
+        if entry.retention == Retention::AuditTrail {
+            continue;
+        }
+        for column in entry.user_refs() {
+            let indexed = indexes.iter().any(|(table, keys)| {
+                table == entry.table
+                    && match keys.as_slice() {
+                        [first, ..] if first == column => true,
+                        [org, second, ..] => org == "org_id" && second == column,
+                        _ => false,
+                    }
+            });
+            if !indexed {
+                problems.push(format!(
+                    "{}.{column} is a user id that no index leads with (after org_id)",
+                    entry.table
+                ));
+            }
+        }
+    }
+    Ok(problems)
 }
 
 fn registered_columns(schema: &Schema) -> (BTreeSet<String>, Vec<String>) {
