@@ -107,6 +107,21 @@ async fn every_column_is_in_the_personal_data_register_and_the_record_is_current
         .unwrap();
     let err = personal_data::check(&admin, &schema).await.unwrap_err();
     assert!(err.to_string().contains("app.users.nickname"), "{err}");
+    sqlx::query("ALTER TABLE app.users DROP COLUMN nickname")
+        .execute(&admin)
+        .await
+        .unwrap();
+    // So is a user id no index leads with: finding a person's rows would scan.
+    sqlx::query("DROP INDEX app.purchase_requests_by_approver")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let err = personal_data::check(&admin, &schema).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("app.purchase_requests.approved_by is a user id that no index leads with"),
+        "{err}"
+    );
     admin.close().await;
     scratch.drop_all().await.unwrap();
 
