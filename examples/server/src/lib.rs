@@ -128,7 +128,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let owner = database.owner_pool().await;
             let purged = match owner {
                 Ok(owner) => {
-                    let purged = retention::run_once(&owner, &runtime, &log).await;
+                    let purged = retention::run_once(&owner, &runtime, &log, &log).await;
                     owner.close().await;
                     purged
                 }

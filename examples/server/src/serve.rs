@@ -170,7 +170,7 @@ async fn serve_on(
             .run(),
         )
     });
-    let retention = retention_schedule(args, db, &runtime, audit.sink()).await?;
+    let retention = retention_schedule(args, db, &runtime, audit_log.clone(), audit.sink()).await?;
     let app = app::app(
         AppState::assemble(
             runtime.clone(),
@@ -342,6 +342,7 @@ async fn retention_schedule(
     args: &ServeArgs,
     db: &Database,
     runtime: &sqlx::PgPool,
+    log: procuhelp_audit::PgAuditSink,
     audit: std::sync::Arc<dyn procuhelp_audit::AuditSink>,
 ) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     if args.retention_every_hours == 0 {
@@ -361,6 +362,7 @@ async fn retention_schedule(
     Ok(Some(tokio::spawn(crate::retention::schedule(
         owner,
         runtime.clone(),
+        log,
         audit,
         every,
     ))))

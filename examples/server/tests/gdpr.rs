@@ -760,9 +760,19 @@ async fn retention_purges_exactly_the_expired_rows() {
     };
     let sessions_before = count("SELECT count(*) FROM app.sessions").await;
 
+    let log = w.state.sdk.audit_log().cloned().unwrap();
+    // Unattributed personal data (a sign-in naming no account) of 40 days ago and today.
+    let org = w.orgs[0];
+    for age in [40, 0] {
+        let event = AuditEvent::new(Some(org), Actor::System, Action::LoginFailed, Outcome::Failure)
+            .at(days(age))
+            .source(Some("198.51.100.7".parse().unwrap()), Some("probe"));
+        log.append_batch(org, &[event]).await.unwrap();
+    }
     let purged = procuhelp_server::retention::run_once(
         &w.owner,
         &w.runtime,
+        &log,
         w.state.sdk.audit().as_ref(),
     )
     .await
@@ -770,6 +780,7 @@ async fn retention_purges_exactly_the_expired_rows() {
     assert_eq!(purged.rows["app.sessions"], 2, "{purged:?}");
     assert_eq!(purged.rows["app.sso_login_requests"], 2, "{purged:?}");
     assert_eq!(purged.rows["app.login_throttle"], 1, "{purged:?}");
+    assert_eq!(purged.rows["app.audit_person_keys (unattributed)"], 1, "{purged:?}");
     assert!(!purged.more_left);
     assert_eq!(
         count("SELECT count(*) FROM app.sessions").await,
@@ -786,6 +797,7 @@ async fn retention_purges_exactly_the_expired_rows() {
     let again = procuhelp_server::retention::run_once(
         &w.owner,
         &w.runtime,
+        &log,
         w.state.sdk.audit().as_ref(),
     )
     .await
@@ -799,6 +811,15 @@ async fn retention_purges_exactly_the_expired_rows() {
         .collect();
     assert_eq!(recorded.len(), 2);
     assert_eq!(recorded[0].context["rows"]["app.sessions"], 2, "{}", recorded[0].context);
+    // The old event's address can no longer be read; today's can.
+    let admin = w.login(0, Role::Admin).await;
+    let r = w
+        .request(Method::GET, "/api/audit?action=auth.login_failed", Some(&admin), None)
+        .await;
+    let failed = r.body["events"].as_array().unwrap();
+    assert_eq!(failed.len(), 2, "{}", r.text);
+    assert_eq!(failed[0]["personal"], "erased", "{}", r.text);
+    assert_eq!(failed[1]["personal"]["source"], "198.51.100.7", "{}", r.text);
     superuser.close().await;
     w.close().await;
 }

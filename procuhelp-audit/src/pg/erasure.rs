@@ -5,6 +5,7 @@ use procuhelp_tenancy::TenantTx;
 use uuid::Uuid;
 
 use super::storage::{db_err, lock_chain, tenancy_err};
+use super::persons::unattributed_subject;
 use super::{PgAuditSink, append_locked};
 use crate::{Action, Actor, AuditError, AuditEvent, Outcome, Receipt, Result, Subject};
 
@@ -81,6 +82,50 @@ impl PgAuditSink {
                 seq: Some(seq),
             },
         })
+    }
+}
+
+impl PgAuditSink {
+    /// Destroys the keys of `org`'s unattributed personal data (subjects
+    /// `unattributed:YYYY-MM-DD`: addresses, browsers and typed e-mail addresses of
+    /// sign-ins that named no account) of days before `before`, and records how many in a
+    /// `personal_data.purged` event — data minimisation: nobody can be asked about, so
+    /// nobody can ask to erase, the data of an unknown account; it goes by age. Returns
+    /// the number of keys destroyed (0 records nothing).
+    pub async fn expire_unattributed(&self, org: OrgId, before: time::Date) -> Result<u64> {
+        let cutoff = unattributed_subject(before.midnight().assume_utc());
+        let mut tx = self.inner().db.begin(org).await.map_err(tenancy_err)?;
+        lock_chain(tx.conn(), org).await?;
+        // Subjects of one fixed shape sort by their date.
+        let erased: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE app.audit_person_keys SET wrapped = NULL, kek_version = NULL, erased_at = now()
+             WHERE org_id = $1 AND subject LIKE 'unattributed:%' AND subject < $2
+               AND erased_at IS NULL RETURNING id",
+        )
+        .bind(org.as_uuid())
+        .bind(cutoff.as_str().to_owned())
+        .fetch_all(tx.conn())
+        .await
+        .map_err(db_err)?;
+        if erased.is_empty() {
+            tx.commit().await.map_err(tenancy_err)?;
+            return Ok(0);
+        }
+        let event = AuditEvent::new(
+            Some(org),
+            Actor::System,
+            Action::PersonalDataPurged,
+            Outcome::Success,
+        )
+        .context(serde_json::json!({
+            "unattributed_keys_erased": erased.len(),
+            "before": cutoff.as_str(),
+        }));
+        let batch = super::Batch::check(org, std::slice::from_ref(&event))?;
+        append_locked(self.inner(), tx.conn(), org, &batch).await?;
+        self.inner().persons.forget(&erased);
+        tx.commit().await.map_err(tenancy_err)?;
+        Ok(erased.len() as u64)
     }
 }
 
