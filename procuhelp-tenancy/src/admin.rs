@@ -11,6 +11,17 @@ use crate::{Error, Result};
 /// The owner is bound by row-level security too (it is FORCED), so this enters the new
 /// organisation for its own transaction before inserting it.
 pub async fn create_organisation(owner: &PgPool, name: &str) -> Result<OrgId> {
+    create_organisation_in(owner, name, crate::residency::deployment_region(owner).await?).await
+}
+
+/// Creates an organisation whose data lives in `region` (see
+/// [`residency`](crate::residency)); a deployment serves only the organisations of its
+/// own region. Runs on the **owner** pool.
+pub async fn create_organisation_in(
+    owner: &PgPool,
+    name: &str,
+    region: crate::residency::Region,
+) -> Result<OrgId> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 {
         return Err(Error::Invalid {
@@ -24,13 +35,14 @@ pub async fn create_organisation(owner: &PgPool, name: &str) -> Result<OrgId> {
         .bind(org.to_string())
         .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO app.organisations (id, name) VALUES ($1, $2)")
+    sqlx::query("INSERT INTO app.organisations (id, name, data_region) VALUES ($1, $2, $3)")
         .bind(org.as_uuid())
         .bind(name)
+        .bind(region.as_str())
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    tracing::info!(%org, "organisation created");
+    tracing::info!(%org, %region, "organisation created");
     Ok(org)
 }
 

@@ -47,6 +47,7 @@ pub mod migrate;
 mod one_shot;
 pub mod personal_data;
 pub mod posture;
+pub mod residency;
 pub mod rotation;
 
 #[cfg(feature = "backup")]
@@ -56,7 +57,7 @@ pub mod embedded;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use admin::{create_organisation, organisation_ids};
+pub use admin::{create_organisation, create_organisation_in, organisation_ids};
 pub use db::{TenantDb, TenantTx};
 pub use error::{Error, Result};
 pub use field_cipher::{

@@ -182,6 +182,8 @@ pub const MIGRATIONS: Migrations =
         .grants(&[
             // Organisations are created by administrators (owner role), never by the server.
             Grant::new("app.organisations", "SELECT"),
+            // The region this deployment serves (0020): written only by the owner.
+            Grant::new("app.deployment", "SELECT"),
             // Keys are never deleted by the server: destruction erases the wrapped key.
             Grant::new("app.data_keys", "SELECT, INSERT, UPDATE"),
             Grant::new("app.key_events", "SELECT, INSERT"),

@@ -442,6 +442,12 @@ pub struct DatabaseArgs {
     #[arg(long)]
     pub dangerous_database_without_verified_tls: bool,
 
+    /// The deployment's data residency, as JSON: the region it serves and where its
+    /// database, backups, vault and subprocessors are (docs/gdpr.md). Default: the
+    /// built-in EU configuration (`examples/server/residency.json`).
+    #[arg(long, value_name = "FILE")]
+    pub residency: Option<PathBuf>,
+
     /// Where secrets and key-encryption keys live.
     #[command(flatten)]
     pub vault: VaultArgs,

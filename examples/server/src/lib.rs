@@ -18,6 +18,7 @@ pub mod database;
 pub mod gdpr;
 pub mod keys;
 pub mod logging;
+pub mod residency;
 pub mod retention;
 pub mod serve;
 pub mod state;
@@ -36,10 +37,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(args, None).await,
         Command::Migrate(args) => {
             let runtime_role = procuhelp_tenancy::RuntimeRole::new(args.runtime_role)?;
+            let residency = residency::load(&args.db)?;
             let (vault, db) = open(&args.db).await?;
             drop(vault);
             let owner = db.owner_pool().await?;
-            let result = database::schema().migrate(&owner, &runtime_role).await;
+            let result = match database::schema().migrate(&owner, &runtime_role).await {
+                Ok(()) => residency::apply(&owner, &residency).await,
+                Err(e) => Err(e.into()),
+            };
             owner.close().await;
             db.close().await?;
             result.context("migrate")?;
@@ -52,6 +57,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 report(&backups::posture(&posture, repo).await?);
             }
             let args = posture.db;
+            let residency = residency::load(&args)?;
             let (_vault, db) = open(&args).await?;
             let runtime = db
                 .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 1)
@@ -68,6 +74,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     Vec::new()
                 }
             };
+            let where_data_is = residency::posture_findings(&owner, &runtime, &residency).await;
             owner.close().await;
             tracing::info!(organisations = orgs.len(), "SSO self-check");
             let tenants = procuhelp_tenancy::TenantDb::new(runtime.clone());
@@ -77,13 +84,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.close().await;
             db.close().await?;
             result.context("posture check")?;
-            tracing::info!("posture check passed");
+            let where_data_is = where_data_is?;
+            if !where_data_is.is_empty() {
+                anyhow::bail!(
+                    "residency check failed (region {}):\n- {}",
+                    residency.region,
+                    where_data_is.join("\n- ")
+                );
+            }
+            tracing::info!(region = %residency.region, "posture check passed");
             Ok(())
         }
         Command::SeedDemo(args) => {
             let runtime_role = procuhelp_tenancy::RuntimeRole::new(args.runtime_role)?;
+            let residency = residency::load(&args.db)?;
             let (vault, db) = open(&args.db).await?;
-            let result = seed_demo(&db, &runtime_role, vault).await;
+            let result = seed_demo(&db, &runtime_role, vault, &residency).await;
             db.close().await?;
             report(&result?);
             Ok(())
@@ -348,6 +364,7 @@ async fn seed_demo(
     db: &database::Database,
     runtime_role: &procuhelp_tenancy::RuntimeRole,
     vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
+    residency: &procuhelp_tenancy::residency::Residency,
 ) -> anyhow::Result<Vec<String>> {
     use crate::suppliers::{NewSupplier, PgSupplierRepository, SupplierRepository as _};
     use procuhelp_tenancy::{FieldRef, TenantDb};
@@ -358,6 +375,7 @@ async fn seed_demo(
         .migrate(&owner, runtime_role)
         .await
         .context("migrate")?;
+    residency::apply(&owner, residency).await?;
     let mut orgs = Vec::new();
     for name in ["Demo Org A", "Demo Org B"] {
         orgs.push(procuhelp_tenancy::create_organisation(&owner, name).await?);

@@ -75,9 +75,13 @@ async fn serve_on(
         }
     };
     let role = RuntimeRole::default();
+    let residency = crate::residency::load(&args.db)?;
     if db.is_embedded() {
         let owner = db.owner_pool().await?;
-        let migrated = crate::database::schema().migrate(&owner, &role).await;
+        let migrated = match crate::database::schema().migrate(&owner, &role).await {
+            Ok(()) => crate::residency::apply(&owner, &residency).await,
+            Err(e) => Err(e.into()),
+        };
         owner.close().await;
         migrated.context("applying migrations to the embedded database")?;
     }
@@ -85,6 +89,23 @@ async fn serve_on(
     if let Err(e) = procuhelp_tenancy::posture::check(&runtime).await {
         runtime.close().await;
         return Err(e).context("posture check failed");
+    }
+    // Where the data is: the database serves the configured region, and an EU
+    // deployment keeps everything in the EU/EEA; else no port is bound.
+    let where_data_is = crate::residency::findings_for_serving(&runtime, &residency).await;
+    match where_data_is {
+        Ok(f) if f.is_empty() => {
+            tracing::info!(region = %residency.region, "serving the organisations of this region");
+        }
+        other => {
+            runtime.close().await;
+            let findings = other?;
+            anyhow::bail!(
+                "residency check failed (region {}):\n- {}",
+                residency.region,
+                findings.join("\n- ")
+            );
+        }
     }
 
     let host = args

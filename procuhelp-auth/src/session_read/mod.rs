@@ -512,6 +512,7 @@ fn refusal(e: sqlx::Error) -> AuthResult<()> {
         Some("PHA03") => "session expired",
         Some("PHA04") => "session idle for too long",
         Some("PHA05") => "user not active",
+        Some("PHA09") => "organisation not served in this deployment's region",
         Some("PHA06") => return Err(AuthError::SecondFactorRequired),
         Some("PHA07") => return Err(AuthError::Forbidden),
         Some("PHA08") => return Ok(()),

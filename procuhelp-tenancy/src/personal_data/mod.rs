@@ -370,6 +370,17 @@ pub(crate) const TENANCY: &[PersonalTable] = &[
             ("mfa_required", Class::NotPersonal),
             ("elevation_needs_second_admin", Class::NotPersonal),
             ("sso_jit_provisioning", Class::NotPersonal),
+            ("data_region", Class::NotPersonal),
+        ],
+    },
+    PersonalTable {
+        table: "app.deployment",
+        subject: None,
+        purpose: "the data region this deployment serves",
+        retention: Retention::Organisation,
+        columns: &[
+            ("singleton", Class::NotPersonal),
+            ("region", Class::NotPersonal),
         ],
     },
     PersonalTable {
