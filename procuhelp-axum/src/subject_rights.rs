@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 
 use procuhelp_audit::{
-    Action, AuditEvent, Outcome, PersonalView, PgAuditSink, StoredEvent, Subject,
+    Action, Actor, AuditEvent, Outcome, PersonalView, PgAuditSink, StoredEvent, Subject,
 };
 use procuhelp_auth::directory::{self, Email};
 use procuhelp_auth::AuthError;
@@ -121,7 +121,13 @@ pub struct ErasureReport {
     pub audit_keys_erased: u64,
     /// The sequence number of the `personal_data.erased` event.
     pub audit_seq: Option<u64>,
+    /// What the admin must still do outside this deployment.
+    pub note: &'static str,
 }
+
+/// [`ErasureReport::note`].
+pub const IDENTITY_PROVIDER_NOTE: &str = "if your identity provider still assigns this \
+    person, remove them there, or SCIM or SSO will create a new, empty account";
 
 fn register_of(register: &[PersonalTable]) -> Result<&[PersonalTable]> {
     if register.is_empty() {
@@ -208,11 +214,17 @@ pub async fn export(
         after = last.event.seq;
         events.extend(page.iter().map(|stored| {
             let mut json = event_json(stored);
-            // An event about the person may carry someone else's personal data (the
-            // admin who acted on them: address, browser): that is not theirs to receive.
+            // An event about the person may carry someone else's personal data: sealed
+            // under another subject altogether, or the address and browser of the admin
+            // who acted on them (sealed with the person's fields): not theirs to receive.
             if stored.personal != PersonalView::None && stored.event.subject.as_ref() != Some(&me)
             {
                 json["personal"] = json!("withheld: another person's");
+            }
+            let by_them = matches!(stored.event.actor, Actor::User { id: actor } if actor == id);
+            if let (false, Some(fields)) = (by_them, json["personal"].as_object_mut()) {
+                fields.remove("source");
+                fields.remove("user_agent");
             }
             json
         }));
@@ -295,6 +307,7 @@ pub async fn erase(
             rows_deleted: BTreeMap::new(),
             audit_keys_erased: 0,
             audit_seq: None,
+            note: IDENTITY_PROVIDER_NOTE,
         });
     }
     let deleted = subject::erase_rows(tx, register, id.as_uuid()).await?;
@@ -318,6 +331,7 @@ pub async fn erase(
         rows_deleted,
         audit_keys_erased: shredded.keys_erased,
         audit_seq: receipt.seq,
+        note: IDENTITY_PROVIDER_NOTE,
     })
 }
 

@@ -108,13 +108,12 @@ async fn run(
             let deleted: u64 = erased.rows_deleted.values().sum();
             Ok(vec![format!(
                 "erased user {} in {org}: {} sessions ended, {deleted} rows deleted, {} audit \
-                 keys destroyed; recorded at seq {}. If the identity provider still assigns \
-                 this person, remove them there, or SCIM or SSO will create a new, empty \
-                 account.",
+                 keys destroyed; recorded at seq {}. Note: {}.",
                 erased.user_id,
                 erased.sessions_ended,
                 erased.audit_keys_erased,
                 erased.audit_seq.map_or("-".to_owned(), |s| s.to_string()),
+                erased.note,
             )])
         }
     }

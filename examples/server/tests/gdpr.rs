@@ -243,6 +243,53 @@ async fn export_holds_every_row_about_the_person_and_nothing_of_anyone_else() {
     assert_eq!(recorded[0]["target"], format!("user:{person}"));
     assert!(!recorded[0]["context"].to_string().contains(GIVEN));
 
+    // The approver's export: the request they approved shows what they did, not the
+    // requester's title or id.
+    let approver_id = w.users[&(0, Role::Approver)];
+    let r = w
+        .request(
+            Method::GET,
+            &format!("/api/users/{approver_id}/personal-data"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let approved = &r.body["tables"]["app.purchase_requests"][0];
+    assert_eq!(approved["approved_by"], approver_id.to_string());
+    assert_eq!(approved["requested_by"], "another user");
+    assert!(approved["title"].is_null(), "{approved}");
+    assert!(!r.text.contains("Standing desk"));
+    assert!(!r.text.contains(&email(0, Role::Requester)));
+
+    // A user an admin created from some address: the creation event is about them, but
+    // the admin's address and browser are not theirs to receive.
+    let created = w
+        .request_from(
+            Method::POST,
+            "/api/users",
+            Some(&admin),
+            Some(json!({ "email": "new.person@org0.test", "display_name": "New Person" })),
+            Some("203.0.113.9:4000".parse().unwrap()),
+            &[("user-agent", "AdminBrowser/1.0")],
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::OK, "{}", created.text);
+    let new_id = created.body["id"].as_str().unwrap().to_owned();
+    let r = w
+        .request(
+            Method::GET,
+            &format!("/api/users/{new_id}/personal-data"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.text.contains("new.person@org0.test"));
+    for admins in ["203.0.113.9", "AdminBrowser"] {
+        assert!(!r.text.contains(admins), "{admins} in {}", r.text);
+    }
+
     // Another organisation's user, an unknown id: the same 404. Other roles: 403.
     let other_org = w.users[&(1, Role::Requester)];
     let a = w

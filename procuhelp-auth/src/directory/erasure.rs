@@ -53,9 +53,11 @@ pub async fn erase_account(
     now: OffsetDateTime,
 ) -> AuthResult<AccountErasure> {
     // Every active admin's row, locked, before deciding: two concurrent erasures of the
-    // last two admins serialise here, and the second sees it would leave none.
+    // last two admins serialise here, and the second sees it would leave none. NO KEY:
+    // rows that merely reference an admin (their sessions, tokens) are not held up.
     let admins: Vec<uuid::Uuid> = sqlx::query_scalar(
-        "SELECT id FROM app.users WHERE role = $1 AND status = 'active' ORDER BY id FOR UPDATE",
+        "SELECT id FROM app.users WHERE role = $1 AND status = 'active' ORDER BY id
+         FOR NO KEY UPDATE",
     )
     .bind(Role::Admin.as_str())
     .fetch_all(tx.conn())

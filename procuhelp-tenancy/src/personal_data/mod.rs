@@ -300,6 +300,17 @@ fn registered_columns(schema: &Schema) -> (BTreeSet<String>, Vec<String>) {
             }
             _ => None,
         };
+        // Erasure finds a person's rows by the subject column: a table kept with the
+        // account must name its person by user id, or erasure would silently skip it.
+        let by_user_id = entry
+            .subject
+            .is_some_and(|s| entry.class_of(s) == Some(Class::UserRef));
+        if matches!(entry.retention, Retention::Account | Retention::Identity) && !by_user_id {
+            problems.push(format!(
+                "{}: kept with the account, but its subject is not a user id",
+                entry.table
+            ));
+        }
         for column in entry.subject.into_iter().chain(named) {
             if entry.class_of(column).is_none() {
                 problems.push(format!(

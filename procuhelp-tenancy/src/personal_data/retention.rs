@@ -100,10 +100,19 @@ pub async fn purge_expired(
         let mut deleted = 0;
         if entry.class_of("org_id").is_some() {
             for org in orgs {
-                let mut tx = db.begin(*org).await?;
-                let (n, more) = batches(tx.conn(), &sql, before, limits).await?;
-                tx.commit().await?;
-                deleted += n;
+                // One short transaction per batch: no lock (a deleted session bumps its
+                // user's session epoch) is held beyond one batch.
+                let mut more = true;
+                for _ in 0..limits.max_batches.max(1) {
+                    let mut tx = db.begin(*org).await?;
+                    let (n, full) = batches(tx.conn(), &sql, before, Limits { max_batches: 1, ..limits }).await?;
+                    tx.commit().await?;
+                    deleted += n;
+                    if !full {
+                        more = false;
+                        break;
+                    }
+                }
                 purge.more_left |= more;
             }
         } else {

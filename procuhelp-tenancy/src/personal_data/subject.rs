@@ -10,7 +10,9 @@
 //! - [`rows_about`] returns every row of such a table in which the person's id appears in
 //!   any user-id column, as JSON, without credentials ([`Class::Secret`]) or sealed
 //!   columns ([`Class::Sealed`]: their owner exports them opened, or they are not the
-//!   person's, like a supplier's IBAN). Tables of the audit trail
+//!   person's, like a supplier's IBAN). A row whose subject is someone else (a request
+//!   the person approved) shows only its non-personal columns, and other users' ids as
+//!   `"another user"`: an export holds nothing of anyone else. Tables of the audit trail
 //!   ([`Retention::AuditTrail`]) are left to the audit crate, which opens their sealed
 //!   personal fields.
 //! - [`erase_rows`] deletes the rows whose *subject* is the person in tables kept only as
@@ -81,20 +83,14 @@ pub async fn rows_about(
         if refs.is_empty() {
             continue;
         }
-        let withheld: Vec<&str> = entry
-            .columns
-            .iter()
-            .filter(|(_, c)| matches!(c, Class::Secret | Class::Sealed))
-            .map(|(name, _)| *name)
-            .collect();
         let sql = format!(
-            "SELECT to_jsonb(t) - $2::text[] FROM {} t WHERE {} LIMIT $3",
+            "SELECT {} FROM {} t WHERE {} LIMIT $2",
+            projection(entry)?,
             quoted_table(entry.table)?,
             any_column_is_person(&refs)?,
         );
         let rows: Vec<Value> = sqlx::query_scalar(&sql)
             .bind(person)
-            .bind(&withheld)
             .bind(i64::try_from(MAX_ROWS_PER_TABLE + 1).unwrap_or(i64::MAX))
             .fetch_all(tx.conn())
             .await?;
@@ -114,6 +110,42 @@ pub async fn rows_about(
         }
     }
     Ok(out)
+}
+
+/// What a row shows the person (`$1`), column by column: credentials and sealed columns
+/// never; identifiers and personal columns only when the row is about the person (its
+/// subject column is them) — a row that merely names them (an approval of someone else's
+/// request, another user handed over by them) shows its other people's data to no one;
+/// another user's id shows as `"another user"`.
+fn projection(entry: &PersonalTable) -> Result<String> {
+    let own = match entry.subject.filter(|s| entry.class_of(s) == Some(Class::UserRef)) {
+        Some(subject) => format!("t.{} = $1", quoted(subject)?),
+        None => "false".to_owned(),
+    };
+    let mut pairs = Vec::new();
+    for (column, class) in entry.columns {
+        let c = format!("t.{}", quoted(column)?);
+        let value = match class {
+            Class::Secret | Class::Sealed => continue,
+            Class::NotPersonal => format!("to_jsonb({c})"),
+            Class::UserRef => format!(
+                "CASE WHEN {c} = $1 OR {c} IS NULL THEN to_jsonb({c}) ELSE '\"another user\"'::jsonb END"
+            ),
+            Class::Identifier | Class::Personal => {
+                format!("CASE WHEN {own} THEN to_jsonb({c}) END")
+            }
+        };
+        pairs.push(format!("'{column}', {value}"));
+    }
+    // jsonb_build_object takes at most 100 arguments: wider tables are built in parts.
+    let parts: Vec<String> = pairs
+        .chunks(40)
+        .map(|chunk| format!("jsonb_build_object({})", chunk.join(", ")))
+        .collect();
+    if parts.is_empty() {
+        return Ok("'{}'::jsonb".to_owned());
+    }
+    Ok(parts.join(" || "))
 }
 
 /// Deletes the rows whose subject is `person` in every table of `register` kept with the
