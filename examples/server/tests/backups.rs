@@ -550,6 +550,7 @@ async fn serve_runs_the_schedule() {
             database_url_secret: None,
             pg_bin_dir: None,
             dangerous_database_without_verified_tls: false,
+            residency: None,
             vault: Default::default(),
         },
         https_addr: SocketAddr::from(([127, 0, 0, 1], port())),
@@ -564,6 +565,7 @@ async fn serve_runs_the_schedule() {
             backup_repo: Some(repo_dir.clone()),
             ..ScheduleArgs::default()
         },
+        retention_every_hours: 24,
     };
     let handle: Handle<SocketAddr> = Handle::new();
     let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));

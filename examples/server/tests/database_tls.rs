@@ -179,6 +179,7 @@ fn args(dir: &Path, url: &str, dangerous: bool) -> DatabaseArgs {
         database_url_secret: None,
         pg_bin_dir: None,
         dangerous_database_without_verified_tls: dangerous,
+        residency: None,
         vault: Default::default(),
     }
 }

@@ -28,6 +28,7 @@ fn args(data_dir: PathBuf, database_url_file: Option<PathBuf>) -> ServeArgs {
             database_url_secret: None,
             pg_bin_dir: None,
             dangerous_database_without_verified_tls: false,
+            residency: None,
             vault: Default::default(),
         },
         https_addr: SocketAddr::from(([127, 0, 0, 1], free_port())),
@@ -39,6 +40,7 @@ fn args(data_dir: PathBuf, database_url_file: Option<PathBuf>) -> ServeArgs {
         alerts: None,
         network: Default::default(),
         backups: Default::default(),
+        retention_every_hours: 24,
     }
 }
 
