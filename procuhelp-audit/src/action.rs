@@ -85,6 +85,12 @@ actions! {
     SessionRevokedAll => "session.revoked_all",
     /// A user was created.
     UserCreated => "user.created",
+    /// A user was invited to set their first password (context: expiry; never the token).
+    UserInvited => "user.invited",
+    /// An invited user set their first password.
+    UserInvitationAccepted => "user.invitation_accepted",
+    /// An organisation was created by an operator (system chain; context: its region).
+    OrgCreated => "org.created",
     /// A user's role changed.
     UserRoleChanged => "user.role_changed",
     /// A user was disabled.

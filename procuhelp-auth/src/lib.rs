@@ -30,6 +30,7 @@ mod error;
 pub mod hash_limiter;
 pub mod password;
 mod permission;
+pub mod invitation;
 pub mod policy_change;
 mod principal;
 pub mod recovery;

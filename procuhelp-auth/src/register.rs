@@ -133,6 +133,25 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
         ],
     },
     PersonalTable {
+        table: "app.invitations",
+        subject: Some("user_id"),
+        purpose: "single-use invitations to set a first password",
+        retention: Retention::UntilExpiry {
+            column: "expires_at",
+            grace_days: GRACE_DAYS,
+        },
+        columns: &[
+            ("org_id", NotPersonal),
+            ("id", NotPersonal),
+            ("user_id", UserRef),
+            ("token_hash", Secret),
+            ("created_by", UserRef),
+            ("created_at", Personal),
+            ("expires_at", NotPersonal),
+            ("accepted_at", Personal),
+        ],
+    },
+    PersonalTable {
         table: "app.login_throttle",
         subject: Some("key_hash"),
         purpose: "failed sign-ins per account and per address, under keyed hashes",

@@ -43,6 +43,8 @@ const GRANTS: &[Grant] = &[
     // an erased user's row stays as "a former user" (0017).
     Grant::new("app.users", "SELECT, INSERT, UPDATE"),
     Grant::new("app.recovery_codes", "SELECT, INSERT, DELETE"),
+    // Invitations are accepted once, and purged 30 days after they expire.
+    Grant::new("app.invitations", "SELECT, INSERT, UPDATE, DELETE"),
     // Deleted when their person is erased (each delete bumps the session epoch, 0016).
     Grant::new("app.sessions", "SELECT, INSERT, UPDATE, DELETE"),
     // Tokens, like sessions, are purged 30 days after they expire (retention jobs).

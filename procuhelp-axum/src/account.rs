@@ -36,6 +36,7 @@ where
     RouteTable::new()
         .post("/api/login", Public, login)
         .post("/api/login/mfa", Public, login_second_factor)
+        .post("/api/invitations/accept", Public, accept_invitation)
         .post("/api/logout", SignedIn, logout)
         .get("/api/session", SignedIn, whoami)
         .get("/api/sessions", SignedIn, list_sessions)
@@ -106,6 +107,32 @@ async fn login(
         .login(org, &body.email, password, &client)
         .await?;
     Ok(issued(&signed_in, json!({})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InvitationBody {
+    token: String,
+    password: String,
+}
+
+/// `POST /api/invitations/accept`: an invited user sets their first password with the
+/// token they were given. Every token that cannot be redeemed gets the same 401; no
+/// password is hashed before the token proved live.
+async fn accept_invitation(
+    State(sdk): State<Sdk>,
+    Client(client): Client,
+    Json(body): Json<InvitationBody>,
+) -> Result<Json<serde_json::Value>> {
+    let password = SecretText::new(body.password);
+    let Ok(credential) = procuhelp_auth::session::Credential::parse(&body.token) else {
+        return Err(AuthError::Unauthenticated.into());
+    };
+    let user = sdk
+        .auth()
+        .accept_invitation(&credential, password, &client)
+        .await?;
+    Ok(Json(json!({ "org": credential.org.to_string(), "user": user.to_string() })))
 }
 
 #[derive(Deserialize)]

@@ -43,9 +43,41 @@ pub enum Command {
     Backup(BackupArgs),
     /// A data subject's requests: export or erase one person (docs/gdpr.md).
     Gdpr(GdprArgs),
+    /// Organisations: create one with its first admin invited.
+    Org(OrgArgs),
     /// Purge what the personal-data register says has expired, once (`serve` does it on a
     /// schedule), and record the counts in the audit trail.
     Retention(PurgeArgs),
+}
+
+/// `org` subcommands.
+#[derive(Debug, Clone, Args)]
+pub struct OrgArgs {
+    /// Which operation.
+    #[command(subcommand)]
+    pub command: OrgCommand,
+}
+
+/// Operators' organisation commands, recorded in the audit trail.
+#[derive(Debug, Clone, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organisation in this deployment's region and invite its first admin:
+    /// prints a single-use token (valid 7 days) with which they set their password
+    /// (`POST /api/invitations/accept`). Migrates the embedded database first.
+    Create {
+        /// The organisation's name.
+        #[arg(long)]
+        name: String,
+        /// The first admin's address.
+        #[arg(long)]
+        admin_email: String,
+        /// The first admin's display name.
+        #[arg(long, default_value = "Administrator")]
+        admin_name: String,
+        /// Where the database and vault are.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 /// `retention` arguments.

@@ -18,6 +18,7 @@ pub mod database;
 pub mod gdpr;
 pub mod keys;
 pub mod logging;
+pub mod orgs;
 pub mod residency;
 pub mod retention;
 pub mod serve;
@@ -139,6 +140,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(cli::AuditArgs { command }) => audit_command(command).await,
         Command::Backup(cli::BackupArgs { command }) => backups::command(command).await,
         Command::Gdpr(cli::GdprArgs { command }) => gdpr::command(command).await,
+        Command::Org(cli::OrgArgs { command }) => {
+            report(&orgs::command(command).await?);
+            Ok(())
+        }
         Command::Retention(args) => {
             let (log, runtime, database) = open_audit_log(&args.db).await?;
             let owner = database.owner_pool().await;

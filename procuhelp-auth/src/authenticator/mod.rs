@@ -29,6 +29,7 @@ use crate::throttle::LoginThrottle;
 use crate::totp::Totp;
 
 mod attempts;
+mod invitations;
 mod mfa;
 mod recheck;
 mod sessions;
