@@ -94,9 +94,11 @@ async fn fixture() -> Fixture {
         .await
         .unwrap();
     }
-    eprintln!("seeded users, sessions, requests in {:?}", started.elapsed());
-    let vault_dir =
-        std::env::temp_dir().join(format!("ph-bench-gdpr-{}", Uuid::new_v4().simple()));
+    eprintln!(
+        "seeded users, sessions, requests in {:?}",
+        started.elapsed()
+    );
+    let vault_dir = std::env::temp_dir().join(format!("ph-bench-gdpr-{}", Uuid::new_v4().simple()));
     let vault: Arc<dyn procuhelp_core::vault::SecretProvider> =
         Arc::new(procuhelp_core::vault::FileVault::open_or_create(&vault_dir).unwrap());
     let runtime = scratch.runtime_pool(4).await.unwrap();
@@ -128,14 +130,14 @@ async fn fixture() -> Fixture {
                 .collect();
             log.append_batch(*org, &events).await.unwrap();
         }
-        people.extend(users.into_iter().filter(|(_, e)| !e.starts_with("user1@") && !e.starts_with("user2@")).map(|(id, email)| {
-            (*org, UserId::from_uuid(id).unwrap(), email)
-        }));
+        people.extend(
+            users
+                .into_iter()
+                .filter(|(_, e)| !e.starts_with("user1@") && !e.starts_with("user2@"))
+                .map(|(id, email)| (*org, UserId::from_uuid(id).unwrap(), email)),
+        );
     }
-    sqlx::query("VACUUM ANALYZE")
-        .execute(&admin)
-        .await
-        .unwrap();
+    sqlx::query("VACUUM ANALYZE").execute(&admin).await.unwrap();
     eprintln!("fixture ready in {:?}", started.elapsed());
     Fixture {
         scratch,

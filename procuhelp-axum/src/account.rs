@@ -132,7 +132,9 @@ async fn accept_invitation(
         .auth()
         .accept_invitation(&credential, password, &client)
         .await?;
-    Ok(Json(json!({ "org": credential.org.to_string(), "user": user.to_string() })))
+    Ok(Json(
+        json!({ "org": credential.org.to_string(), "user": user.to_string() }),
+    ))
 }
 
 #[derive(Deserialize)]

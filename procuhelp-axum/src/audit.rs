@@ -10,9 +10,7 @@ use axum::Router;
 use axum::extract::{FromRef, Query};
 use axum::http::{StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use procuhelp_audit::{
-    Action, EventQuery, ExportFormat, ExportRange, Outcome, StoredEvent,
-};
+use procuhelp_audit::{Action, EventQuery, ExportFormat, ExportRange, Outcome, StoredEvent};
 use procuhelp_auth::{AuthError, Permission};
 use serde::Deserialize;
 use serde_json::{Value, json};

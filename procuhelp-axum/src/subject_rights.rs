@@ -25,8 +25,8 @@ use std::collections::BTreeMap;
 use procuhelp_audit::{
     Action, Actor, AuditEvent, Outcome, PersonalView, PgAuditSink, StoredEvent, Subject,
 };
-use procuhelp_auth::directory::{self, Email};
 use procuhelp_auth::AuthError;
+use procuhelp_auth::directory::{self, Email};
 use procuhelp_core::UserId;
 use procuhelp_tenancy::TenantTx;
 use procuhelp_tenancy::personal_data::{PersonalTable, subject};
@@ -217,8 +217,7 @@ pub async fn export(
             // An event about the person may carry someone else's personal data: sealed
             // under another subject altogether, or the address and browser of the admin
             // who acted on them (sealed with the person's fields): not theirs to receive.
-            if stored.personal != PersonalView::None && stored.event.subject.as_ref() != Some(&me)
-            {
+            if stored.personal != PersonalView::None && stored.event.subject.as_ref() != Some(&me) {
                 json["personal"] = json!("withheld: another person's");
             }
             let by_them = matches!(stored.event.actor, Actor::User { id: actor } if actor == id);
@@ -229,7 +228,9 @@ pub async fn export(
             json
         }));
         if events.len() > MAX_EXPORT_EVENTS {
-            return Err(Error::Invalid("person: more audit events than one export holds"));
+            return Err(Error::Invalid(
+                "person: more audit events than one export holds",
+            ));
         }
     }
     let mut sections: Vec<Section> = found
@@ -312,7 +313,7 @@ pub async fn erase(
     }
     let deleted = subject::erase_rows(tx, register, id.as_uuid()).await?;
     let shredded = audit_log
-        .erase_person_in_tx(tx, &Subject::from(id), event.actor.clone())
+        .erase_person_in_tx(tx, &Subject::from(id), event.actor)
         .await?;
     let rows_deleted: BTreeMap<&'static str, u64> =
         deleted.iter().map(|d| (d.table, d.rows)).collect();

@@ -11,7 +11,12 @@ use crate::{Error, Result};
 /// The owner is bound by row-level security too (it is FORCED), so this enters the new
 /// organisation for its own transaction before inserting it.
 pub async fn create_organisation(owner: &PgPool, name: &str) -> Result<OrgId> {
-    create_organisation_in(owner, name, crate::residency::deployment_region(owner).await?).await
+    create_organisation_in(
+        owner,
+        name,
+        crate::residency::deployment_region(owner).await?,
+    )
+    .await
 }
 
 /// Creates an organisation whose data lives in `region` (see

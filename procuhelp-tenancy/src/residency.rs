@@ -57,8 +57,8 @@ pub enum Region {
 /// The EU's 27 member states and the EEA's other three (Iceland, Liechtenstein, Norway):
 /// where GDPR applies and personal data moves freely.
 const EU_EEA: [&str; 30] = [
-    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT",
-    "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO",
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV",
+    "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "IS", "LI", "NO",
 ];
 
 impl Region {
@@ -212,7 +212,11 @@ impl Residency {
     /// `database_region` and holds organisations of `org_regions`: a region mismatch, an
     /// organisation that would not be served, and — when any organisation is in the EU —
     /// every store or subprocessor outside the EU/EEA. Empty: the posture holds.
-    pub fn findings(&self, database_region: Region, org_regions: &[Region]) -> Vec<ResidencyFinding> {
+    pub fn findings(
+        &self,
+        database_region: Region,
+        org_regions: &[Region],
+    ) -> Vec<ResidencyFinding> {
         let mut out = Vec::new();
         if database_region != self.region {
             out.push(ResidencyFinding(format!(
@@ -287,7 +291,9 @@ impl Residency {
         if self.subprocessors.is_empty() {
             out.push_str("None.\n");
         } else {
-            out.push_str("| name | purpose | personal data | country |\n| --- | --- | --- | --- |\n");
+            out.push_str(
+                "| name | purpose | personal data | country |\n| --- | --- | --- | --- |\n",
+            );
             for s in &self.subprocessors {
                 out.push_str(&format!(
                     "| {} | {} | {} | {} |\n",
@@ -311,7 +317,9 @@ pub async fn deployment_region(pool: &PgPool) -> Result<Region> {
     let region: String = sqlx::query_scalar("SELECT region FROM app.deployment")
         .fetch_one(pool)
         .await?;
-    region.parse().map_err(|_| Error::Config(format!("app.deployment holds region {region:?}")))
+    region
+        .parse()
+        .map_err(|_| Error::Config(format!("app.deployment holds region {region:?}")))
 }
 
 /// Sets the region the database serves. Runs on the **owner** pool (only the owner may
@@ -333,7 +341,8 @@ pub async fn organisation_regions(owner: &PgPool) -> Result<Vec<(OrgId, Region)>
             .await?;
     rows.into_iter()
         .map(|(id, region)| {
-            let org = OrgId::from_uuid(id).map_err(|_| Error::Config("bad organisation id".to_owned()))?;
+            let org = OrgId::from_uuid(id)
+                .map_err(|_| Error::Config("bad organisation id".to_owned()))?;
             let region = region
                 .parse()
                 .map_err(|_| Error::Config(format!("organisation {org} has region {region:?}")))?;
@@ -368,15 +377,18 @@ mod tests {
         assert!(err.to_string().contains("unknown data region"), "{err}");
         let err = residency(&EU.replace("\"FI\"", "\"fi\"")).unwrap_err();
         assert!(err.to_string().contains("two upper-case letters"), "{err}");
-        let err = residency(&EU.replace(r#""region":"eu","#, r#""region":"eu","extra":1,"#))
-            .unwrap_err();
+        let err =
+            residency(&EU.replace(r#""region":"eu","#, r#""region":"eu","extra":1,"#)).unwrap_err();
         assert!(err.to_string().contains("unknown field"), "{err}");
     }
 
     #[test]
     fn eu_organisations_refuse_stores_and_subprocessors_outside_the_eu() {
         let ok = residency(EU).unwrap();
-        assert!(ok.findings(Region::Eu, &[Region::Eu, Region::Eu]).is_empty());
+        assert!(
+            ok.findings(Region::Eu, &[Region::Eu, Region::Eu])
+                .is_empty()
+        );
         // Norway is in the EEA: fine; the US is not.
         let mut r = ok.clone();
         r.backups.country = "NO".parse().unwrap();

@@ -28,7 +28,10 @@ pub async fn command(command: OrgCommand) -> anyhow::Result<Vec<String>> {
     drop(vault);
     if database.is_embedded() {
         let owner = database.owner_pool().await?;
-        let migrated = match database::schema().migrate(&owner, &RuntimeRole::default()).await {
+        let migrated = match database::schema()
+            .migrate(&owner, &RuntimeRole::default())
+            .await
+        {
             Ok(()) => residency::apply(&owner, &residency).await,
             Err(e) => Err(e.into()),
         };
@@ -63,15 +66,21 @@ pub async fn command(command: OrgCommand) -> anyhow::Result<Vec<String>> {
             now,
         )
         .await?;
-        let token = invitation::invite(&mut tx, user, None, now, invitation::DEFAULT_LIFETIME).await?;
+        let token =
+            invitation::invite(&mut tx, user, None, now, invitation::DEFAULT_LIFETIME).await?;
         let expires = (now + invitation::DEFAULT_LIFETIME).format(&Rfc3339)?;
         log.append_in_tx(
             &mut tx,
-            &AuditEvent::new(Some(org), Actor::System, Action::UserInvited, Outcome::Success)
-                .at(now)
-                .target(format!("user:{user}"))
-                .person(user, Some(email.as_str()), Some(&admin_name))
-                .context(json!({ "role": "admin", "expires_at": expires, "via": "cli" })),
+            &AuditEvent::new(
+                Some(org),
+                Actor::System,
+                Action::UserInvited,
+                Outcome::Success,
+            )
+            .at(now)
+            .target(format!("user:{user}"))
+            .person(user, Some(email.as_str()), Some(&admin_name))
+            .context(json!({ "role": "admin", "expires_at": expires, "via": "cli" })),
         )
         .await?;
         tx.commit().await?;

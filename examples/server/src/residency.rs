@@ -19,7 +19,8 @@ pub fn load(args: &DatabaseArgs) -> anyhow::Result<Residency> {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("{}: not a residency configuration", path.display()))
+            serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a residency configuration", path.display()))
         }
         None => Ok(serde_json::from_str(DEFAULT)?),
     }
@@ -35,7 +36,10 @@ pub async fn apply(owner: &PgPool, residency: &Residency) -> anyhow::Result<()> 
 /// What is wrong before serving, as the runtime role sees it: the database must serve the
 /// configured region, and for an EU deployment every store and subprocessor must be in
 /// the EU/EEA.
-pub async fn findings_for_serving(runtime: &PgPool, residency: &Residency) -> anyhow::Result<Vec<String>> {
+pub async fn findings_for_serving(
+    runtime: &PgPool,
+    residency: &Residency,
+) -> anyhow::Result<Vec<String>> {
     let database = residency::deployment_region(runtime).await?;
     Ok(residency
         .findings(database, &[residency.region])

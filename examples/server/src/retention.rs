@@ -40,7 +40,9 @@ pub async fn run_once(
         for org in &orgs {
             shredded += log.expire_unattributed(*org, before).await?;
         }
-        purge.rows.insert("app.audit_person_keys (unattributed)", shredded);
+        purge
+            .rows
+            .insert("app.audit_person_keys (unattributed)", shredded);
         anyhow::Ok(purge)
     }
     .await;

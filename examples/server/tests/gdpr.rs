@@ -204,7 +204,13 @@ async fn export_holds_every_row_about_the_person_and_nothing_of_anyone_else() {
 
     // Credentials are never exported: no hash of a password, code or token.
     let text = as_text(&export);
-    for secret in ["password_hash", "code_hash", "token_hash", "totp_sealed", "$argon2id$"] {
+    for secret in [
+        "password_hash",
+        "code_hash",
+        "token_hash",
+        "totp_sealed",
+        "$argon2id$",
+    ] {
         assert!(!text.contains(secret), "{secret} in the export");
     }
     // The person's own audit events, personal data opened: their sign-in.
@@ -430,12 +436,7 @@ async fn erasure_leaves_a_former_user_and_is_idempotent_atomic_and_confined() {
 
     // An export and an erasure at once: the export is whole or refused, never half.
     let export_path = format!("/api/users/{person}/personal-data");
-    let export = w.request(
-        Method::GET,
-        &export_path,
-        Some(&admin),
-        None,
-    );
+    let export = w.request(Method::GET, &export_path, Some(&admin), None);
     let erased = erase(&w, &admin, person);
     let (export, erased) = tokio::join!(export, erased);
     assert_eq!(erased.status, StatusCode::OK, "{}", erased.text);
@@ -468,9 +469,7 @@ async fn erasure_leaves_a_former_user_and_is_idempotent_atomic_and_confined() {
         .request(Method::GET, "/api/session", Some(&person_session), None)
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let r = w
-        .try_login(0, &email(0, Role::Requester), PASSWORD)
-        .await;
+    let r = w.try_login(0, &email(0, Role::Requester), PASSWORD).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let r = w
         .request(
@@ -650,7 +649,14 @@ async fn command_line_export_and_erasure_leave_nothing_in_a_dump_or_a_later_back
     .unwrap();
     live.close().await;
     let dump = plain_dump(&cluster, LocalCluster::DATABASE).await;
-    let identifiers = [person, SCIM_USER_NAME, EXTERNAL_ID, GIVEN, FAMILY, IDP_SUBJECT];
+    let identifiers = [
+        person,
+        SCIM_USER_NAME,
+        EXTERNAL_ID,
+        GIVEN,
+        FAMILY,
+        IDP_SUBJECT,
+    ];
     for needle in identifiers {
         assert!(dump.contains(needle), "{needle} is not in the dump before");
     }
@@ -660,9 +666,20 @@ async fn command_line_export_and_erasure_leave_nothing_in_a_dump_or_a_later_back
     let org = org.to_string();
     let out = dir.join("export.json");
     let o = out.to_str().unwrap().to_owned();
-    run(&["gdpr", "export", "--data-dir", &d, "--org", &org, "--email", person, "--out", &o])
-        .await
-        .unwrap();
+    run(&[
+        "gdpr",
+        "export",
+        "--data-dir",
+        &d,
+        "--org",
+        &org,
+        "--email",
+        person,
+        "--out",
+        &o,
+    ])
+    .await
+    .unwrap();
     let export: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(export["tables"]["app.users"][0]["email"], person);
     assert_eq!(
@@ -674,9 +691,20 @@ async fn command_line_export_and_erasure_leave_nothing_in_a_dump_or_a_later_back
         let mode = std::fs::metadata(&out).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let err = run(&["gdpr", "export", "--data-dir", &d, "--org", &org, "--email", person, "--out", &o])
-        .await
-        .unwrap_err();
+    let err = run(&[
+        "gdpr",
+        "export",
+        "--data-dir",
+        &d,
+        "--org",
+        &org,
+        "--email",
+        person,
+        "--out",
+        &o,
+    ])
+    .await
+    .unwrap_err();
     assert!(format!("{err:#}").contains("creating"), "{err:#}");
     // An unknown address: a clear error, and no file left behind.
     let missing = dir.join("missing.json");
@@ -698,12 +726,30 @@ async fn command_line_export_and_erasure_leave_nothing_in_a_dump_or_a_later_back
     assert!(!missing.exists());
 
     // Erase by address; a second time there is no such person any more.
-    run(&["gdpr", "erase", "--data-dir", &d, "--org", &org, "--email", person])
-        .await
-        .unwrap();
-    let err = run(&["gdpr", "erase", "--data-dir", &d, "--org", &org, "--email", person])
-        .await
-        .unwrap_err();
+    run(&[
+        "gdpr",
+        "erase",
+        "--data-dir",
+        &d,
+        "--org",
+        &org,
+        "--email",
+        person,
+    ])
+    .await
+    .unwrap();
+    let err = run(&[
+        "gdpr",
+        "erase",
+        "--data-dir",
+        &d,
+        "--org",
+        &org,
+        "--email",
+        person,
+    ])
+    .await
+    .unwrap_err();
     assert!(format!("{err:#}").contains("already erased"), "{err:#}");
 
     // Neither the database nor a backup taken now holds any of it.
@@ -732,7 +778,10 @@ async fn command_line_export_and_erasure_leave_nothing_in_a_dump_or_a_later_back
     let dump = plain_dump(&cluster, "restored").await;
     assert!(dump.contains("app.users"), "the restored dump is empty");
     for needle in identifiers {
-        assert!(!dump.contains(needle), "{needle} is in the backup taken after");
+        assert!(
+            !dump.contains(needle),
+            "{needle} is in the backup taken after"
+        );
     }
     cluster.stop().await.unwrap();
     // The drill restores the backup and verifies every audit chain against the pinned
@@ -811,9 +860,14 @@ async fn retention_purges_exactly_the_expired_rows() {
     // Unattributed personal data (a sign-in naming no account) of 40 days ago and today.
     let org = w.orgs[0];
     for age in [40, 0] {
-        let event = AuditEvent::new(Some(org), Actor::System, Action::LoginFailed, Outcome::Failure)
-            .at(days(age))
-            .source(Some("198.51.100.7".parse().unwrap()), Some("probe"));
+        let event = AuditEvent::new(
+            Some(org),
+            Actor::System,
+            Action::LoginFailed,
+            Outcome::Failure,
+        )
+        .at(days(age))
+        .source(Some("198.51.100.7".parse().unwrap()), Some("probe"));
         log.append_batch(org, &[event]).await.unwrap();
     }
     let purged = procuhelp_server::retention::run_once(
@@ -827,7 +881,10 @@ async fn retention_purges_exactly_the_expired_rows() {
     assert_eq!(purged.rows["app.sessions"], 2, "{purged:?}");
     assert_eq!(purged.rows["app.sso_login_requests"], 2, "{purged:?}");
     assert_eq!(purged.rows["app.login_throttle"], 1, "{purged:?}");
-    assert_eq!(purged.rows["app.audit_person_keys (unattributed)"], 1, "{purged:?}");
+    assert_eq!(
+        purged.rows["app.audit_person_keys (unattributed)"], 1,
+        "{purged:?}"
+    );
     assert!(!purged.more_left);
     assert_eq!(
         count("SELECT count(*) FROM app.sessions").await,
@@ -838,7 +895,10 @@ async fn retention_purges_exactly_the_expired_rows() {
             .await,
         0
     );
-    assert_eq!(count("SELECT count(*) FROM app.sso_login_requests").await, 2);
+    assert_eq!(
+        count("SELECT count(*) FROM app.sso_login_requests").await,
+        2
+    );
     assert_eq!(count("SELECT count(*) FROM app.login_throttle").await, 1);
     // A second run finds nothing; each run is recorded with its counts.
     let again = procuhelp_server::retention::run_once(
@@ -857,16 +917,29 @@ async fn retention_purges_exactly_the_expired_rows() {
         .filter(|e| e.action == Action::PersonalDataPurged)
         .collect();
     assert_eq!(recorded.len(), 2);
-    assert_eq!(recorded[0].context["rows"]["app.sessions"], 2, "{}", recorded[0].context);
+    assert_eq!(
+        recorded[0].context["rows"]["app.sessions"], 2,
+        "{}",
+        recorded[0].context
+    );
     // The old event's address can no longer be read; today's can.
     let admin = w.login(0, Role::Admin).await;
     let r = w
-        .request(Method::GET, "/api/audit?action=auth.login_failed", Some(&admin), None)
+        .request(
+            Method::GET,
+            "/api/audit?action=auth.login_failed",
+            Some(&admin),
+            None,
+        )
         .await;
     let failed = r.body["events"].as_array().unwrap();
     assert_eq!(failed.len(), 2, "{}", r.text);
     assert_eq!(failed[0]["personal"], "erased", "{}", r.text);
-    assert_eq!(failed[1]["personal"]["source"], "198.51.100.7", "{}", r.text);
+    assert_eq!(
+        failed[1]["personal"]["source"], "198.51.100.7",
+        "{}",
+        r.text
+    );
     superuser.close().await;
     w.close().await;
 }

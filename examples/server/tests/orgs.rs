@@ -8,10 +8,10 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::world;
 use procuhelp_audit::Action;
+use procuhelp_auth::Role;
 use procuhelp_auth::directory::{self, Email, NewUser};
 use procuhelp_auth::invitation;
 use procuhelp_auth::password::PasswordHasher;
-use procuhelp_auth::Role;
 use procuhelp_core::OrgId;
 use serde_json::json;
 
@@ -78,7 +78,12 @@ async fn an_invitation_sets_a_first_password_once_and_only_while_valid() {
     }
     // A password the policy refuses uses nothing up.
     let weak = accept(&w, &token, "short").await;
-    assert_eq!(weak.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", weak.text);
+    assert_eq!(
+        weak.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        weak.text
+    );
 
     let ok = accept(&w, &token, NEW_PASSWORD).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
@@ -155,7 +160,10 @@ async fn org_create_invites_the_first_admin() {
     .fetch_one(&db)
     .await
     .unwrap();
-    assert_eq!((region.as_str(), role.as_str(), password), ("eu", "admin", None));
+    assert_eq!(
+        (region.as_str(), role.as_str(), password),
+        ("eu", "admin", None)
+    );
     let live: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM app.invitations WHERE org_id = $1 AND token_hash = $2
            AND accepted_at IS NULL AND expires_at > now() + interval '6 days'",

@@ -54,7 +54,10 @@ async fn an_organisation_of_another_region_is_refused_as_unknown() {
     let refused = login(&w, us, "admin@us.test").await;
     let unknown = login(&w, OrgId::new(), "admin@us.test").await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text);
-    assert_eq!((refused.status, refused.text), (unknown.status, unknown.text));
+    assert_eq!(
+        (refused.status, refused.text),
+        (unknown.status, unknown.text)
+    );
 
     // A session of an eu organisation stops being served when the deployment's region
     // changes (the session check reads it), and is served again when it changes back.
@@ -131,13 +134,19 @@ async fn posture_fails_when_an_eu_organisation_s_data_would_leave_the_eu() {
     let err = run(&["posture", "--data-dir", &d, "--residency", f])
         .await
         .unwrap_err();
-    assert!(format!("{err:#}").contains("database is set to eu"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("database is set to eu"),
+        "{err:#}"
+    );
 
     std::fs::write(&file, r#"{"region": "mars"}"#).unwrap();
     let err = run(&["posture", "--data-dir", &d, "--residency", f])
         .await
         .unwrap_err();
-    assert!(format!("{err:#}").contains("unknown data region"), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("unknown data region"),
+        "{err:#}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -148,8 +157,7 @@ fn the_subprocessor_list_is_generated_from_the_configuration() {
     let residency: residency::Residency =
         serde_json::from_str(procuhelp_server::residency::DEFAULT).unwrap();
     let expected = residency.subprocessors_markdown();
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/subprocessors.md");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/subprocessors.md");
     if std::env::var_os("PROCUHELP_WRITE_DOCS").is_some() {
         std::fs::write(&path, &expected).unwrap();
     }

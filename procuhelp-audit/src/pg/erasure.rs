@@ -4,8 +4,8 @@ use procuhelp_core::OrgId;
 use procuhelp_tenancy::TenantTx;
 use uuid::Uuid;
 
-use super::storage::{db_err, lock_chain, tenancy_err};
 use super::persons::unattributed_subject;
+use super::storage::{db_err, lock_chain, tenancy_err};
 use super::{PgAuditSink, append_locked};
 use crate::{Action, Actor, AuditError, AuditEvent, Outcome, Receipt, Result, Subject};
 

@@ -86,9 +86,10 @@ pub(crate) fn subject_for(event: &AuditEvent) -> Option<Subject> {
         crate::Actor::User { id } => Some(Subject::from(id)),
         // A token's activity (its client's address) is kept with the organisation, for
         // investigating a stolen token, not shredded by age with the unattributed days.
-        crate::Actor::ServiceAccount { id } => {
-            Some(Subject::new(&format!("service_account:{id}")).unwrap_or_else(|_| unattributed_subject(event.at)))
-        }
+        crate::Actor::ServiceAccount { id } => Some(
+            Subject::new(&format!("service_account:{id}"))
+                .unwrap_or_else(|_| unattributed_subject(event.at)),
+        ),
         crate::Actor::System => Some(unattributed_subject(event.at)),
     }
 }

@@ -199,11 +199,11 @@ pub async fn set_role(
         sqlx::query(
             "UPDATE app.users SET role = $3, changed_at = $2 WHERE id = $1 AND erased_at IS NULL",
         )
-            .bind(id.as_uuid())
-            .bind(now)
-            .bind(role.as_str())
-            .execute(tx.conn())
-            .await?,
+        .bind(id.as_uuid())
+        .bind(now)
+        .bind(role.as_str())
+        .execute(tx.conn())
+        .await?,
     )
 }
 

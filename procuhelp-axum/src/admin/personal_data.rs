@@ -3,10 +3,10 @@
 //! erase them. Another organisation's user, an erased one and an unknown id are the same
 //! 404.
 
+use axum::Json;
 use axum::extract::Path;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use procuhelp_audit::{Action, Outcome};
 use procuhelp_auth::directory;
 use procuhelp_auth::{AuthError, Permission};
@@ -65,7 +65,9 @@ pub(super) async fn erase_user(mut authed: Authed, Path(id): Path<UserId>) -> Re
     )
     .await?;
     if authed.principal.acting_user() == id {
-        return Err(AuthError::Conflict("admins cannot erase themselves: ask another admin").into());
+        return Err(
+            AuthError::Conflict("admins cannot erase themselves: ask another admin").into(),
+        );
     }
     let target = directory::get(authed.tx().await?, id).await?;
     may_manage(&authed, &target)?;
@@ -82,5 +84,7 @@ pub(super) async fn erase_user(mut authed: Authed, Path(id): Path<UserId>) -> Re
     )
     .await?;
     authed.commit().await?;
-    Ok(Json(serde_json::to_value(&report).map_err(|_| AuthError::Internal)?))
+    Ok(Json(
+        serde_json::to_value(&report).map_err(|_| AuthError::Internal)?,
+    ))
 }

@@ -288,7 +288,10 @@ fn registered_columns(schema: &Schema) -> (BTreeSet<String>, Vec<String>) {
         }
         for (column, _) in entry.columns {
             if !subject::is_identifier(column) {
-                problems.push(format!("{}.{column} is not a plain column name", entry.table));
+                problems.push(format!(
+                    "{}.{column} is not a plain column name",
+                    entry.table
+                ));
             }
             if !columns.insert(format!("{}.{column}", entry.table)) {
                 problems.push(format!("{}.{column} is declared twice", entry.table));

@@ -68,7 +68,10 @@ impl Purge {
 
 /// The instant before which `entry`'s rows have expired, and the column holding theirs;
 /// `None` for a table kept by other rules.
-pub fn cutoff(entry: &PersonalTable, now: OffsetDateTime) -> Option<(&'static str, OffsetDateTime)> {
+pub fn cutoff(
+    entry: &PersonalTable,
+    now: OffsetDateTime,
+) -> Option<(&'static str, OffsetDateTime)> {
     match entry.retention {
         Retention::UntilExpiry { column, grace_days } => {
             Some((column, now - Duration::days(i64::from(grace_days))))
@@ -105,7 +108,16 @@ pub async fn purge_expired(
                 let mut more = true;
                 for _ in 0..limits.max_batches.max(1) {
                     let mut tx = db.begin(*org).await?;
-                    let (n, full) = batches(tx.conn(), &sql, before, Limits { max_batches: 1, ..limits }).await?;
+                    let (n, full) = batches(
+                        tx.conn(),
+                        &sql,
+                        before,
+                        Limits {
+                            max_batches: 1,
+                            ..limits
+                        },
+                    )
+                    .await?;
                     tx.commit().await?;
                     deleted += n;
                     if !full {
@@ -190,7 +202,10 @@ mod tests {
             column: "seen",
             days: 2,
         };
-        assert_eq!(cutoff(&entry, now), Some(("seen", datetime!(2026-12-01 12:00 UTC))));
+        assert_eq!(
+            cutoff(&entry, now),
+            Some(("seen", datetime!(2026-12-01 12:00 UTC)))
+        );
         for kept in [
             Retention::Organisation,
             Retention::Account,

@@ -118,7 +118,10 @@ pub async fn rows_about(
 /// request, another user handed over by them) shows its other people's data to no one;
 /// another user's id shows as `"another user"`.
 fn projection(entry: &PersonalTable) -> Result<String> {
-    let own = match entry.subject.filter(|s| entry.class_of(s) == Some(Class::UserRef)) {
+    let own = match entry
+        .subject
+        .filter(|s| entry.class_of(s) == Some(Class::UserRef))
+    {
         Some(subject) => format!("t.{} = $1", quoted(subject)?),
         None => "false".to_owned(),
     };
