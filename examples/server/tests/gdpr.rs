@@ -120,6 +120,13 @@ async fn seed_person(w: &World) -> (UserId, Session) {
             vec![],
         ),
         (
+            "INSERT INTO app.invitations (org_id, id, user_id, token_hash, created_at,
+                 expires_at)
+             VALUES (app.current_org(), gen_random_uuid(), $1, sha256('i'::bytea), now(),
+                 now() + interval '1 day')",
+            vec![],
+        ),
+        (
             "INSERT INTO app.suppliers (org_id, id, name, country, status, created_by)
              VALUES (app.current_org(), gen_random_uuid(), 'Desks & Co', 'DE', 'active', $1)",
             vec![],
@@ -597,6 +604,30 @@ async fn run(args: &[&str]) -> anyhow::Result<()> {
     procuhelp_server::run(procuhelp_server::cli::Cli::parse_from(argv)).await
 }
 
+/// `procuhelp-server gdpr VERB --data-dir D --org ORG --email EMAIL [--out OUT]`.
+async fn gdpr(
+    d: &str,
+    org: &str,
+    verb: &str,
+    email: &str,
+    out: Option<&str>,
+) -> anyhow::Result<()> {
+    let mut args = vec![
+        "gdpr",
+        verb,
+        "--data-dir",
+        d,
+        "--org",
+        org,
+        "--email",
+        email,
+    ];
+    if let Some(out) = out {
+        args.extend(["--out", out]);
+    }
+    run(&args).await
+}
+
 /// The command line on the embedded default: export and erase by address, then neither a
 /// `pg_dump` of the database nor a backup taken afterwards holds the person, and the
 /// restore drill (which verifies every audit chain against the pinned keys) passes.
@@ -666,20 +697,7 @@ async fn command_line_export_and_erasure_leave_nothing_in_a_dump_or_a_later_back
     let org = org.to_string();
     let out = dir.join("export.json");
     let o = out.to_str().unwrap().to_owned();
-    run(&[
-        "gdpr",
-        "export",
-        "--data-dir",
-        &d,
-        "--org",
-        &org,
-        "--email",
-        person,
-        "--out",
-        &o,
-    ])
-    .await
-    .unwrap();
+    gdpr(&d, &org, "export", person, Some(&o)).await.unwrap();
     let export: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     assert_eq!(export["tables"]["app.users"][0]["email"], person);
     assert_eq!(
@@ -691,65 +709,27 @@ async fn command_line_export_and_erasure_leave_nothing_in_a_dump_or_a_later_back
         let mode = std::fs::metadata(&out).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    let err = run(&[
-        "gdpr",
-        "export",
-        "--data-dir",
-        &d,
-        "--org",
-        &org,
-        "--email",
-        person,
-        "--out",
-        &o,
-    ])
-    .await
-    .unwrap_err();
+    let err = gdpr(&d, &org, "export", person, Some(&o))
+        .await
+        .unwrap_err();
     assert!(format!("{err:#}").contains("creating"), "{err:#}");
     // An unknown address: a clear error, and no file left behind.
     let missing = dir.join("missing.json");
-    let err = run(&[
-        "gdpr",
-        "export",
-        "--data-dir",
+    let err = gdpr(
         &d,
-        "--org",
         &org,
-        "--email",
+        "export",
         "nobody@a.demo.procuhelp.test",
-        "--out",
-        missing.to_str().unwrap(),
-    ])
+        missing.to_str(),
+    )
     .await
     .unwrap_err();
     assert!(format!("{err:#}").contains("no person"), "{err:#}");
     assert!(!missing.exists());
 
     // Erase by address; a second time there is no such person any more.
-    run(&[
-        "gdpr",
-        "erase",
-        "--data-dir",
-        &d,
-        "--org",
-        &org,
-        "--email",
-        person,
-    ])
-    .await
-    .unwrap();
-    let err = run(&[
-        "gdpr",
-        "erase",
-        "--data-dir",
-        &d,
-        "--org",
-        &org,
-        "--email",
-        person,
-    ])
-    .await
-    .unwrap_err();
+    gdpr(&d, &org, "erase", person, None).await.unwrap();
+    let err = gdpr(&d, &org, "erase", person, None).await.unwrap_err();
     assert!(format!("{err:#}").contains("already erased"), "{err:#}");
 
     // Neither the database nor a backup taken now holds any of it.

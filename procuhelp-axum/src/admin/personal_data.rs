@@ -22,18 +22,14 @@ use crate::{Authed, Result};
 /// `personal_data.exported`.
 pub(super) async fn export_user(mut authed: Authed, Path(id): Path<UserId>) -> Result<Response> {
     authed.require(Permission::ManageUsers).await?;
-    let target = directory::get(authed.tx().await?, id).await?;
-    may_manage(&authed, &target)?;
-    let log = crate::audit::audit_log(&authed)?;
-    let event = authed.event(Action::PersonalDataExported, Outcome::Success);
-    let (sdk, now) = (authed.sdk().clone(), authed.sdk().now());
+    let (log, event, sdk) = prepare(&mut authed, id, Action::PersonalDataExported).await?;
     let export = subject_rights::export(
         authed.tx().await?,
         &log,
         sdk.personal_data(),
         &Person::Id(id),
         event,
-        now,
+        sdk.now(),
     )
     .await?;
     authed.commit().await?;
@@ -69,22 +65,39 @@ pub(super) async fn erase_user(mut authed: Authed, Path(id): Path<UserId>) -> Re
             AuthError::Conflict("admins cannot erase themselves: ask another admin").into(),
         );
     }
-    let target = directory::get(authed.tx().await?, id).await?;
-    may_manage(&authed, &target)?;
-    let log = crate::audit::audit_log(&authed)?;
-    let event = authed.event(Action::PersonalDataErased, Outcome::Success);
-    let (sdk, now) = (authed.sdk().clone(), authed.sdk().now());
+    let (log, event, sdk) = prepare(&mut authed, id, Action::PersonalDataErased).await?;
     let report = subject_rights::erase(
         authed.tx().await?,
         &log,
         sdk.personal_data(),
         &Person::Id(id),
         event,
-        now,
+        sdk.now(),
     )
     .await?;
     authed.commit().await?;
     Ok(Json(
         serde_json::to_value(&report).map_err(|_| AuthError::Internal)?,
+    ))
+}
+
+/// The user `id` must be one the admin may manage (404 for another organisation's or an
+/// unknown one); then the audit log, the request's event and the SDK for the call.
+async fn prepare(
+    authed: &mut Authed,
+    id: UserId,
+    action: Action,
+) -> Result<(
+    procuhelp_audit::PgAuditSink,
+    procuhelp_audit::AuditEvent,
+    crate::Sdk,
+)> {
+    let target = directory::get(authed.tx().await?, id).await?;
+    may_manage(authed, &target)?;
+    let log = crate::audit::audit_log(authed)?;
+    Ok((
+        log,
+        authed.event(action, Outcome::Success),
+        authed.sdk().clone(),
     ))
 }
