@@ -25,9 +25,11 @@ BEGIN
     -- The tenant first: row-level security scopes every lookup below to this organisation.
     PERFORM set_config('procuhelp.org_id', org::text, true);
     -- An organisation of another region than the deployment's is not served (0020).
-    -- (An unknown organisation has no session: PHA01 below, as before.)
-    IF EXISTS (SELECT 1 FROM app.organisations o JOIN app.deployment d ON d.region <> o.data_region
-               WHERE o.id = org) THEN
+    -- (An unknown organisation has no session: PHA01 below, as before.) No deployment row
+    -- serves nothing.
+    IF EXISTS (SELECT 1 FROM app.organisations o WHERE o.id = org)
+       AND NOT EXISTS (SELECT 1 FROM app.organisations o
+                       JOIN app.deployment d ON d.region = o.data_region WHERE o.id = org) THEN
         RAISE EXCEPTION 'organisation not served in this region' USING ERRCODE = 'PHA09';
     END IF;
 

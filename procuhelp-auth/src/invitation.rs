@@ -59,7 +59,9 @@ pub async fn invite(
 }
 
 /// Marks the live invitation `credential` accepted and returns its user, locked for the
-/// rest of `tx`; `None` when there is no such live invitation of an active, unerased user.
+/// rest of `tx`, whose other invitations are withdrawn; `None` when there is no such live
+/// invitation of an active, unerased user who has no password yet (an invitation sets a
+/// first password; it is not a password reset).
 pub(crate) async fn redeem(
     tx: &mut TenantTx,
     credential: &Credential,
@@ -70,13 +72,33 @@ pub(crate) async fn redeem(
          FROM app.users u
          WHERE i.token_hash = $1 AND i.accepted_at IS NULL AND i.expires_at > $2
            AND u.org_id = i.org_id AND u.id = i.user_id AND u.status = 'active'
-           AND u.erased_at IS NULL
+           AND u.erased_at IS NULL AND u.password_hash IS NULL
          RETURNING i.user_id",
     )
     .bind(credential.token.hash().to_vec())
     .bind(now)
     .fetch_optional(tx.conn())
     .await?;
-    user.map(|u| UserId::from_uuid(u).map_err(|_| AuthError::Internal))
-        .transpose()
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    // The user's row, locked and checked again: a disable or erasure committed since the
+    // statement above read it wins.
+    let still: Option<bool> = sqlx::query_scalar(
+        "SELECT status = 'active' AND erased_at IS NULL AND password_hash IS NULL
+         FROM app.users WHERE id = $1 FOR NO KEY UPDATE",
+    )
+    .bind(user)
+    .fetch_optional(tx.conn())
+    .await?;
+    if still != Some(true) {
+        return Ok(None);
+    }
+    sqlx::query("DELETE FROM app.invitations WHERE user_id = $1 AND accepted_at IS NULL")
+        .bind(user)
+        .execute(tx.conn())
+        .await?;
+    UserId::from_uuid(user)
+        .map(Some)
+        .map_err(|_| AuthError::Internal)
 }

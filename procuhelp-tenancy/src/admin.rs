@@ -51,8 +51,11 @@ pub async fn create_organisation_in(
     Ok(org)
 }
 
-/// Every organisation's id, for jobs that visit each one (key rotation, the SSO
-/// self-check). Runs on the **owner** pool.
+/// The id of every organisation this deployment serves (its region's:
+/// [`residency`](crate::residency)), for jobs that visit each one (key rotation, the
+/// retention purge, the SSO self-check): another region's could not be entered. Runs on
+/// the **owner** pool; [`residency::organisation_regions`](crate::residency::organisation_regions)
+/// lists them all.
 ///
 /// `app.organisations` FORCEs row-level security, and only its owner has a policy that
 /// lists every row (migration 0014). Any other role would silently see none (or only the
@@ -72,9 +75,12 @@ pub async fn organisation_ids(owner: &PgPool) -> Result<Vec<OrgId>> {
                 .to_owned(),
         ));
     }
-    let ids: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM app.organisations ORDER BY id")
-        .fetch_all(&mut *tx)
-        .await?;
+    let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
+        "SELECT o.id FROM app.organisations o JOIN app.deployment d ON d.region = o.data_region
+         ORDER BY o.id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
     ids.into_iter()
         .map(|id| OrgId::from_uuid(id).map_err(|_| Error::Config("bad organisation id".to_owned())))

@@ -134,10 +134,16 @@ impl Country {
 impl FromStr for Country {
     type Err = &'static str;
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        if s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()) {
-            Ok(Country(s.to_owned()))
-        } else {
-            Err("a country is two upper-case letters (ISO 3166-1 alpha-2, e.g. DE)")
+        match s {
+            // Codes in common use that are not ISO 3166-1's: they would silently count
+            // as outside every region.
+            "UK" => Err("the United Kingdom is GB in ISO 3166-1"),
+            "EL" => Err("Greece is GR in ISO 3166-1"),
+            "EU" => Err("EU is not a country: name the member state"),
+            _ if s.len() == 2 && s.bytes().all(|b| b.is_ascii_uppercase()) => {
+                Ok(Country(s.to_owned()))
+            }
+            _ => Err("a country is two upper-case letters (ISO 3166-1 alpha-2, e.g. DE)"),
         }
     }
 }
@@ -370,7 +376,9 @@ mod tests {
         for bad in ["EU", "europe", "", "e u"] {
             assert!(bad.parse::<Region>().is_err(), "{bad}");
         }
-        for bad in [r#""de""#, r#""DEU""#, r#""D1""#, r#""""#] {
+        for bad in [
+            r#""de""#, r#""DEU""#, r#""D1""#, r#""""#, r#""UK""#, r#""EL""#,
+        ] {
             assert!(serde_json::from_str::<Country>(bad).is_err(), "{bad}");
         }
         let err = residency(&EU.replace(r#""region":"eu""#, r#""region":"mars""#)).unwrap_err();

@@ -43,7 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             drop(vault);
             let owner = db.owner_pool().await?;
             let result = match database::schema().migrate(&owner, &runtime_role).await {
-                Ok(()) => residency::apply(&owner, &residency).await,
+                Ok(()) => residency::apply(&owner, &args.db, &residency).await,
                 Err(e) => Err(e.into()),
             };
             owner.close().await;
@@ -100,7 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let runtime_role = procuhelp_tenancy::RuntimeRole::new(args.runtime_role)?;
             let residency = residency::load(&args.db)?;
             let (vault, db) = open(&args.db).await?;
-            let result = seed_demo(&db, &runtime_role, vault, &residency).await;
+            let result = seed_demo(&db, &runtime_role, vault, &args.db, &residency).await;
             db.close().await?;
             report(&result?);
             Ok(())
@@ -369,6 +369,7 @@ async fn seed_demo(
     db: &database::Database,
     runtime_role: &procuhelp_tenancy::RuntimeRole,
     vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
+    args: &cli::DatabaseArgs,
     residency: &procuhelp_tenancy::residency::Residency,
 ) -> anyhow::Result<Vec<String>> {
     use crate::suppliers::{NewSupplier, PgSupplierRepository, SupplierRepository as _};
@@ -380,7 +381,7 @@ async fn seed_demo(
         .migrate(&owner, runtime_role)
         .await
         .context("migrate")?;
-    residency::apply(&owner, residency).await?;
+    residency::apply(&owner, args, residency).await?;
     let mut orgs = Vec::new();
     for name in ["Demo Org A", "Demo Org B"] {
         orgs.push(procuhelp_tenancy::create_organisation(&owner, name).await?);

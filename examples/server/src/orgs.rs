@@ -1,19 +1,27 @@
 //! `procuhelp-server org create`: an organisation in this deployment's region, with its
 //! first admin invited (no password typed by anyone but them), recorded in the system
 //! chain (`org.created`) and the organisation's (`user.invited`).
+//!
+//! Whole or not at all: if the admin or the invitation cannot be created, the new
+//! organisation is deleted again (it holds nothing yet) and nothing is recorded.
 
 use anyhow::Context as _;
-use procuhelp_audit::{Action, Actor, AuditEvent, AuditSink as _, Outcome};
+use procuhelp_audit::{Action, Actor, AuditEvent, AuditSink as _, Outcome, PgAuditSink};
 use procuhelp_auth::directory::{self, Email, NewUser};
+use procuhelp_auth::session::Credential;
 use procuhelp_auth::{Role, invitation};
+use procuhelp_core::{OrgId, UserId};
 use procuhelp_tenancy::{RuntimeRole, TenantDb};
 use serde_json::json;
+use sqlx::PgPool;
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::cli::OrgCommand;
 use crate::{database, residency};
 
-/// Runs one `org` subcommand; returns the lines to print.
+/// Runs one `org` subcommand; returns the lines to print (the last is the invitation
+/// token: secret, shown once).
 pub async fn command(command: OrgCommand) -> anyhow::Result<Vec<String>> {
     let OrgCommand::Create {
         name,
@@ -23,6 +31,13 @@ pub async fn command(command: OrgCommand) -> anyhow::Result<Vec<String>> {
     } = command;
     // Bad input is refused before anything is opened.
     let email = Email::parse(&admin_email).context("--admin-email")?;
+    let admin_name = admin_name.trim().to_owned();
+    if admin_name.is_empty()
+        || admin_name.chars().count() > 200
+        || admin_name.chars().any(char::is_control)
+    {
+        anyhow::bail!("--admin-name: 1 to 200 characters, no control characters");
+    }
     let residency = residency::load(&db)?;
     let (vault, database) = crate::open(&db).await?;
     drop(vault);
@@ -32,7 +47,7 @@ pub async fn command(command: OrgCommand) -> anyhow::Result<Vec<String>> {
             .migrate(&owner, &RuntimeRole::default())
             .await
         {
-            Ok(()) => residency::apply(&owner, &residency).await,
+            Ok(()) => residency::apply(&owner, &db, &residency).await,
             Err(e) => Err(e.into()),
         };
         owner.close().await;
@@ -40,61 +55,135 @@ pub async fn command(command: OrgCommand) -> anyhow::Result<Vec<String>> {
     }
     database.close().await?;
     let (log, runtime, database) = crate::open_audit_log(&db).await?;
-    let created = async {
-        let owner = database.owner_pool().await?;
-        let org = procuhelp_tenancy::create_organisation(&owner, &name).await;
-        owner.close().await;
-        let org = org?;
-        let region = residency.region;
-        let now = time::OffsetDateTime::now_utc();
-        log.record(
-            AuditEvent::new(None, Actor::System, Action::OrgCreated, Outcome::Success)
-                .at(now)
-                .target(format!("org:{org}"))
-                .context(json!({ "region": region.as_str(), "via": "cli" })),
-        )
-        .await?;
-        let mut tx = TenantDb::new(runtime.clone()).begin(org).await?;
-        let user = directory::create(
-            &mut tx,
-            NewUser {
-                email: email.clone(),
-                display_name: admin_name.clone(),
-                role: Some(Role::Admin),
-                password_hash: None,
-            },
-            now,
-        )
-        .await?;
-        let token =
-            invitation::invite(&mut tx, user, None, now, invitation::DEFAULT_LIFETIME).await?;
-        let expires = (now + invitation::DEFAULT_LIFETIME).format(&Rfc3339)?;
-        log.append_in_tx(
-            &mut tx,
-            &AuditEvent::new(
-                Some(org),
-                Actor::System,
-                Action::UserInvited,
-                Outcome::Success,
+    let owner = database.owner_pool().await;
+    let created = match owner {
+        Ok(owner) => {
+            let created = create(
+                &owner,
+                &runtime,
+                &log,
+                &name,
+                &email,
+                &admin_name,
+                &residency,
             )
-            .at(now)
-            .target(format!("user:{user}"))
-            .person(user, Some(email.as_str()), Some(&admin_name))
-            .context(json!({ "role": "admin", "expires_at": expires, "via": "cli" })),
-        )
-        .await?;
-        tx.commit().await?;
-        anyhow::Ok(vec![
-            format!("organisation {org} ({name}) created in region {region}"),
-            format!("first admin {} invited until {expires}", email.as_str()),
-            "give them this token once; they set their password with POST \
-             /api/invitations/accept {\"token\": ..., \"password\": ...}:"
-                .to_owned(),
-            token.expose(),
-        ])
-    }
-    .await;
+            .await;
+            owner.close().await;
+            created
+        }
+        Err(e) => Err(e),
+    };
     runtime.close().await;
     database.close().await?;
     created
+}
+
+async fn create(
+    owner: &PgPool,
+    runtime: &PgPool,
+    log: &PgAuditSink,
+    name: &str,
+    email: &Email,
+    admin_name: &str,
+    residency: &procuhelp_tenancy::residency::Residency,
+) -> anyhow::Result<Vec<String>> {
+    let region = procuhelp_tenancy::residency::deployment_region(owner).await?;
+    if region != residency.region {
+        anyhow::bail!(
+            "the database serves region {region}, the configuration {}: an organisation \
+             created here would not be served",
+            residency.region
+        );
+    }
+    let org = procuhelp_tenancy::create_organisation_in(owner, name, region).await?;
+    let now = OffsetDateTime::now_utc();
+    let invited = invite_admin(runtime, log, org, email, admin_name, now).await;
+    let (user, token) = match invited {
+        Ok(invited) => invited,
+        Err(e) => {
+            // Nothing of it committed but the organisation's row: take it back.
+            if let Err(undo) = delete_new_organisation(owner, org).await {
+                return Err(e.context(format!(
+                    "and organisation {org} could not be removed again ({undo:#}): delete it by hand"
+                )));
+            }
+            return Err(e);
+        }
+    };
+    log.record(
+        AuditEvent::new(None, Actor::System, Action::OrgCreated, Outcome::Success)
+            .at(now)
+            .target(format!("org:{org}"))
+            .context(
+                json!({ "region": region.as_str(), "first_admin": user.to_string(), "via": "cli" }),
+            ),
+    )
+    .await?;
+    let expires = (now + invitation::DEFAULT_LIFETIME).format(&Rfc3339)?;
+    Ok(vec![
+        format!("organisation {org} ({name}) created in region {region}"),
+        format!("first admin {} invited until {expires}", email.as_str()),
+        "give them this token once; they set their password with POST \
+         /api/invitations/accept {\"token\": ..., \"password\": ...}:"
+            .to_owned(),
+        token.expose(),
+    ])
+}
+
+/// The first admin and their invitation, with its `user.invited` event, in one
+/// transaction of `org`.
+async fn invite_admin(
+    runtime: &PgPool,
+    log: &PgAuditSink,
+    org: OrgId,
+    email: &Email,
+    admin_name: &str,
+    now: OffsetDateTime,
+) -> anyhow::Result<(UserId, Credential)> {
+    let mut tx = TenantDb::new(runtime.clone()).begin(org).await?;
+    let user = directory::create(
+        &mut tx,
+        NewUser {
+            email: email.clone(),
+            display_name: admin_name.to_owned(),
+            role: Some(Role::Admin),
+            password_hash: None,
+        },
+        now,
+    )
+    .await?;
+    let token = invitation::invite(&mut tx, user, None, now, invitation::DEFAULT_LIFETIME).await?;
+    let expires = (now + invitation::DEFAULT_LIFETIME).format(&Rfc3339)?;
+    log.append_in_tx(
+        &mut tx,
+        &AuditEvent::new(
+            Some(org),
+            Actor::System,
+            Action::UserInvited,
+            Outcome::Success,
+        )
+        .at(now)
+        .target(format!("user:{user}"))
+        .person(user, Some(email.as_str()), Some(admin_name))
+        .context(json!({ "role": "admin", "expires_at": expires, "via": "cli" })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((user, token))
+}
+
+/// Deletes an organisation created a moment ago that holds nothing (owner pool; the owner
+/// is bound by row-level security too, so it enters the organisation first).
+async fn delete_new_organisation(owner: &PgPool, org: OrgId) -> anyhow::Result<()> {
+    let mut tx = owner.begin().await?;
+    sqlx::query("SELECT set_config('procuhelp.org_id', $1, true)")
+        .bind(org.to_string())
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM app.organisations WHERE id = $1")
+        .bind(org.as_uuid())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -26,8 +26,18 @@ pub fn load(args: &DatabaseArgs) -> anyhow::Result<Residency> {
     }
 }
 
-/// Makes the database serve `residency`'s region (owner pool).
-pub async fn apply(owner: &PgPool, residency: &Residency) -> anyhow::Result<()> {
+/// Makes the database serve `residency`'s region (owner pool) — only when `--residency`
+/// was given: a command run without it must not move a deployment to the built-in
+/// region (a fresh database serves `eu`, the built-in one; any other mismatch is a
+/// finding that stops `serve`).
+pub async fn apply(
+    owner: &PgPool,
+    args: &DatabaseArgs,
+    residency: &Residency,
+) -> anyhow::Result<()> {
+    if args.residency.is_none() {
+        return Ok(());
+    }
     residency::set_deployment_region(owner, residency.region)
         .await
         .context("setting the deployment's region")
@@ -58,7 +68,13 @@ pub async fn posture_findings(
     let database = residency::deployment_region(runtime).await?;
     let regions: Vec<Region> = match residency::organisation_regions(owner).await {
         Ok(orgs) => orgs.into_iter().map(|(_, r)| r).collect(),
-        Err(_) => vec![residency.region],
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "organisations of other regions not checked: listing them needs the schema owner"
+            );
+            vec![residency.region]
+        }
     };
     Ok(residency
         .findings(database, &regions)

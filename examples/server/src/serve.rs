@@ -79,7 +79,7 @@ async fn serve_on(
     if db.is_embedded() {
         let owner = db.owner_pool().await?;
         let migrated = match crate::database::schema().migrate(&owner, &role).await {
-            Ok(()) => crate::residency::apply(&owner, &residency).await,
+            Ok(()) => crate::residency::apply(&owner, &args.db, &residency).await,
             Err(e) => Err(e.into()),
         };
         owner.close().await;

@@ -94,6 +94,37 @@ async fn an_invitation_sets_a_first_password_once_and_only_while_valid() {
     assert_eq!(again.status, StatusCode::UNAUTHORIZED);
     assert_eq!(w.count(Action::UserInvitationAccepted), 1);
 
+    // Not a password reset: an invitation of a user who has a password does nothing, and
+    // a user's other invitations were withdrawn when one was accepted.
+    let mut tx = w.state.sdk.tenants().begin(org).await.unwrap();
+    let invited: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM app.users WHERE email = 'invited@org0.test'")
+            .fetch_one(tx.conn())
+            .await
+            .unwrap();
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM app.invitations WHERE user_id = $1 AND accepted_at IS NULL",
+    )
+    .bind(invited)
+    .fetch_one(tx.conn())
+    .await
+    .unwrap();
+    assert_eq!(pending, 0);
+    let reset = invitation::invite(
+        &mut tx,
+        procuhelp_core::UserId::from_uuid(invited).unwrap(),
+        None,
+        w.state.sdk.now(),
+        time::Duration::minutes(60),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let r = accept(&w, &reset.expose(), "an attacker's passphrase").await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    let login = w.try_login(0, "invited@org0.test", NEW_PASSWORD).await;
+    assert_eq!(login.status, StatusCode::OK, "{}", login.text);
+
     // Expired.
     w.clock.advance(time::Duration::minutes(2));
     let late = accept(&w, &short_lived.expose(), NEW_PASSWORD).await;
@@ -137,6 +168,16 @@ async fn org_create_invites_the_first_admin() {
         }
     };
     let err = procuhelp_server::orgs::command(args("not an address"))
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("--admin-email"), "{err:#}");
+    let mut nameless = args("boss@acme.test");
+    let procuhelp_server::cli::OrgCommand::Create { admin_name, .. } = &mut nameless;
+    *admin_name = "  ".to_owned();
+    let err = procuhelp_server::orgs::command(nameless).await.unwrap_err();
+    assert!(format!("{err:#}").contains("--admin-name"), "{err:#}");
+    assert!(!data.exists(), "nothing is created for refused input");
+    let err = procuhelp_server::orgs::command(args("also not an address"))
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("--admin-email"), "{err:#}");

@@ -68,11 +68,21 @@ async fn an_organisation_of_another_region_is_refused_as_unknown() {
             .status,
         StatusCode::OK
     );
+    // A one-round-trip read remembers the verified session (for up to 15 s)...
+    let r = w
+        .request(Method::GET, "/api/suppliers", Some(&session), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     residency::set_deployment_region(&w.owner, Region::Us)
         .await
         .unwrap();
     let r = w
         .request(Method::GET, "/api/session", Some(&session), None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    // ...and its remembered answer is not served for another region's organisation either.
+    let r = w
+        .request(Method::GET, "/api/suppliers", Some(&session), None)
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
     assert!(w.state.sdk.tenants().begin(w.orgs[0]).await.is_err());
@@ -86,6 +96,14 @@ async fn an_organisation_of_another_region_is_refused_as_unknown() {
         .request(Method::GET, "/api/session", Some(&session), None)
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Jobs that visit every organisation visit the served ones: another region's does
+    // not stop the retention purge.
+    let log = w.state.sdk.audit_log().cloned().unwrap();
+    let served = procuhelp_tenancy::organisation_ids(&w.owner).await.unwrap();
+    assert!(!served.contains(&us) && served.contains(&w.orgs[0]));
+    procuhelp_server::retention::run_once(&w.owner, &w.runtime, &log, w.state.sdk.audit().as_ref())
+        .await
+        .unwrap();
     // The runtime role cannot change what the deployment serves.
     let err = sqlx::query("UPDATE app.deployment SET region = 'us'")
         .execute(&w.runtime)

@@ -10,8 +10,9 @@ use crate::{AuthError, AuthResult};
 
 impl Authenticator {
     /// Redeems the invitation `credential`: its user's first password becomes `password`
-    /// (checked against the policy), the invitation is used up, and
-    /// `user.invitation_accepted` is recorded — in one transaction. Any invitation that
+    /// (checked against the policy), the invitation is used up and the user's other
+    /// invitations withdrawn — in one transaction — and `user.invitation_accepted` is
+    /// recorded before it commits (fail closed). Any invitation that
     /// cannot be redeemed (unknown, used, expired, another organisation's, of a disabled
     /// or erased user, an organisation this deployment does not serve) is the same
     /// [`AuthError::Unauthenticated`]. No session is opened: the user signs in next.

@@ -121,7 +121,8 @@ impl AuthenticatedRead {
     /// conditions and run out of order); the epoch check and the read are fenced
     /// (`OFFSET 0`) LATERAL dependents of it, so their row-level-security checks run
     /// after the tenant is set. The check counts the organisation's row and the user's
-    /// epoch row, which RLS shows only once the tenant is entered: if it ever ran before,
+    /// epoch row, which RLS shows only once the tenant is entered — and the organisation
+    /// only while the deployment serves its region (migration 0020): if it ever ran before,
     /// it finds no row and answers "not fresh" (a full check), never "fresh" on an epoch
     /// it could not see. The read sees `tenant.org` only ([`AuthenticatedRead::new`]).
     fn remembered_statement(&self) -> String {
@@ -133,6 +134,7 @@ impl AuthenticatedRead {
              CROSS JOIN LATERAL (SELECT count(o.id) = 1 AND count(x.epoch) = 1 \
                                         AND max(x.epoch) = $2 AS ph_fresh \
                                  FROM app.organisations o \
+                                 JOIN app.deployment d ON d.region = o.data_region \
                                  LEFT JOIN app.session_epochs x ON x.org_id = o.id AND x.user_id = $3::uuid \
                                  WHERE o.id = tenant.org OFFSET 0) AS e \
              LEFT JOIN LATERAL (SELECT i.*, true AS ph_row FROM ({}\n) AS i \
