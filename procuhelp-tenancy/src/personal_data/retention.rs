@@ -100,37 +100,35 @@ pub async fn purge_expired(
             continue;
         };
         let sql = statement(entry.table, column)?;
+        let batch = limits.batch.max(1);
+        // Tenant tables organisation by organisation, under row-level security; the others
+        // (no `org_id`) once, outside any organisation.
+        let scopes: Vec<Option<OrgId>> = if entry.class_of("org_id").is_some() {
+            orgs.iter().copied().map(Some).collect()
+        } else {
+            vec![None]
+        };
         let mut deleted = 0;
-        if entry.class_of("org_id").is_some() {
-            for org in orgs {
+        for org in scopes {
+            let mut more = true;
+            for _ in 0..limits.max_batches.max(1) {
                 // One short transaction per batch: no lock (a deleted session bumps its
                 // user's session epoch) is held beyond one batch.
-                let mut more = true;
-                for _ in 0..limits.max_batches.max(1) {
-                    let mut tx = db.begin(*org).await?;
-                    let (n, full) = batches(
-                        tx.conn(),
-                        &sql,
-                        before,
-                        Limits {
-                            max_batches: 1,
-                            ..limits
-                        },
-                    )
-                    .await?;
-                    tx.commit().await?;
-                    deleted += n;
-                    if !full {
-                        more = false;
-                        break;
+                let n = match org {
+                    Some(org) => {
+                        let mut tx = db.begin(org).await?;
+                        let n = delete_batch(tx.conn(), &sql, before, batch).await?;
+                        tx.commit().await?;
+                        n
                     }
+                    None => delete_batch(&mut *pool.acquire().await?, &sql, before, batch).await?,
+                };
+                deleted += n;
+                if n < u64::from(batch) {
+                    more = false;
+                    break;
                 }
-                purge.more_left |= more;
             }
-        } else {
-            let mut conn = pool.acquire().await?;
-            let (n, more) = batches(&mut conn, &sql, before, limits).await?;
-            deleted += n;
             purge.more_left |= more;
         }
         purge.rows.insert(entry.table, deleted);
@@ -152,27 +150,19 @@ fn statement(table: &str, column: &str) -> Result<String> {
     ))
 }
 
-/// Runs `sql` until a batch deletes fewer than `limits.batch` rows, or `max_batches`
-/// times; each statement commits on its own only if `conn` is not in a transaction.
-async fn batches(
+/// One statement of `sql`: at most `batch` rows whose instant is before `before`.
+async fn delete_batch(
     conn: &mut PgConnection,
     sql: &str,
     before: OffsetDateTime,
-    limits: Limits,
-) -> Result<(u64, bool)> {
-    let mut total = 0;
-    for _ in 0..limits.max_batches.max(1) {
-        let done = sqlx::query(sql)
-            .bind(before)
-            .bind(i64::from(limits.batch.max(1)))
-            .execute(&mut *conn)
-            .await?;
-        total += done.rows_affected();
-        if done.rows_affected() < u64::from(limits.batch.max(1)) {
-            return Ok((total, false));
-        }
-    }
-    Ok((total, true))
+    batch: u32,
+) -> Result<u64> {
+    let done = sqlx::query(sql)
+        .bind(before)
+        .bind(i64::from(batch))
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
 }
 
 #[cfg(test)]
