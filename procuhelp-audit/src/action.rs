@@ -91,6 +91,9 @@ actions! {
     UserInvitationAccepted => "user.invitation_accepted",
     /// An organisation was created by an operator (system chain; context: its region).
     OrgCreated => "org.created",
+    /// An organisation was offboarded by an operator (system chain; context: rows
+    /// deleted per table, its chain's last sequence number and hash, the keys destroyed).
+    OrgOffboarded => "org.offboarded",
     /// A user's role changed.
     UserRoleChanged => "user.role_changed",
     /// A user was disabled.

@@ -120,7 +120,8 @@ pub use import::{MAX_IMPORT_EVENTS, read_events};
 #[cfg(feature = "postgres")]
 pub use pg::{
     Erasure, EventQuery, ExportFormat, ExportRange, ExportSummary, ImportSummary, MAX_IMPORT_BYTES,
-    MAX_READ, PersonalView, PgAuditConfig, PgAuditSink, StoredEvent, unattributed_subject,
+    MAX_READ, PersonalView, PgAuditConfig, PgAuditSink, StoredEvent, organisation_kek,
+    unattributed_subject,
     verify_live,
 };
 #[cfg(feature = "postgres")]

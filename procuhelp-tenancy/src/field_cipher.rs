@@ -191,7 +191,7 @@ pub enum KeyState {
     NoKeys,
 }
 
-fn kek_name(org: OrgId) -> String {
+pub(crate) fn kek_name(org: OrgId) -> String {
     format!("tenant-{}", org.as_uuid().simple())
 }
 

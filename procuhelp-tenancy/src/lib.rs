@@ -40,10 +40,12 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod catalog;
 mod db;
 mod error;
 mod field_cipher;
 pub mod migrate;
+pub mod offboarding;
 mod one_shot;
 pub mod personal_data;
 pub mod posture;

@@ -96,9 +96,12 @@ impl DrillChecks for ServerChecks {
         let mut chains = 0usize;
         let mut events = 0u64;
         let mut broken = Vec::new();
+        // Organisations whose part could not be opened (keys destroyed) are not in the
+        // copy; the tenancy crate's own check proves the live database agrees.
         let mut orgs: Vec<procuhelp_core::OrgId> = manifest
             .organisations
             .iter()
+            .filter(|id| !copy.destroyed_organisations().contains(id))
             .filter_map(|id| procuhelp_core::OrgId::from_uuid(*id).ok())
             .collect();
         if !orgs.contains(&procuhelp_audit::system_chain_org()) {
@@ -751,7 +754,7 @@ async fn run_command(
                 .collect();
             for org in &report.shredded_organisations {
                 lines.push(format!(
-                    "shredded organisation {org}: restored, unreadable (its keys are gone)"
+                    "organisation {org}: its keys are gone (offboarded or shredded), its rows unreadable"
                 ));
             }
             lines.push(format!("signed report: {}", path.display()));
@@ -765,11 +768,13 @@ async fn run_command(
             label,
             into_database,
             force,
+            accept_destroyed_keys,
             ..
         } => {
             let target = backup::RestoreTarget {
                 database: into_database.unwrap_or_else(|| server.database().to_owned()),
                 replace_existing: force,
+                accept_destroyed_keys,
             };
             let progress = progress_reporter();
             let result = backup::restore(
@@ -787,9 +792,19 @@ async fn run_command(
                         audit,
                         Action::BackupRestored,
                         Outcome::Success,
-                        serde_json::json!({ "label": done.label, "database": done.database, "replaced": done.replaced }),
+                        serde_json::json!({
+                            "label": done.label,
+                            "database": done.database,
+                            "replaced": done.replaced,
+                            "left_out": done.destroyed_organisations,
+                        }),
                     )
                     .await;
+                    for org in &done.destroyed_organisations {
+                        crate::report(&[format!(
+                            "organisation {org} left out: its keys were destroyed (offboarded or shredded)"
+                        )]);
+                    }
                     crate::report(&[format!(
                         "restored {} into database {}{}; run `procuhelp-server migrate` before serving it",
                         done.label,

@@ -78,6 +78,25 @@ pub enum OrgCommand {
         #[command(flatten)]
         db: DatabaseArgs,
     },
+    /// Offboard an organisation: write its full export (its rows as JSON Lines and its
+    /// verifiable audit trail) to a new directory, then delete every row it holds (a
+    /// tombstone and an `org.offboarded` event in the system chain stay), then destroy
+    /// its keys — after which no earlier backup can restore its rows. Rerun to finish an
+    /// interrupted one. Irreversible: `--confirm` repeats the organisation's id.
+    Offboard {
+        /// The organisation's id.
+        #[arg(long)]
+        org: String,
+        /// The organisation's id again.
+        #[arg(long)]
+        confirm: String,
+        /// A new directory for the customer's export (created 0700; must not exist).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Where the database and vault are.
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
 }
 
 /// `retention` arguments.
@@ -196,6 +215,10 @@ pub enum BackupCommand {
         /// Stop the server first.
         #[arg(long)]
         force: bool,
+        /// Restore without organisations whose keys were destroyed even when the live
+        /// database is gone and cannot confirm they were offboarded or shredded.
+        #[arg(long)]
+        accept_destroyed_keys: bool,
         /// Where the database and vault are.
         #[command(flatten)]
         db: DatabaseArgs,

@@ -18,6 +18,7 @@ pub mod database;
 pub mod gdpr;
 pub mod keys;
 pub mod logging;
+pub mod offboard;
 pub mod orgs;
 pub mod residency;
 pub mod retention;
@@ -313,6 +314,19 @@ pub(crate) async fn open_audit_log(
     database::Database,
 )> {
     let (vault, database) = open(db).await?;
+    open_audit_log_on(db, vault, database).await
+}
+
+/// [`open_audit_log`] with the vault and database already open.
+pub(crate) async fn open_audit_log_on(
+    db: &cli::DatabaseArgs,
+    vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
+    database: database::Database,
+) -> anyhow::Result<(
+    procuhelp_audit::PgAuditSink,
+    sqlx::PgPool,
+    database::Database,
+)> {
     let pool = database
         .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 2)
         .await?;

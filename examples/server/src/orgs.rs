@@ -23,12 +23,20 @@ use crate::{database, residency};
 /// Runs one `org` subcommand; returns the lines to print (the last is the invitation
 /// token: secret, shown once).
 pub async fn command(command: OrgCommand) -> anyhow::Result<Vec<String>> {
-    let OrgCommand::Create {
-        name,
-        admin_email,
-        admin_name,
-        db,
-    } = command;
+    let (name, admin_email, admin_name, db) = match command {
+        OrgCommand::Create {
+            name,
+            admin_email,
+            admin_name,
+            db,
+        } => (name, admin_email, admin_name, db),
+        OrgCommand::Offboard {
+            org,
+            confirm,
+            out,
+            db,
+        } => return crate::offboard::command(&org, &confirm, &out, &db).await,
+    };
     // Bad input is refused before anything is opened.
     let email = Email::parse(&admin_email).context("--admin-email")?;
     let admin_name = admin_name.trim().to_owned();

@@ -15,7 +15,7 @@ pub use erasure::Erasure;
 pub use export::{ExportFormat, ExportRange, ExportSummary};
 pub use import::{ImportSummary, MAX_IMPORT_BYTES};
 pub(crate) use persons::PersonKeys;
-pub use persons::unattributed_subject;
+pub use persons::{kek_name as organisation_kek, unattributed_subject};
 pub use read::{EventQuery, MAX_READ, PersonalView, StoredEvent};
 pub use verify::verify_live;
 

@@ -26,8 +26,9 @@ const CACHE_CAPACITY: usize = 4096;
 
 use super::storage::KeyRow;
 
-/// The audit KEK of an organisation.
-pub(crate) fn kek_name(org: OrgId) -> String {
+/// The vault KEK that wraps an organisation's audit person keys: destroyed when the
+/// organisation is offboarded (`procuhelp_tenancy::offboarding::destroy_keys`).
+pub fn kek_name(org: OrgId) -> String {
     format!("audit-{}", org.as_uuid().simple())
 }
 

@@ -29,6 +29,7 @@
 //! # Ok(()) }
 //! ```
 
+mod parts;
 mod pg;
 mod repo;
 mod retention;
@@ -75,6 +76,13 @@ pub enum BackupError {
     /// The key that opens backups is not in the vault.
     #[error("the backup cannot be decrypted: {0}")]
     KeyUnavailable(String),
+    /// An organisation's key is gone from the vault (offboarded or crypto-shredded): its
+    /// part of every backup is unreadable, as intended.
+    #[error("key-encryption key {kek} was destroyed: what it sealed is unreadable")]
+    KeyDestroyed {
+        /// The KEK.
+        kek: String,
+    },
     /// The vault failed.
     #[error("vault: {0}")]
     Vault(#[from] VaultError),
@@ -167,6 +175,13 @@ async fn take_into(
         ));
     }
     let snapshot = pg::begin_snapshot(&mut conn).await?;
+    // Rows of organisations go into parts sealed under each organisation's own key
+    // (`parts`), so the archive leaves their data out.
+    let split = parts::split_tables(&mut conn).await?;
+    let excluded: Vec<String> = split
+        .iter()
+        .map(|t| format!("--exclude-table-data={}", t.name))
+        .collect();
 
     let dump_path = dir.join(DUMP_FILE);
     let file = create_private(&dump_path).await?;
@@ -178,7 +193,7 @@ async fn take_into(
     )
     .await?;
     let snapshot = format!("--snapshot={snapshot}");
-    let args = [
+    let mut args = vec![
         "--format=custom",
         "--compress=1",
         "--no-password",
@@ -186,11 +201,20 @@ async fn take_into(
         "--lock-wait-timeout=60s",
         snapshot.as_str(),
     ];
+    args.extend(excluded.iter().map(String::as_str));
     let mut pg_dump = server.spawn("pg_dump", &database, &args, Stdio::null(), Stdio::piped())?;
     let stdout = pg_dump.child.stdout.take();
-    // The manifest is computed on the snapshot's own connection while pg_dump streams.
-    let (sealed, manifest) =
-        tokio::join!(seal_stream(stdout, writer), pg::manifest(&mut conn, label));
+    // The manifest and the organisations' parts are read on the snapshot's own
+    // connection while pg_dump streams.
+    let (sealed, manifest) = tokio::join!(seal_stream(stdout, writer), async {
+        let manifest = pg::manifest(&mut conn, label, &split).await?;
+        parts::write_part(&mut conn, dir, label, None, sealed::BACKUP_KEK, &split, vault).await?;
+        for org in &manifest.organisations {
+            let kek = organisation_kek(*org)?;
+            parts::write_part(&mut conn, dir, label, Some(*org), &kek, &split, vault).await?;
+        }
+        Ok::<_, BackupError>(manifest)
+    });
     let dumped = pg_dump.finish().await;
     let _ = pg::exec("ROLLBACK").execute(&mut conn).await;
     let _ = conn.close().await;
@@ -246,6 +270,14 @@ async fn seal_stream(
     Ok((out.into_inner(), size, plain))
 }
 
+/// The KEK that seals organisation `org`'s part: its field-encryption KEK, so one
+/// destruction (crypto-shredding, offboarding) covers the live database and every backup.
+fn organisation_kek(org: uuid::Uuid) -> Result<String, BackupError> {
+    let org = procuhelp_core::OrgId::from_uuid(org)
+        .map_err(|_| BackupError::Refused("an organisation with the nil id".to_owned()))?;
+    Ok(crate::field_cipher::kek_name(org))
+}
+
 async fn create_private(path: &std::path::Path) -> Result<tokio::fs::File, BackupError> {
     tokio::fs::OpenOptions::new()
         .write(true)
@@ -285,7 +317,40 @@ pub async fn verify(
         .await?
         .verify_all()
         .await?;
+    if manifest.is_split() {
+        for org in std::iter::once(None).chain(manifest.organisations.iter().copied().map(Some)) {
+            match open_part(&dir, &info.label, org, vault).await {
+                Ok(reader) => {
+                    reader.verify_all().await?;
+                }
+                // Destroyed on purpose (checked against the live database by restores
+                // and drills): nothing left to authenticate.
+                Err(BackupError::KeyDestroyed { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
     Ok(manifest)
+}
+
+async fn open_part(
+    dir: &std::path::Path,
+    label: &str,
+    org: Option<uuid::Uuid>,
+    vault: &dyn SecretProvider,
+) -> Result<sealed::SealedReader<tokio::io::BufReader<tokio::fs::File>>, BackupError> {
+    let (file, kek) = match org {
+        Some(org) => (parts::part_file(org), organisation_kek(org)?),
+        None => (parts::SHARED_FILE.to_owned(), sealed::BACKUP_KEK.to_owned()),
+    };
+    sealed::open_file_under(
+        &dir.join(file),
+        FileKind::Organisation,
+        &parts::part_label(label, org),
+        &kek,
+        vault,
+    )
+    .await
 }
 
 async fn read_manifest(
@@ -323,6 +388,11 @@ pub struct RestoreTarget {
     /// Replace it if it exists (the old one is kept, renamed `<name>_replaced_<time>`).
     /// Without it an existing database is refused before anything is done.
     pub replace_existing: bool,
+    /// Restore without the organisations whose key was destroyed even when the live
+    /// database cannot confirm they were offboarded or shredded (it is gone: a disaster
+    /// restore). Without it such a restore is refused: a vault restored from a stale
+    /// escrow would otherwise silently drop an organisation.
+    pub accept_destroyed_keys: bool,
 }
 
 /// What a restore did.
@@ -336,6 +406,10 @@ pub struct Restored {
     pub replaced: Option<String>,
     /// Plaintext bytes restored.
     pub bytes: u64,
+    /// Organisations left out: their key was destroyed (offboarded or crypto-shredded
+    /// after the backup), so their part cannot be read.
+    #[serde(default)]
+    pub destroyed_organisations: Vec<uuid::Uuid>,
 }
 
 /// Restores backup `label` (or the latest complete one) into `target` on `server`.
@@ -368,10 +442,35 @@ pub async fn restore(
     }
     let manifest = verify(repo, &info, vault).await?;
     let temp = temp_name(&target.database, "restoring")?;
-    restore_into(
+    let destroyed = restore_into(
         server, &mut admin, repo, vault, &info, &manifest, &temp, progress,
     )
     .await?;
+    if !destroyed.is_empty() {
+        let refusal = match pg::unconfirmed_destructions(server, &destroyed).await {
+            Ok(unconfirmed) if unconfirmed.is_empty() => None,
+            Ok(unconfirmed) => Some(format!(
+                "the vault has no key for organisations {unconfirmed:?}, which the live database still holds: \
+                 a vault from another deployment or a stale escrow? Nothing was restored"
+            )),
+            Err(_) if target.accept_destroyed_keys => None,
+            Err(e) => Some(format!(
+                "the keys of {} organisations were destroyed and the live database cannot confirm \
+                 they were offboarded or shredded ({e}); restoring without them needs \
+                 --accept-destroyed-keys. Nothing was restored",
+                destroyed.len()
+            )),
+        };
+        if let Some(refusal) = refusal {
+            let _ = pg::exec(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                pg::ident(&temp)
+            ))
+            .execute(&mut admin)
+            .await;
+            return Err(BackupError::Refused(refusal));
+        }
+    }
     let renamed = rename_into_place(&mut admin, &temp, &target.database, exists).await;
     let replaced = match renamed {
         Ok(replaced) => replaced,
@@ -391,6 +490,7 @@ pub async fn restore(
         database: target.database.clone(),
         replaced,
         bytes: info.plain_bytes,
+        destroyed_organisations: destroyed,
     })
 }
 
@@ -475,7 +575,7 @@ fn temp_name(base: &str, what: &str) -> Result<String, BackupError> {
 }
 
 /// Creates `database` (owned as the source was) and restores `info` into it; drops it on
-/// any failure.
+/// any failure. Returns the organisations left out because their key was destroyed.
 #[allow(clippy::too_many_arguments)]
 async fn restore_into(
     server: &PgServer,
@@ -486,7 +586,7 @@ async fn restore_into(
     manifest: &Manifest,
     database: &str,
     progress: Progress<'_>,
-) -> Result<(), BackupError> {
+) -> Result<Vec<uuid::Uuid>, BackupError> {
     pg::exec(&format!(
         "CREATE DATABASE {} OWNER {} TEMPLATE template0",
         pg::ident(database),
@@ -503,7 +603,19 @@ async fn restore_into(
             );
             pg::exec(&grant).execute(&mut *admin).await?;
         }
-        run_pg_restore(server, repo, vault, info, database, progress).await
+        if !manifest.is_split() {
+            // A backup from before organisations had parts of their own.
+            run_pg_restore(server, repo, vault, info, database, None, progress).await?;
+            return Ok(Vec::new());
+        }
+        // Tables, then the archive's rows, then the organisations' rows, then indexes,
+        // constraints and triggers: every row is in before a constraint is checked or a
+        // trigger can fire, whatever order the parts come in.
+        run_pg_restore(server, repo, vault, info, database, Some("pre-data"), &|_, _| {}).await?;
+        run_pg_restore(server, repo, vault, info, database, Some("data"), progress).await?;
+        let destroyed = load_parts(server, repo, vault, info, manifest, database).await?;
+        run_pg_restore(server, repo, vault, info, database, Some("post-data"), &|_, _| {}).await?;
+        Ok(destroyed)
     }
     .await;
     if result.is_err() {
@@ -517,24 +629,63 @@ async fn restore_into(
     result
 }
 
+/// Loads every organisation's part (and the shared one) into `database` in one
+/// transaction; returns the organisations whose key was destroyed.
+async fn load_parts(
+    server: &PgServer,
+    repo: &Repository,
+    vault: &dyn SecretProvider,
+    info: &BackupInfo,
+    manifest: &Manifest,
+    database: &str,
+) -> Result<Vec<uuid::Uuid>, BackupError> {
+    let dir = repo.dir(&info.label)?;
+    let mut conn = server.connect(database).await?;
+    let tables = parts::split_tables(&mut conn).await?;
+    pg::exec("BEGIN").execute(&mut conn).await?;
+    let mut destroyed = Vec::new();
+    for org in std::iter::once(None).chain(manifest.organisations.iter().copied().map(Some)) {
+        let reader = match open_part(&dir, &info.label, org, vault).await {
+            Ok(reader) => reader,
+            Err(BackupError::KeyDestroyed { .. }) if org.is_some() => {
+                destroyed.extend(org);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let name = match org {
+            Some(org) => parts::part_file(org),
+            None => parts::SHARED_FILE.to_owned(),
+        };
+        parts::load_part(&mut conn, reader, &name, &tables).await?;
+    }
+    pg::exec("COMMIT").execute(&mut conn).await?;
+    let _ = sqlx::Connection::close(conn).await;
+    Ok(destroyed)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn run_pg_restore(
     server: &PgServer,
     repo: &Repository,
     vault: &dyn SecretProvider,
     info: &BackupInfo,
     database: &str,
+    section: Option<&str>,
     progress: Progress<'_>,
 ) -> Result<(), BackupError> {
     let dir = repo.dir(&info.label)?;
     let mut reader =
         sealed::open_file(&dir.join(DUMP_FILE), FileKind::Dump, &info.label, vault).await?;
     let dbname = format!("--dbname={database}");
-    let args = [
+    let section = section.map(|s| format!("--section={s}"));
+    let mut args = vec![
         "--exit-on-error",
         "--single-transaction",
         "--no-password",
         dbname.as_str(),
     ];
+    args.extend(section.as_deref());
     let mut pg_restore =
         server.spawn("pg_restore", database, &args, Stdio::piped(), Stdio::null())?;
     let mut stdin = pg_restore
@@ -544,13 +695,18 @@ async fn run_pg_restore(
         .ok_or_else(|| BackupError::Refused("pg_restore has no stdin".to_owned()))?;
     let mut done = 0u64;
     let fed: Result<(), BackupError> = async {
+        let mut open = true;
         while let Some(chunk) = reader.next_chunk().await? {
-            // A write error means pg_restore stopped: its status says why.
-            if stdin.write_all(&chunk).await.is_err() {
-                break;
+            // A write error means pg_restore stopped: its status says why. Reading one
+            // section, it may stop early; the rest is still read, so a damaged or cut
+            // file fails here too.
+            if open && stdin.write_all(&chunk).await.is_err() {
+                open = false;
             }
-            done += chunk.len() as u64;
-            progress(done, info.plain_bytes);
+            if open {
+                done += chunk.len() as u64;
+                progress(done, info.plain_bytes);
+            }
         }
         Ok(())
     }
@@ -562,7 +718,7 @@ async fn run_pg_restore(
     }
     drop(stdin);
     pg_restore.finish().await?;
-    if done != info.plain_bytes {
+    if section.is_none() && done != info.plain_bytes {
         return Err(BackupError::Tool {
             tool: "pg_restore",
             status: "stopped reading early".to_owned(),
@@ -653,6 +809,7 @@ pub struct ScratchCopy {
     database: String,
     manifest: Manifest,
     info: BackupInfo,
+    destroyed: Vec<uuid::Uuid>,
 }
 
 impl ScratchCopy {
@@ -673,7 +830,7 @@ impl ScratchCopy {
             ));
         }
         let mut admin = server.connect("postgres").await?;
-        restore_into(
+        let destroyed = restore_into(
             &server,
             &mut admin,
             repo,
@@ -690,7 +847,15 @@ impl ScratchCopy {
             database,
             manifest,
             info,
+            destroyed,
         })
+    }
+
+    /// Organisations left out of the copy because their key was destroyed (their part of
+    /// the backup cannot be read): [`DrillChecks`] skip them; [`check`](Self::check)
+    /// proves the live database agrees they were offboarded or shredded.
+    pub fn destroyed_organisations(&self) -> &[uuid::Uuid] {
+        &self.destroyed
     }
 
     /// The scratch database's name.
@@ -727,7 +892,7 @@ impl ScratchCopy {
         let restored = pg::manifest_of(&self.server, &self.database, &self.manifest.label).await;
         match restored {
             Ok(copy) => {
-                outcomes.push(compare_tables(&self.manifest, &copy));
+                outcomes.push(compare_tables(&self.manifest, &copy, &self.destroyed));
                 outcomes.push(
                     if copy.migrations == self.manifest.migrations
                         && expected_migrations.starts_with(&copy.migrations)
@@ -759,7 +924,14 @@ impl ScratchCopy {
                         )
                     },
                 );
-                outcomes.push(if copy.organisations == self.manifest.organisations {
+                let expected: Vec<uuid::Uuid> = self
+                    .manifest
+                    .organisations
+                    .iter()
+                    .filter(|o| !self.destroyed.contains(o))
+                    .copied()
+                    .collect();
+                outcomes.push(if copy.organisations == expected {
                     CheckOutcome::pass(
                         "organisations",
                         format!("{} present", copy.organisations.len()),
@@ -776,9 +948,38 @@ impl ScratchCopy {
                 format!("reading the copy: {e}"),
             )),
         }
+        if !self.destroyed.is_empty() {
+            outcomes.push(
+                match pg::unconfirmed_destructions(&self.server, &self.destroyed).await {
+                    Ok(unconfirmed) if unconfirmed.is_empty() => CheckOutcome::pass(
+                        "destroyed keys",
+                        format!(
+                            "{} organisations left out: their keys were destroyed, and the live database agrees (offboarded or shredded)",
+                            self.destroyed.len()
+                        ),
+                    ),
+                    Ok(unconfirmed) => CheckOutcome::fail(
+                        "destroyed keys",
+                        format!(
+                            "the vault has no key for {unconfirmed:?}, which the live database still holds (a stale vault escrow?)"
+                        ),
+                    ),
+                    Err(e) => CheckOutcome::fail(
+                        "destroyed keys",
+                        format!("the live database cannot confirm the destroyed keys: {e}"),
+                    ),
+                },
+            );
+        }
         let findings = checks.check(self, &self.manifest).await;
         outcomes.extend(findings.outcomes);
-        let shredded = findings.shredded;
+        let mut shredded = findings.shredded;
+        for org in &self.destroyed {
+            if !shredded.contains(org) {
+                shredded.push(*org);
+            }
+        }
+        shredded.sort_unstable();
         DrillReport {
             label: self.info.label.clone(),
             backup_taken_at: self.info.taken_at,
@@ -829,8 +1030,9 @@ pub async fn sweep_scratch(server: &PgServer) -> Result<Vec<String>, BackupError
     Ok(stale)
 }
 
-fn compare_tables(backup: &Manifest, copy: &Manifest) -> CheckOutcome {
+fn compare_tables(backup: &Manifest, copy: &Manifest, destroyed: &[uuid::Uuid]) -> CheckOutcome {
     for (name, expected) in &backup.tables {
+        let expected = &expected.without(destroyed);
         match copy.tables.get(name) {
             None => {
                 return CheckOutcome::fail(
@@ -930,7 +1132,7 @@ mod send_tests {
     ) {
         fn send<T: Send>(_: T) {}
         send(pg::begin_snapshot(conn));
-        send(pg::manifest(conn, "l"));
+        send(pg::manifest(conn, "l", &[]));
         send(pg::manifest_of(&server, "d", "l"));
         send(take(&server, repo, vault));
         send(verify(repo, &repo.find(None).unwrap(), vault));
@@ -942,6 +1144,7 @@ mod send_tests {
             &RestoreTarget {
                 database: String::new(),
                 replace_existing: false,
+                accept_destroyed_keys: false,
             },
             &|_, _| {},
         ));

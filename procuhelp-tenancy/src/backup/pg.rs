@@ -257,6 +257,18 @@ pub struct Manifest {
     pub organisations: Vec<uuid::Uuid>,
     /// Per table (`schema.table`): rows and an order-independent digest of their text.
     pub tables: BTreeMap<String, TableDigest>,
+    /// Tables whose rows are in the organisations' own parts, not in the archive (empty
+    /// in a backup from before parts existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organisation_tables: Vec<String>,
+}
+
+impl Manifest {
+    /// Whether organisations' rows are in parts of their own (sealed under each
+    /// organisation's KEK).
+    pub fn is_split(&self) -> bool {
+        !self.organisation_tables.is_empty()
+    }
 }
 
 /// A table's row count and content digest.
@@ -266,6 +278,44 @@ pub struct TableDigest {
     pub rows: i64,
     /// `record:` or `text:` and the sum of a 64-bit hash of each row (order-independent).
     pub digest: String,
+    /// For a table split by organisation, each organisation's share of `rows` and
+    /// `digest` (the digest is a sum, so a copy without some organisations is compared
+    /// with the total less their shares).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_organisation: BTreeMap<uuid::Uuid, TableDigest>,
+}
+
+impl TableDigest {
+    /// The digest of the table without the rows of `organisations`. A digest that does
+    /// not parse is returned unchanged (and so compares unequal).
+    pub fn without(&self, organisations: &[uuid::Uuid]) -> TableDigest {
+        let Some((method, total)) = split_digest(&self.digest) else {
+            return self.clone();
+        };
+        let mut rows = self.rows;
+        let mut sum = total;
+        for org in organisations {
+            if let Some(share) = self.by_organisation.get(org) {
+                match split_digest(&share.digest) {
+                    Some((m, part)) if m == method => {
+                        rows -= share.rows;
+                        sum -= part;
+                    }
+                    _ => return self.clone(),
+                }
+            }
+        }
+        TableDigest {
+            rows,
+            digest: format!("{method}:{sum}"),
+            by_organisation: BTreeMap::new(),
+        }
+    }
+}
+
+fn split_digest(digest: &str) -> Option<(&str, i128)> {
+    let (method, sum) = digest.split_once(':')?;
+    Some((method, sum.parse().ok()?))
 }
 
 /// Begins the snapshot a backup is taken from; returns its id for `pg_dump --snapshot`.
@@ -289,6 +339,7 @@ pub(crate) async fn begin_snapshot(conn: &mut PgConnection) -> Result<String, Ba
 pub(crate) async fn manifest(
     conn: &mut PgConnection,
     label: &str,
+    split: &[super::parts::SplitTable],
 ) -> Result<Manifest, BackupError> {
     let (taken_at, database, owner, server_version): (OffsetDateTime, String, String, String) =
         sqlx::query_as(
@@ -333,7 +384,8 @@ pub(crate) async fn manifest(
     .await?;
     let mut tables = BTreeMap::new();
     for name in names {
-        let digest = table_digest(conn, &name).await?;
+        let key = split.iter().find(|t| t.name == name).map(|t| t.key());
+        let digest = table_digest(conn, &name, key).await?;
         tables.insert(name, digest);
     }
     Ok(Manifest {
@@ -346,6 +398,7 @@ pub(crate) async fn manifest(
         migrations,
         organisations,
         tables,
+        organisation_tables: split.iter().map(|t| t.name.clone()).collect(),
     })
 }
 
@@ -355,35 +408,92 @@ pub(crate) async fn manifest(
 /// function, no text conversion (3× faster than hashing `row::text`, measured). A table
 /// with a column type that has no hash function falls back to hashing the pinned text
 /// form; the method is part of the digest, so both sides always compare like with like.
-async fn table_digest(conn: &mut PgConnection, name: &str) -> Result<TableDigest, BackupError> {
+/// `key` (a quoted column naming the organisation) splits the digest by organisation.
+async fn table_digest(
+    conn: &mut PgConnection,
+    name: &str,
+    key: Option<&str>,
+) -> Result<TableDigest, BackupError> {
+    // A table with no organisation column is one group, keyed by NULL.
+    let group = key.unwrap_or("NULL::uuid");
     exec("SAVEPOINT procuhelp_digest")
         .execute(&mut *conn)
         .await?;
-    let by_record: Result<(i64, String), sqlx::Error> = sqlx::query_as(&format!(
-        "SELECT count(*), coalesce(sum(hash_record_extended(t, 0)::numeric), 0)::text FROM {name} t"
-    ))
-    .fetch_one(&mut *conn)
-    .await;
-    let (rows, digest) = match by_record {
-        Ok((rows, sum)) => {
+    let by_record: Result<Vec<(Option<uuid::Uuid>, i64, String)>, sqlx::Error> =
+        sqlx::query_as(&format!(
+            "SELECT {group}, count(*), coalesce(sum(hash_record_extended(t, 0)::numeric), 0)::text FROM {name} t GROUP BY 1"
+        ))
+        .fetch_all(&mut *conn)
+        .await;
+    let (method, groups) = match by_record {
+        Ok(groups) => {
             exec("RELEASE SAVEPOINT procuhelp_digest")
                 .execute(&mut *conn)
                 .await?;
-            (rows, format!("record:{sum}"))
+            ("record", groups)
         }
         Err(_) => {
             exec("ROLLBACK TO SAVEPOINT procuhelp_digest")
                 .execute(&mut *conn)
                 .await?;
-            let (rows, sum): (i64, String) = sqlx::query_as(&format!(
-                "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM {name} t"
+            let groups = sqlx::query_as(&format!(
+                "SELECT {group}, count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text FROM {name} t GROUP BY 1"
             ))
-            .fetch_one(&mut *conn)
+            .fetch_all(&mut *conn)
             .await?;
-            (rows, format!("text:{sum}"))
+            ("text", groups)
         }
     };
-    Ok(TableDigest { rows, digest })
+    let mut rows = 0i64;
+    let mut sum = 0i128;
+    let mut by_organisation = BTreeMap::new();
+    for (org, count, part) in groups {
+        let part: i128 = part.parse().map_err(|_| BackupError::Refused(format!(
+            "the digest of {name} is not a number"
+        )))?;
+        rows += count;
+        sum += part;
+        if let (Some(org), Some(_)) = (org, key) {
+            by_organisation.insert(
+                org,
+                TableDigest {
+                    rows: count,
+                    digest: format!("{method}:{part}"),
+                    by_organisation: BTreeMap::new(),
+                },
+            );
+        }
+    }
+    Ok(TableDigest {
+        rows,
+        digest: format!("{method}:{sum}"),
+        by_organisation,
+    })
+}
+
+/// Of `organisations` (whose keys the vault no longer has), those the live database does
+/// not confirm were destroyed on purpose: neither offboarded (a tombstone in
+/// `app.offboarded_organisations`) nor crypto-shredded (every data key destroyed). An
+/// error when the live database cannot answer (gone, or without the schema).
+pub(crate) async fn unconfirmed_destructions(
+    server: &PgServer,
+    organisations: &[uuid::Uuid],
+) -> Result<Vec<uuid::Uuid>, BackupError> {
+    let mut conn = server.connect(server.database()).await?;
+    let unconfirmed = sqlx::query_scalar(
+        "SELECT o FROM unnest($1::uuid[]) AS o
+         WHERE NOT EXISTS (SELECT 1 FROM app.offboarded_organisations t WHERE t.id = o)
+           AND NOT (EXISTS (SELECT 1 FROM app.organisations g WHERE g.id = o)
+                    AND EXISTS (SELECT 1 FROM app.data_keys k WHERE k.org_id = o)
+                    AND NOT EXISTS (SELECT 1 FROM app.data_keys k
+                                    WHERE k.org_id = o AND k.state <> 'destroyed'))
+         ORDER BY 1",
+    )
+    .bind(organisations)
+    .fetch_all(&mut conn)
+    .await;
+    let _ = conn.close().await;
+    Ok(unconfirmed?)
 }
 
 async fn table_exists(conn: &mut PgConnection, name: &str) -> Result<bool, BackupError> {
@@ -401,7 +511,11 @@ pub(crate) async fn manifest_of(
 ) -> Result<Manifest, BackupError> {
     let mut conn = server.connect(database).await?;
     begin_snapshot(&mut conn).await?;
-    let m = manifest(&mut conn, label).await;
+    let m = async {
+        let split = super::parts::split_tables(&mut conn).await?;
+        manifest(&mut conn, label, &split).await
+    }
+    .await;
     let _ = exec("ROLLBACK").execute(&mut conn).await;
     let _ = conn.close().await;
     m

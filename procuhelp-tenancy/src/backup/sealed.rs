@@ -42,6 +42,8 @@ pub enum FileKind {
     Dump = 1,
     /// The manifest (JSON).
     Manifest = 2,
+    /// One organisation's rows ([`super::parts`]), under that organisation's own KEK.
+    Organisation = 3,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +89,7 @@ impl Header {
         let kind = match fixed[8] {
             1 => FileKind::Dump,
             2 => FileKind::Manifest,
+            3 => FileKind::Organisation,
             _ => return Err(bad("unknown file kind")),
         };
         let label_len = usize::from(fixed[9]);
@@ -157,16 +160,21 @@ fn prepare(key: &DataKey) -> Result<Box<dyn PreparedKey>, BackupError> {
         .map_err(BackupError::Crypto)
 }
 
-fn key_err(e: VaultError) -> BackupError {
+fn key_err(kek: &str, e: VaultError) -> BackupError {
     match e {
+        // Only an organisation's key is ever destroyed on purpose (offboarding,
+        // crypto-shredding); the `backup` key missing means the wrong vault.
+        VaultError::NotFound(_) if kek != BACKUP_KEK => BackupError::KeyDestroyed {
+            kek: kek.to_owned(),
+        },
         VaultError::NotFound(_) => BackupError::KeyUnavailable(
             "the vault has no `backup` key-encryption key (a vault other than the one that took \
              this backup, or the key was destroyed)"
                 .to_owned(),
         ),
-        VaultError::Corrupt(_) => BackupError::KeyUnavailable(
-            "the vault's `backup` key does not open this backup (another vault's key?)".to_owned(),
-        ),
+        VaultError::Corrupt(_) => BackupError::KeyUnavailable(format!(
+            "the vault's `{kek}` key does not open this backup file (another vault's key?)"
+        )),
         other => BackupError::Vault(other),
     }
 }
@@ -205,9 +213,22 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
     /// Starts a file of `kind` for backup `label`, under a fresh data key wrapped by the
     /// vault's `backup` KEK (created on first use).
     pub async fn create(
+        out: W,
+        kind: FileKind,
+        label: &str,
+        vault: &dyn SecretProvider,
+    ) -> Result<Self, BackupError> {
+        Self::create_under(out, kind, label, BACKUP_KEK, vault).await
+    }
+
+    /// As [`create`](Self::create), with the data key wrapped by KEK `kek` (created on
+    /// first use): an organisation's part is wrapped by that organisation's own KEK, so
+    /// destroying it makes the part unreadable in every backup.
+    pub async fn create_under(
         mut out: W,
         kind: FileKind,
         label: &str,
+        kek: &str,
         vault: &dyn SecretProvider,
     ) -> Result<Self, BackupError> {
         if label.is_empty() || label.len() > MAX_LABEL {
@@ -215,9 +236,15 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
                 "a backup label is 1-64 bytes".to_owned(),
             ));
         }
-        vault.create_kek(BACKUP_KEK).await.map_err(key_err)?;
+        vault
+            .create_kek(kek)
+            .await
+            .map_err(|e| key_err(kek, e))?;
         let dek = DataKey::generate().map_err(BackupError::Crypto)?;
-        let wrapped = vault.wrap_key(BACKUP_KEK, &dek).await.map_err(key_err)?;
+        let wrapped = vault
+            .wrap_key(kek, &dek)
+            .await
+            .map_err(|e| key_err(kek, e))?;
         if wrapped.ciphertext.is_empty() || wrapped.ciphertext.len() > MAX_WRAPPED {
             // No reader would accept it: refused now, not at the next drill.
             return Err(BackupError::Refused(
@@ -313,10 +340,23 @@ impl<R: AsyncRead + Unpin> SealedReader<R> {
     /// Reads the header of `file` (a name for errors), checks its kind and label, and
     /// unwraps its data key with the vault.
     pub async fn open(
+        input: R,
+        file: &str,
+        kind: FileKind,
+        label: &str,
+        vault: &dyn SecretProvider,
+    ) -> Result<Self, BackupError> {
+        Self::open_under(input, file, kind, label, BACKUP_KEK, vault).await
+    }
+
+    /// As [`open`](Self::open), unwrapping with KEK `kek`
+    /// ([`SealedWriter::create_under`]).
+    pub async fn open_under(
         mut input: R,
         file: &str,
         kind: FileKind,
         label: &str,
+        kek: &str,
         vault: &dyn SecretProvider,
     ) -> Result<Self, BackupError> {
         let (header, raw) = Header::read(&mut input, file).await?;
@@ -327,9 +367,9 @@ impl<R: AsyncRead + Unpin> SealedReader<R> {
             });
         }
         let dek = vault
-            .unwrap_key(BACKUP_KEK, &header.wrapped)
+            .unwrap_key(kek, &header.wrapped)
             .await
-            .map_err(key_err)?;
+            .map_err(|e| key_err(kek, e))?;
         Ok(Self {
             input,
             file: file.to_owned(),
@@ -415,14 +455,26 @@ pub async fn open_file(
     label: &str,
     vault: &dyn SecretProvider,
 ) -> Result<SealedReader<tokio::io::BufReader<tokio::fs::File>>, BackupError> {
+    open_file_under(path, kind, label, BACKUP_KEK, vault).await
+}
+
+/// As [`open_file`], unwrapping with KEK `kek`.
+pub async fn open_file_under(
+    path: &Path,
+    kind: FileKind,
+    label: &str,
+    kek: &str,
+    vault: &dyn SecretProvider,
+) -> Result<SealedReader<tokio::io::BufReader<tokio::fs::File>>, BackupError> {
     let file = tokio::fs::File::open(path)
         .await
         .map_err(|e| BackupError::io(format!("opening {}", path.display()), e))?;
-    SealedReader::open(
+    SealedReader::open_under(
         tokio::io::BufReader::with_capacity(CHUNK, file),
         &path.display().to_string(),
         kind,
         label,
+        kek,
         vault,
     )
     .await

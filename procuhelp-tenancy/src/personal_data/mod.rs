@@ -388,6 +388,20 @@ pub(crate) const TENANCY: &[PersonalTable] = &[
         ],
     },
     PersonalTable {
+        table: "app.offboarded_organisations",
+        subject: None,
+        purpose: "tombstones of offboarded organisations: proof of what was deleted, and that the id is never reused",
+        retention: Retention::Organisation,
+        columns: &[
+            ("id", Class::NotPersonal),
+            ("data_region", Class::NotPersonal),
+            ("created_at", Class::NotPersonal),
+            ("offboarded_at", Class::NotPersonal),
+            ("deleted_rows", Class::NotPersonal),
+            ("keys_destroyed_at", Class::NotPersonal),
+        ],
+    },
+    PersonalTable {
         table: "app.deployment",
         subject: None,
         purpose: "the data region this deployment serves",
