@@ -184,6 +184,9 @@ pub const MIGRATIONS: Migrations =
             Grant::new("app.organisations", "SELECT"),
             // The region this deployment serves (0020): written only by the owner.
             Grant::new("app.deployment", "SELECT"),
+            // Tombstones of offboarded organisations (0023): written only by the owner;
+            // ids, dates and row counts, nothing of a tenant's data.
+            Grant::new("app.offboarded_organisations", "SELECT"),
             // Keys are never deleted by the server: destruction erases the wrapped key.
             Grant::new("app.data_keys", "SELECT, INSERT, UPDATE"),
             Grant::new("app.key_events", "SELECT, INSERT"),

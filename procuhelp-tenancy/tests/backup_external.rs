@@ -108,6 +108,7 @@ async fn a_server_over_tcp_is_backed_up_restored_and_drilled() {
         &RestoreTarget {
             database: target.clone(),
             replace_existing: false,
+            accept_destroyed_keys: false,
         },
         &|_, _| {},
     )
@@ -134,6 +135,7 @@ async fn a_server_over_tcp_is_backed_up_restored_and_drilled() {
         &RestoreTarget {
             database: target.clone(),
             replace_existing: false,
+            accept_destroyed_keys: false,
         },
         &|_, _| {},
     )

@@ -7,7 +7,7 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use common::{PASSWORD, Session, World, email, world};
+use common::{PASSWORD, Session, World, email, plain_dump, run, world};
 use procuhelp_audit::{Action, Actor, AuditEvent, Outcome};
 use procuhelp_auth::Role;
 use procuhelp_auth::password::PasswordHasher;
@@ -568,40 +568,6 @@ async fn erasure_leaves_a_former_user_and_is_idempotent_atomic_and_confined() {
         assert!(report.is_intact(), "{report:?}");
     }
     w.close().await;
-}
-
-/// `pg_dump` of `database` in plain SQL, as the cluster's superuser.
-async fn plain_dump(cluster: &procuhelp_tenancy::embedded::LocalCluster, database: &str) -> String {
-    use procuhelp_tenancy::embedded::LocalCluster;
-    let opts = cluster.connect_options(database, LocalCluster::SUPERUSER);
-    let out = tokio::process::Command::new(cluster.bin_dir().join("pg_dump"))
-        .arg("--host")
-        .arg(
-            opts.get_socket()
-                .map_or_else(|| opts.get_host().into(), |dir| dir.as_os_str().to_owned()),
-        )
-        .arg("--port")
-        .arg(opts.get_port().to_string())
-        .arg("--username")
-        .arg(LocalCluster::SUPERUSER)
-        .arg("--dbname")
-        .arg(database)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-async fn run(args: &[&str]) -> anyhow::Result<()> {
-    use clap::Parser as _;
-    let mut argv = vec!["procuhelp-server"];
-    argv.extend_from_slice(args);
-    procuhelp_server::run(procuhelp_server::cli::Cli::parse_from(argv)).await
 }
 
 /// `procuhelp-server gdpr VERB --data-dir D --org ORG --email EMAIL [--out OUT]`.

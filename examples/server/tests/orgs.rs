@@ -172,7 +172,9 @@ async fn org_create_invites_the_first_admin() {
         .unwrap_err();
     assert!(format!("{err:#}").contains("--admin-email"), "{err:#}");
     let mut nameless = args("boss@acme.test");
-    let procuhelp_server::cli::OrgCommand::Create { admin_name, .. } = &mut nameless;
+    let procuhelp_server::cli::OrgCommand::Create { admin_name, .. } = &mut nameless else {
+        unreachable!()
+    };
     *admin_name = "  ".to_owned();
     let err = procuhelp_server::orgs::command(nameless).await.unwrap_err();
     assert!(format!("{err:#}").contains("--admin-name"), "{err:#}");
@@ -225,5 +227,229 @@ async fn org_create_invites_the_first_admin() {
     assert_eq!(actions, ["org.created", "user.invited"]);
     db.close().await;
     cluster.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every row of `org` left in any table that has an `org_id` column (and its own row).
+async fn rows_left(db: &sqlx::PgPool, org: uuid::Uuid) -> i64 {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%I.%I', table_schema, table_name) FROM information_schema.columns
+         WHERE column_name = 'org_id' AND table_schema = 'app'
+           AND (table_schema, table_name) IN (SELECT table_schema, table_name
+                FROM information_schema.tables WHERE table_type = 'BASE TABLE')",
+    )
+    .fetch_all(db)
+    .await
+    .unwrap();
+    assert!(tables.len() > 20, "{tables:?}");
+    let mut left = 0i64;
+    for table in tables {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE org_id = $1"))
+            .bind(org)
+            .fetch_one(db)
+            .await
+            .unwrap();
+        left += n;
+    }
+    left + sqlx::query_scalar::<_, i64>("SELECT count(*) FROM app.organisations WHERE id = $1")
+        .bind(org)
+        .fetch_one(db)
+        .await
+        .unwrap()
+}
+
+/// Offboarding on the embedded default (issue #14, point 4): the customer's export (its
+/// rows, credentials withheld, and a verifiable audit trail), then nothing of the
+/// organisation in any table or a dump, a tombstone and one `org.offboarded` event kept —
+/// and a backup taken *before* restores and drills without it: its part is unreadable,
+/// the other organisation's is whole.
+#[tokio::test]
+async fn offboarding_exports_deletes_and_leaves_earlier_backups_unreadable() {
+    use common::{plain_dump, run};
+    use procuhelp_tenancy::embedded::LocalCluster;
+    procuhelp_server::tls::install_crypto_provider();
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let dir = std::env::temp_dir().join(format!("ph-offboard-{id}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("data");
+    let d = data.to_str().unwrap().to_owned();
+    let repo = format!("/dev/shm/ph-offboard-repo-{id}");
+    run(&["seed-demo", "--data-dir", &d]).await.unwrap();
+    run(&["backup", "run", "--data-dir", &d, "--repo", &repo])
+        .await
+        .unwrap();
+    let earlier = procuhelp_tenancy::backup::Repository::open(
+        repo.as_ref(),
+        None,
+        procuhelp_tenancy::backup::Placement::Apart,
+    )
+    .unwrap()
+    .find(None)
+    .unwrap()
+    .label;
+
+    let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
+    let su = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(cluster.connect_options(LocalCluster::DATABASE, LocalCluster::SUPERUSER))
+        .await
+        .unwrap();
+    let org_of = |name: &'static str| {
+        let su = su.clone();
+        async move {
+            sqlx::query_scalar::<_, uuid::Uuid>("SELECT id FROM app.organisations WHERE name = $1")
+                .bind(name)
+                .fetch_one(&su)
+                .await
+                .unwrap()
+        }
+    };
+    let (a, b) = (org_of("Demo Org A").await, org_of("Demo Org B").await);
+    assert!(rows_left(&su, a).await > 10);
+    su.close().await;
+    let dump = plain_dump(&cluster, LocalCluster::DATABASE).await;
+    assert!(dump.contains("@a.demo.procuhelp.test"));
+    cluster.stop().await.unwrap();
+
+    let offboard = |org: String, confirm: String, out: &str| {
+        let (d, out) = (d.clone(), out.to_owned());
+        async move {
+            run(&[
+                "org",
+                "offboard",
+                "--data-dir",
+                &d,
+                "--org",
+                &org,
+                "--confirm",
+                &confirm,
+                "--out",
+                &out,
+            ])
+            .await
+        }
+    };
+    let out = dir.join("export");
+    let o = out.to_str().unwrap().to_owned();
+    // Refused before anything is touched: a confirmation naming another organisation,
+    // the system chain.
+    let err = offboard(a.to_string(), b.to_string(), &o).await.unwrap_err();
+    assert!(format!("{err:#}").contains("--confirm"), "{err:#}");
+    let system = procuhelp_audit::system_chain_org().to_string();
+    let err = offboard(system.clone(), system, &o).await.unwrap_err();
+    assert!(format!("{err:#}").contains("system audit chain"), "{err:#}");
+    assert!(!out.exists());
+
+    offboard(a.to_string(), a.to_string(), &o).await.unwrap();
+
+    // The export: every row, no credential, and an audit trail that verifies.
+    let rows = std::fs::read_to_string(out.join(procuhelp_server::offboard::ROWS_FILE)).unwrap();
+    let mut lines = rows.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header["organisation"], a.to_string());
+    assert!(header["withheld"].to_string().contains("app.users.password_hash"));
+    let rows: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
+    let of = |table: &str| rows.iter().filter(|r| r["table"] == table).count();
+    assert_eq!(of("app.organisations"), 1);
+    assert!(of("app.users") >= 4 && of("app.audit_events") > 0, "{rows:?}");
+    assert!(rows.iter().all(|r| r["row"].get("password_hash").is_none()));
+    assert!(rows.iter().any(|r| r["row"]["email"] == "requester@a.demo.procuhelp.test"));
+    assert!(!rows.iter().any(|r| r.to_string().contains("b.demo.procuhelp.test")));
+    let audit = std::fs::File::open(out.join(procuhelp_server::offboard::AUDIT_FILE)).unwrap();
+    let report = procuhelp_audit::verify_export(
+        std::io::BufReader::new(audit),
+        &procuhelp_audit::Trust::DangerouslyTrustEmbeddedKeys,
+    )
+    .unwrap();
+    assert!(report.is_intact() && report.events > 0, "{report:?}");
+
+    // Run again: it finishes (nothing left to do), records nothing twice.
+    let again = dir.join("again");
+    offboard(a.to_string(), a.to_string(), again.to_str().unwrap())
+        .await
+        .unwrap();
+    assert!(!again.exists(), "a finished offboarding exports nothing");
+
+    let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
+    let su = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(cluster.connect_options(LocalCluster::DATABASE, LocalCluster::SUPERUSER))
+        .await
+        .unwrap();
+    assert_eq!(rows_left(&su, a).await, 0);
+    assert!(rows_left(&su, b).await > 10, "the other organisation is untouched");
+    let (deleted, keys_gone): (serde_json::Value, bool) = sqlx::query_as(
+        "SELECT deleted_rows, keys_destroyed_at IS NOT NULL FROM app.offboarded_organisations
+         WHERE id = $1",
+    )
+    .bind(a)
+    .fetch_one(&su)
+    .await
+    .unwrap();
+    assert!(keys_gone);
+    assert!(deleted["app.users"].as_i64().unwrap() >= 4, "{deleted}");
+    let events: Vec<serde_json::Value> = sqlx::query_scalar(
+        "SELECT context::jsonb FROM app.audit_events WHERE action = 'org.offboarded' AND target = $1",
+    )
+    .bind(format!("org:{a}"))
+    .fetch_all(&su)
+    .await
+    .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["deleted_rows"], deleted);
+    // Its id is never reused.
+    let reused = sqlx::query("INSERT INTO app.organisations (id, name) VALUES ($1, 'again')")
+        .bind(a)
+        .execute(&su)
+        .await;
+    assert!(reused.is_err());
+    su.close().await;
+    let dump = plain_dump(&cluster, LocalCluster::DATABASE).await;
+    assert!(!dump.contains("@a.demo.procuhelp.test"));
+    assert!(dump.contains("@b.demo.procuhelp.test"));
+    cluster.stop().await.unwrap();
+
+    // The backup taken before: the organisation's part cannot be opened any more …
+    let vault = procuhelp_core::vault::FileVault::open_or_create(&data.join("vault")).unwrap();
+    let part = std::path::Path::new(&repo)
+        .join(&earlier)
+        .join(format!("org-{}.phbk", a.simple()));
+    let opened = procuhelp_tenancy::backup::sealed::open_file_under(
+        &part,
+        procuhelp_tenancy::backup::sealed::FileKind::Organisation,
+        &format!("{earlier}/{}", a.simple()),
+        &format!("tenant-{}", a.simple()),
+        &vault,
+    )
+    .await;
+    assert!(
+        matches!(opened, Err(procuhelp_tenancy::backup::BackupError::KeyDestroyed { .. })),
+        "{opened:?}"
+    );
+    // … so it restores without it, the other organisation whole, and its drill passes
+    // (the live database's tombstone confirms the destroyed key).
+    run(&[
+        "backup",
+        "restore",
+        "--data-dir",
+        &d,
+        "--repo",
+        &repo,
+        "--label",
+        &earlier,
+        "--into-database",
+        "earlier",
+    ])
+    .await
+    .unwrap();
+    run(&["backup", "drill", "--data-dir", &d, "--repo", &repo, "--label", &earlier])
+        .await
+        .unwrap();
+    let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
+    let dump = plain_dump(&cluster, "earlier").await;
+    assert!(!dump.contains("@a.demo.procuhelp.test"), "the earlier backup still reads");
+    assert!(dump.contains("@b.demo.procuhelp.test"));
+    cluster.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(&repo);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,7 +7,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use clap::Parser as _;
-use common::{PASSWORD, email, world};
+use common::{PASSWORD, email, run, world};
 use procuhelp_auth::Role;
 use procuhelp_auth::password::PasswordHasher;
 use procuhelp_core::OrgId;
@@ -111,12 +111,6 @@ async fn an_organisation_of_another_region_is_refused_as_unknown() {
         .unwrap_err();
     assert!(err.to_string().contains("permission denied"), "{err}");
     w.close().await;
-}
-
-async fn run(args: &[&str]) -> anyhow::Result<()> {
-    let mut argv = vec!["procuhelp-server"];
-    argv.extend_from_slice(args);
-    procuhelp_server::run(procuhelp_server::cli::Cli::parse_from(argv)).await
 }
 
 /// `posture` on the embedded default: the built-in EU configuration passes; a vault or a

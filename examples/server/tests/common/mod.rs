@@ -360,3 +360,38 @@ pub fn set_cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .find(|(k, v)| *k == name && !v.is_empty())
         .map(|(_, v)| v.to_owned())
 }
+
+/// `pg_dump` of `database` in plain SQL, as the cluster's superuser.
+pub async fn plain_dump(cluster: &procuhelp_tenancy::embedded::LocalCluster, database: &str) -> String {
+    use procuhelp_tenancy::embedded::LocalCluster;
+    let opts = cluster.connect_options(database, LocalCluster::SUPERUSER);
+    let out = tokio::process::Command::new(cluster.bin_dir().join("pg_dump"))
+        .arg("--host")
+        .arg(
+            opts.get_socket()
+                .map_or_else(|| opts.get_host().into(), |dir| dir.as_os_str().to_owned()),
+        )
+        .arg("--port")
+        .arg(opts.get_port().to_string())
+        .arg("--username")
+        .arg(LocalCluster::SUPERUSER)
+        .arg("--dbname")
+        .arg(database)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Runs `procuhelp-server ARGS…` in this process.
+pub async fn run(args: &[&str]) -> anyhow::Result<()> {
+    use clap::Parser as _;
+    let mut argv = vec!["procuhelp-server"];
+    argv.extend_from_slice(args);
+    procuhelp_server::run(procuhelp_server::cli::Cli::parse_from(argv)).await
+}
