@@ -121,8 +121,7 @@ pub use import::{MAX_IMPORT_EVENTS, read_events};
 pub use pg::{
     Erasure, EventQuery, ExportFormat, ExportRange, ExportSummary, ImportSummary, MAX_IMPORT_BYTES,
     MAX_READ, PersonalView, PgAuditConfig, PgAuditSink, StoredEvent, organisation_kek,
-    unattributed_subject,
-    verify_live,
+    unattributed_subject, verify_live,
 };
 #[cfg(feature = "postgres")]
 pub use pipeline::{AuditPipeline, AuditPipelineBuilder, CheckpointSchedule, PipelineStats};

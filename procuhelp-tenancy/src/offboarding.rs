@@ -6,7 +6,7 @@
 //!    (credentials and sealed columns withheld, and listed as such);
 //! 2. [`delete`]: one transaction writes the tombstone (`app.offboarded_organisations`)
 //!    and deletes the organisation's rows from every table that has them
-//!    ([`crate::catalog`]: found in the live catalog, not listed by hand) — the audit
+//!    (found in the live catalog, not listed by hand) — the audit
 //!    trail's append-only triggers release an organisation's events only once its
 //!    tombstone exists — and checks that none is left;
 //! 3. [`destroy_keys`]: destroys its key-encryption keys in the vault. Its rows in
@@ -247,8 +247,7 @@ pub async fn delete(tx: &mut TenantTx, org: OrgId) -> Result<Tombstone> {
             )));
         }
     }
-    let deleted_rows: BTreeMap<String, i64> =
-        deleted.into_iter().filter(|(_, n)| *n > 0).collect();
+    let deleted_rows: BTreeMap<String, i64> = deleted.into_iter().filter(|(_, n)| *n > 0).collect();
     sqlx::query("UPDATE app.offboarded_organisations SET deleted_rows = $2 WHERE id = $1")
         .bind(org.as_uuid())
         .bind(sqlx::types::Json(&deleted_rows))

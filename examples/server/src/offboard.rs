@@ -43,8 +43,7 @@ pub async fn command(
         anyhow::bail!("the system audit chain is not an organisation: never offboarded");
     }
     let (vault, database) = crate::open(db).await?;
-    let (log, runtime, database) =
-        crate::open_audit_log_on(db, vault.clone(), database).await?;
+    let (log, runtime, database) = crate::open_audit_log_on(db, vault.clone(), database).await?;
     let owner = database.owner_pool().await;
     let outcome = match owner {
         Ok(owner) => {
@@ -119,13 +118,9 @@ async fn run(
             ));
         }
     }
-    let tombstone = offboarding::destroy_keys(
-        owner,
-        vault,
-        org,
-        &[procuhelp_audit::organisation_kek(org)],
-    )
-    .await?;
+    let tombstone =
+        offboarding::destroy_keys(owner, vault, org, &[procuhelp_audit::organisation_kek(org)])
+            .await?;
     lines.push(format!(
         "keys of {org} destroyed at {}: its rows in every earlier backup are unreadable",
         tombstone

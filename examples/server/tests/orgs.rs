@@ -333,7 +333,9 @@ async fn offboarding_exports_deletes_and_leaves_earlier_backups_unreadable() {
     let o = out.to_str().unwrap().to_owned();
     // Refused before anything is touched: a confirmation naming another organisation,
     // the system chain.
-    let err = offboard(a.to_string(), b.to_string(), &o).await.unwrap_err();
+    let err = offboard(a.to_string(), b.to_string(), &o)
+        .await
+        .unwrap_err();
     assert!(format!("{err:#}").contains("--confirm"), "{err:#}");
     let system = procuhelp_audit::system_chain_org().to_string();
     let err = offboard(system.clone(), system, &o).await.unwrap_err();
@@ -347,14 +349,28 @@ async fn offboarding_exports_deletes_and_leaves_earlier_backups_unreadable() {
     let mut lines = rows.lines();
     let header: serde_json::Value = serde_json::from_str(lines.next().unwrap()).unwrap();
     assert_eq!(header["organisation"], a.to_string());
-    assert!(header["withheld"].to_string().contains("app.users.password_hash"));
+    assert!(
+        header["withheld"]
+            .to_string()
+            .contains("app.users.password_hash")
+    );
     let rows: Vec<serde_json::Value> = lines.map(|l| serde_json::from_str(l).unwrap()).collect();
     let of = |table: &str| rows.iter().filter(|r| r["table"] == table).count();
     assert_eq!(of("app.organisations"), 1);
-    assert!(of("app.users") >= 4 && of("app.audit_events") > 0, "{rows:?}");
+    assert!(
+        of("app.users") >= 4 && of("app.audit_events") > 0,
+        "{rows:?}"
+    );
     assert!(rows.iter().all(|r| r["row"].get("password_hash").is_none()));
-    assert!(rows.iter().any(|r| r["row"]["email"] == "requester@a.demo.procuhelp.test"));
-    assert!(!rows.iter().any(|r| r.to_string().contains("b.demo.procuhelp.test")));
+    assert!(
+        rows.iter()
+            .any(|r| r["row"]["email"] == "requester@a.demo.procuhelp.test")
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r.to_string().contains("b.demo.procuhelp.test"))
+    );
     let audit = std::fs::File::open(out.join(procuhelp_server::offboard::AUDIT_FILE)).unwrap();
     let report = procuhelp_audit::verify_export(
         std::io::BufReader::new(audit),
@@ -377,7 +393,10 @@ async fn offboarding_exports_deletes_and_leaves_earlier_backups_unreadable() {
         .await
         .unwrap();
     assert_eq!(rows_left(&su, a).await, 0);
-    assert!(rows_left(&su, b).await > 10, "the other organisation is untouched");
+    assert!(
+        rows_left(&su, b).await > 10,
+        "the other organisation is untouched"
+    );
     let (deleted, keys_gone): (serde_json::Value, bool) = sqlx::query_as(
         "SELECT deleted_rows, keys_destroyed_at IS NOT NULL FROM app.offboarded_organisations
          WHERE id = $1",
@@ -423,7 +442,10 @@ async fn offboarding_exports_deletes_and_leaves_earlier_backups_unreadable() {
     )
     .await;
     assert!(
-        matches!(opened, Err(procuhelp_tenancy::backup::BackupError::KeyDestroyed { .. })),
+        matches!(
+            opened,
+            Err(procuhelp_tenancy::backup::BackupError::KeyDestroyed { .. })
+        ),
         "{opened:?}"
     );
     // … so it restores without it, the other organisation whole, and its drill passes
@@ -442,12 +464,24 @@ async fn offboarding_exports_deletes_and_leaves_earlier_backups_unreadable() {
     ])
     .await
     .unwrap();
-    run(&["backup", "drill", "--data-dir", &d, "--repo", &repo, "--label", &earlier])
-        .await
-        .unwrap();
+    run(&[
+        "backup",
+        "drill",
+        "--data-dir",
+        &d,
+        "--repo",
+        &repo,
+        "--label",
+        &earlier,
+    ])
+    .await
+    .unwrap();
     let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
     let dump = plain_dump(&cluster, "earlier").await;
-    assert!(!dump.contains("@a.demo.procuhelp.test"), "the earlier backup still reads");
+    assert!(
+        !dump.contains("@a.demo.procuhelp.test"),
+        "the earlier backup still reads"
+    );
     assert!(dump.contains("@b.demo.procuhelp.test"));
     cluster.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(&repo);

@@ -6,7 +6,6 @@
 mod common;
 
 use axum::http::{Method, StatusCode};
-use clap::Parser as _;
 use common::{PASSWORD, email, run, world};
 use procuhelp_auth::Role;
 use procuhelp_auth::password::PasswordHasher;

@@ -208,7 +208,16 @@ async fn take_into(
     // connection while pg_dump streams.
     let (sealed, manifest) = tokio::join!(seal_stream(stdout, writer), async {
         let manifest = pg::manifest(&mut conn, label, &split).await?;
-        parts::write_part(&mut conn, dir, label, None, sealed::BACKUP_KEK, &split, vault).await?;
+        parts::write_part(
+            &mut conn,
+            dir,
+            label,
+            None,
+            sealed::BACKUP_KEK,
+            &split,
+            vault,
+        )
+        .await?;
         for org in &manifest.organisations {
             let kek = organisation_kek(*org)?;
             parts::write_part(&mut conn, dir, label, Some(*org), &kek, &split, vault).await?;
@@ -611,10 +620,28 @@ async fn restore_into(
         // Tables, then the archive's rows, then the organisations' rows, then indexes,
         // constraints and triggers: every row is in before a constraint is checked or a
         // trigger can fire, whatever order the parts come in.
-        run_pg_restore(server, repo, vault, info, database, Some("pre-data"), &|_, _| {}).await?;
+        run_pg_restore(
+            server,
+            repo,
+            vault,
+            info,
+            database,
+            Some("pre-data"),
+            &|_, _| {},
+        )
+        .await?;
         run_pg_restore(server, repo, vault, info, database, Some("data"), progress).await?;
         let destroyed = load_parts(server, repo, vault, info, manifest, database).await?;
-        run_pg_restore(server, repo, vault, info, database, Some("post-data"), &|_, _| {}).await?;
+        run_pg_restore(
+            server,
+            repo,
+            vault,
+            info,
+            database,
+            Some("post-data"),
+            &|_, _| {},
+        )
+        .await?;
         Ok(destroyed)
     }
     .await;

@@ -160,7 +160,9 @@ pub(crate) async fn load_part<R: AsyncRead + Unpin>(
                     .iter()
                     .find(|t| t.name == header.table && t.columns == header.columns)
                     .ok_or_else(|| {
-                        frames.corrupt("a table the restored schema does not have, or has with other columns")
+                        frames.corrupt(
+                            "a table the restored schema does not have, or has with other columns",
+                        )
                     })?;
                 let statement = format!(
                     "COPY {} ({}) FROM STDIN (FORMAT binary)",

@@ -448,9 +448,9 @@ async fn table_digest(
     let mut sum = 0i128;
     let mut by_organisation = BTreeMap::new();
     for (org, count, part) in groups {
-        let part: i128 = part.parse().map_err(|_| BackupError::Refused(format!(
-            "the digest of {name} is not a number"
-        )))?;
+        let part: i128 = part
+            .parse()
+            .map_err(|_| BackupError::Refused(format!("the digest of {name} is not a number")))?;
         rows += count;
         sum += part;
         if let (Some(org), Some(_)) = (org, key) {

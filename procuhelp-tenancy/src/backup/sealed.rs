@@ -42,7 +42,7 @@ pub enum FileKind {
     Dump = 1,
     /// The manifest (JSON).
     Manifest = 2,
-    /// One organisation's rows ([`super::parts`]), under that organisation's own KEK.
+    /// One organisation's rows (`org-<id>.phbk`), under that organisation's own KEK.
     Organisation = 3,
 }
 
@@ -236,10 +236,7 @@ impl<W: AsyncWrite + Unpin> SealedWriter<W> {
                 "a backup label is 1-64 bytes".to_owned(),
             ));
         }
-        vault
-            .create_kek(kek)
-            .await
-            .map_err(|e| key_err(kek, e))?;
+        vault.create_kek(kek).await.map_err(|e| key_err(kek, e))?;
         let dek = DataKey::generate().map_err(BackupError::Crypto)?;
         let wrapped = vault
             .wrap_key(kek, &dek)

@@ -362,7 +362,10 @@ pub fn set_cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// `pg_dump` of `database` in plain SQL, as the cluster's superuser.
-pub async fn plain_dump(cluster: &procuhelp_tenancy::embedded::LocalCluster, database: &str) -> String {
+pub async fn plain_dump(
+    cluster: &procuhelp_tenancy::embedded::LocalCluster,
+    database: &str,
+) -> String {
     use procuhelp_tenancy::embedded::LocalCluster;
     let opts = cluster.connect_options(database, LocalCluster::SUPERUSER);
     let out = tokio::process::Command::new(cluster.bin_dir().join("pg_dump"))
