@@ -29,6 +29,7 @@ pub mod elevation;
 mod error;
 pub mod hash_limiter;
 pub mod invitation;
+pub mod operator;
 pub mod password;
 mod permission;
 pub mod policy_change;

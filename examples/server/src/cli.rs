@@ -605,6 +605,13 @@ pub struct ServeArgs {
     /// has expired: sessions, sign-in throttles, SSO requests and replay rows, tokens).
     #[arg(long, default_value_t = 24, value_name = "HOURS")]
     pub retention_every_hours: u64,
+
+    /// The deployment's operators (JSON: `{"operators": [{"name", "public_key"}]}`, Ed25519
+    /// public keys in hex): serves the operator API (`POST /operator/organisations`),
+    /// which needs the schema owner's connection (docs/operators.md). Without it the
+    /// operator API does not exist.
+    #[arg(long, value_name = "FILE")]
+    pub operators: Option<PathBuf>,
 }
 
 /// Connection limits (see `docs/hardening.md`) and trusted proxies.

@@ -19,6 +19,7 @@ pub mod gdpr;
 pub mod keys;
 pub mod logging;
 pub mod offboard;
+pub mod operator_api;
 pub mod orgs;
 pub mod residency;
 pub mod retention;

@@ -39,13 +39,8 @@ pub async fn command(command: OrgCommand) -> anyhow::Result<Vec<String>> {
     };
     // Bad input is refused before anything is opened.
     let email = Email::parse(&admin_email).context("--admin-email")?;
-    let admin_name = admin_name.trim().to_owned();
-    if admin_name.is_empty()
-        || admin_name.chars().count() > 200
-        || admin_name.chars().any(char::is_control)
-    {
-        anyhow::bail!("--admin-name: 1 to 200 characters, no control characters");
-    }
+    let admin_name = check_admin_name(&admin_name).context("--admin-name")?;
+    let name = check_name(&name).context("--name")?;
     let residency = residency::load(&db)?;
     let (vault, database) = crate::open(&db).await?;
     drop(vault);
@@ -74,8 +69,26 @@ pub async fn command(command: OrgCommand) -> anyhow::Result<Vec<String>> {
                 &email,
                 &admin_name,
                 &residency,
+                Via::Cli,
             )
-            .await;
+            .await
+            .map(|c| {
+                vec![
+                    format!(
+                        "organisation {} ({name}) created in region {}",
+                        c.org, c.region
+                    ),
+                    format!(
+                        "first admin {} invited until {}",
+                        email.as_str(),
+                        c.expires_at
+                    ),
+                    "give them this token once; they set their password with POST \
+                     /api/invitations/accept {\"token\": ..., \"password\": ...}:"
+                        .to_owned(),
+                    c.token.expose(),
+                ]
+            });
             owner.close().await;
             created
         }
@@ -86,7 +99,57 @@ pub async fn command(command: OrgCommand) -> anyhow::Result<Vec<String>> {
     created
 }
 
-async fn create(
+/// Checks a display name of the first admin: 1 to 200 characters, no control characters.
+pub fn check_admin_name(name: &str) -> anyhow::Result<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        anyhow::bail!("1 to 200 characters, no control characters");
+    }
+    Ok(name.to_owned())
+}
+
+/// Checks an organisation's name: 1 to 200 characters, no control characters.
+pub fn check_name(name: &str) -> anyhow::Result<String> {
+    check_admin_name(name)
+}
+
+/// Who created an organisation (recorded in `org.created`).
+#[derive(Debug, Clone, Copy)]
+pub enum Via<'a> {
+    /// `procuhelp-server org create`.
+    Cli,
+    /// The operator API, by a named operator.
+    Operator(&'a procuhelp_auth::operator::OperatorName),
+}
+
+impl Via<'_> {
+    fn context(self) -> serde_json::Value {
+        match self {
+            Via::Cli => json!({ "via": "cli" }),
+            Via::Operator(name) => json!({ "via": "operator-api", "operator": name.as_str() }),
+        }
+    }
+}
+
+/// An organisation just created, with its first admin's invitation.
+#[derive(Debug)]
+pub struct Created {
+    /// The organisation.
+    pub org: OrgId,
+    /// Its region.
+    pub region: procuhelp_tenancy::residency::Region,
+    /// The first admin.
+    pub admin: UserId,
+    /// The invitation (secret: shown once).
+    pub token: Credential,
+    /// When the invitation expires (RFC 3339).
+    pub expires_at: String,
+}
+
+/// Creates an organisation in this deployment's region with its first admin invited
+/// (whole or nothing), and records `org.created` in the system chain.
+#[allow(clippy::too_many_arguments)]
+pub async fn create(
     owner: &PgPool,
     runtime: &PgPool,
     log: &PgAuditSink,
@@ -94,7 +157,8 @@ async fn create(
     email: &Email,
     admin_name: &str,
     residency: &procuhelp_tenancy::residency::Residency,
-) -> anyhow::Result<Vec<String>> {
+    via: Via<'_>,
+) -> anyhow::Result<Created> {
     let region = procuhelp_tenancy::residency::deployment_region(owner).await?;
     if region != residency.region {
         anyhow::bail!(
@@ -105,7 +169,7 @@ async fn create(
     }
     let org = procuhelp_tenancy::create_organisation_in(owner, name, region).await?;
     let now = OffsetDateTime::now_utc();
-    let invited = invite_admin(runtime, log, org, email, admin_name, now).await;
+    let invited = invite_admin(runtime, log, org, email, admin_name, now, via).await;
     let (user, token) = match invited {
         Ok(invited) => invited,
         Err(e) => {
@@ -118,24 +182,23 @@ async fn create(
             return Err(e);
         }
     };
+    let mut context = via.context();
+    context["region"] = json!(region.as_str());
+    context["first_admin"] = json!(user.to_string());
     log.record(
         AuditEvent::new(None, Actor::System, Action::OrgCreated, Outcome::Success)
             .at(now)
             .target(format!("org:{org}"))
-            .context(
-                json!({ "region": region.as_str(), "first_admin": user.to_string(), "via": "cli" }),
-            ),
+            .context(context),
     )
     .await?;
-    let expires = (now + invitation::DEFAULT_LIFETIME).format(&Rfc3339)?;
-    Ok(vec![
-        format!("organisation {org} ({name}) created in region {region}"),
-        format!("first admin {} invited until {expires}", email.as_str()),
-        "give them this token once; they set their password with POST \
-         /api/invitations/accept {\"token\": ..., \"password\": ...}:"
-            .to_owned(),
-        token.expose(),
-    ])
+    Ok(Created {
+        org,
+        region,
+        admin: user,
+        token,
+        expires_at: (now + invitation::DEFAULT_LIFETIME).format(&Rfc3339)?,
+    })
 }
 
 /// The first admin and their invitation, with its `user.invited` event, in one
@@ -147,6 +210,7 @@ async fn invite_admin(
     email: &Email,
     admin_name: &str,
     now: OffsetDateTime,
+    via: Via<'_>,
 ) -> anyhow::Result<(UserId, Credential)> {
     let mut tx = TenantDb::new(runtime.clone()).begin(org).await?;
     let user = directory::create(
@@ -173,7 +237,12 @@ async fn invite_admin(
         .at(now)
         .target(format!("user:{user}"))
         .person(user, Some(email.as_str()), Some(admin_name))
-        .context(json!({ "role": "admin", "expires_at": expires, "via": "cli" })),
+        .context({
+            let mut context = via.context();
+            context["role"] = json!("admin");
+            context["expires_at"] = json!(expires);
+            context
+        }),
     )
     .await?;
     tx.commit().await?;

@@ -192,7 +192,15 @@ async fn serve_on(
         )
     });
     let retention = retention_schedule(args, db, &runtime, audit_log.clone(), audit.sink()).await?;
-    let app = app::app(
+    let operators = match &args.operators {
+        Some(file) => Some(
+            operator_api(file, db, &runtime, audit_log.clone(), residency.clone())
+                .await
+                .context("--operators")?,
+        ),
+        None => None,
+    };
+    let routes = app::routes(
         AppState::assemble(
             runtime.clone(),
             cipher,
@@ -203,8 +211,12 @@ async fn serve_on(
         )
         .with_audit_log(audit_log)
         .with_outbound_policy(outbound),
-        limits,
     );
+    let routes = match operators {
+        Some(api) => routes.merge(crate::operator_api::routes(api)),
+        None => routes,
+    };
+    let app = app::harden(routes, limits);
     let proxies = TrustedProxies::new(args.network.trusted_proxies.clone());
     if !proxies.is_empty() {
         tracing::info!(?proxies, "believing X-Forwarded-For from these proxies");
@@ -353,6 +365,39 @@ async fn shutdown_signal() {
             }
         }
     }
+}
+
+/// The operator API's state: the operators named in `file`, on the schema owner's
+/// connection (refused, and the server does not start, on any other).
+async fn operator_api(
+    file: &std::path::Path,
+    db: &Database,
+    runtime: &sqlx::PgPool,
+    log: procuhelp_audit::PgAuditSink,
+    residency: procuhelp_tenancy::residency::Residency,
+) -> anyhow::Result<crate::operator_api::OperatorApi> {
+    let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
+    if meta.len() > 64 * 1024 {
+        anyhow::bail!("{} is larger than 64 KiB", file.display());
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let operators = procuhelp_auth::operator::Operators::from_json(&bytes)?;
+    let owner = db.owner_pool().await?;
+    if let Err(e) = procuhelp_tenancy::organisation_ids(&owner).await {
+        owner.close().await;
+        anyhow::bail!(
+            "the operator API creates organisations, which needs the schema owner's connection: {e}"
+        );
+    }
+    tracing::info!(operators = ?operators, "operator API served");
+    Ok(crate::operator_api::OperatorApi {
+        operators: std::sync::Arc::new(operators),
+        replay: Default::default(),
+        owner,
+        runtime: runtime.clone(),
+        log,
+        residency: std::sync::Arc::new(residency),
+    })
 }
 
 /// The retention purge on its schedule, when this process can list every organisation

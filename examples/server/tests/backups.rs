@@ -569,6 +569,7 @@ async fn serve_runs_the_schedule() {
             ..ScheduleArgs::default()
         },
         retention_every_hours: 24,
+        operators: None,
     };
     let handle: Handle<SocketAddr> = Handle::new();
     let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));

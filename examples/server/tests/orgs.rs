@@ -487,3 +487,134 @@ async fn offboarding_exports_deletes_and_leaves_earlier_backups_unreadable() {
     let _ = std::fs::remove_dir_all(&repo);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The operator API (issue #14 point 4): a named operator's signed request creates an
+/// organisation with its first admin invited, recorded with the operator's name; a
+/// replay, another key, an unknown name, a stale or altered request are the same 401,
+/// and a body over the bound is refused before anything is checked.
+#[tokio::test]
+async fn the_operator_api_creates_organisations_for_named_operators_only() {
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+    use procuhelp_auth::operator::{Operators, sign};
+    use procuhelp_server::operator_api::{MAX_BODY, ORGANISATIONS, OperatorApi};
+    use tower::ServiceExt as _;
+
+    let w = world(PasswordHasher::for_tests()).await;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let alice =
+        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap();
+    let mallory =
+        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap();
+    let config = format!(
+        r#"{{"operators": [{{"name": "alice", "public_key": "{}"}}]}}"#,
+        hex::encode(alice.public_key().as_ref())
+    );
+    let log = w.state.sdk.audit_log().cloned().unwrap();
+    let api = OperatorApi {
+        operators: std::sync::Arc::new(Operators::from_json(config.as_bytes()).unwrap()),
+        replay: Default::default(),
+        owner: w.scratch.owner_pool(2).await.unwrap(),
+        runtime: w.scratch.runtime_pool(2).await.unwrap(),
+        log: log.clone(),
+        residency: std::sync::Arc::new(
+            serde_json::from_str(procuhelp_server::residency::DEFAULT).unwrap(),
+        ),
+    };
+    let app = procuhelp_server::app::harden(
+        procuhelp_server::operator_api::routes(api),
+        procuhelp_server::app::Limits::default(),
+    );
+    let call = |authorization: Option<String>, body: Vec<u8>| {
+        let app = app.clone();
+        async move {
+            let mut request =
+                axum::http::Request::post(ORGANISATIONS).header("content-type", "application/json");
+            if let Some(a) = authorization {
+                request = request.header("authorization", a);
+            }
+            let response = app
+                .oneshot(request.body(axum::body::Body::from(body)).unwrap())
+                .await
+                .unwrap();
+            let status = response.status();
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (status, String::from_utf8_lossy(&bytes).into_owned())
+        }
+    };
+    let body = serde_json::to_vec(&json!({
+        "name": "Operated Ltd",
+        "admin_email": "first@operated.test",
+        "admin_name": "First Admin",
+    }))
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let signed = |key: &Ed25519KeyPair, name: &str, ts: i64, body: &[u8]| {
+        Some(sign(key, name, "POST", ORGANISATIONS, ts, body))
+    };
+
+    // Refused alike, and nothing created.
+    let (status, refusal) = call(None, body.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let mut other_body = body.clone();
+    other_body.push(b' ');
+    for (authorization, sent) in [
+        (signed(&mallory, "alice", now, &body), body.clone()),
+        (signed(&mallory, "mallory", now, &body), body.clone()),
+        (signed(&alice, "alice", now - 120, &body), body.clone()),
+        (signed(&alice, "alice", now, &body), other_body),
+        (Some("Bearer abc".to_owned()), body.clone()),
+    ] {
+        assert_eq!(
+            call(authorization, sent).await,
+            (StatusCode::UNAUTHORIZED, refusal.clone())
+        );
+    }
+    // Too large: refused before the signature is even looked at.
+    let big = vec![b' '; MAX_BODY + 1];
+    let (status, _) = call(signed(&alice, "alice", now, &big), big).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // A signed request with bad input: a clear 400.
+    let bad = serde_json::to_vec(&json!({ "name": "X", "admin_email": "nope" })).unwrap();
+    let (status, text) = call(signed(&alice, "alice", now, &bad), bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("admin_email"), "{text}");
+
+    let good = signed(&alice, "alice", now, &body);
+    let (status, text) = call(good.clone(), body.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{text}");
+    let created: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(created["region"], "eu");
+    let org: uuid::Uuid = created["organisation"].as_str().unwrap().parse().unwrap();
+    let token =
+        procuhelp_auth::session::Credential::parse(created["invitation_token"].as_str().unwrap())
+            .unwrap();
+    assert_eq!(token.org.as_uuid(), org);
+    // The same request again is a replay.
+    assert_eq!(call(good, body).await, (StatusCode::UNAUTHORIZED, refusal));
+
+    // The invitation works; the creation is in the system chain with the operator's name.
+    let r = accept(&w, &token.expose(), NEW_PASSWORD).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let admin = w.scratch.admin_pool(1).await.unwrap();
+    let contexts: Vec<String> = sqlx::query_scalar(
+        "SELECT context FROM app.audit_events WHERE action = 'org.created' AND target = $1",
+    )
+    .bind(format!("org:{org}"))
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    assert_eq!(contexts.len(), 1);
+    let context: serde_json::Value = serde_json::from_str(&contexts[0]).unwrap();
+    assert_eq!(context["operator"], "alice");
+    assert_eq!(context["via"], "operator-api");
+    let organisations: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM app.organisations WHERE name = 'Operated Ltd'")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert_eq!(organisations, 1, "refused requests created nothing");
+    admin.close().await;
+    w.close().await;
+}

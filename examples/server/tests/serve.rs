@@ -41,6 +41,7 @@ fn args(data_dir: PathBuf, database_url_file: Option<PathBuf>) -> ServeArgs {
         network: Default::default(),
         backups: Default::default(),
         retention_every_hours: 24,
+        operators: None,
     }
 }
 

@@ -1,0 +1,520 @@
+//! Operators: the deployment's own named people, and the signed requests of the operator
+//! API (issue #14 point 4, issue #16 point 7).
+//!
+//! An operator is a name and an Ed25519 public key in the deployment's configuration
+//! ([`Operators::from_json`]); the private key never reaches the server. A request is
+//! signed over its method, path, a timestamp and the SHA-256 of its body
+//! ([`canonical`]), and carries
+//! `Authorization: Procuhelp-Operator name=<name>,ts=<unix seconds>,sig=<base64url>`.
+//! [`Operators::verify`] accepts it only within [`MAX_SKEW_SECS`] of the server's clock
+//! and only once ([`ReplayGuard`]); every refusal is the same [`OperatorRefusal`] to the
+//! client, and costs one signature check at most — no database work before the operator
+//! is proved.
+//!
+//! Why signatures and not a bearer token: a stored token is a secret on the server (and
+//! in every backup of its configuration); a public key is not, and a signed request
+//! captured in transit is useless after its few seconds and its one use.
+//!
+//! ```
+//! use procuhelp_auth::operator::{Operators, ReplayGuard, sign};
+//! use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+//! let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+//! let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+//! let config = format!(
+//!     r#"{{"operators": [{{"name": "alice", "public_key": "{}"}}]}}"#,
+//!     hex::encode(key.public_key().as_ref())
+//! );
+//! let operators = Operators::from_json(config.as_bytes()).unwrap();
+//! let replay = ReplayGuard::default();
+//! let now = 1_800_000_000;
+//! let header = sign(&key, "alice", "POST", "/operator/organisations", now, b"{}");
+//! let who = operators.verify(&replay, &header, "POST", "/operator/organisations", b"{}", now);
+//! assert_eq!(who.unwrap().as_str(), "alice");
+//! // The same request again is refused.
+//! assert!(operators.verify(&replay, &header, "POST", "/operator/organisations", b"{}", now).is_err());
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, UnparsedPublicKey};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+/// How far a request's timestamp may be from the server's clock, either way.
+pub const MAX_SKEW_SECS: i64 = 60;
+/// Most operators a deployment names (a small number of named people).
+pub const MAX_OPERATORS: usize = 64;
+/// Requests remembered for replay refusal; beyond it new requests are refused until old
+/// ones expire (bounded memory whatever a client sends).
+pub const MAX_REMEMBERED: usize = 10_000;
+/// The `Authorization` scheme.
+pub const SCHEME: &str = "Procuhelp-Operator";
+const DOMAIN: &str = "procuhelp-operator-request/1";
+const MAX_HEADER: usize = 512;
+
+/// An operator's name: 1–64 characters of `a-z 0-9 . _ -`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OperatorName(String);
+
+impl OperatorName {
+    /// Checks `name`.
+    pub fn parse(name: &str) -> Result<Self, OperatorConfigError> {
+        let ok = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            });
+        if ok {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(OperatorConfigError::Name)
+        }
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for OperatorName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why an operator configuration was refused (nothing of it is used).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OperatorConfigError {
+    /// Not the expected JSON (unknown fields are refused).
+    #[error("operators configuration: {0}")]
+    Json(String),
+    /// A name is not 1–64 characters of `a-z 0-9 . _ -`.
+    #[error("operators configuration: a name is 1-64 characters of a-z 0-9 . _ -")]
+    Name,
+    /// A public key is not 32 bytes of hex.
+    #[error("operators configuration: {0}'s public_key is not an Ed25519 key (64 hex digits)")]
+    Key(String),
+    /// Two entries share a name or a key.
+    #[error("operators configuration: {0} appears twice (names and keys are one per person)")]
+    Duplicate(String),
+    /// None, or more than [`MAX_OPERATORS`].
+    #[error("operators configuration: name 1 to 64 operators")]
+    Count,
+}
+
+/// The operator API refused a request. Deliberately one kind: the client learns nothing
+/// about which check failed (the server log says, without the signature).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("operator authentication failed")]
+pub struct OperatorRefusal {
+    /// Why (for the server's log only).
+    pub reason: RefusalReason,
+}
+
+/// Why a request was refused (logged, never answered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RefusalReason {
+    /// No `Authorization` header of the operator scheme, or a malformed one.
+    Malformed,
+    /// No operator of that name.
+    UnknownOperator,
+    /// The timestamp is more than [`MAX_SKEW_SECS`] away.
+    Stale,
+    /// The signature does not verify.
+    BadSignature,
+    /// Seen before.
+    Replayed,
+    /// The replay memory is full.
+    Busy,
+}
+
+impl RefusalReason {
+    /// A word for the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Malformed => "malformed",
+            Self::UnknownOperator => "unknown operator",
+            Self::Stale => "stale timestamp",
+            Self::BadSignature => "bad signature",
+            Self::Replayed => "replayed",
+            Self::Busy => "replay memory full",
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    operators: Vec<ConfigEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigEntry {
+    name: String,
+    public_key: String,
+}
+
+/// The deployment's operators.
+#[derive(Clone)]
+pub struct Operators {
+    keys: Vec<(OperatorName, [u8; 32])>,
+}
+
+impl std::fmt::Debug for Operators {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.keys.iter().map(|(n, _)| n.as_str()))
+            .finish()
+    }
+}
+
+impl Operators {
+    /// Reads `{"operators": [{"name": "alice", "public_key": "<64 hex digits>"}]}`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, OperatorConfigError> {
+        let file: ConfigFile =
+            serde_json::from_slice(bytes).map_err(|e| OperatorConfigError::Json(e.to_string()))?;
+        if file.operators.is_empty() || file.operators.len() > MAX_OPERATORS {
+            return Err(OperatorConfigError::Count);
+        }
+        let mut keys: Vec<(OperatorName, [u8; 32])> = Vec::new();
+        for entry in file.operators {
+            let name = OperatorName::parse(&entry.name)?;
+            let key: [u8; 32] = hex::decode(entry.public_key.trim())
+                .ok()
+                .and_then(|k| k.try_into().ok())
+                .ok_or_else(|| OperatorConfigError::Key(name.to_string()))?;
+            if keys.iter().any(|(n, k)| *n == name || *k == key) {
+                return Err(OperatorConfigError::Duplicate(name.to_string()));
+            }
+            keys.push((name, key));
+        }
+        Ok(Self { keys })
+    }
+
+    /// The operators' names.
+    pub fn names(&self) -> impl Iterator<Item = &OperatorName> {
+        self.keys.iter().map(|(n, _)| n)
+    }
+
+    /// Verifies an `Authorization` header value for a request of `method` to `path` with
+    /// `body`, at `now` (Unix seconds), and remembers it so it is accepted once.
+    pub fn verify(
+        &self,
+        replay: &ReplayGuard,
+        header: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        now: i64,
+    ) -> Result<OperatorName, OperatorRefusal> {
+        let refuse = |reason| OperatorRefusal { reason };
+        let parsed = parse_header(header).ok_or(refuse(RefusalReason::Malformed))?;
+        let (name, key) = self
+            .keys
+            .iter()
+            .find(|(n, _)| n.as_str() == parsed.name)
+            .ok_or(refuse(RefusalReason::UnknownOperator))?;
+        if (now - parsed.ts).abs() > MAX_SKEW_SECS {
+            return Err(refuse(RefusalReason::Stale));
+        }
+        let message = canonical(name.as_str(), method, path, parsed.ts, body);
+        UnparsedPublicKey::new(&ED25519, key)
+            .verify(&message, &parsed.sig)
+            .map_err(|_| refuse(RefusalReason::BadSignature))?;
+        replay.admit(&parsed.sig, now)?;
+        Ok(name.clone())
+    }
+}
+
+struct ParsedHeader {
+    name: String,
+    ts: i64,
+    sig: Vec<u8>,
+}
+
+fn parse_header(header: &str) -> Option<ParsedHeader> {
+    if header.len() > MAX_HEADER {
+        return None;
+    }
+    let rest = header.strip_prefix(SCHEME)?.strip_prefix(' ')?;
+    let (mut name, mut ts, mut sig) = (None, None, None);
+    for part in rest.split(',') {
+        let (key, value) = part.trim().split_once('=')?;
+        let slot = match key {
+            "name" => &mut name,
+            "ts" => &mut ts,
+            "sig" => &mut sig,
+            _ => return None,
+        };
+        if slot.replace(value).is_some() {
+            return None;
+        }
+    }
+    let sig = URL_SAFE_NO_PAD.decode(sig?).ok()?;
+    if sig.len() != 64 {
+        return None;
+    }
+    Some(ParsedHeader {
+        name: name?.to_owned(),
+        ts: ts?.parse().ok()?,
+        sig,
+    })
+}
+
+/// The bytes an operator signs: a domain string, the operator's name, the method, the
+/// path (with its query, as sent), the timestamp and the body's SHA-256, one per line.
+pub fn canonical(name: &str, method: &str, path: &str, ts: i64, body: &[u8]) -> Vec<u8> {
+    format!(
+        "{DOMAIN}\n{name}\n{method}\n{path}\n{ts}\n{}",
+        hex::encode(Sha256::digest(body))
+    )
+    .into_bytes()
+}
+
+/// Signs a request as operator `name` (for operator tools and tests): the
+/// `Authorization` header value.
+pub fn sign(
+    key: &Ed25519KeyPair,
+    name: &str,
+    method: &str,
+    path: &str,
+    ts: i64,
+    body: &[u8],
+) -> String {
+    let sig = key.sign(&canonical(name, method, path, ts, body));
+    format!(
+        "{SCHEME} name={name},ts={ts},sig={}",
+        URL_SAFE_NO_PAD.encode(sig.as_ref())
+    )
+}
+
+/// Signatures seen in the last `2 × MAX_SKEW_SECS`, so a captured request is accepted
+/// once. Bounded ([`MAX_REMEMBERED`]); per process (see docs/operators.md).
+#[derive(Debug, Default)]
+pub struct ReplayGuard {
+    seen: Mutex<Seen>,
+}
+
+#[derive(Debug, Default)]
+struct Seen {
+    by_hash: HashMap<[u8; 32], i64>,
+    order: VecDeque<([u8; 32], i64)>,
+}
+
+impl ReplayGuard {
+    fn admit(&self, sig: &[u8], now: i64) -> Result<(), OperatorRefusal> {
+        let hash: [u8; 32] = Sha256::digest(sig).into();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((old, at)) = seen.order.front().copied() {
+            if now - at <= 2 * MAX_SKEW_SECS {
+                break;
+            }
+            seen.order.pop_front();
+            seen.by_hash.remove(&old);
+        }
+        if seen.by_hash.contains_key(&hash) {
+            return Err(OperatorRefusal {
+                reason: RefusalReason::Replayed,
+            });
+        }
+        if seen.order.len() >= MAX_REMEMBERED {
+            return Err(OperatorRefusal {
+                reason: RefusalReason::Busy,
+            });
+        }
+        seen.by_hash.insert(hash, now);
+        seen.order.push_back((hash, now));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::signature::KeyPair as _;
+
+    fn key() -> Ed25519KeyPair {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new()).unwrap();
+        Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
+    }
+
+    fn config(entries: &[(&str, &Ed25519KeyPair)]) -> String {
+        let list: Vec<String> = entries
+            .iter()
+            .map(|(n, k)| {
+                format!(
+                    r#"{{"name": "{n}", "public_key": "{}"}}"#,
+                    hex::encode(k.public_key().as_ref())
+                )
+            })
+            .collect();
+        format!(r#"{{"operators": [{}]}}"#, list.join(","))
+    }
+
+    #[test]
+    fn configurations_are_typed_and_refused_whole() {
+        let (a, b) = (key(), key());
+        assert!(Operators::from_json(config(&[("alice", &a), ("bob", &b)]).as_bytes()).is_ok());
+        let cases: [(String, fn(&OperatorConfigError) -> bool); 6] = [
+            (config(&[("Alice", &a)]), |e| {
+                *e == OperatorConfigError::Name
+            }),
+            (config(&[("alice", &a), ("alice", &b)]), |e| {
+                matches!(e, OperatorConfigError::Duplicate(_))
+            }),
+            (config(&[("alice", &a), ("bob", &a)]), |e| {
+                matches!(e, OperatorConfigError::Duplicate(_))
+            }),
+            (r#"{"operators": []}"#.to_owned(), |e| {
+                *e == OperatorConfigError::Count
+            }),
+            (
+                r#"{"operators": [{"name": "a", "public_key": "00"}]}"#.to_owned(),
+                |e| matches!(e, OperatorConfigError::Key(_)),
+            ),
+            (r#"{"operators": [], "admins": []}"#.to_owned(), |e| {
+                matches!(e, OperatorConfigError::Json(_))
+            }),
+        ];
+        for (json, expected) in cases {
+            let err = Operators::from_json(json.as_bytes()).unwrap_err();
+            assert!(expected(&err), "{json}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_fresh_untampered_request_of_a_named_operator_passes_once() {
+        let (alice, mallory) = (key(), key());
+        let ops = Operators::from_json(config(&[("alice", &alice)]).as_bytes()).unwrap();
+        let replay = ReplayGuard::default();
+        let (m, p, body, now) = (
+            "POST",
+            "/operator/organisations",
+            b"{\"a\":1}",
+            1_800_000_000,
+        );
+        let verify = |h: &str, m: &str, p: &str, b: &[u8]| {
+            ops.verify(&replay, h, m, p, b, now).map_err(|e| e.reason)
+        };
+        let good = sign(&alice, "alice", m, p, now - 30, body);
+        let cases = [
+            (
+                sign(&alice, "alice", m, p, now - 61, body),
+                m,
+                p,
+                &body[..],
+                RefusalReason::Stale,
+            ),
+            (
+                sign(&alice, "alice", m, p, now + 61, body),
+                m,
+                p,
+                &body[..],
+                RefusalReason::Stale,
+            ),
+            (
+                sign(&mallory, "alice", m, p, now, body),
+                m,
+                p,
+                &body[..],
+                RefusalReason::BadSignature,
+            ),
+            (
+                sign(&mallory, "mallory", m, p, now, body),
+                m,
+                p,
+                &body[..],
+                RefusalReason::UnknownOperator,
+            ),
+            (
+                good.clone(),
+                "PUT",
+                p,
+                &body[..],
+                RefusalReason::BadSignature,
+            ),
+            (
+                good.clone(),
+                m,
+                "/operator/other",
+                &body[..],
+                RefusalReason::BadSignature,
+            ),
+            (
+                good.clone(),
+                m,
+                p,
+                &b"{\"a\":2}"[..],
+                RefusalReason::BadSignature,
+            ),
+            (
+                good.replace("sig=", "sig=A"),
+                m,
+                p,
+                &body[..],
+                RefusalReason::Malformed,
+            ),
+            (
+                format!("{good},ts=1"),
+                m,
+                p,
+                &body[..],
+                RefusalReason::Malformed,
+            ),
+            (
+                good.replace(SCHEME, "Bearer"),
+                m,
+                p,
+                &body[..],
+                RefusalReason::Malformed,
+            ),
+            (
+                "x".repeat(10_000),
+                m,
+                p,
+                &body[..],
+                RefusalReason::Malformed,
+            ),
+        ];
+        for (header, method, path, body, reason) in cases {
+            assert_eq!(verify(&header, method, path, body), Err(reason), "{header}");
+        }
+        assert_eq!(verify(&good, m, p, body).unwrap().as_str(), "alice");
+        assert_eq!(verify(&good, m, p, body), Err(RefusalReason::Replayed));
+    }
+
+    #[test]
+    fn replay_memory_is_bounded_and_forgets_expired_requests() {
+        let guard = ReplayGuard::default();
+        for i in 0..MAX_REMEMBERED {
+            guard.admit(&i.to_be_bytes(), 0).unwrap();
+        }
+        assert_eq!(
+            guard.admit(b"one more", 0).map_err(|e| e.reason),
+            Err(RefusalReason::Busy)
+        );
+        guard.admit(b"later", 2 * MAX_SKEW_SECS + 1).unwrap();
+        assert_eq!(guard.seen.lock().unwrap().order.len(), 1);
+    }
+
+    #[test]
+    fn any_header_is_refused_without_panic() {
+        for header in [
+            "",
+            "Procuhelp-Operator",
+            "Procuhelp-Operator ",
+            "Procuhelp-Operator name=,ts=,sig=",
+            "Procuhelp-Operator name=a,ts=9999999999999999999999,sig=AA",
+            "Procuhelp-Operator =,=,=",
+        ] {
+            assert!(parse_header(header).is_none(), "{header}");
+        }
+    }
+}
