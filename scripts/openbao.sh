@@ -108,6 +108,14 @@ path "transit/keys/procuhelp-tenant-*" {
     "deletion_allowed" = [true]
   }
 }
+# Per-organisation audit KEKs (personal data in the trail): the same, so offboarding can
+# destroy them.
+path "transit/keys/procuhelp-audit-*" {
+  capabilities = ["create", "read", "update", "delete"]
+  allowed_parameters = {
+    "deletion_allowed" = [true]
+  }
+}
 HCL
 )
 # AppRole role settings: service tokens (renewable) with the policy above; the secret_id

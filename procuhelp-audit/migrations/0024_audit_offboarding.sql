@@ -39,3 +39,49 @@ BEGIN
     END IF;
     RETURN NEW;
 END $$;
+
+-- The chain-link check of 0006, refusing appends to an offboarded organisation (the
+-- rest unchanged).
+CREATE OR REPLACE FUNCTION app.audit_check_links() RETURNS trigger
+    LANGUAGE plpgsql VOLATILE
+    SET plan_cache_mode = force_custom_plan
+    AS $$
+DECLARE
+    bad bigint;
+    head record;
+    prev bytea;
+BEGIN
+    FOR head IN
+        SELECT DISTINCT ON (n.org_id) n.org_id, n.seq, n.prev_hash
+        FROM new_rows n ORDER BY n.org_id, n.seq
+    LOOP
+        -- An offboarded organisation takes no new events: an append still in flight when
+        -- its rows were deleted must not leave a trail behind its tombstone.
+        IF EXISTS (SELECT 1 FROM app.offboarded_organisations t WHERE t.id = head.org_id) THEN
+            RAISE EXCEPTION 'organisation % was offboarded', head.org_id USING ERRCODE = 'PH404';
+        END IF;
+        IF head.seq = 1 THEN
+            prev := '\x0000000000000000000000000000000000000000000000000000000000000000'::bytea;
+        ELSE
+            SELECT e.hash INTO prev FROM app.audit_events e
+            WHERE e.org_id = head.org_id AND e.seq = head.seq - 1;
+        END IF;
+        IF prev IS DISTINCT FROM head.prev_hash THEN
+            RAISE EXCEPTION 'audit chain link broken at seq %', head.seq USING ERRCODE = 'PH409';
+        END IF;
+    END LOOP;
+    SELECT l.seq INTO bad FROM (
+        SELECT n.seq, n.prev_hash,
+               lag(n.seq) OVER w AS prev_seq, lag(n.hash) OVER w AS prev_row_hash
+        FROM new_rows n
+        WINDOW w AS (PARTITION BY n.org_id ORDER BY n.seq)
+    ) l
+    WHERE l.prev_seq IS NOT NULL
+      AND (l.seq <> l.prev_seq + 1 OR l.prev_hash IS DISTINCT FROM l.prev_row_hash)
+    ORDER BY l.seq
+    LIMIT 1;
+    IF bad IS NOT NULL THEN
+        RAISE EXCEPTION 'audit chain link broken at seq %', bad USING ERRCODE = 'PH409';
+    END IF;
+    RETURN NULL;
+END $$;

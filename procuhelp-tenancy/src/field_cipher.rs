@@ -195,6 +195,14 @@ pub(crate) fn kek_name(org: OrgId) -> String {
     format!("tenant-{}", org.as_uuid().simple())
 }
 
+/// The KEK sealing the organisation's part of every backup ([`crate::backup`]): apart
+/// from the field KEK, because crypto-shredding (which destroys that one) must not make
+/// a live organisation's backups unreadable; only offboarding destroys this one. Under
+/// the `tenant-` prefix: the one OpenBao's policy lets the application delete.
+pub(crate) fn backup_kek_name(org: OrgId) -> String {
+    format!("tenant-{}-backup", org.as_uuid().simple())
+}
+
 fn vault_err(e: VaultError) -> Error {
     match e {
         VaultError::NotFound(_) => {

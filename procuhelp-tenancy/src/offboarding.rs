@@ -23,9 +23,9 @@
 //! #     org: procuhelp_core::OrgId) -> procuhelp_tenancy::Result<()> {
 //! use procuhelp_tenancy::offboarding;
 //! let mut file = std::io::BufWriter::new(std::fs::File::create("/secure/export.jsonl").unwrap());
-//! offboarding::export(&owner, &schema, org, &mut file).await?;
 //! let mut tx = procuhelp_tenancy::TenantDb::new(owner.clone()).begin(org).await?;
-//! let tombstone = offboarding::delete(&mut tx, org).await?;
+//! let exported = offboarding::export(&owner, &schema, org, &mut file).await?;
+//! let tombstone = offboarding::delete(&mut tx, org, Some(&exported.fingerprint)).await?;
 //! // … record the event in `tx` …
 //! tx.commit().await?;
 //! offboarding::destroy_keys(&owner, vault.as_ref(), org, &[]).await?;
@@ -73,6 +73,8 @@ pub struct ExportSummary {
     pub rows: BTreeMap<String, u64>,
     /// Columns left out (`table.column`), with why.
     pub withheld: Vec<(String, &'static str)>,
+    /// What was exported, to check against what [`delete`] deletes.
+    pub fingerprint: Fingerprint,
 }
 
 /// The export's first line.
@@ -168,20 +170,67 @@ pub async fn export(
         rows.insert(table.name.clone(), count);
     }
     out.flush().map_err(io)?;
+    let fingerprint = fingerprint(&mut tx, &tables, org).await?;
     tx.rollback().await?;
-    Ok(ExportSummary { rows, withheld })
+    Ok(ExportSummary {
+        rows,
+        withheld,
+        fingerprint,
+    })
+}
+
+/// Rows and a content digest per table of one organisation: what [`export`] wrote, and
+/// what [`delete`] checks it is about to delete.
+pub type Fingerprint = BTreeMap<String, TableFingerprint>;
+
+/// One table's share of a [`Fingerprint`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableFingerprint {
+    /// Rows.
+    pub rows: i64,
+    /// The sum of a 64-bit hash of each row's text (order-independent).
+    pub digest: String,
+}
+
+async fn fingerprint(
+    conn: &mut PgConnection,
+    tables: &[OrganisationTable],
+    org: OrgId,
+) -> Result<Fingerprint> {
+    let mut out = BTreeMap::new();
+    for table in tables {
+        let (rows, digest): (i64, String) = sqlx::query_as(&format!(
+            "SELECT count(*), coalesce(sum(hashtextextended(t::text, 0)::numeric), 0)::text
+             FROM ONLY {} t WHERE {} = $1",
+            table.name, table.key
+        ))
+        .bind(org.as_uuid())
+        .fetch_one(&mut *conn)
+        .await?;
+        if rows > 0 {
+            out.insert(table.name.clone(), TableFingerprint { rows, digest });
+        }
+    }
+    Ok(out)
 }
 
 /// Deletes every row of `org` and leaves its tombstone, inside `tx` — a transaction on
 /// the **owner** pool, whichever organisation it entered (the audit system chain's, so
 /// the caller records its `org.offboarded` event in the same transaction and commits:
-/// the deletion and its record are one). Refuses to leave anything behind; an
-/// organisation already offboarded returns its tombstone unchanged.
-pub async fn delete(tx: &mut TenantTx, org: OrgId) -> Result<Tombstone> {
+/// the deletion and its record are one).
+///
+/// With `exported` (the [`ExportSummary::fingerprint`] of the customer's export), the
+/// rows about to be deleted must be exactly those exported — same rows, same content —
+/// or nothing is deleted: the organisation was still in use. Refuses to leave anything
+/// behind. For an organisation already offboarded it deletes whatever is left (an
+/// append that was in flight) and adds it to the tombstone's counts. On an error the
+/// transaction must be rolled back (dropping it does).
+pub async fn delete(
+    tx: &mut TenantTx,
+    org: OrgId,
+    exported: Option<&Fingerprint>,
+) -> Result<Tombstone> {
     let conn = tx.conn();
-    if let Some(tombstone) = tombstone_on(&mut *conn, org).await? {
-        return Ok(tombstone);
-    }
     let is_owner: bool = sqlx::query_scalar(
         "SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class
          WHERE oid = 'app.organisations'::regclass",
@@ -203,30 +252,44 @@ pub async fn delete(tx: &mut TenantTx, org: OrgId) -> Result<Tombstone> {
         .bind(org.to_string())
         .execute(&mut *conn)
         .await?;
-    let row: Option<(String, OffsetDateTime)> = sqlx::query_as(
-        "SELECT o.data_region, o.created_at FROM app.organisations o
-         JOIN app.deployment d ON d.region = o.data_region
-         WHERE o.id = $1 FOR UPDATE OF o",
-    )
-    .bind(org.as_uuid())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((region, created_at)) = row else {
-        return Err(Error::UnknownOrg(org));
-    };
-    // First: the audit trail's triggers release this organisation's events only now.
-    sqlx::query(
-        "INSERT INTO app.offboarded_organisations (id, data_region, created_at) VALUES ($1, $2, $3)",
-    )
-    .bind(org.as_uuid())
-    .bind(&region)
-    .bind(created_at)
-    .execute(&mut *conn)
-    .await?;
+    let previous = tombstone_on(&mut *conn, org).await?;
+    if previous.is_none() {
+        let row: Option<(String, OffsetDateTime)> = sqlx::query_as(
+            "SELECT o.data_region, o.created_at FROM app.organisations o
+             JOIN app.deployment d ON d.region = o.data_region
+             WHERE o.id = $1 FOR UPDATE OF o",
+        )
+        .bind(org.as_uuid())
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((region, created_at)) = row else {
+            return Err(Error::UnknownOrg(org));
+        };
+        // First: the audit trail's triggers release this organisation's events (and
+        // refuse new ones) only now.
+        sqlx::query(
+            "INSERT INTO app.offboarded_organisations (id, data_region, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(org.as_uuid())
+        .bind(&region)
+        .bind(created_at)
+        .execute(&mut *conn)
+        .await?;
+    }
     let tables = organisation_tables(&mut *conn).await?;
-    let mut deleted = BTreeMap::new();
-    for table in &tables {
-        deleted.insert(table.name.clone(), count(&mut *conn, table, org).await?);
+    let found = fingerprint(&mut *conn, &tables, org).await?;
+    if let Some(exported) = exported {
+        if previous.is_none() && *exported != found {
+            let changed: Vec<&String> = exported
+                .keys()
+                .chain(found.keys())
+                .filter(|t| exported.get(*t) != found.get(*t))
+                .collect();
+            return Err(Error::Config(format!(
+                "organisation {org} changed after its export (tables {changed:?}): nothing was \
+                 deleted; stop its traffic (disable its users and SSO) and export again"
+            )));
+        }
     }
     // The organisation's row first: foreign keys cascade in dependency order; what has
     // no foreign key to it (the audit trail) goes next, table by table.
@@ -247,7 +310,10 @@ pub async fn delete(tx: &mut TenantTx, org: OrgId) -> Result<Tombstone> {
             )));
         }
     }
-    let deleted_rows: BTreeMap<String, i64> = deleted.into_iter().filter(|(_, n)| *n > 0).collect();
+    let mut deleted_rows = previous.map(|t| t.deleted_rows).unwrap_or_default();
+    for (table, share) in &found {
+        *deleted_rows.entry(table.clone()).or_default() += share.rows;
+    }
     sqlx::query("UPDATE app.offboarded_organisations SET deleted_rows = $2 WHERE id = $1")
         .bind(org.as_uuid())
         .bind(sqlx::types::Json(&deleted_rows))
@@ -261,8 +327,8 @@ pub async fn delete(tx: &mut TenantTx, org: OrgId) -> Result<Tombstone> {
 }
 
 /// Destroys `org`'s key-encryption keys in `vault` — its field-encryption KEK
-/// (`tenant-<id>`, which also seals its part of every backup) and the `also` ones (the
-/// audit trail's) — then records the time in its tombstone. Refused for an organisation
+/// (`tenant-<id>`), the KEK sealing its part of every backup (`tenant-<id>-backup`) and
+/// the `also` ones (the audit trail's) — then records the time in its tombstone. Refused for an organisation
 /// that was not offboarded (use [`crate::FieldCipher::shred`] to shred a live one).
 pub async fn destroy_keys(
     owner: &PgPool,
@@ -275,8 +341,11 @@ pub async fn destroy_keys(
             "organisation {org} was not offboarded: its keys are not destroyed"
         )));
     }
-    let own = crate::field_cipher::kek_name(org);
-    for kek in std::iter::once(&own).chain(also) {
+    let own = [
+        crate::field_cipher::kek_name(org),
+        crate::field_cipher::backup_kek_name(org),
+    ];
+    for kek in own.iter().chain(also) {
         match vault.destroy_kek(kek).await {
             Ok(()) | Err(VaultError::NotFound(_)) => {}
             Err(e) => return Err(Error::Config(format!("destroying key {kek}: {e}"))),

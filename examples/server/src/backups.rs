@@ -802,7 +802,7 @@ async fn run_command(
                     .await;
                     for org in &done.destroyed_organisations {
                         crate::report(&[format!(
-                            "organisation {org} left out: its keys were destroyed (offboarded or shredded)"
+                            "organisation {org} left out: its keys were destroyed (offboarded)"
                         )]);
                     }
                     crate::report(&[format!(

@@ -216,7 +216,7 @@ pub enum BackupCommand {
         #[arg(long)]
         force: bool,
         /// Restore without organisations whose keys were destroyed even when the live
-        /// database is gone and cannot confirm they were offboarded or shredded.
+        /// database is gone and cannot confirm they were offboarded.
         #[arg(long)]
         accept_destroyed_keys: bool,
         /// Where the database and vault are.

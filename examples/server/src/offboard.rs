@@ -2,9 +2,10 @@
 //! organisation deleted with a tombstone and an `org.offboarded` event in the system
 //! chain (one transaction), then its keys destroyed (docs/gdpr.md).
 //!
-//! Nothing is deleted that was not exported: the deletion counts every table's rows in
-//! its own transaction and refuses (rolls back) when any differs from the export — the
-//! organisation was still in use; stop its traffic and run again. A run interrupted
+//! Nothing is deleted that was not exported: the deletion checks every table's rows and
+//! content against the export's fingerprint in its own transaction and refuses (rolls
+//! back) when any differs — the organisation was still in use; stop its traffic and run
+//! again. A run interrupted
 //! after the deletion (the vault is not transactional) is finished by running it again:
 //! the tombstone says what is left to do.
 
@@ -66,11 +67,21 @@ async fn run(
     vault: &dyn procuhelp_core::vault::SecretProvider,
 ) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
+    let mut tx = TenantDb::new(owner.clone())
+        .begin(procuhelp_audit::system_chain_org())
+        .await?;
     match offboarding::tombstone(owner, org).await? {
-        Some(t) => lines.push(format!(
-            "organisation {org} was offboarded at {}: finishing",
-            t.offboarded_at
-        )),
+        Some(t) => {
+            // Finishing: whatever an in-flight append left is deleted too.
+            let before: i64 = t.deleted_rows.values().sum();
+            let swept = offboarding::delete(&mut tx, org, None).await?;
+            tx.commit().await?;
+            lines.push(format!(
+                "organisation {org} was offboarded at {}: finishing ({} rows left behind deleted)",
+                t.offboarded_at,
+                swept.deleted_rows.values().sum::<i64>() - before
+            ));
+        }
         None => {
             let exported = export(org, out, owner, log).await?;
             lines.push(format!(
@@ -79,26 +90,10 @@ async fn run(
                 exported.audit_events,
                 out.display()
             ));
-            let mut tx = TenantDb::new(owner.clone())
-                .begin(procuhelp_audit::system_chain_org())
-                .await?;
-            let tombstone = offboarding::delete(&mut tx, org).await?;
-            let changed: Vec<&String> = exported
-                .rows
-                .iter()
-                .filter(|(table, n)| {
-                    tombstone.deleted_rows.get(*table).copied().unwrap_or(0)
-                        != i64::try_from(**n).unwrap_or(i64::MAX)
-                })
-                .map(|(table, _)| table)
-                .collect();
-            if !changed.is_empty() {
-                drop(tx);
-                anyhow::bail!(
-                    "organisation {org} changed after its export ({changed:?}): nothing was deleted; \
-                     stop its traffic (disable its users and SSO) and run again with a new --out"
-                );
-            }
+            // Nothing is deleted that was not exported: the rows must be the export's.
+            let tombstone = offboarding::delete(&mut tx, org, Some(&exported.fingerprint))
+                .await
+                .context("nothing was deleted; the export stays in --out")?;
             log.append_in_tx(
                 &mut tx,
                 &AuditEvent::new(None, Actor::System, Action::OrgOffboarded, Outcome::Success)
@@ -133,6 +128,7 @@ async fn run(
 
 struct Exported {
     rows: std::collections::BTreeMap<String, u64>,
+    fingerprint: offboarding::Fingerprint,
     audit_events: u64,
     audit_last_seq: u64,
     digests: std::collections::BTreeMap<&'static str, String>,
@@ -180,6 +176,7 @@ async fn export(
         }
         anyhow::Ok(Exported {
             rows: rows.rows,
+            fingerprint: rows.fingerprint,
             audit_events: audit.events,
             audit_last_seq: audit.last_seq,
             digests,

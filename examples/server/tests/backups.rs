@@ -489,8 +489,7 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
     .unwrap();
 
     // A vault that lost an organisation's key that the live database never shredded
-    // (an old escrow copy restored, say) fails the drill: its part of the backup cannot
-    // be opened, and the live database does not confirm it was offboarded or shredded.
+    // (an old escrow copy restored, say) fails the drill; it is not "shredded".
     let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
     let su = superuser(&cluster, LocalCluster::DATABASE).await;
     let other_org: uuid::Uuid =
@@ -516,13 +515,48 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
         .report
         .checks
         .iter()
+        .find(|c| c.check == "keys")
+        .unwrap();
+    assert!(
+        !keys.passed && keys.detail.contains("has not shredded"),
+        "{keys:?}"
+    );
+    // Its backup key lost too: its part cannot be opened, and the live database holds no
+    // tombstone — a restore is refused, the drill fails; nobody is silently left out.
+    vault
+        .destroy_kek(&format!("tenant-{}-backup", other_org.simple()))
+        .await
+        .unwrap();
+    let err = run(&[
+        "backup",
+        "restore",
+        "--data-dir",
+        &d,
+        "--repo",
+        &r,
+        "--into-database",
+        "without_b",
+    ])
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("still holds"), "{err:#}");
+    let err = run(&["backup", "drill", "--data-dir", &d, "--repo", &r])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("FAILED"), "{err:#}");
+    let last = procuhelp_server::backups::drills(&repo, &[key])
+        .unwrap()
+        .pop()
+        .unwrap();
+    let destroyed = last
+        .report
+        .checks
+        .iter()
         .find(|c| c.check == "destroyed keys")
         .unwrap();
     assert!(
-        !keys.passed
-            && keys.detail.contains("still holds")
-            && keys.detail.contains(&other_org.to_string()),
-        "{keys:?}"
+        !destroyed.passed && destroyed.detail.contains(&other_org.to_string()),
+        "{destroyed:?}"
     );
 
     std::fs::remove_dir_all(&repo_dir).ok();

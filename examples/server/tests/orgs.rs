@@ -437,7 +437,7 @@ async fn offboarding_exports_deletes_and_leaves_earlier_backups_unreadable() {
         &part,
         procuhelp_tenancy::backup::sealed::FileKind::Organisation,
         &format!("{earlier}/{}", a.simple()),
-        &format!("tenant-{}", a.simple()),
+        &format!("tenant-{}-backup", a.simple()),
         &vault,
     )
     .await;
@@ -484,8 +484,120 @@ async fn offboarding_exports_deletes_and_leaves_earlier_backups_unreadable() {
     );
     assert!(dump.contains("@b.demo.procuhelp.test"));
     cluster.stop().await.unwrap();
+    // A backup taken now has no part for it (and creates no key for it); its drill passes.
+    run(&["backup", "run", "--data-dir", &d, "--repo", &repo])
+        .await
+        .unwrap();
+    run(&["backup", "drill", "--data-dir", &d, "--repo", &repo])
+        .await
+        .unwrap();
+    let newest = procuhelp_tenancy::backup::Repository::open(
+        repo.as_ref(),
+        None,
+        procuhelp_tenancy::backup::Placement::Apart,
+    )
+    .unwrap()
+    .find(None)
+    .unwrap()
+    .label;
+    assert_ne!(newest, earlier);
+    assert!(
+        !std::path::Path::new(&repo)
+            .join(&newest)
+            .join(format!("org-{}.phbk", a.simple()))
+            .exists()
+    );
+    // The earlier backup's part still cannot be opened: no backup brought the key back.
+    let vault = procuhelp_core::vault::FileVault::open_or_create(&data.join("vault")).unwrap();
+    let opened = procuhelp_tenancy::backup::sealed::open_file_under(
+        &part,
+        procuhelp_tenancy::backup::sealed::FileKind::Organisation,
+        &format!("{earlier}/{}", a.simple()),
+        &format!("tenant-{}-backup", a.simple()),
+        &vault,
+    )
+    .await;
+    assert!(
+        matches!(
+            opened,
+            Err(procuhelp_tenancy::backup::BackupError::KeyDestroyed { .. })
+        ),
+        "{opened:?}"
+    );
     let _ = std::fs::remove_dir_all(&repo);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Nothing is deleted that was not exported: rows changed after the export refuse the
+/// deletion, whole; the export's own fingerprint lets it through.
+#[tokio::test]
+async fn offboarding_refuses_to_delete_what_changed_after_the_export() {
+    use procuhelp_tenancy::{TenantDb, offboarding};
+    let w = world(PasswordHasher::for_tests()).await;
+    let org = w.orgs[1];
+    let owner = w.scratch.owner_pool(2).await.unwrap();
+    let schema = procuhelp_server::database::schema();
+    let mut sink = Vec::new();
+    let exported = offboarding::export(&owner, &schema, org, &mut sink)
+        .await
+        .unwrap();
+    assert!(exported.fingerprint.contains_key("app.users"));
+    // Same number of rows, other content: a renamed user.
+    let admin = w.scratch.admin_pool(1).await.unwrap();
+    sqlx::query(
+        "UPDATE app.users SET display_name = 'Renamed' WHERE org_id = $1 AND role = 'admin'",
+    )
+    .bind(org.as_uuid())
+    .execute(&admin)
+    .await
+    .unwrap();
+    let mut tx = TenantDb::new(owner.clone())
+        .begin(procuhelp_audit::system_chain_org())
+        .await
+        .unwrap();
+    let err = offboarding::delete(&mut tx, org, Some(&exported.fingerprint))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("app.users"), "{err}");
+    drop(tx);
+    assert!(offboarding::tombstone(&owner, org).await.unwrap().is_none());
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM app.users WHERE org_id = $1")
+        .bind(org.as_uuid())
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    assert!(users >= 4);
+    // Exported again: the deletion goes through, and new events for it are refused.
+    let exported = offboarding::export(&owner, &schema, org, &mut Vec::new())
+        .await
+        .unwrap();
+    let mut tx = TenantDb::new(owner.clone())
+        .begin(procuhelp_audit::system_chain_org())
+        .await
+        .unwrap();
+    let tombstone = offboarding::delete(&mut tx, org, Some(&exported.fingerprint))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(tombstone.deleted_rows["app.users"], users);
+    let log = w.state.sdk.audit_log().cloned().unwrap();
+    let late = procuhelp_audit::AuditSink::record(
+        &log,
+        procuhelp_audit::AuditEvent::new(
+            Some(org),
+            procuhelp_audit::Actor::System,
+            Action::SessionRevoked,
+            procuhelp_audit::Outcome::Success,
+        ),
+    )
+    .await;
+    assert!(
+        late.is_err(),
+        "an offboarded organisation takes no new events"
+    );
+    admin.close().await;
+    owner.close().await;
+    w.close().await;
 }
 
 /// The operator API (issue #14 point 4): a named operator's signed request creates an

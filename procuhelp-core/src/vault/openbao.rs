@@ -410,13 +410,25 @@ impl SecretProvider for OpenBao {
             return Err(VaultError::Corrupt("wrapped key version mismatch".into()));
         }
         let body = json!({ "ciphertext": ciphertext, "associated_data": Self::aad(kek) });
-        let res = self
+        let res = match self
             .call(
                 reqwest::Method::POST,
                 &self.transit("decrypt", kek),
                 Some(&body),
             )
-            .await?;
+            .await
+        {
+            Ok(res) => res,
+            // Transit answers a decrypt under a deleted key with 400 ("encryption key not
+            // found"), like a bad ciphertext: ask whether the key exists, so a destroyed
+            // key (crypto-shredding, offboarding) is told apart as NotFound.
+            Err(VaultError::Invalid(reason)) => {
+                self.call(reqwest::Method::GET, &self.transit("keys", kek), None)
+                    .await?;
+                return Err(VaultError::Invalid(reason));
+            }
+            Err(e) => return Err(e),
+        };
         let plain = zeroize::Zeroizing::new(
             B64.decode(res["data"]["plaintext"].as_str().unwrap_or_default())
                 .map_err(|_| VaultError::Corrupt("decrypt returned bad base64".into()))?,

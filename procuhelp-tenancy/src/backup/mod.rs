@@ -76,7 +76,7 @@ pub enum BackupError {
     /// The key that opens backups is not in the vault.
     #[error("the backup cannot be decrypted: {0}")]
     KeyUnavailable(String),
-    /// An organisation's key is gone from the vault (offboarded or crypto-shredded): its
+    /// An organisation's key is gone from the vault (offboarded): its
     /// part of every backup is unreadable, as intended.
     #[error("key-encryption key {kek} was destroyed: what it sealed is unreadable")]
     KeyDestroyed {
@@ -207,7 +207,7 @@ async fn take_into(
     // The manifest and the organisations' parts are read on the snapshot's own
     // connection while pg_dump streams.
     let (sealed, manifest) = tokio::join!(seal_stream(stdout, writer), async {
-        let manifest = pg::manifest(&mut conn, label, &split).await?;
+        let mut manifest = pg::manifest(&mut conn, label, &split).await?;
         parts::write_part(
             &mut conn,
             dir,
@@ -218,10 +218,37 @@ async fn take_into(
             vault,
         )
         .await?;
-        for org in &manifest.organisations {
-            let kek = organisation_kek(*org)?;
-            parts::write_part(&mut conn, dir, label, Some(*org), &kek, &split, vault).await?;
+        // Every organisation with a row anywhere, not only those with an
+        // `app.organisations` row: a row without one (an audit event has no foreign key)
+        // must not fall between the archive and the parts.
+        let mut orgs: std::collections::BTreeSet<uuid::Uuid> =
+            manifest.organisations.iter().copied().collect();
+        for table in manifest.tables.values() {
+            orgs.extend(table.by_organisation.keys().copied());
         }
+        let mut live = server.connect(&database).await?;
+        for org in orgs {
+            // Offboarded since the snapshot: its part is not written (its key may already
+            // be gone — writing would create it again), and checked again after writing
+            // (offboarding may have destroyed the key meanwhile).
+            if pg::offboarded(&mut live, org).await? {
+                manifest.left_out.push(org);
+                continue;
+            }
+            let kek = organisation_kek(org)?;
+            parts::write_part(&mut conn, dir, label, Some(org), &kek, &split, vault).await?;
+            if pg::offboarded(&mut live, org).await? {
+                let _ = std::fs::remove_file(dir.join(parts::part_file(org)));
+                match vault.destroy_kek(&kek).await {
+                    Ok(()) | Err(VaultError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                manifest.left_out.push(org);
+                continue;
+            }
+            manifest.organisation_parts.push(org);
+        }
+        let _ = live.close().await;
         Ok::<_, BackupError>(manifest)
     });
     let dumped = pg_dump.finish().await;
@@ -279,12 +306,12 @@ async fn seal_stream(
     Ok((out.into_inner(), size, plain))
 }
 
-/// The KEK that seals organisation `org`'s part: its field-encryption KEK, so one
-/// destruction (crypto-shredding, offboarding) covers the live database and every backup.
+/// The KEK that seals organisation `org`'s part (`tenant-<id>-backup`), destroyed only
+/// by offboarding ([`crate::offboarding::destroy_keys`]).
 fn organisation_kek(org: uuid::Uuid) -> Result<String, BackupError> {
     let org = procuhelp_core::OrgId::from_uuid(org)
         .map_err(|_| BackupError::Refused("an organisation with the nil id".to_owned()))?;
-    Ok(crate::field_cipher::kek_name(org))
+    Ok(crate::field_cipher::backup_kek_name(org))
 }
 
 async fn create_private(path: &std::path::Path) -> Result<tokio::fs::File, BackupError> {
@@ -327,7 +354,9 @@ pub async fn verify(
         .verify_all()
         .await?;
     if manifest.is_split() {
-        for org in std::iter::once(None).chain(manifest.organisations.iter().copied().map(Some)) {
+        for org in
+            std::iter::once(None).chain(manifest.organisation_parts.iter().copied().map(Some))
+        {
             match open_part(&dir, &info.label, org, vault).await {
                 Ok(reader) => {
                     reader.verify_all().await?;
@@ -398,7 +427,7 @@ pub struct RestoreTarget {
     /// Without it an existing database is refused before anything is done.
     pub replace_existing: bool,
     /// Restore without the organisations whose key was destroyed even when the live
-    /// database cannot confirm they were offboarded or shredded (it is gone: a disaster
+    /// database cannot confirm they were offboarded (it is gone: a disaster
     /// restore). Without it such a restore is refused: a vault restored from a stale
     /// escrow would otherwise silently drop an organisation.
     pub accept_destroyed_keys: bool,
@@ -415,7 +444,7 @@ pub struct Restored {
     pub replaced: Option<String>,
     /// Plaintext bytes restored.
     pub bytes: u64,
-    /// Organisations left out: their key was destroyed (offboarded or crypto-shredded
+    /// Organisations left out: their key was destroyed (offboarded
     /// after the backup), so their part cannot be read.
     #[serde(default)]
     pub destroyed_organisations: Vec<uuid::Uuid>,
@@ -465,7 +494,7 @@ pub async fn restore(
             Err(_) if target.accept_destroyed_keys => None,
             Err(e) => Some(format!(
                 "the keys of {} organisations were destroyed and the live database cannot confirm \
-                 they were offboarded or shredded ({e}); restoring without them needs \
+                 they were offboarded ({e}); restoring without them needs \
                  --accept-destroyed-keys. Nothing was restored",
                 destroyed.len()
             )),
@@ -671,7 +700,7 @@ async fn load_parts(
     let tables = parts::split_tables(&mut conn).await?;
     pg::exec("BEGIN").execute(&mut conn).await?;
     let mut destroyed = Vec::new();
-    for org in std::iter::once(None).chain(manifest.organisations.iter().copied().map(Some)) {
+    for org in std::iter::once(None).chain(manifest.organisation_parts.iter().copied().map(Some)) {
         let reader = match open_part(&dir, &info.label, org, vault).await {
             Ok(reader) => reader,
             Err(BackupError::KeyDestroyed { .. }) if org.is_some() => {
@@ -880,7 +909,7 @@ impl ScratchCopy {
 
     /// Organisations left out of the copy because their key was destroyed (their part of
     /// the backup cannot be read): [`DrillChecks`] skip them; [`check`](Self::check)
-    /// proves the live database agrees they were offboarded or shredded.
+    /// proves the live database agrees they were offboarded.
     pub fn destroyed_organisations(&self) -> &[uuid::Uuid] {
         &self.destroyed
     }
@@ -919,7 +948,13 @@ impl ScratchCopy {
         let restored = pg::manifest_of(&self.server, &self.database, &self.manifest.label).await;
         match restored {
             Ok(copy) => {
-                outcomes.push(compare_tables(&self.manifest, &copy, &self.destroyed));
+                let absent: Vec<uuid::Uuid> = self
+                    .destroyed
+                    .iter()
+                    .chain(&self.manifest.left_out)
+                    .copied()
+                    .collect();
+                outcomes.push(compare_tables(&self.manifest, &copy, &absent));
                 outcomes.push(
                     if copy.migrations == self.manifest.migrations
                         && expected_migrations.starts_with(&copy.migrations)
@@ -955,7 +990,7 @@ impl ScratchCopy {
                     .manifest
                     .organisations
                     .iter()
-                    .filter(|o| !self.destroyed.contains(o))
+                    .filter(|o| !absent.contains(o))
                     .copied()
                     .collect();
                 outcomes.push(if copy.organisations == expected {
@@ -981,7 +1016,7 @@ impl ScratchCopy {
                     Ok(unconfirmed) if unconfirmed.is_empty() => CheckOutcome::pass(
                         "destroyed keys",
                         format!(
-                            "{} organisations left out: their keys were destroyed, and the live database agrees (offboarded or shredded)",
+                            "{} organisations left out: their keys were destroyed, and the live database agrees (offboarded)",
                             self.destroyed.len()
                         ),
                     ),

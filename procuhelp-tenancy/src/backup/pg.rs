@@ -261,6 +261,13 @@ pub struct Manifest {
     /// in a backup from before parts existed).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub organisation_tables: Vec<String>,
+    /// Organisations whose part was written (`org-<id>.phbk`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organisation_parts: Vec<uuid::Uuid>,
+    /// Organisations in the snapshot that were offboarded while the backup was taken:
+    /// no part was written (their rows are not in this backup).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<uuid::Uuid>,
 }
 
 impl Manifest {
@@ -399,7 +406,24 @@ pub(crate) async fn manifest(
         organisations,
         tables,
         organisation_tables: split.iter().map(|t| t.name.clone()).collect(),
+        organisation_parts: Vec::new(),
+        left_out: Vec::new(),
     })
+}
+
+/// Whether `org` has been offboarded, as the live database says now (outside any
+/// snapshot). False on a schema without tombstones.
+pub(crate) async fn offboarded(
+    conn: &mut PgConnection,
+    org: uuid::Uuid,
+) -> Result<bool, BackupError> {
+    Ok(sqlx::query_scalar(
+        "SELECT to_regclass('app.offboarded_organisations') IS NOT NULL
+            AND EXISTS (SELECT 1 FROM app.offboarded_organisations WHERE id = $1)",
+    )
+    .bind(org)
+    .fetch_one(&mut *conn)
+    .await?)
 }
 
 /// Rows and digest of table `name` (a `format('%I.%I')` result: quoted identifiers).
@@ -471,10 +495,10 @@ async fn table_digest(
     })
 }
 
-/// Of `organisations` (whose keys the vault no longer has), those the live database does
-/// not confirm were destroyed on purpose: neither offboarded (a tombstone in
-/// `app.offboarded_organisations`) nor crypto-shredded (every data key destroyed). An
-/// error when the live database cannot answer (gone, or without the schema).
+/// Of `organisations` (whose backup keys the vault no longer has), those the live
+/// database does not confirm were offboarded (a tombstone in
+/// `app.offboarded_organisations`; only offboarding destroys a backup key). An error when
+/// the live database cannot answer (gone, or without the schema).
 pub(crate) async fn unconfirmed_destructions(
     server: &PgServer,
     organisations: &[uuid::Uuid],
@@ -483,10 +507,6 @@ pub(crate) async fn unconfirmed_destructions(
     let unconfirmed = sqlx::query_scalar(
         "SELECT o FROM unnest($1::uuid[]) AS o
          WHERE NOT EXISTS (SELECT 1 FROM app.offboarded_organisations t WHERE t.id = o)
-           AND NOT (EXISTS (SELECT 1 FROM app.organisations g WHERE g.id = o)
-                    AND EXISTS (SELECT 1 FROM app.data_keys k WHERE k.org_id = o)
-                    AND NOT EXISTS (SELECT 1 FROM app.data_keys k
-                                    WHERE k.org_id = o AND k.state <> 'destroyed'))
          ORDER BY 1",
     )
     .bind(organisations)
