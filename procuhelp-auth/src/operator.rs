@@ -189,6 +189,7 @@ impl Operators {
             let key: [u8; 32] = hex::decode(entry.public_key.trim())
                 .ok()
                 .and_then(|k| k.try_into().ok())
+                .filter(|k| !has_small_order(k))
                 .ok_or_else(|| OperatorConfigError::Key(name.to_string()))?;
             if keys.iter().any(|(n, k)| *n == name || *k == key) {
                 return Err(OperatorConfigError::Duplicate(name.to_string()));
@@ -216,21 +217,62 @@ impl Operators {
     ) -> Result<OperatorName, OperatorRefusal> {
         let refuse = |reason| OperatorRefusal { reason };
         let parsed = parse_header(header).ok_or(refuse(RefusalReason::Malformed))?;
-        let (name, key) = self
-            .keys
-            .iter()
-            .find(|(n, _)| n.as_str() == parsed.name)
-            .ok_or(refuse(RefusalReason::UnknownOperator))?;
-        if (now - parsed.ts).abs() > MAX_SKEW_SECS {
+        if now.abs_diff(parsed.ts) > MAX_SKEW_SECS.unsigned_abs() {
             return Err(refuse(RefusalReason::Stale));
         }
-        let message = canonical(name.as_str(), method, path, parsed.ts, body);
-        UnparsedPublicKey::new(&ED25519, key)
+        let known = self.keys.iter().find(|(n, _)| n.as_str() == parsed.name);
+        // An unknown name costs the same signature check as a known one: the time of a
+        // refusal does not tell which names exist.
+        let key = known.map_or(&self.keys[0].1, |(_, k)| k);
+        let message = canonical(&parsed.name, method, path, parsed.ts, body);
+        let verified = UnparsedPublicKey::new(&ED25519, key)
             .verify(&message, &parsed.sig)
-            .map_err(|_| refuse(RefusalReason::BadSignature))?;
+            .is_ok();
+        let Some((name, _)) = known else {
+            return Err(refuse(RefusalReason::UnknownOperator));
+        };
+        if !verified {
+            return Err(refuse(RefusalReason::BadSignature));
+        }
         replay.admit(&parsed.sig, now)?;
         Ok(name.clone())
     }
+}
+
+/// Whether `key` encodes a point of small order (or a non-canonical 0 or 1): with such a
+/// public key, forged signatures verify (RFC 8032 verifiers accept R = identity, S = 0
+/// for the identity key). The list is libsodium's (`ge25519_has_small_order`); the sign
+/// bit is ignored.
+fn has_small_order(key: &[u8; 32]) -> bool {
+    const SMALL_ORDER: [[u8; 32]; 7] = [
+        [0; 32],
+        [
+            1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0, 0,
+        ],
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef,
+            0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88,
+            0x6d, 0x53, 0xfc, 0x05,
+        ],
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+            0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+            0x92, 0xac, 0x03, 0x7a,
+        ],
+        top(0xec),
+        top(0xed),
+        top(0xee),
+    ];
+    const fn top(first: u8) -> [u8; 32] {
+        let mut k = [0xff; 32];
+        k[0] = first;
+        k[31] = 0x7f;
+        k
+    }
+    let mut masked = *key;
+    masked[31] &= 0x7f;
+    SMALL_ORDER.iter().any(|s| *s == masked)
 }
 
 struct ParsedHeader {
@@ -383,6 +425,22 @@ mod tests {
                 matches!(e, OperatorConfigError::Json(_))
             }),
         ];
+        // Small-order keys (with either sign bit) would accept forged signatures.
+        for small in [
+            "0100000000000000000000000000000000000000000000000000000000000000",
+            "0100000000000000000000000000000000000000000000000000000000000080",
+            "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ] {
+            let json = format!(r#"{{"operators": [{{"name": "a", "public_key": "{small}"}}]}}"#);
+            assert!(
+                matches!(
+                    Operators::from_json(json.as_bytes()),
+                    Err(OperatorConfigError::Key(_))
+                ),
+                "{small}"
+            );
+        }
         for (json, expected) in cases {
             let err = Operators::from_json(json.as_bytes()).unwrap_err();
             assert!(expected(&err), "{json}: {err:?}");
@@ -481,6 +539,13 @@ mod tests {
                 p,
                 &body[..],
                 RefusalReason::Malformed,
+            ),
+            (
+                format!("{SCHEME} name=alice,ts={},sig={}", i64::MIN, "A".repeat(86)),
+                m,
+                p,
+                &body[..],
+                RefusalReason::Stale,
             ),
         ];
         for (header, method, path, body, reason) in cases {

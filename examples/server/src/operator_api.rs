@@ -126,19 +126,33 @@ async fn create(
         Ok(n) => n,
         Err(e) => return bad_request(format!("admin_name: {e}")),
     };
-    let created = crate::orgs::create(
-        &api.owner,
-        &api.runtime,
-        &api.log,
-        &request.name,
-        &email,
-        &admin_name,
-        &api.residency,
-        crate::orgs::Via::Operator(&operator),
-    )
-    .await;
+    let name = match crate::orgs::check_name(&request.name) {
+        Ok(n) => n,
+        Err(e) => return bad_request(format!("name: {e}")),
+    };
+    // On a task of its own: a client that disconnects (or the request timeout) cannot
+    // stop it between its steps and leave an organisation without its admin or record.
+    let by = operator.clone();
+    let task = tokio::spawn(async move {
+        crate::orgs::create(
+            &api.owner,
+            &api.runtime,
+            &api.log,
+            &name,
+            &email,
+            &admin_name,
+            &api.residency,
+            crate::orgs::Via::Operator(&by),
+        )
+        .await
+        .map(|created| (created, email))
+    });
+    let created = match task.await {
+        Ok(result) => result,
+        Err(e) => Err(anyhow::anyhow!("the creation task failed: {e}")),
+    };
     match created {
-        Ok(created) => (
+        Ok((created, email)) => (
             StatusCode::CREATED,
             [(header::CACHE_CONTROL, "no-store")],
             axum::Json(json!({

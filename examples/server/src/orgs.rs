@@ -191,7 +191,13 @@ pub async fn create(
             .target(format!("org:{org}"))
             .context(context),
     )
-    .await?;
+    .await
+    .with_context(|| {
+        format!(
+            "organisation {org} and its first admin's invitation were created, but org.created \
+             could not be recorded"
+        )
+    })?;
     Ok(Created {
         org,
         region,

@@ -54,7 +54,22 @@ fn temp_dir() -> PathBuf {
 async fn serves_https_on_embedded_defaults_and_redirects_http() {
     procuhelp_server::tls::install_crypto_provider();
     let dir = temp_dir();
-    let args = args(dir.clone(), None);
+    let mut args = args(dir.clone(), None);
+    // The operator API, named operators only (docs/operators.md).
+    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let alice =
+        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap();
+    let operators = std::env::temp_dir().join(format!("ph-ops-{}.json", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &operators,
+        format!(
+            r#"{{"operators": [{{"name": "alice", "public_key": "{}"}}]}}"#,
+            hex::encode(alice.public_key().as_ref())
+        ),
+    )
+    .unwrap();
+    args.operators = Some(operators.clone());
     let (https, http) = (args.https_addr, args.http_redirect_addr.unwrap());
     let handle: Handle<SocketAddr> = Handle::new();
     let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
@@ -79,6 +94,35 @@ async fn serves_https_on_embedded_defaults_and_redirects_http() {
     assert_eq!(res.status(), 200);
     assert!(res.headers().contains_key("strict-transport-security"));
     assert_eq!(res.text().await.unwrap(), r#"{"status":"ok"}"#);
+
+    // The operator API is served, behind the same layers: unsigned is refused, signed
+    // creates an organisation.
+    let url = format!("https://127.0.0.1:{}/operator/organisations", https.port());
+    let body = br#"{"name":"Served Ltd","admin_email":"first@served.test"}"#;
+    let res = client.post(&url).body(&body[..]).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers().contains_key("strict-transport-security"));
+    assert_eq!(res.headers()["www-authenticate"], "Procuhelp-Operator");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let signed = procuhelp_auth::operator::sign(
+        &alice,
+        "alice",
+        "POST",
+        "/operator/organisations",
+        now,
+        body,
+    );
+    let res = client
+        .post(&url)
+        .header("authorization", signed)
+        .header("content-type", "application/json")
+        .body(&body[..])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    std::fs::remove_file(&operators).ok();
 
     let res = client
         .get(format!("http://127.0.0.1:{}/a?b=c", http.port()))
