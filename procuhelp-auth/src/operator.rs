@@ -272,7 +272,7 @@ fn has_small_order(key: &[u8; 32]) -> bool {
     }
     let mut masked = *key;
     masked[31] &= 0x7f;
-    SMALL_ORDER.iter().any(|s| *s == masked)
+    SMALL_ORDER.contains(&masked)
 }
 
 struct ParsedHeader {
@@ -404,7 +404,8 @@ mod tests {
     fn configurations_are_typed_and_refused_whole() {
         let (a, b) = (key(), key());
         assert!(Operators::from_json(config(&[("alice", &a), ("bob", &b)]).as_bytes()).is_ok());
-        let cases: [(String, fn(&OperatorConfigError) -> bool); 6] = [
+        type Expect = fn(&OperatorConfigError) -> bool;
+        let cases: [(String, Expect); 6] = [
             (config(&[("Alice", &a)]), |e| {
                 *e == OperatorConfigError::Name
             }),

@@ -278,18 +278,19 @@ pub async fn delete(
     }
     let tables = organisation_tables(&mut *conn).await?;
     let found = fingerprint(&mut *conn, &tables, org).await?;
-    if let Some(exported) = exported {
-        if previous.is_none() && *exported != found {
-            let changed: Vec<&String> = exported
-                .keys()
-                .chain(found.keys())
-                .filter(|t| exported.get(*t) != found.get(*t))
-                .collect();
-            return Err(Error::Config(format!(
-                "organisation {org} changed after its export (tables {changed:?}): nothing was \
-                 deleted; stop its traffic (disable its users and SSO) and export again"
-            )));
-        }
+    if let Some(exported) = exported
+        && previous.is_none()
+        && *exported != found
+    {
+        let changed: Vec<&String> = exported
+            .keys()
+            .chain(found.keys())
+            .filter(|t| exported.get(*t) != found.get(*t))
+            .collect();
+        return Err(Error::Config(format!(
+            "organisation {org} changed after its export (tables {changed:?}): nothing was \
+             deleted; stop its traffic (disable its users and SSO) and export again"
+        )));
     }
     // The organisation's row first: foreign keys cascade in dependency order; what has
     // no foreign key to it (the audit trail) goes next, table by table.
