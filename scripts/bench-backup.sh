@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Backup and restore throughput against the raw engine (BENCHMARKS.md "Backups"): on an
-# embedded cluster holding about SIZE_MB of data (default 1400: a database of about 1.1 GiB), in one run,
+# embedded cluster holding about SIZE_MB of data (default 1400: a database of about 1.1 GiB) in
+# one organisation's table (an org_id column: its rows go into that organisation's part), in one run,
 # interleaved: `pg_dump -Fc --compress=1` to a file vs `procuhelp-server backup run`, and
 # `pg_restore --single-transaction` of that file vs `procuhelp-server backup restore`;
 # then the duration of `procuhelp-server backup drill`. Both sides write to /dev/shm (the
@@ -61,7 +62,8 @@ rows=$((size_mb * 1000000 / 330))
 # Rows like the product's: text, and bytes as random as sealed columns.
 timeout 1200 "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$sock" -U procuhelp_bootstrap -d procuhelp -c "
     CREATE TABLE public.bench_rows AS
-    SELECT g AS id, md5(g::text) AS title,
+    SELECT (SELECT id FROM app.organisations WHERE name = 'Demo Org A') AS org_id,
+           g AS id, md5(g::text) AS title,
            repeat(md5(g::text), 4) AS body,
            decode(md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text), 'hex') AS sealed
     FROM generate_series(1, $rows) g;

@@ -87,7 +87,7 @@ pub struct EncryptedColumn {
 impl EncryptedColumn {
     /// `template` with `{t}` and `{c}` replaced by the table and column, after checking
     /// that both are plain identifiers (they are `'static` code, but they go into SQL).
-    fn sql(&self, template: &str) -> Result<String> {
+    pub(crate) fn sql(&self, template: &str) -> Result<String> {
         check_ident(self.table)?;
         check_ident(self.column)?;
         Ok(template

@@ -19,12 +19,13 @@
 //!
 //! ```no_run
 //! # async fn demo(owner: sqlx::PgPool, schema: procuhelp_tenancy::Schema,
+//! #     cipher: procuhelp_tenancy::FieldCipher,
 //! #     vault: std::sync::Arc<dyn procuhelp_core::vault::SecretProvider>,
 //! #     org: procuhelp_core::OrgId) -> procuhelp_tenancy::Result<()> {
 //! use procuhelp_tenancy::offboarding;
 //! let mut file = std::io::BufWriter::new(std::fs::File::create("/secure/export.jsonl").unwrap());
 //! let mut tx = procuhelp_tenancy::TenantDb::new(owner.clone()).begin(org).await?;
-//! let exported = offboarding::export(&owner, &schema, org, &mut file).await?;
+//! let exported = offboarding::export(&owner, &schema, &cipher, org, &mut file).await?;
 //! let tombstone = offboarding::delete(&mut tx, org, Some(&exported.fingerprint)).await?;
 //! // … record the event in `tx` …
 //! tx.commit().await?;
@@ -44,7 +45,7 @@ use time::OffsetDateTime;
 
 use crate::catalog::{OrganisationTable, organisation_tables};
 use crate::personal_data::Class;
-use crate::{Error, Result, Schema, TenantTx};
+use crate::{EncryptedColumn, Error, FieldCipher, FieldRef, Result, Schema, TenantTx};
 
 /// What is left of an offboarded organisation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -73,6 +74,8 @@ pub struct ExportSummary {
     pub rows: BTreeMap<String, u64>,
     /// Columns left out (`table.column`), with why.
     pub withheld: Vec<(String, &'static str)>,
+    /// Field-encrypted columns written opened (`table.column`).
+    pub opened: Vec<String>,
     /// What was exported, to check against what [`delete`] deletes.
     pub fingerprint: Fingerprint,
 }
@@ -84,20 +87,27 @@ struct ExportHeader<'a> {
     organisation: uuid::Uuid,
     #[serde(with = "time::serde::rfc3339")]
     exported_at: OffsetDateTime,
+    opened: &'a [String],
     withheld: &'a [(String, &'static str)],
 }
 
 const FORMAT: &str = "procuhelp-organisation-export/1";
 
 /// Writes every row `org` holds to `out` as JSON Lines: a header line (format,
-/// organisation, time, the withheld columns), then `{"table": …, "row": {…}}` per row,
-/// all read in one snapshot. Columns the register classes as credentials
-/// ([`Class::Secret`]) or sealed ([`Class::Sealed`]: unreadable without keys the export
-/// does not carry) are withheld and named in the header. A table the register does not
-/// know is refused (the register test keeps that from happening).
+/// organisation, time, the opened and the withheld columns), then
+/// `{"table": …, "row": {…}}` per row, all read in one snapshot. A sealed column
+/// ([`Class::Sealed`]) that the schema declares field-encrypted (an [`EncryptedColumn`],
+/// like the suppliers' bank details) is opened with `cipher` and written as
+/// `{"table", "opened": {"row_id", "column", "value"}}` lines (`value_hex` when not UTF-8): the
+/// customer gets their data, not ciphertext whose keys offboarding destroys. Credentials
+/// ([`Class::Secret`]) and other sealed columns (audit personal data, under per-person
+/// keys: the audit export carries those events) are withheld and named in the header. A
+/// table or column the register does not know is refused (the register test keeps that
+/// from happening).
 pub async fn export(
     owner: &PgPool,
     schema: &Schema,
+    cipher: &FieldCipher,
     org: OrgId,
     out: &mut (dyn Write + Send),
 ) -> Result<ExportSummary> {
@@ -107,8 +117,10 @@ pub async fn export(
         .await?;
     enter(&mut tx, org).await?;
     let tables = organisation_tables(&mut tx).await?;
+    let encrypted = schema.encrypted_columns();
     let mut plan = Vec::new();
     let mut withheld = Vec::new();
+    let mut opened = Vec::new();
     for table in &tables {
         let entry = schema
             .personal_data()
@@ -125,10 +137,16 @@ pub async fn export(
                 Some(Class::Secret) => {
                     withheld.push((format!("{}.{column}", table.name), "a credential"));
                 }
-                Some(Class::Sealed) => withheld.push((
-                    format!("{}.{column}", table.name),
-                    "sealed under keys that offboarding destroys",
-                )),
+                Some(Class::Sealed) => match encrypted
+                    .iter()
+                    .find(|e| e.table == table.name && e.column == column)
+                {
+                    Some(field) => opened.push((table.name.clone(), *field)),
+                    None => withheld.push((
+                        format!("{}.{column}", table.name),
+                        "sealed under per-person keys (the audit export carries the events)",
+                    )),
+                },
                 Some(_) => columns.push(column.clone()),
                 None => {
                     return Err(Error::Config(format!(
@@ -145,6 +163,10 @@ pub async fn export(
         format: FORMAT,
         organisation: org.as_uuid(),
         exported_at: OffsetDateTime::now_utc(),
+        opened: &opened
+            .iter()
+            .map(|(t, f)| format!("{t}.{}", f.column))
+            .collect::<Vec<_>>(),
         withheld: &withheld,
     })
     .map_err(|e| Error::Config(format!("encoding the export: {e}")))?;
@@ -167,7 +189,11 @@ pub async fn export(
             writeln!(out, "{{\"table\":{name},\"row\":{row}}}").map_err(io)?;
             count += 1;
         }
+        drop(stream);
         rows.insert(table.name.clone(), count);
+        for (_, field) in opened.iter().filter(|(t, _)| *t == table.name) {
+            write_opened(&mut *tx, cipher, org, field, &name, out).await?;
+        }
     }
     out.flush().map_err(io)?;
     let fingerprint = fingerprint(&mut tx, &tables, org).await?;
@@ -175,6 +201,10 @@ pub async fn export(
     Ok(ExportSummary {
         rows,
         withheld,
+        opened: opened
+            .iter()
+            .map(|(t, f)| format!("{t}.{}", f.column))
+            .collect(),
         fingerprint,
     })
 }
@@ -212,6 +242,53 @@ async fn fingerprint(
         }
     }
     Ok(out)
+}
+
+/// Writes the opened values of one field-encrypted column (rows keyed by `id`, as the
+/// field cipher's AAD is).
+async fn write_opened(
+    conn: &mut PgConnection,
+    cipher: &FieldCipher,
+    org: OrgId,
+    field: &EncryptedColumn,
+    table_json: &str,
+    out: &mut (dyn Write + Send),
+) -> Result<()> {
+    let io = |e: std::io::Error| Error::Config(format!("writing the export: {e}"));
+    let statement =
+        field.sql("SELECT id, {c} FROM ONLY {t} WHERE org_id = $1 AND {c} IS NOT NULL")?;
+    let rows: Vec<(uuid::Uuid, Vec<u8>)> = sqlx::query_as(&statement)
+        .bind(org.as_uuid())
+        .fetch_all(&mut *conn)
+        .await?;
+    for (id, sealed) in rows {
+        let row = id.hyphenated().to_string();
+        let plain = cipher
+            .decrypt(
+                org,
+                FieldRef::new(field.field_table, field.field_column, &row),
+                &sealed,
+            )
+            .await?;
+        let value = match std::str::from_utf8(plain.expose()) {
+            Ok(text) => serde_json::json!({ "value": text }),
+            Err(_) => serde_json::json!({ "value_hex": hex_encode(plain.expose()) }),
+        };
+        let mut line = serde_json::json!({ "row_id": row, "column": field.column });
+        if let (Some(line), Some(value)) = (line.as_object_mut(), value.as_object()) {
+            line.extend(value.clone());
+        }
+        writeln!(out, "{{\"table\":{table_json},\"opened\":{line}}}").map_err(io)?;
+    }
+    Ok(())
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
 }
 
 /// Deletes every row of `org` and leaves its tombstone, inside `tx` — a transaction on

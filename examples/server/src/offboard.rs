@@ -46,9 +46,10 @@ pub async fn command(
     let (vault, database) = crate::open(db).await?;
     let (log, runtime, database) = crate::open_audit_log_on(db, vault.clone(), database).await?;
     let owner = database.owner_pool().await;
+    let cipher = crate::keys::field_cipher(TenantDb::new(runtime.clone()), vault.clone());
     let outcome = match owner {
         Ok(owner) => {
-            let outcome = run(org, out, &owner, &log, vault.as_ref()).await;
+            let outcome = run(org, out, &owner, &log, vault.as_ref(), &cipher).await;
             owner.close().await;
             outcome
         }
@@ -65,6 +66,7 @@ async fn run(
     owner: &sqlx::PgPool,
     log: &procuhelp_audit::PgAuditSink,
     vault: &dyn procuhelp_core::vault::SecretProvider,
+    cipher: &procuhelp_tenancy::FieldCipher,
 ) -> anyhow::Result<Vec<String>> {
     let mut lines = Vec::new();
     let mut tx = TenantDb::new(owner.clone())
@@ -83,7 +85,7 @@ async fn run(
             ));
         }
         None => {
-            let exported = export(org, out, owner, log).await?;
+            let exported = export(org, out, owner, log, cipher).await?;
             lines.push(format!(
                 "exported {} rows and {} audit events of {org} to {}",
                 exported.rows.values().sum::<u64>(),
@@ -140,6 +142,7 @@ async fn export(
     out: &Path,
     owner: &sqlx::PgPool,
     log: &procuhelp_audit::PgAuditSink,
+    cipher: &procuhelp_tenancy::FieldCipher,
 ) -> anyhow::Result<Exported> {
     std::fs::DirBuilder::new()
         .mode(0o700)
@@ -165,7 +168,8 @@ async fn export(
             .await?;
         file.sync_all()?;
         let mut rows_file = std::io::BufWriter::new(create(&out.join(ROWS_FILE))?);
-        let rows = offboarding::export(owner, &database::schema(), org, &mut rows_file).await?;
+        let rows =
+            offboarding::export(owner, &database::schema(), cipher, org, &mut rows_file).await?;
         rows_file.flush()?;
         rows_file.get_ref().sync_all()?;
         std::fs::File::open(out)?.sync_all()?;

@@ -362,6 +362,22 @@ async fn offboarding_exports_deletes_and_leaves_earlier_backups_unreadable() {
         "{rows:?}"
     );
     assert!(rows.iter().all(|r| r["row"].get("password_hash").is_none()));
+    // The suppliers' bank details come opened, not as ciphertext whose keys go.
+    assert!(
+        header["opened"]
+            .to_string()
+            .contains("app.suppliers.iban_sealed")
+    );
+    let ibans: Vec<&str> = rows
+        .iter()
+        .filter_map(|r| r["opened"]["value"].as_str())
+        .collect();
+    assert!(ibans.contains(&"DE89370400440532013000"), "{ibans:?}");
+    assert!(
+        !ibans.contains(&"GB29NWBK60161331926819"),
+        "another organisation's"
+    );
+    assert!(!header["withheld"].to_string().contains("iban"));
     assert!(
         rows.iter()
             .any(|r| r["row"]["email"] == "requester@a.demo.procuhelp.test")
@@ -538,7 +554,7 @@ async fn offboarding_refuses_to_delete_what_changed_after_the_export() {
     let owner = w.scratch.owner_pool(2).await.unwrap();
     let schema = procuhelp_server::database::schema();
     let mut sink = Vec::new();
-    let exported = offboarding::export(&owner, &schema, org, &mut sink)
+    let exported = offboarding::export(&owner, &schema, w.state.sdk.cipher(), org, &mut sink)
         .await
         .unwrap();
     assert!(exported.fingerprint.contains_key("app.users"));
@@ -568,7 +584,7 @@ async fn offboarding_refuses_to_delete_what_changed_after_the_export() {
         .unwrap();
     assert!(users >= 4);
     // Exported again: the deletion goes through, and new events for it are refused.
-    let exported = offboarding::export(&owner, &schema, org, &mut Vec::new())
+    let exported = offboarding::export(&owner, &schema, w.state.sdk.cipher(), org, &mut Vec::new())
         .await
         .unwrap();
     let mut tx = TenantDb::new(owner.clone())
