@@ -192,7 +192,7 @@ pub async fn export(
         drop(stream);
         rows.insert(table.name.clone(), count);
         for (_, field) in opened.iter().filter(|(t, _)| *t == table.name) {
-            write_opened(&mut *tx, cipher, org, field, &name, out).await?;
+            write_opened(&mut tx, cipher, org, field, &name, out).await?;
         }
     }
     out.flush().map_err(io)?;
