@@ -68,6 +68,10 @@ timeout 1200 "$pgbin/psql" -X -q -v ON_ERROR_STOP=1 -h "$sock" -U procuhelp_boot
            decode(md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text), 'hex') AS sealed
     FROM generate_series(1, $rows) g;
     "
+# A tenant table like any other (RLS enabled and forced): the drill's posture check
+# refuses anything less.
+psql_su -d procuhelp -c "ALTER TABLE public.bench_rows ALTER COLUMN org_id SET NOT NULL" \
+    -c "CALL app.declare_tenant_table('public.bench_rows')"
 psql_su -d procuhelp -c "VACUUM (FREEZE, ANALYZE) public.bench_rows" -c "CHECKPOINT"
 db_bytes=$(psql_su -d procuhelp -Atc "SELECT pg_database_size('procuhelp')")
 printf 'database: %s bytes (%s MiB)\n' "$db_bytes" "$((db_bytes >> 20))"

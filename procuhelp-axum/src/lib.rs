@@ -83,6 +83,7 @@ mod harden;
 pub mod read;
 mod route_table;
 pub mod scim;
+pub mod security_txt;
 #[cfg(feature = "sso")]
 pub mod sso;
 mod state;

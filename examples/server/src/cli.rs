@@ -328,6 +328,10 @@ pub struct PostureArgs {
     /// The oldest acceptable last passing drill, in hours.
     #[arg(long, default_value_t = 252, value_name = "HOURS")]
     pub drill_max_age_hours: u64,
+    /// Also fail when this security.txt configuration is invalid or expired, and warn
+    /// 30 days before it expires.
+    #[arg(long, value_name = "FILE")]
+    pub security_txt: Option<PathBuf>,
 }
 
 /// `audit` subcommands.
@@ -612,6 +616,13 @@ pub struct ServeArgs {
     /// operator API does not exist.
     #[arg(long, value_name = "FILE")]
     pub operators: Option<PathBuf>,
+
+    /// The deployment's `/.well-known/security.txt` (RFC 9116), as JSON: `{"contact":
+    /// ["mailto:…"], "expires": "<RFC 3339>", "policy", "preferred_languages",
+    /// "canonical", "acknowledgments"}`. Refused when expired or expiring more than a
+    /// year ahead; not served once expired (SECURITY.md).
+    #[arg(long, value_name = "FILE")]
+    pub security_txt: Option<PathBuf>,
 }
 
 /// Connection limits (see `docs/hardening.md`) and trusted proxies.

@@ -15,6 +15,7 @@ pub mod backups;
 pub mod cli;
 pub mod connections;
 pub mod database;
+pub mod disclosure;
 pub mod gdpr;
 pub mod keys;
 pub mod logging;
@@ -58,6 +59,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(repo) = &posture.backup_repo {
                 // Checked first and apart: it needs no database.
                 report(&backups::posture(&posture, repo).await?);
+            }
+            if let Some(file) = &posture.security_txt {
+                let txt = disclosure::load(file).context("--security-txt")?;
+                match disclosure::renewal_warning(&txt) {
+                    Some(warning) => tracing::warn!(%warning, "security.txt"),
+                    None => report(&[format!("security.txt valid until {}", txt.expires)]),
+                }
             }
             let args = posture.db;
             let residency = residency::load(&args)?;

@@ -192,6 +192,19 @@ async fn serve_on(
         )
     });
     let retention = retention_schedule(args, db, &runtime, audit_log.clone(), audit.sink()).await?;
+    let security_txt = match &args.security_txt {
+        Some(file) => {
+            let txt = crate::disclosure::load(file).context("--security-txt")?;
+            if let Some(warning) = crate::disclosure::renewal_warning(&txt) {
+                tracing::warn!(%warning, "security.txt");
+            }
+            Some(txt)
+        }
+        None => {
+            tracing::warn!("no --security-txt: /.well-known/security.txt is not served");
+            None
+        }
+    };
     let operators = match &args.operators {
         Some(file) => Some(
             operator_api(file, db, &runtime, audit_log.clone(), residency.clone())
@@ -214,6 +227,10 @@ async fn serve_on(
     );
     let routes = match operators {
         Some(api) => routes.merge(crate::operator_api::routes(api)),
+        None => routes,
+    };
+    let routes = match security_txt {
+        Some(txt) => routes.merge(procuhelp_axum::security_txt::router(txt)),
         None => routes,
     };
     let app = app::harden(routes, limits);

@@ -123,6 +123,50 @@ async fn posture_fails_when_an_eu_organisation_s_data_would_leave_the_eu() {
     run(&["seed-demo", "--data-dir", &d]).await.unwrap();
     run(&["posture", "--data-dir", &d]).await.unwrap();
 
+    // security.txt (RFC 9116): a valid one passes; an expired one, one a year and more
+    // ahead, or a malformed one fails `posture`, naming why.
+    let sectxt = |expires: time::OffsetDateTime, contact: &str| {
+        let file = dir.join(format!("sectxt-{}.json", uuid::Uuid::new_v4().simple()));
+        let expires = expires
+            .replace_nanosecond(0)
+            .unwrap()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        std::fs::write(
+            &file,
+            format!(r#"{{"contact": ["{contact}"], "expires": "{expires}"}}"#),
+        )
+        .unwrap();
+        file.to_str().unwrap().to_owned()
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let valid = sectxt(
+        now + time::Duration::days(100),
+        "mailto:security@procuhelp.example",
+    );
+    run(&["posture", "--data-dir", &d, "--security-txt", &valid])
+        .await
+        .unwrap();
+    for (file, expected) in [
+        (
+            sectxt(now - time::Duration::days(1), "mailto:s@p.example"),
+            "expired",
+        ),
+        (
+            sectxt(now + time::Duration::days(400), "mailto:s@p.example"),
+            "more than a year",
+        ),
+        (
+            sectxt(now + time::Duration::days(10), "http://p.example"),
+            "Contact",
+        ),
+    ] {
+        let err = run(&["posture", "--data-dir", &d, "--security-txt", &file])
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains(expected), "{err:#}");
+    }
+
     let mut config: serde_json::Value =
         serde_json::from_str(procuhelp_server::residency::DEFAULT).unwrap();
     config["vault"]["country"] = json!("US");

@@ -42,6 +42,7 @@ fn args(data_dir: PathBuf, database_url_file: Option<PathBuf>) -> ServeArgs {
         backups: Default::default(),
         retention_every_hours: 24,
         operators: None,
+        security_txt: None,
     }
 }
 
@@ -70,6 +71,23 @@ async fn serves_https_on_embedded_defaults_and_redirects_http() {
     )
     .unwrap();
     args.operators = Some(operators.clone());
+    // The security.txt (RFC 9116), valid for 90 days.
+    let security_txt =
+        std::env::temp_dir().join(format!("ph-sectxt-{}.json", uuid::Uuid::new_v4()));
+    let expires = (time::OffsetDateTime::now_utc() + time::Duration::days(90))
+        .replace_nanosecond(0)
+        .unwrap()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    std::fs::write(
+        &security_txt,
+        format!(
+            r#"{{"contact": ["mailto:security@procuhelp.example"], "expires": "{expires}",
+                "policy": "https://procuhelp.example/security", "preferred_languages": ["en"]}}"#
+        ),
+    )
+    .unwrap();
+    args.security_txt = Some(security_txt.clone());
     let (https, http) = (args.https_addr, args.http_redirect_addr.unwrap());
     let handle: Handle<SocketAddr> = Handle::new();
     let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
@@ -123,6 +141,25 @@ async fn serves_https_on_embedded_defaults_and_redirects_http() {
     assert_eq!(res.status(), 201);
     assert_eq!(res.headers()["cache-control"], "no-store");
     std::fs::remove_file(&operators).ok();
+
+    let res = client
+        .get(format!(
+            "https://127.0.0.1:{}/.well-known/security.txt",
+            https.port()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/plain; charset=utf-8");
+    assert!(res.headers().contains_key("strict-transport-security"));
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains("Contact: mailto:security@procuhelp.example\n"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("Expires: {expires}\n")), "{text}");
+    std::fs::remove_file(&security_txt).ok();
 
     let res = client
         .get(format!("http://127.0.0.1:{}/a?b=c", http.port()))
