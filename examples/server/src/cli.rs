@@ -23,6 +23,9 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per process and matched at once: the size of the largest variant (serve's
+// flags) costs nothing, and boxing it would only complicate every caller.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve HTTPS (migrations applied and posture checked first on the embedded database).
