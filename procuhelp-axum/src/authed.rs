@@ -205,6 +205,7 @@ where
             Some(Principal::Service(token))
         };
         if let Some(principal) = verified {
+            crate::access_log::record_org(credential.org);
             return Ok(Authed {
                 principal,
                 credential,
@@ -221,7 +222,10 @@ where
             Err(e) => return Err(e.into()),
         };
         let principal = match sdk.auth().session(&mut tx, &credential, &client).await {
-            Ok(principal) => Principal::User(principal),
+            Ok(principal) => {
+                crate::access_log::record_org(credential.org);
+                Principal::User(principal)
+            }
             Err(e) => {
                 // Ended explicitly: a transaction dropped unfinished closes its connection,
                 // and a refused credential must not cost the pool a PostgreSQL session.

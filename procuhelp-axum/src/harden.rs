@@ -1,6 +1,6 @@
 //! [`harden`]: the layers every response passes through — security headers (with the
-//! CSP nonce), the body limit and whole-body read, the request timeout and a panic
-//! answered as a plain 500.
+//! CSP nonce), the access log ([`crate::access_log`]), the body limit and whole-body
+//! read, the request timeout and a panic answered as a plain 500.
 
 use std::time::Duration;
 
@@ -64,6 +64,9 @@ where
                 )
             },
         ))
+        // Outside the timeout and the panic handler, so 408s and 500s are logged too;
+        // per route (Router::layer), so the route template is known.
+        .layer(axum::middleware::from_fn(crate::access_log::log))
         .layer(SecurityHeadersLayer::strict())
 }
 

@@ -72,6 +72,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod account;
 pub mod admin;
 pub mod audit;

@@ -746,3 +746,51 @@ async fn the_operator_api_creates_organisations_for_named_operators_only() {
     admin.close().await;
     w.close().await;
 }
+
+/// The access log names the organisation of a verified credential, and only then.
+#[tokio::test]
+async fn the_access_log_names_the_organisation_once_the_credential_is_verified() {
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let w = world(PasswordHasher::for_tests()).await;
+    let session = w.login(0, Role::Admin).await;
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    {
+        // Current-thread runtime: the subscriber sees this test's requests only.
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let r = w
+            .request(Method::GET, "/api/suppliers", Some(&session), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let r = w.request(Method::GET, "/api/suppliers", None, None).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    }
+    let logs = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let access: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("procuhelp::access"))
+        .collect();
+    assert_eq!(access.len(), 2, "{logs}");
+    assert!(
+        access[0].contains(&format!("org_id={}", w.orgs[0])),
+        "{}",
+        access[0]
+    );
+    assert!(access[0].contains("status=200"));
+    assert!(!access[1].contains("org_id"), "{}", access[1]);
+    w.close().await;
+}

@@ -30,6 +30,9 @@ impl Write for Captured {
 }
 
 const CLIENT_SECRET: &str = "entra-client-secret-Zq9!kP2#vL7";
+/// Sent in a query string and as credentials: never logged.
+const LOGGED_EMAIL: &str = "person.in.a.query@example.test";
+const FAKE_TOKEN: &str = "0191d2a4.NotARealTokenButSecretLooking42";
 const IBANS: [&str; 4] = [
     "DE89370400440532013000",
     "FR1420041010050500013M02606",
@@ -223,6 +226,29 @@ async fn no_secret_reaches_logs_errors_or_responses() {
         responses.push_str(&format!("{:?}", res.headers()));
         responses.push_str(&res.text().await.unwrap());
     }
+    // The access log: what a client sends in a query, a cookie, a token or a forged
+    // request id never reaches it; the route template, status and request id do.
+    let res = client
+        .get(format!(
+            "https://127.0.0.1:{}/api/suppliers/{}?email={LOGGED_EMAIL}",
+            https.port(),
+            uuid::Uuid::nil()
+        ))
+        .header("authorization", format!("Bearer {FAKE_TOKEN}"))
+        .header("cookie", format!("procuhelp_session={FAKE_TOKEN}"))
+        .header("x-request-id", "forged id=1; level=error")
+        .send()
+        .await
+        .unwrap();
+    let echoed = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(echoed.len(), 32, "a forged id is replaced: {echoed}");
+    let res = client
+        .get(format!("https://127.0.0.1:{}/healthz", https.port()))
+        .header("x-request-id", "caller-7.trace_1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "caller-7.trace_1");
     handle.graceful_shutdown(Some(Duration::from_secs(5)));
     server.await.unwrap().unwrap();
 
@@ -232,6 +258,32 @@ async fn no_secret_reaches_logs_errors_or_responses() {
         "TRACE logging was not captured ({} bytes)",
         logs.len()
     );
+    let access: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("procuhelp::access"))
+        .collect();
+    assert!(
+        access
+            .iter()
+            .any(|l| l.contains("route=/api/suppliers/{supplier}")
+                && l.contains("status=401")
+                && l.contains(&format!("request_id={echoed}"))
+                && l.contains("latency_us=")),
+        "{access:#?}"
+    );
+    assert!(
+        access
+            .iter()
+            .any(|l| l.contains("request_id=caller-7.trace_1"))
+    );
+    assert!(
+        access
+            .iter()
+            .any(|l| l.contains("route=(no route)") && l.contains("status=404"))
+    );
+    for forbidden in [LOGGED_EMAIL, FAKE_TOKEN, "forged", "email="] {
+        assert!(!logs.contains(forbidden), "{forbidden} reached the logs");
+    }
     let haystacks = [
         ("logs", &logs),
         ("responses", &responses),
