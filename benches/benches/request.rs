@@ -15,6 +15,9 @@
 //!   **sdk** side the session's answer is remembered (`VerifiedSessions`, the default),
 //!   so a request is one plain statement that enters the organisation, compares the
 //!   user's session epoch and reads.
+//! * **sdk_logged** — the **sdk** side behind the access log
+//!   (`procuhelp_axum::access_log`: request id, span, one formatted `INFO` line per
+//!   request, written to a sink): the log's price is this side against **sdk**.
 //! * **sdk_tx** — the transactional path, `procuhelp_axum::Authed`: the credential
 //!   verified by the extractor, then BEGIN with the tenant, the read, COMMIT (four round
 //!   trips).
@@ -110,6 +113,7 @@ fn options() -> Options {
         sides: vec![
             "peer".into(),
             "sdk".into(),
+            "sdk_logged".into(),
             "sdk_full".into(),
             "sdk_tx".into(),
         ],
@@ -183,6 +187,7 @@ struct AppState {
     phases_sdk: Arc<Phases>,
     phases_tx: Arc<Phases>,
     phases_full: Arc<Phases>,
+    phases_logged: Arc<Phases>,
 }
 
 impl FromRef<AppState> for Sdk {
@@ -408,6 +413,7 @@ fn rotation(side: &str, f: &Fixture) -> Vec<Rotated> {
                 path: match side {
                     "sdk" => "/sdk/items",
                     "sdk_full" => "/sdk-full/items",
+                    "sdk_logged" => "/sdk-logged/items",
                     _ => "/sdk-tx/items",
                 }
                 .to_owned(),
@@ -419,6 +425,13 @@ fn rotation(side: &str, f: &Fixture) -> Vec<Rotated> {
 
 fn main() {
     let o = options();
+    // As a server logs: INFO, formatted; written to a sink so the terminal is not
+    // measured. Only the sdk_logged side emits lines at this level.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(std::io::sink)
+        .init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -442,6 +455,7 @@ fn main() {
         phases_sdk: Arc::default(),
         phases_tx: Arc::default(),
         phases_full: Arc::default(),
+        phases_logged: Arc::default(),
     };
     // The sdk_full side: the same handler on an Sdk that checks every session in full
     // (its phases are counted apart).
@@ -466,6 +480,15 @@ fn main() {
             Router::new()
                 .route("/sdk-full/items", get(sdk))
                 .with_state(full_state),
+        )
+        .merge(
+            Router::new()
+                .route("/sdk-logged/items", get(sdk))
+                .with_state(AppState {
+                    phases_sdk: state.phases_logged.clone(),
+                    ..state.clone()
+                })
+                .layer(middleware::from_fn(procuhelp_axum::access_log::log)),
         )
         .layer(middleware::from_fn(stamp));
     let listener = rt
@@ -502,6 +525,7 @@ fn main() {
     state.phases_sdk.take();
     state.phases_tx.take();
     state.phases_full.take();
+    state.phases_logged.take();
     let mut results: Vec<(String, Vec<Run>)> =
         o.sides.iter().map(|s| (s.clone(), Vec::new())).collect();
     let mut phase_means: Vec<(String, (u64, [f64; 5]))> = Vec::new();
@@ -528,6 +552,7 @@ fn main() {
                 "peer" => &state.phases_peer,
                 "sdk" => &state.phases_sdk,
                 "sdk_full" => &state.phases_full,
+                "sdk_logged" => &state.phases_logged,
                 _ => &state.phases_tx,
             };
             if round == 0 {
