@@ -5,6 +5,26 @@ use sqlx::PgPool;
 
 use crate::{Error, Result};
 
+/// Refuses (naming `what` was asked) unless `conn`'s role is the schema owner: every other
+/// role is bound by row-level security on `app.organisations`, so work meant to see or
+/// change every organisation would silently see none.
+pub(crate) async fn require_owner(conn: &mut sqlx::PgConnection, what: &str) -> Result<()> {
+    let is_owner: bool = sqlx::query_scalar(
+        "SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class
+         WHERE oid = 'app.organisations'::regclass",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if is_owner {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "{what} needs the schema owner's connection (app.organisations is bound by \
+             row-level security for every other role)"
+        )))
+    }
+}
+
 /// Creates an organisation. Runs on the **owner** pool: the runtime role may only read
 /// its own organisation row.
 ///
@@ -62,19 +82,7 @@ pub async fn create_organisation_in(
 /// organisation it entered), so such a pool is refused rather than visiting nothing.
 pub async fn organisation_ids(owner: &PgPool) -> Result<Vec<OrgId>> {
     let mut tx = owner.begin().await?;
-    let is_owner: bool = sqlx::query_scalar(
-        "SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class
-         WHERE oid = 'app.organisations'::regclass",
-    )
-    .fetch_one(&mut *tx)
-    .await?;
-    if !is_owner {
-        return Err(Error::Config(
-            "listing every organisation needs the schema owner's connection (app.organisations \
-             is bound by row-level security for every other role)"
-                .to_owned(),
-        ));
-    }
+    require_owner(&mut tx, "listing every organisation").await?;
     let ids: Vec<uuid::Uuid> = sqlx::query_scalar(
         "SELECT o.id FROM app.organisations o JOIN app.deployment d ON d.region = o.data_region
          ORDER BY o.id",

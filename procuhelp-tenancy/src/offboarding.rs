@@ -308,17 +308,7 @@ pub async fn delete(
     exported: Option<&Fingerprint>,
 ) -> Result<Tombstone> {
     let conn = tx.conn();
-    let is_owner: bool = sqlx::query_scalar(
-        "SELECT pg_has_role(current_user, relowner, 'USAGE') FROM pg_class
-         WHERE oid = 'app.organisations'::regclass",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    if !is_owner {
-        return Err(Error::Config(
-            "offboarding needs the schema owner's connection".to_owned(),
-        ));
-    }
+    crate::admin::require_owner(&mut *conn, "offboarding").await?;
     // Row-level security binds the owner too: this organisation's rows are visible only
     // while it is the transaction's organisation; the one entered is put back after.
     let entered: Option<String> =

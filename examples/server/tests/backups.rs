@@ -5,13 +5,14 @@
 //! bad; the repository holds no plaintext; a repository beside the data is refused.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clap::Parser;
+use common::{run, superuser};
 use procuhelp_core::vault::{FileVault, SecretProvider};
-use procuhelp_server::cli::Cli;
 use procuhelp_tenancy::backup::{
     self, BackupError, CheckOutcome, DrillChecks, Findings, Manifest, PgServer, Placement,
     Repository, ScratchCopy,
@@ -20,10 +21,34 @@ use procuhelp_tenancy::embedded::LocalCluster;
 use procuhelp_tenancy::{RuntimeRole, TenantDb};
 use sqlx::PgPool;
 
-async fn run(args: &[&str]) -> anyhow::Result<()> {
-    let mut argv = vec!["procuhelp-server"];
-    argv.extend_from_slice(args);
-    procuhelp_server::run(Cli::parse_from(argv)).await
+/// Runs a drill that must fail, and returns check `name` of its signed report.
+async fn failed_drill_check(
+    data_dir: &str,
+    repo_arg: &str,
+    repo: &Repository,
+    key: procuhelp_audit::PublicKey,
+    name: &str,
+) -> CheckOutcome {
+    let err = run(&[
+        "backup",
+        "drill",
+        "--data-dir",
+        data_dir,
+        "--repo",
+        repo_arg,
+    ])
+    .await
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("FAILED"), "{err:#}");
+    let last = procuhelp_server::backups::drills(repo, &[key])
+        .unwrap()
+        .pop()
+        .unwrap();
+    last.report
+        .checks
+        .into_iter()
+        .find(|c| c.check == name)
+        .unwrap()
 }
 
 /// Rewrites a field of a backup's (unsealed) completion record.
@@ -51,14 +76,6 @@ fn dirs() -> (PathBuf, PathBuf) {
 
 async fn contents(pool: &PgPool) -> BTreeMap<String, Vec<String>> {
     procuhelp_tenancy::testkit::rows_by_table(pool)
-        .await
-        .unwrap()
-}
-
-async fn superuser(cluster: &LocalCluster, database: &str) -> PgPool {
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(cluster.connect_options(database, LocalCluster::SUPERUSER))
         .await
         .unwrap()
 }
@@ -503,20 +520,7 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
         .destroy_kek(&format!("tenant-{}", other_org.simple()))
         .await
         .unwrap();
-    let err = run(&["backup", "drill", "--data-dir", &d, "--repo", &r])
-        .await
-        .unwrap_err();
-    assert!(format!("{err:#}").contains("FAILED"), "{err:#}");
-    let last = procuhelp_server::backups::drills(&repo, &[key])
-        .unwrap()
-        .pop()
-        .unwrap();
-    let keys = last
-        .report
-        .checks
-        .iter()
-        .find(|c| c.check == "keys")
-        .unwrap();
+    let keys = failed_drill_check(&d, &r, &repo, key, "keys").await;
     assert!(
         !keys.passed && keys.detail.contains("has not shredded"),
         "{keys:?}"
@@ -540,20 +544,7 @@ async fn backup_restore_drill_and_every_kind_of_damage() {
     .await
     .unwrap_err();
     assert!(format!("{err:#}").contains("still holds"), "{err:#}");
-    let err = run(&["backup", "drill", "--data-dir", &d, "--repo", &r])
-        .await
-        .unwrap_err();
-    assert!(format!("{err:#}").contains("FAILED"), "{err:#}");
-    let last = procuhelp_server::backups::drills(&repo, &[key])
-        .unwrap()
-        .pop()
-        .unwrap();
-    let destroyed = last
-        .report
-        .checks
-        .iter()
-        .find(|c| c.check == "destroyed keys")
-        .unwrap();
+    let destroyed = failed_drill_check(&d, &r, &repo, key, "destroyed keys").await;
     assert!(
         !destroyed.passed && destroyed.detail.contains(&other_org.to_string()),
         "{destroyed:?}"

@@ -612,11 +612,7 @@ async fn command_line_export_and_erasure_leave_nothing_in_a_dump_or_a_later_back
 
     // The person gets SCIM attributes and an identity provider's subject.
     let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
-    let live = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(cluster.connect_options(LocalCluster::DATABASE, LocalCluster::SUPERUSER))
-        .await
-        .unwrap();
+    let live = common::superuser(&cluster, LocalCluster::DATABASE).await;
     let org: uuid::Uuid =
         sqlx::query_scalar("SELECT id FROM app.organisations WHERE name = 'Demo Org A'")
             .fetch_one(&live)

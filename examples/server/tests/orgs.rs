@@ -190,11 +190,7 @@ async fn org_create_invites_the_first_admin() {
     let token = procuhelp_auth::session::Credential::parse(lines.last().unwrap()).unwrap();
 
     let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
-    let db = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(cluster.connect_options(LocalCluster::DATABASE, LocalCluster::SUPERUSER))
-        .await
-        .unwrap();
+    let db = common::superuser(&cluster, LocalCluster::DATABASE).await;
     let (region, role, password): (String, String, Option<String>) = sqlx::query_as(
         "SELECT o.data_region, u.role, u.password_hash FROM app.organisations o
          JOIN app.users u ON u.org_id = o.id WHERE o.id = $1 AND u.email = 'boss@acme.test'",
@@ -258,6 +254,49 @@ async fn rows_left(db: &sqlx::PgPool, org: uuid::Uuid) -> i64 {
         .unwrap()
 }
 
+/// The label of the newest complete backup in `repo`.
+fn latest_backup(repo: &str) -> String {
+    procuhelp_tenancy::backup::Repository::open(
+        repo.as_ref(),
+        None,
+        procuhelp_tenancy::backup::Placement::Apart,
+    )
+    .unwrap()
+    .find(None)
+    .unwrap()
+    .label
+}
+
+/// Organisation `org`'s part of backup `label` cannot be opened with the vault in
+/// `data`: its backup key is gone (read afresh from disk, so a key brought back since
+/// would be seen).
+async fn assert_part_key_destroyed(
+    data: &std::path::Path,
+    repo: &str,
+    label: &str,
+    org: uuid::Uuid,
+) {
+    let vault = procuhelp_core::vault::FileVault::open_or_create(&data.join("vault")).unwrap();
+    let part = std::path::Path::new(repo)
+        .join(label)
+        .join(format!("org-{}.phbk", org.simple()));
+    let opened = procuhelp_tenancy::backup::sealed::open_file_under(
+        &part,
+        procuhelp_tenancy::backup::sealed::FileKind::Organisation,
+        &format!("{label}/{}", org.simple()),
+        &format!("tenant-{}-backup", org.simple()),
+        &vault,
+    )
+    .await;
+    assert!(
+        matches!(
+            opened,
+            Err(procuhelp_tenancy::backup::BackupError::KeyDestroyed { .. })
+        ),
+        "{opened:?}"
+    );
+}
+
 /// Offboarding on the embedded default (issue #14, point 4): the customer's export (its
 /// rows, credentials withheld, and a verifiable audit trail), then nothing of the
 /// organisation in any table or a dump, a tombstone and one `org.offboarded` event kept —
@@ -278,22 +317,10 @@ async fn offboarding_exports_deletes_and_leaves_earlier_backups_unreadable() {
     run(&["backup", "run", "--data-dir", &d, "--repo", &repo])
         .await
         .unwrap();
-    let earlier = procuhelp_tenancy::backup::Repository::open(
-        repo.as_ref(),
-        None,
-        procuhelp_tenancy::backup::Placement::Apart,
-    )
-    .unwrap()
-    .find(None)
-    .unwrap()
-    .label;
+    let earlier = latest_backup(&repo);
 
     let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
-    let su = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(cluster.connect_options(LocalCluster::DATABASE, LocalCluster::SUPERUSER))
-        .await
-        .unwrap();
+    let su = common::superuser(&cluster, LocalCluster::DATABASE).await;
     let org_of = |name: &'static str| {
         let su = su.clone();
         async move {
@@ -403,11 +430,7 @@ async fn offboarding_exports_deletes_and_leaves_earlier_backups_unreadable() {
     assert!(!again.exists(), "a finished offboarding exports nothing");
 
     let cluster = LocalCluster::start(&data.join("pg"), None).await.unwrap();
-    let su = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(cluster.connect_options(LocalCluster::DATABASE, LocalCluster::SUPERUSER))
-        .await
-        .unwrap();
+    let su = common::superuser(&cluster, LocalCluster::DATABASE).await;
     assert_eq!(rows_left(&su, a).await, 0);
     assert!(
         rows_left(&su, b).await > 10,
@@ -445,25 +468,7 @@ async fn offboarding_exports_deletes_and_leaves_earlier_backups_unreadable() {
     cluster.stop().await.unwrap();
 
     // The backup taken before: the organisation's part cannot be opened any more …
-    let vault = procuhelp_core::vault::FileVault::open_or_create(&data.join("vault")).unwrap();
-    let part = std::path::Path::new(&repo)
-        .join(&earlier)
-        .join(format!("org-{}.phbk", a.simple()));
-    let opened = procuhelp_tenancy::backup::sealed::open_file_under(
-        &part,
-        procuhelp_tenancy::backup::sealed::FileKind::Organisation,
-        &format!("{earlier}/{}", a.simple()),
-        &format!("tenant-{}-backup", a.simple()),
-        &vault,
-    )
-    .await;
-    assert!(
-        matches!(
-            opened,
-            Err(procuhelp_tenancy::backup::BackupError::KeyDestroyed { .. })
-        ),
-        "{opened:?}"
-    );
+    assert_part_key_destroyed(&data, &repo, &earlier, a).await;
     // … so it restores without it, the other organisation whole, and its drill passes
     // (the live database's tombstone confirms the destroyed key).
     run(&[
@@ -507,15 +512,7 @@ async fn offboarding_exports_deletes_and_leaves_earlier_backups_unreadable() {
     run(&["backup", "drill", "--data-dir", &d, "--repo", &repo])
         .await
         .unwrap();
-    let newest = procuhelp_tenancy::backup::Repository::open(
-        repo.as_ref(),
-        None,
-        procuhelp_tenancy::backup::Placement::Apart,
-    )
-    .unwrap()
-    .find(None)
-    .unwrap()
-    .label;
+    let newest = latest_backup(&repo);
     assert_ne!(newest, earlier);
     assert!(
         !std::path::Path::new(&repo)
@@ -524,22 +521,7 @@ async fn offboarding_exports_deletes_and_leaves_earlier_backups_unreadable() {
             .exists()
     );
     // The earlier backup's part still cannot be opened: no backup brought the key back.
-    let vault = procuhelp_core::vault::FileVault::open_or_create(&data.join("vault")).unwrap();
-    let opened = procuhelp_tenancy::backup::sealed::open_file_under(
-        &part,
-        procuhelp_tenancy::backup::sealed::FileKind::Organisation,
-        &format!("{earlier}/{}", a.simple()),
-        &format!("tenant-{}-backup", a.simple()),
-        &vault,
-    )
-    .await;
-    assert!(
-        matches!(
-            opened,
-            Err(procuhelp_tenancy::backup::BackupError::KeyDestroyed { .. })
-        ),
-        "{opened:?}"
-    );
+    assert_part_key_destroyed(&data, &repo, &earlier, a).await;
     let _ = std::fs::remove_dir_all(&repo);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -208,16 +208,7 @@ async fn take_into(
     // connection while pg_dump streams.
     let (sealed, manifest) = tokio::join!(seal_stream(stdout, writer), async {
         let mut manifest = pg::manifest(&mut conn, label, &split).await?;
-        parts::write_part(
-            &mut conn,
-            dir,
-            label,
-            None,
-            sealed::BACKUP_KEK,
-            &split,
-            vault,
-        )
-        .await?;
+        parts::write_part(&mut conn, dir, label, None, &part_kek(None)?, &split, vault).await?;
         // Every organisation with a row anywhere, not only those with an
         // `app.organisations` row: a row without one (an audit event has no foreign key)
         // must not fall between the archive and the parts.
@@ -235,7 +226,7 @@ async fn take_into(
                 manifest.left_out.push(org);
                 continue;
             }
-            let kek = organisation_kek(org)?;
+            let kek = part_kek(Some(org))?;
             parts::write_part(&mut conn, dir, label, Some(org), &kek, &split, vault).await?;
             if pg::offboarded(&mut live, org).await? {
                 let _ = std::fs::remove_file(dir.join(parts::part_file(org)));
@@ -306,9 +297,13 @@ async fn seal_stream(
     Ok((out.into_inner(), size, plain))
 }
 
-/// The KEK that seals organisation `org`'s part (`tenant-<id>-backup`), destroyed only
-/// by offboarding ([`crate::offboarding::destroy_keys`]).
-fn organisation_kek(org: uuid::Uuid) -> Result<String, BackupError> {
+/// The KEK that seals the part of `org`: the organisation's `tenant-<id>-backup`,
+/// destroyed only by offboarding ([`crate::offboarding::destroy_keys`]); the `backup`
+/// KEK for the rows of no organisation.
+fn part_kek(org: Option<uuid::Uuid>) -> Result<String, BackupError> {
+    let Some(org) = org else {
+        return Ok(sealed::BACKUP_KEK.to_owned());
+    };
     let org = procuhelp_core::OrgId::from_uuid(org)
         .map_err(|_| BackupError::Refused("an organisation with the nil id".to_owned()))?;
     Ok(crate::field_cipher::backup_kek_name(org))
@@ -389,15 +384,11 @@ async fn open_part(
     org: Option<uuid::Uuid>,
     vault: &dyn SecretProvider,
 ) -> Result<sealed::SealedReader<tokio::io::BufReader<tokio::fs::File>>, BackupError> {
-    let (file, kek) = match org {
-        Some(org) => (parts::part_file(org), organisation_kek(org)?),
-        None => (parts::SHARED_FILE.to_owned(), sealed::BACKUP_KEK.to_owned()),
-    };
     sealed::open_file_under(
-        &dir.join(file),
+        &dir.join(parts::file_name(org)),
         FileKind::Organisation,
         &parts::part_label(label, org),
-        &kek,
+        &part_kek(org)?,
         vault,
     )
     .await
@@ -721,11 +712,7 @@ async fn load_parts(
             }
             Err(e) => return Err(e),
         };
-        let name = match org {
-            Some(org) => parts::part_file(org),
-            None => parts::SHARED_FILE.to_owned(),
-        };
-        parts::load_part(&mut conn, reader, &name, &tables).await?;
+        parts::load_part(&mut conn, reader, &parts::file_name(org), &tables).await?;
     }
     pg::exec("COMMIT").execute(&mut conn).await?;
     let _ = sqlx::Connection::close(conn).await;

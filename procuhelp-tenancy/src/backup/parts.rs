@@ -32,6 +32,11 @@ pub(crate) fn part_file(org: uuid::Uuid) -> String {
     format!("org-{}.phbk", org.simple())
 }
 
+/// The file of the part of `org` (`None`: the rows of no organisation).
+pub(crate) fn file_name(org: Option<uuid::Uuid>) -> String {
+    org.map_or_else(|| SHARED_FILE.to_owned(), part_file)
+}
+
 /// The label sealed into a part's header: the backup's label and the organisation, so a
 /// part copied to another organisation's name (or another backup) is refused.
 pub(crate) fn part_label(label: &str, org: Option<uuid::Uuid>) -> String {
@@ -78,10 +83,7 @@ pub(crate) async fn write_part(
     tables: &[SplitTable],
     vault: &dyn SecretProvider,
 ) -> Result<u64, BackupError> {
-    let path = dir.join(match org {
-        Some(org) => part_file(org),
-        None => SHARED_FILE.to_owned(),
-    });
+    let path = dir.join(file_name(org));
     let file = super::create_private(&path).await?;
     let mut out = SealedWriter::create_under(
         tokio::io::BufWriter::with_capacity(CHUNK, file),

@@ -398,3 +398,17 @@ pub async fn run(args: &[&str]) -> anyhow::Result<()> {
     argv.extend_from_slice(args);
     procuhelp_server::run(procuhelp_server::cli::Cli::parse_from(argv)).await
 }
+
+/// A one-connection pool on `database` of an embedded cluster, as its superuser (what the
+/// tests read behind row-level security with).
+pub async fn superuser(
+    cluster: &procuhelp_tenancy::embedded::LocalCluster,
+    database: &str,
+) -> sqlx::PgPool {
+    use procuhelp_tenancy::embedded::LocalCluster;
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(cluster.connect_options(database, LocalCluster::SUPERUSER))
+        .await
+        .unwrap()
+}
