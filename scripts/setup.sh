@@ -24,6 +24,9 @@ APT_PACKAGES=(
     "libclang-dev       -"
     "pkg-config         pkg-config"
     "wrk                wrk"        # HTTP load generator for scripts/load.sh
+    "nginx              -"          # the edge (deploy/edge/, scripts/edge-test.sh) ...
+    "libnginx-mod-http-modsecurity -" # ... ModSecurity v3 for it
+    "modsecurity-crs    -"          # ... and the OWASP Core Rule Set
 )
 
 # ---- PyPI packages (installed with --no-deps, so list every module they import) ----

@@ -177,6 +177,9 @@ printf '\n==> httpobs scan of procuhelp-server\n'
 run_server_header_scan || scan_rc=$?
 printf '<== httpobs scan: %ss (exit %s)\n' "$(($(date +%s) - start))" "$scan_rc"
 ((scan_rc == 0)) || failed+=("httpobs scan")
+# The edge (deploy/edge/: nginx + ModSecurity v3 + OWASP CRS) in front of the debug binary
+# built above: attack payloads blocked, every legitimate flow passes (docs/edge.md).
+phase "edge WAF" "$PROCUHELP_ROOT/scripts/edge-test.sh"
 # Hostile load, short (scripts/load.sh --quick): login storm, slowloris, PostgreSQL
 # restart mid-load, two server processes on one database; the debug binary built above.
 phase "hostile load (quick)" "$PROCUHELP_ROOT/scripts/load.sh" --quick

@@ -92,6 +92,7 @@ mod schema;
 mod seal;
 mod sink;
 mod sinks;
+mod stream;
 #[cfg(feature = "transit")]
 mod transit;
 mod verify;
@@ -136,6 +137,9 @@ pub use sinks::{
 };
 #[cfg(feature = "transit")]
 pub use transit::{TransitConfig, TransitSigner};
+pub use stream::{Ocsf, STREAM_SCHEMA, StreamActor, StreamEvent};
+#[cfg(feature = "nats")]
+pub use stream::{NatsAuditStream, NatsStreamConfig, StreamNudge, StreamStats};
 pub use verify::{ChainProblem, ProblemKind, VerifyReport};
 
 /// The reserved organisation whose chain holds system-wide events (`org: None`).

@@ -152,6 +152,15 @@ impl RefusalReason {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     operators: Vec<ConfigEntry>,
+    #[serde(default)]
+    metrics_scrapers: Vec<ScraperEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScraperEntry {
+    name: String,
+    token_sha256: String,
 }
 
 #[derive(Deserialize)]
@@ -165,6 +174,7 @@ struct ConfigEntry {
 #[derive(Clone)]
 pub struct Operators {
     keys: Vec<(OperatorName, [u8; 32])>,
+    scrapers: Vec<(OperatorName, [u8; 32])>,
 }
 
 impl std::fmt::Debug for Operators {
@@ -196,7 +206,53 @@ impl Operators {
             }
             keys.push((name, key));
         }
-        Ok(Self { keys })
+        if file.metrics_scrapers.len() > MAX_OPERATORS {
+            return Err(OperatorConfigError::Count);
+        }
+        let mut scrapers: Vec<(OperatorName, [u8; 32])> = Vec::new();
+        for entry in file.metrics_scrapers {
+            let name = OperatorName::parse(&entry.name)?;
+            let digest: [u8; 32] = hex::decode(entry.token_sha256.trim())
+                .ok()
+                .and_then(|k| k.try_into().ok())
+                .ok_or_else(|| OperatorConfigError::Key(name.to_string()))?;
+            if scrapers.iter().any(|(n, d)| *n == name || *d == digest) {
+                return Err(OperatorConfigError::Duplicate(name.to_string()));
+            }
+            scrapers.push((name, digest));
+        }
+        Ok(Self { keys, scrapers })
+    }
+
+    /// Whether any metrics scraper is configured (without one, `/metrics` is not served).
+    pub fn has_scrapers(&self) -> bool {
+        !self.scrapers.is_empty()
+    }
+
+    /// Verifies a metrics scraper's `Authorization: Bearer <token>` header value: the
+    /// token's SHA-256 must be one configured under `metrics_scrapers`. Every configured
+    /// digest is compared, in constant time, whatever matches; the server holds only
+    /// digests, so its configuration is no credential. Scrape tokens are 256-bit random
+    /// values ([`new_scrape_token`]), for which one SHA-256 is as strong as a slow hash.
+    pub fn verify_scraper(&self, header: Option<&str>) -> Result<OperatorName, OperatorRefusal> {
+        use subtle::ConstantTimeEq as _;
+        let refuse = |reason| OperatorRefusal { reason };
+        let token = header
+            .filter(|h| h.len() <= MAX_HEADER)
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(refuse(RefusalReason::Malformed))?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (name, expected) in &self.scrapers {
+            if bool::from(expected.ct_eq(&digest)) {
+                found = Some(name);
+            }
+        }
+        found
+            .cloned()
+            .ok_or(refuse(RefusalReason::UnknownOperator))
     }
 
     /// The operators' names.
@@ -377,6 +433,17 @@ impl ReplayGuard {
     }
 }
 
+/// A new metrics scrape token: `(token, its SHA-256 in hex)`. The token goes to the
+/// scraper (Prometheus: `authorization: { credentials_file: … }`), the digest into the
+/// operators file's `metrics_scrapers`.
+pub fn new_scrape_token() -> Result<(procuhelp_core::SecretText, String), getrandom::Error> {
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(raw.as_mut())?;
+    let token = format!("phm_{}", URL_SAFE_NO_PAD.encode(raw.as_ref()));
+    let digest = hex::encode(Sha256::digest(token.as_bytes()));
+    Ok((procuhelp_core::SecretText::new(token), digest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,6 +513,43 @@ mod tests {
             let err = Operators::from_json(json.as_bytes()).unwrap_err();
             assert!(expected(&err), "{json}: {err:?}");
         }
+    }
+
+    #[test]
+    fn only_a_configured_scrape_token_passes_and_the_server_keeps_only_its_digest() {
+        let a = key();
+        let (token, digest) = new_scrape_token().unwrap();
+        let (other, _) = new_scrape_token().unwrap();
+        let json = format!(
+            r#"{{"operators": [{{"name": "alice", "public_key": "{}"}}],
+                "metrics_scrapers": [{{"name": "prometheus", "token_sha256": "{digest}"}}]}}"#,
+            hex::encode(a.public_key().as_ref())
+        );
+        assert!(!json.contains(token.expose()));
+        let ops = Operators::from_json(json.as_bytes()).unwrap();
+        assert!(ops.has_scrapers());
+        let header = format!("Bearer {}", token.expose());
+        assert_eq!(ops.verify_scraper(Some(&header)).unwrap().as_str(), "prometheus");
+        for bad in [
+            None,
+            Some(String::new()),
+            Some(token.expose().to_owned()),
+            Some(format!("Basic {}", token.expose())),
+            Some(format!("Bearer {}", other.expose())),
+            Some(format!("Bearer {digest}")),
+            Some(format!("Bearer {}", "a".repeat(600))),
+        ] {
+            assert!(ops.verify_scraper(bad.as_deref()).is_err(), "{bad:?}");
+        }
+        // Without scrapers nothing passes; bad digests are refused at load.
+        let plain = Operators::from_json(config(&[("alice", &a)]).as_bytes()).unwrap();
+        assert!(!plain.has_scrapers());
+        assert!(plain.verify_scraper(Some(&header)).is_err());
+        let bad = json.replace(&digest, "abcd");
+        assert!(matches!(
+            Operators::from_json(bad.as_bytes()),
+            Err(OperatorConfigError::Key(_))
+        ));
     }
 
     #[test]

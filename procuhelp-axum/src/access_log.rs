@@ -9,10 +9,12 @@
 //! here; it is set on the request (the audit trail records it) and echoed on the
 //! response.
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument as _;
@@ -28,7 +30,38 @@ fn acceptable(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-/// The middleware ([`crate::harden`] applies it to every route).
+/// A new request id: a random per-process prefix and a counter (unique per process,
+/// unguessable across processes, and no system call per request as a random UUID was).
+fn new_request_id() -> String {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // Without randomness the ids are still unique within the process.
+        let _ = getrandom::fill(&mut bytes);
+        u64::from_le_bytes(bytes)
+    });
+    format!("{prefix:016x}{:016x}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// The method as a metric label: the standard ones by name, anything else as `other`
+/// (a client cannot add label values).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The middleware ([`crate::harden`] applies it to every route): the access-log line and
+/// the request metrics (`procuhelp_http_requests_total{method,route,status}`,
+/// `procuhelp_http_request_duration_seconds{route}`; see [`crate::metrics`]).
 pub async fn log(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request
@@ -36,8 +69,7 @@ pub async fn log(mut request: Request, next: Next) -> Response {
         .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|id| acceptable(id))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+        .map_or_else(new_request_id, str::to_owned);
     if let Ok(value) = HeaderValue::from_str(&id) {
         request.headers_mut().insert(REQUEST_ID, value);
     }
@@ -46,10 +78,10 @@ pub async fn log(mut request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("(no route)", |p| p.as_str())
         .to_owned();
-    let method = request.method().clone();
+    let method = method_label(request.method());
     let span = tracing::info_span!(
         "request",
-        %method,
+        method,
         route = %route,
         request_id = %id,
         org_id = tracing::field::Empty,
@@ -58,15 +90,26 @@ pub async fn log(mut request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let elapsed = started.elapsed();
+    let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+    let status = response.status();
     span.in_scope(|| {
         tracing::info!(
             target: "procuhelp::access",
-            status = response.status().as_u16(),
+            status = status.as_u16(),
             latency_us,
             "request served"
         );
     });
+    metrics::histogram!("procuhelp_http_request_duration_seconds", "route" => route.clone())
+        .record(elapsed.as_secs_f64());
+    metrics::counter!(
+        "procuhelp_http_requests_total",
+        "method" => method,
+        "route" => route,
+        "status" => status.as_str().to_owned(),
+    )
+    .increment(1);
     response
 }
 
@@ -88,5 +131,13 @@ mod tests {
         for bad in ["", "a b", "a\nb", "x=1;y", &"a".repeat(65), "é"] {
             assert!(!acceptable(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn new_request_ids_are_unique_and_acceptable() {
+        let (a, b) = (new_request_id(), new_request_id());
+        assert_ne!(a, b);
+        assert!(acceptable(&a) && a.len() == 32, "{a}");
+        assert_eq!(a[..16], b[..16]);
     }
 }

@@ -81,6 +81,8 @@ pub mod body;
 pub mod client_addr;
 mod error;
 mod harden;
+#[cfg(feature = "prometheus")]
+pub mod metrics;
 pub mod read;
 mod route_table;
 pub mod scim;

@@ -46,9 +46,12 @@ impl TenantDb {
     pub async fn begin(&self, org: OrgId) -> Result<TenantTx> {
         // The handle exists, unfinished, before `BEGIN` is sent: if this future is dropped
         // from here on, its `Drop` closes the connection.
+        let waiting = std::time::Instant::now();
+        let conn = self.pool.acquire().await?;
+        metrics::histogram!("procuhelp_db_acquire_seconds").record(waiting.elapsed().as_secs_f64());
         let mut tx = TenantTx {
             org,
-            conn: self.pool.acquire().await?,
+            conn,
             finished: false,
         };
         // The literal is a UUID we formatted ourselves (hex digits and hyphens only), so
@@ -73,6 +76,24 @@ impl TenantDb {
                 }
             }
         }
+    }
+
+    /// Sets the pool gauges, labelled `pool = name` —
+    /// `procuhelp_db_pool_connections{state="idle"|"busy"}` and `procuhelp_db_pool_max` —
+    /// from the pool's state now; call it before each metrics scrape. The wait for a
+    /// connection is recorded by [`Self::begin`] as the histogram
+    /// `procuhelp_db_acquire_seconds`.
+    pub fn record_pool_metrics(&self, name: &'static str) {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle())
+            .unwrap_or(u32::MAX)
+            .min(size);
+        metrics::gauge!("procuhelp_db_pool_connections", "pool" => name, "state" => "idle")
+            .set(f64::from(idle));
+        metrics::gauge!("procuhelp_db_pool_connections", "pool" => name, "state" => "busy")
+            .set(f64::from(size - idle));
+        metrics::gauge!("procuhelp_db_pool_max", "pool" => name)
+            .set(f64::from(self.pool.options().get_max_connections()));
     }
 
     /// Checks that a connection can be had and answers (for health checks). Runs no

@@ -306,10 +306,17 @@ pub fn freshness(
     let reports = drills(repo, keys)?;
     let last = reports.last();
     let last_passed = reports.iter().rev().find(|s| s.report.passed);
+    let backup_age = newest.as_ref().and_then(|i| age(i.finished_at));
+    let drill_age = last_passed.and_then(|s| age(s.report.started_at));
+    // The schedule reads this every minute, so the gauges follow; none yet reads as +Inf
+    // (an alert rule on "older than" then fires for a repository never written).
+    let seconds = |a: Option<Duration>| a.map_or(f64::INFINITY, |a| a.as_secs_f64());
+    metrics::gauge!("procuhelp_backup_age_seconds").set(seconds(backup_age));
+    metrics::gauge!("procuhelp_backup_drill_age_seconds").set(seconds(drill_age));
     Ok(Freshness {
-        backup_age: newest.as_ref().and_then(|i| age(i.finished_at)),
+        backup_age,
         backup_label: newest.map(|i| i.label),
-        drill_age: last_passed.and_then(|s| age(s.report.started_at)),
+        drill_age,
         last_drill_age: last.and_then(|s| age(s.report.started_at)),
         last_drill_failed: last.is_some_and(|s| !s.report.passed),
     })

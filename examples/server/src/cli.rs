@@ -51,6 +51,32 @@ pub enum Command {
     /// Purge what the personal-data register says has expired, once (`serve` does it on a
     /// schedule), and record the counts in the audit trail.
     Retention(PurgeArgs),
+    /// Operators' credentials (`scrape-token`: a new metrics scrape token).
+    Operators(OperatorsArgs),
+}
+
+/// `operators …`
+#[derive(Debug, Clone, Args)]
+pub struct OperatorsArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: OperatorsCommand,
+}
+
+/// Operator credentials.
+#[derive(Debug, Clone, Subcommand)]
+pub enum OperatorsCommand {
+    /// Writes a new metrics scrape token to FILE (mode 0600, for the scraper's
+    /// `credentials_file`) and prints the `metrics_scrapers` entry (its SHA-256) to add to
+    /// the operators file. The server never holds the token itself.
+    ScrapeToken {
+        /// The scraper's name (1–64 characters of a-z 0-9 . _ -).
+        #[arg(long)]
+        name: String,
+        /// Where to write the token (must not exist).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// `org` subcommands.
@@ -626,6 +652,10 @@ pub struct ServeArgs {
     /// year ahead; not served once expired (SECURITY.md).
     #[arg(long, value_name = "FILE")]
     pub security_txt: Option<PathBuf>,
+    /// Stream every audit event to NATS JetStream as this JSON file says
+    /// (`docs/observability.md`): `{"url": "nats://127.0.0.1:4222"}` at least.
+    #[arg(long, value_name = "FILE")]
+    pub audit_stream: Option<PathBuf>,
 }
 
 /// Connection limits (see `docs/hardening.md`) and trusted proxies.

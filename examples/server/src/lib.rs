@@ -19,6 +19,7 @@ pub mod disclosure;
 pub mod gdpr;
 pub mod keys;
 pub mod logging;
+pub mod observability;
 pub mod offboard;
 pub mod operator_api;
 pub mod orgs;
@@ -154,6 +155,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             report(&orgs::command(command).await?);
             Ok(())
         }
+        Command::Operators(cli::OperatorsArgs {
+            command: cli::OperatorsCommand::ScrapeToken { name, out },
+        }) => scrape_token(&name, &out),
         Command::Retention(args) => {
             let (log, runtime, database) = open_audit_log(&args.db).await?;
             let owner = database.owner_pool().await;
@@ -500,4 +504,28 @@ pub(crate) fn report(lines: &[String]) {
     for line in lines {
         println!("{line}");
     }
+}
+
+/// `operators scrape-token`: the token to FILE (0600, created new), its digest entry to
+/// stdout.
+fn scrape_token(name: &str, out: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let name = procuhelp_auth::operator::OperatorName::parse(name)?;
+    let (token, digest) = procuhelp_auth::operator::new_scrape_token()
+        .map_err(|_| anyhow::anyhow!("no randomness from the operating system"))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("creating {}", out.display()))?;
+    file.write_all(token.expose().as_bytes())?;
+    file.sync_all()?;
+    let entry = serde_json::json!({ "name": name.as_str(), "token_sha256": digest });
+    #[allow(clippy::print_stdout)] // the command's output
+    {
+        println!("{entry}");
+    }
+    Ok(())
 }

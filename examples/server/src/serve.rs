@@ -175,6 +175,16 @@ async fn serve_on(
     // The one audit path: chain → signed checkpoints → refusal aggregation → alerting.
     let audit =
         crate::audit_log::pipeline(audit_log.clone(), signer.clone(), alerting, clock.clone())?;
+    // The audit stream (NATS JetStream): the relay reads the chains; the sink nudges it.
+    let (audit_sink, stream) = match &args.audit_stream {
+        Some(file) => {
+            let config = crate::observability::StreamFile::read(file).context("--audit-stream")?;
+            let (nudge, task) =
+                crate::observability::start_stream(config, db, audit_log.clone()).await?;
+            (nudge.wrap(audit.sink()), Some(task))
+        }
+        None => (audit.sink(), None),
+    };
     let schedule = backups.map(|(repo, server)| {
         let hours = |h: u64| Duration::from_secs(h.saturating_mul(3600));
         tokio::spawn(
@@ -183,7 +193,7 @@ async fn serve_on(
                 server: std::sync::Arc::new(server),
                 vault: vault.clone(),
                 signer: signer.clone(),
-                audit: audit.sink(),
+                audit: audit_sink.clone(),
                 backup_every: hours(args.backups.backup_every_hours),
                 drill_every: hours(args.backups.drill_every_hours),
                 retention: args.backups.retention.policy(),
@@ -191,7 +201,8 @@ async fn serve_on(
             .run(),
         )
     });
-    let retention = retention_schedule(args, db, &runtime, audit_log.clone(), audit.sink()).await?;
+    let retention =
+        retention_schedule(args, db, &runtime, audit_log.clone(), audit_sink.clone()).await?;
     let security_txt = match &args.security_txt {
         Some(file) => {
             let txt = crate::disclosure::load(file).context("--security-txt")?;
@@ -218,15 +229,27 @@ async fn serve_on(
             runtime.clone(),
             cipher,
             vault,
-            audit.sink(),
+            audit_sink,
             clock,
             procuhelp_auth::password::PasswordHasher::default(),
         )
         .with_audit_log(audit_log)
         .with_outbound_policy(outbound),
     );
+    let metrics = crate::observability::metrics_routes(
+        operators.as_ref().map(|api| &api.operators),
+        vec![
+            ("requests", TenantDb::new(runtime.clone())),
+            ("audit", TenantDb::new(audit_pool.clone())),
+            ("keys", TenantDb::new(key_pool.clone())),
+        ],
+    )?;
     let routes = match operators {
         Some(api) => routes.merge(crate::operator_api::routes(api)),
+        None => routes,
+    };
+    let routes = match metrics {
+        Some(metrics) => routes.merge(metrics),
         None => routes,
     };
     let routes = match security_txt {
@@ -279,6 +302,10 @@ async fn serve_on(
     if let Some(task) = retention {
         // A purge in flight rolls back (each organisation's batch is one transaction).
         task.abort();
+    }
+    if let Some(stream) = stream {
+        // Safe at any point: the next run resumes from what JetStream acknowledged.
+        stream.abort();
     }
     if let Some(schedule) = schedule {
         // A backup or drill in flight is abandoned: its directory stays incomplete (never

@@ -596,6 +596,7 @@ async fn serve_runs_the_schedule() {
         retention_every_hours: 24,
         operators: None,
         security_txt: None,
+        audit_stream: None,
     };
     let handle: Handle<SocketAddr> = Handle::new();
     let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));

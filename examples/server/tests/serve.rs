@@ -43,6 +43,7 @@ fn args(data_dir: PathBuf, database_url_file: Option<PathBuf>) -> ServeArgs {
         retention_every_hours: 24,
         operators: None,
         security_txt: None,
+        audit_stream: None,
     }
 }
 

@@ -172,4 +172,70 @@ impl PgAuditSink {
         }
         Ok(out)
     }
+
+    /// `org`'s events after `after_seq`, oldest first, at most `limit` (capped at
+    /// [`MAX_READ`]), as the audit stream carries them (personal data stays sealed).
+    /// Not recorded as a read: the stream is the deployment's own log shipping, and
+    /// recording its reads would feed it forever (docs/observability.md).
+    #[cfg(feature = "nats")]
+    pub(crate) async fn stream_page(
+        &self,
+        org: OrgId,
+        after_seq: u64,
+        limit: u32,
+    ) -> Result<Vec<crate::StreamEvent>> {
+        let mut tx = self
+            .inner
+            .db
+            .begin(org)
+            .await
+            .map_err(storage::tenancy_err)?;
+        let sql = format!(
+            "{} WHERE org_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            storage::SELECT_ROWS
+        );
+        let rows = sqlx::query(&sql)
+            .bind(org.as_uuid())
+            .bind(i64::try_from(after_seq).unwrap_or(i64::MAX))
+            .bind(i64::from(limit.clamp(1, MAX_READ)))
+            .fetch_all(tx.conn())
+            .await
+            .map_err(storage::db_err)?;
+        tx.commit().await.map_err(storage::tenancy_err)?;
+        rows.iter()
+            .map(|row| {
+                let raw = storage::RawRow::from_row(row)?;
+                let seq = u64::try_from(raw.seq).map_err(|_| AuditError::Invalid {
+                    field: "seq",
+                    reason: "negative sequence number",
+                })?;
+                let context = serde_json::from_str(&raw.context).map_err(|_| {
+                    AuditError::Invalid {
+                        field: "context",
+                        reason: "stored context is not JSON",
+                    }
+                })?;
+                Ok(crate::StreamEvent {
+                    schema: crate::STREAM_SCHEMA.to_owned(),
+                    org_id: org.as_uuid(),
+                    seq,
+                    time: raw.at,
+                    ocsf: crate::Ocsf::classify(&raw.action, &raw.outcome, raw.at),
+                    action: raw.action,
+                    outcome: raw.outcome,
+                    actor: crate::StreamActor {
+                        kind: raw.actor_kind,
+                        id: raw.actor_id,
+                    },
+                    target: raw.target,
+                    request_id: raw.request_id,
+                    subject: raw.subject,
+                    personal: raw.personal.is_some(),
+                    context,
+                    prev_hash: hex::encode(&raw.prev_hash),
+                    hash: hex::encode(&raw.hash),
+                })
+            })
+            .collect()
+    }
 }

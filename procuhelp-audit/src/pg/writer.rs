@@ -52,12 +52,17 @@ pub(super) async fn run_writer(
                 waiting.remove(&org);
             }
             in_flight.insert(org);
+            #[allow(clippy::cast_precision_loss)] // a batch is at most max_batch events
+            metrics::histogram!("procuhelp_audit_writer_batch_size").record(jobs.len() as f64);
             let (inner, done) = (inner.clone(), BatchDone(done_tx.clone(), org));
             tokio::spawn(async move {
                 write_batch(inner, org, jobs).await;
                 drop(done);
             });
         }
+        #[allow(clippy::cast_precision_loss)] // bounded by the queue settings
+        metrics::gauge!("procuhelp_audit_writer_queue_depth")
+            .set(waiting.values().map(Vec::len).sum::<usize>() as f64);
         if !receiving && in_flight.is_empty() && waiting.is_empty() {
             break;
         }

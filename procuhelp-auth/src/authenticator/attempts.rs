@@ -78,6 +78,8 @@ impl Authenticator {
                 Ok(reserved)
             }
             Err(refused) => {
+                metrics::counter!("procuhelp_auth_throttled_total", "method" => method.as_str())
+                    .increment(1);
                 let mut detail = because("throttled");
                 if let Some(fields) = detail.as_object_mut() {
                     fields.insert("locked".to_owned(), json!(refused.locked));
@@ -104,6 +106,15 @@ impl Authenticator {
         detail: serde_json::Value,
         error: AuthError,
     ) -> AuthError {
+        metrics::counter!(
+            "procuhelp_auth_sign_in_failures_total",
+            "method" => method.as_str(),
+            "reason" => reason,
+        )
+        .increment(1);
+        if reserved.locks_if_failed {
+            metrics::counter!("procuhelp_auth_lockouts_total").increment(1);
+        }
         let recorded = async {
             self.record(
                 event(Action::LoginFailed, Outcome::Failure)
