@@ -63,15 +63,31 @@ async fn serves_https_on_embedded_defaults_and_redirects_http() {
     let alice =
         Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap();
     let operators = std::env::temp_dir().join(format!("ph-ops-{}.json", uuid::Uuid::new_v4()));
+    // A metrics scraper, by the digest of its token (docs/observability.md).
+    let (scrape_token, scrape_digest) = procuhelp_auth::operator::new_scrape_token().unwrap();
     std::fs::write(
         &operators,
         format!(
-            r#"{{"operators": [{{"name": "alice", "public_key": "{}"}}]}}"#,
+            r#"{{"operators": [{{"name": "alice", "public_key": "{}"}}],
+                "metrics_scrapers": [{{"name": "prometheus", "token_sha256": "{scrape_digest}"}}]}}"#,
             hex::encode(alice.public_key().as_ref())
         ),
     )
     .unwrap();
     args.operators = Some(operators.clone());
+    // The audit stream, to the machine's NATS JetStream (127.0.0.1:4222), on a stream of
+    // this test's own.
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let (stream_name, prefix) = (format!("PH_TEST_{tag}"), format!("phtest.{tag}"));
+    let stream_file = std::env::temp_dir().join(format!("ph-stream-{tag}.json"));
+    std::fs::write(
+        &stream_file,
+        format!(
+            r#"{{"url": "nats://127.0.0.1:4222", "stream": "{stream_name}", "subject_prefix": "{prefix}", "sweep_every_secs": 1}}"#
+        ),
+    )
+    .unwrap();
+    args.audit_stream = Some(stream_file.clone());
     // The security.txt (RFC 9116), valid for 90 days.
     let security_txt =
         std::env::temp_dir().join(format!("ph-sectxt-{}.json", uuid::Uuid::new_v4()));
@@ -142,6 +158,68 @@ async fn serves_https_on_embedded_defaults_and_redirects_http() {
     assert_eq!(res.status(), 201);
     assert_eq!(res.headers()["cache-control"], "no-store");
     std::fs::remove_file(&operators).ok();
+
+    // /metrics: only the named scraper's token passes; the same 401 otherwise.
+    let metrics = format!("https://127.0.0.1:{}/metrics", https.port());
+    for bad in [None, Some("Bearer nope".to_owned()), Some(format!("Bearer {scrape_digest}"))] {
+        let mut req = client.get(&metrics);
+        if let Some(h) = bad {
+            req = req.header("authorization", h);
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), 401);
+        assert_eq!(res.headers()["www-authenticate"], "Bearer");
+        assert!(res.headers().contains_key("strict-transport-security"));
+    }
+    let res = client
+        .get(&metrics)
+        .header("authorization", format!("Bearer {}", scrape_token.expose()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = res.text().await.unwrap();
+    for expected in [
+        r#"procuhelp_http_requests_total{method="POST",route="/operator/organisations",status="201"} 1"#,
+        r#"procuhelp_http_requests_total{method="GET",route="/metrics",status="401"} 3"#,
+        r#"procuhelp_http_request_duration_seconds_bucket{route="/healthz",le="#,
+        r#"procuhelp_db_pool_connections{pool="requests",state="idle"}"#,
+        r#"procuhelp_db_pool_max{pool="audit"} 4"#,
+        "procuhelp_audit_writer_batch_size_count",
+        "procuhelp_db_acquire_seconds_count",
+        "procuhelp_metrics_scrapes_refused_total 3",
+    ] {
+        assert!(text.contains(expected), "{expected} not in:\n{text}");
+    }
+    // No credential, address, path as sent or personal data among them.
+    for secret in [scrape_token.expose(), "first@served.test", "Served Ltd", "127.0.0.1"] {
+        assert!(!text.contains(secret), "{secret} in the metrics");
+    }
+
+    // The audit stream carries the organisation's creation, recorded by the operator API.
+    let js = async_nats::jetstream::new(async_nats::connect("127.0.0.1:4222").await.unwrap());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let created = loop {
+        assert!(std::time::Instant::now() < deadline, "org.created never reached the stream");
+        if let Ok(stream) = js.get_stream(&stream_name).await {
+            let mut found = None;
+            for seq in 1..=stream.cached_info().state.last_sequence {
+                let Ok(m) = stream.get_raw_message(seq).await else { continue };
+                let e: procuhelp_audit::StreamEvent = serde_json::from_slice(&m.payload).unwrap();
+                if e.action == "org.created" {
+                    found = Some(e);
+                }
+            }
+            if let Some(e) = found {
+                break e;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(created.context["operator"], "alice");
+    js.delete_stream(&stream_name).await.unwrap();
+    std::fs::remove_file(&stream_file).ok();
 
     let res = client
         .get(format!(
