@@ -53,6 +53,43 @@ pub enum Command {
     Retention(PurgeArgs),
     /// Operators' credentials (`scrape-token`: a new metrics scrape token).
     Operators(OperatorsArgs),
+    /// Checks the deployment from the live system and writes DIR/self-audit.json,
+    /// DIR/self-audit.html and DIR/self-audit.md, updating the findings backlog; exits
+    /// non-zero when a check fails (docs/self-audit.md).
+    SelfAudit(Box<SelfAuditArgs>),
+}
+
+/// `self-audit …`
+#[derive(Debug, Clone, Args)]
+pub struct SelfAuditArgs {
+    /// Where the report goes (created 0700 if missing).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// The findings backlog to update (default: DIR/backlog.json).
+    #[arg(long, value_name = "FILE")]
+    pub backlog: Option<PathBuf>,
+    /// The backup repository whose newest backup and drill are checked.
+    #[arg(long, value_name = "DIR")]
+    pub backup_repo: Option<PathBuf>,
+    /// The oldest acceptable backup, in hours.
+    #[arg(long, default_value_t = 36, value_name = "HOURS")]
+    pub backup_max_age_hours: u64,
+    /// The oldest acceptable passing restore drill, in hours.
+    #[arg(long, default_value_t = 192, value_name = "HOURS")]
+    pub drill_max_age_hours: u64,
+    /// The oldest acceptable active data key, in days.
+    #[arg(long, default_value_t = 365, value_name = "DAYS")]
+    pub max_key_age_days: i64,
+    /// Grade the headers this served origin answers with (https://host:port); without
+    /// it, the code's own layers are graded in process.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// The CA certificate(s) for --url (default: the server's own certificate).
+    #[arg(long, value_name = "FILE", requires = "url")]
+    pub ca_file: Option<PathBuf>,
+    /// Where the database is.
+    #[command(flatten)]
+    pub db: DatabaseArgs,
 }
 
 /// `operators …`

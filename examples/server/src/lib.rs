@@ -25,6 +25,7 @@ pub mod operator_api;
 pub mod orgs;
 pub mod residency;
 pub mod retention;
+pub mod self_audit;
 pub mod serve;
 pub mod state;
 pub mod suppliers;
@@ -158,6 +159,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Operators(cli::OperatorsArgs {
             command: cli::OperatorsCommand::ScrapeToken { name, out },
         }) => scrape_token(&name, &out),
+        Command::SelfAudit(args) => {
+            let hours = |h: u64| std::time::Duration::from_secs(h.saturating_mul(3600));
+            let options = self_audit::Options {
+                out: args.out.clone(),
+                backlog: args.backlog.clone(),
+                backup_repo: args.backup_repo.clone(),
+                backup_max_age: hours(args.backup_max_age_hours),
+                drill_max_age: hours(args.drill_max_age_hours),
+                max_key_age_days: args.max_key_age_days,
+                url: args.url.clone(),
+                ca_file: args.ca_file.clone(),
+            };
+            if self_audit::run(&args.db, &options).await? {
+                tracing::info!(out = %args.out.display(), "self-audit passed");
+                Ok(())
+            } else {
+                anyhow::bail!("self-audit failed: see {}", args.out.join("self-audit.html").display())
+            }
+        }
         Command::Retention(args) => {
             let (log, runtime, database) = open_audit_log(&args.db).await?;
             let owner = database.owner_pool().await;
