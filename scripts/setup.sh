@@ -24,6 +24,7 @@ APT_PACKAGES=(
     "libclang-dev       -"
     "pkg-config         pkg-config"
     "wrk                wrk"        # HTTP load generator for scripts/load.sh
+    "nats-server        nats-server" # NATS JetStream for the audit stream tests (each starts its own)
     "nginx              -"          # the edge (deploy/edge/, scripts/edge-test.sh) ...
     "libnginx-mod-http-modsecurity -" # ... ModSecurity v3 for it
     "modsecurity-crs    -"          # ... and the OWASP Core Rule Set
@@ -230,6 +231,26 @@ Start it by hand with:
 and check /var/log/postgresql/. The tests do not skip without it."
 }
 
+# NATS with JetStream at 127.0.0.1:4222 (the audit stream's server test publishes there;
+# the SDK's own stream test starts a private nats-server). Machines of this kind run it
+# already; where nothing answers, start Debian's nats-server with JetStream.
+ensure_nats() {
+    if (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null; then
+        log "nats: answering at 127.0.0.1:4222"
+        return 0
+    fi
+    local store=${XDG_CACHE_HOME:-$HOME/.cache}/procuhelp/nats
+    mkdir -p "$store"
+    log "nats: starting nats-server -js at 127.0.0.1:4222 (store $store)"
+    nohup nats-server -a 127.0.0.1 -p 4222 -js -sd "$store" >"$store/nats.log" 2>&1 &
+    local _
+    for _ in $(seq 1 50); do
+        (exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "nats-server did not start at 127.0.0.1:4222 (see $store/nats.log); the audit stream tests need it"
+}
+
 main() {
     local t0
     t0=$(date +%s)
@@ -243,6 +264,7 @@ main() {
     install_pip_packages
     install_cargo_tools
     ensure_postgres
+    ensure_nats
     log "setup: done in $(elapsed "$t0")"
 }
 
