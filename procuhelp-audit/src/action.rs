@@ -94,6 +94,14 @@ actions! {
     /// An organisation was offboarded by an operator (system chain; context: rows
     /// deleted per table, its chain's last sequence number and hash, the keys destroyed).
     OrgOffboarded => "org.offboarded",
+    /// A named operator was given time-bound access to the organisation's data (its own
+    /// chain; context: operator, reason, start and end, grant id).
+    OperatorAccessGranted => "operator.access_granted",
+    /// An operator's access was refused (no grant in force) or a grant was refused (no
+    /// reason, too long) (context: operator, why).
+    OperatorAccessRefused => "operator.access_refused",
+    /// An operator's grant was ended before its time (context: operator, grant id).
+    OperatorAccessRevoked => "operator.access_revoked",
     /// A user's role changed.
     UserRoleChanged => "user.role_changed",
     /// A user was disabled.

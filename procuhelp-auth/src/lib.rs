@@ -30,6 +30,7 @@ mod error;
 pub mod hash_limiter;
 pub mod invitation;
 pub mod operator;
+pub mod operator_access;
 pub mod password;
 mod permission;
 pub mod policy_change;

@@ -298,4 +298,20 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
             ("expires_at", NotPersonal),
         ],
     },
+    PersonalTable {
+        table: "app.operator_grants",
+        subject: None,
+        purpose: "operators' time-bound access to the organisation's data, with its reason",
+        retention: Retention::Organisation,
+        columns: &[
+            ("org_id", NotPersonal),
+            ("id", NotPersonal),
+            // Our operator's name (a named member of staff), not the customer's data.
+            ("operator", Identifier),
+            ("reason", Personal),
+            ("starts_at", NotPersonal),
+            ("ends_at", NotPersonal),
+            ("revoked_at", NotPersonal),
+        ],
+    },
 ];

@@ -68,4 +68,7 @@ const GRANTS: &[Grant] = &[
     Grant::new("app.sso_identities", "SELECT, INSERT, DELETE"),
     Grant::new("app.sso_login_requests", "SELECT, INSERT, DELETE"),
     Grant::new("app.sso_assertion_replay", "SELECT, INSERT, DELETE"),
+    // Operators' grants (0025): revoked, never changed otherwise or deleted.
+    Grant::new("app.operator_grants", "SELECT, INSERT"),
+    Grant::new("app.operator_grants", "UPDATE (revoked_at)"),
 ];

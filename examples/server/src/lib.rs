@@ -21,6 +21,7 @@ pub mod keys;
 pub mod logging;
 pub mod observability;
 pub mod offboard;
+pub mod operator_access;
 pub mod operator_api;
 pub mod orgs;
 pub mod residency;

@@ -48,12 +48,48 @@ pub struct OperatorApi {
     pub residency: Arc<Residency>,
 }
 
+/// An operator's time-bound access to one organisation: `POST` grants (with a reason),
+/// `DELETE …/{grant}` revokes.
+pub const ACCESS: &str = "/operator/organisations/{org}/access";
+/// Revoking a grant.
+pub const ACCESS_GRANT: &str = "/operator/organisations/{org}/access/{grant}";
+/// The organisation's audit trail, read under a grant in force.
+pub const AUDIT: &str = "/operator/organisations/{org}/audit";
+
 /// The operator routes.
 pub fn routes(api: OperatorApi) -> Router {
     Router::new()
         .route(ORGANISATIONS, post(create))
+        .route(ACCESS, post(crate::operator_access::grant))
+        .route(ACCESS_GRANT, axum::routing::delete(crate::operator_access::revoke))
+        .route(AUDIT, axum::routing::get(crate::operator_access::read_audit))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
+}
+
+/// The operator who signed this request, or the fixed refusal (logged with its reason,
+/// never the header or the claimed name).
+pub(crate) fn authenticate(
+    api: &OperatorApi,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<procuhelp_auth::operator::OperatorName, Response> {
+    let Some(authorization) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Err(refused());
+    };
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    api.operators
+        .verify(&api.replay, authorization, method.as_str(), path, body, now)
+        .map_err(|refusal| {
+            tracing::warn!(reason = refusal.reason.as_str(), "operator request refused");
+            refused()
+        })
 }
 
 #[derive(Deserialize)]
@@ -74,7 +110,7 @@ fn refused() -> Response {
         .into_response()
 }
 
-fn bad_request(message: String) -> Response {
+pub(crate) fn bad_request(message: String) -> Response {
     (
         StatusCode::BAD_REQUEST,
         axum::Json(json!({ "error": message })),
@@ -89,28 +125,9 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(authorization) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return refused();
-    };
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let operator = match api.operators.verify(
-        &api.replay,
-        authorization,
-        method.as_str(),
-        path,
-        &body,
-        now,
-    ) {
+    let operator = match authenticate(&api, &method, &uri, &headers, &body) {
         Ok(operator) => operator,
-        Err(refusal) => {
-            // The reason, never the header (its signature) or the claimed name.
-            tracing::warn!(reason = refusal.reason.as_str(), "operator request refused");
-            return refused();
-        }
+        Err(refused) => return refused,
     };
     let request: NewOrganisation = match serde_json::from_slice(&body) {
         Ok(r) => r,

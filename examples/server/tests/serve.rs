@@ -157,7 +157,80 @@ async fn serves_https_on_embedded_defaults_and_redirects_http() {
         .unwrap();
     assert_eq!(res.status(), 201);
     assert_eq!(res.headers()["cache-control"], "no-store");
+    let created: serde_json::Value = res.json().await.unwrap();
+    let org = created["organisation"].as_str().unwrap().to_owned();
     std::fs::remove_file(&operators).ok();
+
+    // Break-glass (docs/operators.md): signed, with a reason, time-bound, and recorded in
+    // the organisation's own trail.
+    let base = format!("https://127.0.0.1:{}", https.port());
+    let signed_call = |method: &'static str, path: String, body: Vec<u8>| {
+        let (client, alice, base) = (&client, &alice, base.clone());
+        async move {
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            let auth = procuhelp_auth::operator::sign(alice, "alice", method, &path, now, &body);
+            client
+                .request(method.parse().unwrap(), format!("{base}{path}"))
+                .header("authorization", auth)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let access = format!("/operator/organisations/{org}/access");
+    let audit = |n: u32| format!("/operator/organisations/{org}/audit?limit={n}");
+    // No grant yet: refused, and the refusal is recorded.
+    assert_eq!(signed_call("GET", audit(1), vec![]).await.status(), 403);
+    // A grant needs a reason and a bounded time.
+    for bad in [
+        r#"{"reason": "short", "duration_secs": 60}"#,
+        r#"{"reason": "INC-1: investigating a stuck import", "duration_secs": 0}"#,
+        r#"{"reason": "INC-1: investigating a stuck import", "duration_secs": 28801}"#,
+        r#"{"duration_secs": 60}"#,
+    ] {
+        let res = signed_call("POST", access.clone(), bad.as_bytes().to_vec()).await;
+        assert_eq!(res.status(), 400, "{bad}");
+    }
+    let res = signed_call(
+        "POST",
+        access.clone(),
+        br#"{"reason": "INC-1: investigating a stuck import", "duration_secs": 3}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(res.status(), 201);
+    let grant: serde_json::Value = res.json().await.unwrap();
+    let res = signed_call("GET", audit(2), vec![]).await;
+    assert_eq!(res.status(), 200);
+    // It ends on time: after its end, the same operator is refused again.
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    assert_eq!(signed_call("GET", audit(3), vec![]).await.status(), 403);
+    // The organisation's own trail holds all of it (read under a new grant, revoked after).
+    let res = signed_call(
+        "POST",
+        access.clone(),
+        br#"{"reason": "INC-1: reading the trail of the first grant", "duration_secs": 60}"#.to_vec(),
+    )
+    .await;
+    let second: serde_json::Value = res.json().await.unwrap();
+    let trail: serde_json::Value = signed_call("GET", audit(100), vec![]).await.json().await.unwrap();
+    let actions: Vec<&str> = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    let count = |a: &str| actions.iter().filter(|x| **x == a).count();
+    assert_eq!(count("operator.access_granted"), 2, "{actions:?}");
+    // Two reads without a grant in force, three grants without a reason or a bounded time
+    // (the body without a reason is not a grant request at all: a 400, nothing recorded).
+    assert_eq!(count("operator.access_refused"), 5, "{actions:?}");
+    assert!(count("audit.read") >= 1, "{actions:?}");
+    assert!(trail["events"].as_array().unwrap().iter().any(|e| e["target"] == format!("operator_grant:{}", grant["grant"].as_str().unwrap())));
+    let grant_path = format!("{access}/{}", second["grant"].as_str().unwrap());
+    assert_eq!(signed_call("DELETE", grant_path, vec![]).await.status(), 204);
+    assert_eq!(signed_call("GET", audit(4), vec![]).await.status(), 403);
 
     // /metrics: only the named scraper's token passes; the same 401 otherwise.
     let metrics = format!("https://127.0.0.1:{}/metrics", https.port());
