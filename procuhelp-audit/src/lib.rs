@@ -100,6 +100,7 @@ mod verify;
 pub use action::{Action, Outcome};
 pub use alert::{
     Alert, AlertConfig, AlertKey, AlertKind, AlertSink, AlertingSink, Detectors, FanOutAlertSink,
+    HttpResponse,
     LogAlertSink, SpikeRule, WindowRule,
 };
 #[cfg(feature = "webhook")]

@@ -442,3 +442,110 @@ async fn webhook_queue_is_bounded() {
     assert_eq!((stats.queued, stats.dropped), (4, 6));
     assert!(!webhook.flush(StdDuration::from_millis(100)).await);
 }
+
+#[tokio::test]
+async fn webhook_alerts_survive_an_outage_across_a_restart_through_the_outbox() {
+    use axum::http::StatusCode;
+    let outbox = std::env::temp_dir().join(format!("ph-outbox-{}", uuid::Uuid::new_v4().simple()));
+    // The receiver is down (nothing listens): alerts wait, persisted.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let config = || {
+        let mut c = WebhookConfig::new(format!("http://{addr}/hook"));
+        c.outbound = procuhelp_core::OutboundPolicy::dangerous_allow_loopback_for_tests();
+        c.initial_backoff = StdDuration::from_millis(20);
+        c.max_backoff = StdDuration::from_millis(100);
+        c.outbox = Some(outbox.clone());
+        c
+    };
+    let mut d = Detectors::new(AlertConfig::default()).unwrap();
+    let mut sent = Vec::new();
+    {
+        let webhook = WebhookAlertSink::new(config()).unwrap();
+        for i in 0..3 {
+            let user = UserId::new();
+            let e = AuditEvent::new(None, Actor::User { id: user }, Action::AccountLocked, Outcome::Success)
+                .at(t0() + Duration::seconds(i));
+            for a in d.observe(&e) {
+                sent.push(a.clone());
+                webhook.send(a).await.unwrap();
+            }
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+        assert!(webhook.stats().failed_attempts > 0);
+        // The process stops with the receiver still down.
+    }
+    let files = std::fs::read_dir(&outbox).unwrap().count();
+    assert_eq!(files, 3, "each undelivered alert is on disk");
+    use std::os::unix::fs::PermissionsExt as _;
+    for f in std::fs::read_dir(&outbox).unwrap() {
+        assert_eq!(f.unwrap().metadata().unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    // The receiver comes back on that address; a new sink on the same outbox delivers
+    // everything left, oldest first, and empties the outbox.
+    let accepted: Arc<Mutex<Vec<Alert>>> = Arc::default();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post({
+            let accepted = accepted.clone();
+            move |axum::Json(alert): axum::Json<Alert>| async move {
+                accepted.lock().unwrap().push(alert);
+                StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let webhook = WebhookAlertSink::new(config()).unwrap();
+    assert!(webhook.flush(StdDuration::from_secs(10)).await);
+    assert_eq!(*accepted.lock().unwrap(), sent);
+    assert_eq!(std::fs::read_dir(&outbox).unwrap().count(), 0);
+    server.abort();
+    let _ = std::fs::remove_dir_all(&outbox);
+}
+
+#[test]
+fn http_responses_feed_traffic_and_error_spikes() {
+    use procuhelp_audit::HttpResponse;
+    let mut d = Detectors::new(AlertConfig::default()).unwrap();
+    let org = procuhelp_core::OrgId::new();
+    let source: std::net::IpAddr = "198.51.100.7".parse().unwrap();
+    let calm: std::net::IpAddr = "198.51.100.8".parse().unwrap();
+    let mut alerts = Vec::new();
+    // Five calm minutes: 10 requests a minute from each address, no errors.
+    for minute in 0..5 {
+        for i in 0..10 {
+            for s in [source, calm] {
+                alerts.extend(d.observe_http(&HttpResponse {
+                    at: t0() + Duration::minutes(minute) + Duration::seconds(i),
+                    status: 200,
+                    org: Some(org),
+                    source: Some(s),
+                }));
+            }
+        }
+    }
+    assert!(alerts.is_empty(), "{alerts:?}");
+    // Minute six: one address floods (floor 300 × factor 5 = 1,500 requests) and the
+    // server answers 5xx (floor 5 × 5 = 25).
+    for i in 0..1500 {
+        alerts.extend(d.observe_http(&HttpResponse {
+            at: t0() + Duration::minutes(5) + Duration::milliseconds(i),
+            status: if i < 30 { 503 } else { 200 },
+            org: None,
+            source: Some(source),
+        }));
+    }
+    let kinds: Vec<(AlertKind, AlertKey)> = alerts.iter().map(|a| (a.kind, a.key.clone())).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (AlertKind::HttpErrorSpike, AlertKey::Org),
+            (AlertKind::HttpTrafficSpike, AlertKey::Source { address: source }),
+        ],
+        "{alerts:?}"
+    );
+    assert_eq!(alerts[1].count, 1500);
+}

@@ -9,7 +9,7 @@
 //! here; it is set on the request (the audit trail records it) and echoed on the
 //! response.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -59,6 +59,23 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// Feeds each response to the HTTP-fed alert detectors
+/// ([`procuhelp_audit::AlertingSink::observe_http`]): add it to the app as an
+/// `axum::Extension` outside [`crate::harden`]; without it nothing is observed (and
+/// nothing is paid for).
+#[derive(Clone)]
+pub struct ResponseObserver(pub Arc<dyn Fn(&procuhelp_audit::HttpResponse) + Send + Sync>);
+
+impl std::fmt::Debug for ResponseObserver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ResponseObserver")
+    }
+}
+
+/// The request's organisation, set once its credential is verified ([`record_org`]).
+#[derive(Clone, Default)]
+struct VerifiedOrg(Arc<OnceLock<procuhelp_core::OrgId>>);
+
 /// The middleware ([`crate::harden`] applies it to every route): the access-log line and
 /// the request metrics (`procuhelp_http_requests_total{method,route,status}`,
 /// `procuhelp_http_request_duration_seconds{route}`; see [`crate::metrics`]).
@@ -79,6 +96,23 @@ pub async fn log(mut request: Request, next: Next) -> Response {
         .map_or("(no route)", |p| p.as_str())
         .to_owned();
     let method = method_label(request.method());
+    // Only with an observer: the verified organisation's slot and the client address.
+    let observed = request.extensions().get::<ResponseObserver>().cloned().map(|observer| {
+        let slot = VerifiedOrg::default();
+        request.extensions_mut().insert(slot.clone());
+        let source = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| {
+                let proxies = request
+                    .extensions()
+                    .get::<crate::client_addr::TrustedProxies>()
+                    .cloned()
+                    .unwrap_or_default();
+                crate::client_addr::client_addr(c.0.ip(), request.headers(), &proxies)
+            });
+        (observer, slot, source)
+    });
     let span = tracing::info_span!(
         "request",
         method,
@@ -110,13 +144,24 @@ pub async fn log(mut request: Request, next: Next) -> Response {
         "status" => status.as_str().to_owned(),
     )
     .increment(1);
+    if let Some((observer, slot, source)) = observed {
+        (observer.0)(&procuhelp_audit::HttpResponse {
+            at: time::OffsetDateTime::now_utc(),
+            status: status.as_u16(),
+            org: slot.0.get().copied(),
+            source,
+        });
+    }
     response
 }
 
 /// Records the organisation on the current request's log line (called once the
 /// credential is verified).
-pub(crate) fn record_org(org: procuhelp_core::OrgId) {
+pub(crate) fn record_org(extensions: &axum::http::Extensions, org: procuhelp_core::OrgId) {
     tracing::Span::current().record("org_id", tracing::field::display(org));
+    if let Some(slot) = extensions.get::<VerifiedOrg>() {
+        let _ = slot.0.set(org);
+    }
 }
 
 #[cfg(test)]

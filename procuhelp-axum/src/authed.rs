@@ -205,7 +205,7 @@ where
             Some(Principal::Service(token))
         };
         if let Some(principal) = verified {
-            crate::access_log::record_org(credential.org);
+            crate::access_log::record_org(&parts.extensions, credential.org);
             return Ok(Authed {
                 principal,
                 credential,
@@ -223,7 +223,7 @@ where
         };
         let principal = match sdk.auth().session(&mut tx, &credential, &client).await {
             Ok(principal) => {
-                crate::access_log::record_org(credential.org);
+                crate::access_log::record_org(&parts.extensions, credential.org);
                 Principal::User(principal)
             }
             Err(e) => {

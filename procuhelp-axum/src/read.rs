@@ -121,7 +121,7 @@ impl ReadAuth {
             )
             .await?;
             if let ReadOnce::Read(read) = once {
-                crate::access_log::record_org(self.credential.org);
+                crate::access_log::record_org(&self.parts.extensions, self.credential.org);
                 return Ok(Read {
                     principal: Principal::User(read.principal),
                     rows: read.rows,

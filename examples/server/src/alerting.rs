@@ -12,6 +12,8 @@
 //!   "lockouts": true,
 //!   "traffic_spike": { "factor": 5.0, "min_baseline": 60, "smoothing": 0.1, "warmup_minutes": 3 },
 //!   "error_spike": { "enabled": false },
+//!   "http_traffic_spike": { "factor": 5.0, "min_baseline": 300 },
+//!   "http_error_spike": { "factor": 5.0, "min_baseline": 5 },
 //!   "max_tracked_keys": 10000,
 //!   "webhook": { "url_secret": "alerts/webhook-url", "ca_file": "/etc/procuhelp/alerts-ca.pem" }
 //! }
@@ -54,6 +56,8 @@ pub struct AlertsFile {
     lockouts: Option<bool>,
     traffic_spike: Option<Spike>,
     error_spike: Option<Spike>,
+    http_traffic_spike: Option<Spike>,
+    http_error_spike: Option<Spike>,
     max_tracked_keys: Option<usize>,
     webhook: Option<Webhook>,
 }
@@ -161,6 +165,12 @@ impl AlertsFile {
         if let Some(s) = &self.error_spike {
             s.apply(&mut config.errors);
         }
+        if let Some(s) = &self.http_traffic_spike {
+            s.apply(&mut config.http_traffic);
+        }
+        if let Some(s) = &self.http_error_spike {
+            s.apply(&mut config.http_errors);
+        }
         if let Some(n) = self.max_tracked_keys {
             config.max_tracked_keys = n;
         }
@@ -174,13 +184,14 @@ impl AlertsFile {
         &self,
         vault: &dyn SecretProvider,
         outbound: OutboundPolicy,
+        outbox: &Path,
     ) -> anyhow::Result<Alerting> {
         let config = self.config();
         let detectors = Detectors::new(config).context("alert thresholds")?;
         // The log is added by the pipeline: alerts always go there.
         let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
         if let Some(webhook) = &self.webhook {
-            sinks.push(Arc::new(webhook.sink(vault, outbound).await?));
+            sinks.push(Arc::new(webhook.sink(vault, outbound, outbox).await?));
         }
         // The effective thresholds, so that a rule switched off (threshold 0) is visible.
         tracing::info!(
@@ -220,6 +231,7 @@ impl Webhook {
         &self,
         vault: &dyn SecretProvider,
         outbound: OutboundPolicy,
+        outbox: &Path,
     ) -> anyhow::Result<WebhookAlertSink> {
         let name = SecretName::new(&self.url_secret).context("webhook url_secret")?;
         let secret = vault
@@ -240,6 +252,8 @@ impl Webhook {
         }
         let mut config = WebhookConfig::new(url.as_str());
         config.outbound = outbound;
+        // Undelivered alerts survive a receiver outage across restarts.
+        config.outbox = Some(outbox.to_owned());
         // Otherwise plain http, which the policy accepted: loopback, with the operator's flag.
         if url.scheme() == "https" {
             let ca = self.ca_file.as_ref().ok_or_else(|| {

@@ -17,6 +17,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
 
+    /// The named operator running an owner command (docs/operators.md): recorded with the
+    /// command in the system chain. Required when PROCUHELP_REQUIRE_OPERATOR=1.
+    #[arg(long, global = true, env = "PROCUHELP_OPERATOR", value_name = "NAME")]
+    pub operator: Option<String>,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -735,6 +740,49 @@ impl Default for NetworkArgs {
             header_read_timeout_secs: limits.header_read_timeout.as_secs(),
             idle_timeout_secs: limits.idle_timeout.as_secs(),
             max_connections: limits.max_connections,
+        }
+    }
+}
+
+impl Command {
+    /// For a command that changes the deployment with the owner's rights, its name (as
+    /// recorded) and where its database is; `None` for serving and read-only commands.
+    pub fn owner_command(&self) -> Option<(&'static str, &DatabaseArgs)> {
+        match self {
+            Command::Migrate(a) => Some(("migrate", &a.db)),
+            Command::SeedDemo(a) => Some(("seed-demo", &a.db)),
+            Command::Keys(KeysArgs {
+                command: KeysCommand::Rotate { db, .. },
+            }) => Some(("keys rotate", db)),
+            Command::Secrets(SecretsArgs {
+                command: SecretsCommand::Put { db, .. },
+            }) => Some(("secrets put", db)),
+            Command::Audit(AuditArgs { command }) => match command {
+                AuditCommand::Erase { db, .. } => Some(("audit erase", db)),
+                AuditCommand::Import { db, .. } => Some(("audit import", db)),
+                _ => None,
+            },
+            Command::Backup(BackupArgs { command }) => match command {
+                BackupCommand::Run { db, .. } => Some(("backup run", db)),
+                BackupCommand::Drill { db, .. } => Some(("backup drill", db)),
+                BackupCommand::Restore { db, .. } => Some(("backup restore", db)),
+                BackupCommand::List { .. } => None,
+            },
+            Command::Gdpr(GdprArgs { command }) => match command {
+                GdprCommand::Export { db, .. } => Some(("gdpr export", db)),
+                GdprCommand::Erase { db, .. } => Some(("gdpr erase", db)),
+            },
+            Command::Org(OrgArgs { command }) => match command {
+                OrgCommand::Create { db, .. } => Some(("org create", db)),
+                OrgCommand::Offboard { db, .. } => Some(("org offboard", db)),
+                #[allow(unreachable_patterns)]
+                _ => None,
+            },
+            Command::Retention(a) => Some(("retention", &a.db)),
+            Command::Serve(_)
+            | Command::Posture(_)
+            | Command::Operators(_)
+            | Command::SelfAudit(_) => None,
         }
     }
 }

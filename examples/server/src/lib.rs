@@ -37,10 +37,83 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use anyhow::Context as _;
 use cli::{Cli, Command};
 
-/// Runs one CLI command to completion.
+/// Runs one CLI command to completion. A command that changes the deployment with the
+/// owner's rights ([`Command::owner_command`]) is recorded afterwards in the system
+/// chain as `admin.command`, with its outcome and the operator who ran it (`--operator`).
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     tls::install_crypto_provider();
-    match cli.command {
+    let operator = cli
+        .operator
+        .as_deref()
+        .map(procuhelp_auth::operator::OperatorName::parse)
+        .transpose()
+        .context("--operator")?;
+    let owner = cli
+        .command
+        .owner_command()
+        .map(|(name, db)| (name, db.clone()));
+    if owner.is_some()
+        && operator.is_none()
+        && std::env::var("PROCUHELP_REQUIRE_OPERATOR").as_deref() == Ok("1")
+    {
+        anyhow::bail!(
+            "this deployment names who runs owner commands: give --operator NAME (or PROCUHELP_OPERATOR)"
+        );
+    }
+    let result = dispatch(cli.command).await;
+    if let Some((name, db)) = owner {
+        let recorded = record_command(name, &db, operator.as_ref(), result.is_ok()).await;
+        match (&result, recorded) {
+            (_, Ok(())) => {}
+            (Ok(()), Err(e)) => {
+                return Err(e.context(format!(
+                    "`{name}` ran, but recording it in the audit trail failed"
+                )));
+            }
+            (Err(_), Err(e)) => {
+                tracing::error!(error = %format!("{e:#}"), command = name, "recording the failed command failed");
+            }
+        }
+    }
+    result
+}
+
+/// Records an owner command in the system chain: which, who (the named operator and the
+/// operating-system user), and whether it succeeded.
+async fn record_command(
+    name: &'static str,
+    db: &cli::DatabaseArgs,
+    operator: Option<&procuhelp_auth::operator::OperatorName>,
+    succeeded: bool,
+) -> anyhow::Result<()> {
+    use procuhelp_audit::{Action, Actor, AuditEvent, AuditSink as _, Outcome};
+    let os_user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .ok()
+        .filter(|u| !u.is_empty() && u.len() <= 64);
+    let (log, pool, database) = open_audit_log(db).await?;
+    let event = AuditEvent::new(
+        None,
+        Actor::System,
+        Action::AdminCommand,
+        if succeeded { Outcome::Success } else { Outcome::Failure },
+    )
+    .at(time::OffsetDateTime::now_utc())
+    .target(format!("command:{name}"))
+    .context(serde_json::json!({
+        "command": name,
+        "operator": operator.map(|o| o.as_str()),
+        "os_user": os_user,
+    }));
+    let recorded = log.record(event).await;
+    pool.close().await;
+    database.close().await?;
+    recorded?;
+    Ok(())
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Serve(args) => serve::serve(args, None).await,
         Command::Migrate(args) => {
             let runtime_role = procuhelp_tenancy::RuntimeRole::new(args.runtime_role)?;

@@ -169,7 +169,9 @@ async fn serve_on(
     } else {
         procuhelp_core::OutboundPolicy::public_only()
     };
-    let alerting = alerts.build(vault.as_ref(), outbound).await?;
+    let alerting = alerts
+        .build(vault.as_ref(), outbound, &args.db.data_dir.join("alerts-outbox"))
+        .await?;
     let clock: std::sync::Arc<dyn procuhelp_core::Clock> =
         std::sync::Arc::new(procuhelp_core::SystemClock);
     // The one audit path: chain → signed checkpoints → refusal aggregation → alerting.
@@ -256,7 +258,9 @@ async fn serve_on(
         Some(txt) => routes.merge(procuhelp_axum::security_txt::router(txt)),
         None => routes,
     };
-    let app = app::harden(routes, limits);
+    let app = app::harden(routes, limits).layer(axum::Extension(
+        procuhelp_axum::access_log::ResponseObserver(audit.http_observer()),
+    ));
     let proxies = TrustedProxies::new(args.network.trusted_proxies.clone());
     if !proxies.is_empty() {
         tracing::info!(?proxies, "believing X-Forwarded-For from these proxies");

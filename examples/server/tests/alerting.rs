@@ -113,7 +113,7 @@ async fn thresholds_from_the_file_fire_and_the_webhook_from_the_vault_receives_t
     assert!(config.errors.enabled);
 
     assert_eq!(file.webhook_secret(), Some("alerts/webhook-url"));
-    let alerting = file.build(&s.vault, LOOPBACK).await.unwrap();
+    let alerting = file.build(&s.vault, LOOPBACK, &outbox()).await.unwrap();
     assert!(!format!("{alerting:?}").contains("s3cr3t"));
     let sink = AlertingSink::new(MemorySink::new(), alerting.detectors, alerting.sink, 16);
     let org = OrgId::new();
@@ -178,7 +178,7 @@ async fn every_misconfiguration_stops_the_start_up() {
     ] {
         let file = s.file(bad).unwrap();
         assert!(
-            file.build(&s.vault, PUBLIC).await.is_err(),
+            file.build(&s.vault, PUBLIC, &outbox()).await.is_err(),
             "{bad} was accepted"
         );
     }
@@ -188,7 +188,7 @@ async fn every_misconfiguration_stops_the_start_up() {
     let err = s
         .file(webhook)
         .unwrap()
-        .build(&s.vault, PUBLIC)
+        .build(&s.vault, PUBLIC, &outbox())
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("alerts/hook"), "{err:#}");
@@ -202,7 +202,7 @@ async fn every_misconfiguration_stops_the_start_up() {
         let err = s
             .file(webhook)
             .unwrap()
-            .build(&s.vault, PUBLIC)
+            .build(&s.vault, PUBLIC, &outbox())
             .await
             .unwrap_err();
         let text = format!("{err:#}");
@@ -219,7 +219,7 @@ async fn every_misconfiguration_stops_the_start_up() {
     let err = s
         .file(&with_ca)
         .unwrap()
-        .build(&s.vault, PUBLIC)
+        .build(&s.vault, PUBLIC, &outbox())
         .await
         .unwrap_err();
     assert!(
@@ -248,11 +248,16 @@ async fn a_webhook_on_an_internal_address_is_refused_without_the_operator_flag()
         let err = s
             .file(webhook)
             .unwrap()
-            .build(&s.vault, PUBLIC)
+            .build(&s.vault, PUBLIC, &outbox())
             .await
             .unwrap_err();
         let text = format!("{err:#}");
         assert!(text.contains("destination not allowed"), "{url}: {text}");
         assert!(!text.contains("s3cr3t"), "{text}");
     }
+}
+
+/// A fresh directory for the webhook's persisted queue.
+fn outbox() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("ph-outbox-{}", uuid::Uuid::new_v4().simple()))
 }

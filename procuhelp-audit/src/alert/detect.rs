@@ -70,6 +70,13 @@ pub struct AlertConfig {
     /// Failed or denied events per organisation and minute. Default: factor 5, floor
     /// 10/min, smoothing 0.1, warm-up 3 minutes.
     pub errors: SpikeRule,
+    /// HTTP requests per minute, per organisation (verified) and per client address
+    /// ([`Detectors::observe_http`]). Default: factor 5, floor 300/min, smoothing 0.1,
+    /// warm-up 3 minutes.
+    pub http_traffic: SpikeRule,
+    /// HTTP 5xx responses per minute, deployment-wide. Default: factor 5, floor 5/min,
+    /// smoothing 0.1, warm-up 3 minutes.
+    pub http_errors: SpikeRule,
     /// Keys tracked by each detector (accounts, addresses, organisations); beyond it the
     /// least recently seen key is forgotten. Default: 10,000.
     pub max_tracked_keys: usize,
@@ -93,6 +100,20 @@ impl Default for AlertConfig {
                 enabled: true,
                 factor: 5.0,
                 min_baseline: 10.0,
+                smoothing: 0.1,
+                warmup_minutes: 3,
+            },
+            http_traffic: SpikeRule {
+                enabled: true,
+                factor: 5.0,
+                min_baseline: 300.0,
+                smoothing: 0.1,
+                warmup_minutes: 3,
+            },
+            http_errors: SpikeRule {
+                enabled: true,
+                factor: 5.0,
+                min_baseline: 5.0,
                 smoothing: 0.1,
                 warmup_minutes: 3,
             },
@@ -120,7 +141,12 @@ impl AlertConfig {
                 return invalid(field, "window must be positive");
             }
         }
-        for (field, rule) in [("traffic", self.traffic), ("errors", self.errors)] {
+        for (field, rule) in [
+            ("traffic", self.traffic),
+            ("errors", self.errors),
+            ("http_traffic", self.http_traffic),
+            ("http_errors", self.http_errors),
+        ] {
             if !rule.enabled {
                 continue;
             }
@@ -182,6 +208,22 @@ pub struct Detectors {
     per_org: Lru<Option<OrgId>, Window>,
     traffic: Lru<Option<OrgId>, Spike>,
     errors: Lru<Option<OrgId>, Spike>,
+    http_by_org: Lru<OrgId, Spike>,
+    http_by_source: Lru<IpAddr, Spike>,
+    http_errors: Spike,
+}
+
+/// One HTTP response, as the HTTP-fed detectors see it ([`Detectors::observe_http`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// When it was answered.
+    pub at: OffsetDateTime,
+    /// Its status code.
+    pub status: u16,
+    /// The organisation, once the request's credential was verified (never a claim).
+    pub org: Option<OrgId>,
+    /// The client address (after the trusted-proxy rules).
+    pub source: Option<IpAddr>,
 }
 
 impl Detectors {
@@ -196,6 +238,9 @@ impl Detectors {
             per_org: Lru::new(cap),
             traffic: Lru::new(cap),
             errors: Lru::new(cap),
+            http_by_org: Lru::new(cap),
+            http_by_source: Lru::new(cap),
+            http_errors: Spike::default(),
         })
     }
 
@@ -212,6 +257,41 @@ impl Detectors {
             + self.per_org.len()
             + self.traffic.len()
             + self.errors.len()
+            + self.http_by_org.len()
+            + self.http_by_source.len()
+    }
+
+    /// Feeds one HTTP response; returns the alerts it raises (usually none): a request
+    /// rate far above its baseline for one organisation or one client address
+    /// ([`AlertKind::HttpTrafficSpike`]), or a 5xx rate far above its baseline across the
+    /// deployment ([`AlertKind::HttpErrorSpike`]).
+    pub fn observe_http(&mut self, r: &HttpResponse) -> Vec<Alert> {
+        let mut alerts = Vec::new();
+        let c = self.config;
+        if c.http_traffic.enabled {
+            if let Some(org) = r.org
+                && let Some(a) = self.http_by_org.entry(org).hit(c.http_traffic, r.at)
+            {
+                alerts.push(a.into_alert(AlertKind::HttpTrafficSpike, Some(org)));
+            }
+            if let Some(address) = r.source
+                && let Some(a) = self.http_by_source.entry(address).hit(c.http_traffic, r.at)
+            {
+                let mut alert = a.into_alert(AlertKind::HttpTrafficSpike, r.org);
+                alert.key = AlertKey::Source { address };
+                alerts.push(alert);
+            }
+        }
+        if c.http_errors.enabled {
+            if r.status >= 500 {
+                if let Some(a) = self.http_errors.hit(c.http_errors, r.at) {
+                    alerts.push(a.into_alert(AlertKind::HttpErrorSpike, None));
+                }
+            } else {
+                self.http_errors.roll(c.http_errors, r.at);
+            }
+        }
+        alerts
     }
 
     /// Feeds one event; returns the alerts it raises (usually none).
@@ -456,6 +536,34 @@ impl SpikeFired {
 
 impl Spike {
     fn hit(&mut self, rule: SpikeRule, at: OffsetDateTime) -> Option<SpikeFired> {
+        self.roll(rule, at);
+        if self.count == 0 {
+            self.first_at = Some(at);
+        }
+        self.count += 1;
+        if self.alerted || self.minutes_seen < u64::from(rule.warmup_minutes) {
+            return None;
+        }
+        let baseline = self.baseline.unwrap_or(0.0);
+        let threshold = (baseline.max(rule.min_baseline) * rule.factor).ceil();
+        if (self.count as f64) < threshold {
+            return None;
+        }
+        self.alerted = true;
+        Some(SpikeFired {
+            count: self.count,
+            // A finite, positive f64 below 2^64 here for any sane config; saturates otherwise.
+            threshold: threshold as u64,
+            baseline,
+            first_at: self.first_at.unwrap_or(at),
+            last_at: at,
+        })
+    }
+
+    /// Moves the clock to `at` without counting: minutes without a counted event (no 5xx
+    /// among the responses) are learned as zeros, so the first burst after quiet minutes
+    /// is measured against them.
+    fn roll(&mut self, rule: SpikeRule, at: OffsetDateTime) {
         let minute = at.unix_timestamp().div_euclid(60);
         match self.minute {
             None => self.start(minute, at),
@@ -480,24 +588,6 @@ impl Spike {
             // Same minute, or a late event of an earlier one: counted in the current one.
             Some(_) => {}
         }
-        self.count += 1;
-        if self.alerted || self.minutes_seen < u64::from(rule.warmup_minutes) {
-            return None;
-        }
-        let baseline = self.baseline.unwrap_or(0.0);
-        let threshold = (baseline.max(rule.min_baseline) * rule.factor).ceil();
-        if (self.count as f64) < threshold {
-            return None;
-        }
-        self.alerted = true;
-        Some(SpikeFired {
-            count: self.count,
-            // A finite, positive f64 below 2^64 here for any sane config; saturates otherwise.
-            threshold: threshold as u64,
-            baseline,
-            first_at: self.first_at.unwrap_or(at),
-            last_at: at,
-        })
     }
 
     fn start(&mut self, minute: i64, at: OffsetDateTime) {

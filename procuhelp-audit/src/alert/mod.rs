@@ -29,7 +29,7 @@ use uuid::Uuid;
 
 use crate::Result;
 
-pub use detect::{AlertConfig, Detectors, SpikeRule, WindowRule};
+pub use detect::{AlertConfig, Detectors, HttpResponse, SpikeRule, WindowRule};
 pub use sink::{AlertingSink, FanOutAlertSink};
 #[cfg(feature = "webhook")]
 pub use webhook::{WebhookAlertSink, WebhookConfig, WebhookStats};
@@ -62,6 +62,13 @@ pub enum AlertKind {
     /// backups" is at risk. Always on.
     #[serde(rename = "backup.problem")]
     BackupProblem,
+    /// HTTP requests in one minute, from one organisation or one client address, far
+    /// exceed their moving baseline (scraping, a runaway integration, a flood).
+    #[serde(rename = "http.traffic_spike")]
+    HttpTrafficSpike,
+    /// HTTP 5xx responses in one minute far exceed their moving baseline.
+    #[serde(rename = "http.error_spike")]
+    HttpErrorSpike,
 }
 
 impl AlertKind {
@@ -75,6 +82,8 @@ impl AlertKind {
             AlertKind::TrafficSpike => "traffic.spike",
             AlertKind::ErrorSpike => "errors.spike",
             AlertKind::BackupProblem => "backup.problem",
+            AlertKind::HttpTrafficSpike => "http.traffic_spike",
+            AlertKind::HttpErrorSpike => "http.error_spike",
         }
     }
 }

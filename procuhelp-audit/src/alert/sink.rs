@@ -60,6 +60,28 @@ impl<S: AuditSink> AlertingSink<S> {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Feeds one HTTP response to the detectors and queues the alerts it raises (never
+    /// blocking: a full queue drops and counts, as for events).
+    pub fn observe_http(&self, response: &super::HttpResponse) {
+        let alerts = {
+            let mut d = self.detectors.lock().unwrap_or_else(|p| p.into_inner());
+            d.observe_http(response)
+        };
+        for alert in alerts {
+            self.enqueue(alert);
+        }
+    }
+
+    fn enqueue(&self, alert: Alert) {
+        if let Err(e) = self.queue.try_send(alert) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            let alert = match e {
+                mpsc::error::TrySendError::Full(a) | mpsc::error::TrySendError::Closed(a) => a,
+            };
+            tracing::error!(alert = %alert, "alert queue full: alert dropped");
+        }
+    }
+
     fn detect(&self, signal: &Signal) -> Vec<Alert> {
         // The detectors never panic while holding the lock; recover the state if a
         // caller's panic elsewhere poisoned it anyway.
@@ -74,13 +96,7 @@ impl<S: AuditSink> AuditSink for AlertingSink<S> {
         let signal = Signal::of(&event);
         let receipt = self.inner.record(event).await?;
         for alert in self.detect(&signal) {
-            if let Err(e) = self.queue.try_send(alert) {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-                let alert = match e {
-                    mpsc::error::TrySendError::Full(a) | mpsc::error::TrySendError::Closed(a) => a,
-                };
-                tracing::error!(alert = %alert, "alert queue full: alert dropped");
-            }
+            self.enqueue(alert);
         }
         Ok(receipt)
     }

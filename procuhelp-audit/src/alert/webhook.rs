@@ -38,6 +38,11 @@ pub struct WebhookConfig {
     /// Alerts waiting for delivery; when full, the oldest waiting alert is dropped (and
     /// counted). Default: 1,024.
     pub queue: usize,
+    /// A directory holding every alert until the receiver acknowledged it (one file per
+    /// alert, written and synced before [`send`](AlertSink::send) returns), so that a
+    /// webhook outage across a restart loses nothing: a new sink on the same directory
+    /// delivers what is left, oldest first. Default: none (memory only).
+    pub outbox: Option<std::path::PathBuf>,
 }
 
 impl WebhookConfig {
@@ -51,6 +56,7 @@ impl WebhookConfig {
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(300),
             queue: 1024,
+            outbox: None,
         }
     }
 }
@@ -65,6 +71,7 @@ impl fmt::Debug for WebhookConfig {
             .field("initial_backoff", &self.initial_backoff)
             .field("max_backoff", &self.max_backoff)
             .field("queue", &self.queue)
+            .field("outbox", &self.outbox)
             .finish()
     }
 }
@@ -104,8 +111,9 @@ pub struct WebhookStats {
 /// `initial_backoff`, then twice as long after each failure (up to `max_backoff`), and
 /// only then removes it from the queue. A receiver may therefore see an alert more than
 /// once (a lost response); it deduplicates by the idempotency key. Alerts are lost only
-/// when the queue overflows (oldest first, counted in [`WebhookStats::dropped`]) or the
-/// process stops — call [`flush`](Self::flush) before a clean shutdown.
+/// when the queue overflows (oldest first, counted in [`WebhookStats::dropped`]) or —
+/// without an [`outbox`](WebhookConfig::outbox) — when the process stops; with one, a
+/// new sink on the same directory delivers what is left.
 ///
 /// Redirects are not followed. Create it inside a Tokio runtime; the delivery task ends
 /// when the last clone is dropped.
@@ -118,6 +126,7 @@ pub struct WebhookAlertSink {
 #[derive(Debug)]
 struct Shared {
     queue: Mutex<VecDeque<Alert>>,
+    outbox: Option<Outbox>,
     capacity: usize,
     wake: Notify,
     idle: Notify,
@@ -126,6 +135,78 @@ struct Shared {
     attempts: AtomicU64,
     failed: AtomicU64,
     dropped: AtomicU64,
+}
+
+/// The persisted queue: `<dir>/<alert id>.json`, 0600; ids are UUID v7, so names sort
+/// oldest first.
+#[derive(Debug)]
+struct Outbox {
+    dir: std::path::PathBuf,
+}
+
+impl Outbox {
+    fn open(dir: &std::path::Path) -> Result<(Self, Vec<Alert>)> {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let fail = |_| AuditError::Unavailable("the alert outbox directory".to_owned());
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(fail)?;
+        let mut names: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+            .map_err(fail)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        names.sort();
+        let mut pending = Vec::new();
+        for path in names {
+            // A file cut short by a crash mid-write is set aside, never delivered half.
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Alert>(&b).ok())
+            {
+                Some(alert) => pending.push(alert),
+                None => {
+                    tracing::error!(file = %path.display(), "unreadable alert in the outbox set aside");
+                    let _ = std::fs::rename(&path, path.with_extension("bad"));
+                }
+            }
+        }
+        Ok((Self { dir: dir.to_owned() }, pending))
+    }
+
+    fn path(&self, alert: &Alert) -> std::path::PathBuf {
+        self.dir.join(format!("{}.json", alert.id))
+    }
+
+    fn put(&self, alert: &Alert) -> Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let fail = |_| AuditError::Unavailable("writing the alert outbox".to_owned());
+        let bytes = serde_json::to_vec(alert).map_err(|_| AuditError::Internal("alert json"))?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(self.path(alert))
+            .map_err(fail)?;
+        file.write_all(&bytes).map_err(fail)?;
+        file.sync_all().map_err(fail)?;
+        // The directory entry too, so the file survives a crash.
+        std::fs::File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(fail)
+    }
+
+    fn remove(&self, alert: &Alert) {
+        if let Err(e) = std::fs::remove_file(self.path(alert))
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::error!(alert = %alert.id, error = %e, "removing a delivered alert from the outbox");
+        }
+    }
 }
 
 impl Shared {
@@ -183,8 +264,19 @@ impl WebhookAlertSink {
             .outbound
             .client(|b| b.use_preconfigured_tls(tls).timeout(timeout))
             .map_err(|e| AuditError::Unavailable(format!("webhook client: {e}")))?;
+        let (outbox, pending) = match &config.outbox {
+            Some(dir) => {
+                let (outbox, pending) = Outbox::open(dir)?;
+                if !pending.is_empty() {
+                    tracing::warn!(alerts = pending.len(), "delivering alerts left undelivered by an earlier run");
+                }
+                (Some(outbox), pending)
+            }
+            None => (None, Vec::new()),
+        };
         let shared = Arc::new(Shared {
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(pending.into_iter().collect()),
+            outbox,
             capacity: config.queue.max(1),
             wake: Notify::new(),
             idle: Notify::new(),
@@ -232,6 +324,9 @@ impl WebhookAlertSink {
 #[async_trait]
 impl AlertSink for WebhookAlertSink {
     async fn send(&self, alert: Alert) -> Result<()> {
+        if let Some(outbox) = &self.shared.outbox {
+            outbox.put(&alert)?;
+        }
         {
             let mut q = self.shared.lock();
             if q.len() >= self.shared.capacity {
@@ -243,6 +338,9 @@ impl AlertSink for WebhookAlertSink {
                     q.pop_front()
                 };
                 if let Some(v) = victim {
+                    if let Some(outbox) = &self.shared.outbox {
+                        outbox.remove(&v);
+                    }
                     self.shared.dropped.fetch_add(1, Ordering::SeqCst);
                     tracing::error!(alert = %v, "webhook alert queue full: oldest alert dropped");
                 }
@@ -295,6 +393,10 @@ async fn deliver(shared: Arc<Shared>, client: OutboundClient, url: reqwest::Url,
                 let mut q = shared.lock();
                 if q.front().is_some_and(|a| a.id == alert.id) {
                     q.pop_front();
+                }
+                drop(q);
+                if let Some(outbox) = &shared.outbox {
+                    outbox.remove(&alert);
                 }
                 shared.delivered.fetch_add(1, Ordering::SeqCst);
                 backoff = c.initial_backoff;

@@ -127,6 +127,14 @@ impl AuditPipeline {
         self.sink.clone()
     }
 
+    /// What feeds HTTP responses to the same detectors and alert delivery
+    /// ([`AlertingSink::observe_http`]); `procuhelp_axum::access_log::ResponseObserver`
+    /// wraps it.
+    pub fn http_observer(&self) -> Arc<dyn Fn(&crate::HttpResponse) + Send + Sync> {
+        let alerting = self.alerting.clone();
+        Arc::new(move |response| alerting.observe_http(response))
+    }
+
     /// The chain underneath, for reads, exports and verification (which record their own
     /// access events through it).
     pub fn log(&self) -> &PgAuditSink {

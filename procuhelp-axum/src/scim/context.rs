@@ -93,7 +93,7 @@ where
             }
             Err(e) => return Err(ScimError::from(e).into()),
         };
-        crate::access_log::record_org(org);
+        crate::access_log::record_org(&parts.extensions, org);
         // Nothing can fail after this but `begin` itself: the open transaction goes
         // straight into the context, whose Drop rolls it back.
         let tx = match sdk.tenants().begin(org).await {
