@@ -226,3 +226,48 @@ async fn a_thousand_refused_sign_ins_from_one_address_append_a_bounded_number_of
     admin_db.close().await;
     w.close().await;
 }
+
+/// The HTTP-fed alert detectors see every response with its status, the organisation only
+/// once its credential was verified, and the client address (docs/observability.md).
+#[tokio::test]
+async fn responses_reach_the_alert_observer_with_the_verified_organisation() {
+    use procuhelp_audit::HttpResponse;
+    use procuhelp_auth::password::PasswordHasher;
+    use procuhelp_auth::Role;
+    use tower::ServiceExt as _;
+    let w = world(PasswordHasher::for_tests()).await;
+    let session = w.login(0, Role::Admin).await;
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<HttpResponse>>> = Default::default();
+    let app = w.app.clone().layer(axum::Extension(
+        procuhelp_axum::access_log::ResponseObserver(std::sync::Arc::new({
+            let seen = seen.clone();
+            move |r: &HttpResponse| seen.lock().unwrap().push(*r)
+        })),
+    ));
+    let client: std::net::SocketAddr = "203.0.113.9:4711".parse().unwrap();
+    for cookie in [
+        Some(format!("{}={}", procuhelp_auth::session::COOKIE_NAME, session.cookie)),
+        Some(format!("{}=forged", procuhelp_auth::session::COOKIE_NAME)),
+        None,
+    ] {
+        let mut req = axum::http::Request::get("/api/suppliers");
+        if let Some(c) = &cookie {
+            req = req.header(axum::http::header::COOKIE, c);
+        }
+        let mut req = req.body(axum::body::Body::empty()).unwrap();
+        req.extensions_mut().insert(axum::extract::ConnectInfo(client));
+        app.clone().oneshot(req).await.unwrap();
+    }
+    let seen = seen.lock().unwrap().clone();
+    let summary: Vec<(u16, Option<procuhelp_core::OrgId>, Option<std::net::IpAddr>)> =
+        seen.iter().map(|r| (r.status, r.org, r.source)).collect();
+    assert_eq!(
+        summary,
+        vec![
+            (200, Some(w.orgs[0]), Some(client.ip())),
+            (401, None, Some(client.ip())),
+            (401, None, Some(client.ip())),
+        ]
+    );
+    w.close().await;
+}
