@@ -100,8 +100,7 @@ mod verify;
 pub use action::{Action, Outcome};
 pub use alert::{
     Alert, AlertConfig, AlertKey, AlertKind, AlertSink, AlertingSink, Detectors, FanOutAlertSink,
-    HttpResponse,
-    LogAlertSink, SpikeRule, WindowRule,
+    HttpResponse, LogAlertSink, SpikeRule, WindowRule,
 };
 #[cfg(feature = "webhook")]
 pub use alert::{WebhookAlertSink, WebhookConfig, WebhookStats};
@@ -136,11 +135,11 @@ pub use sink::{AuditSink, Receipt};
 pub use sinks::{
     AggregationConfig, FailingSink, FanOutSink, JsonLinesFileSink, MemorySink, RefusalAggregator,
 };
-#[cfg(feature = "transit")]
-pub use transit::{TransitConfig, TransitSigner};
-pub use stream::{Ocsf, STREAM_SCHEMA, StreamActor, StreamEvent};
 #[cfg(feature = "nats")]
 pub use stream::{NatsAuditStream, NatsStreamConfig, StreamNudge, StreamStats};
+pub use stream::{Ocsf, STREAM_SCHEMA, StreamActor, StreamEvent};
+#[cfg(feature = "transit")]
+pub use transit::{TransitConfig, TransitSigner};
 pub use verify::{ChainProblem, ProblemKind, VerifyReport};
 
 /// The reserved organisation whose chain holds system-wide events (`org: None`).

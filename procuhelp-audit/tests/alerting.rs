@@ -465,8 +465,13 @@ async fn webhook_alerts_survive_an_outage_across_a_restart_through_the_outbox() 
         let webhook = WebhookAlertSink::new(config()).unwrap();
         for i in 0..3 {
             let user = UserId::new();
-            let e = AuditEvent::new(None, Actor::User { id: user }, Action::AccountLocked, Outcome::Success)
-                .at(t0() + Duration::seconds(i));
+            let e = AuditEvent::new(
+                None,
+                Actor::User { id: user },
+                Action::AccountLocked,
+                Outcome::Success,
+            )
+            .at(t0() + Duration::seconds(i));
             for a in d.observe(&e) {
                 sent.push(a.clone());
                 webhook.send(a).await.unwrap();
@@ -480,7 +485,10 @@ async fn webhook_alerts_survive_an_outage_across_a_restart_through_the_outbox() 
     assert_eq!(files, 3, "each undelivered alert is on disk");
     use std::os::unix::fs::PermissionsExt as _;
     for f in std::fs::read_dir(&outbox).unwrap() {
-        assert_eq!(f.unwrap().metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            f.unwrap().metadata().unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     // The receiver comes back on that address; a new sink on the same outbox delivers
@@ -538,12 +546,16 @@ fn http_responses_feed_traffic_and_error_spikes() {
             source: Some(source),
         }));
     }
-    let kinds: Vec<(AlertKind, AlertKey)> = alerts.iter().map(|a| (a.kind, a.key.clone())).collect();
+    let kinds: Vec<(AlertKind, AlertKey)> =
+        alerts.iter().map(|a| (a.kind, a.key.clone())).collect();
     assert_eq!(
         kinds,
         vec![
             (AlertKind::HttpErrorSpike, AlertKey::Org),
-            (AlertKind::HttpTrafficSpike, AlertKey::Source { address: source }),
+            (
+                AlertKind::HttpTrafficSpike,
+                AlertKey::Source { address: source }
+            ),
         ],
         "{alerts:?}"
     );

@@ -176,7 +176,10 @@ async fn every_event_reaches_the_consumer_once_in_order_across_a_nats_restart() 
     // The relay notices (a publish times out or the connection is refused) and waits.
     let deadline = Instant::now() + Duration::from_secs(20);
     while stats.failures.load(std::sync::atomic::Ordering::Relaxed) == 0 {
-        assert!(Instant::now() < deadline, "the relay never noticed NATS was gone");
+        assert!(
+            Instant::now() < deadline,
+            "the relay never noticed NATS was gone"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -220,7 +223,11 @@ async fn every_event_reaches_the_consumer_once_in_order_across_a_nats_restart() 
     // Personal data stays sealed: the events' e-mail addresses are not in the stream.
     assert_eq!(got.iter().filter(|(_, e)| e.personal).count(), 4);
     let all = serde_json::to_string(&got.iter().map(|(_, e)| e).collect::<Vec<_>>()).unwrap();
-    assert!(!all.contains("ada@example.com") && !all.contains("Lovelace") && !all.contains("192.0.2.44"));
+    assert!(
+        !all.contains("ada@example.com")
+            && !all.contains("Lovelace")
+            && !all.contains("192.0.2.44")
+    );
     let _ = std::fs::remove_dir_all(&store);
     f.teardown().await;
 }

@@ -250,9 +250,7 @@ impl Operators {
                 found = Some(name);
             }
         }
-        found
-            .cloned()
-            .ok_or(refuse(RefusalReason::UnknownOperator))
+        found.cloned().ok_or(refuse(RefusalReason::UnknownOperator))
     }
 
     /// The operators' names.
@@ -529,7 +527,10 @@ mod tests {
         let ops = Operators::from_json(json.as_bytes()).unwrap();
         assert!(ops.has_scrapers());
         let header = format!("Bearer {}", token.expose());
-        assert_eq!(ops.verify_scraper(Some(&header)).unwrap().as_str(), "prometheus");
+        assert_eq!(
+            ops.verify_scraper(Some(&header)).unwrap().as_str(),
+            "prometheus"
+        );
         for bad in [
             None,
             Some(String::new()),

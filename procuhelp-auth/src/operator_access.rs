@@ -144,14 +144,12 @@ pub async fn revoke(tx: &mut TenantTx, id: Uuid, now: OffsetDateTime) -> Result<
         return Err(AccessError::NotFound);
     };
     if in_force {
-        sqlx::query(
-            "UPDATE app.operator_grants SET revoked_at = $3 WHERE org_id = $1 AND id = $2",
-        )
-        .bind(org.as_uuid())
-        .bind(id)
-        .bind(now)
-        .execute(tx.conn())
-        .await?;
+        sqlx::query("UPDATE app.operator_grants SET revoked_at = $3 WHERE org_id = $1 AND id = $2")
+            .bind(org.as_uuid())
+            .bind(id)
+            .bind(now)
+            .execute(tx.conn())
+            .await?;
     }
     Ok(in_force)
 }

@@ -9,8 +9,8 @@
 //! here; it is set on the request (the audit trail records it) and echoed on the
 //! response.
 
-use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -97,22 +97,26 @@ pub async fn log(mut request: Request, next: Next) -> Response {
         .to_owned();
     let method = method_label(request.method());
     // Only with an observer: the verified organisation's slot and the client address.
-    let observed = request.extensions().get::<ResponseObserver>().cloned().map(|observer| {
-        let slot = VerifiedOrg::default();
-        request.extensions_mut().insert(slot.clone());
-        let source = request
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| {
-                let proxies = request
-                    .extensions()
-                    .get::<crate::client_addr::TrustedProxies>()
-                    .cloned()
-                    .unwrap_or_default();
-                crate::client_addr::client_addr(c.0.ip(), request.headers(), &proxies)
-            });
-        (observer, slot, source)
-    });
+    let observed = request
+        .extensions()
+        .get::<ResponseObserver>()
+        .cloned()
+        .map(|observer| {
+            let slot = VerifiedOrg::default();
+            request.extensions_mut().insert(slot.clone());
+            let source = request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| {
+                    let proxies = request
+                        .extensions()
+                        .get::<crate::client_addr::TrustedProxies>()
+                        .cloned()
+                        .unwrap_or_default();
+                    crate::client_addr::client_addr(c.0.ip(), request.headers(), &proxies)
+                });
+            (observer, slot, source)
+        });
     let span = tracing::info_span!(
         "request",
         method,

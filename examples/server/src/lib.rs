@@ -96,7 +96,11 @@ async fn record_command(
         None,
         Actor::System,
         Action::AdminCommand,
-        if succeeded { Outcome::Success } else { Outcome::Failure },
+        if succeeded {
+            Outcome::Success
+        } else {
+            Outcome::Failure
+        },
     )
     .at(time::OffsetDateTime::now_utc())
     .target(format!("command:{name}"))
@@ -249,7 +253,10 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 tracing::info!(out = %args.out.display(), "self-audit passed");
                 Ok(())
             } else {
-                anyhow::bail!("self-audit failed: see {}", args.out.join("self-audit.html").display())
+                anyhow::bail!(
+                    "self-audit failed: see {}",
+                    args.out.join("self-audit.html").display()
+                )
             }
         }
         Command::Retention(args) => {

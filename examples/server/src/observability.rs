@@ -42,20 +42,62 @@ pub fn metrics_routes(
 /// Help texts for the exposition (Prometheus shows them).
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!("procuhelp_http_requests_total", "Requests by method, route template and status.");
-    describe_histogram!("procuhelp_http_request_duration_seconds", "Time to the response, by route template.");
-    describe_gauge!("procuhelp_db_pool_connections", "Pooled database connections by pool and state.");
-    describe_histogram!("procuhelp_db_acquire_seconds", "Wait for a pooled connection.");
-    describe_gauge!("procuhelp_audit_writer_queue_depth", "Audit events waiting for the group-commit writer.");
-    describe_histogram!("procuhelp_audit_writer_batch_size", "Events per audit group commit.");
-    describe_counter!("procuhelp_auth_sign_in_failures_total", "Failed sign-in attempts by method and reason.");
-    describe_counter!("procuhelp_auth_throttled_total", "Sign-in attempts refused by the throttle.");
-    describe_counter!("procuhelp_auth_lockouts_total", "Accounts locked by failed attempts.");
-    describe_gauge!("procuhelp_backup_age_seconds", "Age of the newest complete backup (scheduled backups only).");
-    describe_gauge!("procuhelp_backup_drill_age_seconds", "Age of the newest restore drill (scheduled backups only).");
-    describe_counter!("procuhelp_audit_stream_published_total", "Audit events acknowledged by JetStream.");
-    describe_counter!("procuhelp_audit_stream_failures_total", "Failed audit stream attempts (NATS unreachable or refusing).");
-    describe_counter!("procuhelp_metrics_scrapes_refused_total", "Refused /metrics requests.");
+    describe_counter!(
+        "procuhelp_http_requests_total",
+        "Requests by method, route template and status."
+    );
+    describe_histogram!(
+        "procuhelp_http_request_duration_seconds",
+        "Time to the response, by route template."
+    );
+    describe_gauge!(
+        "procuhelp_db_pool_connections",
+        "Pooled database connections by pool and state."
+    );
+    describe_histogram!(
+        "procuhelp_db_acquire_seconds",
+        "Wait for a pooled connection."
+    );
+    describe_gauge!(
+        "procuhelp_audit_writer_queue_depth",
+        "Audit events waiting for the group-commit writer."
+    );
+    describe_histogram!(
+        "procuhelp_audit_writer_batch_size",
+        "Events per audit group commit."
+    );
+    describe_counter!(
+        "procuhelp_auth_sign_in_failures_total",
+        "Failed sign-in attempts by method and reason."
+    );
+    describe_counter!(
+        "procuhelp_auth_throttled_total",
+        "Sign-in attempts refused by the throttle."
+    );
+    describe_counter!(
+        "procuhelp_auth_lockouts_total",
+        "Accounts locked by failed attempts."
+    );
+    describe_gauge!(
+        "procuhelp_backup_age_seconds",
+        "Age of the newest complete backup (scheduled backups only)."
+    );
+    describe_gauge!(
+        "procuhelp_backup_drill_age_seconds",
+        "Age of the newest restore drill (scheduled backups only)."
+    );
+    describe_counter!(
+        "procuhelp_audit_stream_published_total",
+        "Audit events acknowledged by JetStream."
+    );
+    describe_counter!(
+        "procuhelp_audit_stream_failures_total",
+        "Failed audit stream attempts (NATS unreachable or refusing)."
+    );
+    describe_counter!(
+        "procuhelp_metrics_scrapes_refused_total",
+        "Refused /metrics requests."
+    );
 }
 
 /// `--audit-stream FILE`. Every field but `url` is optional; unknown fields are refused.
@@ -72,7 +114,8 @@ pub struct StreamFile {
 impl StreamFile {
     /// Reads and checks `path`.
     pub fn read(path: &Path) -> anyhow::Result<NatsStreamConfig> {
-        let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
         if meta.len() > MAX_FILE_BYTES {
             anyhow::bail!("{} is larger than 16 KiB", path.display());
         }
@@ -97,17 +140,26 @@ impl StreamFile {
         let name_ok = |s: &str, extra: &[u8]| {
             !s.is_empty()
                 && s.len() <= 64
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || extra.contains(&b))
+                && s.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || extra.contains(&b)
+                })
         };
         let defaults = NatsStreamConfig::default();
         let stream = self.stream.unwrap_or(defaults.stream.clone());
         if !name_ok(&stream, b"") {
             anyhow::bail!("audit stream: stream is 1-64 characters of A-Z a-z 0-9 _ -");
         }
-        let subject_prefix = self.subject_prefix.unwrap_or(defaults.subject_prefix.clone());
-        if !name_ok(&subject_prefix, b".") || subject_prefix.starts_with('.') || subject_prefix.ends_with('.') || subject_prefix.contains("..") {
-            anyhow::bail!("audit stream: subject_prefix is dot-separated tokens of A-Z a-z 0-9 _ -");
+        let subject_prefix = self
+            .subject_prefix
+            .unwrap_or(defaults.subject_prefix.clone());
+        if !name_ok(&subject_prefix, b".")
+            || subject_prefix.starts_with('.')
+            || subject_prefix.ends_with('.')
+            || subject_prefix.contains("..")
+        {
+            anyhow::bail!(
+                "audit stream: subject_prefix is dot-separated tokens of A-Z a-z 0-9 _ -"
+            );
         }
         let sweep_every = Duration::from_secs(self.sweep_every_secs.unwrap_or(30));
         if sweep_every.is_zero() || sweep_every > Duration::from_secs(3600) {
@@ -155,7 +207,10 @@ mod tests {
     #[test]
     fn stream_files_are_checked_whole() {
         let ok = parse(r#"{"url": "nats://127.0.0.1:4222", "sweep_every_secs": 2}"#).unwrap();
-        assert_eq!((ok.stream.as_str(), ok.sweep_every), ("PROCUHELP_AUDIT", Duration::from_secs(2)));
+        assert_eq!(
+            (ok.stream.as_str(), ok.sweep_every),
+            ("PROCUHELP_AUDIT", Duration::from_secs(2))
+        );
         for bad in [
             r#"{"url": "nats://user:pw@127.0.0.1:4222"}"#,
             r#"{"url": "http://127.0.0.1:4222"}"#,

@@ -29,7 +29,8 @@ struct GrantRequest {
 }
 
 fn event(org: OrgId, action: Action, outcome: Outcome, operator: &OperatorName) -> AuditEvent {
-    AuditEvent::new(Some(org), Actor::System, action, outcome).at(OffsetDateTime::now_utc())
+    AuditEvent::new(Some(org), Actor::System, action, outcome)
+        .at(OffsetDateTime::now_utc())
         .context(json!({ "operator": operator.as_str() }))
 }
 
@@ -39,13 +40,21 @@ fn status(code: StatusCode, message: &str) -> Response {
 
 fn internal(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "operator access");
-    status(StatusCode::INTERNAL_SERVER_ERROR, "failed; nothing was kept")
+    status(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "failed; nothing was kept",
+    )
 }
 
 /// Records that an authenticated operator was refused, in the organisation's trail.
 async fn record_refusal(api: &OperatorApi, org: OrgId, operator: &OperatorName, why: &str) {
-    let e = event(org, Action::OperatorAccessRefused, Outcome::Denied, operator)
-        .context(json!({ "operator": operator.as_str(), "why": why }));
+    let e = event(
+        org,
+        Action::OperatorAccessRefused,
+        Outcome::Denied,
+        operator,
+    )
+    .context(json!({ "operator": operator.as_str(), "why": why }));
     if let Err(err) = api.log.record(e).await {
         tracing::error!(error = %err, "recording an operator refusal");
     }
@@ -78,23 +87,29 @@ pub(crate) async fn grant(
     };
     let now = OffsetDateTime::now_utc();
     let duration = time::Duration::seconds(request.duration_secs);
-    let granted = match operator_access::grant(&mut tx, &operator, &request.reason, duration, now).await {
-        Ok(g) => g,
-        Err(e @ (AccessError::Reason | AccessError::Duration)) => {
-            let _ = tx.rollback().await;
-            record_refusal(&api, org, &operator, &e.to_string()).await;
-            return bad_request(e.to_string());
-        }
-        Err(e) => return internal(e),
-    };
-    let record = event(org, Action::OperatorAccessGranted, Outcome::Success, &operator)
-        .target(format!("operator_grant:{}", granted.id))
-        .context(json!({
-            "operator": operator.as_str(),
-            "reason": granted.reason,
-            "starts_at": granted.starts_at,
-            "ends_at": granted.ends_at,
-        }));
+    let granted =
+        match operator_access::grant(&mut tx, &operator, &request.reason, duration, now).await {
+            Ok(g) => g,
+            Err(e @ (AccessError::Reason | AccessError::Duration)) => {
+                let _ = tx.rollback().await;
+                record_refusal(&api, org, &operator, &e.to_string()).await;
+                return bad_request(e.to_string());
+            }
+            Err(e) => return internal(e),
+        };
+    let record = event(
+        org,
+        Action::OperatorAccessGranted,
+        Outcome::Success,
+        &operator,
+    )
+    .target(format!("operator_grant:{}", granted.id))
+    .context(json!({
+        "operator": operator.as_str(),
+        "reason": granted.reason,
+        "starts_at": granted.starts_at,
+        "ends_at": granted.ends_at,
+    }));
     if let Err(e) = api.log.append_in_tx(&mut tx, &record).await {
         return internal(e);
     }
@@ -137,8 +152,13 @@ pub(crate) async fn revoke(
         Err(AccessError::NotFound) => return status(StatusCode::NOT_FOUND, "no such grant"),
         Err(e) => return internal(e),
     }
-    let record = event(org, Action::OperatorAccessRevoked, Outcome::Success, &operator)
-        .target(format!("operator_grant:{grant}"));
+    let record = event(
+        org,
+        Action::OperatorAccessRevoked,
+        Outcome::Success,
+        &operator,
+    )
+    .target(format!("operator_grant:{grant}"));
     if let Err(e) = api.log.append_in_tx(&mut tx, &record).await {
         return internal(e);
     }
@@ -191,7 +211,10 @@ pub(crate) async fn read_audit(
         Ok(Some(g)) => g,
         Ok(None) => {
             record_refusal(&api, org, &operator, "no grant in force").await;
-            return status(StatusCode::FORBIDDEN, "no access grant in force for this organisation");
+            return status(
+                StatusCode::FORBIDDEN,
+                "no access grant in force for this organisation",
+            );
         }
         Err(e) => return internal(e),
     };

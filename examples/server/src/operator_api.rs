@@ -61,8 +61,14 @@ pub fn routes(api: OperatorApi) -> Router {
     Router::new()
         .route(ORGANISATIONS, post(create))
         .route(ACCESS, post(crate::operator_access::grant))
-        .route(ACCESS_GRANT, axum::routing::delete(crate::operator_access::revoke))
-        .route(AUDIT, axum::routing::get(crate::operator_access::read_audit))
+        .route(
+            ACCESS_GRANT,
+            axum::routing::delete(crate::operator_access::revoke),
+        )
+        .route(
+            AUDIT,
+            axum::routing::get(crate::operator_access::read_audit),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(api)
 }

@@ -170,7 +170,11 @@ async fn serve_on(
         procuhelp_core::OutboundPolicy::public_only()
     };
     let alerting = alerts
-        .build(vault.as_ref(), outbound, &args.db.data_dir.join("alerts-outbox"))
+        .build(
+            vault.as_ref(),
+            outbound,
+            &args.db.data_dir.join("alerts-outbox"),
+        )
         .await?;
     let clock: std::sync::Arc<dyn procuhelp_core::Clock> =
         std::sync::Arc::new(procuhelp_core::SystemClock);

@@ -232,8 +232,8 @@ async fn a_thousand_refused_sign_ins_from_one_address_append_a_bounded_number_of
 #[tokio::test]
 async fn responses_reach_the_alert_observer_with_the_verified_organisation() {
     use procuhelp_audit::HttpResponse;
-    use procuhelp_auth::password::PasswordHasher;
     use procuhelp_auth::Role;
+    use procuhelp_auth::password::PasswordHasher;
     use tower::ServiceExt as _;
     let w = world(PasswordHasher::for_tests()).await;
     let session = w.login(0, Role::Admin).await;
@@ -246,7 +246,11 @@ async fn responses_reach_the_alert_observer_with_the_verified_organisation() {
     ));
     let client: std::net::SocketAddr = "203.0.113.9:4711".parse().unwrap();
     for cookie in [
-        Some(format!("{}={}", procuhelp_auth::session::COOKIE_NAME, session.cookie)),
+        Some(format!(
+            "{}={}",
+            procuhelp_auth::session::COOKIE_NAME,
+            session.cookie
+        )),
         Some(format!("{}=forged", procuhelp_auth::session::COOKIE_NAME)),
         None,
     ] {
@@ -255,7 +259,8 @@ async fn responses_reach_the_alert_observer_with_the_verified_organisation() {
             req = req.header(axum::http::header::COOKIE, c);
         }
         let mut req = req.body(axum::body::Body::empty()).unwrap();
-        req.extensions_mut().insert(axum::extract::ConnectInfo(client));
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(client));
         app.clone().oneshot(req).await.unwrap();
     }
     let seen = seen.lock().unwrap().clone();

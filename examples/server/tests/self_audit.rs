@@ -88,8 +88,12 @@ async fn passes_a_correct_deployment_and_names_each_deliberate_break() {
         out.to_str().unwrap().to_owned(),
     );
     run(&["seed-demo", "--data-dir", &d]).await.unwrap();
-    run(&["backup", "run", "--data-dir", &d, "--repo", &r]).await.unwrap();
-    run(&["backup", "drill", "--data-dir", &d, "--repo", &r]).await.unwrap();
+    run(&["backup", "run", "--data-dir", &d, "--repo", &r])
+        .await
+        .unwrap();
+    run(&["backup", "drill", "--data-dir", &d, "--repo", &r])
+        .await
+        .unwrap();
     // Its certificate, as `serve` makes it on first start.
     procuhelp_server::tls::install_crypto_provider();
     procuhelp_server::tls::load_or_create(&data, "127.0.0.1").unwrap();
@@ -97,7 +101,15 @@ async fn passes_a_correct_deployment_and_names_each_deliberate_break() {
     with_superuser(&data, &["UPDATE app.organisations SET mfa_required = true"]).await;
 
     // 1. The correct deployment: no check fails.
-    let base = ["self-audit", "--out", &o, "--data-dir", &d, "--backup-repo", &r];
+    let base = [
+        "self-audit",
+        "--out",
+        &o,
+        "--data-dir",
+        &d,
+        "--backup-repo",
+        &r,
+    ];
     let verdict = run(&base).await;
     let first = report(&out);
     for c in first["checks"].as_array().unwrap() {
@@ -116,9 +128,19 @@ async fn passes_a_correct_deployment_and_names_each_deliberate_break() {
     // 31 sections, the LLM ones not applicable, each section with a status.
     let sections = first["sections"].as_array().unwrap();
     assert_eq!(sections.len(), 31);
-    assert_eq!(sections.iter().filter(|s| s["status"] == "not_applicable").count(), 10);
+    assert_eq!(
+        sections
+            .iter()
+            .filter(|s| s["status"] == "not_applicable")
+            .count(),
+        10
+    );
     assert_eq!(check(&first, "audit_chains")["status"], "pass");
-    assert!(std::fs::read_to_string(out.join("self-audit.html")).unwrap().contains("A01 Broken Access Control"));
+    assert!(
+        std::fs::read_to_string(out.join("self-audit.html"))
+            .unwrap()
+            .contains("A01 Broken Access Control")
+    );
 
     // 2. Broken: FORCE RLS off, an audit event altered behind the triggers' back, weak
     // headers at the served origin, and a backup older than the policy allows.
@@ -145,9 +167,16 @@ async fn passes_a_correct_deployment_and_names_each_deliberate_break() {
     assert_eq!(second["verdict"], "fail");
     assert!(finding_keys(&second, "rls_posture").contains(&"table app.suppliers".to_owned()));
     let chains = finding_keys(&second, "audit_chains");
-    assert!(!chains.is_empty() && chains.iter().all(|k| k.starts_with("chain:")), "{chains:?}");
+    assert!(
+        !chains.is_empty() && chains.iter().all(|k| k.starts_with("chain:")),
+        "{chains:?}"
+    );
     let headers = finding_keys(&second, "security_headers");
-    for k in ["header:strict-transport-security", "header:content-security-policy", "header:frame-ancestors"] {
+    for k in [
+        "header:strict-transport-security",
+        "header:content-security-policy",
+        "header:frame-ancestors",
+    ] {
         assert!(headers.contains(&k.to_owned()), "{k} not in {headers:?}");
     }
     assert!(finding_keys(&second, "backups").contains(&"backup-age".to_owned()));
@@ -155,7 +184,12 @@ async fn passes_a_correct_deployment_and_names_each_deliberate_break() {
         assert_eq!(check(&second, id)["status"], "fail", "{id}");
     }
     // The sections those checks cover fail too.
-    let a01 = second["sections"].as_array().unwrap().iter().find(|s| s["id"] == "A01").unwrap();
+    let a01 = second["sections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "A01")
+        .unwrap();
     assert_eq!(a01["status"], "fail");
 
     // 3. The backlog: a second broken run updates the same entries; fixing RLS resolves
@@ -170,10 +204,17 @@ async fn passes_a_correct_deployment_and_names_each_deliberate_break() {
     let rls = &again["findings"]["rls_posture:table app.suppliers"];
     assert_eq!(rls["status"], "open");
     assert_ne!(rls["first_seen"], rls["last_seen"]);
-    with_superuser(&data, &["ALTER TABLE app.suppliers FORCE ROW LEVEL SECURITY"]).await;
+    with_superuser(
+        &data,
+        &["ALTER TABLE app.suppliers FORCE ROW LEVEL SECURITY"],
+    )
+    .await;
     run(&broken).await.unwrap_err();
     let fixed = backlog(&out);
-    assert_eq!(fixed["findings"]["rls_posture:table app.suppliers"]["status"], "resolved");
+    assert_eq!(
+        fixed["findings"]["rls_posture:table app.suppliers"]["status"],
+        "resolved"
+    );
     assert_eq!(fixed["findings"].as_object().unwrap().len(), before);
 
     let _ = std::fs::remove_dir_all(data.parent().unwrap());

@@ -210,11 +210,16 @@ async fn serves_https_on_embedded_defaults_and_redirects_http() {
     let res = signed_call(
         "POST",
         access.clone(),
-        br#"{"reason": "INC-1: reading the trail of the first grant", "duration_secs": 60}"#.to_vec(),
+        br#"{"reason": "INC-1: reading the trail of the first grant", "duration_secs": 60}"#
+            .to_vec(),
     )
     .await;
     let second: serde_json::Value = res.json().await.unwrap();
-    let trail: serde_json::Value = signed_call("GET", audit(100), vec![]).await.json().await.unwrap();
+    let trail: serde_json::Value = signed_call("GET", audit(100), vec![])
+        .await
+        .json()
+        .await
+        .unwrap();
     let actions: Vec<&str> = trail["events"]
         .as_array()
         .unwrap()
@@ -227,14 +232,27 @@ async fn serves_https_on_embedded_defaults_and_redirects_http() {
     // (the body without a reason is not a grant request at all: a 400, nothing recorded).
     assert_eq!(count("operator.access_refused"), 5, "{actions:?}");
     assert!(count("audit.read") >= 1, "{actions:?}");
-    assert!(trail["events"].as_array().unwrap().iter().any(|e| e["target"] == format!("operator_grant:{}", grant["grant"].as_str().unwrap())));
+    assert!(
+        trail["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["target"] == format!("operator_grant:{}", grant["grant"].as_str().unwrap()))
+    );
     let grant_path = format!("{access}/{}", second["grant"].as_str().unwrap());
-    assert_eq!(signed_call("DELETE", grant_path, vec![]).await.status(), 204);
+    assert_eq!(
+        signed_call("DELETE", grant_path, vec![]).await.status(),
+        204
+    );
     assert_eq!(signed_call("GET", audit(4), vec![]).await.status(), 403);
 
     // /metrics: only the named scraper's token passes; the same 401 otherwise.
     let metrics = format!("https://127.0.0.1:{}/metrics", https.port());
-    for bad in [None, Some("Bearer nope".to_owned()), Some(format!("Bearer {scrape_digest}"))] {
+    for bad in [
+        None,
+        Some("Bearer nope".to_owned()),
+        Some(format!("Bearer {scrape_digest}")),
+    ] {
         let mut req = client.get(&metrics);
         if let Some(h) = bad {
             req = req.header("authorization", h);
@@ -251,7 +269,12 @@ async fn serves_https_on_embedded_defaults_and_redirects_http() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let text = res.text().await.unwrap();
     for expected in [
         r#"procuhelp_http_requests_total{method="POST",route="/operator/organisations",status="201"} 1"#,
@@ -266,7 +289,12 @@ async fn serves_https_on_embedded_defaults_and_redirects_http() {
         assert!(text.contains(expected), "{expected} not in:\n{text}");
     }
     // No credential, address, path as sent or personal data among them.
-    for secret in [scrape_token.expose(), "first@served.test", "Served Ltd", "127.0.0.1"] {
+    for secret in [
+        scrape_token.expose(),
+        "first@served.test",
+        "Served Ltd",
+        "127.0.0.1",
+    ] {
         assert!(!text.contains(secret), "{secret} in the metrics");
     }
 
@@ -274,11 +302,16 @@ async fn serves_https_on_embedded_defaults_and_redirects_http() {
     let js = async_nats::jetstream::new(async_nats::connect("127.0.0.1:4222").await.unwrap());
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let created = loop {
-        assert!(std::time::Instant::now() < deadline, "org.created never reached the stream");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "org.created never reached the stream"
+        );
         if let Ok(stream) = js.get_stream(&stream_name).await {
             let mut found = None;
             for seq in 1..=stream.cached_info().state.last_sequence {
-                let Ok(m) = stream.get_raw_message(seq).await else { continue };
+                let Ok(m) = stream.get_raw_message(seq).await else {
+                    continue;
+                };
                 let e: procuhelp_audit::StreamEvent = serde_json::from_slice(&m.payload).unwrap();
                 if e.action == "org.created" {
                     found = Some(e);

@@ -173,7 +173,12 @@ impl Outbox {
                 }
             }
         }
-        Ok((Self { dir: dir.to_owned() }, pending))
+        Ok((
+            Self {
+                dir: dir.to_owned(),
+            },
+            pending,
+        ))
     }
 
     fn path(&self, alert: &Alert) -> std::path::PathBuf {
@@ -268,7 +273,10 @@ impl WebhookAlertSink {
             Some(dir) => {
                 let (outbox, pending) = Outbox::open(dir)?;
                 if !pending.is_empty() {
-                    tracing::warn!(alerts = pending.len(), "delivering alerts left undelivered by an earlier run");
+                    tracing::warn!(
+                        alerts = pending.len(),
+                        "delivering alerts left undelivered by an earlier run"
+                    );
                 }
                 (Some(outbox), pending)
             }

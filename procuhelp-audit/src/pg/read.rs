@@ -209,12 +209,11 @@ impl PgAuditSink {
                     field: "seq",
                     reason: "negative sequence number",
                 })?;
-                let context = serde_json::from_str(&raw.context).map_err(|_| {
-                    AuditError::Invalid {
+                let context =
+                    serde_json::from_str(&raw.context).map_err(|_| AuditError::Invalid {
                         field: "context",
                         reason: "stored context is not JSON",
-                    }
-                })?;
+                    })?;
                 Ok(crate::StreamEvent {
                     schema: crate::STREAM_SCHEMA.to_owned(),
                     org_id: org.as_uuid(),

@@ -169,11 +169,17 @@ mod tests {
             (failed.class_uid, failed.activity_id, failed.type_uid),
             (3002, 1, 300_201)
         );
-        assert_eq!((failed.status_id, failed.severity_id, failed.time), (2, 2, 1500));
+        assert_eq!(
+            (failed.status_id, failed.severity_id, failed.time),
+            (2, 2, 1500)
+        );
         let ok = Ocsf::classify("auth.login_succeeded", "success", at);
         assert_eq!((ok.status_id, ok.severity_id), (1, 1));
         assert_eq!(Ocsf::classify("auth.logout", "success", at).activity_id, 2);
-        assert_eq!(Ocsf::classify("auth.account_locked", "success", at).severity_id, 3);
+        assert_eq!(
+            Ocsf::classify("auth.account_locked", "success", at).severity_id,
+            3
+        );
     }
 
     #[test]

@@ -320,7 +320,10 @@ impl NatsAuditStream {
 
     /// Where `org`'s subject stands, from the stream.
     async fn cursor(&self, stream: &Stream, org: OrgId) -> std::result::Result<Cursor, Stop> {
-        match stream.get_last_raw_message_by_subject(&self.subject(org)).await {
+        match stream
+            .get_last_raw_message_by_subject(&self.subject(org))
+            .await
+        {
             Ok(last) => {
                 let seq = serde_json::from_slice::<SeqOnly>(&last.payload)
                     .map_err(|_| Stop::Nats("the stream holds a message that is not ours".into()))?

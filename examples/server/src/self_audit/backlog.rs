@@ -57,7 +57,9 @@ pub struct Entry {
 /// back (atomically: a temporary file renamed over it).
 pub fn update(path: &Path, report: &Report) -> anyhow::Result<Backlog> {
     let mut backlog = match std::fs::metadata(path) {
-        Ok(meta) if meta.len() > MAX_FILE_BYTES => anyhow::bail!("{} is larger than 8 MiB", path.display()),
+        Ok(meta) if meta.len() > MAX_FILE_BYTES => {
+            anyhow::bail!("{} is larger than 8 MiB", path.display())
+        }
         Ok(_) => serde_json::from_slice(&std::fs::read(path)?)
             .with_context(|| format!("{}: not a self-audit backlog", path.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Backlog::default(),
@@ -142,20 +144,47 @@ mod tests {
     #[test]
     fn runs_update_entries_instead_of_duplicating_them() {
         let mut backlog = Backlog::default();
-        fold(&mut backlog, &report(1000, &[("app.suppliers", Severity::High)]));
-        fold(&mut backlog, &report(2000, &[("app.suppliers", Severity::High), ("app.contracts", Severity::Low)]));
+        fold(
+            &mut backlog,
+            &report(1000, &[("app.suppliers", Severity::High)]),
+        );
+        fold(
+            &mut backlog,
+            &report(
+                2000,
+                &[
+                    ("app.suppliers", Severity::High),
+                    ("app.contracts", Severity::Low),
+                ],
+            ),
+        );
         assert_eq!(backlog.findings.len(), 2);
         let e = &backlog.findings["rls_posture:app.suppliers"];
-        assert_eq!((e.first_seen.unix_timestamp(), e.last_seen.unix_timestamp()), (1000, 2000));
+        assert_eq!(
+            (e.first_seen.unix_timestamp(), e.last_seen.unix_timestamp()),
+            (1000, 2000)
+        );
         assert_eq!(e.status, "open");
         // Gone: resolved, not removed.
-        fold(&mut backlog, &report(3000, &[("app.contracts", Severity::Low)]));
+        fold(
+            &mut backlog,
+            &report(3000, &[("app.contracts", Severity::Low)]),
+        );
         let e = &backlog.findings["rls_posture:app.suppliers"];
-        assert_eq!((e.status.as_str(), e.resolved_at.map(|t| t.unix_timestamp())), ("resolved", Some(3000)));
+        assert_eq!(
+            (e.status.as_str(), e.resolved_at.map(|t| t.unix_timestamp())),
+            ("resolved", Some(3000))
+        );
         // Back: reopened, first sighting kept.
-        fold(&mut backlog, &report(4000, &[("app.suppliers", Severity::Medium)]));
+        fold(
+            &mut backlog,
+            &report(4000, &[("app.suppliers", Severity::Medium)]),
+        );
         let e = &backlog.findings["rls_posture:app.suppliers"];
-        assert_eq!((e.status.as_str(), e.reopened, e.first_seen.unix_timestamp()), ("open", 1, 1000));
+        assert_eq!(
+            (e.status.as_str(), e.reopened, e.first_seen.unix_timestamp()),
+            ("open", 1, 1000)
+        );
         assert_eq!(e.severity, Severity::Medium);
         assert_eq!(backlog.findings.len(), 2);
     }

@@ -49,26 +49,121 @@ const fn llm(id: &'static str, title: &'static str) -> Section {
 
 /// The sections, in order.
 pub const SECTIONS: [Section; 31] = [
-    s("A01", "Broken Access Control", &["rls_posture", "access_matrix"], ""),
-    s("A02", "Cryptographic Failures", &["server_tls", "database_tls", "keys"], ""),
-    s("A03", "Injection", &[], "SQL only through sqlx bind parameters; SAML/XML through xmlsec and roxmltree; fuzz targets (docs/fuzzing.md)"),
-    s("A04", "Insecure Design", &["access_matrix"], "threat model (docs/threat-model.md)"),
-    s("A05", "Security Misconfiguration", &["security_headers", "rls_posture", "sso_mfa"], ""),
-    s("A06", "Vulnerable and Outdated Components", &["dependencies"], ""),
-    s("A07", "Identification and Authentication Failures", &["sso_mfa"], ""),
-    s("A08", "Software and Data Integrity Failures", &["audit_chains", "dependencies"], ""),
-    s("A09", "Security Logging and Monitoring Failures", &["audit_chains"], "access log, metrics and alerts (docs/observability.md)"),
-    s("A10", "Server-Side Request Forgery", &[], "every configured fetch goes through procuhelp_core::OutboundPolicy (public addresses only, after DNS, no redirects)"),
-    s("API1", "Broken Object Level Authorization", &["rls_posture"], ""),
+    s(
+        "A01",
+        "Broken Access Control",
+        &["rls_posture", "access_matrix"],
+        "",
+    ),
+    s(
+        "A02",
+        "Cryptographic Failures",
+        &["server_tls", "database_tls", "keys"],
+        "",
+    ),
+    s(
+        "A03",
+        "Injection",
+        &[],
+        "SQL only through sqlx bind parameters; SAML/XML through xmlsec and roxmltree; fuzz targets (docs/fuzzing.md)",
+    ),
+    s(
+        "A04",
+        "Insecure Design",
+        &["access_matrix"],
+        "threat model (docs/threat-model.md)",
+    ),
+    s(
+        "A05",
+        "Security Misconfiguration",
+        &["security_headers", "rls_posture", "sso_mfa"],
+        "",
+    ),
+    s(
+        "A06",
+        "Vulnerable and Outdated Components",
+        &["dependencies"],
+        "",
+    ),
+    s(
+        "A07",
+        "Identification and Authentication Failures",
+        &["sso_mfa"],
+        "",
+    ),
+    s(
+        "A08",
+        "Software and Data Integrity Failures",
+        &["audit_chains", "dependencies"],
+        "",
+    ),
+    s(
+        "A09",
+        "Security Logging and Monitoring Failures",
+        &["audit_chains"],
+        "access log, metrics and alerts (docs/observability.md)",
+    ),
+    s(
+        "A10",
+        "Server-Side Request Forgery",
+        &[],
+        "every configured fetch goes through procuhelp_core::OutboundPolicy (public addresses only, after DNS, no redirects)",
+    ),
+    s(
+        "API1",
+        "Broken Object Level Authorization",
+        &["rls_posture"],
+        "",
+    ),
     s("API2", "Broken Authentication", &["sso_mfa"], ""),
-    s("API3", "Broken Object Property Level Authorization", &["access_matrix"], "typed request bodies with unknown fields refused"),
-    s("API4", "Unrestricted Resource Consumption", &[], "body, time and connection limits (docs/hardening.md); hostile-load test (scripts/load.sh)"),
-    s("API5", "Broken Function Level Authorization", &["access_matrix"], ""),
-    s("API6", "Unrestricted Access to Sensitive Business Flows", &[], "sign-in throttle and lockout; segregation of duties on approvals (docs/auth.md)"),
-    s("API7", "Server Side Request Forgery", &[], "procuhelp_core::OutboundPolicy, as A10"),
-    s("API8", "Security Misconfiguration", &["security_headers", "server_tls"], ""),
-    s("API9", "Improper Inventory Management", &["access_matrix"], "one route table per router; the role x organisation test walks it"),
-    s("API10", "Unsafe Consumption of APIs", &["sso_mfa"], "IdP responses verified (signatures, issuers, audiences) before use (docs/sso.md)"),
+    s(
+        "API3",
+        "Broken Object Property Level Authorization",
+        &["access_matrix"],
+        "typed request bodies with unknown fields refused",
+    ),
+    s(
+        "API4",
+        "Unrestricted Resource Consumption",
+        &[],
+        "body, time and connection limits (docs/hardening.md); hostile-load test (scripts/load.sh)",
+    ),
+    s(
+        "API5",
+        "Broken Function Level Authorization",
+        &["access_matrix"],
+        "",
+    ),
+    s(
+        "API6",
+        "Unrestricted Access to Sensitive Business Flows",
+        &[],
+        "sign-in throttle and lockout; segregation of duties on approvals (docs/auth.md)",
+    ),
+    s(
+        "API7",
+        "Server Side Request Forgery",
+        &[],
+        "procuhelp_core::OutboundPolicy, as A10",
+    ),
+    s(
+        "API8",
+        "Security Misconfiguration",
+        &["security_headers", "server_tls"],
+        "",
+    ),
+    s(
+        "API9",
+        "Improper Inventory Management",
+        &["access_matrix"],
+        "one route table per router; the role x organisation test walks it",
+    ),
+    s(
+        "API10",
+        "Unsafe Consumption of APIs",
+        &["sso_mfa"],
+        "IdP responses verified (signatures, issuers, audiences) before use (docs/sso.md)",
+    ),
     llm("LLM01", "Prompt Injection"),
     llm("LLM02", "Sensitive Information Disclosure"),
     llm("LLM03", "Supply Chain"),
@@ -79,7 +174,12 @@ pub const SECTIONS: [Section; 31] = [
     llm("LLM08", "Vector and Embedding Weaknesses"),
     llm("LLM09", "Misinformation"),
     llm("LLM10", "Unbounded Consumption"),
-    s("OPS1", "Backups, recovery and key custody", &["backups", "vault", "keys"], ""),
+    s(
+        "OPS1",
+        "Backups, recovery and key custody",
+        &["backups", "vault", "keys"],
+        "",
+    ),
 ];
 
 #[cfg(test)]
@@ -97,7 +197,11 @@ mod tests {
                 section.id
             );
             for check in section.checks {
-                assert!(super::super::CHECK_IDS.contains(check), "{}: unknown check {check}", section.id);
+                assert!(
+                    super::super::CHECK_IDS.contains(check),
+                    "{}: unknown check {check}",
+                    section.id
+                );
             }
         }
     }

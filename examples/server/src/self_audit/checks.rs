@@ -28,7 +28,10 @@ pub const CHECK_IDS: [&str; 11] = [
 ];
 
 /// Runs every check; a check that cannot run is a failure of that check, not of the run.
-pub(super) async fn run_all(db_args: &DatabaseArgs, options: &Options) -> anyhow::Result<Vec<Check>> {
+pub(super) async fn run_all(
+    db_args: &DatabaseArgs,
+    options: &Options,
+) -> anyhow::Result<Vec<Check>> {
     let (vault, db) = crate::open(db_args).await?;
     let runtime = db
         .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 2)
@@ -42,7 +45,9 @@ pub(super) async fn run_all(db_args: &DatabaseArgs, options: &Options) -> anyhow
         Err(e) => {
             runtime.close().await;
             db.close().await?;
-            anyhow::bail!("the self-audit lists every organisation, which needs the schema owner's connection: {e}");
+            anyhow::bail!(
+                "the self-audit lists every organisation, which needs the schema owner's connection: {e}"
+            );
         }
     };
     let tenants = TenantDb::new(runtime.clone());
@@ -99,9 +104,16 @@ async fn rls_posture(runtime: &sqlx::PgPool) -> Check {
                 check.find(f.object.clone(), Severity::High, f.to_string());
             }
         }
-        Err(e) => check.find("check", Severity::High, format!("the posture check did not run: {e}")),
+        Err(e) => check.find(
+            "check",
+            Severity::High,
+            format!("the posture check did not run: {e}"),
+        ),
     }
-    summarise(&mut check, "every tenant table enables and forces RLS with tenant-bound policies; the runtime role bypasses nothing");
+    summarise(
+        &mut check,
+        "every tenant table enables and forces RLS with tenant-bound policies; the runtime role bypasses nothing",
+    );
     check
 }
 
@@ -122,7 +134,11 @@ async fn database_tls(runtime: &sqlx::PgPool) -> Check {
         Ok((Some(true), version, Some(host))) => {
             check.details = json!({ "transport": "tcp", "host": host, "tls": version });
             if !matches!(version.as_deref(), Some("TLSv1.2" | "TLSv1.3")) {
-                check.find("version", Severity::Medium, format!("database TLS version {version:?}"));
+                check.find(
+                    "version",
+                    Severity::Medium,
+                    format!("database TLS version {version:?}"),
+                );
             }
         }
         Ok((_, _, Some(host))) => {
@@ -130,11 +146,19 @@ async fn database_tls(runtime: &sqlx::PgPool) -> Check {
             let loopback = host.starts_with("127.") || host == "::1";
             check.find(
                 "plaintext",
-                if loopback { Severity::Low } else { Severity::High },
+                if loopback {
+                    Severity::Low
+                } else {
+                    Severity::High
+                },
                 format!("the database connection to {host} is not encrypted"),
             );
         }
-        Err(e) => check.find("check", Severity::Medium, format!("could not read pg_stat_ssl: {e}")),
+        Err(e) => check.find(
+            "check",
+            Severity::Medium,
+            format!("could not read pg_stat_ssl: {e}"),
+        ),
     }
     summarise(&mut check, "the database connection is TLS 1.2+");
     check
@@ -160,31 +184,61 @@ fn server_tls(db: &DatabaseArgs) -> Check {
                 .iter()
                 .map(|s| format!("{:?}", s.version().version))
                 .collect();
-            if versions.iter().any(|v| !matches!(v.as_str(), "TLSv1_2" | "TLSv1_3")) {
-                check.find("versions", Severity::High, format!("protocol versions {versions:?}"));
+            if versions
+                .iter()
+                .any(|v| !matches!(v.as_str(), "TLSv1_2" | "TLSv1_3"))
+            {
+                check.find(
+                    "versions",
+                    Severity::High,
+                    format!("protocol versions {versions:?}"),
+                );
             }
-            if suites.iter().any(|s| s.contains("CBC") || s.contains("SHA1") && !s.contains("TLS13")) {
-                check.find("suites", Severity::Medium, "a CBC or SHA-1 cipher suite is offered");
+            if suites
+                .iter()
+                .any(|s| s.contains("CBC") || s.contains("SHA1") && !s.contains("TLS13"))
+            {
+                check.find(
+                    "suites",
+                    Severity::Medium,
+                    "a CBC or SHA-1 cipher suite is offered",
+                );
             }
             check.details = json!({ "versions": versions, "cipher_suites": suites, "alpn": ["h2", "http/1.1"] });
         }
-        Err(e) => check.find("certificate", Severity::High, format!("the server's certificate does not load: {e:#}")),
+        Err(e) => check.find(
+            "certificate",
+            Severity::High,
+            format!("the server's certificate does not load: {e:#}"),
+        ),
     }
     {
         use std::os::unix::fs::PermissionsExt as _;
         if let Ok(meta) = std::fs::metadata(&paths.key)
             && meta.permissions().mode() & 0o077 != 0
         {
-            check.find("key-mode", Severity::High, format!("{} is readable by others", paths.key.display()));
+            check.find(
+                "key-mode",
+                Severity::High,
+                format!("{} is readable by others", paths.key.display()),
+            );
         }
     }
-    summarise(&mut check, "TLS 1.2 and 1.3 only, AEAD suites, private key 0600");
+    summarise(
+        &mut check,
+        "TLS 1.2 and 1.3 only, AEAD suites, private key 0600",
+    );
     check
 }
 
 /// The headers every page must carry, graded as Mozilla's Observatory does for an A+.
 pub(crate) fn grade_headers(headers: &reqwest::header::HeaderMap, check: &mut Check) {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_ascii_lowercase);
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase)
+    };
     match get("strict-transport-security") {
         Some(v) => {
             let age = v
@@ -193,10 +247,18 @@ pub(crate) fn grade_headers(headers: &reqwest::header::HeaderMap, check: &mut Ch
                 .and_then(|a| a.trim().parse::<u64>().ok())
                 .unwrap_or(0);
             if age < 31_536_000 {
-                check.find("header:strict-transport-security", Severity::Medium, format!("HSTS max-age {age} is under a year"));
+                check.find(
+                    "header:strict-transport-security",
+                    Severity::Medium,
+                    format!("HSTS max-age {age} is under a year"),
+                );
             }
         }
-        None => check.find("header:strict-transport-security", Severity::High, "no Strict-Transport-Security"),
+        None => check.find(
+            "header:strict-transport-security",
+            Severity::High,
+            "no Strict-Transport-Security",
+        ),
     }
     match get("content-security-policy") {
         Some(csp) => {
@@ -208,30 +270,70 @@ pub(crate) fn grade_headers(headers: &reqwest::header::HeaderMap, check: &mut Ch
             };
             let script = directive("script-src").or_else(|| directive("default-src"));
             match script {
-                Some(s) if s.contains("'unsafe-inline'") && !s.contains("'nonce-") && !s.contains("'strict-dynamic'") => {
-                    check.find("header:content-security-policy", Severity::High, "CSP allows inline script ('unsafe-inline')");
+                Some(s)
+                    if s.contains("'unsafe-inline'")
+                        && !s.contains("'nonce-")
+                        && !s.contains("'strict-dynamic'") =>
+                {
+                    check.find(
+                        "header:content-security-policy",
+                        Severity::High,
+                        "CSP allows inline script ('unsafe-inline')",
+                    );
                 }
-                Some(s) if s.contains("'unsafe-eval'") || s.contains(" *") || s.contains("http:") => {
-                    check.find("header:content-security-policy", Severity::High, "CSP allows eval or any source for scripts");
+                Some(s)
+                    if s.contains("'unsafe-eval'") || s.contains(" *") || s.contains("http:") =>
+                {
+                    check.find(
+                        "header:content-security-policy",
+                        Severity::High,
+                        "CSP allows eval or any source for scripts",
+                    );
                 }
                 Some(_) => {}
-                None => check.find("header:content-security-policy", Severity::High, "CSP sets neither script-src nor default-src"),
+                None => check.find(
+                    "header:content-security-policy",
+                    Severity::High,
+                    "CSP sets neither script-src nor default-src",
+                ),
             }
             if directive("frame-ancestors").is_none() && get("x-frame-options").is_none() {
-                check.find("header:frame-ancestors", Severity::Medium, "neither CSP frame-ancestors nor X-Frame-Options");
+                check.find(
+                    "header:frame-ancestors",
+                    Severity::Medium,
+                    "neither CSP frame-ancestors nor X-Frame-Options",
+                );
             }
         }
-        None => check.find("header:content-security-policy", Severity::High, "no Content-Security-Policy"),
+        None => check.find(
+            "header:content-security-policy",
+            Severity::High,
+            "no Content-Security-Policy",
+        ),
     }
     if get("x-content-type-options").as_deref() != Some("nosniff") {
-        check.find("header:x-content-type-options", Severity::Medium, "X-Content-Type-Options is not nosniff");
+        check.find(
+            "header:x-content-type-options",
+            Severity::Medium,
+            "X-Content-Type-Options is not nosniff",
+        );
     }
     match get("referrer-policy").as_deref() {
-        Some("no-referrer" | "same-origin" | "strict-origin" | "strict-origin-when-cross-origin") => {}
-        other => check.find("header:referrer-policy", Severity::Low, format!("Referrer-Policy {other:?} leaks more than the origin")),
+        Some(
+            "no-referrer" | "same-origin" | "strict-origin" | "strict-origin-when-cross-origin",
+        ) => {}
+        other => check.find(
+            "header:referrer-policy",
+            Severity::Low,
+            format!("Referrer-Policy {other:?} leaks more than the origin"),
+        ),
     }
     if get("cross-origin-opener-policy").is_none() {
-        check.find("header:cross-origin-opener-policy", Severity::Low, "no Cross-Origin-Opener-Policy");
+        check.find(
+            "header:cross-origin-opener-policy",
+            Severity::Low,
+            "no Cross-Origin-Opener-Policy",
+        );
     }
 }
 
@@ -246,7 +348,11 @@ async fn security_headers(db: &DatabaseArgs, options: &Options) -> Check {
             match fetch_headers(url, &ca).await {
                 Ok(h) => h,
                 Err(e) => {
-                    check.find("fetch", Severity::High, format!("could not fetch {url}: {e:#}"));
+                    check.find(
+                        "fetch",
+                        Severity::High,
+                        format!("could not fetch {url}: {e:#}"),
+                    );
                     summarise(&mut check, "");
                     return check;
                 }
@@ -262,11 +368,17 @@ async fn security_headers(db: &DatabaseArgs, options: &Options) -> Check {
             .collect::<std::collections::BTreeMap<_, _>>(),
     });
     grade_headers(&headers, &mut check);
-    summarise(&mut check, "HSTS a year+, strict CSP with nonces, nosniff, frame-ancestors, referrer and opener policies");
+    summarise(
+        &mut check,
+        "HSTS a year+, strict CSP with nonces, nosniff, frame-ancestors, referrer and opener policies",
+    );
     check
 }
 
-async fn fetch_headers(url: &str, ca: &std::path::Path) -> anyhow::Result<reqwest::header::HeaderMap> {
+async fn fetch_headers(
+    url: &str,
+    ca: &std::path::Path,
+) -> anyhow::Result<reqwest::header::HeaderMap> {
     let mut builder = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
         .redirect(reqwest::redirect::Policy::none())
@@ -306,10 +418,21 @@ async fn data_keys(tenants: &TenantDb, orgs: &[OrgId], max_age_days: i64) -> Che
     let mut per_org = Vec::new();
     for &org in orgs {
         let Ok(mut tx) = tenants.begin(org).await else {
-            check.find(format!("key:{org}"), Severity::Medium, format!("organisation {org} could not be entered"));
+            check.find(
+                format!("key:{org}"),
+                Severity::Medium,
+                format!("organisation {org} could not be entered"),
+            );
             continue;
         };
-        let row: Result<(Option<i32>, Option<time::OffsetDateTime>, Option<time::OffsetDateTime>), _> = sqlx::query_as(
+        let row: Result<
+            (
+                Option<i32>,
+                Option<time::OffsetDateTime>,
+                Option<time::OffsetDateTime>,
+            ),
+            _,
+        > = sqlx::query_as(
             "SELECT (SELECT version FROM app.data_keys WHERE org_id = $1 AND state = 'active'),
                     (SELECT created_at FROM app.data_keys WHERE org_id = $1 AND state = 'active'),
                     (SELECT max(at) FROM app.key_events WHERE org_id = $1 AND event = 'rotated')",
@@ -324,16 +447,32 @@ async fn data_keys(tenants: &TenantDb, orgs: &[OrgId], max_age_days: i64) -> Che
                 if let Some(age) = age_days
                     && age > max_age_days
                 {
-                    check.find(format!("key:{org}"), Severity::Low, format!("organisation {org}'s data key is {age} days old (rotate: keys rotate)"));
+                    check.find(
+                        format!("key:{org}"),
+                        Severity::Low,
+                        format!(
+                            "organisation {org}'s data key is {age} days old (rotate: keys rotate)"
+                        ),
+                    );
                 }
                 per_org.push(json!({ "org": org, "active_version": version, "age_days": age_days,
                     "last_rotated": rotated.and_then(|r| r.format(&time::format_description::well_known::Rfc3339).ok()) }));
             }
-            Err(e) => check.find(format!("key:{org}"), Severity::Medium, format!("organisation {org}: {e}")),
+            Err(e) => check.find(
+                format!("key:{org}"),
+                Severity::Medium,
+                format!("organisation {org}: {e}"),
+            ),
         }
     }
     check.details = json!({ "provider": "AES-256-GCM envelope (procuhelp-core), data keys wrapped by the vault's KEKs", "max_age_days": max_age_days, "organisations": per_org });
-    summarise(&mut check, format!("{} organisation(s), every active data key younger than {max_age_days} days", orgs.len()));
+    summarise(
+        &mut check,
+        format!(
+            "{} organisation(s), every active data key younger than {max_age_days} days",
+            orgs.len()
+        ),
+    );
     check
 }
 
@@ -343,17 +482,26 @@ async fn vault_check(vault: &dyn SecretProvider) -> Check {
         Ok(names) => {
             check.details = json!({ "reachable": true, "unsealed": true, "secrets": names.len() });
         }
-        Err(e) => check.find("reachable", Severity::High, format!("the vault does not answer (down or sealed): {e}")),
+        Err(e) => check.find(
+            "reachable",
+            Severity::High,
+            format!("the vault does not answer (down or sealed): {e}"),
+        ),
     }
     summarise(&mut check, "the vault answers and is unsealed");
     check
 }
 
 async fn sso_mfa(tenants: &TenantDb, orgs: &[OrgId]) -> Check {
-    let mut check = Check::new("sso_mfa", "MFA adoption and SSO configuration per organisation");
+    let mut check = Check::new(
+        "sso_mfa",
+        "MFA adoption and SSO configuration per organisation",
+    );
     let mut per_org = Vec::new();
     for &org in orgs {
-        let Ok(mut tx) = tenants.begin(org).await else { continue };
+        let Ok(mut tx) = tenants.begin(org).await else {
+            continue;
+        };
         let row: Result<(i64, i64, bool), _> = sqlx::query_as(
             "SELECT count(*), count(*) FILTER (WHERE totp_sealed IS NOT NULL),
                     (SELECT mfa_required FROM app.organisations WHERE id = $1)
@@ -374,52 +522,103 @@ async fn sso_mfa(tenants: &TenantDb, orgs: &[OrgId]) -> Check {
                 }
                 per_org.push(json!({ "org": org, "active_users": users, "totp_enrolled": with_totp, "mfa_required": required }));
             }
-            Err(e) => check.find(format!("mfa:{org}"), Severity::Medium, format!("organisation {org}: {e}")),
+            Err(e) => check.find(
+                format!("mfa:{org}"),
+                Severity::Medium,
+                format!("organisation {org}: {e}"),
+            ),
         }
     }
-    for (i, warning) in procuhelp_auth::sso::saml::weak_settings(tenants, orgs).await.into_iter().enumerate() {
-        let key = warning.split_whitespace().find(|w| w.len() == 36).map_or(format!("saml:{i}"), |id| format!("saml:{id}"));
+    for (i, warning) in procuhelp_auth::sso::saml::weak_settings(tenants, orgs)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let key = warning
+            .split_whitespace()
+            .find(|w| w.len() == 36)
+            .map_or(format!("saml:{i}"), |id| format!("saml:{id}"));
         check.find(key, Severity::Low, warning);
     }
     check.details = json!({ "organisations": per_org });
-    summarise(&mut check, "every organisation requires MFA or has every active user enrolled; no weak SSO setting");
+    summarise(
+        &mut check,
+        "every organisation requires MFA or has every active user enrolled; no weak SSO setting",
+    );
     check
 }
 
 fn backups(options: &Options, keys: &[procuhelp_audit::PublicKey]) -> Check {
     let mut check = Check::new("backups", "Backup age and the last restore drill");
     let Some(repo) = &options.backup_repo else {
-        check.find("repository", Severity::High, "no backup repository given (--backup-repo): nothing shows that backups exist");
+        check.find(
+            "repository",
+            Severity::High,
+            "no backup repository given (--backup-repo): nothing shows that backups exist",
+        );
         summarise(&mut check, "");
         return check;
     };
-    let fresh = procuhelp_tenancy::backup::Repository::open(repo, None, procuhelp_tenancy::backup::Placement::AllowSameFilesystem)
-        .map_err(anyhow::Error::from)
-        .and_then(|r| crate::backups::freshness(&r, keys, time::OffsetDateTime::now_utc()));
+    let fresh = procuhelp_tenancy::backup::Repository::open(
+        repo,
+        None,
+        procuhelp_tenancy::backup::Placement::AllowSameFilesystem,
+    )
+    .map_err(anyhow::Error::from)
+    .and_then(|r| crate::backups::freshness(&r, keys, time::OffsetDateTime::now_utc()));
     match fresh {
         Ok(f) => {
             let hours = |d: Option<Duration>| d.map(|d| d.as_secs() / 3600);
             check.details = json!({ "latest_backup": f.backup_label, "backup_age_hours": hours(f.backup_age),
                 "passing_drill_age_hours": hours(f.drill_age), "last_drill_failed": f.last_drill_failed });
             match f.backup_age {
-                None => check.find("backup-age", Severity::High, "the repository holds no complete backup"),
-                Some(age) if age > options.backup_max_age => check.find("backup-age", Severity::High,
-                    format!("the newest backup is {} h old (limit {} h)", age.as_secs() / 3600, options.backup_max_age.as_secs() / 3600)),
+                None => check.find(
+                    "backup-age",
+                    Severity::High,
+                    "the repository holds no complete backup",
+                ),
+                Some(age) if age > options.backup_max_age => check.find(
+                    "backup-age",
+                    Severity::High,
+                    format!(
+                        "the newest backup is {} h old (limit {} h)",
+                        age.as_secs() / 3600,
+                        options.backup_max_age.as_secs() / 3600
+                    ),
+                ),
                 Some(_) => {}
             }
             match f.drill_age {
                 None => check.find("drill-age", Severity::High, "no restore drill has passed"),
-                Some(age) if age > options.drill_max_age => check.find("drill-age", Severity::Medium,
-                    format!("the last passing drill is {} h old (limit {} h)", age.as_secs() / 3600, options.drill_max_age.as_secs() / 3600)),
+                Some(age) if age > options.drill_max_age => check.find(
+                    "drill-age",
+                    Severity::Medium,
+                    format!(
+                        "the last passing drill is {} h old (limit {} h)",
+                        age.as_secs() / 3600,
+                        options.drill_max_age.as_secs() / 3600
+                    ),
+                ),
                 Some(_) => {}
             }
             if f.last_drill_failed {
-                check.find("drill-failed", Severity::High, "the latest restore drill failed");
+                check.find(
+                    "drill-failed",
+                    Severity::High,
+                    "the latest restore drill failed",
+                );
             }
         }
-        Err(e) => check.find("repository", Severity::High, format!("the repository could not be read: {e:#}")),
+        Err(e) => check.find(
+            "repository",
+            Severity::High,
+            format!("the repository could not be read: {e:#}"),
+        ),
     }
-    summarise(&mut check, "a recent backup and a recent passing, signed restore drill");
+    summarise(
+        &mut check,
+        "a recent backup and a recent passing, signed restore drill",
+    );
     check
 }
 
@@ -429,31 +628,50 @@ async fn audit_chains(
     orgs: &[OrgId],
     keys: &[procuhelp_audit::PublicKey],
 ) -> Check {
-    let mut check = Check::new("audit_chains", "Audit chains verified against the pinned checkpoint key");
+    let mut check = Check::new(
+        "audit_chains",
+        "Audit chains verified against the pinned checkpoint key",
+    );
     let trust = match procuhelp_audit::Trust::pinned(keys.iter().copied()) {
         Ok(t) => t,
         Err(e) => {
-            check.find("key", Severity::High, format!("no checkpoint key to pin: {e}"));
+            check.find(
+                "key",
+                Severity::High,
+                format!("no checkpoint key to pin: {e}"),
+            );
             summarise(&mut check, "");
             return check;
         }
     };
     let mut per_chain = Vec::new();
-    let chains = orgs.iter().copied().chain(std::iter::once(procuhelp_audit::system_chain_org()));
+    let chains = orgs
+        .iter()
+        .copied()
+        .chain(std::iter::once(procuhelp_audit::system_chain_org()));
     for org in chains {
         match log.verify_live(org, &trust).await {
             Ok(report) => {
                 if let Some(problem) = &report.problem {
-                    check.find(format!("chain:{org}"), Severity::High, format!("the audit chain of {org} is broken at seq {}: {:?}", problem.seq, problem.kind));
+                    check.find(
+                        format!("chain:{org}"),
+                        Severity::High,
+                        format!(
+                            "the audit chain of {org} is broken at seq {}: {:?}",
+                            problem.seq, problem.kind
+                        ),
+                    );
                 }
                 let last_checkpoint: Option<time::OffsetDateTime> = match tenants.begin(org).await {
                     Ok(mut tx) => {
-                        let at = sqlx::query_scalar("SELECT max(at) FROM app.audit_checkpoints WHERE org_id = $1")
-                            .bind(org.as_uuid())
-                            .fetch_one(tx.conn())
-                            .await
-                            .ok()
-                            .flatten();
+                        let at = sqlx::query_scalar(
+                            "SELECT max(at) FROM app.audit_checkpoints WHERE org_id = $1",
+                        )
+                        .bind(org.as_uuid())
+                        .fetch_one(tx.conn())
+                        .await
+                        .ok()
+                        .flatten();
                         let _ = tx.rollback().await;
                         at
                     }
@@ -463,33 +681,57 @@ async fn audit_chains(
                     "intact": report.is_intact(),
                     "last_checkpoint": last_checkpoint.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()) }));
             }
-            Err(e) => check.find(format!("chain:{org}"), Severity::High, format!("the audit chain of {org} could not be verified: {e}")),
+            Err(e) => check.find(
+                format!("chain:{org}"),
+                Severity::High,
+                format!("the audit chain of {org} could not be verified: {e}"),
+            ),
         }
     }
     check.details = json!({ "chains": per_chain });
-    summarise(&mut check, format!("{} chain(s) intact, checkpoints signed by the pinned key", per_chain.len()));
+    summarise(
+        &mut check,
+        format!(
+            "{} chain(s) intact, checkpoints signed by the pinned key",
+            per_chain.len()
+        ),
+    );
     check
 }
 
 fn dependencies() -> Check {
-    let mut check = Check::new("dependencies", "Dependency advisories (cargo-deny at build time)");
+    let mut check = Check::new(
+        "dependencies",
+        "Dependency advisories (cargo-deny at build time)",
+    );
     let snapshot = env!("PROCUHELP_ADVISORY_SNAPSHOT");
     let result = env!("PROCUHELP_DENY_RESULT");
     let at = env!("PROCUHELP_DENY_AT");
-    check.details = json!({ "advisory_snapshot": snapshot, "cargo_deny": result, "checked_at": at });
+    check.details =
+        json!({ "advisory_snapshot": snapshot, "cargo_deny": result, "checked_at": at });
     match result {
         "passed" => {}
         "failed" => check.find("cargo-deny", Severity::High, format!("cargo-deny failed for this build's Cargo.lock (advisories of {snapshot})")),
         "stale" => check.find("cargo-deny", Severity::Medium, "the last cargo-deny run was for another Cargo.lock; run scripts/deny.sh and rebuild"),
         _ => check.find("cargo-deny", Severity::Medium, "no cargo-deny result was recorded for this build (run scripts/deny.sh before building)"),
     }
-    if let Ok(date) = time::Date::parse(snapshot, &time::macros::format_description!("[year]-[month]-[day]")) {
+    if let Ok(date) = time::Date::parse(
+        snapshot,
+        &time::macros::format_description!("[year]-[month]-[day]"),
+    ) {
         let age = (time::OffsetDateTime::now_utc().date() - date).whole_days();
         if age > 90 {
-            check.find("advisory-snapshot", Severity::Low, format!("the advisory snapshot is {age} days old"));
+            check.find(
+                "advisory-snapshot",
+                Severity::Low,
+                format!("the advisory snapshot is {age} days old"),
+            );
         }
     }
-    summarise(&mut check, format!("cargo-deny passed on this Cargo.lock against the advisories of {snapshot}"));
+    summarise(
+        &mut check,
+        format!("cargo-deny passed on this Cargo.lock against the advisories of {snapshot}"),
+    );
     check
 }
 
@@ -519,17 +761,36 @@ fn access_matrix() -> Check {
             && !REVIEWED_PUBLIC.contains(&e.path)
             && !e.path.starts_with("/sso/{org}")
         {
-            check.find(format!("public:{} {}", e.method, e.path), Severity::High,
-                format!("{} {} answers without a session and is not among the reviewed public routes", e.method, e.path));
+            check.find(
+                format!("public:{} {}", e.method, e.path),
+                Severity::High,
+                format!(
+                    "{} {} answers without a session and is not among the reviewed public routes",
+                    e.method, e.path
+                ),
+            );
         }
-        if e.method != "GET" && e.access == procuhelp_axum::Access::Needs(Permission::ReadAuditLog) {
-            check.find(format!("write:{} {}", e.method, e.path), Severity::Medium,
-                format!("{} {} changes state under a read permission", e.method, e.path));
+        if e.method != "GET" && e.access == procuhelp_axum::Access::Needs(Permission::ReadAuditLog)
+        {
+            check.find(
+                format!("write:{} {}", e.method, e.path),
+                Severity::Medium,
+                format!(
+                    "{} {} changes state under a read permission",
+                    e.method, e.path
+                ),
+            );
         }
         rows.push(json!({ "method": e.method, "path": e.path, "access": access, "roles": roles }));
     }
     check.details = json!({ "routes": rows });
-    summarise(&mut check, format!("{} routes, each declared with its permission; public routes are the reviewed sign-in and SSO ones", endpoints.len()));
+    summarise(
+        &mut check,
+        format!(
+            "{} routes, each declared with its permission; public routes are the reviewed sign-in and SSO ones",
+            endpoints.len()
+        ),
+    );
     check
 }
 
@@ -542,7 +803,12 @@ mod tests {
     fn weak_headers_are_named() {
         let mut h = reqwest::header::HeaderMap::new();
         h.insert("strict-transport-security", "max-age=300".parse().unwrap());
-        h.insert("content-security-policy", "default-src 'self'; script-src 'self' 'unsafe-inline'".parse().unwrap());
+        h.insert(
+            "content-security-policy",
+            "default-src 'self'; script-src 'self' 'unsafe-inline'"
+                .parse()
+                .unwrap(),
+        );
         h.insert("x-content-type-options", "nosniff".parse().unwrap());
         let mut check = Check::new("security_headers", "");
         grade_headers(&h, &mut check);

@@ -47,9 +47,18 @@ pub(super) fn sections(checks: &[Check]) -> Vec<SectionResult> {
 
 /// Writes both files into `dir` (0600 each).
 pub(super) fn write(dir: &Path, report: &Report, backlog: &Backlog) -> anyhow::Result<()> {
-    write_private(&dir.join("self-audit.json"), &serde_json::to_vec_pretty(report)?)?;
-    write_private(&dir.join("self-audit.html"), html(report, backlog).as_bytes())?;
-    write_private(&dir.join("self-audit.md"), markdown(report, backlog).as_bytes())?;
+    write_private(
+        &dir.join("self-audit.json"),
+        &serde_json::to_vec_pretty(report)?,
+    )?;
+    write_private(
+        &dir.join("self-audit.html"),
+        html(report, backlog).as_bytes(),
+    )?;
+    write_private(
+        &dir.join("self-audit.md"),
+        markdown(report, backlog).as_bytes(),
+    )?;
     Ok(())
 }
 
@@ -69,11 +78,26 @@ fn markdown(report: &Report, backlog: &Backlog) -> String {
     );
     m.push_str("| Check | Status | Summary |\n|---|---|---|\n");
     for c in &report.checks {
-        let _ = writeln!(m, "| {} (`{}`) | {} | {} |", cell(c.title), c.id, status_word(c.status), cell(&c.summary));
+        let _ = writeln!(
+            m,
+            "| {} (`{}`) | {} | {} |",
+            cell(c.title),
+            c.id,
+            status_word(c.status),
+            cell(&c.summary)
+        );
     }
     m.push_str("\n## Checklist\n\n| Section | Status | Checks | Note |\n|---|---|---|---|\n");
     for s in &report.sections {
-        let _ = writeln!(m, "| {} {} | {} | {} | {} |", s.section.id, cell(s.section.title), s.status, s.section.checks.join(", "), cell(s.section.note));
+        let _ = writeln!(
+            m,
+            "| {} {} | {} | {} | {} |",
+            s.section.id,
+            cell(s.section.title),
+            s.status,
+            s.section.checks.join(", "),
+            cell(s.section.note)
+        );
     }
     m.push_str("\n## Backlog\n\n");
     if backlog.findings.is_empty() {
