@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::operator_api::{OperatorApi, authenticate, bad_request};
+use crate::operator_api::{OperatorApi, authenticate, bad_request, refused};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -69,9 +69,8 @@ pub(crate) async fn grant(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let operator = match authenticate(&api, &method, &uri, &headers, &body) {
-        Ok(o) => o,
-        Err(refused) => return refused,
+    let Some(operator) = authenticate(&api, &method, &uri, &headers, &body) else {
+        return refused();
     };
     let request: GrantRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
@@ -134,9 +133,8 @@ pub(crate) async fn revoke(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let operator = match authenticate(&api, &method, &uri, &headers, &body) {
-        Ok(o) => o,
-        Err(refused) => return refused,
+    let Some(operator) = authenticate(&api, &method, &uri, &headers, &body) else {
+        return refused();
     };
     let db = TenantDb::new(api.runtime.clone());
     let mut tx = match db.begin(org).await {
@@ -188,9 +186,8 @@ pub(crate) async fn read_audit(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let operator = match authenticate(&api, &method, &uri, &headers, &body) {
-        Ok(o) => o,
-        Err(refused) => return refused,
+    let Some(operator) = authenticate(&api, &method, &uri, &headers, &body) else {
+        return refused();
     };
     // Parsed once the operator is proved: a stranger's malformed query costs nothing.
     let page = match Query::<AuditPage>::try_from_uri(&uri) {

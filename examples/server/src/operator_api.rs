@@ -73,29 +73,26 @@ pub fn routes(api: OperatorApi) -> Router {
         .with_state(api)
 }
 
-/// The operator who signed this request, or the fixed refusal (logged with its reason,
-/// never the header or the claimed name).
+/// The operator who signed this request, or `None` (answer [`refused`]; the reason is
+/// logged, never the header or the claimed name).
 pub(crate) fn authenticate(
     api: &OperatorApi,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<procuhelp_auth::operator::OperatorName, Response> {
-    let Some(authorization) = headers
+) -> Option<procuhelp_auth::operator::OperatorName> {
+    let authorization = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Err(refused());
-    };
+        .and_then(|v| v.to_str().ok())?;
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     api.operators
         .verify(&api.replay, authorization, method.as_str(), path, body, now)
         .map_err(|refusal| {
             tracing::warn!(reason = refusal.reason.as_str(), "operator request refused");
-            refused()
         })
+        .ok()
 }
 
 #[derive(Deserialize)]
@@ -107,7 +104,7 @@ struct NewOrganisation {
     admin_name: Option<String>,
 }
 
-fn refused() -> Response {
+pub(crate) fn refused() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, SCHEME)],
@@ -131,9 +128,8 @@ async fn create(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let operator = match authenticate(&api, &method, &uri, &headers, &body) {
-        Ok(operator) => operator,
-        Err(refused) => return refused,
+    let Some(operator) = authenticate(&api, &method, &uri, &headers, &body) else {
+        return refused();
     };
     let request: NewOrganisation = match serde_json::from_slice(&body) {
         Ok(r) => r,
