@@ -72,7 +72,7 @@ impl Default for NatsStreamConfig {
 }
 
 /// Tells the relay which chains have new events, so they ship without waiting for the
-/// sweep. Cheap and never blocking; memory is bounded (beyond [`MAX_NUDGED`] chains it
+/// sweep. Cheap and never blocking; memory is bounded (beyond 4,096 chains it
 /// asks for a sweep instead).
 #[derive(Debug, Clone, Default)]
 pub struct StreamNudge {
