@@ -15,7 +15,7 @@
 //!   **sdk** side the session's answer is remembered (`VerifiedSessions`, the default),
 //!   so a request is one plain statement that enters the organisation, compares the
 //!   user's session epoch and reads.
-//! * **sdk_logged** — the **sdk** side behind the access log
+//! * **sdk_logged** — the **sdk** side behind the access log and its request metrics
 //!   (`procuhelp_axum::access_log`: request id, span, one formatted `INFO` line per
 //!   request, written to a sink): the log's price is this side against **sdk**.
 //! * **sdk_tx** — the transactional path, `procuhelp_axum::Authed`: the credential
@@ -432,6 +432,10 @@ fn main() {
         .with_ansi(false)
         .with_writer(std::io::sink)
         .init();
+    // As a server with scrapers configured records metrics: the Prometheus recorder,
+    // process-wide. The sdk_logged side emits the request metrics (access_log); every
+    // side pays the pool-wait histogram, which is recorded below the SDK's extractors.
+    let _metrics = procuhelp_axum::metrics::install().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

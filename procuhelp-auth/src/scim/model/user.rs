@@ -143,6 +143,18 @@ pub fn parse_user(body: &[u8]) -> ScimResult<UserInput> {
             },
             "emails" => input.emails = parse_emails(Some(value))?,
             "active" => input.active = Some(boolean(value)?),
+            // Entra's create-user body carries `"roles": []`. Roles here come from groups
+            // through the organisation's role mapping; a role on the user itself would be
+            // a second way to grant privileges, so only "none" is accepted.
+            "roles" => match value {
+                Value::Null => {}
+                Value::Array(roles) if roles.is_empty() => {}
+                _ => {
+                    return Err(ScimError::invalid_value(
+                        "roles are granted through groups and the role mapping, not on the user",
+                    ));
+                }
+            },
             _ if IGNORED_USER_ATTRIBUTES.contains(&lower.as_str())
                 || lower.eq_ignore_ascii_case(ENTERPRISE_USER_SCHEMA) => {}
             _ => return Err(ScimError::invalid_value("unsupported attribute")),
@@ -163,7 +175,7 @@ mod tests {
         let body = br#"{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User",
             "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
             "externalId":"0a21f0f2-8d2a-4f8e-bf98-7363c4aed4ef","UserName":"Test_User_ab6490ee@contoso.com",
-            "active":"True","displayName":"Test User","title":"Manager",
+            "active":"True","displayName":"Test User","title":"Manager","roles":[],
             "emails":[{"primary":true,"type":"work","value":"Test_User_11bb11bb@contoso.com"}],
             "name":{"formatted":"Test User","familyName":"User","givenName":"Test"},
             "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User":{"department":"Sales"}}"#;
