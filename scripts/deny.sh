@@ -169,7 +169,7 @@ record_result() {
     local rc=$1 result=failed
     shift
     (($# == 0)) || return 0
-    ((rc == 0)) && result=passed
+    if ((rc == 0)); then result=passed; fi
     local target
     target=$(cargo_target_dir)
     mkdir -p "$target"
@@ -178,7 +178,12 @@ record_result() {
         "$(cut -d' ' -f2 "$SNAPSHOT_DIR/SNAPSHOT" | head -n1)" >"$target/procuhelp-deny.txt"
 }
 
-rc=0
-main "$@" || rc=$?
-record_result "$rc" "$@"
-exit "$rc"
+# On every exit (set -e stays in force inside main: a failed step is a failed run).
+DENY_ARGS=("$@")
+on_exit() {
+    local rc=$?
+    record_result "$rc" "${DENY_ARGS[@]}"
+    exit "$rc"
+}
+trap on_exit EXIT
+main "$@"

@@ -31,7 +31,7 @@ fn main() {
                 let _ = std::fs::write(&file, "result=not run\n");
             }
             println!("cargo:rerun-if-changed={}", file.display());
-            read_result(&file, &lock_digest)
+            read_result(&file, &lock_digest, &snapshot_date)
         }
         None => ("not run".to_owned(), String::new()),
     };
@@ -53,7 +53,7 @@ fn target_dir() -> Option<PathBuf> {
         .map(Path::to_path_buf)
 }
 
-fn read_result(file: &Path, lock_digest: &str) -> (String, String) {
+fn read_result(file: &Path, lock_digest: &str, snapshot_date: &str) -> (String, String) {
     let text = std::fs::read_to_string(file).unwrap_or_default();
     let field = |name: &str| {
         text.lines()
@@ -65,7 +65,8 @@ fn read_result(file: &Path, lock_digest: &str) -> (String, String) {
     if result != "passed" && result != "failed" {
         return ("not run".to_owned(), String::new());
     }
-    if field("lock") != lock_digest {
+    // For this Cargo.lock, against this advisory snapshot: anything else is stale.
+    if field("lock") != lock_digest || field("snapshot") != snapshot_date {
         return ("stale".to_owned(), field("at"));
     }
     (result, field("at"))

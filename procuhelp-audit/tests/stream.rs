@@ -228,6 +228,53 @@ async fn every_event_reaches_the_consumer_once_in_order_across_a_nats_restart() 
             && !all.contains("Lovelace")
             && !all.contains("192.0.2.44")
     );
+
+    // A message someone else published on a chain's subject does not move that chain's
+    // cursor: the chain stops (loudly) instead of skipping events, the others go on.
+    js.publish(
+        format!("procuhelp.audit.{}", f.a),
+        br#"{"seq": 999999}"#.as_ref().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let relay = NatsAuditStream::new(
+        NatsStreamConfig {
+            url: url.clone(),
+            sweep_every: Duration::from_secs(1),
+            max_backoff: Duration::from_millis(500),
+            ..NatsStreamConfig::default()
+        },
+        f.sink(),
+        f.owner.clone(),
+    );
+    let sink = relay.nudge().wrap(Arc::new(f.sink()));
+    let task = tokio::spawn(relay.run());
+    sink.record(event(f.a, 100)).await.unwrap();
+    sink.record(event(f.b, 101)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stream.info().await.unwrap().state.messages < 53 {
+        assert!(
+            Instant::now() < deadline,
+            "org B's new event was not shipped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        53,
+        "org A's chain moved on past a forged cursor"
+    );
+    let last_b = stream
+        .get_last_raw_message_by_subject(&format!("procuhelp.audit.{}", f.b))
+        .await
+        .unwrap();
+    let last_b: StreamEvent = serde_json::from_slice(&last_b.payload).unwrap();
+    assert_eq!(last_b.seq, 26);
+    task.abort();
+
     let _ = std::fs::remove_dir_all(&store);
     f.teardown().await;
 }

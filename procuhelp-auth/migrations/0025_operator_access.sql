@@ -15,3 +15,18 @@ CREATE TABLE app.operator_grants (
 );
 CREATE INDEX operator_grants_by_operator ON app.operator_grants (org_id, operator, ends_at);
 CALL app.declare_tenant_table('app.operator_grants');
+
+-- The runtime role may only set revoked_at (its column grant); this makes that once, and
+-- never back to NULL: a revoked grant stays revoked.
+CREATE FUNCTION app.operator_grant_revoke_once() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF OLD.revoked_at IS NOT NULL OR NEW.revoked_at IS NULL THEN
+        RAISE EXCEPTION 'an operator grant is revoked once and never restored'
+            USING ERRCODE = 'PH423';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER operator_grants_revoke_once BEFORE UPDATE ON app.operator_grants
+    FOR EACH ROW EXECUTE FUNCTION app.operator_grant_revoke_once();

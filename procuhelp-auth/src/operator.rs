@@ -239,7 +239,12 @@ impl Operators {
         let refuse = |reason| OperatorRefusal { reason };
         let token = header
             .filter(|h| h.len() <= MAX_HEADER)
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(|h| {
+                // The scheme is case-insensitive (RFC 9110 §11.1).
+                h.get(..7)
+                    .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                    .map(|_| &h[7..])
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or(refuse(RefusalReason::Malformed))?;

@@ -127,29 +127,38 @@ pub async fn in_force(
     }))
 }
 
-/// Ends grant `id` at `now` (no effect on one already over or revoked). Returns whether
-/// it was in force.
-pub async fn revoke(tx: &mut TenantTx, id: Uuid, now: OffsetDateTime) -> Result<bool, AccessError> {
+/// Ends grant `id` at `now`, in one statement (two concurrent revocations: one ends it,
+/// the other finds it over). Returns whose grant it was if it was in force, `None` if it
+/// was already over or revoked.
+pub async fn revoke(
+    tx: &mut TenantTx,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> Result<Option<OperatorName>, AccessError> {
     let org = tx.org();
-    let exists: Option<bool> = sqlx::query_scalar(
-        "SELECT revoked_at IS NULL AND ends_at > $3 FROM app.operator_grants
-         WHERE org_id = $1 AND id = $2",
+    let ended: Option<String> = sqlx::query_scalar(
+        "UPDATE app.operator_grants SET revoked_at = $3
+         WHERE org_id = $1 AND id = $2 AND revoked_at IS NULL AND ends_at > $3
+         RETURNING operator",
     )
     .bind(org.as_uuid())
     .bind(id)
     .bind(now)
     .fetch_optional(tx.conn())
     .await?;
-    let Some(in_force) = exists else {
-        return Err(AccessError::NotFound);
-    };
-    if in_force {
-        sqlx::query("UPDATE app.operator_grants SET revoked_at = $3 WHERE org_id = $1 AND id = $2")
+    if let Some(operator) = ended {
+        return OperatorName::parse(&operator)
+            .map(Some)
+            .map_err(|_| AccessError::NotFound);
+    }
+    let exists: Option<i32> =
+        sqlx::query_scalar("SELECT 1 FROM app.operator_grants WHERE org_id = $1 AND id = $2")
             .bind(org.as_uuid())
             .bind(id)
-            .bind(now)
-            .execute(tx.conn())
+            .fetch_optional(tx.conn())
             .await?;
+    match exists {
+        Some(_) => Ok(None),
+        None => Err(AccessError::NotFound),
     }
-    Ok(in_force)
 }

@@ -110,7 +110,10 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
             ("id", NotPersonal),
             ("user_id", UserRef),
             ("role", Personal),
-            ("reason", Personal),
+            // The justification our operator writes (an incident or ticket number and
+            // what is being looked at); it must not name people (docs/operators.md), so
+            // it is shown to the organisation's admins in its trail.
+            ("reason", NotPersonal),
             ("state", Personal),
             ("requested_by", UserRef),
             ("approved_by", UserRef),
@@ -308,7 +311,10 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
             ("id", NotPersonal),
             // Our operator's name (a named member of staff), not the customer's data.
             ("operator", Identifier),
-            ("reason", Personal),
+            // The justification our operator writes (an incident or ticket number and
+            // what is being looked at); it must not name people (docs/operators.md), so
+            // it is shown to the organisation's admins in its trail.
+            ("reason", NotPersonal),
             ("starts_at", NotPersonal),
             ("ends_at", NotPersonal),
             ("revoked_at", NotPersonal),

@@ -103,7 +103,8 @@ fn scrape(
         }
         Err(refusal) => {
             metrics::counter!("procuhelp_metrics_scrapes_refused_total").increment(1);
-            tracing::warn!(reason = refusal.reason.as_str(), "metrics scrape refused");
+            // Counted; logged at debug only: strangers must not be able to flood the log.
+            tracing::debug!(reason = refusal.reason.as_str(), "metrics scrape refused");
             (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],

@@ -83,6 +83,9 @@ pub struct LocalCluster {
     socket_dir: PathBuf,
     bin_dir: PathBuf,
     run_as: Option<(u32, u32)>,
+    /// Whether this handle started the server (else another process did, and it stays up
+    /// for that process when this handle stops).
+    started_here: bool,
 }
 
 impl fmt::Debug for LocalCluster {
@@ -137,16 +140,19 @@ impl LocalCluster {
             socket_dir,
             bin_dir,
             run_as,
+            started_here: false,
         };
         cluster.prepare_dirs().await?;
         let fresh = !cluster.pgdata.join("PG_VERSION").exists();
         if fresh {
             cluster.initdb().await?;
         }
+        let mut cluster = cluster;
         if !cluster.is_running().await {
             cluster
                 .pg_ctl(&["start", "-w", "-t", "60", "-l", &cluster.log_path()])
                 .await?;
+            cluster.started_here = true;
         }
         cluster.bootstrap().await?;
         tracing::info!(pgdata = %cluster.pgdata.display(), fresh, "embedded PostgreSQL running");
@@ -172,9 +178,13 @@ impl LocalCluster {
         &self.pgdata
     }
 
-    /// Stops the cluster (fast shutdown: open transactions roll back, nothing
-    /// committed is lost).
+    /// Stops the cluster if this handle started it (fast shutdown: open transactions roll
+    /// back, nothing committed is lost). A cluster another process started — a running
+    /// server while an admin command runs — is left running for it.
     pub async fn stop(self) -> Result<(), EmbeddedError> {
+        if !self.started_here {
+            return Ok(());
+        }
         self.pg_ctl(&["stop", "-m", "fast", "-w"]).await
     }
 

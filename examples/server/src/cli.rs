@@ -92,6 +92,11 @@ pub struct SelfAuditArgs {
     /// The CA certificate(s) for --url (default: the server's own certificate).
     #[arg(long, value_name = "FILE", requires = "url")]
     pub ca_file: Option<PathBuf>,
+    /// The checkpoint key(s) published apart from the server (`audit public-key`), as
+    /// `audit verify --trusted-key` takes them; without, the deployment's own signer is
+    /// trusted and a finding says so.
+    #[arg(long = "trusted-key", value_name = "HEX|FILE")]
+    pub trusted_keys: Vec<String>,
     /// Where the database is.
     #[command(flatten)]
     pub db: DatabaseArgs,
@@ -775,8 +780,6 @@ impl Command {
             Command::Org(OrgArgs { command }) => match command {
                 OrgCommand::Create { db, .. } => Some(("org create", db)),
                 OrgCommand::Offboard { db, .. } => Some(("org offboard", db)),
-                #[allow(unreachable_patterns)]
-                _ => None,
             },
             Command::Retention(a) => Some(("retention", &a.db)),
             Command::Serve(_)

@@ -106,6 +106,7 @@ fn describe() {
 pub struct StreamFile {
     url: String,
     ca_file: Option<PathBuf>,
+    token_file: Option<PathBuf>,
     stream: Option<String>,
     subject_prefix: Option<String>,
     sweep_every_secs: Option<u64>,
@@ -133,6 +134,24 @@ impl StreamFile {
         // Credentials in a URL end up in process listings, logs and backups of the file.
         if !url.username().is_empty() || url.password().is_some() {
             anyhow::bail!("audit stream: the url must not carry credentials");
+        }
+        // Audit events travel in clear over nats:// : only to this machine.
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            // nats:// is not a scheme the URL standard knows: its host stays text.
+            Some(url::Host::Domain(d)) => {
+                d == "localhost"
+                    || d.trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            None => false,
+        };
+        if url.scheme() == "nats" && !loopback {
+            anyhow::bail!(
+                "audit stream: use tls:// (with ca_file) for a NATS server off this machine"
+            );
         }
         if url.scheme() == "tls" && self.ca_file.is_none() {
             anyhow::bail!("audit stream: a tls:// url needs ca_file (no built-in roots)");
@@ -168,6 +187,7 @@ impl StreamFile {
         Ok(NatsStreamConfig {
             url: self.url,
             ca_file: self.ca_file,
+            token_file: self.token_file,
             stream,
             subject_prefix,
             sweep_every,
@@ -214,6 +234,7 @@ mod tests {
         for bad in [
             r#"{"url": "nats://user:pw@127.0.0.1:4222"}"#,
             r#"{"url": "http://127.0.0.1:4222"}"#,
+            r#"{"url": "nats://nats.example:4222"}"#,
             r#"{"url": "tls://nats.example:4222"}"#,
             r#"{"url": "nats://127.0.0.1:4222", "stream": "a.b"}"#,
             r#"{"url": "nats://127.0.0.1:4222", "subject_prefix": "a.>"}"#,

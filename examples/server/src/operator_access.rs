@@ -55,7 +55,7 @@ async fn record_refusal(api: &OperatorApi, org: OrgId, operator: &OperatorName, 
         operator,
     )
     .context(json!({ "operator": operator.as_str(), "why": why }));
-    if let Err(err) = api.log.record(e).await {
+    if let Err(err) = api.sink.record(e).await {
         tracing::error!(error = %err, "recording an operator refusal");
     }
 }
@@ -74,7 +74,10 @@ pub(crate) async fn grant(
     };
     let request: GrantRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
-        Err(e) => return bad_request(format!("the body: {e}")),
+        Err(e) => {
+            record_refusal(&api, org, &operator, "a grant request that is not one").await;
+            return bad_request(format!("the body: {e}"));
+        }
     };
     let db = TenantDb::new(api.runtime.clone());
     let mut tx = match db.begin(org).await {
@@ -115,6 +118,8 @@ pub(crate) async fn grant(
     if let Err(e) = tx.commit().await {
         return internal(e);
     }
+    // A grant pages someone (the webhook), like a lockout.
+    (api.committed.0)(&record);
     tracing::warn!(%org, operator = operator.as_str(), ends_at = %granted.ends_at, "operator access granted");
     (
         StatusCode::CREATED,
@@ -144,19 +149,28 @@ pub(crate) async fn revoke(
         }
         Err(e) => return internal(e),
     };
-    match operator_access::revoke(&mut tx, grant, OffsetDateTime::now_utc()).await {
-        Ok(true) => {}
-        Ok(false) => return status(StatusCode::CONFLICT, "the grant is already over"),
-        Err(AccessError::NotFound) => return status(StatusCode::NOT_FOUND, "no such grant"),
+    let holder = match operator_access::revoke(&mut tx, grant, OffsetDateTime::now_utc()).await {
+        Ok(Some(holder)) => holder,
+        Ok(None) => {
+            let _ = tx.rollback().await;
+            record_refusal(&api, org, &operator, "revoking a grant already over").await;
+            return status(StatusCode::CONFLICT, "the grant is already over");
+        }
+        Err(AccessError::NotFound) => {
+            let _ = tx.rollback().await;
+            record_refusal(&api, org, &operator, "revoking an unknown grant").await;
+            return status(StatusCode::NOT_FOUND, "no such grant");
+        }
         Err(e) => return internal(e),
-    }
+    };
     let record = event(
         org,
         Action::OperatorAccessRevoked,
         Outcome::Success,
         &operator,
     )
-    .target(format!("operator_grant:{grant}"));
+    .target(format!("operator_grant:{grant}"))
+    .context(json!({ "operator": operator.as_str(), "grant_holder": holder.as_str() }));
     if let Err(e) = api.log.append_in_tx(&mut tx, &record).await {
         return internal(e);
     }
@@ -192,7 +206,10 @@ pub(crate) async fn read_audit(
     // Parsed once the operator is proved: a stranger's malformed query costs nothing.
     let page = match Query::<AuditPage>::try_from_uri(&uri) {
         Ok(Query(p)) => p,
-        Err(e) => return bad_request(format!("the query: {e}")),
+        Err(e) => {
+            record_refusal(&api, org, &operator, "a malformed read").await;
+            return bad_request(format!("the query: {e}"));
+        }
     };
     let db = TenantDb::new(api.runtime.clone());
     let mut tx = match db.begin(org).await {

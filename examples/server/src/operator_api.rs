@@ -42,8 +42,12 @@ pub struct OperatorApi {
     pub owner: PgPool,
     /// The runtime role's pool (the first admin and their invitation).
     pub runtime: PgPool,
-    /// The audit log.
+    /// The audit log (events appended in the operator's transactions).
     pub log: PgAuditSink,
+    /// The audit pipeline's sink (events recorded on their own reach the detectors).
+    pub sink: Arc<dyn procuhelp_audit::AuditSink>,
+    /// Shows the detectors an event appended in a transaction, after its commit.
+    pub committed: Committed,
     /// The deployment's residency (the new organisation's region).
     pub residency: Arc<Residency>,
 }
@@ -55,6 +59,17 @@ pub const ACCESS: &str = "/operator/organisations/{org}/access";
 pub const ACCESS_GRANT: &str = "/operator/organisations/{org}/access/{grant}";
 /// The organisation's audit trail, read under a grant in force.
 pub const AUDIT: &str = "/operator/organisations/{org}/audit";
+
+/// Shows the alert detectors an event committed inside a transaction
+/// (`AuditPipeline::committed_observer`).
+#[derive(Clone)]
+pub struct Committed(pub Arc<dyn Fn(&procuhelp_audit::AuditEvent) + Send + Sync>);
+
+impl std::fmt::Debug for Committed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Committed")
+    }
+}
 
 /// The operator routes.
 pub fn routes(api: OperatorApi) -> Router {

@@ -224,9 +224,19 @@ async fn serve_on(
     };
     let operators = match &args.operators {
         Some(file) => Some(
-            operator_api(file, db, &runtime, audit_log.clone(), residency.clone())
-                .await
-                .context("--operators")?,
+            operator_api(
+                file,
+                db,
+                &runtime,
+                (
+                    audit_log.clone(),
+                    audit_sink.clone(),
+                    audit.committed_observer(),
+                ),
+                residency.clone(),
+            )
+            .await
+            .context("--operators")?,
         ),
         None => None,
     };
@@ -425,7 +435,11 @@ async fn operator_api(
     file: &std::path::Path,
     db: &Database,
     runtime: &sqlx::PgPool,
-    log: procuhelp_audit::PgAuditSink,
+    (log, sink, committed): (
+        procuhelp_audit::PgAuditSink,
+        std::sync::Arc<dyn procuhelp_audit::AuditSink>,
+        std::sync::Arc<dyn Fn(&procuhelp_audit::AuditEvent) + Send + Sync>,
+    ),
     residency: procuhelp_tenancy::residency::Residency,
 ) -> anyhow::Result<crate::operator_api::OperatorApi> {
     let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
@@ -448,6 +462,8 @@ async fn operator_api(
         owner,
         runtime: runtime.clone(),
         log,
+        sink,
+        committed: crate::operator_api::Committed(committed),
         residency: std::sync::Arc::new(residency),
     })
 }

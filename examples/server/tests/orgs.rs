@@ -626,6 +626,10 @@ async fn the_operator_api_creates_organisations_for_named_operators_only() {
         owner: w.scratch.owner_pool(2).await.unwrap(),
         runtime: w.scratch.runtime_pool(2).await.unwrap(),
         log: log.clone(),
+        sink: std::sync::Arc::new(log.clone()),
+        committed: procuhelp_server::operator_api::Committed(std::sync::Arc::new(
+            |_: &procuhelp_audit::AuditEvent| {},
+        )),
         residency: std::sync::Arc::new(
             serde_json::from_str(procuhelp_server::residency::DEFAULT).unwrap(),
         ),

@@ -165,7 +165,12 @@ async fn passes_a_correct_deployment_and_names_each_deliberate_break() {
     assert!(format!("{err:#}").contains("self-audit failed"), "{err:#}");
     let second = report(&out);
     assert_eq!(second["verdict"], "fail");
-    assert!(finding_keys(&second, "rls_posture").contains(&"table app.suppliers".to_owned()));
+    let rls = finding_keys(&second, "rls_posture");
+    let rls_key = rls
+        .iter()
+        .find(|k| k.starts_with("table app.suppliers"))
+        .expect("RLS finding")
+        .clone();
     let chains = finding_keys(&second, "audit_chains");
     assert!(
         !chains.is_empty() && chains.iter().all(|k| k.starts_with("chain:")),
@@ -201,7 +206,7 @@ async fn passes_a_correct_deployment_and_names_each_deliberate_break() {
     run(&broken).await.unwrap_err();
     let again = backlog(&out);
     assert_eq!(again["findings"].as_object().unwrap().len(), before);
-    let rls = &again["findings"]["rls_posture:table app.suppliers"];
+    let rls = &again["findings"][format!("rls_posture:{rls_key}")];
     assert_eq!(rls["status"], "open");
     assert_ne!(rls["first_seen"], rls["last_seen"]);
     with_superuser(
@@ -212,7 +217,7 @@ async fn passes_a_correct_deployment_and_names_each_deliberate_break() {
     run(&broken).await.unwrap_err();
     let fixed = backlog(&out);
     assert_eq!(
-        fixed["findings"]["rls_posture:table app.suppliers"]["status"],
+        fixed["findings"][format!("rls_posture:{rls_key}")]["status"],
         "resolved"
     );
     assert_eq!(fixed["findings"].as_object().unwrap().len(), before);

@@ -274,8 +274,25 @@ impl Detectors {
             {
                 alerts.push(a.into_alert(AlertKind::HttpTrafficSpike, Some(org)));
             }
-            if let Some(address) = r.source
-                && let Some(a) = self.http_by_source.entry(address).hit(c.http_traffic, r.at)
+            // An address is new when it floods: its first minutes are held to the floor
+            // (× factor) instead of waiting out a warm-up that would learn the flood.
+            // IPv6 clients are keyed by their /64, which one client can rotate within.
+            let address = r.source.map(|ip| match ip {
+                IpAddr::V6(v6) => {
+                    let bits = u128::from(v6) & !((1u128 << 64) - 1);
+                    IpAddr::V6(std::net::Ipv6Addr::from(bits))
+                }
+                v4 => v4,
+            });
+            let from_first_minute = SpikeRule {
+                warmup_minutes: 0,
+                ..c.http_traffic
+            };
+            if let Some(address) = address
+                && let Some(a) = self
+                    .http_by_source
+                    .entry(address)
+                    .hit(from_first_minute, r.at)
             {
                 let mut alert = a.into_alert(AlertKind::HttpTrafficSpike, r.org);
                 alert.key = AlertKey::Source { address };
@@ -348,6 +365,9 @@ impl Detectors {
         if s.backup_problem {
             alerts.push(immediate(AlertKind::BackupProblem, s, AlertKey::Org));
         }
+        if s.operator_access {
+            alerts.push(immediate(AlertKind::OperatorAccess, s, AlertKey::Org));
+        }
         if c.traffic.enabled
             && let Some(a) = self.traffic.entry(s.org).hit(c.traffic, s.at)
         {
@@ -391,6 +411,7 @@ pub(super) struct Signal {
     locked: bool,
     error: bool,
     backup_problem: bool,
+    operator_access: bool,
 }
 
 impl Signal {
@@ -412,6 +433,7 @@ impl Signal {
             failed_login: e.action.is_auth_failure() && failed,
             locked: e.action == Action::AccountLocked,
             error: failed,
+            operator_access: e.action == Action::OperatorAccessGranted,
             backup_problem: e.action == Action::BackupOverdue
                 || (failed
                     && matches!(

@@ -69,6 +69,9 @@ pub enum AlertKind {
     /// HTTP 5xx responses in one minute far exceed their moving baseline.
     #[serde(rename = "http.error_spike")]
     HttpErrorSpike,
+    /// An operator was granted access to an organisation's data (break-glass). Always on.
+    #[serde(rename = "operator.access")]
+    OperatorAccess,
 }
 
 impl AlertKind {
@@ -84,6 +87,7 @@ impl AlertKind {
             AlertKind::BackupProblem => "backup.problem",
             AlertKind::HttpTrafficSpike => "http.traffic_spike",
             AlertKind::HttpErrorSpike => "http.error_spike",
+            AlertKind::OperatorAccess => "operator.access",
         }
     }
 }

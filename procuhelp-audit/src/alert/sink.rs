@@ -60,6 +60,14 @@ impl<S: AuditSink> AlertingSink<S> {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Shows the detectors an event already committed by other means (appended inside a
+    /// caller's transaction, which bypasses the pipeline), after its commit.
+    pub fn observe_committed(&self, event: &AuditEvent) {
+        for alert in self.detect(&Signal::of(event)) {
+            self.enqueue(alert);
+        }
+    }
+
     /// Feeds one HTTP response to the detectors and queues the alerts it raises (never
     /// blocking: a full queue drops and counts, as for events).
     pub fn observe_http(&self, response: &super::HttpResponse) {

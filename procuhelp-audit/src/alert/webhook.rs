@@ -137,6 +137,9 @@ struct Shared {
     dropped: AtomicU64,
 }
 
+/// The largest alert file read back (an alert is well under 1 KiB).
+const MAX_ALERT_FILE: u64 = 64 * 1024;
+
 /// The persisted queue: `<dir>/<alert id>.json`, 0600; ids are UUID v7, so names sort
 /// oldest first.
 #[derive(Debug)]
@@ -145,7 +148,13 @@ struct Outbox {
 }
 
 impl Outbox {
-    fn open(dir: &std::path::Path) -> Result<(Self, Vec<Alert>)> {
+    /// Opens `dir` and reads what an earlier run left: at most `capacity` alerts (the
+    /// newest; older ones are dropped and counted in `dropped`).
+    fn open(
+        dir: &std::path::Path,
+        capacity: usize,
+        dropped: &AtomicU64,
+    ) -> Result<(Self, Vec<Alert>)> {
         use std::os::unix::fs::DirBuilderExt as _;
         let fail = |_| AuditError::Unavailable("the alert outbox directory".to_owned());
         std::fs::DirBuilder::new()
@@ -159,26 +168,34 @@ impl Outbox {
             .filter(|p| p.extension().is_some_and(|x| x == "json"))
             .collect();
         names.sort();
+        let outbox = Self {
+            dir: dir.to_owned(),
+        };
         let mut pending = Vec::new();
         for path in names {
-            // A file cut short by a crash mid-write is set aside, never delivered half.
-            match std::fs::read(&path)
+            // A file cut short by a crash mid-write, an oversized one or one whose name is
+            // not its alert's id is removed, never delivered (or re-delivered forever).
+            let alert = std::fs::metadata(&path)
                 .ok()
+                .filter(|m| m.is_file() && m.len() <= MAX_ALERT_FILE)
+                .and_then(|_| std::fs::read(&path).ok())
                 .and_then(|b| serde_json::from_slice::<Alert>(&b).ok())
-            {
+                .filter(|a| outbox.path(a) == path);
+            match alert {
                 Some(alert) => pending.push(alert),
                 None => {
-                    tracing::error!(file = %path.display(), "unreadable alert in the outbox set aside");
-                    let _ = std::fs::rename(&path, path.with_extension("bad"));
+                    tracing::error!(file = %path.display(), "unreadable alert in the outbox removed");
+                    let _ = std::fs::remove_file(&path);
                 }
             }
         }
-        Ok((
-            Self {
-                dir: dir.to_owned(),
-            },
-            pending,
-        ))
+        let excess = pending.len().saturating_sub(capacity);
+        for old in pending.drain(..excess) {
+            outbox.remove(&old);
+            dropped.fetch_add(1, Ordering::SeqCst);
+            tracing::error!(alert = %old, "alert outbox over capacity: oldest alert dropped");
+        }
+        Ok((outbox, pending))
     }
 
     fn path(&self, alert: &Alert) -> std::path::PathBuf {
@@ -269,9 +286,10 @@ impl WebhookAlertSink {
             .outbound
             .client(|b| b.use_preconfigured_tls(tls).timeout(timeout))
             .map_err(|e| AuditError::Unavailable(format!("webhook client: {e}")))?;
+        let dropped = AtomicU64::new(0);
         let (outbox, pending) = match &config.outbox {
             Some(dir) => {
-                let (outbox, pending) = Outbox::open(dir)?;
+                let (outbox, pending) = Outbox::open(dir, config.queue.max(1), &dropped)?;
                 if !pending.is_empty() {
                     tracing::warn!(
                         alerts = pending.len(),
@@ -292,7 +310,7 @@ impl WebhookAlertSink {
             delivered: AtomicU64::new(0),
             attempts: AtomicU64::new(0),
             failed: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
+            dropped,
         });
         tokio::spawn(deliver(shared.clone(), client, url, config));
         Ok(Self {
@@ -332,8 +350,11 @@ impl WebhookAlertSink {
 #[async_trait]
 impl AlertSink for WebhookAlertSink {
     async fn send(&self, alert: Alert) -> Result<()> {
-        if let Some(outbox) = &self.shared.outbox {
-            outbox.put(&alert)?;
+        if let Some(outbox) = &self.shared.outbox
+            && let Err(e) = outbox.put(&alert)
+        {
+            // Delivered from memory still; only a restart before then would lose it.
+            tracing::error!(alert = %alert.id, error = %e, "alert not persisted in the outbox");
         }
         {
             let mut q = self.shared.lock();

@@ -135,6 +135,13 @@ impl AuditPipeline {
         Arc::new(move |response| alerting.observe_http(response))
     }
 
+    /// What shows the detectors an event appended inside a caller's transaction (which
+    /// bypasses the pipeline), once that transaction committed.
+    pub fn committed_observer(&self) -> Arc<dyn Fn(&crate::AuditEvent) + Send + Sync> {
+        let alerting = self.alerting.clone();
+        Arc::new(move |event| alerting.observe_committed(event))
+    }
+
     /// The chain underneath, for reads, exports and verification (which record their own
     /// access events through it).
     pub fn log(&self) -> &PgAuditSink {

@@ -23,7 +23,6 @@ use std::time::Duration;
 use async_nats::jetstream::context::{Context, PublishErrorKind};
 use async_nats::jetstream::stream::{Config, LastRawMessageErrorKind, StorageType, Stream};
 use procuhelp_core::OrgId;
-use serde::Deserialize;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 
@@ -41,6 +40,9 @@ pub struct NatsStreamConfig {
     pub url: String,
     /// The CA that signed the NATS server's certificate (turns TLS on and requires it).
     pub ca_file: Option<std::path::PathBuf>,
+    /// A file holding the NATS authentication token (read at each connection; never in
+    /// the URL, the arguments or the environment).
+    pub token_file: Option<std::path::PathBuf>,
     /// The JetStream stream, created (file storage) if missing.
     pub stream: String,
     /// Subjects are `<subject_prefix>.<org id>`.
@@ -61,6 +63,7 @@ impl Default for NatsStreamConfig {
         Self {
             url: "nats://127.0.0.1:4222".to_owned(),
             ca_file: None,
+            token_file: None,
             stream: "PROCUHELP_AUDIT".to_owned(),
             subject_prefix: "procuhelp.audit".to_owned(),
             page: 500,
@@ -180,14 +183,14 @@ struct Cursor {
     stream_seq: u64,
 }
 
-#[derive(Deserialize)]
-struct SeqOnly {
-    seq: u64,
-}
-
-/// Why a pass stopped.
+/// Why a pass (or one chain) stopped.
 #[derive(Debug)]
 enum Stop {
+    /// This chain's subject does not continue the chain in the database (a message that
+    /// is not ours, another chain's, a hash that differs, a sequence beyond the chain's
+    /// head after a restore): the chain is not shipped until someone looks; the others
+    /// go on.
+    Diverged(String),
     /// NATS is unreachable or refused: back off and retry the same chains.
     Nats(String),
     /// The database failed: back off and retry.
@@ -240,6 +243,7 @@ impl NatsAuditStream {
                     Stop::Db(e) => {
                         tracing::warn!(error = %e, "audit stream: reading the audit log failed")
                     }
+                    Stop::Diverged(why) => tracing::error!(%why, "audit stream: a chain diverged"),
                 }
             }
             tokio::time::sleep(backoff).await;
@@ -255,6 +259,7 @@ impl NatsAuditStream {
     ) -> std::result::Result<(), Stop> {
         let (js, stream) = self.connect().await?;
         let mut cursors: HashMap<OrgId, Cursor> = HashMap::new();
+        let mut diverged: HashSet<OrgId> = HashSet::new();
         let mut sweep = true;
         loop {
             let nudged = self.nudge.take();
@@ -268,12 +273,24 @@ impl NatsAuditStream {
                 nudged.orgs.into_iter().collect()
             };
             for (i, org) in orgs.iter().enumerate() {
-                if let Err(stop) = self.ship(&js, &stream, &mut cursors, *org).await {
-                    // The chains not shipped yet are looked at first next time.
-                    for org in &orgs[i..] {
-                        self.nudge.nudge(*org);
+                if diverged.contains(org) {
+                    continue;
+                }
+                match self.ship(&js, &stream, &mut cursors, *org).await {
+                    Ok(()) => {}
+                    Err(Stop::Diverged(why)) => {
+                        // Loud, once per connection; the other chains go on.
+                        metrics::counter!("procuhelp_audit_stream_diverged_total").increment(1);
+                        tracing::error!(%org, %why, "audit stream: this chain's subject does not continue the chain; not shipping it");
+                        diverged.insert(*org);
                     }
-                    return Err(stop);
+                    Err(stop) => {
+                        // The chains not shipped yet are looked at first next time.
+                        for org in &orgs[i..] {
+                            self.nudge.nudge(*org);
+                        }
+                        return Err(stop);
+                    }
                 }
             }
             if *failing {
@@ -294,6 +311,11 @@ impl NatsAuditStream {
             .connection_timeout(Duration::from_secs(5));
         if let Some(ca) = &self.config.ca_file {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        if let Some(file) = &self.config.token_file {
+            let token = std::fs::read_to_string(file)
+                .map_err(|_| Stop::Nats("reading the token file".to_owned()))?;
+            options = options.token(token.trim().to_owned());
         }
         // The URL is not repeated in errors: it may name credentials.
         let client = options
@@ -318,20 +340,43 @@ impl NatsAuditStream {
         format!("{}.{}", self.config.subject_prefix, org)
     }
 
-    /// Where `org`'s subject stands, from the stream.
+    /// Where `org`'s subject stands, from the stream — only if its last message is the
+    /// database's event at that sequence number (same chain, same hash): a message
+    /// published by someone else cannot move the cursor.
     async fn cursor(&self, stream: &Stream, org: OrgId) -> std::result::Result<Cursor, Stop> {
         match stream
             .get_last_raw_message_by_subject(&self.subject(org))
             .await
         {
             Ok(last) => {
-                let seq = serde_json::from_slice::<SeqOnly>(&last.payload)
-                    .map_err(|_| Stop::Nats("the stream holds a message that is not ours".into()))?
-                    .seq;
-                Ok(Cursor {
-                    seq,
-                    stream_seq: last.sequence,
-                })
+                let Ok(shipped) = serde_json::from_slice::<crate::StreamEvent>(&last.payload)
+                else {
+                    return Err(Stop::Diverged(
+                        "its last message is not an audit event".into(),
+                    ));
+                };
+                if shipped.org_id != org.as_uuid() || shipped.seq == 0 {
+                    return Err(Stop::Diverged("its last message is another chain's".into()));
+                }
+                let stored = self
+                    .audit
+                    .stream_page(org, shipped.seq - 1, 1)
+                    .await
+                    .map_err(Stop::Db)?;
+                match stored.first() {
+                    Some(e) if e.seq == shipped.seq && e.hash == shipped.hash => Ok(Cursor {
+                        seq: shipped.seq,
+                        stream_seq: last.sequence,
+                    }),
+                    Some(_) => Err(Stop::Diverged(format!(
+                        "event {} in the stream differs from the database's",
+                        shipped.seq
+                    ))),
+                    None => Err(Stop::Diverged(format!(
+                        "the stream is ahead of the database (event {}; restored from a backup?)",
+                        shipped.seq
+                    ))),
+                }
             }
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(Cursor::default()),
             Err(e) => Err(Stop::Nats(format!("reading the stream: {e}"))),

@@ -64,7 +64,14 @@ pub(super) async fn run_all(
         backups(options, &keys),
     ];
     let (log, audit_pool, database) = crate::open_audit_log_on(db_args, vault.clone(), db).await?;
-    checks.push(audit_chains(&log, &tenants, &orgs, &keys).await);
+    // Pinned keys come from the operator (published apart from the server); without
+    // them the deployment's own signer is trusted, which a finding says.
+    let pinned = if options.trusted_keys.is_empty() {
+        None
+    } else {
+        Some(crate::audit_log::trust(&options.trusted_keys, false)?)
+    };
+    checks.push(audit_chains(&log, &tenants, &orgs, &keys, pinned).await);
     checks.push(dependencies());
     checks.push(access_matrix());
     audit_pool.close().await;
@@ -101,7 +108,12 @@ async fn rls_posture(runtime: &sqlx::PgPool) -> Check {
         Ok(()) => {}
         Err(procuhelp_tenancy::Error::Posture(e)) => {
             for f in e.findings {
-                check.find(f.object.clone(), Severity::High, f.to_string());
+                // The object and the problem: two problems of one table are two entries.
+                check.find(
+                    format!("{} ({:?})", f.object, f.problem),
+                    Severity::High,
+                    f.to_string(),
+                );
             }
         }
         Err(e) => check.find(
@@ -358,7 +370,14 @@ async fn security_headers(db: &DatabaseArgs, options: &Options) -> Check {
                 }
             }
         }
-        None => in_process_headers().await,
+        None => {
+            check.find(
+                "in-process",
+                Severity::Low,
+                "graded the code's own layers in process; give --url to grade what is served (a proxy may strip headers)",
+            );
+            in_process_headers().await
+        }
     };
     check.details = json!({
         "source": options.url.as_deref().unwrap_or("in process (the code's own layers); give --url to grade the served deployment"),
@@ -443,6 +462,13 @@ async fn data_keys(tenants: &TenantDb, orgs: &[OrgId], max_age_days: i64) -> Che
         let _ = tx.rollback().await;
         match row {
             Ok((version, created, rotated)) => {
+                if version.is_none() {
+                    check.find(
+                        format!("key:{org}"),
+                        Severity::Low,
+                        format!("organisation {org} has no active data key yet"),
+                    );
+                }
                 let age_days = created.map(|c| (time::OffsetDateTime::now_utc() - c).whole_days());
                 if let Some(age) = age_days
                     && age > max_age_days
@@ -500,6 +526,11 @@ async fn sso_mfa(tenants: &TenantDb, orgs: &[OrgId]) -> Check {
     let mut per_org = Vec::new();
     for &org in orgs {
         let Ok(mut tx) = tenants.begin(org).await else {
+            check.find(
+                format!("mfa:{org}"),
+                Severity::Medium,
+                format!("organisation {org} could not be entered: not checked"),
+            );
             continue;
         };
         let row: Result<(i64, i64, bool), _> = sqlx::query_as(
@@ -534,10 +565,25 @@ async fn sso_mfa(tenants: &TenantDb, orgs: &[OrgId]) -> Check {
         .into_iter()
         .enumerate()
     {
-        let key = warning
+        // The organisation's id and the warning's words after it (stable across runs,
+        // unlike its position in the list).
+        let org = warning
             .split_whitespace()
-            .find(|w| w.len() == 36)
-            .map_or(format!("saml:{i}"), |id| format!("saml:{id}"));
+            .map(|w| w.trim_matches(|c: char| !c.is_ascii_hexdigit() && c != '-'))
+            .find(|w| uuid::Uuid::parse_str(w).is_ok());
+        let key = match org {
+            Some(id) => {
+                let what: String = warning
+                    .split_once(':')
+                    .map_or("", |(_, rest)| rest)
+                    .split_whitespace()
+                    .take(6)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                format!("saml:{id}:{what}")
+            }
+            None => format!("saml:{i}"),
+        };
         check.find(key, Severity::Low, warning);
     }
     check.details = json!({ "organisations": per_org });
@@ -627,12 +673,20 @@ async fn audit_chains(
     tenants: &TenantDb,
     orgs: &[OrgId],
     keys: &[procuhelp_audit::PublicKey],
+    pinned: Option<procuhelp_audit::Trust>,
 ) -> Check {
     let mut check = Check::new(
         "audit_chains",
         "Audit chains verified against the pinned checkpoint key",
     );
-    let trust = match procuhelp_audit::Trust::pinned(keys.iter().copied()) {
+    let trust = match pinned.map_or_else(|| {
+        check.find(
+            "key-not-pinned",
+            Severity::Low,
+            "checkpoints were checked against the deployment's own signer; give --trusted-key with the key(s) published apart from it",
+        );
+        procuhelp_audit::Trust::pinned(keys.iter().copied())
+    }, Ok) {
         Ok(t) => t,
         Err(e) => {
             check.find(
@@ -652,6 +706,13 @@ async fn audit_chains(
     for org in chains {
         match log.verify_live(org, &trust).await {
             Ok(report) => {
+                if report.events > 0 && report.checkpoints_verified == 0 {
+                    check.find(
+                        format!("unsigned:{org}"),
+                        Severity::Low,
+                        format!("the audit chain of {org} has no signed checkpoint yet"),
+                    );
+                }
                 if let Some(problem) = &report.problem {
                     check.find(
                         format!("chain:{org}"),

@@ -150,6 +150,8 @@ pub struct Options {
     pub url: Option<String>,
     /// The CA for `url` (default: the server's own certificate in the data directory).
     pub ca_file: Option<PathBuf>,
+    /// The published checkpoint key(s) (hex or files, as `audit verify --trusted-key`).
+    pub trusted_keys: Vec<String>,
 }
 
 /// Runs the checks, writes the report and updates the backlog; `Ok(false)` when a check
