@@ -28,6 +28,7 @@ APT_PACKAGES=(
     "nginx              -"          # the edge (deploy/edge/, scripts/edge-test.sh) ...
     "libnginx-mod-http-modsecurity -" # ... ModSecurity v3 for it
     "modsecurity-crs    -"          # ... and the OWASP Core Rule Set
+    "pandoc             pandoc"     # the security overview: scripts/overview.sh
 )
 
 # ---- PyPI packages (installed with --no-deps, so list every module they import) ----

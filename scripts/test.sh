@@ -167,6 +167,10 @@ eval "$("$PROCUHELP_ROOT/scripts/openbao.sh" env)"
 SSO_PEERS_STARTED=1
 "$PROCUHELP_ROOT/scripts/sso-peers.sh" status >&2 || die "the SSO peers are not usable (see above)"
 
+# The security overview as one document (scripts/overview.sh, docs/overview/): pandoc builds
+# it and the check requires every section, every link inside it and every test the threat
+# model names (a few seconds; the generated sections are compared with the code by nextest).
+phase "security overview" "$PROCUHELP_ROOT/scripts/overview.sh" --check
 phase "nextest" cargo nextest run --workspace --locked --no-fail-fast "$@"
 phase "doctests" cargo test --workspace --doc --locked
 # Not via `phase`'s `||`: bash would ignore `set -e` inside the function. It returns

@@ -70,6 +70,12 @@ function Pandoc(doc)
     return out
   end
 
-  doc.blocks = pandoc.walk_block(pandoc.Div(doc.blocks), { Link = link }).content
+  local all = pandoc.Div(doc.blocks)
+  if all.walk then -- pandoc >= 2.17 has walk methods; pandoc.walk_block is the older way
+    all = all:walk({ Link = link })
+  else
+    all = pandoc.walk_block(all, { Link = link })
+  end
+  doc.blocks = all.content
   return doc
 end
