@@ -135,7 +135,10 @@ async fn passes_a_correct_deployment_and_names_each_deliberate_break() {
             .count(),
         10
     );
-    assert_eq!(check(&first, "audit_chains")["status"], "pass");
+    // Intact chains; without --trusted-key the deployment's own signer was trusted, and
+    // the check says so (a warning, not a failure).
+    assert_ne!(check(&first, "audit_chains")["status"], "fail");
+    assert!(finding_keys(&first, "audit_chains").contains(&"key-not-pinned".to_owned()));
     assert!(
         std::fs::read_to_string(out.join("self-audit.html"))
             .unwrap()
@@ -172,10 +175,7 @@ async fn passes_a_correct_deployment_and_names_each_deliberate_break() {
         .expect("RLS finding")
         .clone();
     let chains = finding_keys(&second, "audit_chains");
-    assert!(
-        !chains.is_empty() && chains.iter().all(|k| k.starts_with("chain:")),
-        "{chains:?}"
-    );
+    assert!(chains.iter().any(|k| k.starts_with("chain:")), "{chains:?}");
     let headers = finding_keys(&second, "security_headers");
     for k in [
         "header:strict-transport-security",
