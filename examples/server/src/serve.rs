@@ -228,11 +228,9 @@ async fn serve_on(
                 file,
                 db,
                 &runtime,
-                (
-                    audit_log.clone(),
-                    audit_sink.clone(),
-                    audit.committed_observer(),
-                ),
+                audit_log.clone(),
+                audit_sink.clone(),
+                crate::operator_api::Committed(audit.committed_observer()),
                 residency.clone(),
             )
             .await
@@ -435,11 +433,9 @@ async fn operator_api(
     file: &std::path::Path,
     db: &Database,
     runtime: &sqlx::PgPool,
-    (log, sink, committed): (
-        procuhelp_audit::PgAuditSink,
-        std::sync::Arc<dyn procuhelp_audit::AuditSink>,
-        std::sync::Arc<dyn Fn(&procuhelp_audit::AuditEvent) + Send + Sync>,
-    ),
+    log: procuhelp_audit::PgAuditSink,
+    sink: std::sync::Arc<dyn procuhelp_audit::AuditSink>,
+    committed: crate::operator_api::Committed,
     residency: procuhelp_tenancy::residency::Residency,
 ) -> anyhow::Result<crate::operator_api::OperatorApi> {
     let meta = std::fs::metadata(file).with_context(|| format!("reading {}", file.display()))?;
@@ -463,7 +459,7 @@ async fn operator_api(
         runtime: runtime.clone(),
         log,
         sink,
-        committed: crate::operator_api::Committed(committed),
+        committed,
         residency: std::sync::Arc::new(residency),
     })
 }
