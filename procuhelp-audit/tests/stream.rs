@@ -127,16 +127,7 @@ async fn every_event_reaches_the_consumer_once_in_order_across_a_nats_restart() 
     let store = tempdir();
     let nats = Nats::start(free_port(), &store);
     let url = format!("nats://127.0.0.1:{}", nats.port);
-    let relay = NatsAuditStream::new(
-        NatsStreamConfig {
-            url: url.clone(),
-            sweep_every: Duration::from_secs(1),
-            max_backoff: Duration::from_millis(500),
-            ..NatsStreamConfig::default()
-        },
-        f.sink(),
-        f.owner.clone(),
-    );
+    let relay = relay_to(&url, &f);
     let stats = relay.stats();
     let sink = relay.nudge().wrap(Arc::new(f.sink()));
     let task = tokio::spawn(relay.run());
@@ -239,16 +230,7 @@ async fn every_event_reaches_the_consumer_once_in_order_across_a_nats_restart() 
     .unwrap()
     .await
     .unwrap();
-    let relay = NatsAuditStream::new(
-        NatsStreamConfig {
-            url: url.clone(),
-            sweep_every: Duration::from_secs(1),
-            max_backoff: Duration::from_millis(500),
-            ..NatsStreamConfig::default()
-        },
-        f.sink(),
-        f.owner.clone(),
-    );
+    let relay = relay_to(&url, &f);
     let sink = relay.nudge().wrap(Arc::new(f.sink()));
     let task = tokio::spawn(relay.run());
     sink.record(event(f.a, 100)).await.unwrap();
@@ -277,6 +259,20 @@ async fn every_event_reaches_the_consumer_once_in_order_across_a_nats_restart() 
 
     let _ = std::fs::remove_dir_all(&store);
     f.teardown().await;
+}
+
+/// A relay that sweeps every second and retries quickly.
+fn relay_to(url: &str, f: &Fixture) -> NatsAuditStream {
+    NatsAuditStream::new(
+        NatsStreamConfig {
+            url: url.to_owned(),
+            sweep_every: Duration::from_secs(1),
+            max_backoff: Duration::from_millis(500),
+            ..NatsStreamConfig::default()
+        },
+        f.sink(),
+        f.owner.clone(),
+    )
 }
 
 fn tempdir() -> std::path::PathBuf {

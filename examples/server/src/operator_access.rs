@@ -46,6 +46,30 @@ fn internal(e: impl std::fmt::Display) -> Response {
     )
 }
 
+/// Why an organisation's transaction could not be begun.
+enum Unentered {
+    Unknown,
+    Failed(procuhelp_tenancy::Error),
+}
+
+impl Unentered {
+    fn answer(self) -> Response {
+        match self {
+            Unentered::Unknown => status(StatusCode::NOT_FOUND, "no such organisation"),
+            Unentered::Failed(e) => internal(e),
+        }
+    }
+}
+
+/// A transaction in `org` on the runtime role's connection.
+async fn enter(api: &OperatorApi, org: OrgId) -> Result<procuhelp_tenancy::TenantTx, Unentered> {
+    match TenantDb::new(api.runtime.clone()).begin(org).await {
+        Ok(tx) => Ok(tx),
+        Err(procuhelp_tenancy::Error::UnknownOrg(_)) => Err(Unentered::Unknown),
+        Err(e) => Err(Unentered::Failed(e)),
+    }
+}
+
 /// Records that an authenticated operator was refused, in the organisation's trail.
 async fn record_refusal(api: &OperatorApi, org: OrgId, operator: &OperatorName, why: &str) {
     let e = event(
@@ -79,13 +103,9 @@ pub(crate) async fn grant(
             return bad_request(format!("the body: {e}"));
         }
     };
-    let db = TenantDb::new(api.runtime.clone());
-    let mut tx = match db.begin(org).await {
+    let mut tx = match enter(&api, org).await {
         Ok(tx) => tx,
-        Err(procuhelp_tenancy::Error::UnknownOrg(_)) => {
-            return status(StatusCode::NOT_FOUND, "no such organisation");
-        }
-        Err(e) => return internal(e),
+        Err(unentered) => return unentered.answer(),
     };
     let now = OffsetDateTime::now_utc();
     let duration = time::Duration::seconds(request.duration_secs);
@@ -141,13 +161,9 @@ pub(crate) async fn revoke(
     let Some(operator) = authenticate(&api, &method, &uri, &headers, &body) else {
         return refused();
     };
-    let db = TenantDb::new(api.runtime.clone());
-    let mut tx = match db.begin(org).await {
+    let mut tx = match enter(&api, org).await {
         Ok(tx) => tx,
-        Err(procuhelp_tenancy::Error::UnknownOrg(_)) => {
-            return status(StatusCode::NOT_FOUND, "no such organisation");
-        }
-        Err(e) => return internal(e),
+        Err(unentered) => return unentered.answer(),
     };
     let holder = match operator_access::revoke(&mut tx, grant, OffsetDateTime::now_utc()).await {
         Ok(Some(holder)) => holder,
@@ -211,13 +227,9 @@ pub(crate) async fn read_audit(
             return bad_request(format!("the query: {e}"));
         }
     };
-    let db = TenantDb::new(api.runtime.clone());
-    let mut tx = match db.begin(org).await {
+    let mut tx = match enter(&api, org).await {
         Ok(tx) => tx,
-        Err(procuhelp_tenancy::Error::UnknownOrg(_)) => {
-            return status(StatusCode::NOT_FOUND, "no such organisation");
-        }
-        Err(e) => return internal(e),
+        Err(unentered) => return unentered.answer(),
     };
     let in_force = operator_access::in_force(&mut tx, &operator, OffsetDateTime::now_utc()).await;
     let _ = tx.rollback().await;
