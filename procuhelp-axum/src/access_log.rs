@@ -96,14 +96,15 @@ pub async fn log(mut request: Request, next: Next) -> Response {
         .map_or("(no route)", |p| p.as_str())
         .to_owned();
     let method = method_label(request.method());
-    // Only with an observer: the verified organisation's slot and the client address.
+    // Where the credential's organisation is put once verified ([`record_org`]).
+    let slot = VerifiedOrg::default();
+    request.extensions_mut().insert(slot.clone());
+    // Only with an observer: the client address.
     let observed = request
         .extensions()
         .get::<ResponseObserver>()
         .cloned()
         .map(|observer| {
-            let slot = VerifiedOrg::default();
-            request.extensions_mut().insert(slot.clone());
             let source = request
                 .extensions()
                 .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
@@ -115,9 +116,13 @@ pub async fn log(mut request: Request, next: Next) -> Response {
                         .unwrap_or_default();
                     crate::client_addr::client_addr(c.0.ip(), request.headers(), &proxies)
                 });
-            (observer, slot, source)
+            (observer, source)
         });
-    let span = tracing::info_span!(
+    // The request's own span is DEBUG: entering and leaving a span at every poll of the
+    // request's future was most of the log's price. Operators who want every line of a
+    // request tagged with its id enable it (`RUST_LOG=info,procuhelp_axum::access_log=debug`);
+    // the access line carries the id either way.
+    let span = tracing::debug_span!(
         "request",
         method,
         route = %route,
@@ -131,14 +136,17 @@ pub async fn log(mut request: Request, next: Next) -> Response {
     let elapsed = started.elapsed();
     let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     let status = response.status();
-    span.in_scope(|| {
-        tracing::info!(
-            target: "procuhelp::access",
-            status = status.as_u16(),
-            latency_us,
-            "request served"
-        );
-    });
+    let org = slot.0.get().copied();
+    tracing::info!(
+        target: "procuhelp::access",
+        method,
+        route = %route,
+        request_id = %id,
+        org_id = %OrgField(org),
+        status = status.as_u16(),
+        latency_us,
+        "request served"
+    );
     metrics::histogram!("procuhelp_http_request_duration_seconds", "route" => route.clone())
         .record(elapsed.as_secs_f64());
     metrics::counter!(
@@ -148,15 +156,27 @@ pub async fn log(mut request: Request, next: Next) -> Response {
         "status" => status.as_str().to_owned(),
     )
     .increment(1);
-    if let Some((observer, slot, source)) = observed {
+    if let Some((observer, source)) = observed {
         (observer.0)(&procuhelp_audit::HttpResponse {
             at: time::OffsetDateTime::now_utc(),
             status: status.as_u16(),
-            org: slot.0.get().copied(),
+            org,
             source,
         });
     }
     response
+}
+
+/// The organisation as the access line shows it: `-` until verified.
+struct OrgField(Option<procuhelp_core::OrgId>);
+
+impl std::fmt::Display for OrgField {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(org) => org.fmt(f),
+            None => f.write_str("-"),
+        }
+    }
 }
 
 /// Records the organisation on the current request's log line (called once the
