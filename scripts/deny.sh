@@ -186,4 +186,8 @@ on_exit() {
     exit "$rc"
 }
 trap on_exit EXIT
+# A signal is a failed run: without these, bash runs the EXIT trap with the status of the
+# last command that finished, which can be 0.
+trap 'exit 143' TERM
+trap 'exit 130' INT
 main "$@"

@@ -97,10 +97,18 @@ actions! {
     /// A named operator was given time-bound access to the organisation's data (its own
     /// chain; context: operator, reason, start and end, grant id).
     OperatorAccessGranted => "operator.access_granted",
+    /// A named operator asked for access to an organisation whose policy requires its
+    /// admin's approval: pending, not yet in force (context: operator, reason, duration
+    /// asked, grant id).
+    OperatorAccessRequested => "operator.access_requested",
+    /// An organisation's admin approved an operator's pending access (the admin is the
+    /// actor; context: operator, start and end, grant id).
+    OperatorAccessApproved => "operator.access_approved",
     /// An operator's access was refused (no grant in force) or a grant was refused (no
     /// reason, too long) (context: operator, why).
     OperatorAccessRefused => "operator.access_refused",
-    /// An operator's grant was ended before its time (context: operator, grant id).
+    /// An operator's grant was ended before its time, or declined while pending, by the
+    /// operator or the organisation's admin (context: operator, grant id).
     OperatorAccessRevoked => "operator.access_revoked",
     /// A user's role changed.
     UserRoleChanged => "user.role_changed",

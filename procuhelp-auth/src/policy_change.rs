@@ -182,6 +182,7 @@ mod tests {
         OrgPolicy {
             mfa_required,
             elevation_needs_second_admin,
+            operator_access_needs_approval: false,
         }
     }
 

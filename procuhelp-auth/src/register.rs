@@ -318,6 +318,10 @@ pub(crate) const PERSONAL_DATA: &[PersonalTable] = &[
             ("starts_at", NotPersonal),
             ("ends_at", NotPersonal),
             ("revoked_at", NotPersonal),
+            ("approval_needed", NotPersonal),
+            // The organisation's admin who let the operator in.
+            ("approved_by", UserRef),
+            ("approved_at", NotPersonal),
         ],
     },
 ];

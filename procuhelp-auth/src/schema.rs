@@ -37,7 +37,7 @@ const GRANTS: &[Grant] = &[
     // Admins change their org's sign-in policy; nothing else of the row.
     Grant::new(
         "app.organisations",
-        "UPDATE (mfa_required, elevation_needs_second_admin)",
+        "UPDATE (mfa_required, elevation_needs_second_admin, operator_access_needs_approval)",
     ),
     // Users are disabled, never deleted by the server (their audit trail refers to them);
     // an erased user's row stays as "a former user" (0017).
@@ -68,7 +68,11 @@ const GRANTS: &[Grant] = &[
     Grant::new("app.sso_identities", "SELECT, INSERT, DELETE"),
     Grant::new("app.sso_login_requests", "SELECT, INSERT, DELETE"),
     Grant::new("app.sso_assertion_replay", "SELECT, INSERT, DELETE"),
-    // Operators' grants (0025): revoked, never changed otherwise or deleted.
+    // Operators' grants (0025, 0026): approved once and revoked once (a trigger holds
+    // that), never changed otherwise or deleted.
     Grant::new("app.operator_grants", "SELECT, INSERT"),
-    Grant::new("app.operator_grants", "UPDATE (revoked_at)"),
+    Grant::new(
+        "app.operator_grants",
+        "UPDATE (revoked_at, approved_by, approved_at, starts_at, ends_at)",
+    ),
 ];

@@ -285,6 +285,7 @@ async fn an_organisation_that_requires_mfa_sends_users_without_it_to_enrolment()
         OrgPolicy {
             mfa_required: true,
             elevation_needs_second_admin: false,
+            operator_access_needs_approval: false,
         },
     )
     .await
@@ -385,6 +386,7 @@ async fn new_recovery_codes_and_mfa_off_need_password_and_code() {
     let strict = OrgPolicy {
         mfa_required: true,
         elevation_needs_second_admin: false,
+        operator_access_needs_approval: false,
     };
     directory::set_org_policy(&mut tx, strict).await.unwrap();
     tx.commit().await.unwrap();

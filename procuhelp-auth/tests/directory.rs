@@ -305,6 +305,7 @@ async fn the_sign_in_policy_is_per_organisation() {
     let strict = OrgPolicy {
         mfa_required: true,
         elevation_needs_second_admin: true,
+        operator_access_needs_approval: true,
     };
     let mut tx = fx.tx(a).await;
     assert_eq!(

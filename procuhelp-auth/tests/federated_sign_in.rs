@@ -93,6 +93,7 @@ impl Fx {
             OrgPolicy {
                 mfa_required: on,
                 elevation_needs_second_admin: false,
+                operator_access_needs_approval: false,
             },
         )
         .await

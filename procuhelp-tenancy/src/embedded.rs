@@ -83,9 +83,29 @@ pub struct LocalCluster {
     socket_dir: PathBuf,
     bin_dir: PathBuf,
     run_as: Option<(u32, u32)>,
-    /// Whether this handle started the server (else another process did, and it stays up
-    /// for that process when this handle stops).
+    /// Whether this handle started the server and has not stopped it yet (else another
+    /// process did, and it stays up for that process when this handle stops). A handle
+    /// dropped while this holds — an admin command that failed half-way — stops the server
+    /// in `Drop`, so no later handle inherits a cluster nobody owns.
     started_here: bool,
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        if !self.started_here {
+            return;
+        }
+        // Blocking, once, on an exit path: an async stop cannot run in Drop.
+        let pgdata = self.pgdata.display().to_string();
+        let stopped = self
+            .command("pg_ctl", &["-D", &pgdata, "stop", "-m", "fast", "-w"])
+            .output()
+            .map(|out| out.status.success());
+        match stopped {
+            Ok(true) => tracing::info!(pgdata, "embedded PostgreSQL stopped on drop"),
+            _ => tracing::warn!(pgdata, "embedded PostgreSQL could not be stopped on drop"),
+        }
+    }
 }
 
 impl fmt::Debug for LocalCluster {
@@ -181,11 +201,13 @@ impl LocalCluster {
     /// Stops the cluster if this handle started it (fast shutdown: open transactions roll
     /// back, nothing committed is lost). A cluster another process started — a running
     /// server while an admin command runs — is left running for it.
-    pub async fn stop(self) -> Result<(), EmbeddedError> {
+    pub async fn stop(mut self) -> Result<(), EmbeddedError> {
         if !self.started_here {
             return Ok(());
         }
-        self.pg_ctl(&["stop", "-m", "fast", "-w"]).await
+        self.pg_ctl(&["stop", "-m", "fast", "-w"]).await?;
+        self.started_here = false;
+        Ok(())
     }
 
     fn log_path(&self) -> String {
@@ -257,8 +279,10 @@ impl LocalCluster {
         self.run("pg_ctl", &full).await
     }
 
-    async fn run(&self, program: &str, args: &[&str]) -> Result<(), EmbeddedError> {
-        let mut cmd = Command::new(self.bin_dir.join(program));
+    /// `program` of this cluster's binaries with `args`, run as the cluster's OS user.
+    fn command(&self, program: &str, args: &[&str]) -> std::process::Command {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new(self.bin_dir.join(program));
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -270,8 +294,12 @@ impl LocalCluster {
         if let Some((uid, gid)) = self.run_as {
             cmd.uid(uid).gid(gid);
         }
+        cmd
+    }
+
+    async fn run(&self, program: &str, args: &[&str]) -> Result<(), EmbeddedError> {
         // The postmaster outlives this command by design (pg_ctl daemonises it).
-        let out = cmd
+        let out = Command::from(self.command(program, args))
             .output()
             .await
             .map_err(io(format!("running {program}")))?;

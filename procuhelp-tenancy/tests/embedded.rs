@@ -59,6 +59,22 @@ async fn starts_migrates_passes_posture_and_persists() {
     assert_eq!(tcp, "");
     runtime.close().await;
     cluster.stop().await.unwrap();
+
+    // A handle that did not start the cluster leaves it running when dropped (an admin
+    // command beside a running server); the handle that started it stops it even when
+    // dropped without `stop` (a command that failed half-way), so no cluster is left
+    // that nobody owns.
+    let postmaster = data.join("cluster/postmaster.pid");
+    let owner = LocalCluster::start(&data, None).await.unwrap();
+    assert!(postmaster.exists());
+    let visitor = LocalCluster::start(&data, None).await.unwrap();
+    drop(visitor);
+    assert!(postmaster.exists(), "a visiting handle stopped the cluster");
+    drop(owner);
+    assert!(
+        !postmaster.exists(),
+        "a dropped owning handle left the cluster running"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

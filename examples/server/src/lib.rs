@@ -66,22 +66,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         match (&result, recorded) {
             (_, Ok(())) => {}
             // `secrets put` is how a deployment is set up before its database exists (the
-            // database URL goes into the vault first): with no audit log to write to yet,
-            // it says so and succeeds.
-            (Ok(()), Err(e)) if name == "secrets put" => {
+            // database URL goes into the vault first): when there is no audit log to open
+            // yet, it says so and succeeds. A log that opened but refused the event is a
+            // failure like any other command's.
+            (Ok(()), Err(RecordError::NoLog(e))) if name == "secrets put" => {
                 tracing::warn!(error = %format!("{e:#}"), "secrets put: not recorded (no audit log reachable yet)");
             }
-            (Ok(()), Err(e)) => {
+            (Ok(()), Err(RecordError::NoLog(e) | RecordError::Refused(e))) => {
                 return Err(e.context(format!(
                     "`{name}` ran, but recording it in the audit trail failed"
                 )));
             }
-            (Err(_), Err(e)) => {
+            (Err(_), Err(RecordError::NoLog(e) | RecordError::Refused(e))) => {
                 tracing::error!(error = %format!("{e:#}"), command = name, "recording the failed command failed");
             }
         }
     }
     result
+}
+
+/// Why an owner command was not recorded.
+enum RecordError {
+    /// No audit log could be opened (no database yet, or not migrated).
+    NoLog(anyhow::Error),
+    /// The log opened and the event was not recorded.
+    Refused(anyhow::Error),
 }
 
 /// Records an owner command in the system chain: which, who (the named operator and the
@@ -91,13 +100,13 @@ async fn record_command(
     db: &cli::DatabaseArgs,
     operator: Option<&procuhelp_auth::operator::OperatorName>,
     succeeded: bool,
-) -> anyhow::Result<()> {
+) -> Result<(), RecordError> {
     use procuhelp_audit::{Action, Actor, AuditEvent, AuditSink as _, Outcome};
     let os_user = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .ok()
         .filter(|u| !u.is_empty() && u.len() <= 64);
-    let (log, pool, database) = open_audit_log(db).await?;
+    let (log, pool, database) = open_audit_log(db).await.map_err(RecordError::NoLog)?;
     let event = AuditEvent::new(
         None,
         Actor::System,
@@ -117,9 +126,9 @@ async fn record_command(
     }));
     let recorded = log.record(event).await;
     pool.close().await;
-    database.close().await?;
-    recorded?;
-    Ok(())
+    let closed = database.close().await;
+    recorded.map_err(|e| RecordError::Refused(e.into()))?;
+    closed.map_err(RecordError::Refused)
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {

@@ -180,6 +180,14 @@ impl StreamFile {
                 "audit stream: subject_prefix is dot-separated tokens of A-Z a-z 0-9 _ -"
             );
         }
+        // Checked here so a bad token file stops the server at start, not a relay that
+        // would retry it for ever (the relay checks again at each connection).
+        if let Some(file) = &self.token_file {
+            let token = zeroize::Zeroizing::new(crate::database::read_private_file(file)?);
+            if token.trim().is_empty() {
+                anyhow::bail!("audit stream: the token file {} is empty", file.display());
+            }
+        }
         let sweep_every = Duration::from_secs(self.sweep_every_secs.unwrap_or(30));
         if sweep_every.is_zero() || sweep_every > Duration::from_secs(3600) {
             anyhow::bail!("audit stream: sweep_every_secs is 1 to 3600");
@@ -244,5 +252,27 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn token_files_must_be_private_and_non_empty() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("ph-stream-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        let config = format!(
+            r#"{{"url": "nats://127.0.0.1:4222", "token_file": "{}"}}"#,
+            token.display()
+        );
+        std::fs::write(&token, "s3cret\n").unwrap();
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = parse(&config).unwrap_err().to_string();
+        assert!(err.contains("readable by group or others"), "{err}");
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(parse(&config).is_ok());
+        std::fs::write(&token, "  \n").unwrap();
+        let err = parse(&config).unwrap_err().to_string();
+        assert!(err.contains("empty"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

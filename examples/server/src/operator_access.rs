@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use procuhelp_audit::{Action, Actor, AuditEvent, AuditSink as _, EventQuery, Outcome};
 use procuhelp_auth::operator::OperatorName;
-use procuhelp_auth::operator_access::{self, AccessError};
+use procuhelp_auth::operator_access::{self, AccessError, GrantState};
 use procuhelp_core::OrgId;
 use procuhelp_tenancy::TenantDb;
 use serde::Deserialize;
@@ -119,32 +119,58 @@ pub(crate) async fn grant(
             }
             Err(e) => return internal(e),
         };
-    let record = event(
-        org,
-        Action::OperatorAccessGranted,
-        Outcome::Success,
-        &operator,
-    )
-    .target(format!("operator_grant:{}", granted.id))
-    .context(json!({
-        "operator": operator.as_str(),
-        "reason": granted.reason,
-        "starts_at": granted.starts_at,
-        "ends_at": granted.ends_at,
-    }));
+    let pending = granted.state == GrantState::Pending;
+    let record = if pending {
+        event(
+            org,
+            Action::OperatorAccessRequested,
+            Outcome::Success,
+            &operator,
+        )
+        .context(json!({
+            "operator": operator.as_str(),
+            "reason": granted.reason,
+            "duration_secs": (granted.ends_at - granted.starts_at).whole_seconds(),
+        }))
+    } else {
+        event(
+            org,
+            Action::OperatorAccessGranted,
+            Outcome::Success,
+            &operator,
+        )
+        .context(json!({
+            "operator": operator.as_str(),
+            "reason": granted.reason,
+            "starts_at": granted.starts_at,
+            "ends_at": granted.ends_at,
+        }))
+    }
+    .target(format!("operator_grant:{}", granted.id));
     if let Err(e) = api.log.append_in_tx(&mut tx, &record).await {
         return internal(e);
     }
     if let Err(e) = tx.commit().await {
         return internal(e);
     }
-    // A grant pages someone (the webhook), like a lockout.
+    // A grant, or a request for one, pages someone (the webhook), like a lockout.
     (api.committed.0)(&record);
+    if pending {
+        tracing::warn!(%org, operator = operator.as_str(), "operator access requested: waits for the organisation's admin");
+        return (
+            StatusCode::ACCEPTED,
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(json!({ "grant": granted.id, "state": granted.state,
+                "approve_within_secs": operator_access::APPROVAL_WINDOW.whole_seconds() })),
+        )
+            .into_response();
+    }
     tracing::warn!(%org, operator = operator.as_str(), ends_at = %granted.ends_at, "operator access granted");
     (
         StatusCode::CREATED,
         [(header::CACHE_CONTROL, "no-store")],
-        axum::Json(json!({ "grant": granted.id, "starts_at": granted.starts_at, "ends_at": granted.ends_at })),
+        axum::Json(json!({ "grant": granted.id, "state": granted.state,
+            "starts_at": granted.starts_at, "ends_at": granted.ends_at })),
     )
         .into_response()
 }

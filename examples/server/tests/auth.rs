@@ -122,6 +122,7 @@ fn path_for(template: &str, f: &Fixtures) -> String {
         .replace("{scim_token}", &f.scim_token)
         .replace("{session}", &uuid::Uuid::now_v7().to_string())
         .replace("{change}", &uuid::Uuid::now_v7().to_string())
+        .replace("{grant}", &uuid::Uuid::now_v7().to_string())
 }
 
 fn body_for(method: &str, template: &str, f: &Fixtures) -> Option<Value> {
@@ -133,7 +134,7 @@ fn body_for(method: &str, template: &str, f: &Fixtures) -> Option<Value> {
         }
         "/api/users/{user}/role" => json!({ "role": "requester" }),
         "/api/org/policy" => {
-            json!({ "mfa_required": false, "elevation_needs_second_admin": false })
+            json!({ "mfa_required": false, "elevation_needs_second_admin": false, "operator_access_needs_approval": false })
         }
         "/api/elevations" => {
             json!({ "user": f.victim, "role": "approver", "reason": "matrix test", "minutes": 10 })
@@ -788,7 +789,7 @@ async fn elevation_needs_a_second_admin_expires_and_can_be_revoked() {
             Method::PUT,
             "/api/org/policy",
             Some(&admin),
-            Some(json!({ "mfa_required": false, "elevation_needs_second_admin": true })),
+            Some(json!({ "mfa_required": false, "elevation_needs_second_admin": true, "operator_access_needs_approval": false })),
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
@@ -1122,7 +1123,7 @@ async fn mfa_enrolment_sign_in_replay_recovery_and_org_policy() {
         Method::PUT,
         "/api/org/policy",
         Some(&admin),
-        Some(json!({ "mfa_required": true, "elevation_needs_second_admin": false })),
+        Some(json!({ "mfa_required": true, "elevation_needs_second_admin": false, "operator_access_needs_approval": false })),
     )
     .await;
     let r = w.try_login(0, &email(0, Role::ReadOnly), PASSWORD).await;

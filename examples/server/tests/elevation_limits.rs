@@ -439,8 +439,8 @@ async fn one_admin_alone_cannot_switch_off_the_second_admin_rule() {
     let w = world(PasswordHasher::for_tests()).await;
     let admin = w.login(0, Role::Admin).await;
     let (admin2, _) = second_admin(&w, &admin).await;
-    let on = json!({ "mfa_required": false, "elevation_needs_second_admin": true });
-    let off = json!({ "mfa_required": false, "elevation_needs_second_admin": false });
+    let on = json!({ "mfa_required": false, "elevation_needs_second_admin": true, "operator_access_needs_approval": false });
+    let off = json!({ "mfa_required": false, "elevation_needs_second_admin": false, "operator_access_needs_approval": false });
     // Switching it on (stricter) needs one admin.
     let r = w
         .request(Method::PUT, "/api/org/policy", Some(&admin), Some(on))
@@ -583,5 +583,121 @@ async fn an_elevation_does_not_configure_lasting_sign_in_paths() {
         .request(Method::GET, "/api/users", Some(&elevated), None)
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    w.close().await;
+}
+
+/// Where the organisation requires it, an operator's access waits for one of its admins:
+/// the admin sees the request, approves it in person by base role (not under an
+/// elevation, not with a token), or declines it; each step is in the organisation's trail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_access_waits_for_an_admin_where_the_policy_says_so() {
+    use procuhelp_auth::operator::OperatorName;
+    use procuhelp_auth::operator_access;
+    use procuhelp_core::Clock as _;
+    let w = world(PasswordHasher::for_tests()).await;
+    let admin = w.login(0, Role::Admin).await;
+    let r = w
+        .request(
+            Method::PUT,
+            "/api/org/policy",
+            Some(&admin),
+            Some(
+                json!({ "mfa_required": false, "elevation_needs_second_admin": false,
+                         "operator_access_needs_approval": true }),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    // A client that leaves the setting out is refused, not read as "off".
+    let r = w
+        .request(
+            Method::PUT,
+            "/api/org/policy",
+            Some(&admin),
+            Some(json!({ "mfa_required": false, "elevation_needs_second_admin": false })),
+        )
+        .await;
+    assert!(r.status.is_client_error(), "{} {:?}", r.status, r.body);
+    assert_eq!(
+        policy(&w, &admin).await["operator_access_needs_approval"],
+        true
+    );
+
+    // What the operator API does for a signed request (tests/serve.rs drives that path).
+    let alice = OperatorName::parse("alice").unwrap();
+    let ask = || async {
+        let mut tx = procuhelp_tenancy::TenantDb::new(w.runtime.clone())
+            .begin(w.orgs[0])
+            .await
+            .unwrap();
+        let g = operator_access::grant(
+            &mut tx,
+            &alice,
+            "INC-9: a stuck import",
+            Duration::hours(1),
+            w.clock.now(),
+        )
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        g.id
+    };
+    let first = ask().await;
+    let r = w
+        .request(Method::GET, "/api/org/operator-access", Some(&admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["grants"][0]["id"], first.to_string());
+    assert_eq!(r.body["grants"][0]["state"], "pending");
+
+    // Not under an elevation, not with a token.
+    let approve = format!("/api/org/operator-access/{first}/approve");
+    let (elevated, _) = elevated_approver(&w).await;
+    let r = w
+        .request(Method::POST, &approve, Some(&elevated), None)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    let token = mint(&w, &admin, "admin", 1).await;
+    let token = token.body["token"].as_str().unwrap().to_owned();
+    let r = bearer(&w, &token, Method::POST, &approve, None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    // Nor by another organisation's admin: to them it does not exist.
+    let stranger = w.login(1, Role::Admin).await;
+    let r = w
+        .request(Method::POST, &approve, Some(&stranger), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.body);
+    // The try under the elevation is on the trail, denied.
+    assert_eq!(w.count(Action::OperatorAccessApproved), 1);
+
+    // The admin approves: in force for the hour asked, from now.
+    let r = w.request(Method::POST, &approve, Some(&admin), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["state"], "active");
+    assert_eq!(
+        r.body["approved_by"],
+        w.users[&(0, Role::Admin)].to_string()
+    );
+    let r = w.request(Method::POST, &approve, Some(&admin), None).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert_eq!(w.count(Action::OperatorAccessApproved), 2);
+
+    // A second request is declined.
+    let second = ask().await;
+    let revoke = format!("/api/org/operator-access/{second}/revoke");
+    let r = w.request(Method::POST, &revoke, Some(&admin), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = w.request(Method::POST, &revoke, Some(&admin), None).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    let r = w
+        .request(
+            Method::POST,
+            &format!("/api/org/operator-access/{second}/approve"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert_eq!(w.count(Action::OperatorAccessRevoked), 1);
     w.close().await;
 }

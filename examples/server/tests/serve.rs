@@ -245,6 +245,37 @@ async fn serves_https_on_embedded_defaults_and_redirects_http() {
         204
     );
     assert_eq!(signed_call("GET", audit(4), vec![]).await.status(), 403);
+    // Where the organisation's policy requires its admin's approval (set here behind the
+    // server's back, as no admin has signed in), a request waits: 202, not in force.
+    {
+        use procuhelp_tenancy::embedded::LocalCluster;
+        let cluster = LocalCluster::start(&dir.join("pg"), None).await.unwrap();
+        let su = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect_with(cluster.connect_options(LocalCluster::DATABASE, LocalCluster::SUPERUSER))
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE app.organisations SET operator_access_needs_approval = true WHERE id = $1",
+        )
+        .bind(org.parse::<uuid::Uuid>().unwrap())
+        .execute(&su)
+        .await
+        .unwrap();
+        su.close().await;
+        // The server started the cluster: this handle leaves it running.
+        cluster.stop().await.unwrap();
+    }
+    let res = signed_call(
+        "POST",
+        access.clone(),
+        br#"{"reason": "INC-2: waiting for the customer's admin", "duration_secs": 60}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(res.status(), 202);
+    let pending: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(pending["state"], "pending");
+    assert_eq!(signed_call("GET", audit(5), vec![]).await.status(), 403);
 
     // /metrics: only the named scraper's token passes; the same 401 otherwise.
     let metrics = format!("https://127.0.0.1:{}/metrics", https.port());

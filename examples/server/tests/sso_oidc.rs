@@ -312,7 +312,7 @@ async fn without_jit_unknown_users_deprovisioned_users_and_missing_mfa_are_refus
     let bob_id = whoami(&w, &bob).await["user"].as_str().unwrap().to_owned();
 
     // The org requires MFA: bob's provider sign-in has none → refused; alice's has it.
-    let policy = |mfa: bool| json!({ "mfa_required": mfa, "elevation_needs_second_admin": false });
+    let policy = |mfa: bool| json!({ "mfa_required": mfa, "elevation_needs_second_admin": false, "operator_access_needs_approval": false });
     let reply = w
         .request(
             Method::PUT,

@@ -433,7 +433,12 @@ impl Signal {
             failed_login: e.action.is_auth_failure() && failed,
             locked: e.action == Action::AccountLocked,
             error: failed,
-            operator_access: e.action == Action::OperatorAccessGranted,
+            operator_access: matches!(
+                e.action,
+                Action::OperatorAccessGranted
+                    | Action::OperatorAccessRequested
+                    | Action::OperatorAccessApproved
+            ),
             backup_problem: e.action == Action::BackupOverdue
                 || (failed
                     && matches!(
@@ -720,6 +725,28 @@ mod tests {
                 .filter(|a| a.kind == AlertKind::BackupProblem)
                 .collect();
             assert_eq!(backup.len(), usize::from(alerts), "{action:?} {outcome:?}");
+        }
+    }
+
+    #[test]
+    fn operator_access_alerts_at_once_when_asked_granted_or_approved() {
+        let mut d = Detectors::new(AlertConfig::default()).unwrap();
+        let at = OffsetDateTime::UNIX_EPOCH;
+        let org = Some(OrgId::new());
+        for (action, alerts) in [
+            (Action::OperatorAccessGranted, true),
+            (Action::OperatorAccessRequested, true),
+            (Action::OperatorAccessApproved, true),
+            (Action::OperatorAccessRevoked, false),
+            (Action::OperatorAccessRefused, false),
+        ] {
+            let event = AuditEvent::new(org, Actor::System, action, Outcome::Success).at(at);
+            let raised = d.observe(&event);
+            let n = raised
+                .iter()
+                .filter(|a| a.kind == AlertKind::OperatorAccess)
+                .count();
+            assert_eq!(n, usize::from(alerts), "{action:?}");
         }
     }
 

@@ -308,13 +308,15 @@ impl NatsAuditStream {
     async fn connect(&self) -> std::result::Result<(Context, Stream), Stop> {
         let mut options = async_nats::ConnectOptions::new()
             .name("procuhelp-audit-stream")
+            // Only the configured server: a cluster's gossip must not move us to an
+            // address (perhaps not loopback, perhaps not TLS) nobody configured.
+            .ignore_discovered_servers()
             .connection_timeout(Duration::from_secs(5));
         if let Some(ca) = &self.config.ca_file {
             options = options.add_root_certificates(ca.clone()).require_tls(true);
         }
         if let Some(file) = &self.config.token_file {
-            let token = std::fs::read_to_string(file)
-                .map_err(|_| Stop::Nats("reading the token file".to_owned()))?;
+            let token = read_token_file(file)?;
             options = options.token(token.trim().to_owned());
         }
         // The URL is not repeated in errors: it may name credentials.
@@ -349,8 +351,7 @@ impl NatsAuditStream {
             .await
         {
             Ok(last) => {
-                let Ok(shipped) = serde_json::from_slice::<crate::StreamEvent>(&last.payload)
-                else {
+                let Ok(shipped) = serde_json::from_slice::<ShippedPosition>(&last.payload) else {
                     return Err(Stop::Diverged(
                         "its last message is not an audit event".into(),
                     ));
@@ -456,4 +457,35 @@ impl NatsAuditStream {
             }
         }
     }
+}
+
+/// What the cursor needs of the stream's last message: a message of a newer schema (more
+/// fields) still places the cursor, and nothing else of it is parsed.
+#[derive(serde::Deserialize)]
+struct ShippedPosition {
+    org_id: uuid::Uuid,
+    seq: u64,
+    hash: String,
+}
+
+/// The token, from a file only its owner can read (as every credential file here).
+fn read_token_file(
+    path: &std::path::Path,
+) -> std::result::Result<zeroize::Zeroizing<String>, Stop> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta =
+        std::fs::metadata(path).map_err(|_| Stop::Nats("reading the token file".to_owned()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(Stop::Nats(
+            "the token file is readable by others (chmod 0600)".to_owned(),
+        ));
+    }
+    let token = zeroize::Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|_| Stop::Nats("reading the token file".to_owned()))?,
+    );
+    if token.trim().is_empty() {
+        return Err(Stop::Nats("the token file is empty".to_owned()));
+    }
+    Ok(token)
 }

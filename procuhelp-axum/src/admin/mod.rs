@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use crate::{Access, Authed, Error, Result, RouteTable, Sdk};
 
 mod elevations;
+mod operator_access;
 mod personal_data;
 mod policy;
 mod tokens;
@@ -83,6 +84,21 @@ where
             "/api/org/policy/changes/{change}/approve",
             Needs(P::ManageUsers),
             policy::approve_policy_change,
+        )
+        .get(
+            "/api/org/operator-access",
+            Needs(P::ManageUsers),
+            operator_access::list_grants,
+        )
+        .post(
+            "/api/org/operator-access/{grant}/approve",
+            Needs(P::ManageUsers),
+            operator_access::approve_grant,
+        )
+        .post(
+            "/api/org/operator-access/{grant}/revoke",
+            Needs(P::ManageUsers),
+            operator_access::revoke_grant,
         )
         .get(
             "/api/elevations",

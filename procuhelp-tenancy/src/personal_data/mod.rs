@@ -383,6 +383,7 @@ pub(crate) const TENANCY: &[PersonalTable] = &[
             ("created_at", Class::NotPersonal),
             ("mfa_required", Class::NotPersonal),
             ("elevation_needs_second_admin", Class::NotPersonal),
+            ("operator_access_needs_approval", Class::NotPersonal),
             ("sso_jit_provisioning", Class::NotPersonal),
             ("data_region", Class::NotPersonal),
         ],

@@ -32,6 +32,14 @@ pub(super) async fn run_all(
     db_args: &DatabaseArgs,
     options: &Options,
 ) -> anyhow::Result<Vec<Check>> {
+    // Read first: a bad --trusted-key is refused before anything is opened. Pinned keys
+    // come from the operator (published apart from the server); without them the
+    // deployment's own signer is trusted, which a finding says.
+    let pinned = if options.trusted_keys.is_empty() {
+        None
+    } else {
+        Some(crate::audit_log::trust(&options.trusted_keys, false)?)
+    };
     let (vault, db) = crate::open(db_args).await?;
     let runtime = db
         .runtime_pool(&procuhelp_tenancy::RuntimeRole::default(), 2)
@@ -68,13 +76,6 @@ pub(super) async fn run_all(
         backups(options, &keys),
     ];
     let (log, audit_pool, database) = crate::open_audit_log_on(db_args, vault.clone(), db).await?;
-    // Pinned keys come from the operator (published apart from the server); without
-    // them the deployment's own signer is trusted, which a finding says.
-    let pinned = if options.trusted_keys.is_empty() {
-        None
-    } else {
-        Some(crate::audit_log::trust(&options.trusted_keys, false)?)
-    };
     checks.push(audit_chains(&log, &tenants, &orgs, &keys, pinned).await);
     checks.push(dependencies());
     checks.push(access_matrix());
