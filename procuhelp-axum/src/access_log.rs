@@ -128,6 +128,7 @@ pub async fn log(mut request: Request, next: Next) -> Response {
         route = %route,
         request_id = %id,
         org_id = tracing::field::Empty,
+        status = tracing::field::Empty,
     );
     let mut response = next.run(request).instrument(span.clone()).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
@@ -136,6 +137,8 @@ pub async fn log(mut request: Request, next: Next) -> Response {
     let elapsed = started.elapsed();
     let latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
     let status = response.status();
+    // For a span exporter (OTLP): a disabled span ignores it.
+    span.record("status", status.as_u16());
     let org = slot.0.get().copied();
     tracing::info!(
         target: "procuhelp::access",

@@ -703,6 +703,23 @@ pub struct ServeArgs {
     /// (`docs/observability.md`): `{"url": "nats://127.0.0.1:4222"}` at least.
     #[arg(long, value_name = "FILE")]
     pub audit_stream: Option<PathBuf>,
+    /// Export the request spans over OTLP (`docs/observability.md`).
+    #[command(flatten)]
+    pub otlp: OtlpArgs,
+}
+
+/// Optional OTLP/HTTP export of traces: one span per request (route template, method,
+/// status, request id, verified organisation; never paths as sent, queries, headers,
+/// cookies or bodies).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct OtlpArgs {
+    /// The collector's traces endpoint, whole (`http://127.0.0.1:4318/v1/traces`): plain
+    /// http only to this machine; `https://` needs `--otlp-ca-file`.
+    #[arg(long, value_name = "URL")]
+    pub otlp_traces: Option<String>,
+    /// The CA that signed the collector's certificate (no built-in roots).
+    #[arg(long, value_name = "FILE", requires = "otlp_traces")]
+    pub otlp_ca_file: Option<PathBuf>,
 }
 
 /// Connection limits (see `docs/hardening.md`) and trusted proxies.
@@ -750,6 +767,14 @@ impl Default for NetworkArgs {
 }
 
 impl Command {
+    /// Where to export traces, for `serve` with `--otlp-traces`.
+    pub fn otlp(&self) -> Option<&OtlpArgs> {
+        match self {
+            Command::Serve(a) if a.otlp.otlp_traces.is_some() => Some(&a.otlp),
+            _ => None,
+        }
+    }
+
     /// For a command that changes the deployment with the owner's rights, its name (as
     /// recorded) and where its database is; `None` for serving and read-only commands.
     pub fn owner_command(&self) -> Option<(&'static str, &DatabaseArgs)> {

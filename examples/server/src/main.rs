@@ -5,7 +5,15 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = procuhelp_server::cli::Cli::parse();
-    procuhelp_server::logging::init(cli.log_level.as_deref());
+    // Outside the runtime: the trace exporter's client blocks, on its own thread.
+    let telemetry =
+        match procuhelp_server::logging::init(cli.log_level.as_deref(), cli.command.otlp()) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -13,7 +21,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(procuhelp_server::run(cli)) {
+    let result = runtime.block_on(procuhelp_server::run(cli));
+    drop(runtime);
+    // The last spans are exported before the process exits.
+    drop(telemetry);
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // `{:#}` prints the whole cause chain on one line; no secret is ever part of it.

@@ -44,6 +44,7 @@ fn args(data_dir: PathBuf, database_url_file: Option<PathBuf>) -> ServeArgs {
         operators: None,
         security_txt: None,
         audit_stream: None,
+        otlp: Default::default(),
     }
 }
 
@@ -614,4 +615,122 @@ async fn admin_commands_refuse_a_role_that_bypasses_rls() {
     admin.close().await;
     std::fs::remove_dir_all(&dir).ok();
     scratch.drop_all().await.unwrap();
+}
+
+/// `serve --otlp-traces`: each request's span reaches an OTLP/HTTP collector on loopback
+/// with the access line's fields (route template, status, request id) and nothing the
+/// client sent besides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_request_spans_over_otlp() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message as _;
+    procuhelp_server::tls::install_crypto_provider();
+
+    // The collector: records each export's path and body.
+    type Exports = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+    let received = Exports::default();
+    let collector = {
+        let received = received.clone();
+        axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
+            let received = received.clone();
+            async move {
+                received
+                    .lock()
+                    .unwrap()
+                    .push((uri.path().to_owned(), body.to_vec()));
+                (
+                    [("content-type", "application/x-protobuf")],
+                    Vec::<u8>::new(),
+                )
+            }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, collector).await.unwrap() });
+
+    // Outside the runtime, as main() does: the exporter's client blocks.
+    let otlp = procuhelp_server::cli::OtlpArgs {
+        otlp_traces: Some(endpoint),
+        otlp_ca_file: None,
+    };
+    let telemetry = std::thread::spawn(move || {
+        procuhelp_server::logging::init(Some("info"), Some(&otlp)).unwrap()
+    })
+    .join()
+    .unwrap();
+
+    let dir = temp_dir();
+    let args = args(dir.clone(), None);
+    let https = args.https_addr;
+    let handle: Handle<SocketAddr> = Handle::new();
+    let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
+    let listening = tokio::time::timeout(Duration::from_secs(60), handle.listening())
+        .await
+        .unwrap();
+    assert_eq!(listening, Some(https));
+    let cert = std::fs::read(dir.join("tls/cert.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+        .build()
+        .unwrap();
+    let secret = "otlp-bearer-secret-0123456789";
+    let res = client
+        .get(format!(
+            "https://127.0.0.1:{}/healthz?email=alice%40example.com",
+            https.port()
+        ))
+        .header("authorization", format!("Bearer {secret}"))
+        .header("cookie", format!("procuhelp_session={secret}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let request_id = res.headers()["x-request-id"].to_str().unwrap().to_owned();
+    handle.graceful_shutdown(Some(Duration::from_secs(5)));
+    server.await.unwrap().unwrap();
+
+    // Flush: the batch is exported on shutdown.
+    std::thread::spawn(move || drop(telemetry)).join().unwrap();
+    let received = received.lock().unwrap().clone();
+    assert!(!received.is_empty(), "nothing reached the collector");
+    let mut found = false;
+    for (path, body) in &received {
+        assert_eq!(path, "/v1/traces");
+        let text = String::from_utf8_lossy(body);
+        for leaked in [secret, "alice", "example.com"] {
+            assert!(!text.contains(leaked), "{leaked} reached the collector");
+        }
+        let export = ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+        for span in export
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+        {
+            let attr = |key: &str| {
+                span.attributes
+                    .iter()
+                    .find(|a| a.key == key)
+                    .and_then(|a| a.value.as_ref())
+                    .map(|v| format!("{:?}", v.value))
+            };
+            if span.name == "request" && attr("request_id").is_some_and(|v| v.contains(&request_id))
+            {
+                assert!(
+                    attr("route").is_some_and(|v| v.contains("/healthz")),
+                    "{span:?}"
+                );
+                assert!(
+                    attr("status").is_some_and(|v| v.contains("200")),
+                    "{span:?}"
+                );
+                assert!(span.end_time_unix_nano >= span.start_time_unix_nano);
+                found = true;
+            }
+        }
+    }
+    assert!(found, "no span of request {request_id}: {received:?}");
+    std::fs::remove_dir_all(&dir).ok();
 }
