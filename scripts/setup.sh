@@ -29,6 +29,8 @@ APT_PACKAGES=(
     "libnginx-mod-http-modsecurity -" # ... ModSecurity v3 for it
     "modsecurity-crs    -"          # ... and the OWASP Core Rule Set
     "pandoc             pandoc"     # the security overview: scripts/overview.sh
+    "chromium           chromium"   # the browser journeys (examples/server/tests/browser.rs) ...
+    "chromium-driver    chromedriver" # ... driven over WebDriver
 )
 
 # ---- PyPI packages (installed with --no-deps, so list every module they import) ----

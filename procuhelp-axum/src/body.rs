@@ -79,6 +79,8 @@ pub async fn read_whole(max_bytes: usize, request: Request, next: Next) -> Respo
             "request body too large",
         );
     }
+    let mut parts = parts;
+    crate::form::lift_csrf_field(&mut parts, &bytes);
     next.run(Request::from_parts(parts, Body::from(Bytes::from(bytes))))
         .await
 }

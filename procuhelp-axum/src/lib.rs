@@ -80,6 +80,7 @@ mod authed;
 pub mod body;
 pub mod client_addr;
 mod error;
+pub mod form;
 mod harden;
 #[cfg(feature = "prometheus")]
 pub mod metrics;

@@ -24,6 +24,7 @@ pub mod offboard;
 pub mod operator_access;
 pub mod operator_api;
 pub mod orgs;
+pub mod pages;
 pub mod residency;
 pub mod retention;
 pub mod self_audit;

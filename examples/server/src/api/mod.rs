@@ -1,4 +1,5 @@
-//! The JSON API. Every route but `POST /api/login` needs a session cookie (with the
+//! The JSON API, and the pages beside it ([`crate::pages`], one table for both). Every
+//! API route but `POST /api/login` needs a session cookie (with the
 //! anti-CSRF header on changes) or an API token; the tenant comes from that credential.
 //! The SCIM routes (`/scim/v2/{org}/...`, [`procuhelp_axum::scim`]) take the
 //! organisation's SCIM bearer token instead, and nothing else.
@@ -20,6 +21,7 @@ pub use procuhelp_axum::{Access, Endpoint, RouteTable};
 /// Path parameters are named after what they point at (the test fills them by name).
 fn table() -> RouteTable<AppState> {
     procuhelp_axum::account::table()
+        .merge(crate::pages::table())
         .merge(procurement::table())
         .merge(procuhelp_axum::admin::table())
         .merge(procuhelp_axum::scim::admin_table())

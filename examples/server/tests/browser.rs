@@ -1,0 +1,445 @@
+//! Journeys through the pages in a real browser (issue #15): Debian's headless Chromium
+//! driven over WebDriver (`chromedriver`), against `procuhelp-server serve` on its embedded
+//! defaults on loopback. No JavaScript of ours runs: what the person does is typing and
+//! pressing buttons. Every journey ends with its last page saved as a screenshot under
+//! `target/browser-artifacts/`, and with the browser's log read for any Content Security
+//! Policy violation (a canary line proves the log is being read).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum_server::Handle;
+use clap::Parser as _;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `chromedriver` on a loopback port, killed with the test.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (Debian package chromium-driver; scripts/setup.sh installs it)");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Driver { child, url }
+    }
+
+    async fn browser(&self) -> Client {
+        let caps = json!({
+            "browserName": "chrome",
+            // The server's own self-signed certificate (embedded default).
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
+                         "--disable-dev-shm-usage", "--window-size=1200,1000"],
+            },
+            "goog:loggingPrefs": { "browser": "ALL" },
+        });
+        let Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The browser's log since the last read (chromedriver's `se/log`).
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
+    }
+}
+
+async fn log_lines(browser: &Client) -> Vec<String> {
+    let entries = browser.issue_cmd(BrowserLog).await.unwrap();
+    entries
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The page's path once the browser is there (a form's redirect has landed).
+async fn wait_for_path(browser: &Client, path: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let url = browser.current_url().await.unwrap();
+        if url.path() == path {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still at {url}, expected {path}: {}",
+            browser.source().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn fill(browser: &Client, css: &str, text: &str) {
+    let field = browser.find(Locator::Css(css)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(text).await.unwrap();
+}
+
+async fn press(browser: &Client, css: &str) {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn text(browser: &Client, css: &str) -> String {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+fn artifacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/browser-artifacts");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Ends a journey: its last page as a screenshot, and no CSP violation in the log.
+async fn finish(browser: Client, journey: &str) {
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(artifacts().join(format!("{journey}.png")), png).unwrap();
+    browser
+        .execute("console.error('procuhelp-log-canary')", vec![])
+        .await
+        .unwrap();
+    let lines = log_lines(&browser).await;
+    assert!(
+        lines.iter().any(|l| l.contains("procuhelp-log-canary")),
+        "the browser log is not being read: {lines:?}"
+    );
+    let violations: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains("Content Security Policy") || l.contains("Refused to"))
+        .collect();
+    assert!(
+        violations.is_empty(),
+        "{journey}: CSP violations {violations:?}"
+    );
+    browser.close().await.unwrap();
+}
+
+/// An organisation with its first admin invited, on the embedded default in `dir`:
+/// (organisation id, invitation token).
+async fn organisation_with_invited_admin(dir: &std::path::Path) -> (String, String) {
+    let data_dir = dir.to_str().unwrap();
+    let cli = procuhelp_server::cli::Cli::parse_from([
+        "procuhelp-server",
+        "org",
+        "create",
+        "--data-dir",
+        data_dir,
+        "--name",
+        "Browser Test Ltd",
+        "--admin-email",
+        "ada@browser.test",
+        "--admin-name",
+        "Ada Admin",
+    ]);
+    let procuhelp_server::cli::Command::Org(command) = cli.command else {
+        unreachable!()
+    };
+    let lines = procuhelp_server::orgs::command(command.command)
+        .await
+        .unwrap();
+    let org = lines[0].split_whitespace().nth(1).unwrap().to_owned();
+    (org, lines.last().unwrap().clone())
+}
+
+fn serve_args(dir: PathBuf) -> procuhelp_server::cli::ServeArgs {
+    let cli = procuhelp_server::cli::Cli::parse_from([
+        "procuhelp-server",
+        "serve",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--https-addr",
+        &format!("127.0.0.1:{}", free_port()),
+    ]);
+    let procuhelp_server::cli::Command::Serve(mut args) = cli.command else {
+        unreachable!()
+    };
+    args.http_redirect_addr = None;
+    args
+}
+
+fn totp(secret: &str, at: u64) -> String {
+    let secret = totp_rs::Secret::Encoded(secret.to_owned())
+        .to_bytes()
+        .unwrap();
+    totp_rs::TOTP::new_unchecked(
+        totp_rs::Algorithm::SHA1,
+        6,
+        1,
+        30,
+        secret,
+        None,
+        String::new(),
+    )
+    .generate(at)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A new user accepts an invitation, signs in, turns on TOTP by reading the secret from
+/// the page and computing the code, signs out, and signs in again with a code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invited_user_sets_a_password_turns_on_totp_and_signs_in_with_it() {
+    procuhelp_server::tls::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("ph-browser-{}", uuid::Uuid::new_v4().simple()));
+    let (org, token) = organisation_with_invited_admin(&dir).await;
+    let args = serve_args(dir.clone());
+    let https = args.https_addr;
+    let handle: Handle<SocketAddr> = Handle::new();
+    let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
+    let listening = tokio::time::timeout(Duration::from_secs(60), handle.listening())
+        .await
+        .unwrap();
+    assert_eq!(listening, Some(https));
+    let base = format!("https://127.0.0.1:{}", https.port());
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    let password = "correct horse battery staple 42";
+
+    // The invitation link.
+    browser
+        .goto(&format!("{base}/invitations/accept?token={token}"))
+        .await
+        .unwrap();
+    fill(&browser, "input[name=password]", password).await;
+    press(&browser, "main button[type=submit]").await;
+    wait_for_path(&browser, "/login").await;
+    assert!(
+        text(&browser, "main")
+            .await
+            .contains("Your password is set")
+    );
+
+    // Sign in (the organisation comes with the link).
+    let org_field = browser.find(Locator::Css("input[name=org]")).await.unwrap();
+    assert_eq!(
+        org_field.prop("value").await.unwrap().as_deref(),
+        Some(org.as_str())
+    );
+    fill(&browser, "input[name=email]", "ada@browser.test").await;
+    fill(&browser, "input[name=password]", password).await;
+    press(&browser, "main button[type=submit]").await;
+    wait_for_path(&browser, "/account").await;
+    browser.find(Locator::Css("[data-mfa=off]")).await.unwrap();
+
+    // Turn on TOTP: the secret as text, the code computed from it.
+    press(&browser, "form[action='/account/mfa/enrol'] button").await;
+    wait_for_path(&browser, "/account/mfa/enrol").await;
+    let secret = text(&browser, "#totp-secret").await;
+    assert!(secret.len() >= 16, "{secret}");
+    browser.find(Locator::Css("img.qr")).await.unwrap();
+    let enrolled_at = unix_now();
+    fill(&browser, "input[name=code]", &totp(&secret, enrolled_at)).await;
+    press(&browser, "main button[type=submit]").await;
+    wait_for_path(&browser, "/account/mfa/confirm").await;
+    let codes = browser
+        .find_all(Locator::Css("#recovery-codes li"))
+        .await
+        .unwrap();
+    assert!(codes.len() >= 8, "{} recovery codes", codes.len());
+    press(&browser, "main a[href='/account']").await;
+    wait_for_path(&browser, "/account").await;
+    browser.find(Locator::Css("[data-mfa=on]")).await.unwrap();
+
+    // Sign out, and in again: password, then a code of a later step (a code is used once).
+    press(&browser, "header form[action='/logout'] button").await;
+    wait_for_path(&browser, "/login").await;
+    assert!(text(&browser, "main").await.contains("You are signed out"));
+    browser.goto(&format!("{base}/account")).await.unwrap();
+    wait_for_path(&browser, "/login").await;
+    browser
+        .goto(&format!("{base}/login?org={org}"))
+        .await
+        .unwrap();
+    fill(&browser, "input[name=email]", "ada@browser.test").await;
+    fill(&browser, "input[name=password]", password).await;
+    press(&browser, "main button[type=submit]").await;
+    wait_for_path(&browser, "/login/mfa").await;
+    // A wrong code: a clear message, still at the second step.
+    fill(&browser, "input[name=code]", "000000").await;
+    press(&browser, "main button[type=submit]").await;
+    browser
+        .find(Locator::Css("[data-error=code]"))
+        .await
+        .unwrap();
+    let next_step = (enrolled_at / 30 + 1) * 30;
+    let wait = next_step.saturating_sub(unix_now());
+    tokio::time::sleep(Duration::from_secs(wait + 1)).await;
+    fill(&browser, "input[name=code]", &totp(&secret, unix_now())).await;
+    press(&browser, "main button[type=submit]").await;
+    wait_for_path(&browser, "/account").await;
+    browser.find(Locator::Css("[data-mfa=on]")).await.unwrap();
+    assert!(text(&browser, "header").await.contains("Ada Admin"));
+    finish(browser, "journey-1-invitation-totp").await;
+
+    handle.graceful_shutdown(Some(Duration::from_secs(5)));
+    server.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Every page answers with the hardened headers, and a form from another site is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_answer_with_the_hardened_headers_and_refuse_other_sites_forms() {
+    procuhelp_server::tls::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("ph-pages-{}", uuid::Uuid::new_v4().simple()));
+    let (org, _) = organisation_with_invited_admin(&dir).await;
+    let args = serve_args(dir.clone());
+    let https = args.https_addr;
+    let handle: Handle<SocketAddr> = Handle::new();
+    let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
+    tokio::time::timeout(Duration::from_secs(60), handle.listening())
+        .await
+        .unwrap();
+    let cert = std::fs::read(dir.join("tls/cert.pem")).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.1:{}", https.port());
+    for path in [
+        "/login",
+        "/login?org=<script>alert(1)</script>",
+        "/invitations/accept?token=x",
+        "/account",
+        "/login/mfa",
+        "/static/app.css",
+    ] {
+        let res = client.get(format!("{base}{path}")).send().await.unwrap();
+        let h = res.headers();
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(
+            csp.contains("default-src 'none'") && !csp.contains("unsafe-inline"),
+            "{path}: {csp}"
+        );
+        for name in [
+            "strict-transport-security",
+            "x-content-type-options",
+            "referrer-policy",
+            "x-frame-options",
+        ] {
+            assert!(h.contains_key(name), "{path}: no {name}");
+        }
+        let status = res.status();
+        let body = res.text().await.unwrap();
+        assert!(
+            !body.contains("<script>alert(1)</script>"),
+            "{path} reflected a script"
+        );
+        assert!(
+            status.is_success() || status.is_redirection(),
+            "{path}: {status}"
+        );
+    }
+    // Another site's form posting a sign-in (login CSRF): refused before any check.
+    let res = client
+        .post(format!("{base}/login"))
+        .header("sec-fetch-site", "cross-site")
+        .form(&[
+            ("org", org.as_str()),
+            ("email", "a@b.test"),
+            ("password", "x"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("data-error=\"cross_site\"")
+    );
+    // A signed-in form without its token: refused (the same rule as the API's header).
+    let res = client
+        .post(format!("{base}/account/password"))
+        .header("cookie", "procuhelp_session=whatever")
+        .form(&[("current", "a"), ("new", "b")])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        matches!(res.status().as_u16(), 401 | 403),
+        "{}",
+        res.status()
+    );
+    handle.graceful_shutdown(Some(Duration::from_secs(5)));
+    server.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}
