@@ -150,8 +150,16 @@ actions! {
     SupplierInvited => "supplier.invited",
     /// A procurement request was created.
     RequestCreated => "request.created",
+    /// A draft procurement request was changed by its requester (context: before/after).
+    RequestUpdated => "request.updated",
+    /// A procurement request was submitted for approval.
+    RequestSubmitted => "request.submitted",
     /// A procurement request was approved.
     RequestApproved => "request.approved",
+    /// A procurement request was rejected (context: whether a comment was given).
+    RequestRejected => "request.rejected",
+    /// A procurement request was cancelled by its requester.
+    RequestCancelled => "request.cancelled",
     /// A procurement request's approval was refused.
     RequestApprovalRefused => "request.approval_refused",
     /// A contract changed.

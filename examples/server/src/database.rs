@@ -62,6 +62,12 @@ const PERSONAL_DATA: &[PersonalTable] = &[
             ("status", NotPersonal),
             ("approved_by", UserRef),
             ("created_at", Personal),
+            ("rejected_by", UserRef),
+            // The approver's words on the decision.
+            ("decision_comment", Personal),
+            ("decided_at", Personal),
+            ("version", NotPersonal),
+            ("updated_at", Personal),
         ],
     },
 ];

@@ -25,6 +25,7 @@ pub mod operator_access;
 pub mod operator_api;
 pub mod orgs;
 pub mod pages;
+pub mod requests;
 pub mod residency;
 pub mod retention;
 pub mod self_audit;

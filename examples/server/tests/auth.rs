@@ -129,6 +129,10 @@ fn body_for(method: &str, template: &str, f: &Fixtures) -> Option<Value> {
     let body = match template {
         "/api/suppliers" => json!({ "name": "New supplier", "country": "FR" }),
         "/api/requests" => json!({ "title": "Chairs", "amount_cents": 5000 }),
+        "/api/requests/{request}" => {
+            json!({ "title": "Desks", "amount_cents": 7000, "version": 1 })
+        }
+        "/api/requests/{request}/reject" => json!({ "comment": "matrix" }),
         "/api/users" => {
             json!({ "email": format!("new-{}@x.test", uuid::Uuid::new_v4().simple()), "display_name": "New" })
         }

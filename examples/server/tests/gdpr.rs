@@ -131,6 +131,13 @@ async fn seed_person(w: &World) -> (UserId, Session) {
              VALUES (app.current_org(), gen_random_uuid(), 'Desks & Co', 'DE', 'active', $1)",
             vec![],
         ),
+        (
+            "INSERT INTO app.operator_grants (org_id, id, operator, reason, starts_at, ends_at,
+                 approval_needed, approved_by, approved_at)
+             VALUES (app.current_org(), gen_random_uuid(), 'alice', 'INC-7: a stuck import',
+                 now(), now() + interval '1 hour', true, $1, now())",
+            vec![],
+        ),
     ];
     for (sql, extra) in statements {
         let mut q = sqlx::query(sql).bind(p);

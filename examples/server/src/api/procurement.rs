@@ -7,16 +7,17 @@ use crate::suppliers::{
 use axum::Json;
 use axum::extract::{Path, Query};
 use procuhelp_audit::{Action, Outcome};
+use procuhelp_auth::Permission;
 use procuhelp_auth::session_read::AuthenticatedRead;
-use procuhelp_auth::{AuthError, Permission};
 use procuhelp_core::{SupplierId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::requests::{Decision, PurchaseRequest, handle};
+use procuhelp_axum::Result as ApiResult;
 use procuhelp_axum::read::ReadAuth;
 use procuhelp_axum::{Access, Authed, RouteTable};
-use procuhelp_axum::{Error as ApiError, Result as ApiResult};
 
 use crate::state::AppState;
 
@@ -39,10 +40,30 @@ pub(crate) fn table() -> RouteTable<AppState> {
         )
         .get("/api/requests", Needs(P::ReadRequests), list_requests)
         .post("/api/requests", Needs(P::CreateRequest), create_request)
+        .put(
+            "/api/requests/{request}",
+            Needs(P::CreateRequest),
+            edit_request,
+        )
+        .post(
+            "/api/requests/{request}/submit",
+            Needs(P::CreateRequest),
+            submit_request,
+        )
+        .post(
+            "/api/requests/{request}/cancel",
+            Needs(P::CreateRequest),
+            cancel_request,
+        )
         .post(
             "/api/requests/{request}/approve",
             Needs(P::ApproveRequest),
             approve_request,
+        )
+        .post(
+            "/api/requests/{request}/reject",
+            Needs(P::ApproveRequest),
+            reject_request,
         )
 }
 
@@ -145,6 +166,16 @@ fn request_json(r: RequestRow) -> Value {
     })
 }
 
+/// A request as the API shows it.
+pub(crate) fn purchase_request_json(r: &PurchaseRequest) -> Value {
+    json!({
+        "id": r.id, "title": r.title, "amount_cents": r.amount_cents,
+        "requested_by": r.requested_by, "status": r.status.as_str(),
+        "approved_by": r.approved_by, "rejected_by": r.rejected_by,
+        "decision_comment": r.decision_comment, "version": r.version,
+    })
+}
+
 /// The latest purchase requests, read with the session check (`ReadAuth`).
 const LIST_REQUESTS: AuthenticatedRead = AuthenticatedRead::new(
     "SELECT r.id, r.title, r.amount_cents, r.requested_by, r.status, r.approved_by
@@ -170,43 +201,62 @@ pub(crate) async fn list_requests(auth: ReadAuth) -> ApiResult<Json<Value>> {
 pub(crate) struct NewRequestBody {
     title: String,
     amount_cents: i64,
+    /// Keep it as a draft (default: submitted at once).
+    #[serde(default)]
+    draft: bool,
 }
 
-/// `POST /api/requests`: raises a purchase request.
+/// `POST /api/requests`: raises a purchase request (submitted, or a draft).
 pub(crate) async fn create_request(
     mut authed: Authed,
     Json(body): Json<NewRequestBody>,
 ) -> ApiResult<Json<Value>> {
-    authed.require(Permission::CreateRequest).await?;
-    let title = body.title.trim().to_owned();
-    if title.is_empty() || title.chars().count() > 200 || title.chars().any(char::is_control) {
-        return Err(ApiError::Invalid("title"));
-    }
-    if body.amount_cents <= 0 {
-        return Err(ApiError::Invalid("amount_cents"));
-    }
-    let by = acting_id(&authed);
-    let org = authed.org();
-    let id = Uuid::now_v7();
-    let row: RequestRow = sqlx::query_as(
-        "INSERT INTO app.purchase_requests (org_id, id, title, amount_cents, requested_by)
-         VALUES ($1, $2, $3, $4, $5)
-         RETURNING id, title, amount_cents, requested_by, status, approved_by",
+    let r = handle::raise(&mut authed, &body.title, body.amount_cents, !body.draft).await?;
+    Ok(Json(purchase_request_json(&r)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EditRequestBody {
+    title: String,
+    amount_cents: i64,
+    /// The version the change is based on.
+    version: i32,
+}
+
+/// `PUT /api/requests/{id}`: the requester edits their draft.
+pub(crate) async fn edit_request(
+    mut authed: Authed,
+    Path(id): Path<Uuid>,
+    Json(body): Json<EditRequestBody>,
+) -> ApiResult<Json<Value>> {
+    let r = handle::edit(
+        &mut authed,
+        id,
+        &body.title,
+        body.amount_cents,
+        body.version,
     )
-    .bind(org.as_uuid())
-    .bind(id)
-    .bind(&title)
-    .bind(body.amount_cents)
-    .bind(by.as_uuid())
-    .fetch_one(authed.tx().await?.conn())
     .await?;
-    let event = authed
-        .event(Action::RequestCreated, Outcome::Success)
-        .target(format!("request:{id}"))
-        .context(json!({ "amount_cents": body.amount_cents }));
-    authed.record(event).await?;
-    authed.commit().await?;
-    Ok(Json(request_json(row)))
+    Ok(Json(purchase_request_json(&r)))
+}
+
+/// `POST /api/requests/{id}/submit`.
+pub(crate) async fn submit_request(
+    mut authed: Authed,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Value>> {
+    let r = handle::submit(&mut authed, id).await?;
+    Ok(Json(purchase_request_json(&r)))
+}
+
+/// `POST /api/requests/{id}/cancel`.
+pub(crate) async fn cancel_request(
+    mut authed: Authed,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Value>> {
+    let r = handle::cancel(&mut authed, id).await?;
+    Ok(Json(purchase_request_json(&r)))
 }
 
 /// `POST /api/requests/{id}/approve`: nobody approves their own request.
@@ -214,40 +264,22 @@ pub(crate) async fn approve_request(
     mut authed: Authed,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Value>> {
-    authed.require(Permission::ApproveRequest).await?;
-    let by = acting_id(&authed);
-    let requested_by: Option<(Uuid, String)> = sqlx::query_as(
-        "SELECT requested_by, status FROM app.purchase_requests WHERE id = $1 FOR UPDATE",
-    )
-    .bind(id)
-    .fetch_optional(authed.tx().await?.conn())
-    .await?;
-    let (requested_by, status) = requested_by.ok_or(AuthError::NotFound)?;
-    let requester = UserId::from_uuid(requested_by).map_err(|_| AuthError::Internal)?;
-    if !authed.principal.may_approve(requester) {
-        authed.abandon().await;
-        let event = authed
-            .event(Action::RequestApprovalRefused, Outcome::Denied)
-            .target(format!("request:{id}"))
-            .context(json!({ "reason": "segregation of duties" }));
-        authed.sdk().record(event).await?;
-        return Err(AuthError::SelfApproval.into());
-    }
-    if status != "open" {
-        return Err(AuthError::Conflict("request is not open").into());
-    }
-    let row: RequestRow = sqlx::query_as(
-        "UPDATE app.purchase_requests SET status = 'approved', approved_by = $2
-         WHERE id = $1 RETURNING id, title, amount_cents, requested_by, status, approved_by",
-    )
-    .bind(id)
-    .bind(by.as_uuid())
-    .fetch_one(authed.tx().await?.conn())
-    .await?;
-    let event = authed
-        .event(Action::RequestApproved, Outcome::Success)
-        .target(format!("request:{id}"));
-    authed.record(event).await?;
-    authed.commit().await?;
-    Ok(Json(request_json(row)))
+    let r = handle::decide(&mut authed, id, Decision::Approve, None).await?;
+    Ok(Json(purchase_request_json(&r)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RejectBody {
+    comment: String,
+}
+
+/// `POST /api/requests/{id}/reject` `{"comment": "…"}`: nobody rejects their own request.
+pub(crate) async fn reject_request(
+    mut authed: Authed,
+    Path(id): Path<Uuid>,
+    Json(body): Json<RejectBody>,
+) -> ApiResult<Json<Value>> {
+    let r = handle::decide(&mut authed, id, Decision::Reject, Some(&body.comment)).await?;
+    Ok(Json(purchase_request_json(&r)))
 }
