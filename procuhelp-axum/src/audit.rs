@@ -186,23 +186,51 @@ async fn page(
         ));
     }
     let value = |v: &Option<String>| escape(v.as_deref().unwrap_or(""));
+    // The next page continues after the last event shown, with the same filters.
+    let limit = filter.query()?.limit;
+    let next = match events.last() {
+        Some(last) if events.len() >= limit as usize => {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in [
+                ("from", &filter.from),
+                ("to", &filter.to),
+                ("action", &filter.action),
+            ] {
+                if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                    q.append_pair(k, v);
+                }
+            }
+            if let Some(actor) = filter.actor {
+                q.append_pair("actor", &actor.to_string());
+            }
+            q.append_pair("after_seq", &last.event.seq.to_string());
+            format!(
+                r#"<p><a rel="next" href="/audit?{}">Next page</a></p>"#,
+                escape(&q.finish())
+            )
+        }
+        _ => String::new(),
+    };
     Ok(Html(format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Audit log — ProcuHelp</title>
-<style nonce="{nonce}">body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2rem .4rem;font-size:.85rem;vertical-align:top}}</style>
-</head><body><h1>Audit log</h1>
+<style nonce="{nonce}">body{{font-family:system-ui,sans-serif;margin:2rem;color:#222}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.2rem .4rem;font-size:.85rem;vertical-align:top}}label{{margin-right:.75rem}}</style>
+</head><body><main><h1>Audit log</h1>
 <form method="get" action="/audit">
 <label>From <input name="from" value="{from}" placeholder="2026-11-25T00:00:00Z"></label>
 <label>To <input name="to" value="{to}"></label>
 <label>Action <input name="action" value="{action}" placeholder="auth.login_failed"></label>
+<label>Actor (user id) <input name="actor" value="{actor}"></label>
 <button type="submit">Filter</button></form>
-<p>Reading this page is itself recorded. Export: <a href="/api/audit/export">JSON lines</a> · <a href="/api/audit/export?format=csv">CSV</a></p>
-<table><thead><tr><th>seq</th><th>time</th><th>actor</th><th>action</th><th>target</th><th>outcome</th><th>context</th></tr></thead>
+<p>Reading this page is itself recorded. Export: <a href="/api/audit/export" download>JSON lines</a> · <a href="/api/audit/export?format=csv" download>CSV</a></p>
+<table><thead><tr><th scope="col">seq</th><th scope="col">time</th><th scope="col">actor</th><th scope="col">action</th><th scope="col">target</th><th scope="col">outcome</th><th scope="col">context</th></tr></thead>
 <tbody>
-{rows}</tbody></table></body></html>"#,
+{rows}</tbody></table>
+{next}</main></body></html>"#,
         nonce = nonce.as_str(),
         from = value(&filter.from),
         to = value(&filter.to),
         action = value(&filter.action),
+        actor = filter.actor.map(|a| a.to_string()).unwrap_or_default(),
     )))
 }

@@ -204,12 +204,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::SeedDemo(args) => {
-            let runtime_role = procuhelp_tenancy::RuntimeRole::new(args.runtime_role)?;
-            let residency = residency::load(&args.db)?;
-            let (vault, db) = open(&args.db).await?;
-            let result = seed_demo(&db, &runtime_role, vault, &args.db, &residency).await;
-            db.close().await?;
-            report(&result?);
+            report(&seed_demo_command(&args).await?);
             Ok(())
         }
         Command::Keys(cli::KeysArgs {
@@ -601,6 +596,17 @@ async fn seed_demo(
     }
     runtime.close().await;
     Ok(lines)
+}
+
+/// `seed-demo`: two organisations, one user of each role in each (lines to print: the
+/// organisations, then `role org=… email=… password=…` once per user).
+pub async fn seed_demo_command(args: &cli::MigrateArgs) -> anyhow::Result<Vec<String>> {
+    let runtime_role = procuhelp_tenancy::RuntimeRole::new(args.runtime_role.clone())?;
+    let residency = residency::load(&args.db)?;
+    let (vault, db) = open(&args.db).await?;
+    let result = seed_demo(&db, &runtime_role, vault, &args.db, &residency).await;
+    db.close().await?;
+    result
 }
 
 /// A random 20-character password (about 119 bits), for the demo users.

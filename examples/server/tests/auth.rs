@@ -780,6 +780,136 @@ async fn nobody_approves_their_own_request() {
     w.close().await;
 }
 
+/// A request's whole life: a draft edited by its requester only, on the version they saw
+/// (the second of two edits from the same version is refused: no lost update), submitted,
+/// not decided by its requester, rejected with a comment, and nothing moves it after; a
+/// second request is cancelled, and a decision on it is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purchase_requests_go_from_draft_to_decision_and_no_change_is_lost() {
+    let w = world(fast()).await;
+    let requester = w.login(0, Role::Requester).await;
+    let approver = w.login(0, Role::Approver).await;
+    let admin = w.login(0, Role::Admin).await;
+    let r = w
+        .request(
+            Method::POST,
+            "/api/requests",
+            Some(&requester),
+            Some(json!({ "title": "Laptops", "amount_cents": 100_000, "draft": true })),
+        )
+        .await;
+    assert_eq!(r.body["status"], "draft", "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let at = |what: &str| format!("/api/requests/{id}{what}");
+    let edit = |title: &str, version: i64| {
+        Some(json!({ "title": title, "amount_cents": 120_000, "version": version }))
+    };
+    // Not while it waits: a draft is not decided.
+    let r = w
+        .request(Method::POST, &at("/approve"), Some(&approver), None)
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    // Only its requester edits it; two edits from version 1: the second is told.
+    let r = w
+        .request(Method::PUT, &at(""), Some(&approver), edit("Mine now", 1))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    let r = w
+        .request(
+            Method::PUT,
+            &at(""),
+            Some(&requester),
+            edit("Laptops x6", 1),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.body["version"].as_i64()),
+        (StatusCode::OK, Some(2))
+    );
+    let r = w
+        .request(
+            Method::PUT,
+            &at(""),
+            Some(&requester),
+            edit("Laptops x7", 1),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert!(r.error().contains("changed meanwhile"), "{:?}", r.body);
+    for bad in [
+        json!({ "title": "", "amount_cents": 1, "version": 2 }),
+        json!({ "title": "x".repeat(201), "amount_cents": 1, "version": 2 }),
+        json!({ "title": "ok", "amount_cents": -5, "version": 2 }),
+    ] {
+        let r = w
+            .request(Method::PUT, &at(""), Some(&requester), Some(bad))
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    }
+    let r = w
+        .request(Method::POST, &at("/submit"), Some(&requester), None)
+        .await;
+    assert_eq!(r.body["status"], "open", "{:?}", r.body);
+    // Submitted: no more edits.
+    let r = w
+        .request(Method::PUT, &at(""), Some(&requester), edit("Later", 3))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    // Rejected with a comment by an approver; then nobody moves it.
+    let r = w
+        .request(
+            Method::POST,
+            &at("/reject"),
+            Some(&approver),
+            Some(json!({ "comment": "Over budget this quarter" })),
+        )
+        .await;
+    assert_eq!(r.body["status"], "rejected", "{:?}", r.body);
+    assert_eq!(r.body["decision_comment"], "Over budget this quarter");
+    for (path, who) in [("/approve", &admin), ("/cancel", &requester)] {
+        let r = w.request(Method::POST, &at(path), Some(who), None).await;
+        assert_eq!(r.status, StatusCode::CONFLICT, "{path}: {:?}", r.body);
+    }
+    // Cancelled by its requester before a decision; then no decision.
+    let r = w
+        .request(
+            Method::POST,
+            "/api/requests",
+            Some(&requester),
+            Some(json!({ "title": "Chairs", "amount_cents": 5_000 })),
+        )
+        .await;
+    let second = r.body["id"].as_str().unwrap().to_owned();
+    let r = w
+        .request(
+            Method::POST,
+            &format!("/api/requests/{second}/cancel"),
+            Some(&requester),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["status"], "cancelled", "{:?}", r.body);
+    let r = w
+        .request(
+            Method::POST,
+            &format!("/api/requests/{second}/approve"),
+            Some(&approver),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    for action in [
+        Action::RequestCreated,
+        Action::RequestUpdated,
+        Action::RequestSubmitted,
+        Action::RequestRejected,
+        Action::RequestCancelled,
+    ] {
+        assert!(w.count(action) >= 1, "{action:?} not recorded");
+    }
+    w.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn elevation_needs_a_second_admin_expires_and_can_be_revoked() {
     let w = world(fast()).await;

@@ -6,6 +6,7 @@
 //! Policy violation (a canary line proves the log is being read).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -50,6 +51,10 @@ impl Driver {
     }
 
     async fn browser(&self) -> Client {
+        self.browser_downloading_to(&std::env::temp_dir()).await
+    }
+
+    async fn browser_downloading_to(&self, downloads: &std::path::Path) -> Client {
         let caps = json!({
             "browserName": "chrome",
             // The server's own self-signed certificate (embedded default).
@@ -58,6 +63,10 @@ impl Driver {
                 "binary": "/usr/bin/chromium",
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
                          "--disable-dev-shm-usage", "--window-size=1200,1000"],
+                "prefs": {
+                    "download.default_directory": downloads.to_str().unwrap(),
+                    "download.prompt_for_download": false,
+                },
             },
             "goog:loggingPrefs": { "browser": "ALL" },
         });
@@ -123,6 +132,23 @@ async fn wait_for_path(browser: &Client, path: &str) {
         assert!(
             Instant::now() < deadline,
             "still at {url}, expected {path}: {}",
+            browser.source().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The element, once the page showing it has loaded (after a form's redirect to the
+/// same path, the path alone does not say the new page is there).
+async fn wait_for(browser: &Client, css: &str) -> fantoccini::elements::Element {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(e) = browser.find(Locator::Css(css)).await {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {css}: {}",
             browser.source().await.unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -295,7 +321,7 @@ async fn invited_user_sets_a_password_turns_on_totp_and_signs_in_with_it() {
     fill(&browser, "input[name=password]", password).await;
     press(&browser, "main button[type=submit]").await;
     wait_for_path(&browser, "/account").await;
-    browser.find(Locator::Css("[data-mfa=off]")).await.unwrap();
+    wait_for(&browser, "[data-mfa=off]").await;
 
     // Turn on TOTP: the secret as text, the code computed from it.
     press(&browser, "form[action='/account/mfa/enrol'] button").await;
@@ -314,7 +340,7 @@ async fn invited_user_sets_a_password_turns_on_totp_and_signs_in_with_it() {
     assert!(codes.len() >= 8, "{} recovery codes", codes.len());
     press(&browser, "main a[href='/account']").await;
     wait_for_path(&browser, "/account").await;
-    browser.find(Locator::Css("[data-mfa=on]")).await.unwrap();
+    wait_for(&browser, "[data-mfa=on]").await;
 
     // Sign out, and in again: password, then a code of a later step (a code is used once).
     press(&browser, "header form[action='/logout'] button").await;
@@ -333,17 +359,14 @@ async fn invited_user_sets_a_password_turns_on_totp_and_signs_in_with_it() {
     // A wrong code: a clear message, still at the second step.
     fill(&browser, "input[name=code]", "000000").await;
     press(&browser, "main button[type=submit]").await;
-    browser
-        .find(Locator::Css("[data-error=code]"))
-        .await
-        .unwrap();
+    wait_for(&browser, "[data-error=code]").await;
     let next_step = (enrolled_at / 30 + 1) * 30;
     let wait = next_step.saturating_sub(unix_now());
     tokio::time::sleep(Duration::from_secs(wait + 1)).await;
     fill(&browser, "input[name=code]", &totp(&secret, unix_now())).await;
     press(&browser, "main button[type=submit]").await;
     wait_for_path(&browser, "/account").await;
-    browser.find(Locator::Css("[data-mfa=on]")).await.unwrap();
+    wait_for(&browser, "[data-mfa=on]").await;
     assert!(text(&browser, "header").await.contains("Ada Admin"));
     finish(browser, "journey-1-invitation-totp").await;
 
@@ -441,5 +464,191 @@ async fn pages_answer_with_the_hardened_headers_and_refuse_other_sites_forms() {
     );
     handle.graceful_shutdown(Some(Duration::from_secs(5)));
     server.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The demo organisation's people (seed-demo): role → (org, email, password).
+async fn demo_people(dir: &std::path::Path) -> HashMap<String, (String, String, String)> {
+    let cli = procuhelp_server::cli::Cli::parse_from([
+        "procuhelp-server",
+        "seed-demo",
+        "--data-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let procuhelp_server::cli::Command::SeedDemo(args) = cli.command else {
+        unreachable!()
+    };
+    let lines = procuhelp_server::seed_demo_command(&args).await.unwrap();
+    let mut people = HashMap::new();
+    // The first organisation's users come first; keep those.
+    for line in lines.iter().filter(|l| l.starts_with("  ")) {
+        let mut words = line.split_whitespace();
+        let role = words.next().unwrap().to_owned();
+        let field = |w: &str| w.split_once('=').unwrap().1.to_owned();
+        let (org, email, password) = (
+            field(words.next().unwrap()),
+            field(words.next().unwrap()),
+            field(words.next().unwrap()),
+        );
+        people.entry(role).or_insert((org, email, password));
+    }
+    people
+}
+
+async fn sign_in(browser: &Client, base: &str, who: &(String, String, String)) {
+    browser
+        .goto(&format!("{base}/login?org={}", who.0))
+        .await
+        .unwrap();
+    fill(browser, "input[name=email]", &who.1).await;
+    fill(browser, "input[name=password]", &who.2).await;
+    press(browser, "main button[type=submit]").await;
+    wait_for_path(browser, "/account").await;
+}
+
+async fn sign_out(browser: &Client, base: &str) {
+    browser.goto(&format!("{base}/account")).await.unwrap();
+    press(browser, "header form[action='/logout'] button").await;
+    wait_for_path(browser, "/login").await;
+}
+
+/// A requester raises a purchase request; they cannot approve it (no button, and a
+/// forged form is refused); an approver approves it; the admin sees both (submitted,
+/// approved) in the audit viewer and downloads the export, which `audit verify` accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_is_raised_approved_by_someone_else_and_found_in_the_audit_log() {
+    procuhelp_server::tls::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("ph-journey2-{}", uuid::Uuid::new_v4().simple()));
+    let people = demo_people(&dir).await;
+    let args = serve_args(dir.clone());
+    let https = args.https_addr;
+    let handle: Handle<SocketAddr> = Handle::new();
+    let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
+    tokio::time::timeout(Duration::from_secs(60), handle.listening())
+        .await
+        .unwrap();
+    let base = format!("https://127.0.0.1:{}", https.port());
+    let downloads = dir.join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let driver = Driver::start().await;
+    let browser = driver.browser_downloading_to(&downloads).await;
+
+    // The requester raises it, as a draft, and submits it.
+    sign_in(&browser, &base, &people["requester"]).await;
+    press(&browser, "header a[href='/requests']").await;
+    wait_for_path(&browser, "/requests").await;
+    fill(&browser, "input[name=title]", "Laptops for the new team").await;
+    fill(&browser, "input[name=amount]", "7200.50").await;
+    press(&browser, "form[action='/requests'] button").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let request_path = loop {
+        let path = browser.current_url().await.unwrap().path().to_owned();
+        if path.starts_with("/requests/") {
+            break path;
+        }
+        assert!(Instant::now() < deadline, "no request page");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(text(&browser, "dd[data-status]").await, "Draft");
+    press(&browser, "form[action$='/submit'] button").await;
+    wait_for(&browser, "dd[data-status=open]").await;
+    // No way to approve it from here; a forged approval form is refused.
+    assert!(
+        browser
+            .find_all(Locator::Css("form[action$='/approve']"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let csrf = browser
+        .find(Locator::Css("input[name=csrf_token]"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap();
+    browser
+        .execute(
+            "const f = document.createElement('form'); f.method = 'post'; \
+             f.action = arguments[0]; const i = document.createElement('input'); \
+             i.name = 'csrf_token'; i.value = arguments[1]; f.appendChild(i); \
+             document.body.appendChild(f); f.submit();",
+            vec![json!(format!("{request_path}/approve")), json!(csrf)],
+        )
+        .await
+        .unwrap();
+    wait_for_path(&browser, &format!("{request_path}/approve")).await;
+    wait_for(&browser, "[data-error=forbidden]").await;
+    sign_out(&browser, &base).await;
+
+    // An approver approves it with a comment.
+    sign_in(&browser, &base, &people["approver"]).await;
+    browser
+        .goto(&format!("{base}{request_path}"))
+        .await
+        .unwrap();
+    fill(
+        &browser,
+        "form[action$='/approve'] textarea",
+        "Budgeted <b>in Q1</b>",
+    )
+    .await;
+    press(&browser, "form[action$='/approve'] button").await;
+    wait_for_path(&browser, &request_path).await;
+    browser
+        .find(Locator::Css("dd[data-status=approved]"))
+        .await
+        .unwrap();
+    // The comment is shown as text, not markup.
+    assert!(
+        text(&browser, "main")
+            .await
+            .contains("Budgeted <b>in Q1</b>")
+    );
+    // Approving again: the request is decided, and the page says so.
+    browser.back().await.unwrap();
+    sign_out(&browser, &base).await;
+
+    // The admin finds both in the audit log, and downloads the export.
+    sign_in(&browser, &base, &people["admin"]).await;
+    browser
+        .goto(&format!("{base}/audit?action=request.approved"))
+        .await
+        .unwrap();
+    let rows = text(&browser, "tbody").await;
+    assert!(rows.contains("request.approved"), "{rows}");
+    browser
+        .goto(&format!("{base}/audit?action=request.submitted"))
+        .await
+        .unwrap();
+    assert!(text(&browser, "tbody").await.contains("request.submitted"));
+    browser.goto(&format!("{base}/audit")).await.unwrap();
+    press(&browser, "a[href='/api/audit/export']").await;
+    let export = downloads.join("audit-export");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !export.exists() {
+        assert!(Instant::now() < deadline, "the export was not downloaded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    finish(browser, "journey-2-request-approval-audit").await;
+    handle.graceful_shutdown(Some(Duration::from_secs(5)));
+    server.await.unwrap().unwrap();
+    // `audit verify` accepts it, trusting the deployment's published checkpoint key.
+    let signer = procuhelp_server::audit_log::checkpoint_signer(&serve_args(dir.clone()).db)
+        .await
+        .unwrap();
+    let key = procuhelp_server::audit_log::key_hex(&signer.public_keys().await.unwrap()[0]);
+    procuhelp_server::run(procuhelp_server::cli::Cli::parse_from([
+        "procuhelp-server",
+        "audit",
+        "verify",
+        "--file",
+        export.to_str().unwrap(),
+        "--trusted-key",
+        &key,
+    ]))
+    .await
+    .unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -351,12 +351,13 @@ struct AccountQuery {
 }
 
 /// The header of a signed-in person's pages.
-async fn nav(authed: &mut Authed) -> Result<(Nav, directory::UserRecord), Error> {
+pub(super) async fn nav(authed: &mut Authed) -> Result<(Nav, directory::UserRecord), Error> {
     let user = authed.principal.session()?.user;
     let record = directory::get(authed.tx().await?, user).await?;
     let nav = Nav {
         name: record.display_name.clone(),
         csrf: authed.credential.csrf_token(),
+        links: super::nav_links(authed),
     };
     Ok((nav, record))
 }

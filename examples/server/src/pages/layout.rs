@@ -12,6 +12,8 @@ pub(crate) struct Nav {
     pub(crate) name: String,
     /// The session's anti-CSRF token (for the sign-out form).
     pub(crate) csrf: String,
+    /// Links to show besides the account's: (path, label).
+    pub(crate) links: Vec<(&'static str, &'static str)>,
 }
 
 /// A whole page: `body` inside the frame. Pages are never cached (they hold personal
@@ -31,6 +33,7 @@ pub(crate) fn page(title: &str, nav: Option<&Nav>, body: Markup) -> Response {
                     nav aria-label="Main" {
                         a.brand href="/" { "ProcuHelp" }
                         @if let Some(nav) = nav {
+                            @for (href, label) in &nav.links { a href=(href) { (label) } }
                             a href="/account" { "Account" }
                             span.muted { (nav.name) }
                             form.inline method="post" action="/logout" {

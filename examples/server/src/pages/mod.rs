@@ -7,6 +7,7 @@
 
 mod account;
 mod layout;
+mod requests;
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -21,6 +22,7 @@ pub(crate) fn table() -> RouteTable<AppState> {
     RouteTable::new()
         .get("/static/app.css", Access::Public, stylesheet)
         .merge(account::table())
+        .merge(requests::table())
 }
 
 /// The one stylesheet (the CSP allows styles from this origin and nothing inline).
@@ -41,16 +43,57 @@ pub(crate) fn see_other(to: &str) -> Response {
 }
 
 /// A page answering an error: its status, a fixed message (never the input), and the
-/// stable code as `data-error` for tests and tools. No credential: to sign-in.
+/// stable code as `data-error` for tests and tools, with a way back. No credential: to
+/// sign-in.
 pub(crate) fn error_page(error: &procuhelp_axum::Error, nav: Option<&Nav>) -> Response {
+    error_page_back(error, nav, "/account")
+}
+
+/// [`error_page`] with the link back to `back`.
+pub(crate) fn error_page_back(
+    error: &procuhelp_axum::Error,
+    nav: Option<&Nav>,
+    back: &str,
+) -> Response {
     let (status, code, message) = error.parts();
     if status == StatusCode::UNAUTHORIZED && code == "unauthenticated" {
         return see_other("/login");
     }
     let body = maud::html! {
-        h1 { "Something went wrong" }
+        h1 { "That did not work" }
         p.notice.error role="alert" data-error=(code) { (message) }
-        p { a href="/account" { "Back to your account" } }
+        p { a href=(back) { "Back" } }
     };
-    (status, page("Error", nav, body)).into_response()
+    (status, page("Not done", nav, body)).into_response()
+}
+
+/// A form-encoded body, parsed once the caller's permission is checked (an extractor
+/// would refuse a malformed body before the permission, and answer a stranger 415 where
+/// the matrix says 403). Unknown fields are ignored; a missing or malformed one is 422.
+pub(crate) fn parse_form<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<T, procuhelp_axum::Error> {
+    serde_urlencoded::from_bytes(body).map_err(|_| procuhelp_axum::Error::Invalid("form"))
+}
+
+/// The header's links for what the person may open.
+pub(crate) fn nav_links(authed: &procuhelp_axum::Authed) -> Vec<(&'static str, &'static str)> {
+    use procuhelp_auth::Permission as P;
+    let mut links = Vec::new();
+    if can(authed, P::ReadRequests) {
+        links.push(("/requests", "Purchase requests"));
+    }
+    if can(authed, P::ReadAuditLog) {
+        links.push(("/audit", "Audit log"));
+    }
+    links
+}
+
+/// Whether the signed-in person's role in force holds `permission` (what a page offers;
+/// the handler behind it checks again).
+pub(crate) fn can(authed: &procuhelp_axum::Authed, permission: procuhelp_auth::Permission) -> bool {
+    authed
+        .principal
+        .session()
+        .is_ok_and(|s| s.effective_role().allows(permission))
 }

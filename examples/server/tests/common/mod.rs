@@ -135,8 +135,20 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// The error message: the JSON `error`, or a page's `data-error` element's text.
     pub fn error(&self) -> &str {
-        self.body["error"].as_str().unwrap_or("")
+        if let Some(e) = self.body["error"].as_str() {
+            return e;
+        }
+        let Some(at) = self.text.find("data-error=\"") else {
+            return "";
+        };
+        let rest = &self.text[at..];
+        let Some(open) = rest.find('>') else {
+            return "";
+        };
+        let text = &rest[open + 1..];
+        &text[..text.find('<').unwrap_or(text.len())]
     }
 }
 
