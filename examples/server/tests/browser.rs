@@ -480,7 +480,7 @@ async fn demo_people(dir: &std::path::Path) -> HashMap<String, (String, String, 
     };
     let lines = procuhelp_server::seed_demo_command(&args).await.unwrap();
     let mut people = HashMap::new();
-    // The first organisation's users come first; keep those.
+    // The first organisation's users come first: `role`; the second's: `b:role`.
     for line in lines.iter().filter(|l| l.starts_with("  ")) {
         let mut words = line.split_whitespace();
         let role = words.next().unwrap().to_owned();
@@ -490,7 +490,12 @@ async fn demo_people(dir: &std::path::Path) -> HashMap<String, (String, String, 
             field(words.next().unwrap()),
             field(words.next().unwrap()),
         );
-        people.entry(role).or_insert((org, email, password));
+        let key = if people.contains_key(&role) {
+            format!("b:{role}")
+        } else {
+            role
+        };
+        people.insert(key, (org, email, password));
     }
     people
 }
@@ -537,7 +542,10 @@ async fn a_request_is_raised_approved_by_someone_else_and_found_in_the_audit_log
     sign_in(&browser, &base, &people["requester"]).await;
     press(&browser, "header a[href='/requests']").await;
     wait_for_path(&browser, "/requests").await;
-    fill(&browser, "input[name=title]", "Laptops for the new team").await;
+    // Markup in a text field is shown as text: if it ran, the CSP would refuse it and
+    // log a violation (which `finish` fails on), and the page would set the flag.
+    let title = "Laptops <script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\">";
+    fill(&browser, "input[name=title]", title).await;
     fill(&browser, "input[name=amount]", "7200.50").await;
     press(&browser, "form[action='/requests'] button").await;
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -550,6 +558,12 @@ async fn a_request_is_raised_approved_by_someone_else_and_found_in_the_audit_log
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(text(&browser, "dd[data-status]").await, "Draft");
+    assert_eq!(text(&browser, "h1").await, title);
+    let pwned = browser
+        .execute("return typeof window.pwned", vec![])
+        .await
+        .unwrap();
+    assert_eq!(pwned, json!("undefined"));
     press(&browser, "form[action$='/submit'] button").await;
     wait_for(&browser, "dd[data-status=open]").await;
     // No way to approve it from here; a forged approval form is refused.
@@ -632,6 +646,20 @@ async fn a_request_is_raised_approved_by_someone_else_and_found_in_the_audit_log
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     finish(browser, "journey-2-request-approval-audit").await;
+
+    // Another organisation's admin, typing the request's address: not found, and not
+    // listed.
+    let browser = driver.browser().await;
+    sign_in(&browser, &base, &people["b:admin"]).await;
+    browser
+        .goto(&format!("{base}{request_path}"))
+        .await
+        .unwrap();
+    wait_for(&browser, "[data-error=not_found]").await;
+    assert!(!browser.source().await.unwrap().contains("Laptops"));
+    browser.goto(&format!("{base}/requests")).await.unwrap();
+    assert!(!text(&browser, "main").await.contains("Laptops"));
+    finish(browser, "journey-5-other-organisation").await;
     handle.graceful_shutdown(Some(Duration::from_secs(5)));
     server.await.unwrap().unwrap();
     // `audit verify` accepts it, trusting the deployment's published checkpoint key.
