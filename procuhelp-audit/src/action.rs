@@ -148,6 +148,14 @@ actions! {
     SupplierDeleted => "supplier.deleted",
     /// A supplier was invited.
     SupplierInvited => "supplier.invited",
+    /// An invitation link was made for a supplier's contact (context: expiry).
+    SupplierInvitationCreated => "supplier.invitation_created",
+    /// A supplier's contact filled in company and bank details through the link.
+    SupplierOnboarded => "supplier.onboarded",
+    /// A supplier's bank details were shown in full to someone with the permission.
+    SupplierBankDetailsRevealed => "supplier.bank_details_revealed",
+    /// A supplier was archived.
+    SupplierArchived => "supplier.archived",
     /// A procurement request was created.
     RequestCreated => "request.created",
     /// A draft procurement request was changed by its requester (context: before/after).

@@ -1,6 +1,6 @@
 //! Opening the database: the embedded cluster by default, a configured server otherwise.
 
-use procuhelp_tenancy::personal_data::Class::{NotPersonal, Personal, Sealed, UserRef};
+use procuhelp_tenancy::personal_data::Class::{NotPersonal, Personal, Sealed, Secret, UserRef};
 use procuhelp_tenancy::personal_data::{PersonalTable, Retention};
 use std::path::Path;
 use std::str::FromStr;
@@ -23,6 +23,8 @@ pub const MIGRATIONS: Migrations =
         .grants(&[
             Grant::new("app.suppliers", "SELECT, INSERT, UPDATE, DELETE"),
             Grant::new("app.purchase_requests", "SELECT, INSERT, UPDATE"),
+            // Used once (used_at), never deleted by the server.
+            Grant::new("app.supplier_invitations", "SELECT, INSERT, UPDATE"),
         ])
         .encrypted_columns(crate::suppliers::ENCRYPTED_COLUMNS)
         .personal_data(PERSONAL_DATA);
@@ -46,6 +48,25 @@ const PERSONAL_DATA: &[PersonalTable] = &[
             ("updated_at", NotPersonal),
             // A sole trader's IBAN is personal data: sealed by the field cipher.
             ("iban_sealed", Sealed),
+            // Its country and last four characters, for lists.
+            ("iban_hint", Personal),
+        ],
+    },
+    PersonalTable {
+        table: "app.supplier_invitations",
+        subject: None,
+        purpose: "links sent to a supplier's contact to fill in company and bank details",
+        retention: Retention::Organisation,
+        columns: &[
+            ("org_id", NotPersonal),
+            ("id", NotPersonal),
+            ("supplier_id", NotPersonal),
+            ("token_hash", Secret),
+            ("contact_email", Personal),
+            ("created_by", UserRef),
+            ("created_at", NotPersonal),
+            ("expires_at", NotPersonal),
+            ("used_at", NotPersonal),
         ],
     },
     PersonalTable {

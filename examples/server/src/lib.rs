@@ -31,6 +31,7 @@ pub mod retention;
 pub mod self_audit;
 pub mod serve;
 pub mod state;
+pub mod supplier_onboarding;
 pub mod suppliers;
 pub mod tls;
 

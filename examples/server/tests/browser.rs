@@ -187,10 +187,15 @@ fn artifacts() -> PathBuf {
     dir
 }
 
+/// The page as it is now, under `target/browser-artifacts/{name}.png`.
+async fn snap(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(artifacts().join(format!("{name}.png")), png).unwrap();
+}
+
 /// Ends a journey: its last page as a screenshot, and no CSP violation in the log.
 async fn finish(browser: Client, journey: &str) {
-    let png = browser.screenshot().await.unwrap();
-    std::fs::write(artifacts().join(format!("{journey}.png")), png).unwrap();
+    snap(&browser, journey).await;
     browser
         .execute("console.error('procuhelp-log-canary')", vec![])
         .await
@@ -678,5 +683,117 @@ async fn a_request_is_raised_approved_by_someone_else_and_found_in_the_audit_log
     ]))
     .await
     .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A supplier's contact opens an invitation link (no account) and sends bank details;
+/// the IBAN is masked in the list, revealing it is recorded in the audit trail, and the
+/// link does not work twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_supplier_contact_sends_bank_details_through_a_single_use_link() {
+    procuhelp_server::tls::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("ph-journey3-{}", uuid::Uuid::new_v4().simple()));
+    let people = demo_people(&dir).await;
+    let args = serve_args(dir.clone());
+    let https = args.https_addr;
+    let handle: Handle<SocketAddr> = Handle::new();
+    let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
+    tokio::time::timeout(Duration::from_secs(60), handle.listening())
+        .await
+        .unwrap();
+    let base = format!("https://127.0.0.1:{}", https.port());
+    let driver = Driver::start().await;
+    let admin = driver.browser().await;
+
+    // The admin adds a supplier and makes a link for its contact.
+    sign_in(&admin, &base, &people["admin"]).await;
+    press(&admin, "header a[href='/suppliers']").await;
+    wait_for_path(&admin, "/suppliers").await;
+    fill(&admin, "input[name=name]", "Northwind").await;
+    fill(&admin, "input[name=country]", "fr").await;
+    press(&admin, "form[action='/suppliers'] button").await;
+    wait_for(&admin, "dd[data-status=invited]").await;
+    let supplier_path = admin.current_url().await.unwrap().path().to_owned();
+    fill(&admin, "input[name=email]", "billing@northwind.test").await;
+    press(&admin, "form[action$='/invite'] button").await;
+    let link = wait_for(&admin, "#invitation-link")
+        .await
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        link.starts_with("/supplier-invitations/accept?token="),
+        "{link}"
+    );
+
+    // The contact, in a browser of their own: a wrong IBAN first (told, link still good).
+    let contact = driver.browser().await;
+    contact.goto(&format!("{base}{link}")).await.unwrap();
+    assert_eq!(
+        wait_for(&contact, "input[name=legal_name]")
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("Northwind")
+    );
+    fill(&contact, "input[name=legal_name]", "Northwind SAS").await;
+    fill(&contact, "input[name=vat_id]", "FR40303265045").await;
+    fill(
+        &contact,
+        "input[name=iban]",
+        "FR14 2004 1010 0505 0001 3M02 607",
+    )
+    .await;
+    press(&contact, "main button[type=submit]").await;
+    wait_for(&contact, "[data-error=invalid_input]").await;
+    fill(
+        &contact,
+        "input[name=iban]",
+        "FR14 2004 1010 0505 0001 3M02 606",
+    )
+    .await;
+    press(&contact, "main button[type=submit]").await;
+    wait_for(&contact, "[data-onboarded=yes]").await;
+    // (The VAT id typed before the refusal is kept in the form sent again.)
+    // Twice: refused.
+    contact.goto(&format!("{base}{link}")).await.unwrap();
+    wait_for(&contact, "[data-error=invalid_link]").await;
+    finish(contact, "journey-3-supplier-contact").await;
+
+    // The list shows the account masked; the full IBAN only on request, recorded.
+    admin.goto(&format!("{base}/suppliers")).await.unwrap();
+    let list = text(&admin, "main").await;
+    assert!(
+        list.contains("Northwind SAS") && list.contains("FR•• …2606"),
+        "{list}"
+    );
+    assert!(!list.contains("3M02"), "the list shows the IBAN: {list}");
+    admin.goto(&format!("{base}{supplier_path}")).await.unwrap();
+    press(&admin, "form[action$='/reveal-iban'] button").await;
+    let iban = wait_for(&admin, "#iban").await.text().await.unwrap();
+    assert_eq!(iban, "FR14 2004 1010 0505 0001 3M02 606");
+    snap(&admin, "supplier-iban-revealed").await;
+    admin
+        .goto(&format!(
+            "{base}/audit?action=supplier.bank_details_revealed"
+        ))
+        .await
+        .unwrap();
+    assert!(
+        text(&admin, "tbody")
+            .await
+            .contains("supplier.bank_details_revealed")
+    );
+    admin
+        .goto(&format!("{base}/audit?action=supplier.onboarded"))
+        .await
+        .unwrap();
+    assert!(text(&admin, "tbody").await.contains("supplier.onboarded"));
+    finish(admin, "journey-3-supplier-audit").await;
+    handle.graceful_shutdown(Some(Duration::from_secs(5)));
+    server.await.unwrap().unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -138,6 +138,14 @@ async fn seed_person(w: &World) -> (UserId, Session) {
                  now(), now() + interval '1 hour', true, $1, now())",
             vec![],
         ),
+        (
+            "INSERT INTO app.supplier_invitations (org_id, id, supplier_id, token_hash,
+                 contact_email, created_by, created_at, expires_at)
+             SELECT app.current_org(), gen_random_uuid(), id, sha256('l'::bytea),
+                 'billing@desks.test', $1, now(), now() + interval '1 day'
+             FROM app.suppliers WHERE name = 'Desks & Co'",
+            vec![],
+        ),
     ];
     for (sql, extra) in statements {
         let mut q = sqlx::query(sql).bind(p);

@@ -8,6 +8,7 @@
 mod account;
 mod layout;
 mod requests;
+mod suppliers;
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -23,6 +24,7 @@ pub(crate) fn table() -> RouteTable<AppState> {
         .get("/static/app.css", Access::Public, stylesheet)
         .merge(account::table())
         .merge(requests::table())
+        .merge(suppliers::table())
 }
 
 /// The one stylesheet (the CSP allows styles from this origin and nothing inline).
@@ -80,6 +82,9 @@ pub(crate) fn parse_form<T: serde::de::DeserializeOwned>(
 pub(crate) fn nav_links(authed: &procuhelp_axum::Authed) -> Vec<(&'static str, &'static str)> {
     use procuhelp_auth::Permission as P;
     let mut links = Vec::new();
+    if can(authed, P::ReadSuppliers) {
+        links.push(("/suppliers", "Suppliers"));
+    }
     if can(authed, P::ReadRequests) {
         links.push(("/requests", "Purchase requests"));
     }
