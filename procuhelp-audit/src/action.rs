@@ -172,6 +172,13 @@ actions! {
     RequestApprovalRefused => "request.approval_refused",
     /// A contract changed.
     ContractChanged => "contract.changed",
+    /// A contract was created (context: its first version).
+    ContractCreated => "contract.created",
+    /// A contract was amended: a new version (context: before and after; the terms by
+    /// digest, so free text stays out of the append-only trail).
+    ContractAmended => "contract.amended",
+    /// A contract was terminated.
+    ContractTerminated => "contract.terminated",
     /// The audit trail was read.
     AuditRead => "audit.read",
     /// The audit trail was exported.

@@ -25,6 +25,9 @@ pub const MIGRATIONS: Migrations =
             Grant::new("app.purchase_requests", "SELECT, INSERT, UPDATE"),
             // Used once (used_at), never deleted by the server.
             Grant::new("app.supplier_invitations", "SELECT, INSERT, UPDATE"),
+            // Contracts move on (version, termination); their versions are only added.
+            Grant::new("app.contracts", "SELECT, INSERT, UPDATE"),
+            Grant::new("app.contract_versions", "SELECT, INSERT"),
         ])
         .encrypted_columns(crate::suppliers::ENCRYPTED_COLUMNS)
         .personal_data(PERSONAL_DATA);
@@ -50,6 +53,42 @@ const PERSONAL_DATA: &[PersonalTable] = &[
             ("iban_sealed", Sealed),
             // Its country and last four characters, for lists.
             ("iban_hint", Personal),
+        ],
+    },
+    PersonalTable {
+        table: "app.contracts",
+        subject: None,
+        purpose: "contracts with suppliers",
+        retention: Retention::Organisation,
+        columns: &[
+            ("org_id", NotPersonal),
+            ("id", NotPersonal),
+            ("supplier_id", NotPersonal),
+            ("title", NotPersonal),
+            ("status", NotPersonal),
+            ("current_version", NotPersonal),
+            ("created_by", UserRef),
+            ("created_at", NotPersonal),
+            ("terminated_by", UserRef),
+            ("terminated_at", NotPersonal),
+        ],
+    },
+    PersonalTable {
+        table: "app.contract_versions",
+        subject: None,
+        purpose: "every version of a contract's terms (the amendment history)",
+        retention: Retention::Organisation,
+        columns: &[
+            ("org_id", NotPersonal),
+            ("contract_id", NotPersonal),
+            ("version", NotPersonal),
+            ("value_cents", NotPersonal),
+            ("starts_on", NotPersonal),
+            ("ends_on", NotPersonal),
+            // Free text: it may name people (a sole trader, a contact).
+            ("terms", Personal),
+            ("changed_by", UserRef),
+            ("changed_at", NotPersonal),
         ],
     },
     PersonalTable {

@@ -14,6 +14,7 @@ pub mod audit_log;
 pub mod backups;
 pub mod cli;
 pub mod connections;
+pub mod contracts;
 pub mod database;
 pub mod disclosure;
 pub mod gdpr;

@@ -25,6 +25,7 @@ fn fast() -> PasswordHasher {
 /// Ids in one organisation that path parameters can point at.
 struct Fixtures {
     supplier: String,
+    contract: String,
     request: String,
     victim: String,
     elevation: String,
@@ -44,6 +45,18 @@ async fn fixtures(w: &World, org: usize) -> Fixtures {
         )
         .await;
     assert_eq!(supplier.status, StatusCode::OK, "{:?}", supplier.body);
+    let contract = w
+        .request(
+            Method::POST,
+            "/api/contracts",
+            Some(&admin),
+            Some(
+                json!({ "supplier": supplier.body["id"], "title": format!("Contract of org {org}"),
+                         "value_cents": 100, "starts_on": "2027-01-01", "ends_on": "2027-12-31" }),
+            ),
+        )
+        .await;
+    assert_eq!(contract.status, StatusCode::OK, "{:?}", contract.body);
     // Raised by the requester, so that approvers and admins are not its author.
     let requester = w.login(org, Role::Requester).await;
     let request = w
@@ -98,6 +111,7 @@ async fn fixtures(w: &World, org: usize) -> Fixtures {
     assert_eq!(scim_token.status, StatusCode::OK, "{:?}", scim_token.body);
     Fixtures {
         supplier: supplier.body["id"].as_str().unwrap().to_owned(),
+        contract: contract.body["id"].as_str().unwrap().to_owned(),
         request: request.body["id"].as_str().unwrap().to_owned(),
         victim: victim_id,
         elevation: elevation.body["id"].as_str().unwrap().to_owned(),
@@ -106,6 +120,7 @@ async fn fixtures(w: &World, org: usize) -> Fixtures {
         names: vec![
             format!("Supplier of org {org}"),
             format!("Laptops for org {org}"),
+            format!("Contract of org {org}"),
             format!("victim@org{org}.test"),
             format!("@org{org}.test"),
         ],
@@ -115,6 +130,7 @@ async fn fixtures(w: &World, org: usize) -> Fixtures {
 fn path_for(template: &str, f: &Fixtures) -> String {
     template
         .replace("{supplier}", &f.supplier)
+        .replace("{contract}", &f.contract)
         .replace("{request}", &f.request)
         .replace("{user}", &f.victim)
         .replace("{elevation}", &f.elevation)
@@ -133,6 +149,10 @@ fn body_for(method: &str, template: &str, f: &Fixtures) -> Option<Value> {
             json!({ "title": "Desks", "amount_cents": 7000, "version": 1 })
         }
         "/api/requests/{request}/reject" => json!({ "comment": "matrix" }),
+        "/api/contracts" => json!({ "supplier": f.supplier, "title": "Matrix", "value_cents": 1,
+                                    "starts_on": "2027-01-01", "ends_on": "2027-02-01" }),
+        "/api/contracts/{contract}" => json!({ "version": 1, "value_cents": 2,
+                                               "starts_on": "2027-01-01", "ends_on": "2027-03-01" }),
         "/api/users" => {
             json!({ "email": format!("new-{}@x.test", uuid::Uuid::new_v4().simple()), "display_name": "New" })
         }
@@ -907,6 +927,102 @@ async fn purchase_requests_go_from_draft_to_decision_and_no_change_is_lost() {
     ] {
         assert!(w.count(action) >= 1, "{action:?} not recorded");
     }
+    w.close().await;
+}
+
+/// A contract amended twice has three versions, each audited with before and after; two
+/// amendments made on the same version: one is stored, the other is told (nothing lost);
+/// a terminated contract is not amended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contracts_keep_every_version_and_concurrent_amendments_are_not_lost() {
+    let w = world(fast()).await;
+    let admin = w.login(0, Role::Admin).await;
+    let supplier = w
+        .request(
+            Method::POST,
+            "/api/suppliers",
+            Some(&admin),
+            Some(json!({ "name": "Acme", "country": "DE" })),
+        )
+        .await;
+    let r = w
+        .request(
+            Method::POST,
+            "/api/contracts",
+            Some(&admin),
+            Some(
+                json!({ "supplier": supplier.body["id"], "title": "Office chairs",
+                         "value_cents": 100_000, "starts_on": "2027-01-01",
+                         "ends_on": "2027-12-31", "terms": "Net 30" }),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let id = r.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/contracts/{id}");
+    let amendment = |version: i64, value: i64| {
+        Some(
+            json!({ "version": version, "value_cents": value, "starts_on": "2027-01-01",
+                     "ends_on": "2027-12-31", "terms": "Net 45" }),
+        )
+    };
+    let r = w
+        .request(Method::PUT, &path, Some(&admin), amendment(1, 120_000))
+        .await;
+    assert_eq!(r.body["version"], 2, "{:?}", r.body);
+    // Made on version 1 too: refused, not stored.
+    let r = w
+        .request(Method::PUT, &path, Some(&admin), amendment(1, 999_999))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert!(r.error().contains("amended meanwhile"), "{:?}", r.body);
+    let r = w
+        .request(Method::PUT, &path, Some(&admin), amendment(2, 130_000))
+        .await;
+    assert_eq!(r.body["version"], 3, "{:?}", r.body);
+    for bad in [
+        json!({ "version": 3, "value_cents": -1, "starts_on": "2027-01-01", "ends_on": "2027-12-31" }),
+        json!({ "version": 3, "value_cents": 1, "starts_on": "2027-12-31", "ends_on": "2027-01-01" }),
+        json!({ "version": 3, "value_cents": 1, "starts_on": "31/12/2027", "ends_on": "2028-01-01" }),
+    ] {
+        let r = w.request(Method::PUT, &path, Some(&admin), Some(bad)).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    }
+    let r = w.request(Method::GET, &path, Some(&admin), None).await;
+    let values: Vec<i64> = r.body["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["value_cents"].as_i64().unwrap())
+        .collect();
+    assert_eq!(values, [130_000, 120_000, 100_000]);
+    assert_eq!(w.count(Action::ContractCreated), 1);
+    assert_eq!(w.count(Action::ContractAmended), 2);
+    let amended = w
+        .audit
+        .events()
+        .into_iter()
+        .find(|e| e.action == Action::ContractAmended)
+        .unwrap();
+    assert_eq!(amended.context["before"]["value_cents"], 100_000);
+    assert_eq!(amended.context["after"]["value_cents"], 120_000);
+    assert!(
+        !amended.context.to_string().contains("Net 45"),
+        "terms text in the trail"
+    );
+    let r = w
+        .request(
+            Method::POST,
+            &format!("{path}/terminate"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let r = w
+        .request(Method::PUT, &path, Some(&admin), amendment(3, 1))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
     w.close().await;
 }
 

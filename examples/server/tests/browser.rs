@@ -797,3 +797,70 @@ async fn a_supplier_contact_sends_bank_details_through_a_single_use_link() {
     server.await.unwrap().unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A contract is amended twice in the browser: its history shows three versions, and the
+/// audit viewer shows each change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contract_amended_twice_shows_three_versions_each_audited() {
+    procuhelp_server::tls::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("ph-journey4-{}", uuid::Uuid::new_v4().simple()));
+    let people = demo_people(&dir).await;
+    let args = serve_args(dir.clone());
+    let https = args.https_addr;
+    let handle: Handle<SocketAddr> = Handle::new();
+    let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
+    tokio::time::timeout(Duration::from_secs(60), handle.listening())
+        .await
+        .unwrap();
+    let base = format!("https://127.0.0.1:{}", https.port());
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    sign_in(&browser, &base, &people["admin"]).await;
+    press(&browser, "header a[href='/contracts']").await;
+    wait_for_path(&browser, "/contracts").await;
+    fill(&browser, "input[name=title]", "Office furniture 2027").await;
+    fill(&browser, "input[name=value]", "10000").await;
+    // Date fields take the date as typed in the browser's locale (en-US: mm/dd/yyyy).
+    fill(&browser, "input[name=starts_on]", "01012027").await;
+    fill(&browser, "input[name=ends_on]", "12312027").await;
+    fill(&browser, "textarea[name=terms]", "Net 30").await;
+    press(&browser, "form[action='/contracts'] button").await;
+    wait_for(&browser, "tr[data-version='1']").await;
+    for (n, value) in [(2, "12000"), (3, "12500.50")] {
+        fill(&browser, "form[action$='/amend'] input[name=value]", value).await;
+        fill(
+            &browser,
+            "form[action$='/amend'] textarea[name=terms]",
+            &format!("Net {}", 30 + n * 15),
+        )
+        .await;
+        press(&browser, "form[action$='/amend'] button").await;
+        wait_for(&browser, &format!("tr[data-version='{n}']")).await;
+    }
+    let history = browser
+        .find_all(Locator::Css("#history tbody tr"))
+        .await
+        .unwrap();
+    assert_eq!(history.len(), 3);
+    let rows = text(&browser, "#history").await;
+    assert!(
+        rows.contains("€12500.50") && rows.contains("€12000.00") && rows.contains("€10000.00"),
+        "{rows}"
+    );
+    snap(&browser, "contract-history").await;
+    browser
+        .goto(&format!("{base}/audit?action=contract.amended"))
+        .await
+        .unwrap();
+    let amended = text(&browser, "tbody").await;
+    assert_eq!(amended.matches("contract.amended").count(), 2, "{amended}");
+    browser
+        .goto(&format!("{base}/audit?action=contract.created"))
+        .await
+        .unwrap();
+    assert!(text(&browser, "tbody").await.contains("contract.created"));
+    finish(browser, "journey-4-contract-versions").await;
+    handle.graceful_shutdown(Some(Duration::from_secs(5)));
+    server.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}

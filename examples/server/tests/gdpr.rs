@@ -146,6 +146,21 @@ async fn seed_person(w: &World) -> (UserId, Session) {
              FROM app.suppliers WHERE name = 'Desks & Co'",
             vec![],
         ),
+        (
+            "INSERT INTO app.contracts (org_id, id, supplier_id, title, status, current_version,
+                 created_by, terminated_by, terminated_at)
+             SELECT app.current_org(), gen_random_uuid(), id, 'Desks 2027', 'terminated', 1,
+                 $1, $1, now()
+             FROM app.suppliers WHERE name = 'Desks & Co'",
+            vec![],
+        ),
+        (
+            "INSERT INTO app.contract_versions (org_id, contract_id, version, value_cents,
+                 starts_on, ends_on, terms, changed_by)
+             SELECT app.current_org(), id, 1, 100, '2027-01-01', '2027-12-31', 'Net 30', $1
+             FROM app.contracts WHERE title = 'Desks 2027'",
+            vec![],
+        ),
     ];
     for (sql, extra) in statements {
         let mut q = sqlx::query(sql).bind(p);

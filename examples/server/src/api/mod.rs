@@ -4,6 +4,7 @@
 //! The SCIM routes (`/scim/v2/{org}/...`, [`procuhelp_axum::scim`]) take the
 //! organisation's SCIM bearer token instead, and nothing else.
 
+mod contracts;
 mod procurement;
 
 use std::sync::LazyLock;
@@ -23,6 +24,7 @@ fn table() -> RouteTable<AppState> {
     procuhelp_axum::account::table()
         .merge(crate::pages::table())
         .merge(procurement::table())
+        .merge(contracts::table())
         .merge(procuhelp_axum::admin::table())
         .merge(procuhelp_axum::scim::admin_table())
         .merge(procuhelp_axum::sso::table())

@@ -6,6 +6,7 @@
 //! calls the same SDK functions as its API twin: one rule for both.
 
 mod account;
+mod contracts;
 mod layout;
 mod requests;
 mod suppliers;
@@ -25,6 +26,7 @@ pub(crate) fn table() -> RouteTable<AppState> {
         .merge(account::table())
         .merge(requests::table())
         .merge(suppliers::table())
+        .merge(contracts::table())
 }
 
 /// The one stylesheet (the CSP allows styles from this origin and nothing inline).
@@ -84,6 +86,7 @@ pub(crate) fn nav_links(authed: &procuhelp_axum::Authed) -> Vec<(&'static str, &
     let mut links = Vec::new();
     if can(authed, P::ReadSuppliers) {
         links.push(("/suppliers", "Suppliers"));
+        links.push(("/contracts", "Contracts"));
     }
     if can(authed, P::ReadRequests) {
         links.push(("/requests", "Purchase requests"));
@@ -101,4 +104,53 @@ pub(crate) fn can(authed: &procuhelp_axum::Authed, permission: procuhelp_auth::P
         .principal
         .session()
         .is_ok_and(|s| s.effective_role().allows(permission))
+}
+
+/// A euro amount as typed ("1234", "1234.5", "1234.50") in cents; at most two decimals and
+/// twelve digits before them.
+pub(crate) fn cents(amount: &str, field: &'static str) -> Result<i64, procuhelp_axum::Error> {
+    let invalid = || procuhelp_axum::Error::Invalid(field);
+    let amount = amount.trim();
+    let (units, fraction) = amount.split_once('.').unwrap_or((amount, ""));
+    if units.is_empty()
+        || units.len() > 12
+        || fraction.len() > 2
+        || !units.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(invalid());
+    }
+    let units: i64 = units.parse().map_err(|_| invalid())?;
+    let fraction: i64 = format!("{fraction:0<2}").parse().map_err(|_| invalid())?;
+    Ok(units * 100 + fraction)
+}
+
+/// Cents as euros (`€7200.50`).
+pub(crate) fn money(cents: i64) -> String {
+    format!("€{}.{:02}", cents / 100, cents % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_euros_with_at_most_two_decimals() {
+        for (text, want) in [("12", 1200), ("12.5", 1250), ("0.07", 7), (" 3.10 ", 310)] {
+            assert_eq!(cents(text, "x").unwrap(), want, "{text}");
+        }
+        for bad in [
+            "",
+            ".5",
+            "1.234",
+            "-1",
+            "1e3",
+            "12,50",
+            "9999999999999",
+            "１２",
+        ] {
+            assert!(cents(bad, "x").is_err(), "{bad}");
+        }
+        assert_eq!(money(720050), "€7200.50");
+    }
 }
