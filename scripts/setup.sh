@@ -67,6 +67,10 @@ PIP_PACKAGES=(
     pycparser==3.0
     # TOTP interop (no dependencies).
     pyotp==2.12.0
+    # The SMTP server the e-mail tests read messages from (examples/server/tests/mail.rs).
+    aiosmtpd==1.4.6
+    atpublic==9.0.0
+    attrs==26.1.0
     # SAML IdP peer (scripts/saml-idp/idp.py; signs with Debian's xmlsec1). pyOpenSSL 26.2
     # is the last that accepts cryptography 48; python-dateutil 2.9.0.post0 is what celery
     # 5.7.0 pins exactly.

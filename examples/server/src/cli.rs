@@ -703,6 +703,11 @@ pub struct ServeArgs {
     /// (`docs/observability.md`): `{"url": "nats://127.0.0.1:4222"}` at least.
     #[arg(long, value_name = "FILE")]
     pub audit_stream: Option<PathBuf>,
+    /// Send invitation links by SMTP as this JSON file says (`docs/pages.md`):
+    /// `{"host", "port", "from", "tls": "none"|"starttls"|"tls", "ca_file", "username",
+    /// "password_file"}`. Without it, messages are written to `<data-dir>/outbox`.
+    #[arg(long, value_name = "FILE")]
+    pub smtp: Option<PathBuf>,
     /// Export the request spans over OTLP (`docs/observability.md`).
     #[command(flatten)]
     pub otlp: OtlpArgs,

@@ -20,6 +20,7 @@ pub mod disclosure;
 pub mod gdpr;
 pub mod keys;
 pub mod logging;
+pub mod mail;
 pub mod observability;
 pub mod offboard;
 pub mod operator_access;

@@ -112,6 +112,19 @@ async fn serve_on(
         .public_host
         .clone()
         .unwrap_or_else(|| args.https_addr.ip().to_string());
+    // Links in e-mails point here (configuration, never a request's Host header).
+    let origin = match args.https_addr.port() {
+        443 => format!("https://{host}"),
+        port => format!("https://{host}:{port}"),
+    };
+    let mail = match &args.smtp {
+        Some(file) => crate::mail::SmtpFile::read(file, &origin).context("--smtp")?,
+        None => {
+            let outbox = args.db.data_dir.join("outbox");
+            tracing::info!(outbox = %outbox.display(), "outgoing mail is written to a directory (no --smtp)");
+            crate::mail::Mail::directory(&outbox, &origin)?
+        }
+    };
     let cert = tls::load_or_create(&args.db.data_dir, &host)?;
     let tls_config = RustlsConfig::from_config(tls::server_config(&cert)?);
     let limits = Limits {
@@ -248,7 +261,8 @@ async fn serve_on(
             procuhelp_auth::password::PasswordHasher::default(),
         )
         .with_audit_log(audit_log)
-        .with_outbound_policy(outbound),
+        .with_outbound_policy(outbound)
+        .with_mail(mail),
     );
     let metrics = crate::observability::metrics_routes(
         operators.as_ref().map(|api| &api.operators),

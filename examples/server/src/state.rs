@@ -14,6 +14,8 @@ pub struct AppState {
     pub sdk: procuhelp_axum::Sdk,
     /// SSO clients per organisation (discovery and key caches).
     pub sso: procuhelp_axum::sso::SsoClients,
+    /// Outgoing mail (invitation links); disabled unless the server sets it.
+    pub mail: crate::mail::Mail,
 }
 
 impl FromRef<AppState> for procuhelp_axum::Sdk {
@@ -28,13 +30,26 @@ impl FromRef<AppState> for procuhelp_axum::sso::SsoClients {
     }
 }
 
+impl FromRef<AppState> for crate::mail::Mail {
+    fn from_ref(state: &AppState) -> Self {
+        state.mail.clone()
+    }
+}
+
 impl AppState {
     /// The server's state around `sdk`.
     pub fn new(sdk: procuhelp_axum::Sdk) -> Self {
         Self {
             sdk,
             sso: Default::default(),
+            mail: crate::mail::Mail::disabled(),
         }
+    }
+
+    /// The same state, sending mail with `mail`.
+    pub fn with_mail(mut self, mail: crate::mail::Mail) -> Self {
+        self.mail = mail;
+        self
     }
 
     /// The same state, with `log` for the audit API (reads and exports).

@@ -597,6 +597,7 @@ async fn serve_runs_the_schedule() {
         operators: None,
         security_txt: None,
         audit_stream: None,
+        smtp: None,
         otlp: Default::default(),
     };
     let handle: Handle<SocketAddr> = Handle::new();

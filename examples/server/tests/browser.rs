@@ -88,6 +88,99 @@ impl Drop for Driver {
     }
 }
 
+/// aiosmtpd on a loopback port, keeping messages in a Maildir; killed with the test.
+struct Smtp {
+    child: Child,
+    maildir: PathBuf,
+    config: PathBuf,
+}
+
+impl Smtp {
+    async fn start(dir: &std::path::Path) -> Smtp {
+        let port = free_port();
+        let maildir = dir.join("maildir");
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(&maildir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aiosmtpd (PyPI; scripts/setup.sh installs it)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "aiosmtpd did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let config = dir.join("smtp.json");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"host": "127.0.0.1", "port": {port}, "from": "ProcuHelp <no-reply@procuhelp.test>", "tls": "none"}}"#
+            ),
+        )
+        .unwrap();
+        Smtp {
+            child,
+            maildir,
+            config,
+        }
+    }
+
+    /// The first message delivered to `to`, whole, its quoted-printable body decoded (as a
+    /// mail client shows it).
+    async fn message_to(&self, to: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for entry in std::fs::read_dir(self.maildir.join("new"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+                if text.contains(&format!("To: {to}")) {
+                    return quoted_printable_decoded(&text);
+                }
+            }
+            assert!(Instant::now() < deadline, "no message to {to}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// RFC 2045 quoted-printable: soft line breaks joined, `=XX` as its byte.
+fn quoted_printable_decoded(text: &str) -> String {
+    let joined = text.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'=', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The browser's log since the last read (chromedriver's `se/log`).
 #[derive(Debug)]
 struct BrowserLog;
@@ -694,7 +787,11 @@ async fn a_supplier_contact_sends_bank_details_through_a_single_use_link() {
     procuhelp_server::tls::install_crypto_provider();
     let dir = std::env::temp_dir().join(format!("ph-journey3-{}", uuid::Uuid::new_v4().simple()));
     let people = demo_people(&dir).await;
-    let args = serve_args(dir.clone());
+    // The invitation goes out by e-mail, to a real SMTP server on loopback (aiosmtpd),
+    // which keeps each message in a Maildir.
+    let smtp = Smtp::start(&dir).await;
+    let mut args = serve_args(dir.clone());
+    args.smtp = Some(smtp.config.clone());
     let https = args.https_addr;
     let handle: Handle<SocketAddr> = Handle::new();
     let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
@@ -716,16 +813,14 @@ async fn a_supplier_contact_sends_bank_details_through_a_single_use_link() {
     let supplier_path = admin.current_url().await.unwrap().path().to_owned();
     fill(&admin, "input[name=email]", "billing@northwind.test").await;
     press(&admin, "form[action$='/invite'] button").await;
-    let link = wait_for(&admin, "#invitation-link")
-        .await
-        .attr("href")
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        link.starts_with("/supplier-invitations/accept?token="),
-        "{link}"
-    );
+    wait_for(&admin, "[data-invitation=sent]").await;
+    let message = smtp.message_to("billing@northwind.test").await;
+    let link = message
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{base}/supplier-invitations/accept?token=")))
+        .unwrap_or_else(|| panic!("no link in {message}"))
+        .trim_start_matches(&base)
+        .to_owned();
 
     // The contact, in a browser of their own: a wrong IBAN first (told, link still good).
     let contact = driver.browser().await;

@@ -44,6 +44,7 @@ fn args(data_dir: PathBuf, database_url_file: Option<PathBuf>) -> ServeArgs {
         operators: None,
         security_txt: None,
         audit_stream: None,
+        smtp: None,
         otlp: Default::default(),
     }
 }

@@ -23,6 +23,7 @@ use uuid::Uuid;
 use super::account::nav;
 use super::layout::csrf_field;
 use super::{can, error_page, error_page_back, page, parse_form, see_other};
+use crate::mail::Mail;
 use crate::state::AppState;
 use crate::supplier_onboarding::{self as onboarding, Details, Iban, OnboardingError};
 use crate::suppliers::{
@@ -203,11 +204,18 @@ async fn create(mut authed: Authed, body: Bytes) -> Response {
     }
 }
 
+/// What the page shows once after an invitation: the link (no mail configured) or where
+/// it was sent.
+enum Invited {
+    Link(String),
+    SentTo(String),
+}
+
 fn supplier_body(
     s: &Supplier,
     hint: Option<&str>,
     revealed: Option<&str>,
-    link: Option<&str>,
+    invited: Option<&Invited>,
     may_manage: bool,
     csrf: &str,
 ) -> Markup {
@@ -227,12 +235,18 @@ fn supplier_body(
                 }
             }
         }
-        @if let Some(link) = link {
-            section aria-labelledby="link-h" {
-                h2 id="link-h" { "Invitation link" }
-                p { "Send this link to the supplier's contact. It works once, for 14 days, and is shown only now." }
-                p { a id="invitation-link" href=(link) { (link) } }
+        @match invited {
+            Some(Invited::Link(link)) => {
+                section aria-labelledby="link-h" {
+                    h2 id="link-h" { "Invitation link" }
+                    p { "Send this link to the supplier's contact. It works once, for 14 days, and is shown only now." }
+                    p { a id="invitation-link" href=(link) { (link) } }
+                }
             }
+            Some(Invited::SentTo(to)) => {
+                p.notice.ok role="status" data-invitation="sent" { "The invitation link was sent to " (to) ". It works once, for 14 days." }
+            }
+            None => {}
         }
         @if may_manage {
             @if hint.is_some() && revealed.is_none() {
@@ -264,7 +278,7 @@ async fn show(
     authed: &mut Authed,
     id: SupplierId,
     revealed: Option<&str>,
-    link: Option<&str>,
+    invited: Option<&Invited>,
 ) -> Result<Response, Error> {
     let (nav, _) = nav(authed).await?;
     let supplier = PgSupplierRepository.get(authed.tx().await?, id).await?;
@@ -275,7 +289,7 @@ async fn show(
         &supplier,
         hint.as_deref(),
         revealed,
-        link,
+        invited,
         may_manage,
         &nav.csrf,
     );
@@ -301,8 +315,15 @@ struct InviteForm {
     email: String,
 }
 
-/// `POST /suppliers/{supplier}/invite`: the link, shown once.
-async fn invite(mut authed: Authed, Path(id): Path<SupplierId>, body: Bytes) -> Response {
+/// `POST /suppliers/{supplier}/invite`: the link, e-mailed to the contact (or, with no
+/// mail configured, shown once). The message goes before the commit: if it cannot be
+/// sent, nothing is kept.
+async fn invite(
+    State(mail): State<Mail>,
+    mut authed: Authed,
+    Path(id): Path<SupplierId>,
+    body: Bytes,
+) -> Response {
     let result = async {
         authed.require(Permission::ManageSuppliers).await?;
         PgSupplierRepository.get(authed.tx().await?, id).await?;
@@ -317,8 +338,25 @@ async fn invite(mut authed: Authed, Path(id): Path<SupplierId>, body: Bytes) -> 
             .target(format!("supplier:{id}"))
             .context(json!({ "expires_at": expires_at.unix_timestamp() }));
         authed.record(event).await?;
-        let link = format!("/supplier-invitations/accept?token={}", credential.expose());
-        let mut response = show(&mut authed, id, None, Some(&link)).await?;
+        let path = format!("/supplier-invitations/accept?token={}", credential.expose());
+        let invited = if mail.is_enabled() {
+            let text = format!(
+                "Hello,\n\nplease send us your company and bank details with this link \
+                 (it works once, until {}):\n\n{}\n\nProcuHelp",
+                expires_at.date(),
+                mail.link(&path)
+            );
+            mail.send(email.as_str(), "Please send your company details", &text)
+                .await
+                .map_err(|e| {
+                    tracing::warn!(error = %e, "supplier invitation e-mail not sent");
+                    AuthError::Conflict("the e-mail could not be sent; nothing was kept")
+                })?;
+            Invited::SentTo(email.as_str().to_owned())
+        } else {
+            Invited::Link(path)
+        };
+        let mut response = show(&mut authed, id, None, Some(&invited)).await?;
         response.headers_mut().insert(
             header::REFERRER_POLICY,
             "no-referrer"
