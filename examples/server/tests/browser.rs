@@ -959,3 +959,65 @@ async fn a_contract_amended_twice_shows_three_versions_each_audited() {
     server.await.unwrap().unwrap();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// An admin invites someone by e-mail (never typing a password for them); the invitee
+/// opens the link from the message, sets a password, and signs in; the link does not work
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_invites_by_e_mail_and_the_invitee_signs_in() {
+    procuhelp_server::tls::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("ph-invite-{}", uuid::Uuid::new_v4().simple()));
+    let people = demo_people(&dir).await;
+    let smtp = Smtp::start(&dir).await;
+    let mut args = serve_args(dir.clone());
+    args.smtp = Some(smtp.config.clone());
+    let https = args.https_addr;
+    let handle: Handle<SocketAddr> = Handle::new();
+    let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
+    tokio::time::timeout(Duration::from_secs(60), handle.listening())
+        .await
+        .unwrap();
+    let base = format!("https://127.0.0.1:{}", https.port());
+    let driver = Driver::start().await;
+    let admin = driver.browser().await;
+    sign_in(&admin, &base, &people["admin"]).await;
+    press(&admin, "header a[href='/users']").await;
+    wait_for_path(&admin, "/users").await;
+    fill(&admin, "input[name=email]", "grace@a.demo.procuhelp.test").await;
+    fill(&admin, "input[name=display_name]", "Grace <i>Hopper</i>").await;
+    press(&admin, "form[action='/users/invite'] button").await;
+    wait_for(&admin, "[data-invitation=sent]").await;
+    assert!(text(&admin, "main").await.contains("Grace <i>Hopper</i>"));
+    finish(admin, "journey-1b-admin-invites").await;
+
+    let message = smtp.message_to("grace@a.demo.procuhelp.test").await;
+    let link = message
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{base}/invitations/accept?token=")))
+        .unwrap_or_else(|| panic!("no link in {message}"))
+        .to_owned();
+    let invitee = driver.browser().await;
+    invitee.goto(&link).await.unwrap();
+    let password = "a long passphrase for grace";
+    fill(&invitee, "input[name=password]", password).await;
+    press(&invitee, "main button[type=submit]").await;
+    wait_for_path(&invitee, "/login").await;
+    fill(&invitee, "input[name=email]", "grace@a.demo.procuhelp.test").await;
+    fill(&invitee, "input[name=password]", password).await;
+    press(&invitee, "main button[type=submit]").await;
+    wait_for_path(&invitee, "/account").await;
+    assert!(
+        text(&invitee, "header")
+            .await
+            .contains("Grace <i>Hopper</i>")
+    );
+    // The link again: refused with one clear message.
+    invitee.goto(&link).await.unwrap();
+    fill(&invitee, "input[name=password]", "another long passphrase").await;
+    press(&invitee, "main button[type=submit]").await;
+    wait_for(&invitee, "[data-error=invitation]").await;
+    finish(invitee, "journey-1b-invitee").await;
+    handle.graceful_shutdown(Some(Duration::from_secs(5)));
+    server.await.unwrap().unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -27,6 +27,8 @@ mod policy;
 mod tokens;
 mod users;
 
+pub use users::invite_user;
+
 /// The admin routes with the permission each needs.
 pub fn table<S>() -> RouteTable<S>
 where

@@ -35,30 +35,94 @@ pub(super) struct NewUserBody {
     role: Option<String>,
 }
 
+/// Whether the actor may add a user with `role` (`None`: the least role): `manage_users`
+/// by base role (a new account outlives any elevation), and for any other role
+/// `manage_roles` too, capped at the actor's base role. A refusal under an elevation is
+/// recorded.
+async fn may_add_user(authed: &mut Authed, role: Option<Role>) -> Result<()> {
+    let grant = authed.require(Permission::ManageUsers).await?;
+    refuse_under_elevation(
+        authed,
+        &grant,
+        ElevationLimit::LastingChange(Action::UserCreated),
+    )
+    .await?;
+    if let Some(role) = role.filter(|r| *r != Role::least_privileged()) {
+        let grant = authed.require(Permission::ManageRoles).await?;
+        refuse_under_elevation(
+            authed,
+            &grant,
+            ElevationLimit::LastingChange(Action::UserCreated),
+        )
+        .await?;
+        within_base_role(authed, role)?;
+    }
+    Ok(())
+}
+
+/// Invites a new user: the account without a password, and an invitation whose link the
+/// caller hands over (by e-mail) **before** committing the request's transaction — so a
+/// link that could not be sent leaves nothing behind. The same rules as
+/// `POST /api/users` (who may add whom); recorded as `user.invited`.
+///
+/// ```no_run
+/// # async fn demo(mut authed: procuhelp_axum::Authed) -> procuhelp_axum::Result<()> {
+/// let (user, link_token) =
+///     procuhelp_axum::admin::invite_user(&mut authed, "ada@example.test", "Ada", None).await?;
+/// // send `/invitations/accept?token={link_token.expose()}` to user.email, then:
+/// authed.commit().await?;
+/// # Ok(()) }
+/// ```
+pub async fn invite_user(
+    authed: &mut Authed,
+    email: &str,
+    display_name: &str,
+    role: Option<Role>,
+) -> Result<(directory::UserRecord, procuhelp_auth::session::Credential)> {
+    may_add_user(authed, role).await?;
+    let email = Email::parse(email)?;
+    let now = authed.sdk().now();
+    let by = super::acting_user(authed);
+    let id = directory::create(
+        authed.tx().await?,
+        NewUser {
+            email,
+            display_name: display_name.to_owned(),
+            role,
+            password_hash: None,
+        },
+        now,
+    )
+    .await?;
+    let token = procuhelp_auth::invitation::invite(
+        authed.tx().await?,
+        id,
+        by,
+        now,
+        procuhelp_auth::invitation::DEFAULT_LIFETIME,
+    )
+    .await?;
+    let user = directory::get(authed.tx().await?, id).await?;
+    let event = authed
+        .event(Action::UserInvited, Outcome::Success)
+        .target(format!("user:{id}"))
+        .context(json!({
+            "role": user.role,
+            "expires_at": (now + procuhelp_auth::invitation::DEFAULT_LIFETIME).unix_timestamp(),
+        }))
+        .person(id, Some(&user.email), Some(&user.display_name));
+    authed.record(event).await?;
+    Ok((user, token))
+}
+
 /// `POST /api/users`: a new user, with the least role unless one is given (which needs
 /// `manage_roles` too).
 pub(super) async fn create_user(
     mut authed: Authed,
     Json(body): Json<NewUserBody>,
 ) -> Result<Json<Value>> {
-    let grant = authed.require(Permission::ManageUsers).await?;
-    refuse_under_elevation(
-        &mut authed,
-        &grant,
-        ElevationLimit::LastingChange(Action::UserCreated),
-    )
-    .await?;
     let role = body.role.as_deref().map(parse_role).transpose()?;
-    if let Some(role) = role.filter(|r| *r != Role::least_privileged()) {
-        let grant = authed.require(Permission::ManageRoles).await?;
-        refuse_under_elevation(
-            &mut authed,
-            &grant,
-            ElevationLimit::LastingChange(Action::UserCreated),
-        )
-        .await?;
-        within_base_role(&authed, role)?;
-    }
+    may_add_user(&mut authed, role).await?;
     let email = Email::parse(&body.email)?;
     let password_hash = match body.password {
         Some(p) => Some(

@@ -10,6 +10,7 @@ mod contracts;
 mod layout;
 mod requests;
 mod suppliers;
+mod users;
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -27,6 +28,7 @@ pub(crate) fn table() -> RouteTable<AppState> {
         .merge(requests::table())
         .merge(suppliers::table())
         .merge(contracts::table())
+        .merge(users::table())
 }
 
 /// The one stylesheet (the CSP allows styles from this origin and nothing inline).
@@ -90,6 +92,9 @@ pub(crate) fn nav_links(authed: &procuhelp_axum::Authed) -> Vec<(&'static str, &
     }
     if can(authed, P::ReadRequests) {
         links.push(("/requests", "Purchase requests"));
+    }
+    if can(authed, P::ManageUsers) {
+        links.push(("/users", "Users"));
     }
     if can(authed, P::ReadAuditLog) {
         links.push(("/audit", "Audit log"));
