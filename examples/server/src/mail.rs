@@ -115,9 +115,22 @@ impl Mail {
         let Some(from) = self.from.clone() else {
             return Err(MailError::Disabled);
         };
-        let to: Mailbox = to
+        // A bare address only: `x<evil@attacker.test>` must not become a display name
+        // and another recipient.
+        let bare = !to.chars().any(|c| {
+            c.is_whitespace()
+                || c.is_control()
+                || matches!(
+                    c,
+                    '<' | '>' | '"' | ',' | ';' | ':' | '(' | ')' | '[' | ']' | '\\'
+                )
+        });
+        let address: lettre::Address = to
             .parse()
-            .map_err(|_| MailError::Build("recipient".into()))?;
+            .ok()
+            .filter(|_| bare)
+            .ok_or_else(|| MailError::Build("recipient".into()))?;
+        let to = Mailbox::new(None, address);
         let message = Message::builder()
             .from(from)
             .to(to)
@@ -278,6 +291,11 @@ mod tests {
         assert!(matches!(
             Mail::disabled().send("a@b.test", "x", "y").await,
             Err(MailError::Disabled)
+        ));
+        // An address that would parse as "name <other address>" is refused, not rerouted.
+        assert!(matches!(
+            mail.send("x<evil@attacker.test>", "x", "y").await,
+            Err(MailError::Build(_))
         ));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -376,6 +376,10 @@ pub async fn decide(
             "the request is not waiting for a decision (draft, decided or cancelled)",
         ));
     }
+    // A rejection says why.
+    if decision == Decision::Reject && comment.is_none() {
+        return Err(RequestError::Invalid("comment"));
+    }
     let (status, column) = match decision {
         Decision::Approve => (Status::Approved, "approved_by"),
         Decision::Reject => (Status::Rejected, "rejected_by"),

@@ -25,6 +25,10 @@ pub enum OnboardingError {
     /// The supplier is not in this organisation.
     #[error("no such supplier")]
     NotFound,
+    /// The supplier is no longer waiting for its details (onboarded or archived): a link
+    /// never replaces bank details.
+    #[error("the supplier has given its details already")]
+    AlreadyOnboarded,
     /// Sealing failed, or the database did.
     #[error("storage error")]
     Storage(#[from] procuhelp_tenancy::Error),
@@ -162,14 +166,18 @@ pub async fn invite(
     by: UserId,
     now: OffsetDateTime,
 ) -> Result<(Credential, OffsetDateTime), OnboardingError> {
-    let exists: Option<i32> =
-        sqlx::query_scalar("SELECT 1 FROM app.suppliers WHERE org_id = $1 AND id = $2")
+    let status: Option<String> =
+        sqlx::query_scalar("SELECT status FROM app.suppliers WHERE org_id = $1 AND id = $2")
             .bind(tx.org().as_uuid())
             .bind(supplier.as_uuid())
             .fetch_optional(tx.conn())
             .await?;
-    if exists.is_none() {
-        return Err(OnboardingError::NotFound);
+    // A link fills in a new supplier's details once; it never replaces an onboarded (or
+    // archived) supplier's bank account.
+    match status.as_deref() {
+        None => return Err(OnboardingError::NotFound),
+        Some("invited") => {}
+        Some(_) => return Err(OnboardingError::AlreadyOnboarded),
     }
     let credential =
         Credential::generate(tx.org()).map_err(|_| OnboardingError::Invalid("randomness"))?;
@@ -231,6 +239,16 @@ pub async fn redeem(
     .fetch_optional(tx.conn())
     .await?;
     let supplier = supplier.ok_or(OnboardingError::InvalidLink)?;
+    // Every other link for this supplier ends with this one.
+    sqlx::query(
+        "UPDATE app.supplier_invitations SET used_at = $3
+          WHERE org_id = $1 AND supplier_id = $2 AND used_at IS NULL",
+    )
+    .bind(org.as_uuid())
+    .bind(supplier)
+    .bind(now)
+    .execute(tx.conn())
+    .await?;
     let row = supplier.to_string();
     let sealed = cipher
         .encrypt(
@@ -239,11 +257,11 @@ pub async fn redeem(
             details.iban.0.as_bytes(),
         )
         .await?;
-    sqlx::query(
+    let updated = sqlx::query(
         "UPDATE app.suppliers
             SET name = $3, vat_id = $4, iban_sealed = $5, iban_hint = $6, status = 'active',
                 updated_at = $7
-          WHERE org_id = $1 AND id = $2",
+          WHERE org_id = $1 AND id = $2 AND status = 'invited'",
     )
     .bind(org.as_uuid())
     .bind(supplier)
@@ -254,6 +272,11 @@ pub async fn redeem(
     .bind(now)
     .execute(tx.conn())
     .await?;
+    // Onboarded or archived meanwhile: the link is spent and nothing is replaced (the
+    // caller rolls back).
+    if updated.rows_affected() != 1 {
+        return Err(OnboardingError::InvalidLink);
+    }
     SupplierId::from_uuid(supplier).map_err(|_| OnboardingError::NotFound)
 }
 

@@ -875,6 +875,18 @@ async fn purchase_requests_go_from_draft_to_decision_and_no_change_is_lost() {
         .request(Method::PUT, &at(""), Some(&requester), edit("Later", 3))
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    // A rejection says why.
+    for blank in ["", "   "] {
+        let r = w
+            .request(
+                Method::POST,
+                &at("/reject"),
+                Some(&approver),
+                Some(json!({ "comment": blank })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    }
     // Rejected with a comment by an approver; then nobody moves it.
     let r = w
         .request(

@@ -811,6 +811,17 @@ async fn a_supplier_contact_sends_bank_details_through_a_single_use_link() {
     press(&admin, "form[action='/suppliers'] button").await;
     wait_for(&admin, "dd[data-status=invited]").await;
     let supplier_path = admin.current_url().await.unwrap().path().to_owned();
+    // A first link, to an address that turns out wrong; then the right one.
+    fill(&admin, "input[name=email]", "old@northwind.test").await;
+    press(&admin, "form[action$='/invite'] button").await;
+    wait_for(&admin, "[data-invitation=sent]").await;
+    let old_message = smtp.message_to("old@northwind.test").await;
+    let old_link = old_message
+        .split_whitespace()
+        .find(|w| w.starts_with(&format!("{base}/supplier-invitations/accept?token=")))
+        .unwrap()
+        .to_owned();
+    admin.goto(&format!("{base}{supplier_path}")).await.unwrap();
     fill(&admin, "input[name=email]", "billing@northwind.test").await;
     press(&admin, "form[action$='/invite'] button").await;
     wait_for(&admin, "[data-invitation=sent]").await;
@@ -853,8 +864,10 @@ async fn a_supplier_contact_sends_bank_details_through_a_single_use_link() {
     press(&contact, "main button[type=submit]").await;
     wait_for(&contact, "[data-onboarded=yes]").await;
     // (The VAT id typed before the refusal is kept in the form sent again.)
-    // Twice: refused.
+    // Twice: refused. And the older link can no longer replace the bank details.
     contact.goto(&format!("{base}{link}")).await.unwrap();
+    wait_for(&contact, "[data-error=invalid_link]").await;
+    contact.goto(&old_link).await.unwrap();
     wait_for(&contact, "[data-error=invalid_link]").await;
     finish(contact, "journey-3-supplier-contact").await;
 

@@ -47,15 +47,17 @@ pub(super) fn table() -> RouteTable<AppState> {
 }
 
 /// A browser's form from another site (or a frame of one) is refused: only forms of this
-/// origin, or a navigation the person started, reach sign-in.
-fn from_this_site(headers: &HeaderMap) -> bool {
+/// origin, or a navigation the person started, reach sign-in. Fail closed: a request
+/// without `Sec-Fetch-Site` (every current browser sends it; scripts use `/api/login`) is
+/// refused too.
+pub(super) fn from_this_site(headers: &HeaderMap) -> bool {
     headers
         .get("sec-fetch-site")
         .and_then(|v| v.to_str().ok())
-        .is_none_or(|v| matches!(v, "same-origin" | "none"))
+        .is_some_and(|v| matches!(v, "same-origin" | "none"))
 }
 
-fn cross_site() -> Response {
+pub(super) fn cross_site() -> Response {
     (
         StatusCode::FORBIDDEN,
         page(

@@ -69,6 +69,9 @@ impl From<OnboardingError> for Error {
             OnboardingError::InvalidLink => AuthError::Unauthenticated.into(),
             OnboardingError::Invalid(field) => Error::Invalid(field),
             OnboardingError::NotFound => AuthError::NotFound.into(),
+            OnboardingError::AlreadyOnboarded => {
+                AuthError::Conflict("the supplier has given its details already").into()
+            }
             OnboardingError::Storage(e) => e.into(),
         }
     }
@@ -255,7 +258,7 @@ fn supplier_body(
                     button.secondary type="submit" { "Show the full IBAN (recorded)" }
                 }
             }
-            @if s.status != SupplierStatus::Archived {
+            @if s.status == SupplierStatus::Invited {
                 section aria-labelledby="invite-h" {
                     h2 id="invite-h" { "Ask the supplier for their details" }
                     form.stack method="post" action=(at("invite")) {
@@ -264,6 +267,8 @@ fn supplier_body(
                         button type="submit" { "Create an invitation link" }
                     }
                 }
+            }
+            @if s.status != SupplierStatus::Archived {
                 form method="post" action=(at("archive")) {
                     (csrf_field(csrf))
                     button.danger type="submit" { "Archive" }
@@ -395,6 +400,16 @@ async fn archive(mut authed: Authed, Path(id): Path<SupplierId>) -> Response {
         PgSupplierRepository
             .set_status(authed.tx().await?, id, SupplierStatus::Archived)
             .await?;
+        // Its links end with it.
+        let org = authed.org();
+        sqlx::query(
+            "UPDATE app.supplier_invitations SET used_at = now()
+              WHERE org_id = $1 AND supplier_id = $2 AND used_at IS NULL",
+        )
+        .bind(org.as_uuid())
+        .bind(id.as_uuid())
+        .execute(authed.tx().await?.conn())
+        .await?;
         let event = authed
             .event(Action::SupplierArchived, Outcome::Success)
             .target(format!("supplier:{id}"));
@@ -484,15 +499,8 @@ struct OnboardingForm {
 /// `POST /supplier-invitations/accept`: uses the link once, stores the details, records
 /// `supplier.onboarded` in the organisation's trail — all or nothing.
 async fn onboard(State(sdk): State<Sdk>, headers: HeaderMap, body: Bytes) -> Response {
-    if headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| !matches!(v, "same-origin" | "none"))
-    {
-        return (StatusCode::FORBIDDEN, page("Refused", None, html! {
-            h1 { "Refused" }
-            p.notice.error role="alert" data-error="cross_site" { "This form can only be sent from ProcuHelp itself." }
-        })).into_response();
+    if !super::account::from_this_site(&headers) {
+        return super::account::cross_site();
     }
     let Ok(form) = parse_form::<OnboardingForm>(&body) else {
         return link_refused();
