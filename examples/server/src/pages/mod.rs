@@ -6,10 +6,16 @@
 //! calls the same SDK functions as its API twin: one rule for both.
 
 mod account;
+mod admin;
 mod contracts;
+mod elevations;
 mod layout;
+mod policy;
 mod requests;
+mod scim;
+mod sso;
 mod suppliers;
+mod tokens;
 mod users;
 
 use axum::http::{StatusCode, header};
@@ -29,6 +35,12 @@ pub(crate) fn table() -> RouteTable<AppState> {
         .merge(suppliers::table())
         .merge(contracts::table())
         .merge(users::table())
+        .merge(admin::table())
+        .merge(policy::table())
+        .merge(elevations::table())
+        .merge(tokens::table())
+        .merge(sso::table())
+        .merge(scim::table())
 }
 
 /// The one stylesheet (the CSP allows styles from this origin and nothing inline).
@@ -95,6 +107,9 @@ pub(crate) fn nav_links(authed: &procuhelp_axum::Authed) -> Vec<(&'static str, &
     }
     if can(authed, P::ManageUsers) {
         links.push(("/users", "Users"));
+    }
+    if !admin::sections(authed).is_empty() {
+        links.push(("/admin", "Administration"));
     }
     if can(authed, P::ReadAuditLog) {
         links.push(("/audit", "Audit log"));

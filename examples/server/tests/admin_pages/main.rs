@@ -1,0 +1,11 @@
+//! The admin pages (issue #15, point 3), through the real router on a real PostgreSQL:
+//! each form does what its API twin does, with the same permission, and tells a person
+//! what went wrong.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod elevations_tokens;
+mod sso_scim;
+mod users_policy;
