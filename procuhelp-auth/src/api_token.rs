@@ -24,7 +24,7 @@ pub const MAX_API_TOKEN_LIFETIME: Duration = Duration::days(365);
 pub struct TokenPrincipal {
     /// The token's id (the service account's identity in the audit log).
     pub id: Uuid,
-    /// The role it acts with: the lower of the token's role and its creator's base role
+    /// The role it acts with: the most privileged role both the token's role and its creator's base role cover ([`Role::meet`])
     /// at this request.
     pub role: Role,
     /// The user it acts for (who created it): segregation of duties is theirs.
@@ -95,7 +95,7 @@ pub async fn issue(
 
 /// The service account of a presented token, if it is live at `now`: not revoked, not
 /// expired, its creator active, and the elevation it was minted under (if any) still in
-/// force. It acts with the lower of its role and its creator's base role now.
+/// force. It acts with what both its role and its creator's base role now cover ([`Role::meet`]).
 pub async fn authenticate(
     tx: &mut TenantTx,
     credential: &Credential,
@@ -125,7 +125,7 @@ pub async fn authenticate(
     let parse = |r: String| r.parse::<Role>().map_err(|_| AuthError::Internal);
     Ok(TokenPrincipal {
         id,
-        role: lower(parse(role)?, parse(creator_role)?),
+        role: parse(role)?.meet(parse(creator_role)?),
         created_by: UserId::from_uuid(created_by).map_err(|_| AuthError::Internal)?,
     })
 }
@@ -165,18 +165,10 @@ pub async fn authenticate_once(
     let parse = |r: String| r.parse::<Role>().map_err(|_| AuthError::Internal);
     Ok(TokenPrincipal {
         id: row.try_get("id")?,
-        role: lower(
-            parse(row.try_get("role")?)?,
-            parse(row.try_get("creator_role")?)?,
-        ),
+        role: parse(row.try_get("role")?)?.meet(parse(row.try_get("creator_role")?)?),
         created_by: UserId::from_uuid(row.try_get("created_by")?)
             .map_err(|_| AuthError::Internal)?,
     })
-}
-
-/// The lower of two roles.
-fn lower(a: Role, b: Role) -> Role {
-    if a.outranks(b) { b } else { a }
 }
 
 /// Revokes a token. True if it was live.
@@ -191,14 +183,80 @@ pub async fn revoke(tx: &mut TenantTx, id: Uuid, now: OffsetDateTime) -> AuthRes
     Ok(done.rows_affected() == 1)
 }
 
+/// An API token as listed: what it is for, never its secret or its hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenRecord {
+    /// The token's id (its service account's identity in the audit log).
+    pub id: Uuid,
+    /// Its name.
+    pub name: String,
+    /// Its role (it never acts above its creator's base role).
+    pub role: Role,
+    /// Who created it (it acts for them).
+    pub created_by: UserId,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+    /// When it ends by itself.
+    pub expires_at: OffsetDateTime,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// The elevation it was minted under, if any (it ends with it).
+    pub elevation: Option<Uuid>,
+}
+
+/// The most tokens [`list`] returns.
+pub const LIST_LIMIT: i64 = 200;
+
+/// The organisation's API tokens, newest first (at most [`LIST_LIMIT`]), revoked and
+/// expired ones too. In the tenant transaction: row-level security scopes it to `tx`'s
+/// organisation.
+pub async fn list(tx: &mut TenantTx) -> AuthResult<Vec<TokenRecord>> {
+    type Row = (
+        Uuid,
+        String,
+        String,
+        Uuid,
+        OffsetDateTime,
+        OffsetDateTime,
+        Option<OffsetDateTime>,
+        Option<Uuid>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT id, name, role, created_by, created_at, expires_at, revoked_at, elevation_id
+         FROM app.api_tokens ORDER BY created_at DESC, id DESC LIMIT $1",
+    )
+    .bind(LIST_LIMIT)
+    .fetch_all(tx.conn())
+    .await?;
+    rows.into_iter()
+        .map(
+            |(id, name, role, created_by, created_at, expires_at, revoked_at, elevation)| {
+                Ok(TokenRecord {
+                    id,
+                    name,
+                    role: role.parse().map_err(|_| AuthError::Internal)?,
+                    created_by: UserId::from_uuid(created_by).map_err(|_| AuthError::Internal)?,
+                    created_at,
+                    expires_at,
+                    revoked_at,
+                    elevation,
+                })
+            },
+        )
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_token_acts_with_the_lower_role() {
-        assert_eq!(lower(Role::Admin, Role::Approver), Role::Approver);
-        assert_eq!(lower(Role::ReadOnly, Role::Admin), Role::ReadOnly);
-        assert_eq!(lower(Role::Requester, Role::Requester), Role::Requester);
+        assert_eq!(Role::Admin.meet(Role::Approver), Role::Approver);
+        assert_eq!(Role::ReadOnly.meet(Role::Admin), Role::ReadOnly);
+        assert_eq!(Role::Requester.meet(Role::Requester), Role::Requester);
+        // Neither covers the other: only what both hold.
+        assert_eq!(Role::Auditor.meet(Role::Approver), Role::ReadOnly);
     }
 }

@@ -83,7 +83,8 @@ pub async fn request(
         return Err(AuthError::SelfApproval);
     }
     let target = directory::get(tx, req.user).await?;
-    if !req.role.outranks(target.role) {
+    // Strictly more than the user holds (so the total order agrees: see Role::outranks).
+    if req.role == target.role || !req.role.covers(target.role) {
         return Err(invalid("role", "must be higher than the user's role"));
     }
     let id = Uuid::now_v7();

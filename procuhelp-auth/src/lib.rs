@@ -66,6 +66,9 @@ pub enum Role {
     Approver,
     /// Raises purchase requests.
     Requester,
+    /// Reads what read-only users read, and the audit log (and its export); changes
+    /// nothing.
+    Auditor,
     /// Reads only.
     ReadOnly,
 }
@@ -76,10 +79,46 @@ impl Role {
         Role::ReadOnly
     }
 
-    /// Whether `self` grants strictly more than `other`.
+    /// Whether `self` comes before `other` in the product's one total order of roles
+    /// (declaration order: admin, approver, requester, auditor, read-only). It chooses
+    /// among a user's elevations in force, and whether an elevation raises the base role,
+    /// as the database's `app.role_rank` does. It does **not** say that `self` holds
+    /// everything `other` holds (an auditor reads the audit log, a requester does not):
+    /// caps on what may be handed out use [`Role::covers`].
     pub fn outranks(self, other: Role) -> bool {
-        // Declaration order is most to least privileged.
         self < other
+    }
+
+    /// Whether `self` holds every permission `other` holds: what caps a role handed out
+    /// (to a user, a token, an elevation) by the role of who hands it out.
+    ///
+    /// ```
+    /// use procuhelp_auth::Role;
+    /// assert!(Role::Admin.covers(Role::Auditor));
+    /// assert!(Role::Auditor.covers(Role::ReadOnly));
+    /// assert!(!Role::Approver.covers(Role::Auditor)); // approvers do not read the audit log
+    /// assert!(!Role::Auditor.covers(Role::Requester));
+    /// ```
+    pub fn covers(self, other: Role) -> bool {
+        crate::Permission::ALL
+            .iter()
+            .all(|p| !other.allows(*p) || self.allows(*p))
+    }
+
+    /// The most privileged role both `self` and `other` cover (what a token acts as: at
+    /// most its own role and at most its creator's). Read-only is covered by every role,
+    /// so there always is one.
+    ///
+    /// ```
+    /// use procuhelp_auth::Role;
+    /// assert_eq!(Role::Approver.meet(Role::Auditor), Role::ReadOnly);
+    /// assert_eq!(Role::Admin.meet(Role::Auditor), Role::Auditor);
+    /// ```
+    pub fn meet(self, other: Role) -> Role {
+        Role::ALL
+            .into_iter()
+            .find(|r| self.covers(*r) && other.covers(*r))
+            .unwrap_or(Role::ReadOnly)
     }
 
     /// The stable string form.
@@ -88,6 +127,7 @@ impl Role {
             Role::Admin => "admin",
             Role::Approver => "approver",
             Role::Requester => "requester",
+            Role::Auditor => "auditor",
             Role::ReadOnly => "read_only",
         }
     }
@@ -118,7 +158,7 @@ pub struct UnknownRole;
 
 impl fmt::Display for UnknownRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("unknown role (expected admin, approver, requester or read_only)")
+        f.write_str("unknown role (expected admin, approver, requester, auditor or read_only)")
     }
 }
 
@@ -131,6 +171,7 @@ impl FromStr for Role {
             "admin" => Role::Admin,
             "approver" => Role::Approver,
             "requester" => Role::Requester,
+            "auditor" => Role::Auditor,
             "read_only" => Role::ReadOnly,
             _ => return Err(UnknownRole),
         })
@@ -143,7 +184,7 @@ mod tests {
 
     #[test]
     fn role_strings_round_trip_and_unknown_is_refused() {
-        for r in [Role::Admin, Role::Approver, Role::Requester, Role::ReadOnly] {
+        for r in Role::ALL {
             assert_eq!(r.as_str().parse::<Role>(), Ok(r));
         }
         assert_eq!("root".parse::<Role>(), Err(UnknownRole));

@@ -84,15 +84,15 @@ impl Permission {
         use Role::*;
         match self {
             Permission::ReadSuppliers | Permission::ReadRequests => {
-                &[Admin, Approver, Requester, ReadOnly]
+                &[Admin, Approver, Requester, Auditor, ReadOnly]
             }
             Permission::ManageSuppliers => &[Admin],
             Permission::CreateRequest => &[Admin, Approver, Requester],
             Permission::ApproveRequest => &[Admin, Approver],
+            Permission::ReadAuditLog => &[Admin, Auditor],
             Permission::ManageUsers
             | Permission::ManageRoles
             | Permission::ManageElevation
-            | Permission::ReadAuditLog
             | Permission::ManageSso
             | Permission::ManageKeys => &[Admin],
         }
@@ -101,7 +101,13 @@ impl Permission {
 
 impl Role {
     /// Every role, most privileged first.
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Approver, Role::Requester, Role::ReadOnly];
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Approver,
+        Role::Requester,
+        Role::Auditor,
+        Role::ReadOnly,
+    ];
 
     /// Whether this role holds `permission`.
     pub fn allows(self, permission: Permission) -> bool {
@@ -162,15 +168,39 @@ mod tests {
 
     #[test]
     fn least_privilege_shape() {
-        // Every permission an approver has, an admin has; read_only only reads.
+        // An admin holds everything; read_only and auditor only read, and only the
+        // auditor (besides admins) reads the audit log; read_only is below every role.
         for p in Permission::ALL {
-            if Role::Approver.allows(p) {
-                assert!(Role::Admin.allows(p));
-            }
+            assert!(Role::Admin.allows(p));
             if Role::ReadOnly.allows(p) {
                 assert!(p.as_str().starts_with("read_") && p != Permission::ReadAuditLog);
             }
+            if Role::Auditor.allows(p) {
+                assert!(p.as_str().starts_with("read_"));
+            }
         }
+        assert!(Role::Auditor.allows(Permission::ReadAuditLog));
+        for role in Role::ALL {
+            assert!(role.covers(Role::ReadOnly));
+            assert!(Role::Admin.covers(role));
+        }
+    }
+
+    #[test]
+    fn the_total_order_extends_covers() {
+        // Whoever strictly covers another role comes first in the total order (so the
+        // database's role_rank and the caps never disagree on an elevation).
+        for a in Role::ALL {
+            for b in Role::ALL {
+                if a != b && a.covers(b) {
+                    assert!(a.outranks(b), "{a} covers {b}");
+                }
+                let m = a.meet(b);
+                assert!(a.covers(m) && b.covers(m));
+            }
+        }
+        assert!(!Role::Approver.covers(Role::Auditor));
+        assert!(!Role::Auditor.covers(Role::Requester));
     }
 
     #[test]

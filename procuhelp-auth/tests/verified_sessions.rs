@@ -455,7 +455,7 @@ async fn over_a_random_run_the_cached_answer_is_the_full_checks_answer() {
         idle: Duration::seconds(150),
         absolute: Duration::minutes(10),
     };
-    let roles = [Role::Admin, Role::Approver, Role::Requester, Role::ReadOnly];
+    let roles = Role::ALL;
     let permissions = [
         Permission::ReadSuppliers,
         Permission::ManageUsers,

@@ -208,6 +208,16 @@ pub trait SupplierRepository: Send + Sync {
     ) -> Result<Supplier>;
     /// Deletes a supplier, or [`Error::NotFound`].
     async fn delete(&self, tx: &mut TenantTx, id: SupplierId) -> Result<()>;
+    /// Changes name, country and VAT id if the row is still as it was when read (its
+    /// `updated_at` is `seen`): `Ok(None)`, and nothing written, when someone changed it
+    /// since; [`Error::NotFound`] (also for another org's id).
+    async fn update(
+        &self,
+        tx: &mut TenantTx,
+        id: SupplierId,
+        details: &NewSupplier,
+        seen: OffsetDateTime,
+    ) -> Result<Option<Supplier>>;
 
     /// [`get`](Self::get) in a single round trip, outside any transaction (a scoped-read
     /// function; see [`TenantDb::fetch_all_once`]).
@@ -315,6 +325,32 @@ impl SupplierRepository for PgSupplierRepository {
         Ok(())
     }
 
+    async fn update(
+        &self,
+        tx: &mut TenantTx,
+        id: SupplierId,
+        details: &NewSupplier,
+        seen: OffsetDateTime,
+    ) -> Result<Option<Supplier>> {
+        // Compare-and-set on updated_at: of two edits of the same version, one wins and
+        // the other changes nothing (no lost update).
+        let updated = sqlx::query_as(&format!(
+            "UPDATE app.suppliers SET name = $3, country = $4, vat_id = $5, updated_at = now()
+              WHERE id = $1 AND updated_at = $2 RETURNING {COLUMNS}"
+        ))
+        .bind(id.as_uuid())
+        .bind(seen)
+        .bind(&details.name)
+        .bind(&details.country)
+        .bind(&details.vat_id)
+        .fetch_optional(tx.conn())
+        .await?;
+        if updated.is_none() {
+            self.get(tx, id).await?;
+        }
+        Ok(updated)
+    }
+
     async fn get_once(&self, db: &TenantDb, org: OrgId, id: SupplierId) -> Result<Supplier> {
         db.fetch_optional_once(org, GET_ONCE.query_as().bind(id.as_uuid()))
             .await?
@@ -383,5 +419,69 @@ mod tests {
             assert_eq!(SupplierStatus::parse(s.as_str()).unwrap(), s);
         }
         assert!(SupplierStatus::parse("deleted").is_err());
+    }
+}
+
+/// What the API and the pages both call: the permission, the change, its audit event
+/// (before and after), the commit.
+pub(crate) mod handle {
+    use procuhelp_audit::{Action, Outcome};
+    use procuhelp_auth::{AuthError, Permission};
+    use procuhelp_axum::{Authed, Result};
+    use procuhelp_core::SupplierId;
+    use serde_json::json;
+    use time::OffsetDateTime;
+
+    use super::{
+        NewSupplier, PgSupplierRepository, Supplier, SupplierRepository as _, SupplierStatus,
+    };
+
+    /// Edits a supplier's name, country and VAT id, on the version the editor saw
+    /// (`seen`: its `updated_at`). An archived supplier is kept for the record and not
+    /// edited.
+    pub(crate) async fn edit(
+        authed: &mut Authed,
+        id: SupplierId,
+        details: NewSupplier,
+        seen: OffsetDateTime,
+    ) -> Result<Supplier> {
+        authed.require(Permission::ManageSuppliers).await?;
+        let before = PgSupplierRepository.get(authed.tx().await?, id).await?;
+        if before.status == SupplierStatus::Archived {
+            return Err(AuthError::Conflict("the supplier is archived").into());
+        }
+        let Some(after) = PgSupplierRepository
+            .update(authed.tx().await?, id, &details, seen)
+            .await?
+        else {
+            return Err(AuthError::Conflict(
+                "the supplier was changed meanwhile: reload it and try again",
+            )
+            .into());
+        };
+        let shown =
+            |s: &Supplier| json!({ "name": s.name, "country": s.country, "vat_id": s.vat_id });
+        let event = authed
+            .event(Action::SupplierUpdated, Outcome::Success)
+            .target(format!("supplier:{id}"))
+            .context(json!({ "before": shown(&before), "after": shown(&after) }));
+        authed.record(event).await?;
+        authed.commit().await?;
+        Ok(after)
+    }
+
+    /// The details as typed: a name, a country code (any case), an optional VAT id.
+    pub(crate) fn details(name: &str, country: &str, vat_id: Option<&str>) -> Result<NewSupplier> {
+        let new = NewSupplier::new(name, &country.trim().to_ascii_uppercase())?;
+        Ok(match vat_id.map(str::trim).filter(|v| !v.is_empty()) {
+            Some(v) => new.with_vat_id(v)?,
+            None => new,
+        })
+    }
+
+    /// A version token (`updated_at`, RFC 3339) as sent back by a client.
+    pub(crate) fn seen(text: &str) -> Result<OffsetDateTime> {
+        OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map_err(|_| procuhelp_axum::Error::Invalid("updated_at"))
     }
 }

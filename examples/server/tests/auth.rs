@@ -144,6 +144,9 @@ fn path_for(template: &str, f: &Fixtures) -> String {
 fn body_for(method: &str, template: &str, f: &Fixtures) -> Option<Value> {
     let body = match template {
         "/api/suppliers" => json!({ "name": "New supplier", "country": "FR" }),
+        "/api/suppliers/{supplier}" if method == "PUT" => json!({
+            "name": "Renamed", "country": "FR", "updated_at": "2026-01-01T00:00:00Z",
+        }),
         "/api/requests" => json!({ "title": "Chairs", "amount_cents": 5000 }),
         "/api/requests/{request}" => {
             json!({ "title": "Desks", "amount_cents": 7000, "version": 1 })

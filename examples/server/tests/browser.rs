@@ -722,8 +722,29 @@ async fn a_request_is_raised_approved_by_someone_else_and_found_in_the_audit_log
     browser.back().await.unwrap();
     sign_out(&browser, &base).await;
 
-    // The admin finds both in the audit log, and downloads the export.
-    sign_in(&browser, &base, &people["admin"]).await;
+    // The auditor (reads, changes nothing) finds both in the audit log and downloads
+    // the export; no page offers them a change.
+    sign_in(&browser, &base, &people["auditor"]).await;
+    for link in ["/users", "/admin", "/suppliers"] {
+        let found = browser
+            .find_all(Locator::Css(&format!("header a[href='{link}']")))
+            .await
+            .unwrap();
+        assert_eq!(found.is_empty(), link != "/suppliers", "auditor's link {link}");
+    }
+    browser
+        .goto(&format!("{base}{request_path}"))
+        .await
+        .unwrap();
+    wait_for(&browser, "dd[data-status=approved]").await;
+    assert!(
+        browser
+            .find_all(Locator::Css("main form"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "an auditor is offered a change"
+    );
     browser
         .goto(&format!("{base}/audit?action=request.approved"))
         .await

@@ -218,7 +218,7 @@ pub async fn authenticate(
          LEFT JOIN LATERAL (
              SELECT id, role, expires_at FROM app.elevations
              WHERE user_id = s.user_id AND state = 'active' AND starts_at <= $2 AND expires_at > $2
-             ORDER BY CASE role WHEN 'admin' THEN 0 WHEN 'approver' THEN 1 ELSE 2 END, expires_at DESC
+             ORDER BY app.role_rank(role), expires_at DESC
              LIMIT 1) e ON true",
     )
     .bind(credential.token.hash().as_slice())

@@ -51,7 +51,7 @@ const VERIFY: &str = "SELECT q.* FROM app.enter_org($1) AS tenant(org) CROSS JOI
         SELECT id, role, expires_at FROM app.elevations
         WHERE org_id = tenant.org AND user_id = s.user_id AND state = 'active'
           AND starts_at <= $3 AND expires_at > $3
-        ORDER BY CASE role WHEN 'admin' THEN 0 WHEN 'approver' THEN 1 ELSE 2 END, expires_at DESC
+        ORDER BY app.role_rank(role), expires_at DESC
         LIMIT 1) e ON true
     WHERE s.org_id = tenant.org AND s.token_hash = $2 AND s.revoked_at IS NULL
       AND s.expires_at > $3 AND s.last_seen_at + make_interval(secs => s.idle_secs) > $3

@@ -33,6 +33,11 @@ pub(crate) fn table() -> RouteTable<AppState> {
             Needs(P::ReadSuppliers),
             get_supplier,
         )
+        .put(
+            "/api/suppliers/{supplier}",
+            Needs(P::ManageSuppliers),
+            edit_supplier,
+        )
         .delete(
             "/api/suppliers/{supplier}",
             Needs(P::ManageSuppliers),
@@ -138,6 +143,31 @@ pub(crate) async fn create_supplier(
         .context(json!({ "name": supplier.name, "country": supplier.country }));
     authed.record(event).await?;
     authed.commit().await?;
+    Ok(Json(json!(supplier)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EditSupplierBody {
+    name: String,
+    country: String,
+    vat_id: Option<String>,
+    /// The `updated_at` of the version the client edits (as `GET` answered it).
+    updated_at: String,
+}
+
+/// `PUT /api/suppliers/{id}`: name, country and VAT id, on the version the client read;
+/// 409 if someone changed it since (nothing written).
+pub(crate) async fn edit_supplier(
+    mut authed: Authed,
+    Path(id): Path<SupplierId>,
+    Json(body): Json<EditSupplierBody>,
+) -> ApiResult<Json<Value>> {
+    authed.require(Permission::ManageSuppliers).await?;
+    let details =
+        crate::suppliers::handle::details(&body.name, &body.country, body.vat_id.as_deref())?;
+    let seen = crate::suppliers::handle::seen(&body.updated_at)?;
+    let supplier = crate::suppliers::handle::edit(&mut authed, id, details, seen).await?;
     Ok(Json(json!(supplier)))
 }
 

@@ -26,6 +26,7 @@ use super::{can, error_page, error_page_back, page, parse_form, see_other};
 use crate::mail::Mail;
 use crate::state::AppState;
 use crate::supplier_onboarding::{self as onboarding, Details, Iban, OnboardingError};
+use crate::suppliers::handle as supplier_handle;
 use crate::suppliers::{
     NewSupplier, PgSupplierRepository, Supplier, SupplierRepository as _, SupplierStatus,
 };
@@ -53,6 +54,11 @@ pub(super) fn table() -> RouteTable<AppState> {
             "/suppliers/{supplier}/reveal-iban",
             Needs(P::ManageSuppliers),
             reveal_iban,
+        )
+        .post(
+            "/suppliers/{supplier}/edit",
+            Needs(P::ManageSuppliers),
+            edit,
         )
         .post(
             "/suppliers/{supplier}/archive",
@@ -269,6 +275,17 @@ fn supplier_body(
                 }
             }
             @if s.status != SupplierStatus::Archived {
+                section aria-labelledby="edit-h" {
+                    h2 id="edit-h" { "Edit" }
+                    form.stack method="post" action=(at("edit")) {
+                        (csrf_field(csrf))
+                        input type="hidden" name="updated_at" value=(rfc3339(s.updated_at));
+                        label { "Name" input name="name" required maxlength="200" value=(s.name); }
+                        label { "Country (ISO code)" input name="country" required minlength="2" maxlength="2" value=(s.country); }
+                        label { "VAT id" input name="vat_id" maxlength="40" value=(s.vat_id.as_deref().unwrap_or("")); }
+                        button type="submit" { "Save" }
+                    }
+                }
                 form method="post" action=(at("archive")) {
                     (csrf_field(csrf))
                     button.danger type="submit" { "Archive" }
@@ -388,6 +405,37 @@ async fn reveal_iban(mut authed: Authed, Path(id): Path<SupplierId>) -> Response
             .target(format!("supplier:{id}"));
         authed.record(event).await?;
         show(&mut authed, id, Some(&iban), None).await
+    }
+    .await;
+    result.unwrap_or_else(|e| error_page_back(&e, None, &format!("/suppliers/{id}")))
+}
+
+/// A version token for a form (`updated_at`, RFC 3339, to the microsecond as stored).
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[derive(Deserialize)]
+struct EditForm {
+    name: String,
+    country: String,
+    #[serde(default)]
+    vat_id: Option<String>,
+    updated_at: String,
+}
+
+/// `POST /suppliers/{supplier}/edit`: on the version the form was filled in on; if
+/// someone saved in between, nothing is written and the page says so.
+async fn edit(mut authed: Authed, Path(id): Path<SupplierId>, body: Bytes) -> Response {
+    let result = async {
+        authed.require(Permission::ManageSuppliers).await?;
+        PgSupplierRepository.get(authed.tx().await?, id).await?;
+        let form: EditForm = parse_form(&body)?;
+        let details = supplier_handle::details(&form.name, &form.country, form.vat_id.as_deref())?;
+        let seen = supplier_handle::seen(&form.updated_at)?;
+        supplier_handle::edit(&mut authed, id, details, seen).await?;
+        Ok::<_, Error>(see_other(&format!("/suppliers/{id}")))
     }
     .await;
     result.unwrap_or_else(|e| error_page_back(&e, None, &format!("/suppliers/{id}")))

@@ -1,4 +1,4 @@
-//! The admin pages (issue #15, point 3), through the real router on a real PostgreSQL:
+//! The pages (issue #15): the admin pages and the procurement forms, through the real router on a real PostgreSQL:
 //! each form does what its API twin does, with the same permission, and tells a person
 //! what went wrong.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
@@ -7,5 +7,7 @@
 mod common;
 
 mod elevations_tokens;
+mod forms;
 mod sso_scim;
+mod supplier_edit;
 mod users_policy;

@@ -29,8 +29,7 @@ pub async fn sync_roles(
                  JOIN app.scim_role_mappings r
                    ON r.group_ref = g.id::text OR lower(r.group_ref) = lower(g.display_name)
                  WHERE m.org_id = u.org_id AND m.user_id = u.id
-                 ORDER BY CASE r.role WHEN 'admin' THEN 0 WHEN 'approver' THEN 1
-                                      WHEN 'requester' THEN 2 ELSE 3 END
+                 ORDER BY app.role_rank(r.role)
                  LIMIT 1), 'read_only') AS new
              FROM app.users u
              WHERE u.id = ANY($1) AND u.scim_managed
