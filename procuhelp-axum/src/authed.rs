@@ -167,6 +167,10 @@ pub struct Authed {
     pub client: ClientInfo,
     sdk: Sdk,
     tx: Tx,
+    /// The permissions whose use through an elevation this request has recorded: a page
+    /// checks before reading its form and the action it calls checks again, and one use
+    /// is one event.
+    elevation_uses: Vec<Permission>,
 }
 
 /// Where the request's transaction is.
@@ -212,6 +216,7 @@ where
                 client,
                 sdk,
                 tx: Tx::Pending,
+                elevation_uses: Vec::new(),
             });
         }
         let mut tx = match sdk.tenants().begin(credential.org).await {
@@ -239,6 +244,7 @@ where
             client,
             sdk,
             tx: Tx::Open(tx),
+            elevation_uses: Vec::new(),
         })
     }
 }
@@ -268,12 +274,15 @@ impl Authed {
     pub async fn require(&mut self, permission: Permission) -> Result<Grant> {
         match self.principal.require(permission) {
             Ok(grant) => {
-                if let Some(elevation) = grant.via_elevation {
+                if let Some(elevation) = grant.via_elevation
+                    && !self.elevation_uses.contains(&permission)
+                {
                     let event = self
                         .event(Action::ElevationUsed, Outcome::Success)
                         .target(format!("elevation:{elevation}"))
                         .context(json!({ "permission": permission.as_str() }));
                     self.record(event).await?;
+                    self.elevation_uses.push(permission);
                 }
                 Ok(grant)
             }

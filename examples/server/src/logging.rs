@@ -93,6 +93,30 @@ fn tracer_provider(args: &OtlpArgs) -> anyhow::Result<SdkTracerProvider> {
         .build())
 }
 
+/// Refuses a collector at one of the server's own addresses: each exported batch would
+/// be a request, whose span is exported in turn (a loop that never ends).
+pub fn refuse_own_address(endpoint: &str, own: &[std::net::SocketAddr]) -> anyhow::Result<()> {
+    let url = url::Url::parse(endpoint).context("--otlp-traces: not a URL")?;
+    let port = url.port_or_known_default();
+    let host_ip: Option<std::net::IpAddr> = match url.host() {
+        Some(url::Host::Ipv4(ip)) => Some(ip.into()),
+        Some(url::Host::Ipv6(ip)) => Some(ip.into()),
+        Some(url::Host::Domain("localhost")) => Some(std::net::Ipv4Addr::LOCALHOST.into()),
+        _ => None,
+    };
+    let ours = own.iter().any(|addr| {
+        Some(addr.port()) == port
+            && host_ip.is_some_and(|ip| {
+                ip == addr.ip()
+                    || (ip.is_loopback() && (addr.ip().is_unspecified() || addr.ip().is_loopback()))
+            })
+    });
+    if ours {
+        anyhow::bail!("--otlp-traces points at this server itself: give the collector's address");
+    }
+    Ok(())
+}
+
 /// Spans name routes and organisations: in clear only to this machine.
 fn check_endpoint(endpoint: &str, has_ca: bool) -> anyhow::Result<()> {
     let url = url::Url::parse(endpoint).context("--otlp-traces: not a URL")?;
@@ -119,6 +143,27 @@ fn check_endpoint(endpoint: &str, has_ca: bool) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_collector_at_the_servers_own_address_is_refused() {
+        let own: Vec<std::net::SocketAddr> = vec![
+            "127.0.0.1:8443".parse().unwrap(),
+            "0.0.0.0:8080".parse().unwrap(),
+        ];
+        for bad in [
+            "https://127.0.0.1:8443/v1/traces",
+            "http://localhost:8080/v1/traces",
+            "http://127.0.0.2:8080/v1/traces",
+        ] {
+            assert!(refuse_own_address(bad, &own).is_err(), "{bad}");
+        }
+        for ok in [
+            "http://127.0.0.1:4318/v1/traces",
+            "https://collector.example:8443/v1/traces",
+        ] {
+            assert!(refuse_own_address(ok, &own).is_ok(), "{ok}");
+        }
+    }
 
     #[test]
     fn endpoints_in_clear_stay_on_this_machine() {

@@ -71,6 +71,9 @@ pub enum Sent {
     File(PathBuf),
 }
 
+/// The longest a message may take to hand over (connect, TLS, the whole SMTP dialogue).
+const SEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl Mail {
     /// No mail: callers show links on the page instead.
     pub fn disabled() -> Self {
@@ -89,6 +92,10 @@ impl Mail {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("creating {}", dir.display()))?;
+        // An outbox that already existed (made by hand, or by an older version) is
+        // tightened too: its messages hold invitation links.
+        std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .with_context(|| format!("restricting {} to its owner", dir.display()))?;
         Ok(Self {
             from: Some(
                 "ProcuHelp <no-reply@procuhelp.invalid>"
@@ -140,9 +147,12 @@ impl Mail {
             .map_err(|e| MailError::Build(e.to_string()))?;
         match &self.transport {
             Transport::Disabled => Err(MailError::Disabled),
-            Transport::Smtp(smtp) => smtp
-                .send(message)
+            // A whole deadline, not only lettre's per-command one: the caller holds its
+            // request's transaction (and its connection) while the message goes out, so
+            // a slow or silent SMTP server must not hold them for long.
+            Transport::Smtp(smtp) => tokio::time::timeout(SEND_DEADLINE, smtp.send(message))
                 .await
+                .map_err(|_| MailError::Send("the SMTP server did not answer in time".into()))?
                 .map(|_| Sent::Smtp)
                 // The server's answer, never our credentials.
                 .map_err(|e| MailError::Send(e.to_string())),
@@ -268,8 +278,14 @@ mod tests {
 
     #[tokio::test]
     async fn the_embedded_default_writes_each_message_to_the_outbox() {
+        use std::os::unix::fs::PermissionsExt as _;
         let dir = std::env::temp_dir().join(format!("ph-outbox-{}", std::process::id()));
+        // One left readable by others (made by hand): tightened at start.
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mail = Mail::directory(&dir, "https://127.0.0.1:8443").unwrap();
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
         let link = mail.link("/invitations/accept?token=abc");
         let sent = mail
             .send(

@@ -22,6 +22,12 @@ use procuhelp_axum::client_addr::TrustedProxies;
 pub async fn serve(args: ServeArgs, handle: Option<Handle<SocketAddr>>) -> anyhow::Result<()> {
     // A contradictory setting refuses to start before anything is opened.
     let connection_limits = connection_limits(&args)?;
+    if let Some(endpoint) = &args.otlp.otlp_traces {
+        let own: Vec<SocketAddr> = std::iter::once(args.https_addr)
+            .chain(args.http_redirect_addr)
+            .collect();
+        crate::logging::refuse_own_address(endpoint, &own)?;
+    }
     create_private_dir(&args.db.data_dir)?;
     // No keys, no service: the vault must open (key file present and private, or OpenBao
     // reachable and unsealed) before anything else happens.

@@ -314,6 +314,124 @@ pub async fn reveal(
     Ok(Some(group(&text)))
 }
 
+/// What the API and the pages both call for a supplier's invitation, bank details and
+/// archiving: the permission, the change, its audit event.
+pub(crate) mod handle {
+    use procuhelp_audit::{Action, Outcome};
+    use procuhelp_auth::directory::Email;
+    use procuhelp_auth::{AuthError, Permission};
+    use procuhelp_axum::{Authed, Error, Result};
+    use procuhelp_core::SupplierId;
+    use serde_json::json;
+
+    use super::OnboardingError;
+    use crate::mail::Mail;
+    use crate::suppliers::{PgSupplierRepository, SupplierRepository as _, SupplierStatus};
+
+    impl From<OnboardingError> for Error {
+        fn from(e: OnboardingError) -> Self {
+            match e {
+                OnboardingError::InvalidLink => AuthError::Unauthenticated.into(),
+                OnboardingError::Invalid(field) => Error::Invalid(field),
+                OnboardingError::NotFound => AuthError::NotFound.into(),
+                OnboardingError::AlreadyOnboarded => {
+                    AuthError::Conflict("the supplier has given its details already").into()
+                }
+                OnboardingError::Storage(e) => e.into(),
+            }
+        }
+    }
+
+    /// Where an invitation link went.
+    #[derive(Debug)]
+    pub(crate) enum Invited {
+        /// No mail configured: the path, to be shown once.
+        Link(String),
+        /// E-mailed to this address.
+        SentTo(String),
+    }
+
+    /// A link for the supplier's contact, e-mailed before the caller commits (if the
+    /// message cannot be handed over, the caller's transaction is dropped and nothing
+    /// is kept); with no mail configured, the path to show once. The caller commits.
+    pub(crate) async fn invite(
+        authed: &mut Authed,
+        mail: &Mail,
+        id: SupplierId,
+        email: &Email,
+    ) -> Result<Invited> {
+        authed.require(Permission::ManageSuppliers).await?;
+        let by = authed.principal.acting_user();
+        let now = authed.sdk().now();
+        let (credential, expires_at) =
+            super::invite(authed.tx().await?, id, email, by, now).await?;
+        let event = authed
+            .event(Action::SupplierInvitationCreated, Outcome::Success)
+            .target(format!("supplier:{id}"))
+            .context(json!({ "expires_at": expires_at.unix_timestamp() }));
+        authed.record(event).await?;
+        let path = format!("/supplier-invitations/accept?token={}", credential.expose());
+        if !mail.is_enabled() {
+            return Ok(Invited::Link(path));
+        }
+        let text = format!(
+            "Hello,\n\nplease send us your company and bank details with this link \
+             (it works once, until {}):\n\n{}\n\nProcuHelp",
+            expires_at.date(),
+            mail.link(&path)
+        );
+        mail.send(email.as_str(), "Please send your company details", &text)
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "supplier invitation e-mail not sent");
+                AuthError::Conflict("the e-mail could not be sent; nothing was kept")
+            })?;
+        Ok(Invited::SentTo(email.as_str().to_owned()))
+    }
+
+    /// The whole IBAN, grouped, its reveal recorded first. The caller commits (after it
+    /// has what it shows: the record and the reveal stand or fall together).
+    pub(crate) async fn reveal_iban(authed: &mut Authed, id: SupplierId) -> Result<String> {
+        authed.require(Permission::ManageSuppliers).await?;
+        let cipher = authed.sdk().cipher().clone();
+        let Some(iban) = super::reveal(authed.tx().await?, &cipher, id).await? else {
+            return Err(AuthError::Conflict("no bank details yet").into());
+        };
+        let event = authed
+            .event(Action::SupplierBankDetailsRevealed, Outcome::Success)
+            .target(format!("supplier:{id}"));
+        authed.record(event).await?;
+        Ok(iban)
+    }
+
+    /// Archives a supplier; its invitation links end with it.
+    pub(crate) async fn archive(authed: &mut Authed, id: SupplierId) -> Result<()> {
+        authed.require(Permission::ManageSuppliers).await?;
+        PgSupplierRepository
+            .set_status(authed.tx().await?, id, SupplierStatus::Archived)
+            .await?;
+        super::end_links(authed.tx().await?, id).await?;
+        let event = authed
+            .event(Action::SupplierArchived, Outcome::Success)
+            .target(format!("supplier:{id}"));
+        authed.record(event).await?;
+        authed.commit().await
+    }
+}
+
+/// Ends every unused link of `supplier` (it is archived).
+pub async fn end_links(tx: &mut TenantTx, supplier: SupplierId) -> Result<(), OnboardingError> {
+    sqlx::query(
+        "UPDATE app.supplier_invitations SET used_at = now()
+          WHERE org_id = $1 AND supplier_id = $2 AND used_at IS NULL",
+    )
+    .bind(tx.org().as_uuid())
+    .bind(supplier.as_uuid())
+    .execute(tx.conn())
+    .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

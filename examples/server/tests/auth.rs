@@ -144,6 +144,7 @@ fn path_for(template: &str, f: &Fixtures) -> String {
 fn body_for(method: &str, template: &str, f: &Fixtures) -> Option<Value> {
     let body = match template {
         "/api/suppliers" => json!({ "name": "New supplier", "country": "FR" }),
+        "/api/suppliers/{supplier}/invitations" => json!({ "email": "contact@supplier.test" }),
         "/api/suppliers/{supplier}" if method == "PUT" => json!({
             "name": "Renamed", "country": "FR", "updated_at": "2026-01-01T00:00:00Z",
         }),

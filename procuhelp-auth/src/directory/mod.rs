@@ -181,6 +181,21 @@ pub async fn list(tx: &mut TenantTx) -> AuthResult<Vec<UserRecord>> {
     rows.into_iter().map(record).collect()
 }
 
+/// The display names of the users `ids` that exist in the organisation (a page naming
+/// who did what reads only those, not the whole directory). At most 1,000 ids.
+pub async fn display_names(
+    tx: &mut TenantTx,
+    ids: &[uuid::Uuid],
+) -> AuthResult<std::collections::HashMap<uuid::Uuid, String>> {
+    let ids = &ids[..ids.len().min(1000)];
+    let rows: Vec<(uuid::Uuid, String)> =
+        sqlx::query_as("SELECT id, display_name FROM app.users WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(tx.conn())
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
 fn changed(done: sqlx::postgres::PgQueryResult) -> AuthResult<()> {
     if done.rows_affected() == 0 {
         return Err(AuthError::NotFound);

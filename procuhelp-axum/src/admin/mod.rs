@@ -28,6 +28,17 @@ mod tokens;
 mod users;
 
 pub use users::invite_user;
+pub use elevations::{
+    ElevationList, approve_elevation, list_elevations, request_elevation, revoke_elevation,
+};
+pub use policy::{
+    PolicyUpdate, approve_pending_change, org_policy, pending_policy_changes, update_policy,
+};
+pub use tokens::{NewToken, create_token, list_tokens, revoke_token};
+pub use users::{
+    RoleChange, SignedOut, StatusChange, Unlocked, change_role, disable_account, enable_account,
+    sign_out_everywhere, unlock_account,
+};
 
 /// The admin routes with the permission each needs.
 pub fn table<S>() -> RouteTable<S>
@@ -105,28 +116,29 @@ where
         .get(
             "/api/elevations",
             Needs(P::ManageElevation),
-            elevations::list_elevations,
+            elevations::list_json,
         )
         .post(
             "/api/elevations",
             Needs(P::ManageElevation),
-            elevations::request_elevation,
+            elevations::request_json,
         )
         .post(
             "/api/elevations/{elevation}/approve",
             Needs(P::ManageElevation),
-            elevations::approve_elevation,
+            elevations::approve_json,
         )
         .post(
             "/api/elevations/{elevation}/revoke",
             Needs(P::ManageElevation),
-            elevations::revoke_elevation,
+            elevations::revoke_json,
         )
-        .post("/api/tokens", Needs(P::ManageUsers), tokens::create_token)
+        .get("/api/tokens", Needs(P::ManageUsers), tokens::list_json)
+        .post("/api/tokens", Needs(P::ManageUsers), tokens::create_json)
         .post(
             "/api/tokens/{token}/revoke",
             Needs(P::ManageUsers),
-            tokens::revoke_token,
+            tokens::revoke_json,
         )
 }
 
@@ -195,7 +207,7 @@ pub fn may_manage(authed: &Authed, target: &directory::UserRecord) -> Result<()>
 /// principal's base role: what an elevation allows is acting, and it ends with the
 /// elevation; a grant would outlive it. For a base-role admin this never refuses.
 pub(super) fn within_base_role(authed: &Authed, role: Role) -> Result<()> {
-    if role.outranks(authed.principal.base_role()) {
+    if !authed.principal.base_role().covers(role) {
         return Err(AuthError::Forbidden.into());
     }
     Ok(())

@@ -157,12 +157,75 @@ pub(super) async fn create_user(
     Ok(Json(user_json(&user)))
 }
 
-/// The signed-in user, for actions only a person in a session takes (elevations, tokens,
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RoleBody {
     role: String,
+}
+
+/// What [`change_role`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RoleChange {
+    /// The user.
+    pub user: UserId,
+    /// The base role before.
+    pub from: Role,
+    /// The base role now.
+    pub to: Role,
+    /// The user's sessions ended by the change (they sign in again under the new role).
+    pub sessions_revoked: u64,
+}
+
+/// `manage_roles` by base role: a role granted outlives any elevation (a refusal under
+/// an elevation is recorded).
+async fn may_change_roles(authed: &mut Authed) -> Result<()> {
+    let grant = authed.require(Permission::ManageRoles).await?;
+    refuse_under_elevation(
+        authed,
+        &grant,
+        ElevationLimit::LastingChange(Action::UserRoleChanged),
+    )
+    .await
+}
+
+/// Changes `user`'s base role and ends all their sessions, as `PUT /api/users/{id}/role`:
+/// `manage_roles` by base role, never one's own role, never above the actor's base role
+/// nor on a user who outranks them; another organisation's user is not found. Recorded
+/// as `user.role_changed` and committed.
+///
+/// ```no_run
+/// # async fn demo(mut authed: procuhelp_axum::Authed, user: procuhelp_core::UserId)
+/// # -> procuhelp_axum::Result<()> {
+/// use procuhelp_auth::Role;
+/// let change = procuhelp_axum::admin::change_role(&mut authed, user, Role::Approver).await?;
+/// assert_eq!(change.to, Role::Approver);
+/// # Ok(()) }
+/// ```
+pub async fn change_role(authed: &mut Authed, user: UserId, role: Role) -> Result<RoleChange> {
+    may_change_roles(authed).await?;
+    // Through a token too: a token acts for its creator.
+    if authed.principal.acting_user() == user {
+        return Err(AuthError::Conflict("admins cannot change their own role").into());
+    }
+    within_base_role(authed, role)?;
+    let now = authed.sdk().now();
+    let before = directory::get(authed.tx().await?, user).await?;
+    may_manage(authed, &before)?;
+    directory::set_role(authed.tx().await?, user, role, now).await?;
+    let revoked = session::revoke_all(authed.tx().await?, user, None, now).await?;
+    let event = authed
+        .event(Action::UserRoleChanged, Outcome::Success)
+        .target(format!("user:{user}"))
+        .context(json!({ "from": before.role, "to": role, "sessions_revoked": revoked }));
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok(RoleChange {
+        user,
+        from: before.role,
+        to: role,
+        sessions_revoked: revoked,
+    })
 }
 
 /// `PUT /api/users/{id}/role`: changes the base role and revokes the user's sessions.
@@ -171,41 +234,42 @@ pub(super) async fn set_role(
     Path(id): Path<UserId>,
     Json(body): Json<RoleBody>,
 ) -> Result<Json<Value>> {
-    let grant = authed.require(Permission::ManageRoles).await?;
-    refuse_under_elevation(
-        &mut authed,
-        &grant,
-        ElevationLimit::LastingChange(Action::UserRoleChanged),
-    )
-    .await?;
-    let role = parse_role(&body.role)?;
-    // Through a token too: a token acts for its creator.
-    if authed.principal.acting_user() == id {
-        return Err(AuthError::Conflict("admins cannot change their own role").into());
-    }
-    within_base_role(&authed, role)?;
-    let now = authed.sdk().now();
-    let before = directory::get(authed.tx().await?, id).await?;
-    may_manage(&authed, &before)?;
-    directory::set_role(authed.tx().await?, id, role, now).await?;
-    let revoked = session::revoke_all(authed.tx().await?, id, None, now).await?;
-    let event = authed
-        .event(Action::UserRoleChanged, Outcome::Success)
-        .target(format!("user:{id}"))
-        .context(json!({ "from": before.role, "to": role, "sessions_revoked": revoked }));
-    authed.record(event).await?;
-    authed.commit().await?;
-    Ok(Json(
-        json!({ "id": id.to_string(), "role": role, "sessions_revoked": revoked }),
-    ))
+    let change = match parse_role(&body.role) {
+        Ok(role) => change_role(&mut authed, id, role).await?,
+        Err(e) => {
+            // The permission first, as for a known role: a stranger is refused, not told.
+            may_change_roles(&mut authed).await?;
+            return Err(e);
+        }
+    };
+    Ok(Json(json!({
+        "id": change.user.to_string(),
+        "role": change.to,
+        "sessions_revoked": change.sessions_revoked,
+    })))
 }
 
-async fn set_status(mut authed: Authed, id: UserId, status: UserStatus) -> Result<Json<Value>> {
+/// What [`disable_account`] or [`enable_account`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StatusChange {
+    /// The user.
+    pub user: UserId,
+    /// Whether the user may sign in now.
+    pub status: UserStatus,
+    /// The user's sessions ended (disabling ends them all; enabling none).
+    pub sessions_revoked: u64,
+    /// Enabling lifted the admin's disable, but the identity provider (SCIM) deprovisioned
+    /// the user too: they stay disabled until it re-activates them.
+    pub still_deprovisioned_by_scim: bool,
+}
+
+async fn set_status(authed: &mut Authed, id: UserId, status: UserStatus) -> Result<StatusChange> {
     let grant = authed.require(Permission::ManageUsers).await?;
     if status == UserStatus::Active {
         // A re-enabled account outlives the elevation as a new one would.
         refuse_under_elevation(
-            &mut authed,
+            authed,
             &grant,
             ElevationLimit::LastingChange(Action::UserEnabled),
         )
@@ -216,7 +280,7 @@ async fn set_status(mut authed: Authed, id: UserId, status: UserStatus) -> Resul
     }
     let now = authed.sdk().now();
     let target = directory::get(authed.tx().await?, id).await?;
-    may_manage(&authed, &target)?;
+    may_manage(authed, &target)?;
     if status == UserStatus::Active
         && procuhelp_auth::scim::user_deprovisioned_by_scim(authed.tx().await?, id).await?
     {
@@ -229,10 +293,12 @@ async fn set_status(mut authed: Authed, id: UserId, status: UserStatus) -> Resul
                 .context(json!({ "sessions_revoked": 0, "still_deprovisioned_by_scim": true }));
             authed.record(event).await?;
             authed.commit().await?;
-            return Ok(Json(json!({
-                "id": id.to_string(), "sessions_revoked": 0, "status": "disabled",
-                "deprovisioned_by_scim": true,
-            })));
+            return Ok(StatusChange {
+                user: id,
+                status: UserStatus::Disabled,
+                sessions_revoked: 0,
+                still_deprovisioned_by_scim: true,
+            });
         }
         return Err(AuthError::Conflict(
             "deprovisioned by the identity provider (SCIM): re-activate the user there",
@@ -253,19 +319,104 @@ async fn set_status(mut authed: Authed, id: UserId, status: UserStatus) -> Resul
         .context(json!({ "sessions_revoked": revoked }));
     authed.record(event).await?;
     authed.commit().await?;
-    Ok(Json(
-        json!({ "id": id.to_string(), "sessions_revoked": revoked }),
-    ))
+    Ok(StatusChange {
+        user: id,
+        status,
+        sessions_revoked: revoked,
+        still_deprovisioned_by_scim: false,
+    })
+}
+
+/// Disables `user` and ends all their sessions, as `POST /api/users/{id}/disable`:
+/// `manage_users`, never oneself, never a user who outranks the actor's base role; another
+/// organisation's user is not found. Recorded as `user.disabled` and committed.
+///
+/// ```no_run
+/// # async fn demo(mut authed: procuhelp_axum::Authed, user: procuhelp_core::UserId)
+/// # -> procuhelp_axum::Result<()> {
+/// let change = procuhelp_axum::admin::disable_account(&mut authed, user).await?;
+/// println!("{} sessions ended", change.sessions_revoked);
+/// # Ok(()) }
+/// ```
+pub async fn disable_account(authed: &mut Authed, user: UserId) -> Result<StatusChange> {
+    set_status(authed, user, UserStatus::Disabled).await
+}
+
+/// Enables `user` again, as `POST /api/users/{id}/enable`: `manage_users` by base role (a
+/// re-enabled account outlives any elevation). A user the identity provider deprovisioned
+/// (SCIM) stays disabled until it re-activates them
+/// ([`StatusChange::still_deprovisioned_by_scim`]; a conflict when the admin had not
+/// disabled them). Recorded as `user.enabled` and committed.
+///
+/// ```no_run
+/// # async fn demo(mut authed: procuhelp_axum::Authed, user: procuhelp_core::UserId)
+/// # -> procuhelp_axum::Result<()> {
+/// let change = procuhelp_axum::admin::enable_account(&mut authed, user).await?;
+/// if change.still_deprovisioned_by_scim {
+///     println!("re-activate the user in the identity provider");
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn enable_account(authed: &mut Authed, user: UserId) -> Result<StatusChange> {
+    set_status(authed, user, UserStatus::Active).await
+}
+
+fn status_json(change: &StatusChange) -> Json<Value> {
+    if change.still_deprovisioned_by_scim {
+        return Json(json!({
+            "id": change.user.to_string(), "sessions_revoked": change.sessions_revoked,
+            "status": "disabled", "deprovisioned_by_scim": true,
+        }));
+    }
+    Json(json!({ "id": change.user.to_string(), "sessions_revoked": change.sessions_revoked }))
 }
 
 /// `POST /api/users/{id}/disable`: disables the user and revokes all their sessions.
-pub(super) async fn disable_user(authed: Authed, Path(id): Path<UserId>) -> Result<Json<Value>> {
-    set_status(authed, id, UserStatus::Disabled).await
+pub(super) async fn disable_user(
+    mut authed: Authed,
+    Path(id): Path<UserId>,
+) -> Result<Json<Value>> {
+    Ok(status_json(&disable_account(&mut authed, id).await?))
 }
 
 /// `POST /api/users/{id}/enable`.
-pub(super) async fn enable_user(authed: Authed, Path(id): Path<UserId>) -> Result<Json<Value>> {
-    set_status(authed, id, UserStatus::Active).await
+pub(super) async fn enable_user(mut authed: Authed, Path(id): Path<UserId>) -> Result<Json<Value>> {
+    Ok(status_json(&enable_account(&mut authed, id).await?))
+}
+
+/// What [`sign_out_everywhere`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignedOut {
+    /// The user.
+    pub user: UserId,
+    /// How many sessions were still open and are ended now.
+    pub revoked: u64,
+}
+
+/// Signs `user` out everywhere (every session ends), as
+/// `POST /api/users/{id}/sessions/revoke`: `manage_users`; another organisation's user is
+/// not found. Recorded as `session.revoked_all` and committed.
+///
+/// ```no_run
+/// # async fn demo(mut authed: procuhelp_axum::Authed, user: procuhelp_core::UserId)
+/// # -> procuhelp_axum::Result<()> {
+/// let done = procuhelp_axum::admin::sign_out_everywhere(&mut authed, user).await?;
+/// println!("{} sessions ended", done.revoked);
+/// # Ok(()) }
+/// ```
+pub async fn sign_out_everywhere(authed: &mut Authed, user: UserId) -> Result<SignedOut> {
+    authed.require(Permission::ManageUsers).await?;
+    let now = authed.sdk().now();
+    directory::get(authed.tx().await?, user).await?;
+    let revoked = session::revoke_all(authed.tx().await?, user, None, now).await?;
+    let event = authed
+        .event(Action::SessionRevokedAll, Outcome::Success)
+        .target(format!("user:{user}"))
+        .context(json!({ "revoked": revoked }));
+    authed.record(event).await?;
+    authed.commit().await?;
+    Ok(SignedOut { user, revoked })
 }
 
 /// `POST /api/users/{id}/sessions/revoke`: signs the user out everywhere.
@@ -273,38 +424,57 @@ pub(super) async fn revoke_user_sessions(
     mut authed: Authed,
     Path(id): Path<UserId>,
 ) -> Result<Json<Value>> {
-    authed.require(Permission::ManageUsers).await?;
-    let now = authed.sdk().now();
-    directory::get(authed.tx().await?, id).await?;
-    let revoked = session::revoke_all(authed.tx().await?, id, None, now).await?;
-    let event = authed
-        .event(Action::SessionRevokedAll, Outcome::Success)
-        .target(format!("user:{id}"))
-        .context(json!({ "revoked": revoked }));
-    authed.record(event).await?;
-    authed.commit().await?;
-    Ok(Json(json!({ "revoked": revoked })))
+    let done = sign_out_everywhere(&mut authed, id).await?;
+    Ok(Json(json!({ "revoked": done.revoked })))
 }
 
-/// `POST /api/users/{id}/unlock`: lifts a sign-in lock early.
-pub(super) async fn unlock_user(mut authed: Authed, Path(id): Path<UserId>) -> Result<Json<Value>> {
+/// What [`unlock_account`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Unlocked {
+    /// The user.
+    pub user: UserId,
+    /// Whether a lock (of the password or of the second factor) was lifted.
+    pub was_locked: bool,
+}
+
+/// Lifts `user`'s sign-in locks early (the password's and the second factor's), as
+/// `POST /api/users/{id}/unlock`: `manage_users`; another organisation's user is not
+/// found. In the actor's transaction, so the unlock takes effect with its
+/// `auth.account_unlocked` event; committed.
+///
+/// ```no_run
+/// # async fn demo(mut authed: procuhelp_axum::Authed, user: procuhelp_core::UserId)
+/// # -> procuhelp_axum::Result<()> {
+/// let done = procuhelp_axum::admin::unlock_account(&mut authed, user).await?;
+/// println!("was locked: {}", done.was_locked);
+/// # Ok(()) }
+/// ```
+pub async fn unlock_account(authed: &mut Authed, user: UserId) -> Result<Unlocked> {
     authed.require(Permission::ManageUsers).await?;
-    let user = directory::get(authed.tx().await?, id).await?;
-    let email = Email::parse(&user.email)?;
+    let record = directory::get(authed.tx().await?, user).await?;
+    let email = Email::parse(&record.email)?;
     let org = authed.org();
-    // In the admin's transaction: the unlock takes effect with its audit event. Both the
-    // password's and the second factor's locks are lifted.
     let throttle = authed.sdk().auth().throttle().clone();
     let keys = [
         ThrottleKey::Account(org, &email),
-        ThrottleKey::SecondFactor(org, id),
+        ThrottleKey::SecondFactor(org, user),
     ];
     let unlocked = throttle.unlock(authed.tx().await?.conn(), &keys).await?;
     let event = authed
         .event(Action::AccountUnlocked, Outcome::Success)
-        .target(format!("user:{id}"))
+        .target(format!("user:{user}"))
         .context(json!({ "was_locked": unlocked }));
     authed.record(event).await?;
     authed.commit().await?;
-    Ok(Json(json!({ "unlocked": unlocked })))
+    Ok(Unlocked {
+        user,
+        was_locked: unlocked,
+    })
+}
+
+/// `POST /api/users/{id}/unlock`: lifts a sign-in lock early.
+pub(super) async fn unlock_user(mut authed: Authed, Path(id): Path<UserId>) -> Result<Json<Value>> {
+    let done = unlock_account(&mut authed, id).await?;
+    Ok(Json(json!({ "unlocked": done.was_locked })))
 }

@@ -8,7 +8,8 @@
 //! - [`admin_table`]: the admins' side (`manage_sso`, and `manage_users` for the
 //!   handover): SCIM tokens, the group → role mapping and the SSO just-in-time flag, and
 //!   handing a local user over to SCIM. Merge it into your route table so that the
-//!   permission matrix covers it.
+//!   permission matrix covers it. The same steps as SDK functions, for pages: [`list_tokens`],
+//!   [`issue_token`], [`revoke_token`], [`settings`], [`set_settings`].
 //!
 //! Every change and its audit events (actor: the SCIM token as a service account,
 //! context `"via": "scim"`) are committed together, through the application's one audit
@@ -62,6 +63,8 @@ mod record;
 mod reply;
 mod search;
 mod users;
+
+pub use admin::{IssuedScimToken, issue_token, list_tokens, revoke_token, set_settings, settings};
 
 /// The SCIM media type (RFC 7644 §8.1).
 pub const SCIM_CONTENT_TYPE: &str = "application/scim+json";
@@ -163,22 +166,30 @@ where
             Needs(P::ManageSso),
             admin::hand_over,
         )
-        .get("/api/scim/tokens", Needs(P::ManageSso), admin::list_tokens)
-        .post("/api/scim/tokens", Needs(P::ManageSso), admin::issue_token)
+        .get(
+            "/api/scim/tokens",
+            Needs(P::ManageSso),
+            admin::api_list_tokens,
+        )
+        .post(
+            "/api/scim/tokens",
+            Needs(P::ManageSso),
+            admin::api_issue_token,
+        )
         .post(
             "/api/scim/tokens/{scim_token}/revoke",
             Needs(P::ManageSso),
-            admin::revoke_token,
+            admin::api_revoke_token,
         )
         .get(
             "/api/scim/settings",
             Needs(P::ManageSso),
-            admin::get_settings,
+            admin::api_get_settings,
         )
         .put(
             "/api/scim/settings",
             Needs(P::ManageSso),
-            admin::set_settings,
+            admin::api_set_settings,
         )
 }
 

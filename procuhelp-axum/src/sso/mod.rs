@@ -11,6 +11,12 @@
 //! per-organisation OIDC client cache and the stable JSON refusals. Every refusal and
 //! every success is an audit event, through the [`Sdk`]'s one audit sink and clock.
 //!
+//! The connection administration is also offered as SDK functions, for pages and other
+//! callers: [`connections`], `save_oidc` (feature `oidc`), `save_saml` (feature
+//! `saml`) and [`delete_connection`] — each checks `manage_sso`; the changes record their
+//! audit event (a refused setting too: [`SettingsRefusal`]) and commit, as `/api/sso`
+//! does.
+//!
 //! # Mounting
 //!
 //! Your state provides the [`Sdk`] and the [`SsoClients`] (the OIDC clients' cache and
@@ -75,6 +81,17 @@ mod page;
 mod refusal;
 #[cfg(feature = "saml")]
 mod saml;
+
+#[cfg(feature = "oidc")]
+pub use admin::save_oidc;
+#[cfg(feature = "saml")]
+pub use admin::save_saml;
+pub use admin::{Connections, SettingsRefusal, connections, delete_connection};
+
+/// Whether this build has the OpenID Connect connection and sign-in (feature `oidc`).
+pub const OIDC_AVAILABLE: bool = cfg!(feature = "oidc");
+/// Whether this build has the SAML 2.0 connection and sign-in (feature `saml`).
+pub const SAML_AVAILABLE: bool = cfg!(feature = "saml");
 
 /// OIDC clients per organisation, rebuilt when the connection changes (their discovery
 /// and key caches live as long as the connection), and the outbound policy every one of

@@ -5,7 +5,9 @@ use crate::suppliers::{
     MAX_SUPPLIER_PAGE, NewSupplier, PgSupplierRepository, Supplier, SupplierRepository as _,
 };
 use axum::Json;
-use axum::extract::{Path, Query};
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse as _, Response};
 use procuhelp_audit::{Action, Outcome};
 use procuhelp_auth::Permission;
 use procuhelp_auth::session_read::AuthenticatedRead;
@@ -42,6 +44,21 @@ pub(crate) fn table() -> RouteTable<AppState> {
             "/api/suppliers/{supplier}",
             Needs(P::ManageSuppliers),
             delete_supplier,
+        )
+        .post(
+            "/api/suppliers/{supplier}/invitations",
+            Needs(P::ManageSuppliers),
+            invite_supplier,
+        )
+        .post(
+            "/api/suppliers/{supplier}/reveal-iban",
+            Needs(P::ManageSuppliers),
+            reveal_supplier_iban,
+        )
+        .post(
+            "/api/suppliers/{supplier}/archive",
+            Needs(P::ManageSuppliers),
+            archive_supplier,
         )
         .get("/api/requests", Needs(P::ReadRequests), list_requests)
         .post("/api/requests", Needs(P::CreateRequest), create_request)
@@ -171,6 +188,58 @@ pub(crate) async fn edit_supplier(
     Ok(Json(json!(supplier)))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct InviteSupplierBody {
+    email: String,
+}
+
+/// `POST /api/suppliers/{id}/invitations` `{"email": "…"}`: a single-use link for the
+/// supplier's contact, e-mailed (`{"sent_to"}`), or with no mail configured returned once
+/// (`{"link"}`). Only while the supplier waits for its details.
+pub(crate) async fn invite_supplier(
+    State(mail): State<crate::mail::Mail>,
+    mut authed: Authed,
+    Path(id): Path<SupplierId>,
+    Json(body): Json<InviteSupplierBody>,
+) -> ApiResult<Response> {
+    use crate::supplier_onboarding::handle::{self, Invited};
+    authed.require(Permission::ManageSuppliers).await?;
+    PgSupplierRepository.get(authed.tx().await?, id).await?;
+    let email = procuhelp_auth::directory::Email::parse(&body.email)
+        .map_err(|_| procuhelp_axum::Error::Invalid("email"))?;
+    let invited = handle::invite(&mut authed, &mail, id, &email).await?;
+    authed.commit().await?;
+    let body = match invited {
+        Invited::SentTo(to) => json!({ "sent_to": to }),
+        Invited::Link(path) => json!({ "link": path }),
+    };
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response())
+}
+
+/// `POST /api/suppliers/{id}/reveal-iban`: the whole IBAN, its reveal recorded first.
+pub(crate) async fn reveal_supplier_iban(
+    mut authed: Authed,
+    Path(id): Path<SupplierId>,
+) -> ApiResult<Response> {
+    let iban = crate::supplier_onboarding::handle::reveal_iban(&mut authed, id).await?;
+    authed.commit().await?;
+    Ok((
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(json!({ "iban": iban })),
+    )
+        .into_response())
+}
+
+/// `POST /api/suppliers/{id}/archive`: kept for the record; its links end.
+pub(crate) async fn archive_supplier(
+    mut authed: Authed,
+    Path(id): Path<SupplierId>,
+) -> ApiResult<Json<Value>> {
+    crate::supplier_onboarding::handle::archive(&mut authed, id).await?;
+    Ok(Json(json!({ "archived": id })))
+}
+
 /// `DELETE /api/suppliers/{id}`.
 pub(crate) async fn delete_supplier(
     mut authed: Authed,
@@ -293,9 +362,25 @@ pub(crate) async fn cancel_request(
 pub(crate) async fn approve_request(
     mut authed: Authed,
     Path(id): Path<Uuid>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<Value>> {
-    let r = handle::decide(&mut authed, id, Decision::Approve, None).await?;
+    authed.require(Permission::ApproveRequest).await?;
+    // An optional `{"comment": "…"}`, as the page's approval form has: no body, no comment.
+    let comment = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let parsed: ApproveBody =
+            serde_json::from_slice(&body).map_err(|_| procuhelp_axum::Error::Invalid("body"))?;
+        parsed.comment
+    };
+    let r = handle::decide(&mut authed, id, Decision::Approve, comment.as_deref()).await?;
     Ok(Json(purchase_request_json(&r)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    comment: Option<String>,
 }
 
 #[derive(Deserialize)]

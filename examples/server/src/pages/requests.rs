@@ -60,13 +60,19 @@ fn status_label(s: Status) -> &'static str {
     }
 }
 
-/// Display names of the organisation's people, for "who asked".
-async fn names(authed: &mut Authed) -> Result<HashMap<Uuid, String>, Error> {
-    let people = directory::list(authed.tx().await?).await?;
-    Ok(people
-        .into_iter()
-        .map(|u| (u.id.as_uuid(), u.display_name))
-        .collect())
+/// Display names of the people `requests` name (who asked, who decided).
+async fn names(
+    authed: &mut Authed,
+    requests: &[&requests::PurchaseRequest],
+) -> Result<HashMap<Uuid, String>, Error> {
+    let mut ids: Vec<Uuid> = requests
+        .iter()
+        .flat_map(|r| [Some(r.requested_by), r.approved_by, r.rejected_by])
+        .flatten()
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    Ok(directory::display_names(authed.tx().await?, &ids).await?)
 }
 
 fn name(names: &HashMap<Uuid, String>, id: Uuid) -> String {
@@ -86,7 +92,7 @@ async fn list_page(authed: Result<Authed, Error>) -> Response {
         authed.require(Permission::ReadRequests).await?;
         let (nav, _) = nav(&mut authed).await?;
         let list = requests::list(authed.tx().await?, 200).await?;
-        let names = names(&mut authed).await?;
+        let names = names(&mut authed, &list.iter().collect::<Vec<_>>()).await?;
         authed.commit().await?;
         let may_raise = can(&authed, Permission::CreateRequest);
         let body = html! {
@@ -177,7 +183,7 @@ async fn request_page(authed: Result<Authed, Error>, Path(id): Path<Uuid>) -> Re
         authed.require(Permission::ReadRequests).await?;
         let (nav, me) = nav(&mut authed).await?;
         let r = requests::get(authed.tx().await?, id).await?;
-        let names = names(&mut authed).await?;
+        let names = names(&mut authed, &[&r]).await?;
         authed.commit().await?;
         let mine = r.requested_by == me.id.as_uuid();
         let may_change = mine && can(&authed, Permission::CreateRequest);

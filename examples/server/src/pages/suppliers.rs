@@ -25,6 +25,7 @@ use super::layout::csrf_field;
 use super::{can, error_page, error_page_back, page, parse_form, see_other};
 use crate::mail::Mail;
 use crate::state::AppState;
+use crate::supplier_onboarding::handle::{self as onboarding_handle, Invited};
 use crate::supplier_onboarding::{self as onboarding, Details, Iban, OnboardingError};
 use crate::suppliers::handle as supplier_handle;
 use crate::suppliers::{
@@ -67,20 +68,6 @@ pub(super) fn table() -> RouteTable<AppState> {
         )
         .get("/supplier-invitations/accept", Public, onboarding_page)
         .post("/supplier-invitations/accept", Public, onboard)
-}
-
-impl From<OnboardingError> for Error {
-    fn from(e: OnboardingError) -> Self {
-        match e {
-            OnboardingError::InvalidLink => AuthError::Unauthenticated.into(),
-            OnboardingError::Invalid(field) => Error::Invalid(field),
-            OnboardingError::NotFound => AuthError::NotFound.into(),
-            OnboardingError::AlreadyOnboarded => {
-                AuthError::Conflict("the supplier has given its details already").into()
-            }
-            OnboardingError::Storage(e) => e.into(),
-        }
-    }
 }
 
 fn status_label(s: SupplierStatus) -> &'static str {
@@ -211,13 +198,6 @@ async fn create(mut authed: Authed, body: Bytes) -> Response {
         Ok(id) => see_other(&format!("/suppliers/{id}")),
         Err(e) => error_page_back(&e, None, "/suppliers"),
     }
-}
-
-/// What the page shows once after an invitation: the link (no mail configured) or where
-/// it was sent.
-enum Invited {
-    Link(String),
-    SentTo(String),
 }
 
 fn supplier_body(
@@ -351,33 +331,7 @@ async fn invite(
         PgSupplierRepository.get(authed.tx().await?, id).await?;
         let form: InviteForm = parse_form(&body)?;
         let email = Email::parse(&form.email).map_err(|_| Error::Invalid("email"))?;
-        let by = authed.principal.acting_user();
-        let now = authed.sdk().now();
-        let (credential, expires_at) =
-            onboarding::invite(authed.tx().await?, id, &email, by, now).await?;
-        let event = authed
-            .event(Action::SupplierInvitationCreated, Outcome::Success)
-            .target(format!("supplier:{id}"))
-            .context(json!({ "expires_at": expires_at.unix_timestamp() }));
-        authed.record(event).await?;
-        let path = format!("/supplier-invitations/accept?token={}", credential.expose());
-        let invited = if mail.is_enabled() {
-            let text = format!(
-                "Hello,\n\nplease send us your company and bank details with this link \
-                 (it works once, until {}):\n\n{}\n\nProcuHelp",
-                expires_at.date(),
-                mail.link(&path)
-            );
-            mail.send(email.as_str(), "Please send your company details", &text)
-                .await
-                .map_err(|e| {
-                    tracing::warn!(error = %e, "supplier invitation e-mail not sent");
-                    AuthError::Conflict("the e-mail could not be sent; nothing was kept")
-                })?;
-            Invited::SentTo(email.as_str().to_owned())
-        } else {
-            Invited::Link(path)
-        };
+        let invited = onboarding_handle::invite(&mut authed, &mail, id, &email).await?;
         let mut response = show(&mut authed, id, None, Some(&invited)).await?;
         response.headers_mut().insert(
             header::REFERRER_POLICY,
@@ -394,16 +348,7 @@ async fn invite(
 /// `POST /suppliers/{supplier}/reveal-iban`: the whole IBAN, once, recorded first.
 async fn reveal_iban(mut authed: Authed, Path(id): Path<SupplierId>) -> Response {
     let result = async {
-        authed.require(Permission::ManageSuppliers).await?;
-        let cipher = authed.sdk().cipher().clone();
-        let iban = onboarding::reveal(authed.tx().await?, &cipher, id).await?;
-        let Some(iban) = iban else {
-            return Err(AuthError::Conflict("no bank details yet").into());
-        };
-        let event = authed
-            .event(Action::SupplierBankDetailsRevealed, Outcome::Success)
-            .target(format!("supplier:{id}"));
-        authed.record(event).await?;
+        let iban = onboarding_handle::reveal_iban(&mut authed, id).await?;
         show(&mut authed, id, Some(&iban), None).await
     }
     .await;
@@ -445,24 +390,7 @@ async fn edit(mut authed: Authed, Path(id): Path<SupplierId>, body: Bytes) -> Re
 async fn archive(mut authed: Authed, Path(id): Path<SupplierId>) -> Response {
     let result = async {
         authed.require(Permission::ManageSuppliers).await?;
-        PgSupplierRepository
-            .set_status(authed.tx().await?, id, SupplierStatus::Archived)
-            .await?;
-        // Its links end with it.
-        let org = authed.org();
-        sqlx::query(
-            "UPDATE app.supplier_invitations SET used_at = now()
-              WHERE org_id = $1 AND supplier_id = $2 AND used_at IS NULL",
-        )
-        .bind(org.as_uuid())
-        .bind(id.as_uuid())
-        .execute(authed.tx().await?.conn())
-        .await?;
-        let event = authed
-            .event(Action::SupplierArchived, Outcome::Success)
-            .target(format!("supplier:{id}"));
-        authed.record(event).await?;
-        authed.commit().await?;
+        onboarding_handle::archive(&mut authed, id).await?;
         Ok::<_, Error>(see_other(&format!("/suppliers/{id}")))
     }
     .await;

@@ -1,1 +1,493 @@
-//! See main.rs.
+//! The single sign-on and SCIM pages: forms that do what `/api/sso` and `/api/scim` do,
+//! with the same permission, audited (a refused setting too); a refusal shown next to its
+//! form in fixed words, nothing changed; a SCIM token's secret shown once.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use http_body_util::BodyExt as _;
+use procuhelp_audit::{Action, AuditEvent, Outcome};
+use procuhelp_auth::Role;
+use procuhelp_auth::password::PasswordHasher;
+use serde_json::Value;
+use tower::ServiceExt as _;
+
+use crate::common::{Session, World, world};
+
+/// A page's answer: status, headers, HTML.
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    html: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The `data-error` code of the page's alert.
+    fn error_code(&self) -> &str {
+        self.html
+            .split("data-error=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("")
+    }
+
+    /// The text of the element with `id`.
+    fn text_of(&self, id: &str) -> &str {
+        let at = self.html.find(&format!("id=\"{id}\"")).expect(id);
+        let rest = &self.html[at..];
+        let rest = &rest[rest.find('>').unwrap() + 1..];
+        &rest[..rest.find('<').unwrap()]
+    }
+}
+
+/// A browser's request with the session cookie and its anti-CSRF token, and a form body
+/// (`application/x-www-form-urlencoded`) when `form` is given.
+async fn browse(
+    w: &World,
+    method: Method,
+    uri: &str,
+    s: &Session,
+    form: Option<&[(&str, &str)]>,
+) -> Page {
+    let req = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(
+            header::COOKIE,
+            format!("{}={}", procuhelp_auth::session::COOKIE_NAME, s.cookie),
+        )
+        .header("x-csrf-token", &s.csrf);
+    let req = match form {
+        Some(fields) => req
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(serde_urlencoded::to_string(fields).unwrap()))
+            .unwrap(),
+        None => req.body(Body::empty()).unwrap(),
+    };
+    let resp = w.app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    Page {
+        status,
+        headers,
+        html: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn get(w: &World, uri: &str, s: &Session) -> Page {
+    browse(w, Method::GET, uri, s, None).await
+}
+
+async fn post(w: &World, uri: &str, s: &Session, form: &[(&str, &str)]) -> Page {
+    browse(w, Method::POST, uri, s, Some(form)).await
+}
+
+#[track_caller]
+fn redirected(page: &Page, to: &str) {
+    assert_eq!(
+        (page.status, page.location()),
+        (StatusCode::SEE_OTHER, to),
+        "{}",
+        page.html
+    );
+}
+
+/// The organisation's stored connections, through the API.
+async fn stored(w: &World, admin: &Session) -> Value {
+    let r = w.request(Method::GET, "/api/sso", Some(admin), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    r.body
+}
+
+fn last_event(w: &World, action: Action) -> AuditEvent {
+    w.audit
+        .events()
+        .into_iter()
+        .rev()
+        .find(|e| e.action == action)
+        .expect("an event")
+}
+
+const TENANT: &str = "f7393f3e-c33d-4dfe-b4a8-f473310e7bf5";
+const SECRET: &str = "page-client-secret-4711";
+
+/// The OIDC settings the matrix test saves (they validate offline), as the form's fields.
+fn oidc_form<'a>(discovery: &'a str, issuer: &'a str, secret: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("discovery_url", discovery),
+        ("issuer", issuer),
+        ("client_id", "13f0eaea-7284-4cae-8822-bcd14389d2fc"),
+        ("tenant_ids", TENANT),
+        (
+            "redirect_uri",
+            "https://procuhelp.example/sso/oidc/callback",
+        ),
+        (
+            "group_roles",
+            "65df403a-b4b0-457b-a977-0841ac8f8e7c = admin",
+        ),
+        ("client_secret", secret),
+    ]
+}
+
+/// An admin saves an OIDC connection through the form and sees it without its secret; a
+/// bad one (http discovery URL, wrong issuer) is refused next to the form with its fixed
+/// message, audited as refused, nothing changed, the input not echoed; saved again
+/// without a secret keeps the stored one; removed. An approver gets 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oidc_form_saves_refuses_and_removes() {
+    let w = world(PasswordHasher::for_tests()).await;
+    let admin = w.login(0, Role::Admin).await;
+    let discovery =
+        format!("https://login.microsoftonline.com/{TENANT}/v2.0/.well-known/openid-configuration");
+    let issuer = format!("https://login.microsoftonline.com/{TENANT}/v2.0");
+
+    let p = get(&w, "/admin/sso", &admin).await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.html);
+    assert!(p.html.contains("action=\"/admin/sso/oidc\""), "{}", p.html);
+    assert!(!p.html.contains("data-configured=\"oidc\""));
+
+    // The first time without a secret: refused, recorded, nothing stored.
+    let p = post(
+        &w,
+        "/admin/sso/oidc",
+        &admin,
+        &oidc_form(&discovery, &issuer, ""),
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.html);
+    assert_eq!(p.error_code(), "client_secret");
+    assert!(stored(&w, &admin).await["oidc"].is_null());
+
+    let p = post(
+        &w,
+        "/admin/sso/oidc",
+        &admin,
+        &oidc_form(&discovery, &issuer, SECRET),
+    )
+    .await;
+    redirected(&p, "/admin/sso?done=oidc_saved");
+    let saved = last_event(&w, Action::SsoConfigured);
+    assert_eq!(saved.outcome, Outcome::Success);
+    assert_eq!(saved.context["client_secret_replaced"], true);
+    let before = stored(&w, &admin).await;
+    assert_eq!(before["oidc"]["settings"]["issuer"], issuer.as_str());
+    assert_eq!(
+        before["oidc"]["settings"]["group_roles"]["65df403a-b4b0-457b-a977-0841ac8f8e7c"],
+        "admin"
+    );
+
+    let p = get(&w, "/admin/sso?done=oidc_saved", &admin).await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert!(p.html.contains("data-notice=\"oidc_saved\""), "{}", p.html);
+    assert!(p.html.contains("data-configured=\"oidc\""));
+    assert!(p.html.contains(&issuer) && p.html.contains("13f0eaea-7284-4cae-8822-bcd14389d2fc"));
+    assert!(!p.html.contains(SECRET), "the secret is never shown back");
+    assert!(p.html.contains("type=\"password\""));
+    // An unknown notice key shows nothing.
+    let p = get(&w, "/admin/sso?done=%3Cb%3Ehi", &admin).await;
+    assert!(!p.html.contains("data-notice") && !p.html.contains("<b>hi"));
+
+    // Refused: each with its fixed message next to the form, audited, nothing changed.
+    let marker = "https://login.microsoftonline.com/<b>marker</b>";
+    for (discovery_url, issuer_url, code) in [
+        (
+            discovery.replace("https://", "http://"),
+            issuer.clone(),
+            "discovery_url",
+        ),
+        (
+            discovery.clone(),
+            issuer.replace("https://", "http://"),
+            "issuer",
+        ),
+        (
+            discovery.clone(),
+            "https://sts.windows.net/00000000-0000-0000-0000-000000000001/".to_owned(),
+            "tenant_ids",
+        ),
+        (
+            "https://127.0.0.1:8200/.well-known/openid-configuration".to_owned(),
+            issuer.clone(),
+            "destination_not_allowed",
+        ),
+        (discovery.clone(), format!("{marker}{{x}}"), "issuer"),
+    ] {
+        let refusals = w.audit.events().len();
+        let p = post(
+            &w,
+            "/admin/sso/oidc",
+            &admin,
+            &oidc_form(&discovery_url, &issuer_url, "another-secret"),
+        )
+        .await;
+        assert_eq!(
+            p.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{code}: {}",
+            p.html
+        );
+        assert_eq!(p.error_code(), code, "{}", p.html);
+        assert!(p.html.contains("role=\"alert\""));
+        assert!(!p.html.contains("marker"), "the input is never echoed");
+        assert!(!p.html.contains("another-secret"));
+        assert!(p.html.contains(&issuer), "the stored settings are shown");
+        let refusal = last_event(&w, Action::SsoConfigured);
+        assert!(w.audit.events().len() > refusals);
+        assert_eq!(refusal.outcome, Outcome::Failure, "{code}");
+        assert_eq!(refusal.context["refusal"], code);
+        assert_eq!(stored(&w, &admin).await, before, "{code}: nothing changed");
+    }
+
+    // Saved again without a secret: the stored one is kept.
+    let p = post(
+        &w,
+        "/admin/sso/oidc",
+        &admin,
+        &oidc_form(&discovery, &issuer, ""),
+    )
+    .await;
+    redirected(&p, "/admin/sso?done=oidc_saved");
+    assert_eq!(
+        last_event(&w, Action::SsoConfigured).context["client_secret_replaced"],
+        false
+    );
+
+    // An approver: 403 on the page and on every form, nothing changed.
+    let approver = w.login(0, Role::Approver).await;
+    for p in [
+        get(&w, "/admin/sso", &approver).await,
+        post(
+            &w,
+            "/admin/sso/oidc",
+            &approver,
+            &oidc_form(&discovery, &issuer, "x"),
+        )
+        .await,
+        post(&w, "/admin/sso/oidc/delete", &approver, &[]).await,
+        post(&w, "/admin/sso/saml", &approver, &[("bad", "form")]).await,
+    ] {
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.html);
+        assert_eq!(p.error_code(), "forbidden");
+    }
+    assert!(stored(&w, &admin).await["oidc"].is_object());
+
+    let p = post(&w, "/admin/sso/oidc/delete", &admin, &[]).await;
+    redirected(&p, "/admin/sso?done=oidc_removed");
+    assert!(stored(&w, &admin).await["oidc"].is_null());
+    let p = get(&w, "/admin/sso?done=oidc_removed", &admin).await;
+    assert!(p.html.contains("data-notice=\"oidc_removed\""));
+    assert!(!p.html.contains("data-configured=\"oidc\""));
+    w.close().await;
+}
+
+const IDP_ENTITY: &str = "https://sts.windows.net/f7393f3e-c33d-4dfe-b4a8-f473310e7bf5/";
+const IDP_SSO: &str =
+    "https://login.microsoftonline.com/f7393f3e-c33d-4dfe-b4a8-f473310e7bf5/saml2";
+const IDP_CERT: &str = include_str!("../../../../procuhelp-auth/tests/data/saml/unit-test-idp.crt");
+const WEAK_CERT: &str = include_str!("../../../../procuhelp-auth/tests/data/saml/weak-rsa1024.crt");
+
+/// The SAML form: no certificate, a weak one or a plain-http ACS URL refused next to the
+/// form (audited, nothing stored); a good one saved, the SP entity id, ACS URL and the
+/// metadata link on the page, the metadata served; removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_saml_form_saves_refuses_and_links_the_metadata() {
+    let w = world(PasswordHasher::for_tests()).await;
+    let admin = w.login(0, Role::Admin).await;
+    let org = w.orgs[0];
+    let sp_entity = format!("https://procuhelp.example/sso/{org}/saml");
+    let acs = format!("https://procuhelp.example/sso/{org}/saml/acs");
+    let metadata = format!("/sso/{org}/saml/metadata");
+    let form = |certs: &'static str, acs: String| {
+        vec![
+            ("idp_entity_id", IDP_ENTITY.to_owned()),
+            ("idp_sso_url", IDP_SSO.to_owned()),
+            ("idp_certificates", certs.to_owned()),
+            ("sp_entity_id", sp_entity.clone()),
+            ("acs_url", acs),
+            (
+                "group_roles",
+                "65df403a-b4b0-457b-a977-0841ac8f8e7c = admin".to_owned(),
+            ),
+        ]
+    };
+    async fn send(w: &World, s: &Session, f: Vec<(&'static str, String)>) -> Page {
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        post(w, "/admin/sso/saml", s, &f).await
+    }
+
+    let p = get(&w, "/admin/sso", &admin).await;
+    assert!(
+        !p.html.contains(&metadata),
+        "no metadata before a connection"
+    );
+
+    for (certs, acs_url, code) in [
+        ("", acs.clone(), "no_certificate"),
+        (WEAK_CERT, acs.clone(), "bad_certificate"),
+        (IDP_CERT, acs.replace("https://", "http://"), "insecure_url"),
+    ] {
+        let p = send(&w, &admin, form(certs, acs_url)).await;
+        assert_eq!(
+            p.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{code}: {}",
+            p.html
+        );
+        assert_eq!(p.error_code(), code, "{}", p.html);
+        let refusal = last_event(&w, Action::SsoConfigured);
+        assert_eq!(
+            (refusal.outcome, refusal.target.as_deref()),
+            (Outcome::Failure, Some("sso:saml"))
+        );
+        assert!(stored(&w, &admin).await["saml"].is_null(), "{code}");
+    }
+
+    let p = send(&w, &admin, form(IDP_CERT, acs.clone())).await;
+    redirected(&p, "/admin/sso?done=saml_saved");
+    assert_eq!(
+        last_event(&w, Action::SsoConfigured).outcome,
+        Outcome::Success
+    );
+    let settings = stored(&w, &admin).await;
+    assert_eq!(
+        settings["saml"]["settings"]["connection"]["idp_entity_id"],
+        IDP_ENTITY
+    );
+    assert_eq!(
+        settings["saml"]["settings"]["connection"]["allow_idp_initiated"],
+        false
+    );
+
+    let p = get(&w, "/admin/sso?done=saml_saved", &admin).await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert!(p.html.contains("data-notice=\"saml_saved\""));
+    assert!(p.html.contains("data-configured=\"saml\""));
+    assert!(
+        p.html.contains(&format!("href=\"{metadata}\"")),
+        "{}",
+        p.html
+    );
+    assert!(p.html.contains(&sp_entity) && p.html.contains(&acs));
+    let (status, _, xml) =
+        crate::common::browser_call(&w, Method::GET, &metadata, None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(xml.contains(&sp_entity) && xml.contains(&acs), "{xml}");
+
+    let p = post(&w, "/admin/sso/saml/delete", &admin, &[]).await;
+    redirected(&p, "/admin/sso?done=saml_removed");
+    assert!(stored(&w, &admin).await["saml"].is_null());
+    w.close().await;
+}
+
+/// A SCIM token created through the page is shown once (in the answer, never in a URL),
+/// works as the identity provider's bearer token, is listed without its secret, and once
+/// revoked is refused; another organisation's admin cannot revoke it; an approver gets
+/// 403 and creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scim_token_from_the_page_is_shown_once_works_and_is_revoked() {
+    let w = world(PasswordHasher::for_tests()).await;
+    let admin = w.login(0, Role::Admin).await;
+    let org = w.orgs[0];
+    let users = format!("/scim/v2/{org}/Users");
+    let scim_get = |token: String| {
+        let req = Request::builder()
+            .uri(users.clone())
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let app = w.app.clone();
+        async move { app.oneshot(req).await.unwrap().status() }
+    };
+
+    let p = get(&w, "/admin/scim", &admin).await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.html);
+    assert!(
+        p.text_of("scim-base-url")
+            .ends_with(&format!("/scim/v2/{org}"))
+    );
+
+    let approver = w.login(0, Role::Approver).await;
+    for p in [
+        get(&w, "/admin/scim", &approver).await,
+        post(
+            &w,
+            "/admin/scim/tokens",
+            &approver,
+            &[("name", "x"), ("days", "1")],
+        )
+        .await,
+    ] {
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.html);
+        assert_eq!(p.error_code(), "forbidden");
+    }
+    assert_eq!(w.count(Action::ScimTokenIssued), 0);
+
+    let p = post(
+        &w,
+        "/admin/scim/tokens",
+        &admin,
+        &[("name", "x"), ("days", "0")],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.html);
+    assert_eq!(w.count(Action::ScimTokenIssued), 0);
+
+    let p = post(
+        &w,
+        "/admin/scim/tokens",
+        &admin,
+        &[("name", "Entra <b>ID</b>"), ("days", "30")],
+    )
+    .await;
+    assert_eq!(p.status, StatusCode::OK, "{}", p.html);
+    assert!(p.location().is_empty(), "an answer page, not a redirect");
+    assert!(!p.html.contains("<b>ID"), "escaped");
+    let secret = p.text_of("scim-token-secret").to_owned();
+    assert_eq!(secret.len(), 43, "{secret}");
+    assert_eq!(w.count(Action::ScimTokenIssued), 1);
+    assert_eq!(scim_get(secret.clone()).await, StatusCode::OK);
+
+    let p = get(&w, "/admin/scim", &admin).await;
+    assert!(p.html.contains("Entra &lt;b&gt;ID&lt;/b&gt;"), "{}", p.html);
+    assert!(!p.html.contains(&secret), "listed without its secret");
+    assert!(p.html.contains("data-state=\"live\""));
+    let id = p
+        .html
+        .split("data-scim-token=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let revoke = format!("/admin/scim/tokens/{id}/revoke");
+
+    // Another organisation's admin: not found, the token still works.
+    let stranger = w.login(1, Role::Admin).await;
+    let p = post(&w, &revoke, &stranger, &[]).await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND, "{}", p.html);
+    assert_eq!(scim_get(secret.clone()).await, StatusCode::OK);
+
+    let p = post(&w, &revoke, &admin, &[]).await;
+    redirected(&p, "/admin/scim?done=revoked");
+    assert_eq!(w.count(Action::ScimTokenRevoked), 1);
+    assert_eq!(scim_get(secret.clone()).await, StatusCode::UNAUTHORIZED);
+    let p = get(&w, "/admin/scim?done=revoked", &admin).await;
+    assert!(p.html.contains("data-notice=\"revoked\""));
+    assert!(p.html.contains("data-state=\"revoked\""));
+    assert!(
+        !p.html.contains(&revoke),
+        "no revoke button for a revoked token"
+    );
+    let p = post(&w, &revoke, &admin, &[]).await;
+    assert_eq!(p.status, StatusCode::NOT_FOUND);
+    w.close().await;
+}
