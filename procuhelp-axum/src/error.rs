@@ -38,7 +38,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl From<procuhelp_tenancy::Error> for Error {
     fn from(e: procuhelp_tenancy::Error) -> Self {
         match e {
-            procuhelp_tenancy::Error::Invalid { field, .. } => Error::Invalid(field),
+            // The rule broken, as well as the field: fixed text from the validator.
+            procuhelp_tenancy::Error::Invalid { field, problem } => {
+                Error::Auth(AuthError::Invalid { field, problem })
+            }
             other => Error::Auth(other.into()),
         }
     }
@@ -128,6 +131,19 @@ impl Error {
                     "service unavailable",
                 ),
             },
+        }
+    }
+
+    /// For bad input, which field and (when the validator says) what rule it broke —
+    /// fixed text from the code, never the input: `("vat_id", Some("must be …"))`.
+    pub fn field(&self) -> Option<(&'static str, Option<String>)> {
+        match self {
+            Error::Invalid(field) => Some((field, None)),
+            Error::Auth(AuthError::Invalid { field, problem }) => {
+                Some((field, Some((*problem).to_owned())))
+            }
+            Error::Auth(AuthError::Password(p)) => Some(("password", Some(p.to_string()))),
+            _ => None,
         }
     }
 

@@ -336,6 +336,42 @@ async fn organisation_with_invited_admin(dir: &std::path::Path) -> (String, Stri
     (org, lines.last().unwrap().clone())
 }
 
+/// `procuhelp-server serve` on its embedded default in a data directory, on a free
+/// loopback port, until [`Server::stop`].
+struct Server {
+    base: String,
+    handle: Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    async fn start(dir: &std::path::Path) -> Server {
+        Server::start_with(serve_args(dir.to_owned())).await
+    }
+
+    /// With changed arguments (`serve_args` and then, say, `--smtp`).
+    async fn start_with(args: procuhelp_server::cli::ServeArgs) -> Server {
+        let https = args.https_addr;
+        let handle: Handle<SocketAddr> = Handle::new();
+        let task = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
+        let listening = tokio::time::timeout(Duration::from_secs(60), handle.listening())
+            .await
+            .unwrap();
+        assert_eq!(listening, Some(https));
+        Server {
+            base: format!("https://127.0.0.1:{}", https.port()),
+            handle,
+            task,
+        }
+    }
+
+    /// Stops it gracefully; it must have run without an error.
+    async fn stop(self) {
+        self.handle.graceful_shutdown(Some(Duration::from_secs(5)));
+        self.task.await.unwrap().unwrap();
+    }
+}
+
 fn serve_args(dir: PathBuf) -> procuhelp_server::cli::ServeArgs {
     let cli = procuhelp_server::cli::Cli::parse_from([
         "procuhelp-server",
@@ -382,15 +418,8 @@ async fn invited_user_sets_a_password_turns_on_totp_and_signs_in_with_it() {
     procuhelp_server::tls::install_crypto_provider();
     let dir = std::env::temp_dir().join(format!("ph-browser-{}", uuid::Uuid::new_v4().simple()));
     let (org, token) = organisation_with_invited_admin(&dir).await;
-    let args = serve_args(dir.clone());
-    let https = args.https_addr;
-    let handle: Handle<SocketAddr> = Handle::new();
-    let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
-    let listening = tokio::time::timeout(Duration::from_secs(60), handle.listening())
-        .await
-        .unwrap();
-    assert_eq!(listening, Some(https));
-    let base = format!("https://127.0.0.1:{}", https.port());
+    let server = Server::start(&dir).await;
+    let base = server.base.clone();
     let driver = Driver::start().await;
     let browser = driver.browser().await;
     let password = "correct horse battery staple 42";
@@ -468,8 +497,7 @@ async fn invited_user_sets_a_password_turns_on_totp_and_signs_in_with_it() {
     assert!(text(&browser, "header").await.contains("Ada Admin"));
     finish(browser, "journey-1-invitation-totp").await;
 
-    handle.graceful_shutdown(Some(Duration::from_secs(5)));
-    server.await.unwrap().unwrap();
+    server.stop().await;
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -479,13 +507,7 @@ async fn pages_answer_with_the_hardened_headers_and_refuse_other_sites_forms() {
     procuhelp_server::tls::install_crypto_provider();
     let dir = std::env::temp_dir().join(format!("ph-pages-{}", uuid::Uuid::new_v4().simple()));
     let (org, _) = organisation_with_invited_admin(&dir).await;
-    let args = serve_args(dir.clone());
-    let https = args.https_addr;
-    let handle: Handle<SocketAddr> = Handle::new();
-    let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
-    tokio::time::timeout(Duration::from_secs(60), handle.listening())
-        .await
-        .unwrap();
+    let server = Server::start(&dir).await;
     let cert = std::fs::read(dir.join("tls/cert.pem")).unwrap();
     let client = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
@@ -493,7 +515,7 @@ async fn pages_answer_with_the_hardened_headers_and_refuse_other_sites_forms() {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let base = format!("https://127.0.0.1:{}", https.port());
+    let base = server.base.clone();
     for path in [
         "/login",
         "/login?org=<script>alert(1)</script>",
@@ -560,8 +582,7 @@ async fn pages_answer_with_the_hardened_headers_and_refuse_other_sites_forms() {
         "{}",
         res.status()
     );
-    handle.graceful_shutdown(Some(Duration::from_secs(5)));
-    server.await.unwrap().unwrap();
+    server.stop().await;
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -623,14 +644,8 @@ async fn a_request_is_raised_approved_by_someone_else_and_found_in_the_audit_log
     procuhelp_server::tls::install_crypto_provider();
     let dir = std::env::temp_dir().join(format!("ph-journey2-{}", uuid::Uuid::new_v4().simple()));
     let people = demo_people(&dir).await;
-    let args = serve_args(dir.clone());
-    let https = args.https_addr;
-    let handle: Handle<SocketAddr> = Handle::new();
-    let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
-    tokio::time::timeout(Duration::from_secs(60), handle.listening())
-        .await
-        .unwrap();
-    let base = format!("https://127.0.0.1:{}", https.port());
+    let server = Server::start(&dir).await;
+    let base = server.base.clone();
     let downloads = dir.join("downloads");
     std::fs::create_dir_all(&downloads).unwrap();
     let driver = Driver::start().await;
@@ -730,7 +745,11 @@ async fn a_request_is_raised_approved_by_someone_else_and_found_in_the_audit_log
             .find_all(Locator::Css(&format!("header a[href='{link}']")))
             .await
             .unwrap();
-        assert_eq!(found.is_empty(), link != "/suppliers", "auditor's link {link}");
+        assert_eq!(
+            found.is_empty(),
+            link != "/suppliers",
+            "auditor's link {link}"
+        );
     }
     browser
         .goto(&format!("{base}{request_path}"))
@@ -779,8 +798,7 @@ async fn a_request_is_raised_approved_by_someone_else_and_found_in_the_audit_log
     browser.goto(&format!("{base}/requests")).await.unwrap();
     assert!(!text(&browser, "main").await.contains("Laptops"));
     finish(browser, "journey-5-other-organisation").await;
-    handle.graceful_shutdown(Some(Duration::from_secs(5)));
-    server.await.unwrap().unwrap();
+    server.stop().await;
     // `audit verify` accepts it, trusting the deployment's published checkpoint key.
     let signer = procuhelp_server::audit_log::checkpoint_signer(&serve_args(dir.clone()).db)
         .await
@@ -813,13 +831,8 @@ async fn a_supplier_contact_sends_bank_details_through_a_single_use_link() {
     let smtp = Smtp::start(&dir).await;
     let mut args = serve_args(dir.clone());
     args.smtp = Some(smtp.config.clone());
-    let https = args.https_addr;
-    let handle: Handle<SocketAddr> = Handle::new();
-    let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
-    tokio::time::timeout(Duration::from_secs(60), handle.listening())
-        .await
-        .unwrap();
-    let base = format!("https://127.0.0.1:{}", https.port());
+    let server = Server::start_with(args).await;
+    let base = server.base.clone();
     let driver = Driver::start().await;
     let admin = driver.browser().await;
 
@@ -922,8 +935,7 @@ async fn a_supplier_contact_sends_bank_details_through_a_single_use_link() {
         .unwrap();
     assert!(text(&admin, "tbody").await.contains("supplier.onboarded"));
     finish(admin, "journey-3-supplier-audit").await;
-    handle.graceful_shutdown(Some(Duration::from_secs(5)));
-    server.await.unwrap().unwrap();
+    server.stop().await;
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -934,14 +946,8 @@ async fn a_contract_amended_twice_shows_three_versions_each_audited() {
     procuhelp_server::tls::install_crypto_provider();
     let dir = std::env::temp_dir().join(format!("ph-journey4-{}", uuid::Uuid::new_v4().simple()));
     let people = demo_people(&dir).await;
-    let args = serve_args(dir.clone());
-    let https = args.https_addr;
-    let handle: Handle<SocketAddr> = Handle::new();
-    let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
-    tokio::time::timeout(Duration::from_secs(60), handle.listening())
-        .await
-        .unwrap();
-    let base = format!("https://127.0.0.1:{}", https.port());
+    let server = Server::start(&dir).await;
+    let base = server.base.clone();
     let driver = Driver::start().await;
     let browser = driver.browser().await;
     sign_in(&browser, &base, &people["admin"]).await;
@@ -989,8 +995,7 @@ async fn a_contract_amended_twice_shows_three_versions_each_audited() {
         .unwrap();
     assert!(text(&browser, "tbody").await.contains("contract.created"));
     finish(browser, "journey-4-contract-versions").await;
-    handle.graceful_shutdown(Some(Duration::from_secs(5)));
-    server.await.unwrap().unwrap();
+    server.stop().await;
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -1005,13 +1010,8 @@ async fn an_admin_invites_by_e_mail_and_the_invitee_signs_in() {
     let smtp = Smtp::start(&dir).await;
     let mut args = serve_args(dir.clone());
     args.smtp = Some(smtp.config.clone());
-    let https = args.https_addr;
-    let handle: Handle<SocketAddr> = Handle::new();
-    let server = tokio::spawn(procuhelp_server::serve::serve(args, Some(handle.clone())));
-    tokio::time::timeout(Duration::from_secs(60), handle.listening())
-        .await
-        .unwrap();
-    let base = format!("https://127.0.0.1:{}", https.port());
+    let server = Server::start_with(args).await;
+    let base = server.base.clone();
     let driver = Driver::start().await;
     let admin = driver.browser().await;
     sign_in(&admin, &base, &people["admin"]).await;
@@ -1051,7 +1051,165 @@ async fn an_admin_invites_by_e_mail_and_the_invitee_signs_in() {
     press(&invitee, "main button[type=submit]").await;
     wait_for(&invitee, "[data-error=invitation]").await;
     finish(invitee, "journey-1b-invitee").await;
-    handle.graceful_shutdown(Some(Duration::from_secs(5)));
-    server.await.unwrap().unwrap();
+    server.stop().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Markup typed into every text field is data: each page shows it as text, no script of
+/// it runs (the page would set `window.pwned`; the CSP would log a refusal, which
+/// `finish` fails on), and a field that refuses it says so without echoing it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markup_typed_into_every_text_field_stays_text() {
+    procuhelp_server::tls::install_crypto_provider();
+    let dir = std::env::temp_dir().join(format!("ph-markup-{}", uuid::Uuid::new_v4().simple()));
+    let people = demo_people(&dir).await;
+    let server = Server::start(&dir).await;
+    let base = server.base.clone();
+    let driver = Driver::start().await;
+    let browser = driver.browser().await;
+    let markup = "<script>window.pwned=1</script><img src=x onerror=\"window.pwned=2\">'\"&";
+    async fn inert(browser: &Client, at: &str) {
+        let pwned = browser
+            .execute("return typeof window.pwned", vec![])
+            .await
+            .unwrap();
+        assert_eq!(pwned, json!("undefined"), "a script ran on {at}");
+        // No element came of it (the pages have no script and no handler of their own;
+        // the markup may sit in a form field's value, where it is text).
+        let live = browser
+            .execute(
+                "return document.querySelectorAll('script, [onerror], img').length",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(live, json!(0), "{at} holds live markup");
+    }
+    sign_in(&browser, &base, &people["admin"]).await;
+
+    // Suppliers: created with it, shown as its name; edited with it.
+    browser.goto(&format!("{base}/suppliers")).await.unwrap();
+    fill(
+        &browser,
+        "form[action='/suppliers'] input[name=name]",
+        &format!("Acme {markup}"),
+    )
+    .await;
+    fill(
+        &browser,
+        "form[action='/suppliers'] input[name=country]",
+        "DE",
+    )
+    .await;
+    press(&browser, "form[action='/suppliers'] button").await;
+    wait_for(&browser, "form[action$='/edit']").await;
+    assert_eq!(text(&browser, "h1").await, format!("Acme {markup}"));
+    inert(&browser, "a supplier's page").await;
+    fill(
+        &browser,
+        "form[action$='/edit'] input[name=name]",
+        &format!("Edited {markup}"),
+    )
+    .await;
+    press(&browser, "form[action$='/edit'] button").await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while text(&browser, "h1").await != format!("Edited {markup}") {
+        assert!(Instant::now() < deadline, "the edit did not land");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    inert(&browser, "an edited supplier").await;
+    // A VAT id refuses markup: told, not echoed.
+    fill(&browser, "form[action$='/edit'] input[name=vat_id]", markup).await;
+    press(&browser, "form[action$='/edit'] button").await;
+    wait_for(&browser, "[data-error=invalid_input] [data-field=vat_id]").await;
+    inert(&browser, "a refused edit").await;
+    browser.goto(&format!("{base}/suppliers")).await.unwrap();
+    assert!(
+        text(&browser, "main")
+            .await
+            .contains(&format!("Edited {markup}"))
+    );
+    inert(&browser, "the supplier list").await;
+
+    // Contracts: title and terms.
+    browser.goto(&format!("{base}/contracts")).await.unwrap();
+    fill(
+        &browser,
+        "form[action='/contracts'] input[name=title]",
+        markup,
+    )
+    .await;
+    fill(
+        &browser,
+        "form[action='/contracts'] input[name=value]",
+        "100",
+    )
+    .await;
+    fill(&browser, "input[name=starts_on]", "01012027").await;
+    fill(&browser, "input[name=ends_on]", "12312027").await;
+    fill(
+        &browser,
+        "form[action='/contracts'] textarea[name=terms]",
+        markup,
+    )
+    .await;
+    press(&browser, "form[action='/contracts'] button").await;
+    wait_for(&browser, "tr[data-version='1']").await;
+    assert_eq!(text(&browser, "h1").await, markup);
+    inert(&browser, "a contract's page").await;
+    browser.goto(&format!("{base}/contracts")).await.unwrap();
+    inert(&browser, "the contract list").await;
+
+    // A purchase request's title.
+    browser.goto(&format!("{base}/requests")).await.unwrap();
+    fill(&browser, "input[name=title]", markup).await;
+    fill(&browser, "input[name=amount]", "12").await;
+    press(&browser, "form[action='/requests'] button").await;
+    wait_for(&browser, "dd[data-status]").await;
+    inert(&browser, "a request's page").await;
+
+    // A person invited with it as their name.
+    browser.goto(&format!("{base}/users")).await.unwrap();
+    fill(
+        &browser,
+        "input[name=email]",
+        "marked.up@a.demo.procuhelp.test",
+    )
+    .await;
+    fill(&browser, "input[name=display_name]", markup).await;
+    press(&browser, "form[action='/users/invite'] button").await;
+    wait_for(&browser, "[data-invitation]").await;
+    assert!(text(&browser, "main").await.contains(markup));
+    inert(&browser, "the users page").await;
+
+    // An elevation's reason and a token's name.
+    browser
+        .goto(&format!("{base}/admin/elevations"))
+        .await
+        .unwrap();
+    fill(&browser, "input[name=reason]", markup).await;
+    press(&browser, "form[action='/admin/elevations'] button").await;
+    wait_for_path(&browser, "/admin/elevations").await;
+    wait_for(&browser, "main table").await;
+    assert!(text(&browser, "main").await.contains(markup));
+    inert(&browser, "the elevations page").await;
+    browser.goto(&format!("{base}/admin/tokens")).await.unwrap();
+    fill(
+        &browser,
+        "form[action='/admin/tokens'] input[name=name]",
+        markup,
+    )
+    .await;
+    press(&browser, "form[action='/admin/tokens'] button").await;
+    wait_for(&browser, "main").await;
+    browser.goto(&format!("{base}/admin/tokens")).await.unwrap();
+    assert!(text(&browser, "main").await.contains(markup));
+    inert(&browser, "the tokens page").await;
+
+    // And where it all is recorded.
+    browser.goto(&format!("{base}/audit")).await.unwrap();
+    inert(&browser, "the audit viewer").await;
+    finish(browser, "markup-stays-text").await;
+    server.stop().await;
     std::fs::remove_dir_all(&dir).ok();
 }

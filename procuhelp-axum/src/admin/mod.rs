@@ -27,7 +27,6 @@ mod policy;
 mod tokens;
 mod users;
 
-pub use users::invite_user;
 pub use elevations::{
     ElevationList, approve_elevation, list_elevations, request_elevation, revoke_elevation,
 };
@@ -35,6 +34,7 @@ pub use policy::{
     PolicyUpdate, approve_pending_change, org_policy, pending_policy_changes, update_policy,
 };
 pub use tokens::{NewToken, create_token, list_tokens, revoke_token};
+pub use users::invite_user;
 pub use users::{
     RoleChange, SignedOut, StatusChange, Unlocked, change_role, disable_account, enable_account,
     sign_out_everywhere, unlock_account,

@@ -562,7 +562,8 @@ mod tests {
             max_clock_skew_secs: 120,
         };
         assert!(good().validate().is_ok());
-        let cases: [(fn(&mut OidcConnection), R); 10] = [
+        type Spoil = fn(&mut OidcConnection);
+        let cases: [(Spoil, R); 10] = [
             (
                 |c| c.discovery_url = "http://idp.example/.well-known".into(),
                 R::DiscoveryUrl,

@@ -79,7 +79,13 @@ pub(crate) fn error_page_back(
     }
     let body = maud::html! {
         h1 { "That did not work" }
-        p.notice.error role="alert" data-error=(code) { (message) }
+        p.notice.error role="alert" data-error=(code) {
+            (message)
+            @if let Some((field, problem)) = error.field() {
+                ": " span data-field=(field) { (field.replace('_', " ")) }
+                @if let Some(problem) = problem { " " (problem) }
+            }
+        }
         p { a href=(back) { "Back" } }
     };
     (status, page("Not done", nav, body)).into_response()
