@@ -27,10 +27,21 @@ where
 {
     use Access::Needs;
     use Permission as P;
+    api_table().get("/audit", Needs(P::ReadAuditLog), page)
+}
+
+/// [`table`] without the `/audit` page: for an application that shows the trail in its
+/// own frame (with [`read_page`]).
+pub fn api_table<S>() -> RouteTable<S>
+where
+    Sdk: FromRef<S>,
+    S: Clone + Send + Sync + 'static,
+{
+    use Access::Needs;
+    use Permission as P;
     RouteTable::new()
         .get("/api/audit", Needs(P::ReadAuditLog), list)
         .get("/api/audit/export", Needs(P::ReadAuditLog), export)
-        .get("/audit", Needs(P::ReadAuditLog), page)
 }
 
 /// The audit router ([`table`]'s routes).
@@ -42,16 +53,102 @@ where
     table().into_router()
 }
 
-#[derive(Debug, Deserialize, Default)]
+/// Which events to read: the query of `GET /api/audit` and of the pages (every field
+/// optional; unknown fields are refused). Times are RFC 3339.
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct Filter {
-    from: Option<String>,
-    to: Option<String>,
-    action: Option<String>,
-    actor: Option<uuid::Uuid>,
-    after_seq: Option<u64>,
-    limit: Option<u32>,
-    format: Option<String>,
+#[non_exhaustive]
+pub struct AuditFilter {
+    /// From this time.
+    pub from: Option<String>,
+    /// Before this time.
+    pub to: Option<String>,
+    /// One action (`request.approved`).
+    pub action: Option<String>,
+    /// One actor (a user's id).
+    pub actor: Option<uuid::Uuid>,
+    /// After this sequence number (paging).
+    pub after_seq: Option<u64>,
+    /// At most this many (default 100).
+    pub limit: Option<u32>,
+    /// Export format (`jsonl`, `csv`).
+    pub format: Option<String>,
+}
+
+type Filter = AuditFilter;
+
+/// One page of the trail: its events, and the filter that continues after them (`None`
+/// on the last page).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct AuditPage {
+    /// The events, oldest first.
+    pub events: Vec<StoredEvent>,
+    /// The filter of the next page.
+    pub next: Option<AuditFilter>,
+}
+
+/// Reads one page of the organisation's trail for `authed` (`read_audit_log`); the read
+/// is itself recorded before anything is returned. The request's transaction is
+/// committed (the log reads in its own).
+///
+/// ```no_run
+/// # async fn demo(mut authed: procuhelp_axum::Authed) -> procuhelp_axum::Result<()> {
+/// use procuhelp_axum::audit::{AuditFilter, read_page};
+/// let page = read_page(&mut authed, &AuditFilter::default()).await?;
+/// for stored in &page.events {
+///     println!("{} {}", stored.event.seq, stored.event.action.as_str());
+/// }
+/// if let Some(next) = page.next {
+///     println!("more at ?{}", next.to_query());
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn read_page(authed: &mut Authed, filter: &AuditFilter) -> Result<AuditPage> {
+    let events = read(authed, filter).await?;
+    let limit = filter.query()?.limit;
+    let next = match events.last() {
+        Some(last) if events.len() >= limit as usize => Some(AuditFilter {
+            after_seq: Some(last.event.seq),
+            ..filter.clone()
+        }),
+        _ => None,
+    };
+    Ok(AuditPage { events, next })
+}
+
+impl AuditFilter {
+    /// The filter as a query string (for a link), empty fields left out.
+    pub fn to_query(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("from", &self.from),
+            ("to", &self.to),
+            ("action", &self.action),
+            ("format", &self.format),
+        ] {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                q.append_pair(k, v);
+            }
+        }
+        if let Some(actor) = self.actor {
+            q.append_pair("actor", &actor.to_string());
+        }
+        if let Some(after) = self.after_seq {
+            q.append_pair("after_seq", &after.to_string());
+        }
+        if let Some(limit) = self.limit {
+            q.append_pair("limit", &limit.to_string());
+        }
+        q.finish()
+    }
+}
+
+/// An event as the API shows it (`GET /api/audit`'s `events[]`): seq, time, actor,
+/// action, target, outcome, context, request id, the personal data the reader may see,
+/// hash.
+pub fn event_view(stored: &StoredEvent) -> Value {
+    event_json(stored)
 }
 
 fn time_param(value: Option<&str>, field: &'static str) -> Result<Option<OffsetDateTime>> {
@@ -169,7 +266,7 @@ async fn page(
     Query(filter): Query<Filter>,
     axum::Extension(nonce): axum::Extension<procuhelp_core::http::CspNonce>,
 ) -> Result<Html<String>> {
-    let events = read(&mut authed, &filter).await?;
+    let AuditPage { events, next } = read_page(&mut authed, &filter).await?;
     let mut rows = String::new();
     for stored in &events {
         let v = event_json(stored);
@@ -187,30 +284,14 @@ async fn page(
     }
     let value = |v: &Option<String>| escape(v.as_deref().unwrap_or(""));
     // The next page continues after the last event shown, with the same filters.
-    let limit = filter.query()?.limit;
-    let next = match events.last() {
-        Some(last) if events.len() >= limit as usize => {
-            let mut q = form_urlencoded::Serializer::new(String::new());
-            for (k, v) in [
-                ("from", &filter.from),
-                ("to", &filter.to),
-                ("action", &filter.action),
-            ] {
-                if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
-                    q.append_pair(k, v);
-                }
-            }
-            if let Some(actor) = filter.actor {
-                q.append_pair("actor", &actor.to_string());
-            }
-            q.append_pair("after_seq", &last.event.seq.to_string());
+    let next = next
+        .map(|f| {
             format!(
                 r#"<p><a rel="next" href="/audit?{}">Next page</a></p>"#,
-                escape(&q.finish())
+                escape(&f.to_query())
             )
-        }
-        _ => String::new(),
-    };
+        })
+        .unwrap_or_default();
     Ok(Html(format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Audit log — ProcuHelp</title>

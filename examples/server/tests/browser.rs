@@ -1112,8 +1112,17 @@ async fn markup_typed_into_every_text_field_stays_text() {
     )
     .await;
     press(&browser, "form[action$='/edit'] button").await;
+    // The same path reloads: read the heading until it is the new one (an element of the
+    // old page may go away between finding and reading it).
     let deadline = Instant::now() + Duration::from_secs(15);
-    while text(&browser, "h1").await != format!("Edited {markup}") {
+    loop {
+        let heading = match browser.find(Locator::Css("h1")).await {
+            Ok(h1) => h1.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if heading == format!("Edited {markup}") {
+            break;
+        }
         assert!(Instant::now() < deadline, "the edit did not land");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

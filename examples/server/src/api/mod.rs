@@ -28,7 +28,8 @@ fn table() -> RouteTable<AppState> {
         .merge(procuhelp_axum::admin::table())
         .merge(procuhelp_axum::scim::admin_table())
         .merge(procuhelp_axum::sso::table())
-        .merge(procuhelp_axum::audit::table())
+        // The trail's page is the app's own (`pages::audit`), in its frame.
+        .merge(procuhelp_axum::audit::api_table())
 }
 
 /// Every route of [`routes`] but SCIM's, with who may call it, in declaration order.

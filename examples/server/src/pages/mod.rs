@@ -7,6 +7,7 @@
 
 mod account;
 mod admin;
+mod audit;
 mod contracts;
 mod elevations;
 mod layout;
@@ -36,6 +37,7 @@ pub(crate) fn table() -> RouteTable<AppState> {
         .merge(contracts::table())
         .merge(users::table())
         .merge(admin::table())
+        .merge(audit::table())
         .merge(policy::table())
         .merge(elevations::table())
         .merge(tokens::table())

@@ -1,81 +1,14 @@
 //! The elevation and API-token pages: forms that do what `/api/elevations` and
 //! `/api/tokens` do, with the same permission, audited; a token's secret shown once.
 
-use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use http_body_util::BodyExt as _;
+use axum::http::{Method, StatusCode, header};
 use procuhelp_audit::Action;
 use procuhelp_auth::Role;
 use procuhelp_auth::password::PasswordHasher;
 use serde_json::json;
-use tower::ServiceExt as _;
 
 use crate::common::{PASSWORD, Session, World, session_from, world};
-
-/// A page's answer: status, headers, HTML.
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    html: String,
-}
-
-impl Page {
-    fn location(&self) -> Option<&str> {
-        self.headers
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-    }
-
-    /// The fixed message of a page's `data-error` element and its code.
-    fn error_code(&self) -> &str {
-        let Some(at) = self.html.find("data-error=\"") else {
-            return "";
-        };
-        let rest = &self.html[at + "data-error=\"".len()..];
-        &rest[..rest.find('"').unwrap_or(0)]
-    }
-}
-
-/// A browser's request: the session cookie and its anti-CSRF token, and a form body
-/// (`application/x-www-form-urlencoded`) when `form` is given.
-async fn browse(w: &World, method: Method, uri: &str, s: &Session, form: Option<String>) -> Page {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(
-            header::COOKIE,
-            format!("{}={}", procuhelp_auth::session::COOKIE_NAME, s.cookie),
-        )
-        .header("x-csrf-token", &s.csrf);
-    let req = match form {
-        Some(body) => req
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(body))
-            .unwrap(),
-        None => req.body(Body::empty()).unwrap(),
-    };
-    let resp = w.app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    Page {
-        status,
-        headers,
-        html: String::from_utf8_lossy(&bytes).into_owned(),
-    }
-}
-
-async fn get(w: &World, uri: &str, s: &Session) -> Page {
-    browse(w, Method::GET, uri, s, None).await
-}
-
-/// A form with no field but the token (a button).
-const BUTTON: &[(&str, &str)] = &[];
-
-async fn post<F: serde::Serialize + ?Sized>(w: &World, uri: &str, s: &Session, form: &F) -> Page {
-    let body = serde_urlencoded::to_string(form).unwrap();
-    browse(w, Method::POST, uri, s, Some(body)).await
-}
+use crate::forms::{BUTTON, open, post};
 
 /// A second admin in organisation 0, signed in.
 async fn second_admin(w: &World, admin: &Session) -> Session {
@@ -123,7 +56,7 @@ async fn an_elevation_asked_approved_and_revoked_through_the_pages() {
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let requester = w.users[&(0, Role::Requester)].to_string();
 
-    let page = get(&w, "/admin/elevations", &admin).await;
+    let page = open(&w, &admin, "/admin/elevations").await;
     assert_eq!(page.status, StatusCode::OK);
     assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
     assert!(
@@ -141,12 +74,12 @@ async fn an_elevation_asked_approved_and_revoked_through_the_pages() {
             ("minutes", minutes),
         ]
     };
-    let page = post(&w, "/admin/elevations", &admin, &ask("481")).await;
+    let page = post(&w, &admin, "/admin/elevations", &ask("481")).await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(page.error_code(), "invalid_input");
     assert_eq!(w.count(Action::ElevationRequested), 0);
 
-    let page = post(&w, "/admin/elevations", &admin, &ask("60")).await;
+    let page = post(&w, &admin, "/admin/elevations", &ask("60")).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
     assert_eq!(page.location(), Some("/admin/elevations?done=requested"));
     assert_eq!(w.count(Action::ElevationRequested), 1);
@@ -159,7 +92,7 @@ async fn an_elevation_asked_approved_and_revoked_through_the_pages() {
         .to_owned();
     assert_eq!(list.body["elevations"][0]["state"], "pending");
 
-    let page = get(&w, "/admin/elevations?done=requested", &admin).await;
+    let page = open(&w, &admin, "/admin/elevations?done=requested").await;
     assert!(page.html.contains("data-notice=\"requested\""));
     assert!(page.html.contains("data-state=\"pending\""));
     // The reason is text, not markup.
@@ -173,8 +106,8 @@ async fn an_elevation_asked_approved_and_revoked_through_the_pages() {
     );
     let page = post(
         &w,
-        &format!("/admin/elevations/{id}/approve"),
         &admin,
+        &format!("/admin/elevations/{id}/approve"),
         BUTTON,
     )
     .await;
@@ -189,15 +122,15 @@ async fn an_elevation_asked_approved_and_revoked_through_the_pages() {
     );
 
     // The second admin approves: in force for an hour from now.
-    let page = get(&w, "/admin/elevations", &admin2).await;
+    let page = open(&w, &admin2, "/admin/elevations").await;
     assert!(
         page.html
             .contains(&format!("/admin/elevations/{id}/approve"))
     );
     let page = post(
         &w,
-        &format!("/admin/elevations/{id}/approve"),
         &admin2,
+        &format!("/admin/elevations/{id}/approve"),
         BUTTON,
     )
     .await;
@@ -205,7 +138,7 @@ async fn an_elevation_asked_approved_and_revoked_through_the_pages() {
     assert_eq!(page.location(), Some("/admin/elevations?done=approved"));
     assert_eq!(w.count(Action::ElevationApproved), 1);
     assert_eq!(w.count(Action::ElevationGranted), 1);
-    let page = get(&w, "/admin/elevations", &admin).await;
+    let page = open(&w, &admin, "/admin/elevations").await;
     assert!(page.html.contains("data-state=\"active\""), "{}", page.html);
     assert!(
         page.html.contains("2026-11-25 10:00 UTC"),
@@ -219,15 +152,15 @@ async fn an_elevation_asked_approved_and_revoked_through_the_pages() {
     for what in ["approve", "revoke"] {
         let page = post(
             &w,
-            &format!("/admin/elevations/{id}/{what}"),
             &stranger,
+            &format!("/admin/elevations/{id}/{what}"),
             BUTTON,
         )
         .await;
         assert_eq!(page.status, StatusCode::NOT_FOUND, "{what}");
         assert_eq!(page.error_code(), "not_found");
     }
-    let page = get(&w, "/admin/elevations", &stranger).await;
+    let page = open(&w, &stranger, "/admin/elevations").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.html.contains(&id) && !page.html.contains("month-end"));
 
@@ -235,18 +168,18 @@ async fn an_elevation_asked_approved_and_revoked_through_the_pages() {
     // the form holds.
     let plain = elevated.clone();
     assert_eq!(
-        get(&w, "/admin/elevations", &plain).await.status,
+        open(&w, &plain, "/admin/elevations").await.status,
         StatusCode::FORBIDDEN
     );
-    let page = post(&w, "/admin/elevations", &plain, &ask("60")).await;
+    let page = post(&w, &plain, "/admin/elevations", &ask("60")).await;
     assert_eq!(
         (page.status, page.error_code()),
         (StatusCode::FORBIDDEN, "forbidden")
     );
     let page = post(
         &w,
-        &format!("/admin/elevations/{id}/revoke"),
         &plain,
+        &format!("/admin/elevations/{id}/revoke"),
         BUTTON,
     )
     .await;
@@ -258,8 +191,8 @@ async fn an_elevation_asked_approved_and_revoked_through_the_pages() {
     // Revoked: ended at once, recorded, not revoked twice.
     let page = post(
         &w,
-        &format!("/admin/elevations/{id}/revoke"),
         &admin,
+        &format!("/admin/elevations/{id}/revoke"),
         BUTTON,
     )
     .await;
@@ -267,7 +200,7 @@ async fn an_elevation_asked_approved_and_revoked_through_the_pages() {
     assert_eq!(page.location(), Some("/admin/elevations?done=revoked"));
     assert_eq!(w.count(Action::ElevationRevoked), 1);
     assert_eq!(role_in_force(&w, &elevated).await, "requester");
-    let page = get(&w, "/admin/elevations", &admin).await;
+    let page = open(&w, &admin, "/admin/elevations").await;
     assert!(page.html.contains("data-state=\"revoked\""));
     assert!(
         !page
@@ -276,8 +209,8 @@ async fn an_elevation_asked_approved_and_revoked_through_the_pages() {
     );
     let page = post(
         &w,
-        &format!("/admin/elevations/{id}/revoke"),
         &admin,
+        &format!("/admin/elevations/{id}/revoke"),
         BUTTON,
     )
     .await;
@@ -287,20 +220,10 @@ async fn an_elevation_asked_approved_and_revoked_through_the_pages() {
     );
 
     // A notice is chosen by key, never reflected.
-    let page = get(&w, "/admin/elevations?done=%3Cscript%3Ex", &admin).await;
+    let page = open(&w, &admin, "/admin/elevations?done=%3Cscript%3Ex").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(!page.html.contains("<script") && !page.html.contains("data-notice"));
     w.close().await;
-}
-
-/// The text of the element with `id="token-secret"`.
-fn shown_secret(html: &str) -> String {
-    let at = html
-        .find("id=\"token-secret\"")
-        .expect("the secret is shown");
-    let rest = &html[at..];
-    let start = rest.find('>').unwrap() + 1;
-    rest[start..start + rest[start..].find('<').unwrap()].to_owned()
 }
 
 async fn bearer(w: &World, secret: &str, path: &str) -> StatusCode {
@@ -325,14 +248,14 @@ async fn a_token_made_on_the_page_is_shown_once_works_and_is_revoked() {
     let w = world(PasswordHasher::for_tests()).await;
     let admin = w.login(0, Role::Admin).await;
 
-    let page = get(&w, "/admin/tokens", &admin).await;
+    let page = open(&w, &admin, "/admin/tokens").await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.html.contains("name=\"csrf_token\""));
 
     let page = post(
         &w,
-        "/admin/tokens",
         &admin,
+        "/admin/tokens",
         &[
             ("name", "ledger export"),
             ("role", "read_only"),
@@ -347,7 +270,7 @@ async fn a_token_made_on_the_page_is_shown_once_works_and_is_revoked() {
         "shown on the answer, not after a redirect"
     );
     assert_eq!(page.headers[header::CACHE_CONTROL], "no-store");
-    let secret = shown_secret(&page.html);
+    let secret = page.text_of("token-secret").to_owned();
     assert!(secret.starts_with(&format!("{}.", w.orgs[0])), "{secret}");
     let key = secret.split_once('.').unwrap().1.to_owned();
     assert!(
@@ -387,20 +310,20 @@ async fn a_token_made_on_the_page_is_shown_once_works_and_is_revoked() {
     );
     assert!(!list.text.contains(&key));
     let id = t["id"].as_str().unwrap().to_owned();
-    let page = get(&w, "/admin/tokens", &admin).await;
+    let page = open(&w, &admin, "/admin/tokens").await;
     assert!(page.html.contains("ledger export") && page.html.contains("data-state=\"live\""));
     assert!(!page.html.contains(&key), "the secret is shown once only");
 
     // A requester: refused (403 before the form is read), nothing made.
     let requester = w.login(0, Role::Requester).await;
     assert_eq!(
-        get(&w, "/admin/tokens", &requester).await.status,
+        open(&w, &requester, "/admin/tokens").await.status,
         StatusCode::FORBIDDEN
     );
     let page = post(
         &w,
-        "/admin/tokens",
         &requester,
+        "/admin/tokens",
         &[("name", "x"), ("role", "read_only"), ("days", "1")],
     )
     .await;
@@ -408,12 +331,12 @@ async fn a_token_made_on_the_page_is_shown_once_works_and_is_revoked() {
         (page.status, page.error_code()),
         (StatusCode::FORBIDDEN, "forbidden")
     );
-    let page = post(&w, "/admin/tokens", &requester, &[("bogus", "1")]).await;
+    let page = post(&w, &requester, "/admin/tokens", &[("bogus", "1")]).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
     let page = post(
         &w,
-        &format!("/admin/tokens/{id}/revoke"),
         &requester,
+        &format!("/admin/tokens/{id}/revoke"),
         BUTTON,
     )
     .await;
@@ -422,7 +345,7 @@ async fn a_token_made_on_the_page_is_shown_once_works_and_is_revoked() {
 
     // Another organisation's admin: not found, not listed; the token still works.
     let stranger = w.login(1, Role::Admin).await;
-    let page = post(&w, &format!("/admin/tokens/{id}/revoke"), &stranger, BUTTON).await;
+    let page = post(&w, &stranger, &format!("/admin/tokens/{id}/revoke"), BUTTON).await;
     assert_eq!(
         (page.status, page.error_code()),
         (StatusCode::NOT_FOUND, "not_found")
@@ -432,7 +355,7 @@ async fn a_token_made_on_the_page_is_shown_once_works_and_is_revoked() {
         .await;
     assert_eq!(theirs.body["tokens"], json!([]));
     assert!(
-        !get(&w, "/admin/tokens", &stranger)
+        !open(&w, &stranger, "/admin/tokens")
             .await
             .html
             .contains("ledger export")
@@ -440,7 +363,7 @@ async fn a_token_made_on_the_page_is_shown_once_works_and_is_revoked() {
     assert_eq!(bearer(&w, &secret, "/api/suppliers").await, StatusCode::OK);
 
     // Revoked on the page: refused at once, recorded, listed as revoked.
-    let page = post(&w, &format!("/admin/tokens/{id}/revoke"), &admin, BUTTON).await;
+    let page = post(&w, &admin, &format!("/admin/tokens/{id}/revoke"), BUTTON).await;
     assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.html);
     assert_eq!(page.location(), Some("/admin/tokens?done=revoked"));
     assert_eq!(w.count(Action::ApiTokenRevoked), 1);
@@ -448,7 +371,7 @@ async fn a_token_made_on_the_page_is_shown_once_works_and_is_revoked() {
         bearer(&w, &secret, "/api/suppliers").await,
         StatusCode::UNAUTHORIZED
     );
-    let page = get(&w, "/admin/tokens?done=revoked", &admin).await;
+    let page = open(&w, &admin, "/admin/tokens?done=revoked").await;
     assert!(page.html.contains("data-notice=\"revoked\""));
     assert!(page.html.contains("data-state=\"revoked\""));
     assert!(!page.html.contains(&format!("/admin/tokens/{id}/revoke")));

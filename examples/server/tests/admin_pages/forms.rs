@@ -1,81 +1,121 @@
 //! A browser's requests: pages opened with the session cookie, forms posted as
 //! `application/x-www-form-urlencoded` with the hidden anti-CSRF field.
-#![allow(dead_code)] // each test module uses what it needs
 
 use axum::http::{HeaderMap, Method, StatusCode, header};
 
 use crate::common::{Session, World, browser_call};
 
 /// A browser's reply: status, headers, the page.
-pub(crate) type Page = (StatusCode, HeaderMap, String);
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) html: String,
+}
 
-pub(crate) fn cookie(s: &Session) -> String {
+impl Page {
+    /// Where a redirect goes; `None` on an answer page.
+    pub(crate) fn location(&self) -> Option<&str> {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    /// The `data-error` code of an error page (or of a form's alert).
+    pub(crate) fn error_code(&self) -> &str {
+        self.html
+            .split("data-error=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("")
+    }
+
+    /// The text of the element with `id`.
+    pub(crate) fn text_of(&self, id: &str) -> &str {
+        let at = self.html.find(&format!("id=\"{id}\"")).expect(id);
+        let rest = &self.html[at..];
+        let rest = &rest[rest.find('>').unwrap() + 1..];
+        &rest[..rest.find('<').unwrap()]
+    }
+
+    /// The value of the first `<input name="{name}" … value="…">` of the page.
+    pub(crate) fn input_value(&self, name: &str) -> String {
+        let html = &self.html;
+        let at = html.find(&format!("name=\"{name}\"")).expect(name);
+        let tag_start = html[..at].rfind('<').unwrap();
+        let tag = &html[tag_start..tag_start + html[tag_start..].find('>').unwrap()];
+        let value = tag
+            .split("value=\"")
+            .nth(1)
+            .expect("value")
+            .split('"')
+            .next()
+            .unwrap();
+        value
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    }
+}
+
+/// A form with no field but the token (a button).
+pub(crate) const BUTTON: &[(&str, &str)] = &[];
+
+fn cookie(s: &Session) -> String {
     format!("{}={}", procuhelp_auth::session::COOKIE_NAME, s.cookie)
 }
 
-pub(crate) async fn open(w: &World, s: &Session, path: &str) -> Page {
-    browser_call(w, Method::GET, path, Some(&cookie(s)), None).await
+async fn call(w: &World, s: &Session, method: Method, path: &str, form: Option<String>) -> Page {
+    let (status, headers, html) = browser_call(w, method, path, Some(&cookie(s)), form).await;
+    Page {
+        status,
+        headers,
+        html,
+    }
 }
 
-/// Posts `fields` as a form, with the session's cookie and — unless `token` is false —
-/// its anti-CSRF token as the hidden `csrf_token` field, as the pages' forms carry it.
-pub(crate) async fn post(
+/// Opens `path` with the session's cookie.
+pub(crate) async fn open(w: &World, s: &Session, path: &str) -> Page {
+    call(w, s, Method::GET, path, None).await
+}
+
+/// Posts `form` (pairs or a struct) with the session's cookie and its anti-CSRF token as
+/// the hidden `csrf_token` field, as the pages' forms carry it.
+pub(crate) async fn post<F: serde::Serialize + ?Sized>(
     w: &World,
     s: &Session,
     path: &str,
-    fields: &[(&str, &str)],
-    token: bool,
+    form: &F,
 ) -> Page {
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    if token {
-        form.append_pair("csrf_token", &s.csrf);
-    }
-    form.extend_pairs(fields);
-    browser_call(w, Method::POST, path, Some(&cookie(s)), Some(form.finish())).await
+    let token = serde_urlencoded::to_string([("csrf_token", s.csrf.as_str())]).unwrap();
+    let fields = serde_urlencoded::to_string(form).unwrap();
+    let body = if fields.is_empty() {
+        token
+    } else {
+        format!("{token}&{fields}")
+    };
+    call(w, s, Method::POST, path, Some(body)).await
 }
 
-pub(crate) fn location(page: &Page) -> &str {
-    page.1
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
+/// Posts `form` with the session's cookie but without its anti-CSRF token (a forged
+/// request).
+pub(crate) async fn post_without_token<F: serde::Serialize + ?Sized>(
+    w: &World,
+    s: &Session,
+    path: &str,
+    form: &F,
+) -> Page {
+    let body = serde_urlencoded::to_string(form).unwrap();
+    call(w, s, Method::POST, path, Some(body)).await
 }
 
-/// A 303 back to `to`.
+/// A 303 to `to`.
 #[track_caller]
 pub(crate) fn redirected(page: &Page, to: &str) {
     assert_eq!(
-        (page.0, location(page)),
-        (StatusCode::SEE_OTHER, to),
+        (page.status, page.location()),
+        (StatusCode::SEE_OTHER, Some(to)),
         "{}",
-        page.2
+        page.html
     );
-}
-
-/// The `data-error` code of an error page.
-pub(crate) fn error_code(page: &Page) -> &str {
-    page.2
-        .split("data-error=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or("")
-}
-
-/// The value of the first `<input name="{name}" … value="…">` of a page.
-pub(crate) fn input_value(page: &Page, name: &str) -> String {
-    let at = page.2.find(&format!("name=\"{name}\"")).expect(name);
-    let tag_start = page.2[..at].rfind('<').unwrap();
-    let tag = &page.2[tag_start..tag_start + page.2[tag_start..].find('>').unwrap()];
-    let value = tag
-        .split("value=\"")
-        .nth(1)
-        .expect("value")
-        .split('"')
-        .next()
-        .unwrap();
-    value
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
 }

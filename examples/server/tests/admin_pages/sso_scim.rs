@@ -3,8 +3,7 @@
 //! form in fixed words, nothing changed; a SCIM token's secret shown once.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use http_body_util::BodyExt as _;
+use axum::http::{Method, Request, StatusCode, header};
 use procuhelp_audit::{Action, AuditEvent, Outcome};
 use procuhelp_auth::Role;
 use procuhelp_auth::password::PasswordHasher;
@@ -12,92 +11,7 @@ use serde_json::Value;
 use tower::ServiceExt as _;
 
 use crate::common::{Session, World, world};
-
-/// A page's answer: status, headers, HTML.
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    html: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-
-    /// The `data-error` code of the page's alert.
-    fn error_code(&self) -> &str {
-        self.html
-            .split("data-error=\"")
-            .nth(1)
-            .and_then(|rest| rest.split('"').next())
-            .unwrap_or("")
-    }
-
-    /// The text of the element with `id`.
-    fn text_of(&self, id: &str) -> &str {
-        let at = self.html.find(&format!("id=\"{id}\"")).expect(id);
-        let rest = &self.html[at..];
-        let rest = &rest[rest.find('>').unwrap() + 1..];
-        &rest[..rest.find('<').unwrap()]
-    }
-}
-
-/// A browser's request with the session cookie and its anti-CSRF token, and a form body
-/// (`application/x-www-form-urlencoded`) when `form` is given.
-async fn browse(
-    w: &World,
-    method: Method,
-    uri: &str,
-    s: &Session,
-    form: Option<&[(&str, &str)]>,
-) -> Page {
-    let req = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(
-            header::COOKIE,
-            format!("{}={}", procuhelp_auth::session::COOKIE_NAME, s.cookie),
-        )
-        .header("x-csrf-token", &s.csrf);
-    let req = match form {
-        Some(fields) => req
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Body::from(serde_urlencoded::to_string(fields).unwrap()))
-            .unwrap(),
-        None => req.body(Body::empty()).unwrap(),
-    };
-    let resp = w.app.clone().oneshot(req).await.unwrap();
-    let status = resp.status();
-    let headers = resp.headers().clone();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    Page {
-        status,
-        headers,
-        html: String::from_utf8_lossy(&bytes).into_owned(),
-    }
-}
-
-async fn get(w: &World, uri: &str, s: &Session) -> Page {
-    browse(w, Method::GET, uri, s, None).await
-}
-
-async fn post(w: &World, uri: &str, s: &Session, form: &[(&str, &str)]) -> Page {
-    browse(w, Method::POST, uri, s, Some(form)).await
-}
-
-#[track_caller]
-fn redirected(page: &Page, to: &str) {
-    assert_eq!(
-        (page.status, page.location()),
-        (StatusCode::SEE_OTHER, to),
-        "{}",
-        page.html
-    );
-}
+use crate::forms::{BUTTON, Page, open, post, redirected};
 
 /// The organisation's stored connections, through the API.
 async fn stored(w: &World, admin: &Session) -> Value {
@@ -149,7 +63,7 @@ async fn the_oidc_form_saves_refuses_and_removes() {
         format!("https://login.microsoftonline.com/{TENANT}/v2.0/.well-known/openid-configuration");
     let issuer = format!("https://login.microsoftonline.com/{TENANT}/v2.0");
 
-    let p = get(&w, "/admin/sso", &admin).await;
+    let p = open(&w, &admin, "/admin/sso").await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.html);
     assert!(p.html.contains("action=\"/admin/sso/oidc\""), "{}", p.html);
     assert!(!p.html.contains("data-configured=\"oidc\""));
@@ -157,8 +71,8 @@ async fn the_oidc_form_saves_refuses_and_removes() {
     // The first time without a secret: refused, recorded, nothing stored.
     let p = post(
         &w,
-        "/admin/sso/oidc",
         &admin,
+        "/admin/sso/oidc",
         &oidc_form(&discovery, &issuer, ""),
     )
     .await;
@@ -168,8 +82,8 @@ async fn the_oidc_form_saves_refuses_and_removes() {
 
     let p = post(
         &w,
-        "/admin/sso/oidc",
         &admin,
+        "/admin/sso/oidc",
         &oidc_form(&discovery, &issuer, SECRET),
     )
     .await;
@@ -184,7 +98,7 @@ async fn the_oidc_form_saves_refuses_and_removes() {
         "admin"
     );
 
-    let p = get(&w, "/admin/sso?done=oidc_saved", &admin).await;
+    let p = open(&w, &admin, "/admin/sso?done=oidc_saved").await;
     assert_eq!(p.status, StatusCode::OK);
     assert!(p.html.contains("data-notice=\"oidc_saved\""), "{}", p.html);
     assert!(p.html.contains("data-configured=\"oidc\""));
@@ -192,7 +106,7 @@ async fn the_oidc_form_saves_refuses_and_removes() {
     assert!(!p.html.contains(SECRET), "the secret is never shown back");
     assert!(p.html.contains("type=\"password\""));
     // An unknown notice key shows nothing.
-    let p = get(&w, "/admin/sso?done=%3Cb%3Ehi", &admin).await;
+    let p = open(&w, &admin, "/admin/sso?done=%3Cb%3Ehi").await;
     assert!(!p.html.contains("data-notice") && !p.html.contains("<b>hi"));
 
     // Refused: each with its fixed message next to the form, audited, nothing changed.
@@ -223,8 +137,8 @@ async fn the_oidc_form_saves_refuses_and_removes() {
         let refusals = w.audit.events().len();
         let p = post(
             &w,
-            "/admin/sso/oidc",
             &admin,
+            "/admin/sso/oidc",
             &oidc_form(&discovery_url, &issuer_url, "another-secret"),
         )
         .await;
@@ -249,8 +163,8 @@ async fn the_oidc_form_saves_refuses_and_removes() {
     // Saved again without a secret: the stored one is kept.
     let p = post(
         &w,
-        "/admin/sso/oidc",
         &admin,
+        "/admin/sso/oidc",
         &oidc_form(&discovery, &issuer, ""),
     )
     .await;
@@ -263,26 +177,26 @@ async fn the_oidc_form_saves_refuses_and_removes() {
     // An approver: 403 on the page and on every form, nothing changed.
     let approver = w.login(0, Role::Approver).await;
     for p in [
-        get(&w, "/admin/sso", &approver).await,
+        open(&w, &approver, "/admin/sso").await,
         post(
             &w,
-            "/admin/sso/oidc",
             &approver,
+            "/admin/sso/oidc",
             &oidc_form(&discovery, &issuer, "x"),
         )
         .await,
-        post(&w, "/admin/sso/oidc/delete", &approver, &[]).await,
-        post(&w, "/admin/sso/saml", &approver, &[("bad", "form")]).await,
+        post(&w, &approver, "/admin/sso/oidc/delete", BUTTON).await,
+        post(&w, &approver, "/admin/sso/saml", &[("bad", "form")]).await,
     ] {
         assert_eq!(p.status, StatusCode::FORBIDDEN, "{}", p.html);
         assert_eq!(p.error_code(), "forbidden");
     }
     assert!(stored(&w, &admin).await["oidc"].is_object());
 
-    let p = post(&w, "/admin/sso/oidc/delete", &admin, &[]).await;
+    let p = post(&w, &admin, "/admin/sso/oidc/delete", BUTTON).await;
     redirected(&p, "/admin/sso?done=oidc_removed");
     assert!(stored(&w, &admin).await["oidc"].is_null());
-    let p = get(&w, "/admin/sso?done=oidc_removed", &admin).await;
+    let p = open(&w, &admin, "/admin/sso?done=oidc_removed").await;
     assert!(p.html.contains("data-notice=\"oidc_removed\""));
     assert!(!p.html.contains("data-configured=\"oidc\""));
     w.close().await;
@@ -319,11 +233,10 @@ async fn the_saml_form_saves_refuses_and_links_the_metadata() {
         ]
     };
     async fn send(w: &World, s: &Session, f: Vec<(&'static str, String)>) -> Page {
-        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        post(w, "/admin/sso/saml", s, &f).await
+        post(w, s, "/admin/sso/saml", &f).await
     }
 
-    let p = get(&w, "/admin/sso", &admin).await;
+    let p = open(&w, &admin, "/admin/sso").await;
     assert!(
         !p.html.contains(&metadata),
         "no metadata before a connection"
@@ -366,7 +279,7 @@ async fn the_saml_form_saves_refuses_and_links_the_metadata() {
         false
     );
 
-    let p = get(&w, "/admin/sso?done=saml_saved", &admin).await;
+    let p = open(&w, &admin, "/admin/sso?done=saml_saved").await;
     assert_eq!(p.status, StatusCode::OK);
     assert!(p.html.contains("data-notice=\"saml_saved\""));
     assert!(p.html.contains("data-configured=\"saml\""));
@@ -381,7 +294,7 @@ async fn the_saml_form_saves_refuses_and_links_the_metadata() {
     assert_eq!(status, StatusCode::OK);
     assert!(xml.contains(&sp_entity) && xml.contains(&acs), "{xml}");
 
-    let p = post(&w, "/admin/sso/saml/delete", &admin, &[]).await;
+    let p = post(&w, &admin, "/admin/sso/saml/delete", BUTTON).await;
     redirected(&p, "/admin/sso?done=saml_removed");
     assert!(stored(&w, &admin).await["saml"].is_null());
     w.close().await;
@@ -407,7 +320,7 @@ async fn a_scim_token_from_the_page_is_shown_once_works_and_is_revoked() {
         async move { app.oneshot(req).await.unwrap().status() }
     };
 
-    let p = get(&w, "/admin/scim", &admin).await;
+    let p = open(&w, &admin, "/admin/scim").await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.html);
     assert!(
         p.text_of("scim-base-url")
@@ -416,11 +329,11 @@ async fn a_scim_token_from_the_page_is_shown_once_works_and_is_revoked() {
 
     let approver = w.login(0, Role::Approver).await;
     for p in [
-        get(&w, "/admin/scim", &approver).await,
+        open(&w, &approver, "/admin/scim").await,
         post(
             &w,
-            "/admin/scim/tokens",
             &approver,
+            "/admin/scim/tokens",
             &[("name", "x"), ("days", "1")],
         )
         .await,
@@ -432,8 +345,8 @@ async fn a_scim_token_from_the_page_is_shown_once_works_and_is_revoked() {
 
     let p = post(
         &w,
-        "/admin/scim/tokens",
         &admin,
+        "/admin/scim/tokens",
         &[("name", "x"), ("days", "0")],
     )
     .await;
@@ -442,20 +355,20 @@ async fn a_scim_token_from_the_page_is_shown_once_works_and_is_revoked() {
 
     let p = post(
         &w,
-        "/admin/scim/tokens",
         &admin,
+        "/admin/scim/tokens",
         &[("name", "Entra <b>ID</b>"), ("days", "30")],
     )
     .await;
     assert_eq!(p.status, StatusCode::OK, "{}", p.html);
-    assert!(p.location().is_empty(), "an answer page, not a redirect");
+    assert!(p.location().is_none(), "an answer page, not a redirect");
     assert!(!p.html.contains("<b>ID"), "escaped");
     let secret = p.text_of("scim-token-secret").to_owned();
     assert_eq!(secret.len(), 43, "{secret}");
     assert_eq!(w.count(Action::ScimTokenIssued), 1);
     assert_eq!(scim_get(secret.clone()).await, StatusCode::OK);
 
-    let p = get(&w, "/admin/scim", &admin).await;
+    let p = open(&w, &admin, "/admin/scim").await;
     assert!(p.html.contains("Entra &lt;b&gt;ID&lt;/b&gt;"), "{}", p.html);
     assert!(!p.html.contains(&secret), "listed without its secret");
     assert!(p.html.contains("data-state=\"live\""));
@@ -472,22 +385,22 @@ async fn a_scim_token_from_the_page_is_shown_once_works_and_is_revoked() {
 
     // Another organisation's admin: not found, the token still works.
     let stranger = w.login(1, Role::Admin).await;
-    let p = post(&w, &revoke, &stranger, &[]).await;
+    let p = post(&w, &stranger, &revoke, BUTTON).await;
     assert_eq!(p.status, StatusCode::NOT_FOUND, "{}", p.html);
     assert_eq!(scim_get(secret.clone()).await, StatusCode::OK);
 
-    let p = post(&w, &revoke, &admin, &[]).await;
+    let p = post(&w, &admin, &revoke, BUTTON).await;
     redirected(&p, "/admin/scim?done=revoked");
     assert_eq!(w.count(Action::ScimTokenRevoked), 1);
     assert_eq!(scim_get(secret.clone()).await, StatusCode::UNAUTHORIZED);
-    let p = get(&w, "/admin/scim?done=revoked", &admin).await;
+    let p = open(&w, &admin, "/admin/scim?done=revoked").await;
     assert!(p.html.contains("data-notice=\"revoked\""));
     assert!(p.html.contains("data-state=\"revoked\""));
     assert!(
         !p.html.contains(&revoke),
         "no revoke button for a revoked token"
     );
-    let p = post(&w, &revoke, &admin, &[]).await;
+    let p = post(&w, &admin, &revoke, BUTTON).await;
     assert_eq!(p.status, StatusCode::NOT_FOUND);
     w.close().await;
 }

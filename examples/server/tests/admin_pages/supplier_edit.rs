@@ -9,7 +9,7 @@ use procuhelp_auth::password::PasswordHasher;
 use serde_json::json;
 
 use crate::common::world;
-use crate::forms::{error_code, input_value, open, post, redirected};
+use crate::forms::{BUTTON, open, post, post_without_token, redirected};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_edits_of_one_version_one_wins_and_the_other_writes_nothing() {
@@ -31,8 +31,8 @@ async fn two_edits_of_one_version_one_wins_and_the_other_writes_nothing() {
     let other_admin = w.login(0, Role::Admin).await;
     let first = open(&w, &admin, &path).await;
     let second = open(&w, &other_admin, &path).await;
-    let seen = input_value(&first, "updated_at");
-    assert_eq!(seen, input_value(&second, "updated_at"));
+    let seen = first.input_value("updated_at");
+    assert_eq!(seen, second.input_value("updated_at"));
 
     let name = "Acme <script>window.pwned=1</script> GmbH";
     let saved = post(
@@ -45,7 +45,6 @@ async fn two_edits_of_one_version_one_wins_and_the_other_writes_nothing() {
             ("vat_id", "ATU 1234 5678"),
             ("updated_at", &seen),
         ],
-        true,
     )
     .await;
     redirected(&saved, &path);
@@ -58,12 +57,11 @@ async fn two_edits_of_one_version_one_wins_and_the_other_writes_nothing() {
             ("country", "FR"),
             ("updated_at", &seen),
         ],
-        true,
     )
     .await;
-    assert_eq!(late.0, StatusCode::CONFLICT, "{}", late.2);
-    assert_eq!(error_code(&late), "conflict");
-    assert!(late.2.contains("changed meanwhile"));
+    assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.html);
+    assert_eq!(late.error_code(), "conflict");
+    assert!(late.html.contains("changed meanwhile"));
 
     let now = w
         .request(
@@ -78,10 +76,10 @@ async fn two_edits_of_one_version_one_wins_and_the_other_writes_nothing() {
     assert_eq!(now.body["vat_id"], "ATU12345678");
     // Shown as text, never as markup.
     let shown = open(&w, &admin, &path).await;
-    assert!(!shown.2.contains("<script>window.pwned"));
+    assert!(!shown.html.contains("<script>window.pwned"));
     assert!(
         shown
-            .2
+            .html
             .contains("&lt;script&gt;window.pwned=1&lt;/script&gt;")
     );
     assert_eq!(w.count(Action::SupplierUpdated), 1);
@@ -110,7 +108,7 @@ async fn two_edits_of_one_version_one_wins_and_the_other_writes_nothing() {
     assert_eq!(w.count(Action::SupplierUpdated), 2);
 
     // Bad input: a clear refusal, nothing changed.
-    let current = input_value(&open(&w, &admin, &path).await, "updated_at");
+    let current = open(&w, &admin, &path).await.input_value("updated_at");
     for (field, bad) in [
         ("name", "x".repeat(201)),
         ("country", "Germany".to_owned()),
@@ -123,17 +121,16 @@ async fn two_edits_of_one_version_one_wins_and_the_other_writes_nothing() {
         ];
         fields.retain(|(f, _)| *f != field);
         fields.push((field, bad));
-        let fields: Vec<(&str, &str)> = fields.iter().map(|(f, v)| (*f, v.as_str())).collect();
-        let refused = post(&w, &admin, &format!("{path}/edit"), &fields, true).await;
+        let refused = post(&w, &admin, &format!("{path}/edit"), &fields).await;
         assert_eq!(
-            refused.0,
+            refused.status,
             StatusCode::UNPROCESSABLE_ENTITY,
             "{field}: {}",
-            refused.2
+            refused.html
         );
     }
     // Without the form's token: refused, nothing changed.
-    let forged = post(
+    let forged = post_without_token(
         &w,
         &admin,
         &format!("{path}/edit"),
@@ -142,15 +139,14 @@ async fn two_edits_of_one_version_one_wins_and_the_other_writes_nothing() {
             ("country", "DE"),
             ("updated_at", &current),
         ],
-        false,
     )
     .await;
-    assert_eq!(forged.0, StatusCode::FORBIDDEN);
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
     // A role without the permission: 403 before the form is read; another
     // organisation's admin: not found.
     let approver = w.login(0, Role::Approver).await;
-    let refused = post(&w, &approver, &format!("{path}/edit"), &[], true).await;
-    assert_eq!(refused.0, StatusCode::FORBIDDEN);
+    let refused = post(&w, &approver, &format!("{path}/edit"), BUTTON).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
     let stranger = w.login(1, Role::Admin).await;
     let hidden = post(
         &w,
@@ -161,10 +157,9 @@ async fn two_edits_of_one_version_one_wins_and_the_other_writes_nothing() {
             ("country", "DE"),
             ("updated_at", &current),
         ],
-        true,
     )
     .await;
-    assert_eq!(hidden.0, StatusCode::NOT_FOUND);
+    assert_eq!(hidden.status, StatusCode::NOT_FOUND);
     let after = w
         .request(
             Method::GET,

@@ -1,54 +1,15 @@
 //! A user's page (role, disable and enable, unlock, sign out everywhere) and the sign-in
 //! policy page: forms as a browser sends them, each doing what its API twin does.
 
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{Method, StatusCode};
 use procuhelp_audit::Action;
 use procuhelp_auth::Role;
 use procuhelp_auth::password::PasswordHasher;
 use serde_json::json;
 use time::Duration;
 
-use crate::common::{PASSWORD, Session, World, browser_call, email, session_from, world};
-
-/// A browser's reply: status, headers, the page.
-type Page = (StatusCode, HeaderMap, String);
-
-fn cookie(s: &Session) -> String {
-    format!("{}={}", procuhelp_auth::session::COOKIE_NAME, s.cookie)
-}
-
-async fn open(w: &World, s: &Session, path: &str) -> Page {
-    browser_call(w, Method::GET, path, Some(&cookie(s)), None).await
-}
-
-/// Posts `fields` as a form, with the session's cookie and — unless `token` is false —
-/// its anti-CSRF token as the hidden `csrf_token` field, as the pages' forms carry it.
-async fn post(w: &World, s: &Session, path: &str, fields: &[(&str, &str)], token: bool) -> Page {
-    let mut form = form_urlencoded::Serializer::new(String::new());
-    if token {
-        form.append_pair("csrf_token", &s.csrf);
-    }
-    form.extend_pairs(fields);
-    browser_call(w, Method::POST, path, Some(&cookie(s)), Some(form.finish())).await
-}
-
-fn location(page: &Page) -> &str {
-    page.1
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-}
-
-/// A 303 back to `to`.
-#[track_caller]
-fn redirected(page: &Page, to: &str) {
-    assert_eq!(
-        (page.0, location(page)),
-        (StatusCode::SEE_OTHER, to),
-        "{}",
-        page.2
-    );
-}
+use crate::common::{PASSWORD, Session, World, email, session_from, world};
+use crate::forms::{BUTTON, open, post, post_without_token, redirected};
 
 /// Whether `session` still works.
 async fn signed_in(w: &World, session: &Session) -> bool {
@@ -68,14 +29,14 @@ async fn an_admin_manages_a_user_from_their_page_and_no_one_else_can() {
 
     // The list links to the person's page; the page shows who they are and the forms.
     let list = open(&w, &admin, "/users").await;
-    assert_eq!(list.0, StatusCode::OK);
+    assert_eq!(list.status, StatusCode::OK);
     assert!(
-        list.2.contains(&format!("href=\"/users/{id}\"")),
+        list.html.contains(&format!("href=\"/users/{id}\"")),
         "{}",
-        list.2
+        list.html
     );
     let page = open(&w, &admin, &page_of).await;
-    assert_eq!(page.0, StatusCode::OK, "{}", page.2);
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
     for needle in [
         email(0, Role::Requester).as_str(),
         "data-role=\"requester\"",
@@ -84,13 +45,13 @@ async fn an_admin_manages_a_user_from_their_page_and_no_one_else_can() {
         "name=\"role\"",
         "name=\"csrf_token\"",
     ] {
-        assert!(page.2.contains(needle), "{needle} in {}", page.2);
+        assert!(page.html.contains(needle), "{needle} in {}", page.html);
     }
-    assert_eq!(page.2.matches("<h1").count(), 1);
+    assert_eq!(page.html.matches("<h1").count(), 1);
 
     // A new role: their sessions end, the change is audited, the page says so (by key).
     let theirs = w.login(0, Role::Requester).await;
-    let done = post(&w, &admin, &at("role"), &[("role", "approver")], true).await;
+    let done = post(&w, &admin, &at("role"), &[("role", "approver")]).await;
     redirected(&done, &format!("{page_of}?done=role"));
     assert!(!signed_in(&w, &theirs).await, "their sessions ended");
     let events = w.audit.events();
@@ -103,36 +64,39 @@ async fn an_admin_manages_a_user_from_their_page_and_no_one_else_can() {
         Some(format!("user:{id}").as_str())
     );
     assert_eq!(changed.context["to"], "approver");
-    let page = open(&w, &admin, location(&done)).await;
-    assert!(page.2.contains("data-notice=\"role\""), "{}", page.2);
-    assert!(page.2.contains("data-role=\"approver\""));
+    let page = open(&w, &admin, done.location().unwrap()).await;
+    assert!(page.html.contains("data-notice=\"role\""), "{}", page.html);
+    assert!(page.html.contains("data-role=\"approver\""));
     // A notice is chosen by key, never reflected.
     let page = open(&w, &admin, &format!("{page_of}?done=%3Cscript%3E")).await;
-    assert!(!page.2.contains("data-notice") && !page.2.contains("<script>"));
+    assert!(!page.html.contains("data-notice") && !page.html.contains("<script>"));
 
     // The same form without its anti-CSRF token changes nothing.
-    let refused = post(&w, &admin, &at("role"), &[("role", "admin")], false).await;
-    assert_eq!(refused.0, StatusCode::FORBIDDEN, "{}", refused.2);
+    let refused = post_without_token(&w, &admin, &at("role"), &[("role", "admin")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.html);
     assert_eq!(w.count(Action::UserRoleChanged), 1);
-    let refused = post(&w, &admin, &at("disable"), &[], false).await;
-    assert_eq!(refused.0, StatusCode::FORBIDDEN);
+    let refused = post_without_token(&w, &admin, &at("disable"), BUTTON).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_eq!(w.count(Action::UserDisabled), 0);
     let page = open(&w, &admin, &page_of).await;
-    assert!(page.2.contains("data-role=\"approver\"") && page.2.contains("data-status=\"active\""));
+    assert!(
+        page.html.contains("data-role=\"approver\"")
+            && page.html.contains("data-status=\"active\"")
+    );
 
     // Disable: they cannot sign in; enable: they can again.
     let theirs = w.login(0, Role::Requester).await;
     redirected(
-        &post(&w, &admin, &at("disable"), &[], true).await,
+        &post(&w, &admin, &at("disable"), BUTTON).await,
         &format!("{page_of}?done=disabled"),
     );
     assert!(!signed_in(&w, &theirs).await);
     let who = email(0, Role::Requester);
     assert_ne!(w.try_login(0, &who, PASSWORD).await.status, StatusCode::OK);
     let page = open(&w, &admin, &page_of).await;
-    assert!(page.2.contains("data-status=\"disabled\"") && page.2.contains(&at("enable")));
+    assert!(page.html.contains("data-status=\"disabled\"") && page.html.contains(&at("enable")));
     redirected(
-        &post(&w, &admin, &at("enable"), &[], true).await,
+        &post(&w, &admin, &at("enable"), BUTTON).await,
         &format!("{page_of}?done=enabled"),
     );
     assert_eq!(w.try_login(0, &who, PASSWORD).await.status, StatusCode::OK);
@@ -144,7 +108,7 @@ async fn an_admin_manages_a_user_from_their_page_and_no_one_else_can() {
     // Sign out everywhere.
     let theirs = w.login(0, Role::Requester).await;
     redirected(
-        &post(&w, &admin, &at("sessions/revoke"), &[], true).await,
+        &post(&w, &admin, &at("sessions/revoke"), BUTTON).await,
         &format!("{page_of}?done=signed_out"),
     );
     assert!(!signed_in(&w, &theirs).await);
@@ -162,7 +126,7 @@ async fn an_admin_manages_a_user_from_their_page_and_no_one_else_can() {
     let admin = w.login(0, Role::Admin).await; // the clock moved on
     let locked_id = w.users[&(0, Role::ReadOnly)];
     redirected(
-        &post(&w, &admin, &format!("/users/{locked_id}/unlock"), &[], true).await,
+        &post(&w, &admin, &format!("/users/{locked_id}/unlock"), BUTTON).await,
         &format!("/users/{locked_id}?done=unlocked"),
     );
     assert_eq!(
@@ -174,8 +138,12 @@ async fn an_admin_manages_a_user_from_their_page_and_no_one_else_can() {
     // An approver may not open or use these pages.
     let approver = w.login(0, Role::Approver).await;
     let page = open(&w, &approver, &page_of).await;
-    assert_eq!(page.0, StatusCode::FORBIDDEN);
-    assert!(page.2.contains("data-error=\"forbidden\""), "{}", page.2);
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(
+        page.html.contains("data-error=\"forbidden\""),
+        "{}",
+        page.html
+    );
     for (what, fields) in [
         ("role", &[("role", "admin")][..]),
         ("disable", &[]),
@@ -183,31 +151,34 @@ async fn an_admin_manages_a_user_from_their_page_and_no_one_else_can() {
         ("unlock", &[]),
         ("sessions/revoke", &[]),
     ] {
-        let refused = post(&w, &approver, &at(what), fields, true).await;
-        assert_eq!(refused.0, StatusCode::FORBIDDEN, "{what}: {}", refused.2);
-        assert!(refused.2.contains("data-error=\"forbidden\""), "{what}");
+        let refused = post(&w, &approver, &at(what), fields).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::FORBIDDEN,
+            "{what}: {}",
+            refused.html
+        );
+        assert!(refused.html.contains("data-error=\"forbidden\""), "{what}");
     }
 
     // Another organisation's user is not found, and nothing happens to them.
     let stranger = w.users[&(1, Role::Requester)];
     let page = open(&w, &admin, &format!("/users/{stranger}")).await;
-    assert_eq!(page.0, StatusCode::NOT_FOUND);
-    assert!(!page.2.contains("@org1.test"));
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(!page.html.contains("@org1.test"));
     for (what, fields) in [
         ("role", &[("role", "read_only")][..]),
         ("disable", &[]),
         ("sessions/revoke", &[]),
         ("unlock", &[]),
     ] {
-        let refused = post(
-            &w,
-            &admin,
-            &format!("/users/{stranger}/{what}"),
-            fields,
-            true,
-        )
-        .await;
-        assert_eq!(refused.0, StatusCode::NOT_FOUND, "{what}: {}", refused.2);
+        let refused = post(&w, &admin, &format!("/users/{stranger}/{what}"), fields).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::NOT_FOUND,
+            "{what}: {}",
+            refused.html
+        );
     }
     let theirs = w.login(1, Role::Requester).await;
     assert!(signed_in(&w, &theirs).await);
@@ -246,27 +217,27 @@ async fn the_policy_form_applies_rules_and_a_second_admin_approves_switching_one
     let w = world(PasswordHasher::for_tests()).await;
     let admin = w.login(0, Role::Admin).await;
     let page = open(&w, &admin, "/admin/policy").await;
-    assert_eq!(page.0, StatusCode::OK, "{}", page.2);
+    assert_eq!(page.status, StatusCode::OK, "{}", page.html);
     for name in [
         "mfa_required",
         "elevation_needs_second_admin",
         "operator_access_needs_approval",
     ] {
-        assert!(page.2.contains(&format!("name=\"{name}\"")), "{name}");
+        assert!(page.html.contains(&format!("name=\"{name}\"")), "{name}");
     }
 
     // An approver may not open or post it.
     let approver = w.login(0, Role::Approver).await;
     let refused = open(&w, &approver, "/admin/policy").await;
-    assert_eq!(refused.0, StatusCode::FORBIDDEN);
-    let refused = post(&w, &approver, "/admin/policy", &[("settings", "all")], true).await;
-    assert_eq!(refused.0, StatusCode::FORBIDDEN);
-    assert!(refused.2.contains("data-error=\"forbidden\""));
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let refused = post(&w, &approver, "/admin/policy", &[("settings", "all")]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.html.contains("data-error=\"forbidden\""));
 
     // The second-admin rule on (at once: strengthening never waits).
     let mut wanted = policy(&w).await;
     wanted["elevation_needs_second_admin"] = json!(true);
-    let done = post(&w, &admin, "/admin/policy", &ticked(&wanted), true).await;
+    let done = post(&w, &admin, "/admin/policy", &ticked(&wanted)).await;
     redirected(&done, "/admin/policy?done=saved");
     assert_eq!(policy(&w).await, wanted);
 
@@ -274,7 +245,7 @@ async fn the_policy_form_applies_rules_and_a_second_admin_approves_switching_one
     // forged approval is refused.
     let mut off = wanted.clone();
     off["elevation_needs_second_admin"] = json!(false);
-    let done = post(&w, &admin, "/admin/policy", &ticked(&off), true).await;
+    let done = post(&w, &admin, "/admin/policy", &ticked(&off)).await;
     redirected(&done, "/admin/policy?done=proposed");
     assert_eq!(policy(&w).await, wanted, "still on until approved");
     let changes = w
@@ -286,14 +257,14 @@ async fn the_policy_form_applies_rules_and_a_second_admin_approves_switching_one
         .to_owned();
     let approve = format!("/admin/policy/changes/{change}/approve");
     let page = open(&w, &admin, "/admin/policy?done=proposed").await;
-    assert!(page.2.contains("data-notice=\"proposed\""));
-    assert!(page.2.contains(&format!("data-change=\"{change}\"")));
+    assert!(page.html.contains("data-notice=\"proposed\""));
+    assert!(page.html.contains(&format!("data-change=\"{change}\"")));
     assert!(
-        !page.2.contains(&approve),
+        !page.html.contains(&approve),
         "no approve button for the proposer"
     );
-    let refused = post(&w, &admin, &approve, &[], true).await;
-    assert_eq!(refused.0, StatusCode::FORBIDDEN, "{}", refused.2);
+    let refused = post(&w, &admin, &approve, BUTTON).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.html);
 
     // A second admin approves it from the page.
     let created = w
@@ -310,13 +281,13 @@ async fn the_policy_form_applies_rules_and_a_second_admin_approves_switching_one
     assert_eq!(created.status, StatusCode::OK, "{:?}", created.body);
     let second = session_from(&w.try_login(0, "second-admin@org0.test", PASSWORD).await);
     let page = open(&w, &second, "/admin/policy").await;
-    assert!(page.2.contains(&approve), "{}", page.2);
+    assert!(page.html.contains(&approve), "{}", page.html);
     // Without the token: refused, still pending.
-    let refused = post(&w, &second, &approve, &[], false).await;
-    assert_eq!(refused.0, StatusCode::FORBIDDEN);
+    let refused = post_without_token(&w, &second, &approve, BUTTON).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_eq!(policy(&w).await, wanted);
     redirected(
-        &post(&w, &second, &approve, &[], true).await,
+        &post(&w, &second, &approve, BUTTON).await,
         "/admin/policy?done=approved",
     );
     assert_eq!(policy(&w).await, off);
@@ -325,12 +296,12 @@ async fn the_policy_form_applies_rules_and_a_second_admin_approves_switching_one
     // changes; with it, the rule is on.
     let mut mfa = off.clone();
     mfa["mfa_required"] = json!(true);
-    let refused = post(&w, &admin, "/admin/policy", &ticked(&mfa), false).await;
-    assert_eq!(refused.0, StatusCode::FORBIDDEN);
-    let refused = post(&w, &admin, "/admin/policy", &[], true).await;
-    assert_eq!(refused.0, StatusCode::UNPROCESSABLE_ENTITY);
+    let refused = post_without_token(&w, &admin, "/admin/policy", &ticked(&mfa)).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let refused = post(&w, &admin, "/admin/policy", BUTTON).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(policy(&w).await, off);
-    let done = post(&w, &admin, "/admin/policy", &ticked(&mfa), true).await;
+    let done = post(&w, &admin, "/admin/policy", &ticked(&mfa)).await;
     redirected(&done, "/admin/policy?done=saved");
     assert_eq!(policy(&w).await["mfa_required"], true);
     assert!(w.count(Action::OrgPolicyChanged) >= 3);
