@@ -722,11 +722,8 @@ async fn a_request_is_raised_approved_by_someone_else_and_found_in_the_audit_log
     )
     .await;
     press(&browser, "form[action$='/approve'] button").await;
-    wait_for_path(&browser, &request_path).await;
-    browser
-        .find(Locator::Css("dd[data-status=approved]"))
-        .await
-        .unwrap();
+    // The path is the request's before and after the post: wait for the new state.
+    wait_for(&browser, "dd[data-status=approved]").await;
     // The comment is shown as text, not markup.
     assert!(
         text(&browser, "main")
@@ -783,10 +780,25 @@ async fn a_request_is_raised_approved_by_someone_else_and_found_in_the_audit_log
         assert!(Instant::now() < deadline, "the export was not downloaded");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Addresses of this organisation's supplier and person, for the other
+    // organisation's admin to type below.
+    browser.goto(&format!("{base}/suppliers")).await.unwrap();
+    let supplier_path = browser
+        .find(Locator::Css("main a[href^='/suppliers/']"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let supplier_name = text(&browser, "main a[href^='/suppliers/']").await;
+    browser.goto(&format!("{base}/api/session")).await.unwrap();
+    let me: Value = serde_json::from_str(&text(&browser, "body").await).unwrap();
+    let user_path = format!("/users/{}", me["user"].as_str().unwrap());
     finish(browser, "journey-2-request-approval-audit").await;
 
-    // Another organisation's admin, typing the request's address: not found, and not
-    // listed.
+    // Another organisation's admin, typing the request's, a supplier's and a person's
+    // addresses: not found, and not listed.
     let browser = driver.browser().await;
     sign_in(&browser, &base, &people["b:admin"]).await;
     browser
@@ -797,6 +809,19 @@ async fn a_request_is_raised_approved_by_someone_else_and_found_in_the_audit_log
     assert!(!browser.source().await.unwrap().contains("Laptops"));
     browser.goto(&format!("{base}/requests")).await.unwrap();
     assert!(!text(&browser, "main").await.contains("Laptops"));
+    for path in [&supplier_path, &user_path] {
+        browser.goto(&format!("{base}{path}")).await.unwrap();
+        wait_for(&browser, "[data-error=not_found]").await;
+        assert!(!browser.source().await.unwrap().contains(&supplier_name));
+    }
+    browser.goto(&format!("{base}/suppliers")).await.unwrap();
+    assert!(!text(&browser, "main").await.contains(&supplier_name));
+    browser.goto(&format!("{base}/users")).await.unwrap();
+    assert!(
+        !text(&browser, "main")
+            .await
+            .contains("a.demo.procuhelp.test")
+    );
     finish(browser, "journey-5-other-organisation").await;
     server.stop().await;
     // `audit verify` accepts it, trusting the deployment's published checkpoint key.
