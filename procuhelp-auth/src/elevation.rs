@@ -32,7 +32,7 @@ pub enum ElevationState {
 pub struct ElevationRequest {
     /// Who is elevated.
     pub user: UserId,
-    /// The role granted (must outrank the user's base role).
+    /// The role granted (must hold strictly more than the user's base role).
     pub role: Role,
     /// Why (3 to 500 characters): recorded and shown.
     pub reason: String,
@@ -128,6 +128,14 @@ pub async fn approve(
     }
     if current.state != ElevationState::Pending {
         return Err(AuthError::Conflict("elevation is not pending"));
+    }
+    // Still strictly more than the person holds now (a role change ends pending
+    // elevations too; this also holds for one made before that rule).
+    let target = directory::get(tx, current.user).await?;
+    if current.role == target.role || !current.role.covers(target.role) {
+        return Err(AuthError::Conflict(
+            "the person's role changed since the elevation was asked: ask again",
+        ));
     }
     approve_once(
         tx,

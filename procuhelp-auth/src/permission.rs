@@ -156,7 +156,7 @@ pub fn access_matrix_markdown() -> String {
         .collect();
     out.push_str(&format!(
         "\nA time-bound elevation never grants {}; nothing handed out under an elevation \
-         (roles, new users, API tokens) outranks the holder's base role.\n",
+         (roles, new users, API tokens) holds a permission the holder's base role does not (`Role::covers`).\n",
         base_only.join(" or ")
     ));
     out

@@ -420,6 +420,70 @@ async fn a_second_admin_approves_and_a_revoked_elevation_ends_at_once() {
     fx.close().await;
 }
 
+/// A role change ends the person's elevations, pending and in force, by any path (the
+/// database's trigger); a pending one can be declined; an approval checks the role the
+/// person has now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_change_ends_the_elevations_granted_over_the_old_role() {
+    let fx = Fx::new().await;
+    let org = fx.orgs[0];
+    let admin = fx.user(org, "admin@a.test", Role::Admin).await;
+    let second = fx.user(org, "second@a.test", Role::Admin).await;
+    let eve = fx.user(org, "eve@a.test", Role::Approver).await;
+    let dana = fx.user(org, "dana@a.test", Role::ReadOnly).await;
+    let (_, eve_session) = open(&fx, org, eve).await;
+    let ask = |user, role| ElevationRequest {
+        user,
+        role,
+        reason: "quarter end".into(),
+        duration: Duration::hours(4),
+    };
+    let mut tx = fx.tx(org).await;
+    let active = elevation::request(&mut tx, admin, ask(eve, Role::Admin), false, fx.now())
+        .await
+        .unwrap();
+    let pending = elevation::request(&mut tx, admin, ask(dana, Role::Requester), true, fx.now())
+        .await
+        .unwrap();
+    let declined = elevation::request(&mut tx, admin, ask(dana, Role::Approver), true, fx.now())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    // A pending elevation is declined (it never started).
+    let mut tx = fx.tx(org).await;
+    let d = elevation::revoke(&mut tx, declined.id, fx.now())
+        .await
+        .unwrap();
+    assert_eq!((d.state, d.expires_at), (ElevationState::Revoked, None));
+    // Eve is demoted and Dana made an auditor, as any statement would do it.
+    for (who, role) in [(eve, Role::ReadOnly), (dana, Role::Auditor)] {
+        directory::set_role(&mut tx, who, role, fx.now())
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let mut tx = fx.tx(org).await;
+    for id in [active.id, pending.id] {
+        let e = elevation::get(&mut tx, id).await.unwrap();
+        assert_eq!(e.state, ElevationState::Revoked, "{id}");
+    }
+    // The pending one, ended, cannot be approved; nor a new one not above the role now.
+    let r = elevation::approve(&mut tx, pending.id, second, fx.now()).await;
+    assert!(matches!(r, Err(AuthError::Conflict(_))), "{r:?}");
+    let r = elevation::request(&mut tx, admin, ask(dana, Role::Approver), true, fx.now()).await;
+    assert!(
+        matches!(r, Err(AuthError::Invalid { field: "role", .. })),
+        "an approver does not hold everything an auditor does: {r:?}"
+    );
+    tx.commit().await.unwrap();
+    // Eve's session is gone with the role change (role changes revoke sessions in the
+    // admin path; here the epoch moved, and the elevation is over either way).
+    if let Ok(p) = lookup(&fx, org, &eve_session).await {
+        assert_eq!(p.effective_role(), Role::ReadOnly);
+    }
+    fx.close().await;
+}
+
 async fn token_lookup(
     fx: &Fx,
     org: OrgId,

@@ -343,12 +343,21 @@ pub(crate) mod handle {
     }
 
     /// Where an invitation link went.
-    #[derive(Debug)]
     pub(crate) enum Invited {
         /// No mail configured: the path, to be shown once.
         Link(String),
         /// E-mailed to this address.
         SentTo(String),
+    }
+
+    impl std::fmt::Debug for Invited {
+        /// The link holds a live single-use token: never in a log.
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match self {
+                Invited::Link(_) => f.write_str("Link(<redacted>)"),
+                Invited::SentTo(to) => f.debug_tuple("SentTo").field(to).finish(),
+            }
+        }
     }
 
     /// A link for the supplier's contact, e-mailed before the caller commits (if the

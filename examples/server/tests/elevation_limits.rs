@@ -1,5 +1,5 @@
 //! Issue #11, findings 5 and 6 and the unlock ordering: an elevation mints nothing that
-//! outranks the holder's base role or outlives the elevation; a token acts for the person
+//! holds more than the holder's base role or outlives the elevation; a token acts for the person
 //! who created it (segregation of duties, and never more than that person holds now);
 //! one admin alone cannot switch off the second-admin rule; an admin unlock is recorded
 //! before it takes effect.

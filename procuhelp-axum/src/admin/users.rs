@@ -191,7 +191,7 @@ async fn may_change_roles(authed: &mut Authed) -> Result<()> {
 
 /// Changes `user`'s base role and ends all their sessions, as `PUT /api/users/{id}/role`:
 /// `manage_roles` by base role, never one's own role, never above the actor's base role
-/// nor on a user who outranks them; another organisation's user is not found. Recorded
+/// nor on a user whose role holds more than their base role (`Role::covers`); another organisation's user is not found. Recorded
 /// as `user.role_changed` and committed.
 ///
 /// ```no_run
@@ -328,7 +328,7 @@ async fn set_status(authed: &mut Authed, id: UserId, status: UserStatus) -> Resu
 }
 
 /// Disables `user` and ends all their sessions, as `POST /api/users/{id}/disable`:
-/// `manage_users`, never oneself, never a user who outranks the actor's base role; another
+/// `manage_users`, never oneself, never a user whose role the actor's base role does not cover; another
 /// organisation's user is not found. Recorded as `user.disabled` and committed.
 ///
 /// ```no_run
@@ -408,7 +408,10 @@ pub struct SignedOut {
 pub async fn sign_out_everywhere(authed: &mut Authed, user: UserId) -> Result<SignedOut> {
     authed.require(Permission::ManageUsers).await?;
     let now = authed.sdk().now();
-    directory::get(authed.tx().await?, user).await?;
+    let target = directory::get(authed.tx().await?, user).await?;
+    // Signing someone out again and again is disabling them: not above the actor's base
+    // role (an elevated approver does not sign out the admins who oversee them).
+    may_manage(authed, &target)?;
     let revoked = session::revoke_all(authed.tx().await?, user, None, now).await?;
     let event = authed
         .event(Action::SessionRevokedAll, Outcome::Success)
@@ -453,6 +456,9 @@ pub struct Unlocked {
 pub async fn unlock_account(authed: &mut Authed, user: UserId) -> Result<Unlocked> {
     authed.require(Permission::ManageUsers).await?;
     let record = directory::get(authed.tx().await?, user).await?;
+    // Lifting the lock of an account above the actor's base role would help whoever is
+    // guessing its password.
+    may_manage(authed, &record)?;
     let email = Email::parse(&record.email)?;
     let org = authed.org();
     let throttle = authed.sdk().auth().throttle().clone();

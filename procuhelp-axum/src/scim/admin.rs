@@ -215,7 +215,7 @@ pub async fn set_settings(
     // Mapping a group to a role is granting that role.
     if role_mappings
         .iter()
-        .any(|m| m.role.outranks(authed.principal.role()))
+        .any(|m| !authed.principal.base_role().covers(m.role))
     {
         return Err(AuthError::Forbidden.into());
     }

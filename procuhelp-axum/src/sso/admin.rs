@@ -156,7 +156,7 @@ impl SettingsRefusal {
                 "Each certificate must be one PEM X.509 certificate with an RSA key of at least 2048 bits or an EC key."
             }
             Self::ClientSecret => {
-                "The client secret is required the first time, and at most 1024 characters."
+                "The client secret is required the first time and whenever the provider or the client changes, and is at most 1024 characters."
             }
             Self::Invalid => "These settings cannot be used.",
         }
@@ -330,6 +330,25 @@ pub async fn save_oidc(
         None => {
             if vault.get(&name).await.is_err() {
                 let reason = "client_secret is required the first time".to_owned();
+                let refusal = SettingsRefusal::ClientSecret;
+                return Ok(Err(refuse(authed, Protocol::Oidc, refusal, reason).await?));
+            }
+            // The stored secret is kept only for the same provider and client: pointed
+            // elsewhere, it would be sent to the new token endpoint at the next sign-in.
+            let stored = store::connection(authed.tx().await?, Protocol::Oidc).await?;
+            let same_party = stored
+                .and_then(|c| serde_json::from_value::<OidcConnection>(c.settings).ok())
+                .is_some_and(|old| {
+                    (&old.discovery_url, &old.issuer, &old.client_id)
+                        == (
+                            &settings.discovery_url,
+                            &settings.issuer,
+                            &settings.client_id,
+                        )
+                });
+            if !same_party {
+                let reason =
+                    "client_secret is required when the provider or the client changes".to_owned();
                 let refusal = SettingsRefusal::ClientSecret;
                 return Ok(Err(refuse(authed, Protocol::Oidc, refusal, reason).await?));
             }

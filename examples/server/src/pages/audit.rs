@@ -35,14 +35,25 @@ async fn viewer(
         // A malformed query is bad input (after the permission), not a bare 400.
         let Query(filter) = filter.map_err(|_| Error::Invalid("filter"))?;
         let (nav, _) = nav(&mut authed).await?;
-        let people = directory::list(authed.tx().await?).await?;
         let AuditPage { events, next, .. } = read_page(&mut authed, &filter).await?;
-        let name_of = |id: &uuid::Uuid| {
-            people
-                .iter()
-                .find(|p| p.id.as_uuid() == *id)
-                .map(|p| p.display_name.clone())
-        };
+        let mut ids: Vec<uuid::Uuid> = events
+            .iter()
+            .filter_map(|e| match &e.event.actor {
+                Actor::User { id } => Some(id.as_uuid()),
+                _ => None,
+            })
+            .chain(filter.actor)
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        // Names of the people on this page only (an auditor does not read the directory),
+        // in a transaction of their own: read_page ended the request's.
+        let mut tx = authed.sdk().tenants().begin(authed.org()).await.map_err(Error::from)?;
+        let names = directory::display_names(&mut tx, &ids).await?;
+        tx.commit().await.map_err(Error::from)?;
+        let name_of = |id: &uuid::Uuid| names.get(id).cloned();
+        let mut people: Vec<(&uuid::Uuid, &String)> = names.iter().collect();
+        people.sort_by(|a, b| a.1.cmp(b.1));
         let text = |v: &serde_json::Value| match v {
             serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Null => String::new(),
@@ -55,8 +66,8 @@ async fn viewer(
                 label { "Action" input name="action" value=(value(&filter.action)) placeholder="request.approved" maxlength="64"; }
                 label { "Person" select name="actor" {
                     option value="" { "anyone" }
-                    @for p in &people {
-                        option value=(p.id) selected[filter.actor == Some(p.id.as_uuid())] { (p.display_name) }
+                    @for (id, name) in &people {
+                        option value=(id) selected[filter.actor == Some(**id)] { (name) }
                     }
                 } }
                 label { "From" input name="from" value=(value(&filter.from)) placeholder="2026-12-01T00:00:00Z" maxlength="40"; }

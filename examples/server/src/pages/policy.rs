@@ -11,7 +11,7 @@ use axum::extract::{Path, Query};
 use axum::response::Response;
 use maud::html;
 use procuhelp_auth::directory::{self, OrgPolicy};
-use procuhelp_auth::{Permission, policy_change};
+use procuhelp_auth::{AuthError, Permission, policy_change};
 use procuhelp_axum::admin;
 use procuhelp_axum::{Access, Authed, Error, RouteTable};
 use procuhelp_core::UserId;
@@ -110,6 +110,7 @@ async fn policy_page(authed: Result<Authed, Error>, Query(q): Query<DoneQuery>) 
                 form.stack method="post" action="/admin/policy" {
                     (csrf_field(csrf))
                     input type="hidden" name="settings" value="all";
+                    input type="hidden" name="shown" value=(shown(&policy));
                     @for (name, on) in rules {
                         label { input type="checkbox" name=(name) value="on" checked[on]; (setting_label(name)) }
                     }
@@ -158,9 +159,24 @@ async fn policy_page(authed: Result<Authed, Error>, Query(q): Query<DoneQuery>) 
 #[derive(Deserialize)]
 struct PolicyForm {
     settings: String,
+    /// The policy as the page showed it ([`shown`]).
+    shown: String,
     mfa_required: Option<String>,
     elevation_needs_second_admin: Option<String>,
     operator_access_needs_approval: Option<String>,
+}
+
+/// The policy as a form shows it, one digit per rule (`"101"`): the version the save
+/// compares with.
+fn shown(p: &OrgPolicy) -> String {
+    [
+        p.mfa_required,
+        p.elevation_needs_second_admin,
+        p.operator_access_needs_approval,
+    ]
+    .iter()
+    .map(|on| if *on { '1' } else { '0' })
+    .collect()
 }
 
 /// `POST /admin/policy`.
@@ -170,6 +186,14 @@ async fn save(mut authed: Authed, body: Bytes) -> Response {
         let form: PolicyForm = parse_form(&body)?;
         if form.settings != "all" {
             return Err(Error::Invalid("form"));
+        }
+        // Saved on the policy the admin saw: another admin's change since is not undone
+        // by a form that never showed it.
+        if admin::org_policy(&mut authed).await.map(|p| shown(&p))? != form.shown {
+            return Err(AuthError::Conflict(
+                "the policy was changed meanwhile: reload it and try again",
+            )
+            .into());
         }
         let wanted = OrgPolicy {
             mfa_required: form.mfa_required.is_some(),

@@ -173,6 +173,14 @@ async fn the_oidc_form_saves_refuses_and_removes() {
         last_event(&w, Action::SsoConfigured).context["client_secret_replaced"],
         false
     );
+    // Pointed at another client without a secret: the stored one does not follow it.
+    let before = stored(&w, &admin).await;
+    let mut other_client = oidc_form(&discovery, &issuer, "");
+    other_client[2] = ("client_id", "0b7c1e2a-5d7e-4a8e-9c41-2f3b7e9d6a10");
+    let p = post(&w, &admin, "/admin/sso/oidc", &other_client).await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", p.html);
+    assert_eq!(p.error_code(), "client_secret");
+    assert_eq!(stored(&w, &admin).await, before);
 
     // An approver: 403 on the page and on every form, nothing changed.
     let approver = w.login(0, Role::Approver).await;

@@ -197,16 +197,24 @@ async fn policy(w: &World) -> serde_json::Value {
     serde_json::to_value(policy).unwrap()
 }
 
-/// The form's fields for `policy` (a ticked box is sent, an unticked one is not).
-fn ticked(policy: &serde_json::Value) -> Vec<(&'static str, &'static str)> {
-    let mut fields = vec![("settings", "all")];
-    for name in [
-        "mfa_required",
-        "elevation_needs_second_admin",
-        "operator_access_needs_approval",
-    ] {
+const RULES: [&str; 3] = [
+    "mfa_required",
+    "elevation_needs_second_admin",
+    "operator_access_needs_approval",
+];
+
+/// The form's fields for `policy` (a ticked box is sent, an unticked one is not), filled
+/// in on the policy as it is now (the page's `shown`).
+async fn ticked(w: &World, policy: &serde_json::Value) -> Vec<(&'static str, String)> {
+    let now = self::policy(w).await;
+    let shown: String = RULES
+        .iter()
+        .map(|r| if now[*r] == true { '1' } else { '0' })
+        .collect();
+    let mut fields = vec![("settings", "all".to_owned()), ("shown", shown)];
+    for name in RULES {
         if policy[name] == true {
-            fields.push((name, "on"));
+            fields.push((name, "on".to_owned()));
         }
     }
     fields
@@ -234,10 +242,29 @@ async fn the_policy_form_applies_rules_and_a_second_admin_approves_switching_one
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert!(refused.html.contains("data-error=\"forbidden\""));
 
+    // A form filled in before another admin's change does not undo it: told, nothing
+    // changed.
+    let stale = ticked(&w, &policy(&w).await).await;
+    let mut changed = policy(&w).await;
+    changed["operator_access_needs_approval"] = json!(true);
+    let put = w
+        .request(
+            Method::PUT,
+            "/api/org/policy",
+            Some(&admin),
+            Some(changed.clone()),
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{:?}", put.body);
+    let late = post(&w, &admin, "/admin/policy", &stale).await;
+    assert_eq!(late.status, StatusCode::CONFLICT, "{}", late.html);
+    assert_eq!(late.error_code(), "conflict");
+    assert_eq!(policy(&w).await, changed);
+
     // The second-admin rule on (at once: strengthening never waits).
     let mut wanted = policy(&w).await;
     wanted["elevation_needs_second_admin"] = json!(true);
-    let done = post(&w, &admin, "/admin/policy", &ticked(&wanted)).await;
+    let done = post(&w, &admin, "/admin/policy", &ticked(&w, &wanted).await).await;
     redirected(&done, "/admin/policy?done=saved");
     assert_eq!(policy(&w).await, wanted);
 
@@ -245,7 +272,7 @@ async fn the_policy_form_applies_rules_and_a_second_admin_approves_switching_one
     // forged approval is refused.
     let mut off = wanted.clone();
     off["elevation_needs_second_admin"] = json!(false);
-    let done = post(&w, &admin, "/admin/policy", &ticked(&off)).await;
+    let done = post(&w, &admin, "/admin/policy", &ticked(&w, &off).await).await;
     redirected(&done, "/admin/policy?done=proposed");
     assert_eq!(policy(&w).await, wanted, "still on until approved");
     let changes = w
@@ -296,12 +323,12 @@ async fn the_policy_form_applies_rules_and_a_second_admin_approves_switching_one
     // changes; with it, the rule is on.
     let mut mfa = off.clone();
     mfa["mfa_required"] = json!(true);
-    let refused = post_without_token(&w, &admin, "/admin/policy", &ticked(&mfa)).await;
+    let refused = post_without_token(&w, &admin, "/admin/policy", &ticked(&w, &mfa).await).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     let refused = post(&w, &admin, "/admin/policy", BUTTON).await;
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(policy(&w).await, off);
-    let done = post(&w, &admin, "/admin/policy", &ticked(&mfa)).await;
+    let done = post(&w, &admin, "/admin/policy", &ticked(&w, &mfa).await).await;
     redirected(&done, "/admin/policy?done=saved");
     assert_eq!(policy(&w).await["mfa_required"], true);
     assert!(w.count(Action::OrgPolicyChanged) >= 3);
