@@ -1,8 +1,10 @@
-//! Time to first byte of the heaviest pages (issue #15): the suppliers list of an
-//! organisation with 10,000 suppliers and the audit viewer of one with 100,000 audit
-//! events, with paging and filters, served by the example server's real router
-//! (`procuhelp_server::app::app`: hardening layers, access log, session, permission,
-//! row-level security, the viewer's own `audit.read` event) over loopback HTTP/1.1.
+//! Time to first byte of the heaviest pages (issue #15): the suppliers list
+//! (`examples/server/src/pages/suppliers.rs`) of an organisation with 10,000 suppliers
+//! and the audit viewer (`examples/server/src/pages/audit.rs` on
+//! `procuhelp_axum::audit::read_page`) of one with 100,000 audit events, with paging and
+//! filters, served by the example server's real router (`procuhelp_server::app::app`:
+//! hardening layers, access log, session, permission, row-level security, the viewer's
+//! own `audit.read` event) over loopback HTTP/1.1.
 //!
 //! * **sdk** — `procuhelp_server::app::app(AppState::assemble(…), Limits::default())` as
 //!   `examples/server/tests/common/mod.rs` `world()` builds it (runtime pool of 8, field
@@ -10,7 +12,9 @@
 //!   refusal aggregator, as `serve`), an admin signed in by `POST /api/login`.
 //! * **peer** — plain axum + sqlx + maud in the same process: the same two pages (same
 //!   ORDER BY, page size, keyset paging and filters) with the organisation in the query
-//!   string, no session, no row-level security, no audit, as the table owner. The owner
+//!   string, no session, no row-level security, no audit, as the table owner; the audit
+//!   page lists the organisation's people for its filter and names the users who acted,
+//!   as the app's page does. The owner
 //!   is bound by FORCE ROW LEVEL SECURITY on the app's tables, so the peer reads copies
 //!   in a `peer` schema (`CREATE TABLE … (LIKE … INCLUDING ALL)`: same columns, indexes
 //!   and rows, no policy, no trigger), as `benches/benches/request.rs` does.
@@ -277,6 +281,15 @@ async fn peer_audit(
 ) -> Result<Markup, StatusCode> {
     let limit = q.limit.unwrap_or(AUDIT_PAGE as i64).clamp(1, 1000);
     let action = q.action.as_deref().filter(|a| !a.is_empty());
+    // The people of the organisation (the filter's list and the names for ids), as the
+    // app's page reads them (`directory::list`: by e-mail, at most 1,000).
+    let people: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, display_name FROM peer.users WHERE org_id = $1 ORDER BY email LIMIT 1000",
+    )
+    .bind(q.org)
+    .fetch_all(&peer.pool)
+    .await
+    .map_err(fail)?;
     let rows: Vec<AuditRow> = sqlx::query_as(PEER_AUDIT_SQL)
         .bind(q.org)
         .bind(q.after_seq.unwrap_or(0))
@@ -304,6 +317,13 @@ async fn peer_audit(
         }
         _ => None,
     };
+    let name_of = |id: &Uuid| {
+        people
+            .iter()
+            .find(|(p, _)| p == id)
+            .map(|(_, name)| name.clone())
+    };
+    let value = |v: &Option<String>| v.clone().unwrap_or_default();
     Ok(html! {
         (DOCTYPE)
         html lang="en" {
@@ -311,30 +331,43 @@ async fn peer_audit(
             body {
                 main {
                     h1 { "Audit log" }
-                    form method="get" action="/peer/audit" {
-                        label { "Action " input name="action" value=(action.unwrap_or("")); }
-                        label { "Actor (user id) " input name="actor" value=(q.actor.map(|a| a.to_string()).unwrap_or_default()); }
+                    form.filters method="get" action="/peer/audit" {
+                        input type="hidden" name="org" value=(q.org);
+                        label { "Action" input name="action" value=(value(&q.action)) maxlength="64"; }
+                        label { "Person" select name="actor" {
+                            option value="" { "anyone" }
+                            @for (id, name) in &people {
+                                option value=(id) selected[q.actor == Some(*id)] { (name) }
+                            }
+                        } }
+                        label { "From" input name="from" value=(value(&q.from)) maxlength="40"; }
+                        label { "To" input name="to" value=(value(&q.to)) maxlength="40"; }
                         button type="submit" { "Filter" }
                     }
                     table {
-                        thead { tr { th scope="col" { "seq" } th scope="col" { "time" } th scope="col" { "actor" } th scope="col" { "action" } th scope="col" { "target" } th scope="col" { "outcome" } th scope="col" { "context" } } }
+                        thead { tr {
+                            th scope="col" { "#" } th scope="col" { "Time (UTC)" } th scope="col" { "Who" }
+                            th scope="col" { "Action" } th scope="col" { "Target" } th scope="col" { "Outcome" }
+                            th scope="col" { "Details" }
+                        } }
                         tbody {
                             @for (seq, at, kind, id, action, target, outcome, context) in &rows {
-                                tr {
+                                tr data-action=(action) {
                                     td { (seq) }
                                     td { (at.format(&Rfc3339).unwrap_or_default()) }
                                     td { @match id {
-                                        Some(id) => (format!(r#"{{"id":"{id}","type":"{kind}"}}"#)),
-                                        None => (format!(r#"{{"type":"{kind}"}}"#)),
+                                        Some(id) if kind == "user" => { (name_of(id).unwrap_or_else(|| id.to_string())) }
+                                        _ => { (kind) }
                                     } }
-                                    td { (action) }
+                                    td { code { (action) } }
                                     td { (target.as_deref().unwrap_or("")) }
                                     td { (outcome) }
-                                    td { (context) }
+                                    td.details { (context) }
                                 }
                             }
                         }
                     }
+                    @if rows.is_empty() { p.muted { "No events match." } }
                     @if let Some(next) = next { p { a rel="next" href=(next) { "Next page" } } }
                 }
             }
@@ -793,9 +826,9 @@ fn next_link(html: &str) -> Option<String> {
     Some(html[at..at + end].replace("&amp;", "&"))
 }
 
-/// The rows of a page's table.
+/// The rows of a page's table (every `<tr` but the head's).
 fn rows(html: &str) -> usize {
-    html.matches("<tr><td>").count()
+    html.matches("<tr").count().saturating_sub(1)
 }
 
 /// The query of a path, without the peer's `org=…` parameter.
@@ -1207,14 +1240,17 @@ fn main() {
             "INSERT INTO peer.suppliers SELECT * FROM app.suppliers".to_owned(),
             "CREATE TABLE peer.audit_events (LIKE app.audit_events INCLUDING ALL)".to_owned(),
             "INSERT INTO peer.audit_events SELECT * FROM app.audit_events".to_owned(),
+            "CREATE TABLE peer.users (LIKE app.users INCLUDING ALL)".to_owned(),
+            "INSERT INTO peer.users SELECT * FROM app.users".to_owned(),
             format!("ALTER TABLE peer.suppliers OWNER TO {owner_role}"),
             format!("ALTER TABLE peer.audit_events OWNER TO {owner_role}"),
+            format!("ALTER TABLE peer.users OWNER TO {owner_role}"),
         ] {
             sqlx::query(&sql).execute(&admin).await.unwrap();
         }
         sqlx::raw_sql(
-            "VACUUM ANALYZE app.suppliers, app.audit_events, app.audit_person_keys, \
-             peer.suppliers, peer.audit_events",
+            "VACUUM ANALYZE app.suppliers, app.audit_events, app.audit_person_keys, app.users, \
+             peer.suppliers, peer.audit_events, peer.users",
         )
         .execute(&admin)
         .await

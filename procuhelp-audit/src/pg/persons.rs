@@ -26,6 +26,8 @@ const CACHE_CAPACITY: usize = 4096;
 
 use super::storage::KeyRow;
 
+/// A person key's row as read to open events: its KEK version and the wrapped key.
+pub(crate) type WrappedRow = (Option<i32>, Option<Vec<u8>>);
 /// The vault KEK that wraps an organisation's audit person keys: destroyed when the
 /// organisation is offboarded (`procuhelp_tenancy::offboarding::destroy_keys`).
 pub fn kek_name(org: OrgId) -> String {
@@ -285,26 +287,41 @@ impl PersonKeys {
         Ok(sealed?)
     }
 
-    /// Opens personal data, or `None` when the person's key has been erased.
-    pub(crate) async fn open(
+    /// The wrapped keys `ids` of `org` that still exist (not erased), in one query: a
+    /// page of events names a handful of people, not one key per event.
+    pub(crate) async fn wrapped_keys(
         &self,
         conn: &mut PgConnection,
         org: OrgId,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, WrappedRow>> {
+        let rows: Vec<(Uuid, Option<i32>, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT id, kek_version, wrapped FROM app.audit_person_keys
+             WHERE org_id = $1 AND id = ANY($2) AND erased_at IS NULL",
+        )
+        .bind(org.as_uuid())
+        .bind(ids)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(storage::db_err)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, kek_version, wrapped)| (id, (kek_version, wrapped)))
+            .collect())
+    }
+
+    /// Opens personal data with its key's row as [`wrapped_keys`](Self::wrapped_keys)
+    /// read it; `None` (no row: the person's key was erased) is `Ok(None)`.
+    pub(crate) async fn open_with(
+        &self,
+        org: OrgId,
         key_id: Uuid,
+        row: Option<&WrappedRow>,
         seq: u64,
         subject: Option<Subject>,
         sealed: &[u8],
     ) -> Result<Option<PersonalData>> {
-        let row: Option<(Option<i32>, Option<Vec<u8>>)> = sqlx::query_as(
-            "SELECT kek_version, wrapped FROM app.audit_person_keys
-             WHERE org_id = $1 AND id = $2 AND erased_at IS NULL",
-        )
-        .bind(org.as_uuid())
-        .bind(key_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(storage::db_err)?;
-        let Some((kek_version, wrapped)) = row else {
+        let Some((kek_version, wrapped)) = row.cloned() else {
             self.forget(&[key_id]);
             return Ok(None);
         };

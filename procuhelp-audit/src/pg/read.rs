@@ -78,20 +78,44 @@ impl PgAuditSink {
             .await
             .map_err(storage::tenancy_err)?;
         let limit = i64::from(query.limit.clamp(1, MAX_READ));
-        let sql = format!(
-            "{} WHERE org_id = $1 AND seq > $2 AND ($3::timestamptz IS NULL OR at >= $3)
-               AND ($4::timestamptz IS NULL OR at < $4) AND ($5::text IS NULL OR action = $5)
-               AND ($6::uuid IS NULL OR actor_id = $6)
-             ORDER BY seq LIMIT $7",
-            storage::SELECT_ROWS
-        );
-        let rows = sqlx::query(&sql)
+        // Only the filters given are in the statement: `($n IS NULL OR col = $n)` keeps a
+        // generic plan from using the action, actor and time indexes, and a rare action
+        // would walk the whole chain.
+        let mut sql = format!("{} WHERE org_id = $1 AND seq > $2", storage::SELECT_ROWS);
+        let mut n = 2;
+        let mut next = |condition: &str| {
+            n += 1;
+            sql.push_str(&condition.replace('?', &format!("${n}")));
+        };
+        if query.from.is_some() {
+            next(" AND at >= ?");
+        }
+        if query.to.is_some() {
+            next(" AND at < ?");
+        }
+        if query.action.is_some() {
+            next(" AND action = ?");
+        }
+        if query.actor_id.is_some() {
+            next(" AND actor_id = ?");
+        }
+        next(" ORDER BY seq LIMIT ?");
+        let mut statement = sqlx::query(&sql)
             .bind(org.as_uuid())
-            .bind(i64::try_from(query.after_seq).unwrap_or(i64::MAX))
-            .bind(query.from)
-            .bind(query.to)
-            .bind(query.action.as_ref().map(Action::as_str))
-            .bind(query.actor_id)
+            .bind(i64::try_from(query.after_seq).unwrap_or(i64::MAX));
+        if let Some(from) = query.from {
+            statement = statement.bind(from);
+        }
+        if let Some(to) = query.to {
+            statement = statement.bind(to);
+        }
+        if let Some(action) = &query.action {
+            statement = statement.bind(action.as_str());
+        }
+        if let Some(actor) = query.actor_id {
+            statement = statement.bind(actor);
+        }
+        let rows = statement
             .bind(limit)
             .fetch_all(tx.conn())
             .await
@@ -146,17 +170,32 @@ impl PgAuditSink {
         org: OrgId,
         rows: &[sqlx::postgres::PgRow],
     ) -> Result<Vec<StoredEvent>> {
-        let mut out = Vec::with_capacity(rows.len());
-        for row in rows {
-            let event = storage::RawRow::from_row(row)?.into_event(org)?;
+        let events = rows
+            .iter()
+            .map(|row| storage::RawRow::from_row(row)?.into_event(org))
+            .collect::<Result<Vec<_>>>()?;
+        // The people's keys in one query (a page names a few people, many times).
+        let mut key_ids: Vec<Uuid> = events.iter().filter_map(|e| e.person_key).collect();
+        key_ids.sort_unstable();
+        key_ids.dedup();
+        let keys = if key_ids.is_empty() {
+            std::collections::HashMap::new()
+        } else {
+            self.inner
+                .persons
+                .wrapped_keys(tx.conn(), org, &key_ids)
+                .await?
+        };
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
             let personal = match (&event.person_key, &event.personal) {
                 (Some(key), Some(sealed)) => match self
                     .inner
                     .persons
-                    .open(
-                        tx.conn(),
+                    .open_with(
                         org,
                         *key,
+                        keys.get(key),
                         event.seq,
                         event.subject.clone(),
                         sealed,
