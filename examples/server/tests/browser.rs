@@ -780,6 +780,9 @@ async fn a_request_is_raised_approved_by_someone_else_and_found_in_the_audit_log
         assert!(Instant::now() < deadline, "the export was not downloaded");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    browser.goto(&format!("{base}/audit")).await.unwrap();
+    wait_for(&browser, "tbody tr[data-action]").await;
+    snap(&browser, "audit-viewer").await;
     // Addresses of this organisation's supplier and person, for the other
     // organisation's admin to type below.
     browser.goto(&format!("{base}/suppliers")).await.unwrap();
