@@ -414,6 +414,26 @@ impl LoginThrottle {
         Ok(())
     }
 
+    /// Until when sign-in for `keys` is held back (a back-off or a lock), if it is at
+    /// `now`: what an admin sees before lifting it.
+    pub async fn held_until(
+        &self,
+        conn: &mut PgConnection,
+        keys: &[ThrottleKey<'_>],
+        now: OffsetDateTime,
+    ) -> AuthResult<Option<OffsetDateTime>> {
+        let hashes: Vec<Vec<u8>> = keys.iter().map(|k| k.hash().to_vec()).collect();
+        let until: Option<OffsetDateTime> = sqlx::query_scalar(
+            "SELECT max(blocked_until) FROM app.login_throttle
+             WHERE key_hash = ANY($1) AND blocked_until > $2",
+        )
+        .bind(&hashes)
+        .bind(now)
+        .fetch_one(conn)
+        .await?;
+        Ok(until)
+    }
+
     /// Lifts every lock, back-off and count of `keys` early (an admin's unlock), on
     /// `conn` (the admin's transaction, committed after the audit event). True if any
     /// key had a back-off or lock.

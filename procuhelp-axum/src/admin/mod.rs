@@ -37,7 +37,7 @@ pub use tokens::{NewToken, create_token, list_tokens, revoke_token};
 pub use users::invite_user;
 pub use users::{
     RoleChange, SignedOut, StatusChange, Unlocked, change_role, disable_account, enable_account,
-    sign_out_everywhere, unlock_account,
+    sign_in_held_until, sign_out_everywhere, unlock_account,
 };
 
 /// The admin routes with the permission each needs.

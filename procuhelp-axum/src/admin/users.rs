@@ -462,10 +462,7 @@ pub async fn unlock_account(authed: &mut Authed, user: UserId) -> Result<Unlocke
     let email = Email::parse(&record.email)?;
     let org = authed.org();
     let throttle = authed.sdk().auth().throttle().clone();
-    let keys = [
-        ThrottleKey::Account(org, &email),
-        ThrottleKey::SecondFactor(org, user),
-    ];
+    let keys = sign_in_keys(org, &email, user);
     let unlocked = throttle.unlock(authed.tx().await?.conn(), &keys).await?;
     let event = authed
         .event(Action::AccountUnlocked, Outcome::Success)
@@ -477,6 +474,47 @@ pub async fn unlock_account(authed: &mut Authed, user: UserId) -> Result<Unlocke
         user,
         was_locked: unlocked,
     })
+}
+
+/// What throttles `user`'s sign-ins: their password's and their second factor's
+/// counters. Both are lifted by an unlock.
+fn sign_in_keys<'a>(
+    org: procuhelp_core::OrgId,
+    email: &'a Email,
+    user: UserId,
+) -> [ThrottleKey<'a>; 2] {
+    [
+        ThrottleKey::Account(org, email),
+        ThrottleKey::SecondFactor(org, user),
+    ]
+}
+
+/// Until when `user`'s sign-in is held back (a back-off or a lock after failed
+/// attempts), if it is now: `manage_users`; another organisation's user is not found. A
+/// read: the caller commits.
+///
+/// ```no_run
+/// # async fn demo(mut authed: procuhelp_axum::Authed, user: procuhelp_core::UserId)
+/// # -> procuhelp_axum::Result<()> {
+/// if let Some(until) = procuhelp_axum::admin::sign_in_held_until(&mut authed, user).await? {
+///     println!("locked until {until}");
+/// }
+/// authed.commit().await?;
+/// # Ok(()) }
+/// ```
+pub async fn sign_in_held_until(
+    authed: &mut Authed,
+    user: UserId,
+) -> Result<Option<time::OffsetDateTime>> {
+    authed.require(Permission::ManageUsers).await?;
+    let record = directory::get(authed.tx().await?, user).await?;
+    let email = Email::parse(&record.email)?;
+    let keys = sign_in_keys(authed.org(), &email, user);
+    let now = authed.sdk().now();
+    let throttle = authed.sdk().auth().throttle().clone();
+    Ok(throttle
+        .held_until(authed.tx().await?.conn(), &keys, now)
+        .await?)
 }
 
 /// `POST /api/users/{id}/unlock`: lifts a sign-in lock early.

@@ -196,6 +196,7 @@ async fn user_page(
         let (nav, me) = nav(&mut authed).await?;
         // Another organisation's user is not found in this one's transaction.
         let u = directory::get(authed.tx().await?, id).await?;
+        let held_until = admin::sign_in_held_until(&mut authed, id).await?;
         authed.commit().await?;
         let myself = u.id == me.id;
         let may_set_roles = can(&authed, Permission::ManageRoles) && !myself;
@@ -215,6 +216,11 @@ async fn user_page(
                     dt { "Status" } dd data-status=(status_label(u.status)) { (status_label(u.status)) }
                     dt { "Two-step sign-in" } dd data-mfa=(if u.has_mfa() { "on" } else { "off" }) {
                         (if u.has_mfa() { "Yes" } else { "No" })
+                    }
+                    dt { "Signing in" } dd data-locked=(if held_until.is_some() { "yes" } else { "no" }) {
+                        @if let Some(until) = held_until {
+                            "held back after failed attempts, until " (until.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()) " (UTC)"
+                        } @else { "open" }
                     }
                 }
                 @if myself {
@@ -251,9 +257,11 @@ async fn user_page(
                         }
                     }
                 }
-                form method="post" action=(at("unlock")) {
-                    (csrf_field(csrf))
-                    button.secondary type="submit" { "Unlock sign-in" }
+                @if held_until.is_some() {
+                    form method="post" action=(at("unlock")) {
+                        (csrf_field(csrf))
+                        button.secondary type="submit" { "Unlock sign-in" }
+                    }
                 }
                 form method="post" action=(at("sessions/revoke")) {
                     (csrf_field(csrf))

@@ -125,6 +125,9 @@ async fn an_admin_manages_a_user_from_their_page_and_no_one_else_can() {
     );
     let admin = w.login(0, Role::Admin).await; // the clock moved on
     let locked_id = w.users[&(0, Role::ReadOnly)];
+    let shown = open(&w, &admin, &format!("/users/{locked_id}")).await;
+    assert!(shown.html.contains("data-locked=\"yes\""), "{}", shown.html);
+    assert!(shown.html.contains(&format!("/users/{locked_id}/unlock")));
     redirected(
         &post(&w, &admin, &format!("/users/{locked_id}/unlock"), BUTTON).await,
         &format!("/users/{locked_id}?done=unlocked"),
@@ -133,6 +136,8 @@ async fn an_admin_manages_a_user_from_their_page_and_no_one_else_can() {
         w.try_login(0, &locked, PASSWORD).await.status,
         StatusCode::OK
     );
+    let shown = open(&w, &admin, &format!("/users/{locked_id}")).await;
+    assert!(shown.html.contains("data-locked=\"no\""));
     assert_eq!(w.count(Action::AccountUnlocked), 1);
 
     // An approver may not open or use these pages.
