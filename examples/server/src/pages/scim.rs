@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use maud::html;
 use procuhelp_auth::Permission;
+use procuhelp_auth::scim::store::RoleMapping;
 use procuhelp_axum::scim;
 use procuhelp_axum::{Access, Authed, Error, RouteTable};
 use serde::Deserialize;
@@ -33,6 +34,7 @@ pub(super) fn table() -> RouteTable<AppState> {
             Needs(P::ManageSso),
             revoke,
         )
+        .post("/admin/scim/settings", Needs(P::ManageSso), save_settings)
 }
 
 #[derive(Deserialize, Default)]
@@ -46,6 +48,10 @@ fn notice(key: Option<&str>) -> Option<(&'static str, &'static str)> {
         "revoked" => Some((
             "revoked",
             "The token is revoked: the identity provider's requests with it are refused.",
+        )),
+        "settings" => Some((
+            "settings",
+            "Saved. Members of the mapped groups have their roles now; a changed role ended their sessions.",
         )),
         _ => None,
     }
@@ -150,10 +156,22 @@ async fn scim_page(
                         }
                     }
                 }
-                p.muted {
-                    "Sign-in creates unknown users: "
-                    (if settings.sso_jit_provisioning { "yes" } else { "no" })
-                    ". Both are set through the API (PUT /api/scim/settings)."
+                form.stack method="post" action="/admin/scim/settings" {
+                    (csrf_field(csrf))
+                    input type="hidden" name="settings" value="all";
+                    label {
+                        "One mapping per line: a group's id or name, “=”, a role ("
+                        (procuhelp_auth::Role::ALL.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", "))
+                        "). A member of several mapped groups gets the first role in that order. Empty: SCIM does not set roles."
+                        textarea name="role_mappings" rows="5" maxlength="20000" {
+                            @for m in &settings.role_mappings { (m.group) " = " (m.role.as_str()) "\n" }
+                        }
+                    }
+                    label {
+                        input type="checkbox" name="sso_jit_provisioning" value="on" checked[settings.sso_jit_provisioning];
+                        " A first SSO sign-in creates the user (just in time)"
+                    }
+                    button type="submit" { "Save the mapping" }
                 }
             }
         };
@@ -161,6 +179,66 @@ async fn scim_page(
     }
     .await;
     result.unwrap_or_else(|e| error_page_back(&e, None, BACK))
+}
+
+#[derive(Deserialize)]
+struct SettingsForm {
+    /// Always `all`: an unticked box is not sent, so a cut-off post cannot switch
+    /// provisioning off or empty the mapping by accident.
+    settings: String,
+    #[serde(default)]
+    role_mappings: String,
+    sso_jit_provisioning: Option<String>,
+}
+
+/// The mapping as typed: `group = role` per line, blank lines ignored; at most 100.
+fn parse_mappings(text: &str) -> Result<Vec<RoleMapping>, Error> {
+    let invalid = || Error::Invalid("role_mappings");
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.len() > 100 {
+        return Err(invalid());
+    }
+    lines
+        .into_iter()
+        .map(|line| {
+            let (group, role) = line.rsplit_once('=').ok_or_else(invalid)?;
+            let group = group.trim();
+            if group.is_empty()
+                || group.chars().count() > 512
+                || group.chars().any(char::is_control)
+            {
+                return Err(invalid());
+            }
+            Ok(RoleMapping {
+                group: group.to_owned(),
+                role: role.trim().parse().map_err(|_| invalid())?,
+            })
+        })
+        .collect()
+}
+
+/// `POST /admin/scim/settings`: as `PUT /api/scim/settings` (a role above the admin's
+/// own is refused: mapping a group to it would be granting it).
+async fn save_settings(mut authed: Authed, body: Bytes) -> Response {
+    let result = async {
+        authed.require(Permission::ManageSso).await?;
+        let form: SettingsForm = parse_form(&body)?;
+        if form.settings != "all" {
+            return Err(Error::Invalid("form"));
+        }
+        let mappings = parse_mappings(&form.role_mappings)?;
+        scim::set_settings(&mut authed, &mappings, form.sso_jit_provisioning.is_some()).await?;
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => see_other("/admin/scim?done=settings"),
+        Err(e) => error_page_back(&e, None, BACK),
+    }
 }
 
 #[derive(Deserialize)]

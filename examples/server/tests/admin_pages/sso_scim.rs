@@ -410,5 +410,50 @@ async fn a_scim_token_from_the_page_is_shown_once_works_and_is_revoked() {
     );
     let p = post(&w, &admin, &revoke, BUTTON).await;
     assert_eq!(p.status, StatusCode::NOT_FOUND);
+
+    // The group → role mapping from the page: as PUT /api/scim/settings.
+    let mapping = "Approvers = approver\n\n 9f1c0a52-6d2e-4f3b-8a7d-1e2b3c4d5e6f = auditor \n";
+    let p = post(
+        &w,
+        &admin,
+        "/admin/scim/settings",
+        &[
+            ("settings", "all"),
+            ("role_mappings", mapping),
+            ("sso_jit_provisioning", "on"),
+        ],
+    )
+    .await;
+    redirected(&p, "/admin/scim?done=settings");
+    let saved = w
+        .request(Method::GET, "/api/scim/settings", Some(&admin), None)
+        .await;
+    assert_eq!(saved.body["sso_jit_provisioning"], true, "{:?}", saved.body);
+    let mappings = saved.body["role_mappings"].to_string();
+    assert!(
+        mappings.contains("Approvers") && mappings.contains("auditor"),
+        "{mappings}"
+    );
+    // Bad lines (no role, an unknown role) and a cut-off form: told, nothing changed.
+    for bad in [
+        vec![("settings", "all"), ("role_mappings", "Approvers")],
+        vec![("settings", "all"), ("role_mappings", "Approvers = root")],
+        vec![("role_mappings", "")],
+    ] {
+        let p = post(&w, &admin, "/admin/scim/settings", &bad).await;
+        assert_eq!(
+            p.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad:?}: {}",
+            p.html
+        );
+    }
+    let after = w
+        .request(Method::GET, "/api/scim/settings", Some(&admin), None)
+        .await;
+    assert_eq!(after.body, saved.body);
+    // Shown back as the form's text.
+    let p = open(&w, &admin, "/admin/scim").await;
+    assert!(p.html.contains("Approvers = approver"), "{}", p.html);
     w.close().await;
 }
