@@ -55,7 +55,11 @@ fn form_terms(value: &str, starts_on: &str, ends_on: &str, text: &str) -> Result
     )?)
 }
 
-fn terms_fields(t: Option<&Terms>) -> maud::Markup {
+/// How many suppliers the new-contract form offers (a supplier's own page offers a
+/// contract with it, whatever the count).
+const SUPPLIER_CHOICES: u32 = 500;
+
+pub(super) fn terms_fields(t: Option<&Terms>) -> maud::Markup {
     let value = t.map(|t| format!("{}.{:02}", t.value_cents / 100, t.value_cents % 100));
     html! {
         label { "Value (EUR)" input name="value" required inputmode="decimal" maxlength="15" value=[value]; }
@@ -76,13 +80,14 @@ async fn list_page(authed: Result<Authed, Error>) -> Response {
         let (nav, _) = nav(&mut authed).await?;
         let list = contracts::list(authed.tx().await?, 200).await?;
         let suppliers = PgSupplierRepository
-            .list(authed.tx().await?, None, 500)
+            .list(authed.tx().await?, None, SUPPLIER_CHOICES)
             .await?;
+        let mut ids: Vec<Uuid> = list.iter().map(|c| c.supplier_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let names = crate::suppliers::names(authed.tx().await?, &ids).await?;
         authed.commit().await?;
-        let names: HashMap<Uuid, &str> = suppliers
-            .iter()
-            .map(|s| (s.id.as_uuid(), s.name.as_str()))
-            .collect();
+        let names: HashMap<Uuid, &str> = names.iter().map(|(id, n)| (*id, n.as_str())).collect();
         let may_manage = can(&authed, Permission::ManageSuppliers);
         let body = html! {
             h1 { "Contracts" }
@@ -94,6 +99,9 @@ async fn list_page(authed: Result<Authed, Error>) -> Response {
                         label { "Supplier" select name="supplier" required {
                             @for s in &suppliers { option value=(s.id) { (s.name) } }
                         } }
+                        @if suppliers.len() as u32 >= SUPPLIER_CHOICES {
+                            p.muted { "The first " (SUPPLIER_CHOICES) " suppliers by name. For another, start from the supplier's page." }
+                        }
                         label { "Title" input name="title" required maxlength="200"; }
                         (terms_fields(None))
                         button type="submit" { "Create" }

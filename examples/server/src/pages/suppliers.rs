@@ -266,6 +266,16 @@ fn supplier_body(
                         button type="submit" { "Save" }
                     }
                 }
+                section aria-labelledby="contract-h" {
+                    h2 id="contract-h" { "New contract with this supplier" }
+                    form.stack method="post" action="/contracts" {
+                        (csrf_field(csrf))
+                        input type="hidden" name="supplier" value=(s.id);
+                        label { "Title" input name="title" required maxlength="200"; }
+                        (super::contracts::terms_fields(None))
+                        button type="submit" { "Create the contract" }
+                    }
+                }
                 form method="post" action=(at("archive")) {
                     (csrf_field(csrf))
                     button.danger type="submit" { "Archive" }

@@ -170,5 +170,31 @@ async fn two_edits_of_one_version_one_wins_and_the_other_writes_nothing() {
         .await;
     assert_eq!(after.body["name"], "Via API");
     assert_eq!(w.count(Action::SupplierUpdated), 2);
+
+    // A contract started from the supplier's page (its form names the supplier), listed
+    // with the supplier's name.
+    let page = open(&w, &admin, &path).await;
+    assert!(
+        page.html
+            .contains(&format!("name=\"supplier\" value=\"{id}\""))
+    );
+    let made = post(
+        &w,
+        &admin,
+        "/contracts",
+        &[
+            ("supplier", id.as_str()),
+            ("title", "Framework agreement"),
+            ("value", "1000"),
+            ("starts_on", "2027-01-01"),
+            ("ends_on", "2027-12-31"),
+            ("terms", "Net 30"),
+        ],
+    )
+    .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.html);
+    assert!(made.location().unwrap_or("").starts_with("/contracts/"));
+    let list = open(&w, &admin, "/contracts").await;
+    assert!(list.html.contains("Framework agreement") && list.html.contains("Via API"));
     w.close().await;
 }
