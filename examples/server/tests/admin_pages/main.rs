@@ -7,6 +7,7 @@
 mod common;
 
 mod elevations_tokens;
+mod every_page;
 mod forms;
 mod sso_scim;
 mod supplier_edit;
