@@ -21,7 +21,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::layout::csrf_field;
-use super::{Nav, error_page, page, see_other};
+use super::{Nav, error_page, page, see_other, when};
 use crate::state::AppState;
 
 pub(super) fn table() -> RouteTable<AppState> {
@@ -419,8 +419,8 @@ async fn account_page(authed: Result<Authed, Error>, Query(q): Query<AccountQuer
                             @for s in &sessions {
                                 tr {
                                     td { (s.user_agent.as_deref().unwrap_or("unknown")) }
-                                    td { (date(s.created_at)) }
-                                    td { (date(s.last_seen_at)) }
+                                    td { (when(s.created_at)) }
+                                    td { (when(s.last_seen_at)) }
                                     td {
                                         @if s.id == session.session { "this session" } @else {
                                             form.inline method="post" action=(format!("/account/sessions/{}/revoke", s.id)) {
@@ -449,11 +449,6 @@ async fn account_page(authed: Result<Authed, Error>, Query(q): Query<AccountQuer
     }
     .await;
     result.unwrap_or_else(|e| error_page(&e, None))
-}
-
-fn date(t: time::OffsetDateTime) -> String {
-    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    t.format(&f).unwrap_or_default()
 }
 
 /// The secret of an `otpauth://` URI, for people who type it instead of scanning.

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::account::nav;
 use super::layout::csrf_field;
-use super::{error_page, error_page_back, page, parse_form, see_other};
+use super::{error_page, error_page_back, page, parse_form, see_other, when};
 use crate::state::AppState;
 
 const BACK: &str = "/admin/elevations";
@@ -73,11 +73,6 @@ fn state(s: ElevationState) -> &'static str {
         ElevationState::Expired => "ended",
         ElevationState::Revoked => "revoked",
     }
-}
-
-fn when(t: time::OffsetDateTime) -> String {
-    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    t.format(&f).unwrap_or_default()
 }
 
 /// What the actions column offers for `e`: approve (a pending one, to an admin who neither

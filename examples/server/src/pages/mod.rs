@@ -153,6 +153,12 @@ pub(crate) fn cents(amount: &str, field: &'static str) -> Result<i64, procuhelp_
     Ok(units * 100 + fraction)
 }
 
+/// A time as pages show it (`2026-12-04 14:45 UTC`).
+pub(crate) fn when(t: time::OffsetDateTime) -> String {
+    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    t.format(&f).unwrap_or_default()
+}
+
 /// Cents as euros (`€7200.50`).
 pub(crate) fn money(cents: i64) -> String {
     format!("€{}.{:02}", cents / 100, cents % 100)

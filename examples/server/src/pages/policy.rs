@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::account::nav;
 use super::layout::csrf_field;
-use super::{error_page, error_page_back, page, parse_form, see_other};
+use super::{error_page, error_page_back, page, parse_form, see_other, when};
 use crate::state::AppState;
 
 pub(super) fn table() -> RouteTable<AppState> {
@@ -57,11 +57,6 @@ fn setting_label(setting: &str) -> &'static str {
         "operator_access_needs_approval" => "Operator access to our data needs an admin's approval",
         _ => "Another setting",
     }
-}
-
-fn date(t: time::OffsetDateTime) -> String {
-    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    t.format(&f).unwrap_or_default()
 }
 
 #[derive(Deserialize, Default)]
@@ -130,7 +125,7 @@ async fn policy_page(authed: Result<Authed, Error>, Query(q): Query<DoneQuery>) 
                                 tr data-change=(c.id) {
                                     td { (setting_label(c.setting)) ": " (if c.value { "on" } else { "off" }) }
                                     td { (names.get(&c.requested_by).map_or("a former user", String::as_str)) }
-                                    td { (date(c.expires_at)) }
+                                    td { (when(c.expires_at)) }
                                     td {
                                         @if c.requested_by == me.id {
                                             span.muted { "Another admin approves it." }

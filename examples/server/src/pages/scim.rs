@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::account::nav;
 use super::layout::csrf_field;
-use super::{error_page, error_page_back, page, parse_form, see_other};
+use super::{error_page, error_page_back, page, parse_form, see_other, when};
 use crate::mail::Mail;
 use crate::state::AppState;
 
@@ -57,16 +57,6 @@ fn notice(key: Option<&str>) -> Option<(&'static str, &'static str)> {
     }
 }
 
-fn when(t: time::OffsetDateTime) -> String {
-    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    t.format(&f).unwrap_or_default()
-}
-
-/// The tenant URL on the server's public origin (a path when the origin is not known).
-fn tenant_url(mail: &Mail, path: &str) -> String {
-    mail.link(path)
-}
-
 /// `GET /admin/scim`.
 async fn scim_page(
     State(mail): State<Mail>,
@@ -84,7 +74,7 @@ async fn scim_page(
         let settings = scim::settings(&mut authed).await?;
         authed.commit().await?;
         let now = authed.sdk().now();
-        let base = tenant_url(&mail, &format!("/scim/v2/{}", authed.org()));
+        let base = mail.link(&format!("/scim/v2/{}", authed.org()));
         let csrf = &nav.csrf;
         let body = html! {
             h1 { "SCIM provisioning" }
@@ -261,7 +251,7 @@ async fn create(State(mail): State<Mail>, mut authed: Authed, body: Bytes) -> Re
         // Before the token's commit ends the request's transaction.
         let (nav, _) = nav(&mut authed).await?;
         let issued = scim::issue_token(&mut authed, &form.name, days).await?;
-        let base = tenant_url(&mail, &issued.tenant_url);
+        let base = mail.link(&issued.tenant_url);
         let body = html! {
             h1 { "SCIM token created" }
             section aria-labelledby="secret-h" {

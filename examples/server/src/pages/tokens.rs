@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use super::account::nav;
 use super::layout::csrf_field;
-use super::{error_page, error_page_back, page, parse_form, see_other};
+use super::{error_page, error_page_back, page, parse_form, see_other, when};
 use crate::state::AppState;
 
 const BACK: &str = "/admin/tokens";
@@ -47,11 +47,6 @@ fn notice(key: Option<&str>) -> Option<(&'static str, &'static str)> {
         "revoked" => Some(("revoked", "The token is revoked: it no longer works.")),
         _ => None,
     }
-}
-
-fn when(t: time::OffsetDateTime) -> String {
-    let f = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
-    t.format(&f).unwrap_or_default()
 }
 
 /// `GET /admin/tokens`.

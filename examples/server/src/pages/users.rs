@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 use super::account::nav;
 use super::layout::csrf_field;
-use super::{can, error_page, error_page_back, page, parse_form, see_other};
+use super::{can, error_page, error_page_back, page, parse_form, see_other, when};
 use crate::mail::Mail;
 use crate::state::AppState;
 
@@ -219,7 +219,7 @@ async fn user_page(
                     }
                     dt { "Signing in" } dd data-locked=(if held_until.is_some() { "yes" } else { "no" }) {
                         @if let Some(until) = held_until {
-                            "held back after failed attempts, until " (until.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()) " (UTC)"
+                            "held back after failed attempts, until " (when(until))
                         } @else { "open" }
                     }
                 }
